@@ -1,0 +1,53 @@
+"""The ``instrument-classifier`` command line: one entry point, one subcommand per task.
+
+Each subcommand lives in the module that does the work; that module exposes
+``add_arguments(parser)`` and ``run(args) -> int``. Modules are imported lazily
+so ``--help`` and light subcommands stay fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import List, Optional
+
+# name -> (module, one-line help)
+COMMANDS = {
+    "synth": ("instrument_classifier.data.render", "render MusicNet label CSVs to a MusicNet-layout corpus with FluidSynth"),
+    "prepare": ("instrument_classifier.data.prepare", "build a `datasets` dataset of MFCC windows from a MusicNet folder"),
+    "evaluate": ("instrument_classifier.evaluation.evaluate_models", "evaluate models on a split: metrics.json, tables, figures"),
+    "predict": ("instrument_classifier.predict", "which instruments play when, in audio files"),
+    "demo": ("instrument_classifier.demo", "launch the Gradio demo (the Space) locally"),
+    "push-model": ("instrument_classifier.hub", "upload a trained or bundled model to the Hugging Face Hub"),
+    "push-space": ("instrument_classifier.hub", "upload the Gradio app as a Hugging Face Space"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="instrument-classifier",
+        description="Frame-level musical instrument recognition (MusicNet, Hugging Face models).",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, (module_name, help_text) in COMMANDS.items():
+        module = importlib.import_module(module_name)
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        getattr(module, f"add_{name.replace('-', '_')}_arguments", getattr(module, "add_arguments", None))(p)
+        p.set_defaults(_module=module_name, _name=name)
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    module = importlib.import_module(args._module)
+    runner = getattr(module, f"run_{args._name.replace('-', '_')}", getattr(module, "run", None))
+    try:
+        return int(runner(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
