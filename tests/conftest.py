@@ -1,0 +1,119 @@
+"""Shared fixtures: small MusicNet-layout folders built from deterministic tones.
+
+Each instrument gets its own harmonic profile and envelope, so the audio is
+distinguishable per instrument and labels are exact to the sample.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Dict, List, Sequence, Tuple
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+SR = 44100
+HEADER = ["start_time", "end_time", "instrument", "note", "start_beat", "end_beat", "note_value"]
+
+# program -> (harmonic amplitudes, decay per second)
+_TIMBRES: Dict[int, Tuple[Sequence[float], float]] = {
+    1: ((1.0, 0.5, 0.3, 0.1), 3.0),  # piano: bright, decaying
+    7: ((0.6, 0.6, 0.5, 0.4, 0.3), 6.0),
+    41: ((1.0, 0.7, 0.5, 0.4, 0.3, 0.2), 0.0),  # sawtooth-like strings
+    42: ((1.0, 0.6, 0.4, 0.3), 0.0),
+    43: ((1.0, 0.8, 0.5, 0.3), 0.0),
+    44: ((1.0, 0.9, 0.3), 0.0),
+    61: ((1.0, 0.4, 0.1), 0.0),
+    69: ((0.3, 1.0, 0.6, 0.5), 0.0),
+    71: ((0.8, 1.0, 0.4), 0.0),
+    72: ((1.0, 0.05, 0.5, 0.05, 0.3), 0.0),  # clarinet: odd harmonics
+    74: ((1.0, 0.1), 0.0),  # flute: nearly sine
+}
+
+Note = Tuple[int, int, int, int]  # start, end (samples), program, midi pitch
+
+
+def synth_notes(notes: Sequence[Note], num_samples: int, seed: int = 0) -> np.ndarray:
+    """Render notes as harmonic tones; silence elsewhere (plus -80 dB noise)."""
+    rng = np.random.default_rng(seed)
+    out = 1e-4 * rng.standard_normal(num_samples).astype(np.float64)
+    for start, end, program, pitch in notes:
+        end = min(end, num_samples)
+        if end <= start:
+            continue
+        t = np.arange(end - start) / SR
+        f0 = 440.0 * 2 ** ((pitch - 69) / 12)
+        amps, decay = _TIMBRES.get(program, ((1.0,), 0.0))
+        tone = sum(a * np.sin(2 * np.pi * f0 * (k + 1) * t) for k, a in enumerate(amps) if f0 * (k + 1) < SR / 2)
+        env = np.exp(-decay * t) * np.minimum(1.0, t / 0.005)
+        out[start:end] += 0.1 * tone * env
+    return out.astype(np.float32)
+
+
+def write_labels(path: Path, notes: Sequence[Note]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(HEADER)
+        for start, end, program, pitch in notes:
+            w.writerow([start, end, program, pitch, 0.0, 1.0, "Quarter"])
+
+
+def default_recordings(seconds: float = 8.0) -> Dict[str, Dict]:
+    """Six train recordings and two test recordings covering all 11 programs."""
+    n = int(seconds * SR)
+    groups = {
+        "1001": ("train", [1, 41]),
+        "1002": ("train", [41, 42, 43]),
+        "1003": ("train", [44, 61, 71]),
+        "1004": ("train", [69, 72, 74]),
+        "1005": ("train", [1, 7]),
+        "1006": ("train", [43, 72]),
+        "2001": ("test", [1, 41, 74]),
+        "2002": ("test", [42, 43, 69, 71]),
+    }
+    recordings = {}
+    for rid, (split, programs) in groups.items():
+        notes: List[Note] = []
+        step = SR // 2
+        for i, start in enumerate(range(0, n - step, step)):
+            program = programs[i % len(programs)]
+            pitch = 48 + (i * 5 + int(rid)) % 24
+            notes.append((start, start + step + SR // 4, program, pitch))
+        recordings[rid] = {"split": split, "notes": notes, "num_samples": n}
+    return recordings
+
+
+def make_musicnet(root: Path, recordings: Dict[str, Dict] | None = None, layout: str = "original",
+                  sr: int = SR, subtype: str = "PCM_16") -> Path:
+    """Write a MusicNet-layout folder; returns the path to pass as ``--data-dir``.
+
+    ``layout="kaggle"`` nests it as ``root/musicnet/musicnet/...`` with the metadata one level up.
+    """
+    recordings = default_recordings() if recordings is None else recordings
+    base = root / "musicnet" / "musicnet" if layout == "kaggle" else root
+    meta_dir = root / "musicnet" if layout == "kaggle" else root
+    for rid, rec in recordings.items():
+        audio = synth_notes(rec["notes"], rec["num_samples"], seed=int(rid))
+        if sr != SR:
+            import soxr
+
+            audio = soxr.resample(audio, SR, sr)
+        (base / f"{rec['split']}_data").mkdir(parents=True, exist_ok=True)
+        sf.write(base / f"{rec['split']}_data" / f"{rid}.wav", audio, sr, subtype=subtype)
+        write_labels(base / f"{rec['split']}_labels" / f"{rid}.csv", rec["notes"])
+    meta_dir.mkdir(parents=True, exist_ok=True)
+    with open(meta_dir / "musicnet_metadata.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["id", "composer", "composition", "movement", "ensemble", "source", "transcriber", "catalog_name", "seconds"])
+        for rid, rec in recordings.items():
+            w.writerow([rid, "Synthetic", "Tones", "1", "Test", "tests", "tests", "T1", rec["num_samples"] // SR])
+    return root
+
+
+@pytest.fixture
+def make_synthetic_musicnet():
+    """Factory fixture: ``make_synthetic_musicnet(tmp_path, layout="original", recordings=None)``."""
+    return make_musicnet
