@@ -1,0 +1,63 @@
+# instrument-classifier — `make run` (render, prepare, train, evaluate) and `make test`.
+# Everything installs into .venv/ at the repo root; system packages come from apt (Debian, as root).
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+CLI := $(VENV)/bin/instrument-classifier
+STAMP := $(VENV)/.installed
+
+# FluidSynth and General MIDI sample libraries to render MusicNet scores; Chromium for the browser test.
+APT_PACKAGES := fluidsynth libfluidsynth3 fluid-soundfont-gm timgm6mb-soundfont csound-soundfont \
+                opl3-soundfont chromium
+
+CORPUS := corpora/default
+DATASET := outputs/default/dataset
+RUN_DIR := outputs/default
+EPOCHS ?= 12
+
+.PHONY: run test install apt models bench clean
+
+install: $(STAMP)
+
+apt:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "apt: installing$$missing"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+# torch is pinned to the CPU wheel on this disk (torch==2.13.0); GPU users: install
+# the CUDA build of torch into .venv first (https://pytorch.org/get-started/locally/).
+$(STAMP): pyproject.toml | apt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+# Render the shipped MusicNet label excerpts, build the dataset, train both models, evaluate on test.
+run: $(STAMP)
+	$(CLI) synth --out $(CORPUS)
+	$(CLI) prepare --data-dir $(CORPUS) --output $(DATASET)
+	$(PY) train.py --model_type cnn --dataset_path $(DATASET) --output_dir $(RUN_DIR)/cnn \
+	  --num_train_epochs $(EPOCHS) --overwrite_output_dir
+	$(PY) train.py --model_type transformer --dataset_path $(DATASET) --output_dir $(RUN_DIR)/transformer \
+	  --num_train_epochs $(EPOCHS) --overwrite_output_dir
+	$(CLI) evaluate --model $(RUN_DIR)/cnn --model $(RUN_DIR)/transformer --dataset $(DATASET) \
+	  --split test --output $(RUN_DIR)/evaluation
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+# The generalisation recipe: several sample libraries, one held out; writes instrument_classifier/pretrained/.
+models: $(STAMP)
+	$(PY) -m instrument_classifier.recipe --workdir corpora/recipe --output instrument_classifier/pretrained
+
+bench: $(STAMP)
+	for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b; done
+
+clean:
+	rm -rf corpora outputs .pytest_cache
