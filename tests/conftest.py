@@ -117,3 +117,26 @@ def make_musicnet(root: Path, recordings: Dict[str, Dict] | None = None, layout:
 def make_synthetic_musicnet():
     """Factory fixture: ``make_synthetic_musicnet(tmp_path, layout="original", recordings=None)``."""
     return make_musicnet
+
+
+#: Shipped excerpts rendered by ``rendered_corpus``: together all 11 MusicNet instruments in train
+#: (piano quintet with contrabass, wind quintet, violin + harpsichord, wind and strings octet, solo cello)
+#: and 7 in test (accompanied violin, clarinet/bassoon pairs, string quartet).
+RENDERED_CORPUS_IDS = {"train": ("1727", "2082", "2127", "2221", "2285"), "test": ("2106", "2416", "2628")}
+
+
+@pytest.fixture(scope="session")
+def rendered_corpus(tmp_path_factory) -> Path:
+    """A real rendered MusicNet-layout corpus: 8 shipped excerpts, first 10 s each, FluidR3 GM (~2 s to build).
+
+    Layout: ``train_data/ID.wav``, ``train_labels/ID.csv``, ``test_data/``, ``test_labels/``,
+    ``musicnet_metadata.csv``, ``render_info.json``. Skips if FluidSynth or FluidR3 GM is missing.
+    """
+    render = pytest.importorskip("instrument_classifier.data.render")
+    if not render.DEFAULT_SOUNDFONT.is_file():
+        pytest.skip(f"{render.DEFAULT_SOUNDFONT} not installed (apt fluid-soundfont-gm)")
+    pytest.importorskip("fluidsynth")
+    out = tmp_path_factory.mktemp("rendered_corpus")
+    for split, ids in RENDERED_CORPUS_IDS.items():
+        render.render_corpus(None, None, out, split=split, ids=ids, max_seconds=10.0, seed=0, progress=False)
+    return out

@@ -1,0 +1,625 @@
+"""``instrument-classifier prepare``: MusicNet-layout folders -> a ``datasets.DatasetDict`` of feature windows.
+
+Splits
+------
+``test`` is MusicNet's own test split. ``validation`` is carved out of MusicNet's train split **by piece**
+(MusicNet id): every rendering of a piece lands in the same split, so no piece is in two splits. The choice
+is stratified and deterministic given ``seed``: pieces are shuffled, then for each label, rarest first, that
+occurs in at least two train pieces and is not yet in validation, the piece with that label adding the most
+still-missing labels moves to validation, unless it is the last train piece of some label. The remaining
+quota is filled from the shuffled order under the same rule. On tiny corpora this can take more than
+``validation_fraction`` of the pieces, so that every label that can be validated is.
+
+Windows
+-------
+Features are computed once per recording over the whole file (``extract(..., normalize=False)``: rows hold
+RAW features; the normalisation fitted on ``train`` is saved in ``output/feature_extractor/``), then cut
+into windows of ``window_frames`` frames (default 256 = 2.97 s at 44.1 kHz, hop 512: long enough for
+several notes with their attacks and decays, short enough to localise instruments and to batch cheaply).
+
+* ``train`` windows start every ``hop_frames`` (default 128, 50 % overlap): twice the examples, and every
+  note is seen both near the middle and near the edge of some window (a free time-shift augmentation).
+* ``validation`` and ``test`` windows do not overlap, so every frame is scored exactly once.
+* The tail shorter than a window, and a recording shorter than one window, are zero-padded: the audio is
+  extended with digital silence before feature extraction (so padded frames hold the features of silence,
+  exactly what the model sees for silence at inference, not arbitrary zeros) and their ``frame_labels`` are
+  0 (nothing sounds there). A final window is dropped only if fewer than a quarter of its frames are real
+  audio and it is not the recording's only window: at most 63 frames (0.73 s) at a recording's end are
+  lost that way in validation/test, none in train with 50 % overlap (the previous window covers them), and
+  no recording is ever lost for being short.
+* The normalisation (per-coefficient mean/std) is fitted on the train windows exactly as the model sees
+  them: overlapping frames count twice, padded frames count.
+
+Bad input
+---------
+Every recording is checked before any feature is computed (pairing, the whole label CSV, the taxonomy, the
+audio header); decoding problems (truncated data, NaN samples) surface while its features are computed.
+Either way the error names the file (and CSV row). With ``skip_bad`` the recording is skipped with a warning
+instead and listed in ``prepare_info.json["skipped"]``; the summary prints how many.
+
+Caching and memory
+------------------
+Rows are generated recording by recording with ``Dataset.from_generator`` (memory is one recording's audio
+and STFT per worker, about 1.5 GB for MusicNet's longest, 18-minute recording; never the corpus), sharded by recording list so ``num_proc`` workers produce identical rows in
+the same order. Each split gets a ``fingerprint`` hashing the code version, every parameter and every input
+file's (path, size, mtime_ns): a rerun reuses the ``datasets`` cache, a changed label or audio file or
+parameter rebuilds. If ``output`` already holds a dataset with the same fingerprint it is kept as is.
+
+Output (written to a temporary folder next to ``output`` and moved into place with ``os.replace``)::
+
+    output/dataset_dict.json, train/, validation/, test/    DatasetDict.save_to_disk
+    output/feature_extractor/preprocessor_config.json      mean/std fitted on train
+    output/prepare_info.json                               taxonomy, labels, windows, per-split counts, fingerprint
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import re
+import shutil
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from ..audio import TARGET_SR, AudioError, audio_info, load_audio
+from .musicnet import MusicNetError, find_musicnet_root, frame_activity, label_indices, list_recordings, read_labels
+from .taxonomy import DEFAULT_TAXONOMY, TAXONOMIES, UnknownInstrumentError, get_taxonomy
+
+__all__ = [
+    "CODE_VERSION",
+    "SPLIT_NAMES",
+    "build_dataset",
+    "load_prepared",
+    "window_starts",
+    "choose_validation_pieces",
+    "push_prepared",
+    "add_prepare_arguments",
+    "run_prepare",
+]
+
+#: Bump when the rows produced for the same inputs change: it is part of every fingerprint.
+CODE_VERSION = "prepare-1"
+SPLIT_NAMES = ("train", "validation", "test")
+INFO_FILE = "prepare_info.json"
+EXTRACTOR_DIR = "feature_extractor"
+#: A final partial window is kept when at least this fraction of it is real audio.
+MIN_TAIL_FRACTION = 0.25
+
+PathLike = Union[str, os.PathLike]
+
+
+# -- windows and validation pieces --------------------------------------------------------------------
+
+def window_starts(num_frames: int, window_frames: int, hop_frames: int) -> List[int]:
+    """First frame of every window over ``num_frames`` real frames (see "Windows" in the module doc)."""
+    starts = [0]
+    while starts[-1] + window_frames < num_frames:
+        starts.append(starts[-1] + hop_frames)
+    if len(starts) > 1 and num_frames - starts[-1] < MIN_TAIL_FRACTION * window_frames:
+        starts.pop()
+    return starts
+
+
+def choose_validation_pieces(piece_labels: Dict[str, set], validation_fraction: float, seed: int = 0) -> List[str]:
+    """Pieces (MusicNet ids) for validation, stratified by label; see "Splits" in the module doc."""
+    pieces = sorted(piece_labels)
+    if validation_fraction <= 0 or len(pieces) < 2:
+        return []
+    quota = min(len(pieces) - 1, max(1, round(validation_fraction * len(pieces))))
+    order = [pieces[i] for i in np.random.default_rng(seed).permutation(len(pieces))]
+    train_count = {}  # label -> number of train pieces with it
+    for piece in pieces:
+        for label in piece_labels[piece]:
+            train_count[label] = train_count.get(label, 0) + 1
+    chosen: List[str] = []
+
+    def movable(piece: str) -> bool:  # moving it keeps every label in train
+        return piece not in chosen and all(train_count[label] > 1 for label in piece_labels[piece])
+
+    def move(piece: str) -> None:
+        chosen.append(piece)
+        for label in piece_labels[piece]:
+            train_count[label] -= 1
+
+    covered = set()
+    for label in sorted(train_count, key=lambda lab: (train_count[lab], lab)):
+        if label in covered or train_count[label] < 2:
+            continue
+        candidates = [p for p in order if label in piece_labels[p] and movable(p)]
+        if candidates:
+            best = max(candidates, key=lambda p: len(piece_labels[p] - covered))  # first in order on ties
+            move(best)
+            covered |= piece_labels[best]
+    for piece in order:
+        if len(chosen) >= quota:
+            break
+        if movable(piece):
+            move(piece)
+    return sorted(chosen, key=pieces.index)
+
+
+# -- planning: which recording goes where ------------------------------------------------------------
+
+def _plan_corpus(data_dir: PathLike, taxonomy, skip_bad: bool, skipped: list) -> List[dict]:
+    """Check every recording of one corpus up front (labels fully, audio header) and describe it as a job."""
+    root = find_musicnet_root(data_dir)
+    corpus = Path(data_dir).resolve().name
+    jobs = []
+    for rec in list_recordings(root, skip_bad=skip_bad, skipped=skipped):
+        try:
+            notes = read_labels(rec.labels_path)
+            labels = sorted(set(label_indices(notes, taxonomy, str(rec.labels_path)).tolist()))
+            audio_info(rec.audio_path)
+        except (MusicNetError, UnknownInstrumentError, AudioError) as exc:
+            if not skip_bad:
+                raise
+            warnings.warn(f"skipping recording {corpus}/{rec.id}: {exc}", stacklevel=2)
+            skipped.append((f"{corpus}/{rec.id}", str(exc)))
+            continue
+        jobs.append({
+            "recording_id": f"{corpus}/{rec.id}",
+            "piece_id": rec.id,
+            "split": rec.split,
+            "audio_path": str(rec.audio_path.resolve()),
+            "labels_path": str(rec.labels_path.resolve()),
+            "labels": labels,
+        })
+    return jobs
+
+
+def _plan_corpora(data_dirs: Sequence[PathLike], taxonomy, skip_bad: bool, skipped: list) -> List[dict]:
+    names = [Path(d).resolve().name for d in data_dirs]
+    if len(set(names)) != len(names):
+        raise ValueError(f"data directories must have distinct folder names (they prefix recording ids): {names}")
+    return [job for d in data_dirs for job in _plan_corpus(d, taxonomy, skip_bad, skipped)]
+
+
+def _assign_splits(jobs: List[dict], eval_jobs: Optional[List[dict]], validation_fraction: float,
+                   seed: int) -> Dict[str, List[dict]]:
+    test_source = jobs if eval_jobs is None else eval_jobs
+    train_pool = [j for j in jobs if j["split"] == "train"]
+    test = [j for j in test_source if j["split"] == "test"]
+    leaked = sorted({j["piece_id"] for j in train_pool} & {j["piece_id"] for j in test})
+    if leaked:
+        raise MusicNetError(f"pieces {leaked} are in the train split of one corpus and the test split of another")
+    val_source = train_pool if eval_jobs is None else [j for j in eval_jobs if j["split"] == "train"]
+    candidates = {j["piece_id"] for j in val_source}
+    piece_labels: Dict[str, set] = {}
+    for job in train_pool:
+        if job["piece_id"] in candidates:
+            piece_labels.setdefault(job["piece_id"], set()).update(job["labels"])
+    validation_pieces = set(choose_validation_pieces(piece_labels, validation_fraction, seed))
+    return {
+        "train": [j for j in train_pool if j["piece_id"] not in validation_pieces],
+        "validation": [j for j in val_source if j["piece_id"] in validation_pieces],
+        "test": test,
+    }
+
+
+def _fingerprint(split: str, jobs: List[dict], params: dict) -> str:
+    files = []
+    for job in jobs:
+        stats = [(p, os.stat(p).st_size, os.stat(p).st_mtime_ns) for p in (job["audio_path"], job["labels_path"])]
+        files.append([job["recording_id"], job["piece_id"], stats])
+    payload = json.dumps({"code": CODE_VERSION, "split": split, "params": params, "files": files}, sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()[:40]
+
+
+# -- row generation (runs in datasets' worker processes) ---------------------------------------------
+
+def _recording_rows(job: dict, extractor, taxonomy, window_frames: int, hop_frames: int) -> List[dict]:
+    audio, _ = load_audio(job["audio_path"], sr=extractor.sampling_rate)
+    notes = read_labels(job["labels_path"])
+    late = np.flatnonzero(notes["start"] >= len(audio))
+    if len(late):
+        row = notes[late[0]]
+        raise MusicNetError(
+            f"{job['labels_path']}, row {row['line']}: note starts at sample {row['start']}, after the end of "
+            f"the audio ({job['audio_path']} has {len(audio)} samples at {extractor.sampling_rate} Hz)"
+        )
+    real_frames = extractor.num_frames(len(audio))
+    starts = window_starts(real_frames, window_frames, hop_frames)
+    total = starts[-1] + window_frames
+    padded = max(len(audio), (total - 1) * extractor.hop_length)  # samples giving >= total frames
+    features = extractor.extract(np.pad(audio, (0, padded - len(audio))), normalize=False)
+    activity = frame_activity(notes, total, taxonomy, extractor.hop_length, source=job["labels_path"])
+    activity[real_frames:] = 0  # padding is silence
+    rows = []
+    for start in starts:
+        frames = activity[start : start + window_frames]
+        rows.append({
+            "input_features": features[start : start + window_frames],
+            "labels": frames.max(axis=0).astype(np.float32),
+            "frame_labels": frames,
+            "recording_id": job["recording_id"],
+            "piece_id": job["piece_id"],
+            "start_frame": start,
+        })
+    return rows
+
+
+def _generate_rows(jobs: List[dict], split: str, extractor_config: dict, taxonomy: str, window_frames: int,
+                   hop_frames: int, skip_bad: bool, progress: bool, in_worker: bool) -> Iterator[dict]:
+    from tqdm.auto import tqdm
+
+    if in_worker:
+        import torch
+
+        # A forked worker inherits the parent's OpenMP pool in a broken state: torch would deadlock if the
+        # parent had already run a parallel op. One thread per worker also avoids oversubscription.
+        torch.set_num_threads(1)
+
+    from ..modeling.feature_extraction_instrument import InstrumentFeatureExtractor
+
+    extractor = InstrumentFeatureExtractor(**extractor_config)
+    taxonomy = get_taxonomy(taxonomy)
+    for job in tqdm(jobs, desc=f"features ({split})", unit="rec", disable=not progress, leave=False):
+        try:
+            rows = _recording_rows(job, extractor, taxonomy, window_frames, hop_frames)
+        except (MusicNetError, AudioError, UnknownInstrumentError) as exc:
+            if not skip_bad:
+                raise
+            warnings.warn(f"skipping recording {job['recording_id']}: {exc}")
+            continue
+        yield from rows
+
+
+def _features(window_frames: int, feature_size: int, num_labels: int):
+    from datasets import Array2D, Features, List, Value
+
+    return Features({
+        "input_features": Array2D((window_frames, feature_size), "float32"),
+        "labels": List(Value("float32"), length=num_labels),
+        "frame_labels": Array2D((window_frames, num_labels), "uint8"),
+        "recording_id": Value("string"),
+        "piece_id": Value("string"),
+        "start_frame": Value("int32"),
+    })
+
+
+_INPUT_ERRORS = {cls.__name__: cls for cls in (MusicNetError, AudioError, UnknownInstrumentError)}
+
+
+def _input_error(exc: BaseException) -> Optional[Exception]:
+    """The bad-input error behind datasets' generic DatasetGenerationError, if that is what it wraps."""
+    cause = exc.__cause__ or exc.__context__
+    if isinstance(cause, tuple(_INPUT_ERRORS.values())):
+        return cause
+    # from a worker process only the remote traceback's text survives: recover the first error line
+    match = re.search(r"^instrument_classifier\.[\w.]*\.(\w+): (.*)$", str(cause or ""), re.MULTILINE)
+    if match and match.group(1) in _INPUT_ERRORS:
+        return _INPUT_ERRORS[match.group(1)](match.group(2))
+    return None
+
+
+def _generate_split(split: str, jobs: List[dict], fingerprint: str, features, gen_kwargs: dict, num_proc: int,
+                    cache_dir: Optional[str]):
+    from datasets import Dataset
+    from datasets.exceptions import DatasetGenerationError
+
+    def empty():
+        return Dataset.from_dict({name: [] for name in features}, features=features, split=split)
+
+    if not jobs:  # e.g. no validation pieces: datasets cannot generate an empty split
+        return empty()
+    workers = min(num_proc, len(jobs))
+    try:
+        return Dataset.from_generator(
+            _generate_rows,
+            features=features,
+            gen_kwargs={"jobs": jobs, "split": split, "in_worker": workers > 1, **gen_kwargs},
+            num_proc=workers if workers > 1 else None,
+            fingerprint=fingerprint,
+            cache_dir=cache_dir,
+            split=split,
+        )
+    except DatasetGenerationError as exc:
+        original = _input_error(exc)
+        if original is not None:
+            raise original from None  # the message that names the file, not datasets' generic one
+        raise
+    except ValueError as exc:
+        if "corresponds to no data" in str(exc):  # every recording of the split skipped (skip_bad)
+            return empty()
+        raise
+
+
+# -- output ----------------------------------------------------------------------------------------
+
+def _is_prepared(path: Path) -> bool:
+    return (path / INFO_FILE).is_file() or (path / "dataset_dict.json").is_file()
+
+
+def _check_output(output: Path) -> None:
+    if output.exists() and not output.is_dir():
+        raise FileExistsError(f"{output}: exists and is not a directory; choose another --output")
+    if output.is_dir() and any(output.iterdir()) and not _is_prepared(output):
+        raise FileExistsError(
+            f"{output}: directory is not empty and is not a prepared dataset (no {INFO_FILE}); refusing to "
+            "overwrite it. Choose another --output or remove it."
+        )
+
+
+def _replace_dir(tmp: Path, output: Path) -> None:
+    """Move the finished ``tmp`` to ``output``; a previous dataset there is removed only afterwards."""
+    old = None
+    if output.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{output.name}.old-", dir=output.parent))
+        os.replace(output, old / output.name)
+    os.replace(tmp, output)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _label_counts(dataset, labels: Sequence[str]) -> Dict[str, int]:
+    counts = np.zeros(len(labels), dtype=np.int64)
+    for batch in dataset.with_format("numpy", columns=["labels"]).iter(batch_size=1024):
+        counts += (batch["labels"] > 0).sum(axis=0)
+    return {label: int(c) for label, c in zip(labels, counts)}
+
+
+def _fit_normalization(extractor, train) -> None:
+    # The statistics of the training windows exactly as the model sees them (overlap and padding included).
+    blocks = (b["input_features"] for b in train.with_format("numpy", columns=["input_features"]).iter(batch_size=256))
+    extractor.fit_normalization(blocks)
+
+
+# -- the builder -----------------------------------------------------------------------------------
+
+def build_dataset(
+    data_dirs: Union[PathLike, Sequence[PathLike]],
+    output: PathLike,
+    taxonomy: str = DEFAULT_TAXONOMY,
+    window_frames: int = 256,
+    hop_frames: int = 128,
+    validation_fraction: float = 0.1,
+    num_proc: int = 1,
+    seed: int = 0,
+    skip_bad: bool = False,
+    eval_data_dirs: Optional[Union[PathLike, Sequence[PathLike]]] = None,
+    feature_extractor=None,
+    cache_dir: Optional[PathLike] = None,
+    progress: bool = True,
+):
+    """Build (or reuse) the windowed dataset in ``output`` and return it as a ``DatasetDict``.
+
+    Parameters
+    ----------
+    data_dirs : path or list of paths
+        MusicNet-layout folders (several renderings of the same pieces allowed); recording ids are
+        ``"<folder name>/<MusicNet id>"``.
+    output : path
+        Destination; replaced atomically. An existing non-empty folder that is not a prepared dataset is
+        never overwritten (``FileExistsError``).
+    taxonomy : {"seed12", "musicnet11"}
+    window_frames, hop_frames : int
+        Window length and train hop in feature frames (validation/test windows never overlap).
+    validation_fraction : float
+        Share of the train pieces moved to ``validation`` (by piece, stratified, deterministic by ``seed``).
+    num_proc : int
+        Worker processes for feature extraction (rows identical and in the same order for any value).
+    skip_bad : bool
+        Skip unusable recordings with a warning (listed in ``prepare_info.json["skipped"]``) instead of raising.
+    eval_data_dirs : path or list of paths, optional
+        Held-out corpora: validation windows (of the validation pieces) and test windows come from these.
+    feature_extractor : InstrumentFeatureExtractor, optional
+        Feature settings (default MFCC-13); its normalisation is refitted on ``train``, the object is not changed.
+    cache_dir : path, optional
+        ``datasets`` cache for the generated splits (default: the ``datasets`` cache).
+
+    Returns
+    -------
+    datasets.DatasetDict
+        ``train``, ``validation``, ``test``, memory-mapped from ``output``.
+    """
+    from datasets import DatasetDict, load_from_disk
+
+    from ..modeling.feature_extraction_instrument import InstrumentFeatureExtractor
+
+    output = Path(output)
+    data_dirs = [data_dirs] if isinstance(data_dirs, (str, os.PathLike)) else list(data_dirs)
+    if isinstance(eval_data_dirs, (str, os.PathLike)):
+        eval_data_dirs = [eval_data_dirs]
+    taxonomy = get_taxonomy(taxonomy).name
+    labels = list(get_taxonomy(taxonomy).labels)
+    if window_frames < 1 or not 1 <= hop_frames <= window_frames:
+        raise ValueError(f"need window_frames >= 1 and 1 <= hop_frames <= window_frames, got {window_frames}/{hop_frames}")
+    if not 0 <= validation_fraction < 1:
+        raise ValueError(f"validation_fraction must be in [0, 1), got {validation_fraction}")
+    extractor = InstrumentFeatureExtractor() if feature_extractor is None else feature_extractor
+    extractor = InstrumentFeatureExtractor.from_dict({**extractor.to_dict(), "mean": None, "std": None})
+    if extractor.sampling_rate != TARGET_SR:
+        raise ValueError(f"the feature extractor must run at {TARGET_SR} Hz (MusicNet labels count samples at that rate)")
+    _check_output(output)
+
+    skipped: List[Tuple[str, str]] = []
+    jobs = _plan_corpora(data_dirs, taxonomy, skip_bad, skipped)
+    eval_jobs = None if not eval_data_dirs else _plan_corpora(eval_data_dirs, taxonomy, skip_bad, skipped)
+    splits = _assign_splits(jobs, eval_jobs, validation_fraction, seed)
+    if not splits["train"]:
+        raise MusicNetError(f"no usable training recordings in {', '.join(map(str, data_dirs))}")
+
+    extractor_config = {k: v for k, v in extractor.to_dict().items() if k not in ("mean", "std")}
+    extractor_config.pop("feature_extractor_type", None)
+    extractor_config.pop("processor_class", None)
+    gen_kwargs = {"extractor_config": extractor_config, "taxonomy": taxonomy, "window_frames": window_frames,
+                  "skip_bad": skip_bad, "progress": progress}
+    params = {k: v for k, v in gen_kwargs.items() if k != "progress"}
+    fingerprints = {
+        split: _fingerprint(split, split_jobs, {**params, "hop_frames": hop_frames if split == "train" else window_frames})
+        for split, split_jobs in splits.items()
+    }
+    fingerprint = hashlib.sha256(json.dumps(fingerprints, sort_keys=True).encode()).hexdigest()[:40]
+    if _is_prepared(output) and _read_info(output).get("fingerprint") == fingerprint:
+        print(f"{output}: up to date (fingerprint {fingerprint}); reusing it", file=sys.stderr)
+        return load_from_disk(str(output))
+
+    features = _features(window_frames, extractor.feature_size, len(labels))
+    dataset = DatasetDict({
+        split: _generate_split(
+            split, split_jobs, fingerprints[split], features,
+            {**gen_kwargs, "hop_frames": hop_frames if split == "train" else window_frames},
+            num_proc, None if cache_dir is None else str(cache_dir),
+        )
+        for split, split_jobs in splits.items()
+    })
+    _fit_normalization(extractor, dataset["train"])
+
+    info = {
+        "taxonomy": taxonomy,
+        "labels": labels,
+        "window_frames": window_frames,
+        "hop_frames": hop_frames,
+        "frame_rate": extractor.frame_rate,
+        "feature_extractor": extractor.to_dict(),
+        "splits": {},
+        "skipped": [{"recording": name, "reason": reason} for name, reason in skipped],
+        "data_dirs": [str(Path(d).resolve()) for d in data_dirs],
+        "eval_data_dirs": [str(Path(d).resolve()) for d in eval_data_dirs or []],
+        "validation_fraction": validation_fraction,
+        "seed": seed,
+        "fingerprint": fingerprint,
+        "split_fingerprints": fingerprints,
+        "code_version": CODE_VERSION,
+    }
+    for split, ds in dataset.items():
+        present = sorted(set(ds["recording_id"]))
+        for job in splits[split]:  # failed while decoding in a worker (skip_bad): count it too
+            if job["recording_id"] not in present:
+                info["skipped"].append({"recording": job["recording_id"], "reason": "unusable audio or labels (see warnings)"})
+        info["splits"][split] = {
+            "recordings": len(present),
+            "windows": ds.num_rows,
+            "label_counts": _label_counts(ds, labels),
+            "recording_ids": present,
+            "pieces": sorted(set(ds["piece_id"])),
+        }
+
+    output.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{output.name}.tmp-", dir=output.parent))
+    try:
+        # an empty split must still be written as one (empty) shard, or datasets cannot load it back
+        dataset.save_to_disk(str(tmp), num_shards={s: 1 for s, d in dataset.items() if d.num_rows == 0} or None)
+        extractor.save_pretrained(str(tmp / EXTRACTOR_DIR))
+        (tmp / INFO_FILE).write_text(json.dumps(info, indent=2) + "\n")  # last: marks a complete dataset
+        _replace_dir(tmp, output)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return load_from_disk(str(output))
+
+
+def _read_info(path: Path) -> dict:
+    try:
+        return json.loads((path / INFO_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def load_prepared(path: PathLike):
+    """``(DatasetDict, prepare_info dict, InstrumentFeatureExtractor with train mean/std)`` from ``prepare``'s output."""
+    from datasets import load_from_disk
+
+    from ..modeling.feature_extraction_instrument import InstrumentFeatureExtractor
+
+    path = Path(path)
+    if not (path / INFO_FILE).is_file():
+        raise FileNotFoundError(
+            f"{path}: not a prepared dataset (no {INFO_FILE}); build one with `instrument-classifier prepare`"
+        )
+    info = json.loads((path / INFO_FILE).read_text())
+    extractor = InstrumentFeatureExtractor.from_pretrained(str(path / EXTRACTOR_DIR))
+    return load_from_disk(str(path)), info, extractor
+
+
+def push_prepared(path: PathLike, repo_id: str, private: Optional[bool] = None, token: Optional[str] = None) -> str:
+    """Upload a prepared dataset to the Hub: the splits as parquet, plus prepare_info.json and the feature extractor."""
+    from huggingface_hub import HfApi
+
+    path = Path(path)
+    dataset, _, _ = load_prepared(path)
+    dataset.push_to_hub(repo_id, private=private, token=token, commit_message="instrument-classifier prepare")
+    api = HfApi(token=token)
+    api.upload_file(path_or_fileobj=str(path / INFO_FILE), path_in_repo=INFO_FILE, repo_id=repo_id,
+                    repo_type="dataset", commit_message="prepare_info.json")
+    api.upload_folder(folder_path=str(path / EXTRACTOR_DIR), path_in_repo=EXTRACTOR_DIR, repo_id=repo_id,
+                      repo_type="dataset", commit_message="feature extractor (train normalisation)")
+    return f"https://huggingface.co/datasets/{repo_id}"
+
+
+# -- summary and CLI -------------------------------------------------------------------------------
+
+def format_summary(info: dict) -> str:
+    """Recordings, windows and per-class window counts per split, as a small table."""
+    splits = [s for s in SPLIT_NAMES if s in info["splits"]]
+    seconds = info["window_frames"] / info["frame_rate"]
+    lines = [
+        f"taxonomy {info['taxonomy']} ({len(info['labels'])} labels); windows of {info['window_frames']} frames "
+        f"({seconds:.2f} s), train hop {info['hop_frames']}, validation/test hop {info['window_frames']}",
+        f"{'':24}" + "".join(f"{s:>12}" for s in splits),
+        f"{'recordings':24}" + "".join(f"{info['splits'][s]['recordings']:>12}" for s in splits),
+        f"{'windows':24}" + "".join(f"{info['splits'][s]['windows']:>12}" for s in splits),
+        "windows with label on:",
+    ]
+    for label in info["labels"]:
+        lines.append(f"  {label:22}" + "".join(f"{info['splits'][s]['label_counts'][label]:>12}" for s in splits))
+    if info.get("skipped"):
+        lines.append(f"skipped {len(info['skipped'])} unusable recording(s): see prepare_info.json")
+    return "\n".join(lines)
+
+
+def add_prepare_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data-dir", nargs="+", required=True, metavar="DIR",
+                        help="MusicNet-layout folder(s) (original or Kaggle musicnet/musicnet/ nesting)")
+    parser.add_argument("--output", required=True, metavar="DIR", help="where to write the dataset (replaced atomically)")
+    parser.add_argument("--taxonomy", choices=sorted(TAXONOMIES), default=DEFAULT_TAXONOMY)
+    parser.add_argument("--window-frames", type=int, default=256, metavar="N", help="frames per window (default 256 = 2.97 s)")
+    parser.add_argument("--hop-frames", type=int, default=None, metavar="N",
+                        help="hop between train windows (default: half a window); validation/test never overlap")
+    parser.add_argument("--validation-fraction", type=float, default=0.1, metavar="F",
+                        help="share of train pieces held out for validation, by piece (default 0.1)")
+    parser.add_argument("--num-proc", type=int, default=1, metavar="N", help="feature extraction processes")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the validation split")
+    parser.add_argument("--skip-bad", action="store_true", help="skip unusable recordings with a warning instead of failing")
+    parser.add_argument("--eval-data-dir", nargs="+", default=None, metavar="DIR",
+                        help="held-out corpora for validation and test windows (e.g. another sample library)")
+    parser.add_argument("--feature-type", choices=["mfcc", "logmel"], default="mfcc")
+    parser.add_argument("--n-coefficients", type=int, default=None, metavar="N",
+                        help="MFCCs (default 13) or mel bands for logmel (default 64)")
+    parser.add_argument("--include-deltas", action="store_true", help="append first-order deltas")
+    parser.add_argument("--cache-dir", default=None, metavar="DIR", help="datasets cache (default: the datasets cache)")
+    parser.add_argument("--push-to-hub", default=None, metavar="REPO_ID", help="also upload the dataset to this Hub repo")
+
+
+def run_prepare(args: argparse.Namespace) -> int:
+    from ..modeling.feature_extraction_instrument import InstrumentFeatureExtractor
+
+    n_coefficients = args.n_coefficients or (13 if args.feature_type == "mfcc" else 64)
+    extractor = InstrumentFeatureExtractor(feature_type=args.feature_type, n_coefficients=n_coefficients,
+                                           include_deltas=args.include_deltas)
+    started = time.perf_counter()
+    try:
+        build_dataset(
+            args.data_dir, args.output, taxonomy=args.taxonomy, window_frames=args.window_frames,
+            hop_frames=args.hop_frames or max(1, args.window_frames // 2),
+            validation_fraction=args.validation_fraction, num_proc=args.num_proc, seed=args.seed,
+            skip_bad=args.skip_bad, eval_data_dirs=args.eval_data_dir, feature_extractor=extractor,
+            cache_dir=args.cache_dir,
+        )
+    except (MusicNetError, AudioError, UnknownInstrumentError, FileExistsError, ValueError) as exc:
+        print(f"prepare: error: {exc}", file=sys.stderr)
+        return 2
+    info = _read_info(Path(args.output))
+    print(f"prepared {args.output} in {time.perf_counter() - started:.1f} s")
+    print(format_summary(info))
+    if args.push_to_hub:
+        print(f"pushed to {push_prepared(args.output, args.push_to_hub)}")
+    return 0

@@ -1,0 +1,706 @@
+"""Render MusicNet label CSVs to audio with FluidSynth: a MusicNet-layout corpus whose labels match the audio.
+
+``instrument-classifier synth`` reads ``{split}_labels/ID.csv`` (MusicNet's 7 columns, times in samples at
+44.1 kHz, 1-based General MIDI programs) and writes, under ``--out``::
+
+    {split}_data/ID.wav      44.1 kHz mono PCM16, peak-normalised to -1 dBFS
+    {split}_labels/ID.csv    the notes that were rendered, same 7 columns, times as rendered
+    musicnet_metadata.csv    the source metadata rows of the rendered ids (``seconds`` = rendered length)
+    render_info.json         how each recording was rendered (sample library, seed, gain, note statistics)
+
+How the labels stay sample-accurate
+-----------------------------------
+FluidSynth computes audio in blocks of 64 samples and only starts or releases a voice at a block boundary
+(measured: a note-on sent at sample ``t`` starts sounding at ``ceil(t / 64) * 64``). So every note time is
+rounded to the 64-sample grid (at most 0.73 ms from MusicNet's time, far below MusicNet's own alignment
+precision and the 11.6 ms feature hop), events are sent exactly on the grid, and the written CSV carries the
+rounded times. Label starts therefore coincide with the audio onsets (up to the attack of the recorded sample
+itself), with no drift: times are absolute sample counts, never accumulated seconds or MIDI ticks.
+
+MIDI details handled here
+-------------------------
+* One MIDI channel per instrument program, never a drum channel (``channel % 16 == 9``).
+* MusicNet has no velocities: each note gets ``velocity`` plus a seeded uniform jitter of
+  ``±velocity_jitter`` (seeded by ``seed`` and the recording id, so parallel and serial runs agree).
+* MIDI cannot hold two sounding notes of one pitch on one channel (a second note-on cuts the first, and the
+  first note-off would silence the second). Overlapping same-pitch notes of one program (two violins in
+  unison, say) are put on an extra channel of the same program. Only if the 256 FluidSynth channels ran out
+  would the earlier note be trimmed to end where the later one starts (and its label trimmed with it).
+* Notes with ``start == end`` are skipped (not rendered, not written). A note shorter than half a block
+  that would vanish on the grid is kept one block (64 samples) long.
+* Notes still sounding at the end of an excerpt are cut there; notes that started before it begin at 0.
+* Reverb and chorus are off (dry renders; rooms are added by :mod:`instrument_classifier.data.augment`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import os
+import sys
+import zlib
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+__all__ = [
+    "RenderError",
+    "RenderSettings",
+    "LabelRow",
+    "LABEL_COLUMNS",
+    "SAMPLE_RATE",
+    "BLOCK_SIZE",
+    "DEFAULT_SOUNDFONT",
+    "default_labels_dir",
+    "read_label_rows",
+    "write_label_rows",
+    "clip_rows",
+    "render_corpus",
+    "render_notes",
+    "add_synth_arguments",
+    "run_synth",
+]
+
+SAMPLE_RATE = 44100
+#: FluidSynth's internal block (FLUID_BUFSIZE): voices start and stop only on this grid.
+BLOCK_SIZE = 64
+LABEL_COLUMNS = ("start_time", "end_time", "instrument", "note", "start_beat", "end_beat", "note_value")
+METADATA_COLUMNS = ("id", "composer", "composition", "movement", "ensemble", "source", "transcriber",
+                    "catalog_name", "seconds")
+DEFAULT_SOUNDFONT = Path("/usr/share/sounds/sf2/FluidR3_GM.sf2")
+SPLITS = ("train", "test")
+_MAX_CHANNELS = 256  # FluidSynth's synth.midi-channels as set by pyfluidsynth
+
+
+class RenderError(ValueError):
+    """Input that cannot be rendered; the message names the file (and the row for CSV problems)."""
+
+
+# --------------------------------------------------------------------------- label CSVs
+
+
+@dataclass(frozen=True)
+class LabelRow:
+    """One MusicNet note. Times in samples at 44.1 kHz; ``instrument`` is the 1-based GM program.
+
+    The score columns (``start_beat``, ``end_beat``, ``note_value``) are kept verbatim: they describe the
+    score note, and are not recomputed when a note is clipped to an excerpt.
+    """
+
+    start: int
+    end: int
+    instrument: int
+    note: int
+    start_beat: str = "0.0"
+    end_beat: str = "0.0"
+    note_value: str = ""
+    row: int = 0  # 1-based line number in the source CSV (for error messages)
+
+    def as_csv(self) -> List[object]:
+        return [self.start, self.end, self.instrument, self.note, self.start_beat, self.end_beat, self.note_value]
+
+
+def _parse_int(text: str, column: str, path: Path, row: int) -> int:
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        raise RenderError(f"{path}: row {row}: column {column!r} is not a number: {text!r}") from None
+    if not np.isfinite(value) or value != int(value):
+        raise RenderError(f"{path}: row {row}: column {column!r} must be an integer, got {text!r}")
+    return int(value)
+
+
+def read_label_rows(path: str | os.PathLike) -> List[LabelRow]:
+    """Read a MusicNet label CSV, keeping all 7 columns.
+
+    Validates the header (BOM and extra columns tolerated), numbers, ``end >= start >= 0``, the GM program
+    (1..128) and the MIDI pitch (0..127). Errors name the file and the 1-based line number.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise RenderError(f"{path}: no such label file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RenderError(f"{path}: unreadable label file ({exc})") from None
+    reader = csv.reader(io.StringIO(text))
+    header = next(reader, None)
+    if header is None:
+        raise RenderError(f"{path}: empty file, expected a header with columns {', '.join(LABEL_COLUMNS)}")
+    header = [h.strip() for h in header]
+    missing = [c for c in LABEL_COLUMNS if c not in header]
+    if missing:
+        raise RenderError(f"{path}: row 1: header lacks column(s) {', '.join(missing)} (found {', '.join(header)})")
+    index = {c: header.index(c) for c in LABEL_COLUMNS}
+    rows: List[LabelRow] = []
+    for line_number, record in enumerate(reader, start=2):
+        if not record or all(not cell.strip() for cell in record):
+            continue
+        if len(record) < len(header):
+            raise RenderError(f"{path}: row {line_number}: expected {len(header)} columns, found {len(record)}")
+        cell = {c: record[i].strip() for c, i in index.items()}
+        start = _parse_int(cell["start_time"], "start_time", path, line_number)
+        end = _parse_int(cell["end_time"], "end_time", path, line_number)
+        program = _parse_int(cell["instrument"], "instrument", path, line_number)
+        pitch = _parse_int(cell["note"], "note", path, line_number)
+        if start < 0:
+            raise RenderError(f"{path}: row {line_number}: negative start_time {start}")
+        if end < start:
+            raise RenderError(f"{path}: row {line_number}: end_time {end} is before start_time {start}")
+        if not 1 <= program <= 128:
+            raise RenderError(
+                f"{path}: row {line_number}: unknown instrument program {program} (General MIDI programs are 1..128)"
+            )
+        if not 0 <= pitch <= 127:
+            raise RenderError(f"{path}: row {line_number}: MIDI note {pitch} outside 0..127")
+        rows.append(LabelRow(start, end, program, pitch, cell["start_beat"], cell["end_beat"], cell["note_value"],
+                             line_number))
+    return rows
+
+
+def write_label_rows(path: str | os.PathLike, rows: Iterable[LabelRow]) -> None:
+    """Write rows as a MusicNet label CSV, atomically (temp file in the same folder, then ``os.replace``)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(LABEL_COLUMNS)
+    for row in rows:
+        writer.writerow(row.as_csv())
+    _atomic_write_text(Path(path), buffer.getvalue())
+
+
+def clip_rows(rows: Sequence[LabelRow], start: int = 0, end: Optional[int] = None) -> List[LabelRow]:
+    """Notes overlapping ``[start, end)``, clipped to it and shifted so that ``start`` becomes 0.
+
+    Zero-length notes (``start == end`` in the source) and notes that only touch the window are dropped.
+    """
+    out = []
+    for r in rows:
+        if r.end <= r.start:
+            continue
+        s, e = max(r.start, start), r.end if end is None else min(r.end, end)
+        if e > s:
+            out.append(replace(r, start=s - start, end=e - start))
+    return out
+
+
+# --------------------------------------------------------------------------- files and folders
+
+
+def default_labels_dir() -> Path:
+    """The shipped excerpt label set (MusicNet layout: train_labels/, test_labels/, musicnet_metadata.csv)."""
+    return Path(__file__).resolve().parent / "excerpts"
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "w", newline="", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def _atomic_write_wav(path: Path, audio: np.ndarray, sample_rate: int) -> None:
+    import soundfile as sf
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        sf.write(tmp, audio, sample_rate, subtype="PCM_16", format="WAV")
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def find_labels_root(labels_dir: str | os.PathLike) -> Path:
+    """Folder holding ``train_labels/`` and/or ``test_labels/`` (also under a Kaggle ``musicnet/musicnet`` nesting)."""
+    labels_dir = Path(labels_dir)
+    if not labels_dir.is_dir():
+        raise RenderError(f"{labels_dir}: no such labels folder")
+    for candidate in (labels_dir, labels_dir / "musicnet", labels_dir / "musicnet" / "musicnet"):
+        if any((candidate / f"{s}_labels").is_dir() for s in SPLITS):
+            return candidate
+    raise RenderError(f"{labels_dir}: no train_labels/ or test_labels/ folder (expected the MusicNet layout)")
+
+
+def read_metadata(root: Path) -> Tuple[List[str], Dict[str, Dict[str, str]]]:
+    """``(columns, {id: row})`` from ``musicnet_metadata.csv`` in ``root`` or up to two levels above; empty if absent."""
+    for folder in (root, root.parent, root.parent.parent):
+        path = folder / "musicnet_metadata.csv"
+        if path.is_file():
+            with open(path, newline="", encoding="utf-8-sig") as f:
+                reader = csv.DictReader(f)
+                if not reader.fieldnames or "id" not in reader.fieldnames:
+                    raise RenderError(f"{path}: row 1: metadata header lacks an 'id' column")
+                return list(reader.fieldnames), {row["id"].strip(): row for row in reader}
+    return list(METADATA_COLUMNS), {}
+
+
+def _write_metadata(out_dir: Path, columns: List[str], rows: Dict[str, Dict[str, str]]) -> None:
+    """Merge ``rows`` into ``out_dir/musicnet_metadata.csv`` (rows of ids rendered earlier are kept)."""
+    path = out_dir / "musicnet_metadata.csv"
+    if path.is_file():
+        existing_columns, existing = read_metadata(out_dir)
+        columns = existing_columns + [c for c in columns if c not in existing_columns]
+        existing.update(rows)
+        rows = existing
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for rid in sorted(rows, key=_id_key):
+        writer.writerow({c: rows[rid].get(c, "") for c in columns})
+    _atomic_write_text(path, buffer.getvalue())
+
+
+def _id_key(rid: str):
+    return (0, int(rid), rid) if rid.isdigit() else (1, 0, rid)
+
+
+# --------------------------------------------------------------------------- planning notes into MIDI events
+
+
+@dataclass(frozen=True)
+class RenderSettings:
+    """How notes become sound. All fields are recorded in ``render_info.json``."""
+
+    velocity: int = 80
+    velocity_jitter: int = 15
+    tail_seconds: float = 1.0  # audio kept after the last note-off (release tails)
+    peak_dbfs: float = -1.0
+    sample_rate: int = SAMPLE_RATE
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.velocity <= 127:
+            raise RenderError(f"velocity must be in 1..127, got {self.velocity}")
+        if self.velocity_jitter < 0:
+            raise RenderError(f"velocity jitter must be >= 0, got {self.velocity_jitter}")
+        if self.sample_rate != SAMPLE_RATE:
+            raise RenderError(f"MusicNet labels count samples at {SAMPLE_RATE} Hz; got sample_rate={self.sample_rate}")
+
+
+@dataclass
+class RenderPlan:
+    """MIDI events on the block grid, the labels they realise, and the programs per channel."""
+
+    events: List[Tuple[int, int, int, int, int]]  # (sample, is_note_on, channel, pitch, velocity)
+    labels: List[LabelRow]
+    channel_programs: Dict[int, int]  # channel -> 1-based GM program
+    stats: Dict[str, int] = field(default_factory=dict)
+
+
+def _snap(sample: int) -> int:
+    return int(round(sample / BLOCK_SIZE)) * BLOCK_SIZE
+
+
+def _recording_rng(seed: int, recording_id: str) -> np.random.Generator:
+    return np.random.default_rng([int(seed), zlib.crc32(recording_id.encode())])
+
+
+def plan_events(rows: Sequence[LabelRow], settings: RenderSettings, rng: np.random.Generator) -> RenderPlan:
+    """Turn label rows into grid-aligned note events, allocating channels so no pitch overlaps itself."""
+    usable_channels = [c for c in range(_MAX_CHANNELS) if c % 16 != 9]
+    stats = {"notes": 0, "skipped_zero_length": 0, "extended_to_one_block": 0, "extra_channels": 0,
+             "trimmed_overlaps": 0}
+    notes = []  # [start, end, program, pitch, row]
+    for r in rows:
+        if r.end <= r.start:
+            stats["skipped_zero_length"] += 1
+            continue
+        start, end = _snap(r.start), _snap(r.end)
+        if end <= start:
+            end = start + BLOCK_SIZE
+            stats["extended_to_one_block"] += 1
+        notes.append([start, end, r.instrument, r.note, r])
+    notes.sort(key=lambda n: (n[0], n[1], n[2], n[3]))
+
+    channels_of: Dict[int, List[int]] = {}
+    channel_programs: Dict[int, int] = {}
+    busy_until: Dict[Tuple[int, int], List] = {}  # (channel, pitch) -> the note occupying it
+    assigned = []
+    for note in notes:
+        start, _, program, pitch, _ = note
+        free = [c for c in channels_of.get(program, []) if busy_until.get((c, pitch), [0, 0])[1] <= start]
+        if free:
+            channel = free[0]
+        elif len(channel_programs) < len(usable_channels):
+            channel = usable_channels[len(channel_programs)]
+            if program in channels_of:
+                stats["extra_channels"] += 1
+            channels_of.setdefault(program, []).append(channel)
+            channel_programs[channel] = program
+        else:  # no channel left: end the earliest-ending overlapping note of this pitch where this one starts
+            channel = min(channels_of[program], key=lambda c: busy_until[(c, pitch)][1])
+            busy_until[(channel, pitch)][1] = start
+            stats["trimmed_overlaps"] += 1
+        busy_until[(channel, pitch)] = note
+        assigned.append((note, channel))
+
+    events, labels = [], []
+    jitter = settings.velocity_jitter
+    for (start, end, program, pitch, row), channel in assigned:
+        if end <= start:  # trimmed away entirely by a later unison note
+            continue
+        velocity = settings.velocity + (int(rng.integers(-jitter, jitter + 1)) if jitter else 0)
+        velocity = int(np.clip(velocity, 1, 127))
+        events.append((start, 1, channel, pitch, velocity))
+        events.append((end, 0, channel, pitch, 0))
+        labels.append(replace(row, start=start, end=end))
+        stats["notes"] += 1
+    # at equal times, note-offs go first so a repeated note is released before it is struck again
+    events.sort(key=lambda e: (e[0], e[1], e[2], e[3]))
+    labels.sort(key=lambda r: (r.start, r.end, r.instrument, r.note))
+    return RenderPlan(events, labels, channel_programs, stats)
+
+
+# --------------------------------------------------------------------------- FluidSynth
+
+
+class FluidSynthRenderer:
+    """Renders event lists to mono float32 with one sample library.
+
+    Every recording is rendered by a fresh FluidSynth instance: a reused synth is not stateless (measured:
+    the first ~100 samples of each note differ slightly once its voices have been used before), and fresh
+    synths keep results independent of rendering order and of ``num_proc``. Creating one is cheap (~0.04 s)
+    because this object keeps one synth alive, which keeps FluidSynth's sample cache loaded.
+    """
+
+    def __init__(self, soundfont: str | os.PathLike, sample_rate: int = SAMPLE_RATE) -> None:
+        import ctypes
+
+        import fluidsynth
+
+        self._fluidsynth = fluidsynth
+        self.soundfont = Path(check_soundfont(soundfont))
+        self.sample_rate = sample_rate
+        self._keeper, self._keeper_sfid = self._new_synth()
+        self._write_float = fluidsynth._fl.fluid_synth_write_float
+        self._write_float.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p, ctypes.c_int, ctypes.c_int,
+                                      ctypes.c_void_p, ctypes.c_int, ctypes.c_int]
+        self._write_float.restype = ctypes.c_int
+
+    def _new_synth(self):
+        synth = self._fluidsynth.Synth(
+            gain=0.2,
+            samplerate=float(self.sample_rate),
+            channels=_MAX_CHANNELS,
+            **{"synth.reverb.active": 0, "synth.chorus.active": 0, "synth.polyphony": 4096,
+               "synth.cpu-cores": 1},
+        )
+        sfid = synth.sfload(str(self.soundfont))
+        if sfid < 0:
+            synth.delete()
+            raise RenderError(f"{self.soundfont}: FluidSynth could not load this sample library (not a SoundFont?)")
+        return synth, sfid
+
+    def has_program(self, program: int) -> bool:
+        """Whether the library has a melodic preset (bank 0) for a 1-based GM program."""
+        return bool(self._keeper.sfpreset_name(self._keeper_sfid, 0, program - 1))
+
+    def render(self, plan: RenderPlan, num_samples: int, source: str = "") -> np.ndarray:
+        """Render ``plan`` to ``num_samples`` mono float32 samples (unnormalised)."""
+        for program in sorted(set(plan.channel_programs.values())):
+            if not self.has_program(program):
+                first = next((r.row for r in plan.labels if r.instrument == program), "?")
+                raise RenderError(f"{source}: row {first}: instrument program {program} has no preset in "
+                                  f"sample library {self.soundfont}")
+        synth, sfid = self._new_synth()
+        try:
+            for channel, program in sorted(plan.channel_programs.items()):
+                if synth.program_select(channel, sfid, 0, program - 1) != 0:
+                    raise RenderError(f"{self.soundfont}: could not select program {program} on channel {channel}")
+            left = np.zeros(num_samples, dtype=np.float32)
+            right = np.zeros(num_samples, dtype=np.float32)
+            position = 0
+            for sample, is_on, channel, pitch, velocity in plan.events:
+                sample = min(sample, num_samples)
+                if sample > position:
+                    self._write(synth, left, right, position, sample - position)
+                    position = sample
+                if position >= num_samples:
+                    break
+                if is_on:
+                    synth.noteon(channel, pitch, velocity)
+                else:
+                    synth.noteoff(channel, pitch)
+            if num_samples > position:
+                self._write(synth, left, right, position, num_samples - position)
+        finally:
+            synth.delete()
+        return 0.5 * (left + right)
+
+    def _write(self, synth, left: np.ndarray, right: np.ndarray, offset: int, count: int) -> None:
+        status = self._write_float(synth.synth, count, left.ctypes.data, offset, 1, right.ctypes.data, offset, 1)
+        if status != 0:
+            raise RenderError(f"{self.soundfont}: FluidSynth failed to render audio (status {status})")
+
+    def close(self) -> None:
+        if self._keeper is not None:
+            self._keeper.delete()
+            self._keeper = None
+
+    def __enter__(self) -> "FluidSynthRenderer":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def check_soundfont(soundfont: str | os.PathLike | None) -> Path:
+    """Resolve a sample library path (``None`` -> FluidR3 GM) with a clear error if it is missing."""
+    path = Path(soundfont) if soundfont is not None else DEFAULT_SOUNDFONT
+    if not path.is_file():
+        hint = ("install it with `apt-get install fluid-soundfont-gm`, or pass --soundfont PATH.sf2"
+                if path == DEFAULT_SOUNDFONT else "pass --soundfont with an existing .sf2/.sf3 file")
+        raise RenderError(f"{path}: sample library (SoundFont) not found; {hint}")
+    return path
+
+
+def render_notes(rows: Sequence[LabelRow], renderer: FluidSynthRenderer, settings: RenderSettings = RenderSettings(),
+                 seed: int = 0, recording_id: str = "0", max_samples: Optional[int] = None,
+                 source: str = "") -> Tuple[np.ndarray, List[LabelRow], Dict]:
+    """Render already-clipped rows. Returns ``(audio float32 peak-normalised, rendered label rows, info)``."""
+    plan = plan_events(rows, settings, _recording_rng(seed, recording_id))
+    last_end = max((r.end for r in plan.labels), default=0)
+    num_samples = last_end + int(round(settings.tail_seconds * settings.sample_rate))
+    if max_samples is not None:
+        num_samples = min(num_samples, max_samples) if plan.labels else max_samples
+    num_samples = max(num_samples, 1)
+    audio = renderer.render(plan, num_samples, source=source)
+    peak = float(np.max(np.abs(audio))) if audio.size else 0.0
+    target = 10.0 ** (settings.peak_dbfs / 20.0)
+    gain = target / peak if peak > 0 else 1.0
+    audio = (audio * gain).astype(np.float32)
+    labels = [replace(r, end=min(r.end, num_samples)) for r in plan.labels if r.start < num_samples]
+    info = {"seconds": num_samples / settings.sample_rate, "samples": num_samples, "gain": gain,
+            "gain_db": float(20 * np.log10(gain)), "peak_before_gain": peak, **plan.stats}
+    return audio, labels, info
+
+
+# --------------------------------------------------------------------------- corpus
+
+
+@dataclass(frozen=True)
+class _Job:
+    split: str
+    recording_id: str
+    labels_path: Path
+    out_dir: Path
+    start_sample: int
+    max_samples: Optional[int]
+    seed: int
+
+
+_WORKER: Dict[str, object] = {}
+
+
+def _worker_init(soundfont: str, settings: RenderSettings) -> None:
+    _WORKER["renderer"] = FluidSynthRenderer(soundfont, settings.sample_rate)
+    _WORKER["settings"] = settings
+
+
+def _render_job(job: _Job) -> Dict:
+    renderer: FluidSynthRenderer = _WORKER["renderer"]  # type: ignore[assignment]
+    settings: RenderSettings = _WORKER["settings"]  # type: ignore[assignment]
+    rows = read_label_rows(job.labels_path)
+    end = None if job.max_samples is None else job.start_sample + job.max_samples
+    rows = clip_rows(rows, job.start_sample, end)
+    audio, labels, info = render_notes(rows, renderer, settings, seed=job.seed, recording_id=job.recording_id,
+                                       max_samples=job.max_samples, source=str(job.labels_path))
+    wav_path = job.out_dir / f"{job.split}_data" / f"{job.recording_id}.wav"
+    csv_path = job.out_dir / f"{job.split}_labels" / f"{job.recording_id}.csv"
+    write_label_rows(csv_path, labels)
+    _atomic_write_wav(wav_path, audio, settings.sample_rate)
+    info.update(split=job.split, id=job.recording_id, source_labels=str(job.labels_path),
+                start_sample=job.start_sample)
+    return info
+
+
+def _collect_jobs(root: Path, out_dir: Path, split: Optional[str], ids: Optional[Sequence[str]], start_sample: int,
+                  max_samples: Optional[int], seed: int) -> List[_Job]:
+    splits = SPLITS if split is None else (split,)
+    for s in splits:
+        if s not in SPLITS:
+            raise RenderError(f"unknown split {s!r}; choose train or test")
+    wanted = None if ids is None else {str(i).strip() for i in ids}
+    jobs = []
+    for s in splits:
+        folder = root / f"{s}_labels"
+        if not folder.is_dir():
+            if split is not None:
+                raise RenderError(f"{folder}: no such folder (asked for split {s!r})")
+            continue
+        for path in sorted(folder.glob("*.csv"), key=lambda p: _id_key(p.stem)):
+            if wanted is None or path.stem in wanted:
+                jobs.append(_Job(s, path.stem, path, out_dir, start_sample, max_samples, seed))
+    if wanted is not None:
+        missing = wanted - {j.recording_id for j in jobs}
+        if missing:
+            where = ", ".join(str(root / f"{s}_labels") for s in splits)
+            raise RenderError(f"no label CSV for id(s) {', '.join(sorted(missing, key=_id_key))} in {where}")
+    if not jobs:
+        raise RenderError(f"{root}: no label CSVs to render")
+    return jobs
+
+
+def render_corpus(
+    labels_dir: str | os.PathLike | None,
+    soundfont: str | os.PathLike | None,
+    out_dir: str | os.PathLike,
+    split: Optional[str] = None,
+    ids: Optional[Sequence[str]] = None,
+    max_seconds: Optional[float] = None,
+    seed: int = 0,
+    velocity: int = 80,
+    velocity_jitter: int = 15,
+    start_seconds: float = 0.0,
+    num_proc: int = 1,
+    progress: bool = True,
+) -> List[Path]:
+    """Render label CSVs to a MusicNet-layout corpus.
+
+    Parameters
+    ----------
+    labels_dir : path or None
+        MusicNet-layout folder with ``{split}_labels/*.csv`` (and optionally ``musicnet_metadata.csv``);
+        ``None`` -> the shipped excerpts (:func:`default_labels_dir`).
+    soundfont : path or None
+        ``.sf2``/``.sf3`` sample library; ``None`` -> FluidR3 GM.
+    out_dir : path
+        Output root; existing recordings with other ids are kept (metadata is merged).
+    split : {"train", "test"} or None
+        Only this split (default: every split present).
+    ids : sequence of str or None
+        Only these MusicNet ids.
+    max_seconds, start_seconds : float
+        Render the window ``[start_seconds, start_seconds + max_seconds)`` of each recording; labels are
+        clipped to it and shifted to start at 0.
+    seed : int
+        Seeds the velocity jitter (per recording: ``seed`` and the id).
+    velocity, velocity_jitter : int
+        MIDI velocity of every note, plus a uniform integer jitter in ``[-jitter, +jitter]``.
+    num_proc : int
+        Worker processes, each with its own synthesizer.
+
+    Returns
+    -------
+    list of Path
+        The written wav files, sorted by split and id.
+    """
+    from tqdm.auto import tqdm
+
+    settings = RenderSettings(velocity=velocity, velocity_jitter=velocity_jitter)
+    soundfont_path = check_soundfont(soundfont)
+    root = find_labels_root(default_labels_dir() if labels_dir is None else labels_dir)
+    out_dir = Path(out_dir)
+    if max_seconds is not None and max_seconds <= 0:
+        raise RenderError(f"max_seconds must be > 0, got {max_seconds}")
+    if start_seconds < 0:
+        raise RenderError(f"start_seconds must be >= 0, got {start_seconds}")
+    max_samples = None if max_seconds is None else int(round(max_seconds * SAMPLE_RATE))
+    start_sample = int(round(start_seconds * SAMPLE_RATE))
+    jobs = _collect_jobs(root, out_dir, split, ids, start_sample, max_samples, seed)
+    # read every CSV first so a bad file fails before hours of rendering
+    for job in jobs:
+        read_label_rows(job.labels_path)
+
+    results: List[Dict] = []
+    bar = tqdm(total=len(jobs), desc=f"render {soundfont_path.stem}", unit="rec", disable=not progress)
+    try:
+        if num_proc <= 1 or len(jobs) == 1:
+            _worker_init(str(soundfont_path), settings)
+            try:
+                for job in jobs:
+                    results.append(_render_job(job))
+                    bar.update(1)
+            finally:
+                _WORKER.pop("renderer").close()  # type: ignore[union-attr]
+        else:
+            import multiprocessing
+
+            # spawn: a fresh interpreter per worker, safe whatever the parent loaded (torch, a synth, ...)
+            context = multiprocessing.get_context("spawn")
+            with context.Pool(min(num_proc, len(jobs)), initializer=_worker_init,
+                              initargs=(str(soundfont_path), settings)) as pool:
+                for info in pool.imap_unordered(_render_job, jobs):
+                    results.append(info)
+                    bar.update(1)
+    finally:
+        bar.close()
+
+    columns, metadata = read_metadata(root)
+    rows = {}
+    for info in results:
+        row = dict(metadata.get(info["id"], {"id": info["id"]}))
+        row["seconds"] = str(int(round(info["seconds"])))
+        rows[info["id"]] = row
+    _write_render_info(out_dir, soundfont_path, settings, seed, results)
+    _write_metadata(out_dir, columns, rows)  # last: a corpus with metadata is complete
+    return sorted((out_dir / f"{i['split']}_data" / f"{i['id']}.wav" for i in results),
+                  key=lambda p: (p.parent.name, _id_key(p.stem)))
+
+
+def _write_render_info(out_dir: Path, soundfont: Path, settings: RenderSettings, seed: int,
+                       results: List[Dict]) -> None:
+    path = out_dir / "render_info.json"
+    recordings = {}
+    if path.is_file():
+        try:
+            recordings = json.loads(path.read_text()).get("recordings", {})
+        except (ValueError, AttributeError):
+            recordings = {}
+    for info in results:
+        recordings[f"{info['split']}/{info['id']}"] = {**info, "soundfont": str(soundfont), "seed": seed}
+    info = {"renderer": "fluidsynth", "soundfont": str(soundfont), "seed": seed, "settings": asdict(settings),
+            "block_size": BLOCK_SIZE, "recordings": dict(sorted(recordings.items()))}
+    _atomic_write_text(path, json.dumps(info, indent=2) + "\n")
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def add_synth_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--labels", type=Path, default=None,
+                        help="MusicNet-layout folder with {train,test}_labels/*.csv (default: the shipped excerpts)")
+    parser.add_argument("--soundfont", type=Path, default=None,
+                        help=f"sample library .sf2/.sf3 (default: {DEFAULT_SOUNDFONT})")
+    parser.add_argument("--out", type=Path, required=True, help="output folder (MusicNet layout)")
+    parser.add_argument("--split", choices=SPLITS, default=None, help="render only this split (default: all)")
+    parser.add_argument("--ids", nargs="+", default=None, metavar="ID",
+                        help="render only these MusicNet ids (space- or comma-separated)")
+    parser.add_argument("--max-seconds", type=float, default=None, help="render at most this many seconds per recording")
+    parser.add_argument("--start-seconds", type=float, default=0.0, help="start the rendered window here (default 0)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the velocity variation (default 0)")
+    parser.add_argument("--velocity", type=int, default=80, help="MIDI velocity of every note (default 80)")
+    parser.add_argument("--velocity-jitter", type=int, default=15,
+                        help="uniform random velocity change in [-J, +J] per note (default 15; 0 = none)")
+    parser.add_argument("--num-proc", type=int, default=1, help="parallel worker processes (default 1)")
+
+
+def run_synth(args: argparse.Namespace) -> int:
+    ids = None
+    if args.ids:
+        ids = [i for chunk in args.ids for i in chunk.split(",") if i.strip()]
+    try:
+        written = render_corpus(args.labels, args.soundfont, args.out, split=args.split, ids=ids,
+                                max_seconds=args.max_seconds, start_seconds=args.start_seconds, seed=args.seed,
+                                velocity=args.velocity, velocity_jitter=args.velocity_jitter, num_proc=args.num_proc)
+    except RenderError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    seconds = sum(_wav_seconds(p) for p in written)
+    print(f"rendered {len(written)} recordings ({seconds / 60:.1f} min of audio) to {args.out}")
+    return 0
+
+
+def _wav_seconds(path: Path) -> float:
+    import soundfile as sf
+
+    return sf.info(path).duration
