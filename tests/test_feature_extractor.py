@@ -35,6 +35,16 @@ def test_mfcc_matches_librosa(tones):
     assert_close_to_range(ours, ref)
 
 
+@pytest.mark.parametrize("seconds", [11.9, 12.0, 25.3])
+def test_mfcc_matches_librosa_across_stft_blocks(tones, seconds):
+    # extract() takes the STFT in blocks of 1024 frames (~11.9 s): block edges must not show
+    n = int(seconds * SR)
+    audio = np.tile(tones, n // len(tones) + 1)[:n]
+    ours = InstrumentFeatureExtractor().extract(audio)
+    ref = librosa.feature.mfcc(y=audio, sr=SR, n_mfcc=13, n_fft=2048, hop_length=512).T
+    assert_close_to_range(ours, ref)
+
+
 @pytest.mark.parametrize("rate", [22050, 48000])
 def test_call_resamples_other_rates_like_librosa(tones, rate):
     fe = InstrumentFeatureExtractor()
