@@ -24,24 +24,29 @@ COMMANDS = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: Optional[str] = None) -> argparse.ArgumentParser:
+    """The command-line parser; only ``command``'s module is imported (all of them when ``None``)."""
     parser = argparse.ArgumentParser(
         prog="instrument-classifier",
         description="Frame-level musical instrument recognition (MusicNet, Hugging Face models).",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, (module_name, help_text) in COMMANDS.items():
-        module = importlib.import_module(module_name)
         p = sub.add_parser(name, help=help_text, description=help_text)
-        getattr(module, f"add_{name.replace('-', '_')}_arguments", getattr(module, "add_arguments", None))(p)
         p.set_defaults(_module=module_name, _name=name)
+        if command is None or name == command:
+            module = importlib.import_module(module_name)
+            getattr(module, f"add_{name.replace('-', '_')}_arguments")(p)
     return parser
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    # Import only the chosen subcommand's module: fast start, and heavy dependencies stay optional.
+    command = next((a for a in argv if not a.startswith("-")), None)
+    args = build_parser(command if command in COMMANDS else "").parse_args(argv)
     module = importlib.import_module(args._module)
-    runner = getattr(module, f"run_{args._name.replace('-', '_')}", getattr(module, "run", None))
+    runner = getattr(module, f"run_{args._name.replace('-', '_')}")
     try:
         return int(runner(args) or 0)
     except KeyboardInterrupt:
