@@ -1,0 +1,96 @@
+"""Train-time augmentation of normalised feature windows, on the training device.
+
+Applied by :class:`~instrument_classifier.training.trainer.InstrumentTrainer` to training batches only (the
+model is in train mode), after the collator has normalised them; random numbers come from torch's global
+generator, which the Trainer seeds and restores on resume, so runs are reproducible.
+
+* **SpecAugment-style masks** (Park et al., 2019): a few random spans of frames and of coefficients are set
+  to 0, the normalised mean. The window labels are unchanged: a masked span is at most a small part of a
+  3-s window, and instruments rarely play for less than that.
+* **Gain**: a level change of ``g`` dB shifts every mel band's dB value by ``g`` (the ``top_db`` floor moves
+  with the loudest bin), so it adds ``g * sqrt(n_mels)`` to MFCC ``c0`` (orthonormal DCT) and ``g`` to each
+  log-mel band; deltas are unchanged. Exactly a gain on the audio, at the cost of an addition.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+
+__all__ = ["FeatureAugmentation"]
+
+
+@dataclass
+class FeatureAugmentation:
+    """Random masks and gain for a batch of normalised windows ``(batch, time, features)``.
+
+    Parameters
+    ----------
+    time_masks, time_mask_frames : int
+        Number of time masks per window and their maximum width in frames.
+    feature_masks, feature_mask_width : int
+        Number of coefficient masks per window and their maximum width.
+    gain_db : float
+        Level change drawn uniformly from ``[-gain_db, gain_db]`` per window; 0 disables.
+    gain_scale : torch.Tensor or None
+        ``(features,)``: change of each normalised feature per dB (see :meth:`gain_scale_for`).
+    prob : float
+        Probability that a window is augmented at all.
+    """
+
+    time_masks: int = 0
+    time_mask_frames: int = 24
+    feature_masks: int = 0
+    feature_mask_width: int = 2
+    gain_db: float = 0.0
+    gain_scale: Optional[torch.Tensor] = None
+    prob: float = 1.0
+
+    @property
+    def enabled(self) -> bool:
+        masks = (self.time_masks > 0 and self.time_mask_frames > 0) or (self.feature_masks > 0 and self.feature_mask_width > 0)
+        return self.prob > 0 and (masks or (self.gain_db > 0 and self.gain_scale is not None))
+
+    @staticmethod
+    def gain_scale_for(feature_extractor) -> torch.Tensor:
+        """Per-feature change of the *normalised* features for +1 dB of level, for this feature extractor."""
+        scale = torch.zeros(feature_extractor.feature_size)
+        n = feature_extractor.n_coefficients
+        if feature_extractor.feature_type == "mfcc":
+            scale[0] = math.sqrt(feature_extractor.n_mels)  # c0 of an orthonormal DCT of n_mels dB values
+        else:
+            scale[:n] = 1.0
+        if feature_extractor.mean is not None and getattr(feature_extractor, "do_normalize", True):
+            scale = scale / torch.tensor(feature_extractor.std, dtype=torch.float32)
+        return scale
+
+    def __call__(self, features: torch.Tensor) -> torch.Tensor:
+        if not self.enabled:
+            return features
+        batch, time, size = features.shape
+        device = features.device
+        chosen = (torch.rand(batch, device=device) < self.prob).view(batch, 1, 1)
+        keep = torch.ones_like(features, dtype=torch.bool)
+        keep = keep & ~self._spans(batch, time, self.time_masks, self.time_mask_frames, device).unsqueeze(2)
+        keep = keep & ~self._spans(batch, size, self.feature_masks, self.feature_mask_width, device).unsqueeze(1)
+        out = torch.where(keep | ~chosen, features, torch.zeros((), dtype=features.dtype, device=device))
+        if self.gain_db > 0 and self.gain_scale is not None:
+            gain = (torch.rand(batch, 1, 1, device=device) * 2 - 1) * self.gain_db * chosen
+            out = out + gain * self.gain_scale.to(device=device, dtype=features.dtype)
+        return out
+
+    @staticmethod
+    def _spans(batch: int, length: int, count: int, max_width: int, device) -> torch.Tensor:
+        """``(batch, length)`` bool: ``count`` random spans of width ``0..max_width`` per row."""
+        mask = torch.zeros(batch, length, dtype=torch.bool, device=device)
+        if count <= 0 or max_width <= 0:
+            return mask
+        positions = torch.arange(length, device=device)
+        for _ in range(count):
+            width = torch.randint(0, min(max_width, length) + 1, (batch, 1), device=device)
+            start = (torch.rand(batch, 1, device=device) * (length - width + 1)).floor().long()
+            mask |= (positions >= start) & (positions < start + width)
+        return mask

@@ -1,0 +1,302 @@
+"""The model card (``README.md``) of a trained model folder: Hub metadata plus what a user needs to trust it.
+
+Metadata: ``library_name: transformers``, ``pipeline_tag: audio-classification``, license, tags, datasets and a
+``model-index`` with the window-level validation and test results. Body: the labels (taxonomy table with the
+tuned thresholds), the data and its split, results, figures, how to load with ``trust_remote_code``, the
+training procedure, and intended use and limitations (including whether the audio was synthesised).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+__all__ = ["describe_corpus", "build_model_card", "write_model_card"]
+
+#: (key in compute_instrument_metrics, Hub metric type, readable name) reported in the model-index.
+INDEX_METRICS = (
+    ("roc_auc_macro", "roc_auc", "macro ROC-AUC"),
+    ("roc_auc_micro", "roc_auc", "micro ROC-AUC"),
+    ("f1_macro", "f1", "macro F1"),
+    ("f1_micro", "f1", "micro F1"),
+    ("precision_macro", "precision", "macro precision"),
+    ("recall_macro", "recall", "macro recall"),
+    ("hamming_loss", "hamming_loss", "Hamming loss"),
+)
+TABLE_METRICS = ("roc_auc_macro", "roc_auc_micro", "hamming_loss", "precision_macro", "recall_macro", "f1_macro",
+                 "f1_micro")
+MODEL_KINDS = {"instrument_cnn": "small CNN", "instrument_transformer": "small Transformer encoder"}
+
+
+def describe_corpus(info: dict) -> dict:
+    """Where the audio came from: ``{"kind": "rendered"|"recorded"|"unknown", "soundfonts": [...], "text": str}``.
+
+    A corpus rendered by ``instrument-classifier synth`` has a ``render_info.json`` naming its sample library.
+    Folders that no longer exist (e.g. a dataset prepared on another machine) give ``"unknown"``.
+    """
+    soundfonts, kinds = [], set()
+    for folder in list(info.get("data_dirs", [])) + list(info.get("eval_data_dirs", [])):
+        render_info = Path(folder) / "render_info.json"
+        if render_info.is_file():
+            try:
+                soundfonts.append(Path(json.loads(render_info.read_text())["soundfont"]).name)
+            except (ValueError, KeyError, TypeError):
+                soundfonts.append("unknown sample library")
+            kinds.add("rendered")
+        elif Path(folder).is_dir():
+            kinds.add("recorded")
+        else:
+            kinds.add("unknown")
+    soundfonts = sorted(set(soundfonts))
+    if kinds == {"rendered"}:
+        kind = "rendered"
+        text = (f"MusicNet scores **synthesised** with FluidSynth and the General MIDI sample library "
+                f"{', '.join(soundfonts)}; not recordings of musicians")
+    elif kinds == {"recorded"}:
+        kind, text = "recorded", "MusicNet-layout audio recordings (no render_info.json: assumed real recordings)"
+    elif "rendered" in kinds:
+        kind = "mixed"
+        text = f"partly MusicNet scores synthesised with {', '.join(soundfonts)}, partly other audio"
+    else:
+        kind, text = "unknown", "a prepared MusicNet-layout dataset whose audio source is not recorded here"
+    return {"kind": kind, "soundfonts": soundfonts, "text": text}
+
+
+def _fmt(value, digits: int = 3) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def _taxonomy_rows(config, info: dict) -> List[str]:
+    from ..data.taxonomy import MUSICNET_PROGRAMS, _ranges, get_taxonomy
+
+    taxonomy = None
+    try:
+        taxonomy = get_taxonomy(info["taxonomy"])
+    except (KeyError, ValueError):
+        pass
+    counts = info.get("splits", {}).get("train", {}).get("label_counts", {})
+    rows = ["| label | GM programs | MusicNet instruments | train windows | threshold |", "| --- | --- | --- | ---: | ---: |"]
+    for i in range(config.num_labels):
+        label = config.id2label[i]
+        programs = taxonomy.programs_of(label) if taxonomy else ()
+        in_musicnet = ", ".join(f"{MUSICNET_PROGRAMS[p].lower()} ({p})" for p in programs if p in MUSICNET_PROGRAMS) or "–"
+        rows.append(f"| {label} | {_ranges(programs) if programs else '–'} | {in_musicnet} | {counts.get(label, '–')} | "
+                    f"{config.thresholds[i]:.3f} |")
+    return rows
+
+
+def _split_rows(info: dict) -> List[str]:
+    rows = ["| split | recordings | pieces | windows |", "| --- | ---: | ---: | ---: |"]
+    for split, stats in info.get("splits", {}).items():
+        rows.append(f"| {split} | {stats.get('recordings', '–')} | {len(stats.get('pieces', []))} | {stats.get('windows', '–')} |")
+    return rows
+
+
+def _results_rows(metrics: Dict[str, Optional[dict]]) -> List[str]:
+    splits = [s for s, m in metrics.items() if m]
+    rows = ["| metric | " + " | ".join(splits) + " |", "| --- |" + " ---: |" * len(splits)]
+    for key in TABLE_METRICS:
+        rows.append(f"| {key} | " + " | ".join(_fmt(metrics[s].get(key)) for s in splits) + " |")
+    rows.append("| classes skipped (absent or always present) | "
+                + " | ".join(", ".join(metrics[s]["skipped_classes"]) or "none" for s in splits) + " |")
+    return rows
+
+
+def _per_class_rows(metrics: dict) -> List[str]:
+    rows = ["| label | support | ROC-AUC | precision | recall | F1 |", "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    for label, m in metrics["per_class"].items():
+        rows.append(f"| {label} | {m['support']} | {_fmt(m['roc_auc'])} | {_fmt(m['precision'])} | {_fmt(m['recall'])} | "
+                    f"{_fmt(m['f1'])} |")
+    return rows
+
+
+def build_model_card(
+    config,
+    info: dict,
+    metrics: Dict[str, Optional[dict]],
+    hyperparameters: Dict[str, object],
+    model_name: str,
+    repo_id: Optional[str] = None,
+    base_model: Optional[str] = None,
+    figures: Sequence[str] = (),
+    command: Optional[str] = None,
+    license: str = "apache-2.0",
+):
+    """A :class:`huggingface_hub.ModelCard` for a trained model.
+
+    Parameters
+    ----------
+    config : PreTrainedConfig
+        The saved config (labels, tuned thresholds, features).
+    info : dict
+        ``prepare_info.json`` of the training data, plus ``source`` (path or Hub id).
+    metrics : dict
+        ``{"validation": metrics, "test": metrics or None}`` from ``compute_instrument_metrics`` (window level,
+        tuned thresholds).
+    hyperparameters : dict
+        What to list under "Training procedure" (learning rate, batch size, epochs, ...).
+    model_name, repo_id, base_model : str
+        Title; Hub id used in the loading example (a local path placeholder otherwise); fine-tuned-from model.
+    figures : sequence of str
+        Image paths relative to the model folder.
+    command : str, optional
+        The training command line.
+    """
+    from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+    corpus = describe_corpus(info)
+    source = str(info.get("source", "MusicNet"))
+    dataset_id = source if (source.count("/") == 1 and not Path(source).exists()) else None
+    dataset_type = dataset_id or "musicnet"
+    dataset_name = "MusicNet"
+    if corpus["kind"] == "rendered":
+        dataset_name = f"MusicNet rendered with {', '.join(corpus['soundfonts'])}"
+    eval_results = []
+    for split, split_metrics in metrics.items():
+        if not split_metrics:
+            continue
+        for key, metric_type, readable in INDEX_METRICS:
+            if split_metrics.get(key) is not None:
+                eval_results.append(EvalResult(
+                    task_type="audio-classification", task_name="Instrument recognition (multi-label, 3-s windows)",
+                    dataset_type=dataset_type, dataset_name=dataset_name, dataset_split=split,
+                    metric_type=metric_type, metric_name=f"{readable} ({split}, window level)",
+                    metric_value=round(float(split_metrics[key]), 4),
+                ))
+    kind = MODEL_KINDS.get(config.model_type, config.model_type)
+    data = ModelCardData(
+        model_name=model_name,
+        license=license,
+        library_name="transformers",
+        pipeline_tag="audio-classification",
+        tags=["audio", "audio-classification", "music", "instrument-recognition", "multi-label", "musicnet",
+              "mfcc" if config.feature_type == "mfcc" else "log-mel", config.model_type, "custom_code"],
+        datasets=[dataset_id] if dataset_id else ["musicnet"],
+        metrics=sorted({m[1] for m in INDEX_METRICS}),
+        base_model=base_model,
+        eval_results=eval_results or None,
+    )
+    seconds = config.window_frames * config.hop_length / config.sampling_rate
+    load_id = repo_id or "path/to/this/folder"
+    test = metrics.get("test")
+    lines = [
+        f"# {model_name}",
+        "",
+        f"A {kind} that tells which musical instruments play in a {seconds:.2f}-s window of audio, and when "
+        f"(frame-level scores every {1000 * config.hop_length / config.sampling_rate:.1f} ms). Multi-label: "
+        f"{config.num_labels} classes of the `{config.taxonomy}` taxonomy, from "
+        f"{config.feature_size} {config.feature_type.upper()} features per frame. Trained with "
+        "the `instrument-classifier` package's `train.py` (🤗 Trainer).",
+        "",
+        "## How to use",
+        "",
+        "The model code travels with the weights, so loading needs `trust_remote_code=True` (read "
+        "`modeling_*.py` first: it is short and only uses `torch` and `transformers`).",
+        "",
+        "```python",
+        "import numpy as np",
+        "from transformers import AutoFeatureExtractor, AutoModelForAudioClassification, pipeline",
+        "",
+        f'model = AutoModelForAudioClassification.from_pretrained("{load_id}", trust_remote_code=True)',
+        f'extractor = AutoFeatureExtractor.from_pretrained("{load_id}", trust_remote_code=True)',
+        "audio = np.zeros(44100 * 5, dtype=np.float32)  # mono float audio",
+        "inputs = extractor(audio, sampling_rate=44100, return_tensors=\"pt\")",
+        "probs = model(**inputs).logits.sigmoid()[0]          # clip level",
+        "thresholds = model.config.thresholds                  # tuned on validation",
+        "playing = [model.config.id2label[i] for i, p in enumerate(probs) if p >= thresholds[i]]",
+        "",
+        f'classifier = pipeline("audio-classification", model="{load_id}", trust_remote_code=True)',
+        "```",
+        "",
+        "With the `instrument-classifier` package: `instrument-classifier predict --model "
+        f"{load_id} FILE.wav` prints a timeline of segments.",
+        "",
+        "## Labels",
+        "",
+        f"Taxonomy `{config.taxonomy}`. Thresholds are per class, tuned on the **validation** split to maximise F1 "
+        "(never on test); classes without both positive and negative validation windows keep 0.5.",
+        "",
+        *_taxonomy_rows(config, info),
+        "",
+        "## Training data and splits",
+        "",
+        f"Audio: {corpus['text']}. Dataset: `{source}`, windows of {config.window_frames} frames "
+        f"({seconds:.2f} s), train windows overlapping by half, validation and test windows not overlapping.",
+        "",
+        "Splits are **by recording and piece**, never by frame: `test` is MusicNet's own test split; `validation` "
+        "is a set of MusicNet train pieces chosen (stratified by label, deterministic) before training, so no "
+        "piece is in two splits. The feature normalisation (mean/std in `preprocessor_config.json`) is fitted on "
+        "the training windows only.",
+        "",
+        *_split_rows(info),
+        "",
+    ]
+    if info.get("eval_data_dirs"):
+        lines += [f"Validation and test windows come from held-out corpora: {', '.join(Path(d).name for d in info['eval_data_dirs'])}.", ""]
+    lines += [
+        "## Evaluation",
+        "",
+        "Window level, thresholds tuned on validation. Macro averages run over the classes that have both "
+        "positive and negative windows in the split (the others are listed); Hamming loss and micro scores "
+        "count every class. Validation numbers are optimistic: the thresholds and the best checkpoint were "
+        "chosen on it.",
+        "",
+        *_results_rows(metrics),
+        "",
+    ]
+    if test:
+        lines += ["Per class, test split:", "", *_per_class_rows(test), ""]
+    if figures:
+        lines += ["## Figures", ""] + [f"![{Path(f).stem.replace('_', ' ')}]({f})" for f in figures] + [""]
+    lines += ["## Training procedure", "", "| hyperparameter | value |", "| --- | --- |"]
+    lines += [f"| {k} | {v} |" for k, v in hyperparameters.items()]
+    lines += [""]
+    if command:
+        lines += ["```bash", command, "```", ""]
+    limitation = (
+        "It was trained and evaluated on **synthesised renditions** of MusicNet scores "
+        f"({', '.join(corpus['soundfonts'])}), not on recordings of musicians: expect lower scores on real "
+        "recordings, other sample libraries, rooms and microphones than the numbers above."
+        if corpus["kind"] in ("rendered", "mixed") else
+        "Its scores hold for audio like its training data; other recording conditions, genres and instruments "
+        "will score lower."
+    )
+    lines += [
+        "## Intended use and limitations",
+        "",
+        "Intended for tagging and locating the instruments of Western classical chamber and orchestral music "
+        "(the instruments of MusicNet) in research, music-library search and teaching demos.",
+        "",
+        f"- {limitation}",
+        "- Only MusicNet's instruments occur in the training data; the other classes of the taxonomy "
+        "(if any) were never seen and are never reliably predicted. Voices, percussion and electronic sounds are "
+        "out of scope.",
+        "- MFCC windows of 3 s: very short notes and soft inner voices are often missed; frame-level output is "
+        "coarser than the 11.6-ms frame grid suggests.",
+        "- Not for decisions about people; no personal data is involved.",
+        "",
+        "## Credits",
+        "",
+        "MusicNet labels: John Thickstun, Zaid Harchaoui, Sham M. Kakade, *Learning Features of Music from "
+        "Scratch*, ICLR 2017 (CC BY 4.0).",
+        "",
+    ]
+    return ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(lines))
+
+
+def write_model_card(card, output_dir: str | os.PathLike) -> Path:
+    """Write ``README.md`` into ``output_dir`` atomically (a temporary file renamed into place)."""
+    path = Path(output_dir) / "README.md"
+    fd, tmp = tempfile.mkstemp(prefix=".README.", suffix=".md", dir=str(output_dir))
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(str(card))
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; a model card is for everyone to read
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path

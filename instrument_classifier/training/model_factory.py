@@ -1,0 +1,137 @@
+"""A new model of ``--model_type``, or an existing one to fine-tune, configured for the dataset at hand."""
+
+from __future__ import annotations
+
+import json
+from typing import Dict, Optional, Tuple
+
+__all__ = ["parse_config_overrides", "apply_config_overrides", "build_model", "CONFIG_ALIASES"]
+
+#: Short names accepted in ``--config_overrides`` (common names from other code bases -> our config fields).
+CONFIG_ALIASES = {
+    "d_model": "hidden_size",
+    "num_layers": "num_hidden_layers",
+    "num_heads": "num_attention_heads",
+    "dim_feedforward": "intermediate_size",
+    "channels": "conv_channels",
+}
+
+#: Feature-extractor settings that must agree between a pretrained model and the dataset it is fine-tuned on.
+FEATURE_SETTINGS = ("feature_type", "n_coefficients", "include_deltas", "sampling_rate", "n_fft", "hop_length",
+                    "n_mels", "fmin", "fmax", "top_db")
+
+
+def _split_top_level(text: str):
+    """Split on commas that are not inside brackets: ``"a=1,b=[2,3]"`` -> ``["a=1", "b=[2,3]"]``."""
+    parts, depth, current = [], 0, ""
+    for ch in text:
+        depth += ch in "[{("
+        depth -= ch in "]})"
+        if ch == "," and depth == 0:
+            parts.append(current)
+            current = ""
+        else:
+            current += ch
+    parts.append(current)
+    return [p.strip() for p in parts if p.strip()]
+
+
+def parse_config_overrides(text: Optional[str]) -> Dict[str, object]:
+    """``"d_model=64,num_layers=2,channels=[16,32],pooling=max"`` -> a dict with JSON-decoded values.
+
+    Values that are not JSON (``max``) stay strings; ``true``/``false`` are booleans. Aliases in
+    :data:`CONFIG_ALIASES` are mapped to the config's field names.
+    """
+    if not text:
+        return {}
+    overrides = {}
+    for item in _split_top_level(text):
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--config_overrides: expected key=value, got {item!r} (in {text!r})")
+        try:
+            parsed = json.loads(value)
+        except ValueError:
+            parsed = value.strip()
+        key = CONFIG_ALIASES.get(key.strip(), key.strip())
+        overrides[key] = parsed
+    return overrides
+
+
+def apply_config_overrides(config, overrides: Dict[str, object]):
+    """Set fields of ``config`` and re-validate it; unknown fields raise ``ValueError`` naming the valid ones."""
+    known = set(config.to_dict())
+    unknown = sorted(k for k in overrides if k not in known)
+    if unknown:
+        fields = sorted(k for k in known if not k.startswith("_") and k not in ("transformers_version", "model_type"))
+        raise ValueError(f"unknown config field(s) {unknown} for {type(config).__name__}; fields: {', '.join(fields)}")
+    for key, value in overrides.items():
+        setattr(config, key, value)
+    # the configs normalise and check their fields in __post_init__: rebuild to get the same checks
+    return type(config).from_dict(config.to_dict())
+
+
+def _model_classes():
+    from ..modeling import MODEL_CLASSES  # importing registers the Auto classes and register_for_auto_class
+
+    return MODEL_CLASSES
+
+
+def _check_feature_settings(model_extractor, data_extractor, source: str) -> None:
+    model_cfg, data_cfg = model_extractor.to_dict(), data_extractor.to_dict()
+    differ = [k for k in FEATURE_SETTINGS if model_cfg.get(k) != data_cfg.get(k)]
+    if differ:
+        detail = ", ".join(f"{k}: model {model_cfg.get(k)!r} vs dataset {data_cfg.get(k)!r}" for k in differ)
+        raise ValueError(f"{source} was trained on other features than this dataset ({detail}); prepare the "
+                         "dataset with the model's feature settings")
+
+
+def build_model(model_args, info: dict, data_extractor, overrides: Optional[Dict[str, object]] = None) -> Tuple[object, object]:
+    """The model to train and the feature extractor whose normalisation it uses (saved with it).
+
+    A new model (``model_args.model_type``) is configured for the dataset: its taxonomy, window length and
+    feature settings, then ``overrides``. A pretrained model (``model_args.model_name_or_path``) keeps its
+    feature extractor (its weights were trained on that normalisation); if the dataset has another taxonomy,
+    the classification heads are re-initialised for the dataset's labels.
+    """
+    overrides = dict(overrides or {})
+    if model_args.model_name_or_path:
+        from transformers import AutoConfig, AutoFeatureExtractor, AutoModelForAudioClassification
+
+        import instrument_classifier.modeling  # noqa: F401  (registers our model types with the Auto classes)
+
+        hub = {"trust_remote_code": model_args.trust_remote_code, "revision": model_args.model_revision,
+               "cache_dir": model_args.cache_dir}
+        source = model_args.model_name_or_path
+        config = AutoConfig.from_pretrained(source, **hub)
+        extractor = AutoFeatureExtractor.from_pretrained(source, **hub)
+        _check_feature_settings(extractor, data_extractor, source)
+        if extractor.mean is None:
+            extractor = data_extractor
+        if int(config.window_frames) != int(info["window_frames"]):
+            overrides.setdefault("window_frames", int(info["window_frames"]))
+        new_labels = [config.id2label[i] for i in range(config.num_labels)] != list(info["labels"])
+        if new_labels:
+            overrides.update(taxonomy=info["taxonomy"], id2label=dict(enumerate(info["labels"])),
+                             label2id={label: i for i, label in enumerate(info["labels"])},
+                             thresholds=None, pos_weight=None)
+        config = apply_config_overrides(config, overrides)
+        model = AutoModelForAudioClassification.from_pretrained(source, config=config, ignore_mismatched_sizes=new_labels,
+                                                                **hub)
+        return model, extractor
+
+    if model_args.model_type not in ("cnn", "transformer"):
+        raise ValueError("give --model_type cnn|transformer for a new model, or --model_name_or_path to fine-tune one")
+    config_class, model_class = _model_classes()[model_args.model_type]
+    config = config_class(
+        taxonomy=info["taxonomy"],
+        feature_size=data_extractor.feature_size,
+        window_frames=int(info["window_frames"]),
+        sampling_rate=data_extractor.sampling_rate,
+        hop_length=data_extractor.hop_length,
+        feature_type=data_extractor.feature_type,
+    )
+    if [config.id2label[i] for i in range(config.num_labels)] != list(info["labels"]):
+        raise ValueError(f"dataset labels {info['labels']} differ from taxonomy {info['taxonomy']!r}'s")
+    config = apply_config_overrides(config, overrides)
+    return model_class(config), data_extractor
