@@ -141,10 +141,9 @@ def _model_names(sources: Sequence[str], given: Sequence[str]) -> List[str]:
             parts = Path(source).parts
             return "/".join(parts[-depth:])
         return arg  # a Hub id
-    names = [base(s, g, 1) for s, g in zip(sources, given)]
-    for i, name in enumerate(names):
-        if names.count(name) > 1 and Path(sources[i]).is_absolute():
-            names[i] = base(sources[i], given[i], 2)
+    short = [base(s, g, 1) for s, g in zip(sources, given)]
+    names = [base(s, g, 2) if short.count(n) > 1 and Path(s).is_absolute() else n
+             for n, s, g in zip(short, sources, given)]
     out: List[str] = []
     for name in names:
         candidate, k = name, 2
@@ -204,8 +203,6 @@ def _prepare_groups(models: list, data_dir: Path, split: str, work: Path, progre
 
     from ..data.prepare import build_dataset
 
-    if not data_dir.is_dir():
-        raise EvaluationError(f"{data_dir}: data folder not found")
     groups: Dict[str, tuple] = {}
     for entry in models:
         key = _group_key(entry)
@@ -322,6 +319,14 @@ def evaluate_models(
     fixed_threshold = _parse_thresholds(thresholds)
     output = None if output_dir is None else _check_output(Path(output_dir))
 
+    if dataset is not None:  # cheap checks of the data first, before loading any model
+        dataset_path = Path(dataset).expanduser().resolve()
+        split_ds, info = _load_split(dataset_path, split)
+    else:
+        dataset_path = Path(data_dir).expanduser().resolve()
+        if not dataset_path.is_dir():
+            raise EvaluationError(f"{dataset_path}: data folder not found")
+
     entries = []
     for arg in models:
         model, extractor, source = load_model_for_evaluation(str(arg), device=device)
@@ -340,11 +345,8 @@ def evaluate_models(
 
     with tempfile.TemporaryDirectory(prefix="instrument-evaluate-") as scratch:
         if dataset is not None:
-            dataset_path = Path(dataset).expanduser().resolve()
-            split_ds, info = _load_split(dataset_path, split)
             data = {_group_key(e): (split_ds, info, dataset_path) for e in entries}
         else:
-            dataset_path = Path(data_dir).expanduser().resolve()
             work = Path(scratch) if cache_dir is None else Path(cache_dir).expanduser().resolve()
             data = _prepare_groups(entries, dataset_path, split, work, progress)
         for entry in entries:
