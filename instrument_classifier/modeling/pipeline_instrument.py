@@ -12,6 +12,7 @@ returns this pipeline. Differences from transformers' stock ``AudioClassificatio
   pass ``{"raw": array, "sampling_rate": sr}``, or ``sampling_rate=sr`` to the call;
   a bare array is taken to be at the model's rate, as in the stock pipeline;
 * stereo arrays are downmixed; file paths and bytes are decoded with soundfile (no ffmpeg);
+* a clip shorter than one window is padded with digital silence to one window, as the training data was;
 * clips longer than one window (``config.window_frames`` frames, 2.97 s by default) are cut by the
   model into non-overlapping windows, the last one aligned to the clip's end; a label's clip score is
   its highest window probability (the instrument plays somewhere in the clip). For when it plays, and
@@ -67,11 +68,18 @@ class InstrumentAudioClassificationPipeline(AudioClassificationPipeline):
             raise TypeError(f"expected a numpy array, a dict, a file path or bytes, got {type(inputs).__name__}")
         if inputs.ndim == 2:  # (samples, channels) or (channels, samples): average the shorter axis
             inputs = inputs.mean(axis=int(np.argmin(inputs.shape)))
+        if inputs.ndim != 1:
+            raise ValueError(f"expected mono (samples,) or stereo (samples, channels) audio, got shape {inputs.shape}")
+        rate = model_rate if sampling_rate is None else int(sampling_rate)
+        if rate <= 0:
+            raise ValueError(f"sampling_rate must be positive, got {sampling_rate}")
+        inputs = self.feature_extractor.resample(inputs.astype(np.float32, copy=False), rate)
+        # A clip shorter than one window is padded with digital silence, as the training windows were.
+        min_samples = (self.model.config.window_frames - 1) * self.feature_extractor.hop_length
+        if 0 < len(inputs) < min_samples:
+            inputs = np.pad(inputs, (0, min_samples - len(inputs)))
         processed = self.feature_extractor(
-            inputs.astype(np.float32, copy=False),
-            sampling_rate=model_rate if sampling_rate is None else sampling_rate,
-            return_tensors="pt",
-            return_attention_mask=True,
+            inputs, sampling_rate=model_rate, return_tensors="pt", return_attention_mask=True
         )
         if self.dtype is not None:
             processed["input_features"] = processed["input_features"].to(self.dtype)

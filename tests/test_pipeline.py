@@ -1,0 +1,190 @@
+"""Saved model folders: trust_remote_code loading without the package, and pipeline("audio-classification")."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import sysconfig
+import textwrap
+
+import numpy as np
+import pytest
+import soxr
+import torch
+
+from conftest import SR, synth_notes
+from instrument_classifier.modeling import MODEL_CLASSES, InstrumentFeatureExtractor
+
+
+def save_model_folder(folder, model_type: str, taxonomy: str = "musicnet11"):
+    """A model with random weights and a fitted feature extractor, saved the way models are distributed."""
+    config_class, model_class = MODEL_CLASSES[model_type]
+    torch.manual_seed(1)
+    model = model_class(config_class(taxonomy=taxonomy, window_frames=128)).eval()
+    rng = np.random.default_rng(0)
+    fe = InstrumentFeatureExtractor().fit_normalization([rng.normal(-20, 40, size=(500, 13))])
+    model.save_pretrained(folder)
+    fe.save_pretrained(folder)
+    return model, fe
+
+
+@pytest.fixture(scope="module")
+def model_folders(tmp_path_factory):
+    """model type -> (folder, model, feature extractor) for both models."""
+    out = {}
+    for model_type in sorted(MODEL_CLASSES):
+        folder = tmp_path_factory.mktemp(f"model_{model_type}")
+        out[model_type] = (folder, *save_model_folder(folder, model_type))
+    return out
+
+
+@pytest.fixture(params=sorted(MODEL_CLASSES))
+def model_folder(request, model_folders):
+    return model_folders[request.param]
+
+
+@pytest.fixture(scope="module")
+def clip() -> np.ndarray:
+    """7 s of piano, violin and flute tones at 44.1 kHz (longer than two 128-frame windows)."""
+    notes = [(0, 3 * SR, 1, 48), (SR, 5 * SR, 41, 67), (4 * SR, 7 * SR, 74, 79)]
+    return synth_notes(notes, 7 * SR, seed=5)
+
+
+# The child sees site-packages without running its .pth files (-S), so the editable install of
+# instrument_classifier is not importable, and not the repo either (-I, cwd elsewhere).
+FRESH_SCRIPT = textwrap.dedent(
+    """
+    import json, sys
+    sys.path.append({site!r})
+    import importlib.util
+    assert importlib.util.find_spec("instrument_classifier") is None, "package still importable"
+    import numpy as np, torch
+    from transformers import AutoFeatureExtractor, AutoModelForAudioClassification, pipeline
+
+    out = {out!r}
+    wave = np.load(out + "/wave.npy")
+    results = {{}}
+    for name, folder in {folders!r}.items():
+        result = results[name] = {{}}
+        try:
+            AutoModelForAudioClassification.from_pretrained(folder)
+        except Exception as exc:
+            result["without_trust"] = [type(exc).__name__, str(exc)]
+        model = AutoModelForAudioClassification.from_pretrained(folder, trust_remote_code=True).eval()
+        fe = AutoFeatureExtractor.from_pretrained(folder, trust_remote_code=True)
+        feats = fe(wave, sampling_rate=22050, return_tensors="pt")["input_features"]
+        with torch.no_grad():
+            output = model(feats)
+        np.save(f"{{out}}/{{name}}_features.npy", feats.numpy())
+        np.save(f"{{out}}/{{name}}_logits.npy", output.logits.numpy())
+        np.save(f"{{out}}/{{name}}_frame_logits.npy", output.frame_logits.numpy())
+        classifier = pipeline("audio-classification", model=folder, trust_remote_code=True)
+        result["pipeline"] = classifier({{"raw": wave, "sampling_rate": 22050}})
+        result["classes"] = [type(model).__module__, type(fe).__module__, type(classifier).__module__]
+    with open(out + "/result.json", "w") as f:
+        json.dump(results, f)
+    """
+)
+
+
+def test_fresh_environment_loads_with_trust_remote_code_and_gives_identical_logits(model_folders, clip, tmp_path):
+    wave = soxr.resample(clip, SR, 22050).astype(np.float32)
+    np.save(tmp_path / "wave.npy", wave)
+    folders = {name: str(folder) for name, (folder, _, _) in model_folders.items()}
+    script = FRESH_SCRIPT.format(site=sysconfig.get_paths()["purelib"], folders=folders, out=str(tmp_path))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    env.update(HF_HOME=str(tmp_path / "hf_home"), HF_HUB_OFFLINE="1")
+    proc = subprocess.run(
+        [sys.executable, "-I", "-S", "-c", script], cwd=tmp_path, env=env, stdin=subprocess.DEVNULL,
+        capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads((tmp_path / "result.json").read_text())
+
+    for name, (folder, model, fe) in model_folders.items():
+        result = results[name]
+        # the classes came from the folder's copied code (transformers_modules), not from this package
+        assert all(m.startswith("transformers_modules.") for m in result["classes"]), result["classes"]
+        # without trust_remote_code: transformers' standard refusal
+        error, message = result["without_trust"]
+        assert error == "ValueError" and "trust_remote_code=True" in message and "custom code" in message
+
+        ours = fe(wave, sampling_rate=22050, return_tensors="pt")["input_features"]
+        np.testing.assert_array_equal(np.load(tmp_path / f"{name}_features.npy"), ours.numpy())
+        with torch.no_grad():
+            expected = model(ours)
+        np.testing.assert_array_equal(np.load(tmp_path / f"{name}_logits.npy"), expected.logits.numpy())
+        np.testing.assert_array_equal(np.load(tmp_path / f"{name}_frame_logits.npy"), expected.frame_logits.numpy())
+        assert sorted(r["label"] for r in result["pipeline"]) == sorted(model.config.label2id)
+
+
+def test_pipeline_scores_every_label_with_sigmoid(model_folder, clip):
+    from transformers import pipeline
+
+    folder, model, fe = model_folder
+    classifier = pipeline("audio-classification", model=str(folder), trust_remote_code=True)
+    result = classifier(clip[: 2 * SR])  # a bare array is taken to be at the model rate
+    assert [r["label"] for r in result] != [] and len(result) == model.config.num_labels == 11
+    assert {r["label"] for r in result} == set(model.config.label2id)
+    scores = [r["score"] for r in result]
+    assert scores == sorted(scores, reverse=True) and all(0.0 < s < 1.0 for s in scores)
+    # sigmoid of the model's logits: independent per label (they do not sum to 1)
+    with torch.no_grad():
+        window = (model.config.window_frames - 1) * fe.hop_length  # shorter clips are padded to one window
+        feats = fe(clip[: 2 * SR] if 2 * SR >= window else np.pad(clip[: 2 * SR], (0, window - 2 * SR)),
+                   sampling_rate=SR, return_tensors="pt")["input_features"]
+        probs = torch.sigmoid(model(feats).logits[0])
+    expected = {model.config.id2label[i]: float(p) for i, p in enumerate(probs)}
+    for r in result:
+        assert r["score"] == pytest.approx(expected[r["label"]], abs=1e-5)
+    assert classifier(clip[: 2 * SR], top_k=3) == result[:3]
+
+
+@pytest.mark.parametrize("rate", [16000, 22050, 48000])
+def test_pipeline_resamples_any_rate(model_folder, clip, rate):
+    from transformers import pipeline
+
+    folder, model, fe = model_folder
+    classifier = pipeline("audio-classification", model=str(folder), trust_remote_code=True)
+    audio = soxr.resample(clip, SR, rate).astype(np.float32)
+    as_dict = classifier({"raw": audio, "sampling_rate": rate})
+    as_kwarg = classifier(audio, sampling_rate=rate)
+    stereo = classifier({"array": np.stack([audio, audio], axis=1), "sampling_rate": rate})
+    assert as_dict == as_kwarg
+    assert [r["label"] for r in stereo] == [r["label"] for r in as_dict]
+    native = {r["label"]: r["score"] for r in classifier(clip)}
+    # resampled input gives (nearly) the same scores as the 44.1 kHz original
+    for r in as_dict:
+        assert r["score"] == pytest.approx(native[r["label"]], abs=0.05)
+
+
+def test_pipeline_long_clip_is_the_max_over_windows(model_folder, clip):
+    from transformers import pipeline
+
+    folder, model, fe = model_folder
+    classifier = pipeline("audio-classification", model=str(folder), trust_remote_code=True)
+    feats = fe(clip, sampling_rate=SR, return_tensors="pt")["input_features"]
+    window = model.config.window_frames
+    assert feats.shape[1] > 2 * window
+    starts = list(range(0, feats.shape[1] - window + 1, window)) + [feats.shape[1] - window]
+    with torch.no_grad():
+        per_window = torch.stack([torch.sigmoid(model(feats[:, s : s + window]).logits[0]) for s in starts])
+    expected = per_window.amax(0)
+    result = {r["label"]: r["score"] for r in classifier(clip)}
+    for i, label in model.config.id2label.items():
+        assert result[label] == pytest.approx(float(expected[i]), abs=1e-5)
+
+
+def test_pipeline_reads_files(model_folder, clip, tmp_path):
+    import soundfile as sf
+    from transformers import pipeline
+
+    folder, model, fe = model_folder
+    path = tmp_path / "clip.wav"
+    sf.write(path, soxr.resample(clip, SR, 32000), 32000, subtype="FLOAT")
+    classifier = pipeline("audio-classification", model=str(folder), trust_remote_code=True)
+    from_file = classifier(str(path))
+    from_array = classifier({"raw": sf.read(path, dtype="float32")[0], "sampling_rate": 32000})
+    assert from_file == from_array and len(from_file) == 11
