@@ -7,6 +7,7 @@ resampled with soxr to the model rate (44.1 kHz, the rate MusicNet labels count 
 from __future__ import annotations
 
 import os
+import re
 from typing import Iterator, Tuple
 
 import numpy as np
@@ -34,7 +35,28 @@ def audio_info(path: str | os.PathLike) -> sf._SoundFileInfo:
         raise AudioError(f"{path}: not a readable audio file ({_short(exc)})") from None
     if info.frames == 0:
         raise AudioError(f"{path}: zero-length audio (no samples)")
+    _check_complete(path, info)
     return info
+
+
+# libsndfile's log for a WAV/AIFF whose data chunk runs past the end of the file: "data : 176400 (should be 88178)"
+_SHORT_DATA = re.compile(r"^\s*(?:data|SSND)\s*:\s*(\d+)\s*\(should be (\d+)\)", re.MULTILINE)
+# sizes streaming writers put in the header when they cannot seek back (ffmpeg/sox to a pipe): not truncation
+_UNKNOWN_SIZES = (0xFFFFFFFF, 0x7FFFFFFF, 0x7FFFF000)
+
+
+def _check_complete(path: str, info) -> None:
+    # libsndfile silently decodes a truncated WAV as a shorter file; a half-copied recording must not pass
+    # for a complete one (its labels would then run past the audio, its prediction cover only a part).
+    match = _SHORT_DATA.search(getattr(info, "extra_info", "") or "")
+    if match is None:
+        return
+    declared, present = int(match.group(1)), int(match.group(2))
+    if declared > present and declared not in _UNKNOWN_SIZES:
+        raise AudioError(
+            f"{path}: truncated file: the header announces {declared} bytes of audio data but only {present} "
+            f"are present ({info.frames / info.samplerate:.2f} s of audio); was the download or copy interrupted?"
+        )
 
 
 def check_waveform(audio: np.ndarray, name: str = "audio") -> np.ndarray:

@@ -24,6 +24,9 @@ __all__ = ["InstrumentFeatureExtractor", "mel_filterbank", "dct_matrix"]
 
 #: Frames per STFT block in :meth:`InstrumentFeatureExtractor.extract` (about 12 s at hop 512).
 _FRAMES_PER_BLOCK = 1024
+#: A 2-D input whose second axis is at most this long (and shorter than the first) is taken for
+#: multi-channel audio laid out (samples, channels) and refused, not read as a batch of tiny clips.
+_MAX_CHANNELS = 8
 
 
 def _hz_to_mel(freqs: np.ndarray) -> np.ndarray:
@@ -289,6 +292,13 @@ def _as_clip_list(raw_audio) -> List[np.ndarray]:
         if raw_audio.ndim == 1:
             clips = [raw_audio]
         elif raw_audio.ndim == 2:
+            # (samples, channels) read from a stereo file would otherwise become a "batch" of thousands
+            # of 2-sample clips: slow and meaningless
+            if raw_audio.shape[1] <= _MAX_CHANNELS < raw_audio.shape[0]:
+                raise ValueError(
+                    f"got shape {raw_audio.shape}: this looks like multi-channel audio (samples, channels); "
+                    "pass mono audio, e.g. audio.mean(axis=1) (a batch has shape (batch, samples))"
+                )
             clips = list(raw_audio)
         else:
             raise ValueError(

@@ -1,0 +1,351 @@
+"""Bad and unusual inputs across every entry point: each works correctly, or fails with a clear error.
+
+"Clear" means: a non-zero exit status (CLIs) or one of the package's own exceptions (APIs), a message that
+names the file (and the CSV row), no traceback from deep inside a library, and nothing half-written: the
+output is absent, or a previous output is left exactly as it was. "Works" means the result agrees with
+the clean mono 44.1 kHz reference (same labels, same features within PCM16 quantisation).
+
+The inputs come from ``badfiles.py``. The matrix (rows: entry points; columns: cases)::
+
+                         audio errors¹  audio OK²  CSV errors³  CSV OK⁴  folders⁵  3-hour file
+    load_audio/stream        E            W           -           -        -        W (stream, RSS)
+    feature extractor⁶       E            W           -           -        -        -
+    prepare (CLI)            E            W           E           W        E/skip   -
+    synth (CLI)              -            -           E           W        -        -
+
+    ¹ empty, zero-length, text renamed .wav, truncated wav, NaN and inf samples (float wav)
+    ² stereo, 8 kHz, 96 kHz, 8-bit and 24-bit PCM, 1-second clip shorter than a window
+    ³ missing column, end before start, instrument not a GM program, non-numeric value (+ a GM program the
+      taxonomy does not map, for prepare)
+    ⁴ UTF-8 BOM, extra columns (+ an unmapped GM program, which synth renders)
+    ⁵ a wav without its CSV, a CSV without its wav
+    ⁶ arrays: empty, NaN/inf, (samples, channels) stereo, 8/96 kHz with ``sampling_rate``, integer PCM
+
+Single cases already tested elsewhere (test_prepare.py, test_musicnet_reader.py, test_render.py) are not
+repeated here; this file crosses the cases with the entry points.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+import badfiles
+from badfiles import (
+    AUDIO_ERRORS,
+    AUDIO_OK,
+    CSV_ERRORS,
+    CSV_OK,
+    FOLDER_ERRORS,
+    REF_NOTES,
+    SHORT_SECONDS,
+    SR,
+    bad_row,
+    break_corpus,
+    make_corpus,
+    reference_audio,
+    small_corpus,
+    tree_snapshot,
+    write_audio_case,
+    write_labels,
+)
+from instrument_classifier.audio import AudioError, load_audio, stream_audio
+from instrument_classifier.modeling.feature_extraction_instrument import InstrumentFeatureExtractor
+
+#: PCM16 quantisation moves the reference's MFCCs by up to 0.4 (of a range of about 900); a wrong scale,
+#: channel or resampling moves them by tens to hundreds
+FEATURE_ATOL = 0.5
+EDGE = 5  # frames at the ends where resampling filters and zero padding legitimately differ
+
+
+def run_cli(argv, capsys):
+    """``instrument-classifier ARGV`` in-process: ``(exit status, stdout, stderr)``.
+
+    An exception escaping ``main`` fails the test: from a shell it would be a bare traceback.
+    """
+    from instrument_classifier import cli
+
+    code = cli.main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_clear_failure(code: int, err: str, *must_contain: str) -> None:
+    assert code != 0, "the command should have failed"
+    assert "Traceback" not in err, err
+    for text in must_contain:
+        assert text in err, f"{text!r} not in stderr:\n{err}"
+
+
+def assert_features_match(features: np.ndarray, reference: np.ndarray, atol: float = FEATURE_ATOL) -> None:
+    n = min(len(features), len(reference))
+    assert n > 2 * EDGE + 10
+    np.testing.assert_allclose(features[EDGE : n - EDGE], reference[EDGE : n - EDGE], atol=atol)
+
+
+@pytest.fixture(scope="module")
+def extractor():
+    return InstrumentFeatureExtractor()
+
+
+@pytest.fixture(scope="module")
+def ref_features(extractor):
+    return extractor.extract(reference_audio())
+
+
+@pytest.fixture(scope="module")
+def audio_files(tmp_path_factory):
+    """One file per audio case (and the reference), named after the case."""
+    folder = tmp_path_factory.mktemp("audio_cases")
+    return {case: write_audio_case(folder / f"{case}.wav", case)
+            for case in ("reference", *AUDIO_ERRORS, *AUDIO_OK)}
+
+
+def expected_features(case: str, path: Path, extractor, ref_features) -> np.ndarray:
+    """What a correct reader must produce for an accepted audio case."""
+    if case == "pcm_u8":
+        # 8-bit quantisation noise (-48 dB) legitimately changes the quiet mel bands: the file must decode to
+        # the reference within one 8-bit step (unsigned, centred on 0, full scale) and give the decoded
+        # samples' features
+        decoded, _ = sf.read(path, dtype="float32")
+        assert np.abs(decoded - reference_audio()).max() <= 1.0 / 128 + 1e-6
+        return extractor.extract(decoded)
+    if case == "short_1s":
+        return ref_features[: extractor.num_frames(int(SHORT_SECONDS * SR))]
+    return ref_features
+
+
+# -- audio loading -----------------------------------------------------------------------------------
+
+def _stream(path) -> np.ndarray:
+    # blocks of 0.7 s: several block edges, where a streamed resampler could click or drop samples
+    return np.concatenate(list(stream_audio(path, block_seconds=0.7)))
+
+
+LOADERS = {"load_audio": lambda p: load_audio(p)[0], "stream_audio": _stream}
+
+
+@pytest.mark.parametrize("case", list(AUDIO_ERRORS))
+@pytest.mark.parametrize("loader", list(LOADERS))
+def test_audio_loading_refuses_bad_files_naming_them(loader, case, audio_files):
+    path = audio_files[case]
+    with pytest.raises(AudioError) as err:
+        LOADERS[loader](path)
+    assert str(path) in str(err.value) and AUDIO_ERRORS[case] in str(err.value)
+
+
+@pytest.mark.parametrize("case", AUDIO_OK)
+@pytest.mark.parametrize("loader", list(LOADERS))
+def test_audio_loading_accepts_formats_consistently(loader, case, audio_files, extractor, ref_features):
+    path = audio_files[case]
+    audio = LOADERS[loader](path)
+    assert audio.dtype == np.float32 and audio.ndim == 1
+    seconds = SHORT_SECONDS if case == "short_1s" else badfiles.REF_SECONDS
+    assert len(audio) == int(round(seconds * SR))  # resampled to exactly the reference's length
+    assert_features_match(extractor.extract(audio), expected_features(case, path, extractor, ref_features))
+
+
+# -- feature extractor (arrays) ------------------------------------------------------------------------
+
+def _pcm(audio: np.ndarray, dtype) -> np.ndarray:
+    info = np.iinfo(dtype)
+    return np.round(audio * info.max).astype(dtype) if info.min < 0 else np.round(audio * 127 + 128).astype(dtype)
+
+
+FE_ERRORS = {
+    "zero_length": (lambda a: a[:0], ValueError, "zero-length"),
+    "nan": (lambda a: np.where(np.arange(len(a)) == 1000, np.nan, a).astype(np.float32), ValueError, "NaN"),
+    "inf": (lambda a: np.where(np.arange(len(a)) == 1000, np.inf, a).astype(np.float32), ValueError, "infinite"),
+    "stereo": (lambda a: np.stack([a, a], axis=1), ValueError, "multi-channel"),  # (samples, channels)
+    "pcm_u8": (lambda a: _pcm(a, np.uint8), TypeError, "expected float audio"),
+    "pcm_24": (lambda a: _pcm(a, np.int32), TypeError, "expected float audio"),  # 24-bit PCM as int32
+}
+
+
+@pytest.mark.parametrize("case", list(FE_ERRORS))
+def test_feature_extractor_refuses_bad_arrays(case, extractor):
+    make, error, message = FE_ERRORS[case]
+    with pytest.raises(error, match=message):
+        extractor(make(reference_audio()), sampling_rate=SR)
+
+
+@pytest.mark.parametrize("case", ["stereo_channels_first", "sr_8k", "sr_96k", "pcm_24_scaled", "short_1s"])
+def test_feature_extractor_accepts_arrays_consistently(case, extractor, ref_features):
+    import soxr
+
+    audio, rate = reference_audio(), SR
+    if case == "stereo_channels_first":  # (channels, samples) is a batch: one identical result per channel
+        out = extractor(np.stack([audio, audio]), sampling_rate=SR, normalize=False)["input_features"]
+        assert out.shape == (2, len(ref_features), 13)
+        for feats in out:
+            assert_features_match(feats, ref_features, atol=1e-3)
+        return
+    if case in ("sr_8k", "sr_96k"):
+        rate = 8000 if case == "sr_8k" else 96000
+        audio = soxr.resample(audio, SR, rate, quality="HQ")
+    elif case == "pcm_24_scaled":  # integer PCM converted as the error message says
+        pcm = _pcm(audio, np.int32)
+        audio = (pcm / np.iinfo(np.int32).max).astype(np.float32)
+    elif case == "short_1s":
+        audio = audio[: int(SHORT_SECONDS * SR)]
+    feats = extractor(audio, sampling_rate=rate, normalize=False)["input_features"][0]
+    expected = ref_features[: len(feats)] if case == "short_1s" else ref_features
+    assert len(feats) == extractor.num_frames(int(round(len(audio) * SR / rate)))
+    assert_features_match(feats, expected)
+
+
+# -- prepare -------------------------------------------------------------------------------------------
+
+PREPARE_OK = {"101": "stereo", "102": "sr_8k", "103": "sr_96k", "104": "pcm_u8", "105": "pcm_24", "106": "short_1s"}
+PREPARE_CSV_OK = {"107": "bom", "108": "extra_columns"}
+
+
+def prepare_argv(corpus, out, cache, *extra):
+    return ["prepare", "--data-dir", corpus, "--output", out, "--cache-dir", cache, *extra]
+
+
+@pytest.fixture(scope="module")
+def prepared_variants(tmp_path_factory):
+    """One `prepare` run over the reference (100), every accepted audio case and every accepted CSV case."""
+    from instrument_classifier.data.prepare import load_prepared
+
+    root = tmp_path_factory.mktemp("prepare_ok")
+    recordings = {"100": ("train", "reference", "plain"), "200": ("test", "reference", "plain")}
+    recordings.update({rid: ("train", case, "plain") for rid, case in PREPARE_OK.items()})
+    recordings.update({rid: ("train", "reference", case) for rid, case in PREPARE_CSV_OK.items()})
+    corpus = make_corpus(root / "corpus", recordings)
+    from instrument_classifier import cli
+
+    # every piece in train (no validation split), so all recordings get the same (overlapping) windows
+    assert cli.main([str(a) for a in prepare_argv(corpus, root / "out", root / "cache",
+                                                  "--validation-fraction", "0")]) == 0
+    dataset, info, _ = load_prepared(root / "out")
+    rows = dataset["train"].with_format("numpy")[:]
+    by_id = {}
+    for rid in recordings:
+        mask = rows["recording_id"] == f"corpus/{rid}"
+        by_id[rid] = {k: v[mask] for k, v in rows.items()}
+    return by_id, corpus
+
+
+def _global_frames(start_frames: np.ndarray, window: int) -> np.ndarray:
+    return start_frames[:, None] + np.arange(window)[None, :]
+
+
+@pytest.mark.parametrize("rid", list(PREPARE_OK) + list(PREPARE_CSV_OK))
+def test_prepare_accepts_formats_and_csv_variants_consistently(rid, prepared_variants, extractor):
+    by_id, corpus = prepared_variants
+    case = {**PREPARE_OK, **PREPARE_CSV_OK}[rid]
+    ref, got = by_id["100"], by_id[rid]
+    real = extractor.num_frames(int(round((SHORT_SECONDS if case == "short_1s" else badfiles.REF_SECONDS) * SR)))
+    if case == "short_1s":  # one zero-padded window; labels as the reference's where audio is, 0 after it
+        # (the last real frame straddles the clip's end, where the flute note of the reference begins)
+        assert list(got["start_frame"]) == [0]
+        np.testing.assert_array_equal(got["frame_labels"][0][: real - 1], ref["frame_labels"][0][: real - 1])
+        assert not got["frame_labels"][0][real:].any()
+        np.testing.assert_array_equal(got["labels"][0], ref["frame_labels"][0][: real - 1].max(axis=0))
+        assert got["labels"][0].sum() == 2  # violin (Strings) and piano (Keyboard)
+    else:
+        np.testing.assert_array_equal(got["start_frame"], ref["start_frame"])
+        np.testing.assert_array_equal(got["frame_labels"], ref["frame_labels"])
+        np.testing.assert_array_equal(got["labels"], ref["labels"])
+        assert got["labels"][0].sum() == 3  # violin, piano, flute: the labels really are there
+    frames = _global_frames(got["start_frame"], got["input_features"].shape[1])
+    inside = (frames >= EDGE) & (frames < real - EDGE)
+    if case == "pcm_u8":
+        expected = expected_features(case, corpus / "train_data" / f"{rid}.wav", extractor, None)
+        np.testing.assert_allclose(got["input_features"][inside], expected[frames[inside]], atol=FEATURE_ATOL)
+    else:
+        ref_by_frame = {}
+        for window, start in zip(ref["input_features"], ref["start_frame"]):
+            for i, row in enumerate(window):
+                ref_by_frame.setdefault(start + i, row)
+        expected = np.stack([ref_by_frame[f] for f in frames[inside]])
+        np.testing.assert_allclose(got["input_features"][inside], expected, atol=FEATURE_ATOL)
+
+
+@pytest.fixture(scope="module")
+def previous_dataset(tmp_path_factory):
+    """A good prepared dataset: every failing run below starts with a copy of it under --output."""
+    root = tmp_path_factory.mktemp("previous")
+    corpus = small_corpus(root / "corpus")
+    from instrument_classifier import cli
+
+    assert cli.main([str(a) for a in prepare_argv(corpus, root / "out", root / "cache")]) == 0
+    return root / "out"
+
+
+PREPARE_ERRORS = [*AUDIO_ERRORS, *CSV_ERRORS, "unmapped_instrument", *FOLDER_ERRORS]
+
+
+@pytest.mark.parametrize("case", PREPARE_ERRORS)
+def test_prepare_refuses_bad_input_naming_file_and_keeps_previous_output(case, tmp_path, previous_dataset, capsys):
+    corpus = small_corpus(tmp_path / "corpus")
+    named = break_corpus(corpus, case)
+    out = tmp_path / "data" / "out"
+    shutil.copytree(previous_dataset, out)
+    before = tree_snapshot(out)
+    code, _, err = run_cli(prepare_argv(corpus, out, tmp_path / "cache"), capsys)
+    must = [named] + ([f"row {bad_row(case)}"] if case in CSV_ERRORS or case == "unmapped_instrument" else [])
+    assert_clear_failure(code, err, *must)
+    assert tree_snapshot(out) == before  # the previous dataset is untouched
+    assert sorted(p.name for p in out.parent.iterdir()) == ["out"]  # and no temporary folder is left
+
+
+@pytest.mark.parametrize("case", ["truncated", "nan", "non_numeric", "wav_without_csv", "csv_without_wav"])
+def test_prepare_skip_bad_leaves_out_only_the_bad_recording(case, tmp_path, capsys):
+    from instrument_classifier.data.prepare import load_prepared
+
+    corpus = small_corpus(tmp_path / "corpus")
+    break_corpus(corpus, case)
+    out = tmp_path / "out"
+    with pytest.warns(UserWarning, match="12"):
+        code, _, err = run_cli(prepare_argv(corpus, out, tmp_path / "cache", "--skip-bad",
+                                            "--validation-fraction", "0"), capsys)
+    assert code == 0, err
+    dataset, info, _ = load_prepared(out)
+    assert sorted(set(dataset["train"]["recording_id"])) == ["corpus/11", "corpus/13", "corpus/14"]
+    assert len(info["skipped"]) == 1 and "12" in info["skipped"][0]["recording"] + info["skipped"][0]["reason"]
+
+
+# -- synth ---------------------------------------------------------------------------------------------
+
+def _labels_tree(root: Path, cases: dict) -> Path:
+    """A labels-only MusicNet folder: ``{id: CSV case}`` in train_labels/."""
+    for rid, case in cases.items():
+        write_labels(root / "train_labels" / f"{rid}.csv", REF_NOTES, case)
+    badfiles.write_metadata(root, list(cases))
+    return root
+
+
+@pytest.mark.parametrize("case", list(CSV_ERRORS))
+def test_synth_refuses_bad_csv_naming_file_and_row(case, tmp_path, capsys):
+    labels = _labels_tree(tmp_path / "labels", {"11": "plain", "12": case})
+    out = tmp_path / "out"
+    code, _, err = run_cli(["synth", "--labels", labels, "--out", out, "--max-seconds", "1"], capsys)
+    assert_clear_failure(code, err, "12.csv", f"row {bad_row(case)}", CSV_ERRORS[case])
+    assert not out.exists()  # every CSV is checked before anything is rendered
+
+
+def test_synth_accepts_bom_extra_columns_and_any_gm_program(tmp_path, capsys):
+    from instrument_classifier.data.musicnet import read_labels
+
+    cases = {"11": "plain", "12": "bom", "13": "extra_columns", "14": "unmapped_instrument"}
+    labels = _labels_tree(tmp_path / "labels", cases)
+    out = tmp_path / "out"
+    code, _, err = run_cli(["synth", "--labels", labels, "--out", out, "--max-seconds", str(badfiles.REF_SECONDS)],
+                           capsys)
+    assert code == 0, err
+    rendered = {rid: read_labels(out / "train_labels" / f"{rid}.csv") for rid in cases}
+    fields = ["start", "end", "instrument", "note"]
+    for rid in ("12", "13"):
+        np.testing.assert_array_equal(rendered[rid][fields], rendered["11"][fields], err_msg=cases[rid])
+    assert badfiles.UNMAPPED_PROGRAM in rendered["14"]["instrument"]
+    for rid in cases:
+        audio, rate = sf.read(out / "train_data" / f"{rid}.wav")
+        assert rate == SR and np.abs(audio).max() > 0.5  # peak-normalised to -1 dBFS: there is sound
