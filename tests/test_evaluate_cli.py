@@ -36,12 +36,12 @@ def save_model(folder: Path, kind: str, extractor, seed: int, train_split=None, 
     config_class, model_class = MODEL_CLASSES[kind]
     model = model_class(config_class(taxonomy="seed12", feature_size=extractor.feature_size, **config_kwargs))
     if train_split is not None:
-        rows = train_split.with_format("numpy")[:]
+        rows = train_split.with_format("numpy")[::2]  # a few steps on 10 windows: cheap, and no longer random
         x = torch.from_numpy(extractor.normalize(rows["input_features"]))
         y = torch.from_numpy(rows["labels"])
         optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
         model.train()
-        for _ in range(8):
+        for _ in range(3):
             loss = model(input_features=x, labels=y).loss
             optimizer.zero_grad()
             loss.backward()

@@ -377,7 +377,7 @@ def evaluate_models(
                 "source": entry["source"],
                 "thresholds": [float(t) for t in cut],
             }
-            curves[entry["name"]] = _roc_points(window_true, window_prob, frame_true, frame_prob, labels)
+            curves[entry["name"]] = _roc_points(window_true, window_prob, frame_true, frame_prob, results[entry["name"]])
 
     results.update({
         "split": split,
@@ -559,18 +559,17 @@ def format_markdown(results: Dict, figures: Optional[Dict[str, str]] = None) -> 
 
 # -- figures -------------------------------------------------------------------------------------------
 
-def _roc_points(window_true, window_prob, frame_true, frame_prob, labels) -> dict:
-    """Per level, per class present: ``(fpr, tpr, auc)`` for the ROC figure."""
-    from sklearn.metrics import roc_auc_score, roc_curve
+def _roc_points(window_true, window_prob, frame_true, frame_prob, metrics: Dict) -> dict:
+    """Per level, per class present: ``(fpr, tpr, auc)`` for the ROC figure (AUC from ``metrics``)."""
+    from sklearn.metrics import roc_curve
 
     out = {}
     for level, y, s in (("window", window_true, window_prob), ("frame", frame_true, frame_prob)):
         out[level] = {}
-        for i, label in enumerate(labels):
-            positives = int(y[:, i].sum())
-            if 0 < positives < len(y):
+        for i, (label, values) in enumerate(metrics[level]["per_class"].items()):
+            if values["roc_auc"] is not None:  # the classes present
                 fpr, tpr, _ = roc_curve(y[:, i], s[:, i])
-                out[level][label] = (fpr, tpr, float(roc_auc_score(y[:, i], s[:, i])))
+                out[level][label] = (fpr, tpr, values["roc_auc"])
     return out
 
 

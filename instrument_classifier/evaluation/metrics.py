@@ -88,7 +88,7 @@ def _check_inputs(y_true: ArrayLike, y_score: ArrayLike, labels: Optional[Sequen
         raise ValueError(f"got {len(labels)} labels for {num_classes} classes")
     if len(set(labels)) != len(labels):
         raise ValueError(f"labels must be distinct, got {labels}")
-    return y_true.astype(np.int64), y_score, labels
+    return y_true.astype(np.int8, copy=False), y_score, labels  # int8: frame-level inputs have millions of rows
 
 
 def _thresholds_array(thresholds, num_classes: int) -> np.ndarray:
