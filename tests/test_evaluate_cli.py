@@ -246,6 +246,13 @@ def test_output_that_is_not_a_report_is_never_replaced(setup, tmp_path, capsys):
     sneaky = tmp_path / "elsewhere" / ".." / "precious"
     assert main(["evaluate", "--model", str(setup.cnn), "--dataset", str(setup.dataset_path), "--output", str(sneaky)]) == 2
     assert str(precious) in capsys.readouterr().err
+    # an earlier report with a file of the user's in it is not replaced either
+    report = tmp_path / "report"
+    report.mkdir()
+    (report / "metrics.json").write_text("{}")
+    (report / "my_notes.md").write_text("keep me")
+    assert main(["evaluate", "--model", str(setup.cnn), "--dataset", str(setup.dataset_path), "--output", str(report)]) == 2
+    assert "my_notes.md" in capsys.readouterr().err and (report / "my_notes.md").read_text() == "keep me"
     with pytest.raises(EvaluationError, match="exactly one"):
         evaluate_models(setup.cnn, dataset=setup.dataset_path, data_dir=setup.corpus)
 

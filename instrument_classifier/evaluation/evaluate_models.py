@@ -412,17 +412,23 @@ def model_names(results: Dict) -> List[str]:
 # -- output --------------------------------------------------------------------------------------------
 
 def _check_output(output: Path) -> Path:
-    """Resolve ``output`` (symlinks, ``..``) and refuse to replace anything but an earlier report."""
+    """Resolve ``output`` (symlinks, ``..``) and refuse to replace anything but an earlier report.
+
+    An earlier report is a folder holding metrics.json and nothing but report files, so files a user
+    added to it (or any other folder) are never deleted.
+    """
     output = output.expanduser().resolve()
     if output == Path(output.anchor) or output == Path.home().resolve():
         raise EvaluationError(f"{output}: refusing to write the report over a root or home folder")
     if output.exists():
         if not output.is_dir():
             raise EvaluationError(f"{output}: exists and is not a folder")
-        if any(output.iterdir()) and not (output / "metrics.json").is_file():
+        foreign = sorted(p.name for p in output.iterdir()
+                         if not (p.is_file() and (p.name in OUTPUT_FILES or re.fullmatch(r"roc_.*\.png", p.name))))
+        if foreign or (any(output.iterdir()) and not (output / "metrics.json").is_file()):
             raise EvaluationError(
-                f"{output}: folder is not empty and is not an earlier evaluate output (no metrics.json); "
-                "refusing to replace it. Choose another --output"
+                f"{output}: folder is not empty and is not an earlier evaluate output (it holds "
+                f"{', '.join(foreign[:5]) or 'no metrics.json'}); refusing to replace it. Choose another --output"
             )
     return output
 
