@@ -45,7 +45,9 @@ the same order. Each split gets a ``fingerprint`` hashing the code version, ever
 file's (path, size, mtime_ns): a rerun reuses the ``datasets`` cache, a changed label or audio file or
 parameter rebuilds. If ``output`` already holds a dataset with the same fingerprint it is kept as is.
 
-Output (written to a temporary folder next to ``output`` and moved into place with ``os.replace``)::
+Output (written to a temporary folder next to ``output`` and moved into place with ``os.replace``; a run that
+is killed leaves no partial ``output``, the next run deletes its temporary folder and, with the same cache,
+continues from the splits already generated; rows and files are byte-identical for any ``num_proc``)::
 
     output/dataset_dict.json, train/, validation/, test/    DatasetDict.save_to_disk
     output/feature_extractor/preprocessor_config.json      mean/std fitted on train
@@ -60,6 +62,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import sys
 import tempfile
 import time
@@ -312,7 +315,7 @@ def _generate_split(split: str, jobs: List[dict], fingerprint: str, features, ge
         return empty()
     workers = min(num_proc, len(jobs))
     try:
-        return Dataset.from_generator(
+        dataset = Dataset.from_generator(
             _generate_rows,
             features=features,
             gen_kwargs={"jobs": jobs, "split": split, "in_worker": workers > 1, **gen_kwargs},
@@ -330,6 +333,11 @@ def _generate_split(split: str, jobs: List[dict], fingerprint: str, features, ge
         if "corresponds to no data" in str(exc):  # every recording of the split skipped (skip_bad)
             return empty()
         raise
+    # datasets notes how many rows each worker wrote ("shard_lengths" in dataset_info.json): the only byte of
+    # the saved dataset that would depend on --num-proc. The rows and their order do not.
+    for split_info in (dataset.info.splits or {}).values():
+        split_info.shard_lengths = None
+    return dataset
 
 
 # -- output ----------------------------------------------------------------------------------------
@@ -348,11 +356,41 @@ def _check_output(output: Path) -> None:
         )
 
 
+def _temp_prefix(output: Path, kind: str) -> str:
+    # host and pid in the name: a later run can tell the folders of a killed run from those of a live one
+    return f".{output.name}.{kind}-{socket.gethostname()}-{os.getpid()}-"
+
+
+def _remove_stale_temps(output: Path) -> None:
+    """Delete the temporary folders next to ``output`` left by runs on this host that were killed.
+
+    A run killed while writing (SIGKILL, out of memory, power loss) cannot clean up; its half-written
+    copy can be as large as the dataset. The folder's process id tells whether its run is still alive.
+    """
+    if not output.parent.is_dir():
+        return
+    pattern = re.compile(rf"^\.{re.escape(output.name)}\.(?:tmp|old)-{re.escape(socket.gethostname())}-(\d+)-")
+    for child in output.parent.iterdir():
+        match = pattern.match(child.name)
+        if match and child.is_dir() and not _process_alive(int(match.group(1))):
+            shutil.rmtree(child, ignore_errors=True)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
 def _replace_dir(tmp: Path, output: Path) -> None:
     """Move the finished ``tmp`` to ``output``; a previous dataset there is removed only afterwards."""
     old = None
     if output.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{output.name}.old-", dir=output.parent))
+        old = Path(tempfile.mkdtemp(prefix=_temp_prefix(output, "old"), dir=output.parent))
         os.replace(output, old / output.name)
     os.replace(tmp, output)
     if old is not None:
@@ -439,6 +477,7 @@ def build_dataset(
     if extractor.sampling_rate != TARGET_SR:
         raise ValueError(f"the feature extractor must run at {TARGET_SR} Hz (MusicNet labels count samples at that rate)")
     _check_output(output)
+    _remove_stale_temps(output)
 
     skipped: List[Tuple[str, str]] = []
     jobs = _plan_corpora(data_dirs, taxonomy, skip_bad, skipped)
@@ -504,7 +543,7 @@ def build_dataset(
         }
 
     output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{output.name}.tmp-", dir=output.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=_temp_prefix(output, "tmp"), dir=output.parent))
     try:
         # an empty split must still be written as one (empty) shard, or datasets cannot load it back
         dataset.save_to_disk(str(tmp), num_shards={s: 1 for s, d in dataset.items() if d.num_rows == 0} or None)
