@@ -31,6 +31,7 @@ import os
 import shlex
 import shutil
 import sys
+import tempfile
 from pathlib import Path
 from typing import List, Optional, Sequence
 
@@ -114,7 +115,7 @@ def find_checkpoint(training_args, data_args) -> Optional[str | bool]:
             f"output directory {output_dir} exists and is not empty but has no checkpoint to resume; use "
             "--overwrite_output_dir to train there from scratch, or another --output_dir"
         )
-    logger.info("resuming from %s (use --overwrite_output_dir to start from scratch)", last)
+    logger.info("found %s in the output directory (use --overwrite_output_dir to start from scratch)", last)
     return last
 
 
@@ -147,6 +148,28 @@ def format_results_table(results: dict, labels: List[str]) -> str:
     return "\n".join(lines)
 
 
+def evaluate_saved_model(output_dir: str, dataset_path: str, split: str = "test"):
+    """Window- and frame-level metrics and figures of the saved folder, computed by ``instrument-classifier
+    evaluate``'s code on the full split; figures are copied to ``output_dir/figures/``.
+
+    Returns ``(metrics entry {"window", "frame", ...}, [figure paths relative to output_dir])``.
+    """
+    from instrument_classifier.evaluation.evaluate_models import evaluate_models, model_names
+
+    figures_dir = Path(output_dir) / "figures"
+    with tempfile.TemporaryDirectory(prefix="train-evaluate-") as scratch:
+        report = Path(scratch) / "report"
+        results = evaluate_models([output_dir], dataset=dataset_path, split=split, output_dir=report, progress=False)
+        shutil.rmtree(figures_dir, ignore_errors=True)
+        figures_dir.mkdir()
+        figures = []
+        for png in sorted(report.glob("*.png")):
+            name = f"{split}_heatmap.png" if png.name == "heatmap.png" else f"{split}_roc_curves.png"
+            shutil.copyfile(png, figures_dir / name)
+            figures.append(f"figures/{name}")
+    return results[model_names(results)[0]], figures
+
+
 def describe_hyperparameters(model, model_args, data_args, training_args, trainer, augmentation) -> dict:
     config = model.config
     architecture = {
@@ -161,8 +184,8 @@ def describe_hyperparameters(model, model_args, data_args, training_args, traine
         "architecture": f"{architecture}, dropout {config.dropout}, pooling {config.pooling}",
         "parameters": f"{model.num_parameters():,}",
         "fine-tuned from": model_args.model_name_or_path or "– (new model)",
-        "optimizer": f"{training_args.optim}, lr {training_args.learning_rate:g}, weight decay {training_args.weight_decay:g}",
-        "schedule": f"{training_args.lr_scheduler_type.value if hasattr(training_args.lr_scheduler_type, 'value') else training_args.lr_scheduler_type}, warmup {training_args.warmup_steps:g}",
+        "optimizer": f"{getattr(training_args.optim, 'value', training_args.optim)}, lr {training_args.learning_rate:g}, weight decay {training_args.weight_decay:g}",
+        "schedule": f"{getattr(training_args.lr_scheduler_type, 'value', training_args.lr_scheduler_type)}, warmup {training_args.warmup_steps:g}",
         "batch size": f"{total_batch} ({training_args.per_device_train_batch_size} x {training_args.world_size} process(es) x {training_args.gradient_accumulation_steps} accumulation)",
         "epochs": f"{state.epoch:g} of at most {training_args.num_train_epochs:g} (early stopping patience {training_args.early_stopping_patience})",
         "best checkpoint": f"{state.best_model_checkpoint and Path(state.best_model_checkpoint).name}, validation {training_args.metric_for_best_model} {state.best_metric if state.best_metric is None else round(state.best_metric, 4)}",
@@ -184,13 +207,15 @@ def main(argv: Optional[Sequence[str]] = None, callbacks: Optional[list] = None)
 
     logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", datefmt="%H:%M:%S",
                         handlers=[logging.StreamHandler(sys.stdout)])
-    log_level = training_args.get_process_log_level()
-    logger.setLevel(log_level)
-    transformers.utils.logging.set_verbosity(log_level)
+    # our own progress lines on the main process; transformers' verbosity as --log_level says (default warning)
+    logger.setLevel(logging.INFO if training_args.should_log else logging.WARNING)
+    transformers.utils.logging.set_verbosity(training_args.get_process_log_level())
     if training_args.output_dir is None:
         raise ValueError("--output_dir is required")
     overrides = apply_study_settings(model_args, training_args, explicit) if model_args.study_settings else {}
     checkpoint = find_checkpoint(training_args, data_args)
+    if checkpoint:
+        logger.info("resuming from %s", checkpoint)
     set_seed(training_args.seed)
 
     # -- data (prepared once, by the main process first: the others then reuse it) ------------------
@@ -229,12 +254,15 @@ def main(argv: Optional[Sequence[str]] = None, callbacks: Optional[list] = None)
         trainer_callbacks.append(EarlyStoppingCallback(training_args.early_stopping_patience,
                                                        training_args.early_stopping_threshold))
     results: dict = {}
+    frame_results: dict = {}
+    figures: List[str] = []
     base_model = model_args.model_name_or_path if model_args.model_name_or_path and not os.path.isdir(model_args.model_name_or_path) else None
 
     def model_card():
         return build_model_card(
             trainer.model.config, info, {"validation": results.get("validation"), "test": results.get("test")},
             describe_hyperparameters(trainer.model, model_args, data_args, training_args, trainer, augmentation),
+            frame_metrics=frame_results, figures=figures,
             model_name=(training_args.hub_model_id or Path(training_args.output_dir).resolve().name).split("/")[-1],
             repo_id=training_args.hub_model_id, base_model=base_model,
             command=" ".join(["python train.py"] + [shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv)]),
@@ -277,8 +305,14 @@ def main(argv: Optional[Sequence[str]] = None, callbacks: Optional[list] = None)
     if test_set is not None:
         y_test, p_test = predict_probabilities(trainer, test_set)
         results["test"] = compute_instrument_metrics(y_test, p_test, thresholds=thresholds, labels=labels)
+        test_metrics = {**prefixed("test", results["test"]), "test_samples": len(test_set)}
         trainer.log_metrics("test", {**prefixed("test", scalar_metrics(results["test"])), "test_samples": len(test_set)})
-        trainer.save_metrics("test", {**prefixed("test", results["test"]), "test_samples": len(test_set)})
+        if trainer.is_world_process_zero() and info.get("local_path") and data_args.max_test_samples is None:
+            # frame level and figures, by the evaluate command's code (the same numbers as `instrument-classifier evaluate`)
+            evaluated, figures[:] = evaluate_saved_model(training_args.output_dir, info["local_path"], "test")
+            frame_results["test"] = evaluated["frame"]
+            test_metrics.update(prefixed("test_frame", evaluated["frame"]))
+        trainer.save_metrics("test", test_metrics)
 
     if trainer.is_world_process_zero():
         write_model_card(model_card(), training_args.output_dir)

@@ -50,7 +50,8 @@ def _prepare_from_music_dirs(data_args):
         num_proc=data_args.preprocessing_num_workers, seed=data_args.split_seed, eval_data_dirs=data_args.eval_data_dir,
         feature_extractor=extractor,
     )
-    return load_prepared(output)
+    dataset, info, extractor = load_prepared(output)
+    return dataset, {**info, "local_path": str(output.resolve())}, extractor
 
 
 def _load_from_hub(repo_id: str, revision: Optional[str], cache_dir: Optional[str]):
@@ -91,6 +92,7 @@ def load_training_data(data_args, cache_dir: Optional[str] = None) -> Tuple[obje
         path = data_args.dataset_path
         if Path(path).is_dir():
             dataset, info, extractor = load_prepared(path)
+            info = {**info, "local_path": str(Path(path).resolve())}
         elif Path(path).exists() or path.count("/") != 1 or path.startswith((".", "/")):
             raise FileNotFoundError(f"{path}: not a prepared dataset folder nor a Hub dataset id (owner/name)")
         else:

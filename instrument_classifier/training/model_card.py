@@ -95,13 +95,13 @@ def _split_rows(info: dict) -> List[str]:
     return rows
 
 
-def _results_rows(metrics: Dict[str, Optional[dict]]) -> List[str]:
-    splits = [s for s, m in metrics.items() if m]
-    rows = ["| metric | " + " | ".join(splits) + " |", "| --- |" + " ---: |" * len(splits)]
+def _results_rows(columns: Dict[str, Optional[dict]]) -> List[str]:
+    names = [name for name, m in columns.items() if m]
+    rows = ["| metric | " + " | ".join(names) + " |", "| --- |" + " ---: |" * len(names)]
     for key in TABLE_METRICS:
-        rows.append(f"| {key} | " + " | ".join(_fmt(metrics[s].get(key)) for s in splits) + " |")
+        rows.append(f"| {key} | " + " | ".join(_fmt(columns[n].get(key)) for n in names) + " |")
     rows.append("| classes skipped (absent or always present) | "
-                + " | ".join(", ".join(metrics[s]["skipped_classes"]) or "none" for s in splits) + " |")
+                + " | ".join(", ".join(columns[n]["skipped_classes"]) or "none" for n in names) + " |")
     return rows
 
 
@@ -119,6 +119,7 @@ def build_model_card(
     metrics: Dict[str, Optional[dict]],
     hyperparameters: Dict[str, object],
     model_name: str,
+    frame_metrics: Optional[Dict[str, Optional[dict]]] = None,
     repo_id: Optional[str] = None,
     base_model: Optional[str] = None,
     figures: Sequence[str] = (),
@@ -136,6 +137,8 @@ def build_model_card(
     metrics : dict
         ``{"validation": metrics, "test": metrics or None}`` from ``compute_instrument_metrics`` (window level,
         tuned thresholds).
+    frame_metrics : dict, optional
+        ``{"test": metrics}`` at frame level (every 11.6-ms frame scored), if computed.
     hyperparameters : dict
         What to list under "Training procedure" (learning rate, batch size, epochs, ...).
     model_name, repo_id, base_model : str
@@ -154,18 +157,21 @@ def build_model_card(
     dataset_name = "MusicNet"
     if corpus["kind"] == "rendered":
         dataset_name = f"MusicNet rendered with {', '.join(corpus['soundfonts'])}"
+    frame_metrics = frame_metrics or {}
     eval_results = []
-    for split, split_metrics in metrics.items():
-        if not split_metrics:
-            continue
-        for key, metric_type, readable in INDEX_METRICS:
-            if split_metrics.get(key) is not None:
-                eval_results.append(EvalResult(
-                    task_type="audio-classification", task_name="Instrument recognition (multi-label, 3-s windows)",
-                    dataset_type=dataset_type, dataset_name=dataset_name, dataset_split=split,
-                    metric_type=metric_type, metric_name=f"{readable} ({split}, window level)",
-                    metric_value=round(float(split_metrics[key]), 4),
-                ))
+    for level, by_split in (("window", metrics), ("frame", frame_metrics)):
+        for split, split_metrics in by_split.items():
+            if not split_metrics:
+                continue
+            for key, metric_type, readable in INDEX_METRICS:
+                if split_metrics.get(key) is not None:
+                    eval_results.append(EvalResult(
+                        task_type="audio-classification",
+                        task_name=f"Instrument recognition (multi-label, {level} level)",
+                        dataset_type=dataset_type, dataset_name=dataset_name, dataset_split=split,
+                        metric_type=metric_type, metric_name=f"{readable} ({split}, {level} level)",
+                        metric_value=round(float(split_metrics[key]), 4),
+                    ))
     kind = MODEL_KINDS.get(config.model_type, config.model_type)
     data = ModelCardData(
         model_name=model_name,
@@ -239,12 +245,14 @@ def build_model_card(
     lines += [
         "## Evaluation",
         "",
-        "Window level, thresholds tuned on validation. Macro averages run over the classes that have both "
-        "positive and negative windows in the split (the others are listed); Hamming loss and micro scores "
-        "count every class. Validation numbers are optimistic: the thresholds and the best checkpoint were "
-        "chosen on it.",
+        "Thresholds tuned on validation. Window level: one reference and one score per 3-s window (score = "
+        "the model's window output); frame level: every 11.6-ms frame of the split. Macro averages run over the "
+        "classes that have both positive and negative windows (frames) in the split (the others are listed); "
+        "Hamming loss and micro scores count every class. Validation numbers are optimistic: the thresholds "
+        "and the best checkpoint were chosen on it.",
         "",
-        *_results_rows(metrics),
+        *_results_rows({**{f"{s} (window)": m for s, m in metrics.items()},
+                        **{f"{s} (frame)": m for s, m in frame_metrics.items()}}),
         "",
     ]
     if test:
