@@ -134,7 +134,10 @@ def stream_audio(
             while True:
                 block = f.read(blocksize, dtype="float32", always_2d=True)
                 last = len(block) < blocksize
-                mono = check_waveform(_to_mono(block), f"{path} (from sample {offset})") if len(block) else block[:, 0]
+                mono = _to_mono(block)
+                if not np.all(np.isfinite(mono)):  # position in the file, not in the block
+                    bad = offset + int(np.flatnonzero(~np.isfinite(mono))[0])
+                    raise AudioError(f"{path}: audio contains NaN or infinite samples (first at sample {bad})")
                 offset += len(block)
                 if resampler is not None:
                     mono = resampler.resample_chunk(mono, last=last)

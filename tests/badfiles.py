@@ -47,6 +47,7 @@ AUDIO_ERRORS: Dict[str, str] = {
 #: audio cases that must work and agree with the reference
 AUDIO_OK = ("stereo", "sr_8k", "sr_96k", "pcm_u8", "pcm_24", "short_1s")
 SHORT_SECONDS = 1.0  # shorter than one window (256 frames = 2.97 s)
+BAD_SAMPLE = int(REF_SECONDS * SR) // 3  # where the NaN / inf case has its bad sample
 
 #: label CSV case -> what the error must say (besides the file name and "row 3")
 CSV_ERRORS: Dict[str, str] = {
@@ -114,7 +115,7 @@ def write_audio_case(path: Path, case: str, audio: Optional[np.ndarray] = None) 
         path.write_bytes(data[: 44 + (len(data) - 44) // 2 + 1])
     elif case in ("nan", "inf"):
         bad = audio.copy()
-        bad[len(bad) // 3] = np.nan if case == "nan" else np.inf
+        bad[BAD_SAMPLE] = np.nan if case == "nan" else np.inf
         sf.write(path, bad, SR, subtype="FLOAT")
     elif case == "stereo":
         sf.write(path, np.stack([audio, audio], axis=1), SR, subtype="FLOAT")
