@@ -1,0 +1,51 @@
+"""``instrument-classifier demo``: run the Space's Gradio app locally.
+
+The app is :func:`instrument_classifier.space_app.build_demo`, the same code ``space/app.py`` runs on
+Hugging Face Spaces; the example clips come from ``space/examples`` of a source checkout.
+Serves on 127.0.0.1 by default (this machine only); ``--host 0.0.0.0`` exposes it to the network.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+__all__ = ["add_demo_arguments", "run_demo"]
+
+
+def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", action="append", default=None, metavar="PATH_OR_ID",
+                        help="model folder or Hub id; repeat to offer several "
+                             "(default: $MODEL_ID, else the bundled Transformer and CNN)")
+    parser.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=7860, help="port (default 7860)")
+    parser.add_argument("--max-upload-mb", type=float, default=None,
+                        help="largest accepted upload in MB (default: $MAX_UPLOAD_MB or 100)")
+    parser.add_argument("--max-duration", type=float, default=None, metavar="SECONDS",
+                        help="longest accepted recording in seconds (default: $MAX_DURATION_S or 600)")
+    parser.add_argument("--examples-dir", type=Path, default=None,
+                        help="folder with examples.csv and clips (default: space/examples of the checkout)")
+    parser.add_argument("--open", action="store_true", help="open the page in a browser")
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from .space_app import AppLimits, build_demo, launch_kwargs
+
+    limits = AppLimits.from_env()
+    if args.max_upload_mb is not None:
+        limits = replace(limits, max_upload_mb=args.max_upload_mb)
+    if args.max_duration is not None:
+        limits = replace(limits, max_duration_s=args.max_duration)
+    if limits.max_upload_mb <= 0 or limits.max_duration_s <= 0:
+        print("error: --max-upload-mb and --max-duration must be positive", file=sys.stderr)
+        return 2
+    try:
+        demo = build_demo(models=args.model, limits=limits, examples_dir=args.examples_dir)
+    except RuntimeError as exc:  # no model, or a model that does not load
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    demo.launch(server_name=args.host, server_port=args.port, inbrowser=args.open, **launch_kwargs(limits))
+    return 0

@@ -1,0 +1,212 @@
+"""``instrument-classifier predict``: which instruments play, and when, in audio files.
+
+For each file: the clip summary (a score per instrument, the maximum over the model's windows) and
+the timeline segments (``start_s, end_s, label, score``) where an instrument's frame probability is
+above its threshold (the per-class thresholds tuned at training time, or ``--threshold``).
+
+A file that cannot be read (missing, empty, not audio, truncated, NaN samples) is reported on stderr
+with its name and skipped; the other files are still processed and the exit status is 1 at the end.
+``--output FILE`` is written atomically: a temporary file in the same folder, then ``os.replace``,
+so an interrupted run never leaves a truncated file under the final name.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, TextIO
+
+__all__ = ["add_predict_arguments", "run_predict", "predict_files", "format_results", "write_atomic",
+           "PROGRESS_MIN_SECONDS"]
+
+FORMATS = ("table", "json", "csv")
+#: files at least this long get a progress bar (shorter ones finish in about a second)
+PROGRESS_MIN_SECONDS = 60.0
+CSV_COLUMNS = ("file", "start_s", "end_s", "instrument", "score")
+
+
+def add_predict_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("audio", nargs="+", metavar="AUDIO",
+                        help="audio files (any format libsndfile reads: wav, flac, ogg, mp3, ...; any rate, mono or stereo)")
+    parser.add_argument("--model", default=None, metavar="PATH_OR_ID",
+                        help="model folder or Hub id (default: the bundled Transformer)")
+    parser.add_argument("--format", choices=FORMATS, default="table",
+                        help="table (readable), json (list of {file, clip, segments}), or csv (one row per segment)")
+    parser.add_argument("--threshold", type=float, default=None, metavar="T",
+                        help="one decision threshold in (0, 1) for every instrument "
+                             "(default: the per-instrument thresholds tuned on validation data, stored in the model)")
+    parser.add_argument("--output", "-o", type=Path, default=None, metavar="FILE",
+                        help="write the results to FILE (atomically) instead of stdout")
+    parser.add_argument("--batch-size", type=int, default=32, help="windows per forward pass (default 32)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars on long files")
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    if args.threshold is not None and not 0.0 < args.threshold < 1.0:
+        print(f"error: --threshold must be between 0 and 1 (exclusive), got {args.threshold}", file=sys.stderr)
+        return 2
+    if args.batch_size < 1:
+        print(f"error: --batch-size must be >= 1, got {args.batch_size}", file=sys.stderr)
+        return 2
+    if args.output is not None and args.output.is_dir():
+        print(f"error: --output {args.output} is a folder; give a file name", file=sys.stderr)
+        return 2
+
+    from .inference import load_model
+
+    try:
+        model, feature_extractor = load_model(args.model)
+    except Exception as exc:  # missing folder, unknown Hub id, no network, .bin weights, ...
+        where = args.model or "the bundled default model"
+        print(f"error: could not load {where}: {exc}", file=sys.stderr)
+        return 2
+
+    results, failed = predict_files(model, feature_extractor, args.audio, threshold=args.threshold,
+                                    batch_size=args.batch_size, progress=not args.no_progress,
+                                    stream=None if args.output or args.format != "table" else sys.stdout)
+    if args.output is not None or args.format != "table":
+        text = format_results(results, args.format)
+        if args.output is not None:
+            try:
+                write_atomic(args.output, text)
+            except OSError as exc:
+                print(f"error: could not write {args.output}: {exc}", file=sys.stderr)
+                return 2
+            print(f"wrote {len(results)} result(s) to {args.output}", file=sys.stderr)
+        else:
+            sys.stdout.write(text)
+    if failed:
+        print(f"{len(failed)} of {len(args.audio)} file(s) failed: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def predict_files(model, feature_extractor, paths: Sequence[str], threshold: Optional[float] = None,
+                  batch_size: int = 32, progress: bool = True,
+                  stream: Optional[TextIO] = None) -> tuple[List[Dict], List[str]]:
+    """Run :func:`~instrument_classifier.inference.predict_timeline` on each file.
+
+    Parameters
+    ----------
+    model, feature_extractor :
+        As returned by :func:`~instrument_classifier.inference.load_model`.
+    paths : sequence of str
+        Audio files.
+    threshold : float or None
+        One threshold for every label; ``None`` keeps the model's per-label thresholds.
+    batch_size : int
+        Windows per forward pass.
+    progress : bool
+        Show a progress bar (stderr) for files of at least :data:`PROGRESS_MIN_SECONDS`.
+    stream : text stream or None
+        If given, each file's table is written there as soon as it is done.
+
+    Returns
+    -------
+    results : list of dict
+        ``{"file", "clip", "segments", "duration_s", "detected"}`` per readable file, in input order.
+    failed : list of str
+        The files that could not be processed (each was reported on stderr).
+    """
+    from .audio import AudioError, audio_info
+    from .inference import predict_timeline
+
+    num_labels = len(model.config.id2label)
+    thresholds = None if threshold is None else [float(threshold)] * num_labels
+    used_thresholds = thresholds or list(getattr(model.config, "thresholds", None) or [0.5] * num_labels)
+    results, failed = [], []
+    for path in paths:
+        try:
+            info = audio_info(path)
+            long_file = info.frames / info.samplerate >= PROGRESS_MIN_SECONDS
+            timeline = predict_timeline(model, feature_extractor, path, batch_size=batch_size,
+                                        thresholds=thresholds, progress=progress and long_file)
+        except (AudioError, OSError) as exc:
+            message = str(exc)
+            if path not in message:  # AudioError names the file already; OSError may not
+                message = f"{path}: {message}"
+            print(f"error: {message}", file=sys.stderr)
+            failed.append(path)
+            continue
+        record = {"file": path, **_jsonable(timeline.to_dict())}
+        labels = list(timeline.labels)
+        record["detected"] = [label for label, t in zip(labels, used_thresholds)
+                              if timeline.clip.get(label, 0.0) >= t]
+        results.append(record)
+        if stream is not None:
+            stream.write(_table(record))
+            stream.flush()
+    return results, failed
+
+
+def format_results(results: List[Dict], fmt: str) -> str:
+    """Render results as ``table``, ``json`` or ``csv`` text."""
+    if fmt == "json":
+        out = [{"file": r["file"], "duration_s": r["duration_s"], "clip": r["clip"], "segments": r["segments"]}
+               for r in results]
+        return json.dumps(out, indent=2) + "\n"
+    if fmt == "csv":
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(CSV_COLUMNS)
+        for r in results:
+            for s in r["segments"]:
+                writer.writerow([r["file"], f"{s['start_s']:.3f}", f"{s['end_s']:.3f}", s["label"], f"{s['score']:.4f}"])
+        return buffer.getvalue()
+    if fmt == "table":
+        return "".join(_table(r) for r in results)
+    raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+
+
+def _table(record: Dict) -> str:
+    lines = [f"{record['file']}  ({_clock(record['duration_s'])})"]
+    detected = set(record.get("detected", []))
+    lines.append("  clip scores: " + ", ".join(
+        f"{label}{'*' if label in detected else ''} {score:.2f}"
+        for label, score in sorted(record["clip"].items(), key=lambda kv: -kv[1]) if score >= 0.01
+    ) + ("  (* = detected)" if detected else "  (nothing detected)"))
+    if record["segments"]:
+        width = max(len(s["label"]) for s in record["segments"])
+        lines.append(f"  {'start':>9}  {'end':>9}  {'instrument':<{width}}  score")
+        for s in record["segments"]:
+            lines.append(f"  {_clock(s['start_s']):>9}  {_clock(s['end_s']):>9}  {s['label']:<{width}}  {s['score']:.2f}")
+    else:
+        lines.append("  no segments above threshold")
+    return "\n".join(lines) + "\n\n"
+
+
+def _clock(seconds: float) -> str:
+    minutes, sec = divmod(float(seconds), 60.0)
+    return f"{int(minutes)}:{sec:06.3f}" if minutes else f"{sec:.3f}s"
+
+
+def _jsonable(value):
+    """numpy scalars/arrays -> plain Python, so ``json.dumps`` works on ``Timeline.to_dict()``."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    return value
+
+
+def write_atomic(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file in the same folder and ``os.replace``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "w", encoding="utf-8", newline="") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()

@@ -1,0 +1,135 @@
+"""``instrument-classifier predict`` end to end: real models, real audio files, bad files among them."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from instrument_classifier import cli, inference, predict
+
+
+@pytest.fixture(scope="module")
+def random_model(tmp_path_factory) -> Path:
+    """A real saved model folder with random weights: enough for the command's mechanics."""
+    from instrument_classifier.modeling import InstrumentCNNConfig, InstrumentCNNForAudioClassification
+    from instrument_classifier.modeling import InstrumentFeatureExtractor
+
+    import torch
+
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("random_cnn")
+    InstrumentCNNForAudioClassification(InstrumentCNNConfig(taxonomy="musicnet11")).save_pretrained(folder)
+    InstrumentFeatureExtractor(mean=[0.0] * 13, std=[10.0] * 13).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture
+def audio_files(rendered_corpus, tmp_path) -> dict:
+    """Two rendered excerpts (one as stereo FLAC at 22.05 kHz), a text file named .wav, an empty file."""
+    import soxr
+
+    good = rendered_corpus / "test_data" / "2628.wav"
+    audio, sr = sf.read(rendered_corpus / "test_data" / "2416.wav", dtype="float32")
+    stereo = tmp_path / "winds stereo.flac"
+    sf.write(stereo, soxr.resample(np.stack([audio, audio], axis=1), sr, 22050), 22050)
+    text = tmp_path / "notes.wav"
+    text.write_text("not audio\n")
+    empty = tmp_path / "empty.wav"
+    empty.write_bytes(b"")
+    return {"good": str(good), "stereo": str(stereo), "text": str(text), "empty": str(empty)}
+
+
+def _default_model(monkeypatch):
+    override = os.environ.get("SPACE_TEST_MODEL")  # development only, before the bundled models exist
+    if override:
+        monkeypatch.setattr(inference, "DEFAULT_MODEL_DIR", Path(override))
+    elif not (inference.DEFAULT_MODEL_DIR / "config.json").is_file():
+        pytest.fail(f"no bundled model at {inference.DEFAULT_MODEL_DIR}; run `make models`")
+
+
+def test_json_with_default_model_reports_good_files_and_names_bad_ones(audio_files, rendered_corpus, capsys,
+                                                                        monkeypatch):
+    _default_model(monkeypatch)
+    files = [audio_files["good"], audio_files["text"], audio_files["stereo"], audio_files["empty"]]
+    code = cli.main(["predict", *files, "--format", "json"])
+    out, err = capsys.readouterr()
+    assert code == 1
+    results = json.loads(out)
+    assert [r["file"] for r in results] == [audio_files["good"], audio_files["stereo"]]
+    for r in results:
+        assert set(r) == {"file", "duration_s", "clip", "segments"}
+        assert r["duration_s"] == pytest.approx(sf.info(r["file"]).duration, abs=0.01)
+        assert r["clip"] and all(0.0 <= v <= 1.0 for v in r["clip"].values())
+        for s in r["segments"]:
+            assert set(s) == {"start_s", "end_s", "label", "score"}
+            assert 0.0 <= s["start_s"] < s["end_s"] <= r["duration_s"] + 1e-6
+            assert s["label"] in r["clip"]
+    assert results[0]["segments"], "a 10 s excerpt of a violin sonata has some detected segment"
+    assert f"error: {audio_files['text']}: not a readable audio file" in err
+    assert f"error: {audio_files['empty']}: empty file" in err
+    assert "2 of 4 file(s) failed" in err
+
+
+def test_table_and_csv_and_atomic_output(random_model, audio_files, tmp_path, capsys):
+    code = cli.main(["predict", "--model", str(random_model), audio_files["good"], audio_files["stereo"],
+                     "--threshold", "0.3"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert audio_files["good"] in out and audio_files["stereo"] in out and "clip scores:" in out
+
+    target = tmp_path / "out" / "segments.csv"
+    target.parent.mkdir()
+    target.write_text("old content\n")
+    code = cli.main(["predict", "--model", str(random_model), audio_files["good"], audio_files["text"],
+                     "--format", "csv", "--output", str(target), "--threshold", "0.01"])
+    out, err = capsys.readouterr()
+    assert code == 1 and out == ""
+    assert audio_files["text"] in err
+    rows = list(csv.DictReader(io.StringIO(target.read_text())))
+    assert rows and {r["file"] for r in rows} == {audio_files["good"]}
+    assert list(rows[0]) == ["file", "start_s", "end_s", "instrument", "score"]
+    assert sorted(p.name for p in target.parent.iterdir()) == ["segments.csv"]  # no temp file left behind
+
+
+def test_interrupted_write_keeps_the_previous_file(tmp_path, monkeypatch):
+    target = tmp_path / "results.json"
+    target.write_text("[]\n")
+
+    def killed(src, dst):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "replace", killed)
+    with pytest.raises(KeyboardInterrupt):
+        predict.write_atomic(target, "[{\"file\": ")
+    assert target.read_text() == "[]\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["results.json"]
+
+
+def test_progress_bar_only_on_long_files(random_model, tmp_path, capsys):
+    long_file = tmp_path / "long.wav"
+    t = np.arange(int((predict.PROGRESS_MIN_SECONDS + 5) * 8000)) / 8000
+    sf.write(long_file, (0.2 * np.sin(2 * np.pi * 440 * t)).astype(np.float32), 8000)
+    short_file = tmp_path / "short.wav"
+    sf.write(short_file, (0.2 * np.sin(2 * np.pi * 440 * t[:8000])).astype(np.float32), 8000)
+    assert cli.main(["predict", "--model", str(random_model), str(short_file)]) == 0
+    assert "instruments" not in capsys.readouterr().err
+    assert cli.main(["predict", "--model", str(random_model), str(long_file)]) == 0
+    assert "instruments" in capsys.readouterr().err  # tqdm's bar, in seconds of audio
+    assert cli.main(["predict", "--model", str(random_model), "--no-progress", str(long_file)]) == 0
+    assert "instruments" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv,expected", [
+    (["--threshold", "1.5"], "--threshold must be between 0 and 1"),
+    (["--model", "/nonexistent/model"], "/nonexistent/model"),
+])
+def test_usage_errors_exit_2(audio_files, capsys, argv, expected):
+    assert cli.main(["predict", audio_files["good"], *argv]) == 2
+    assert expected in capsys.readouterr().err
