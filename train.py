@@ -55,6 +55,7 @@ from instrument_classifier.training.compute_metrics import (
     scalar_metrics,
     sigmoid,
 )
+from instrument_classifier.training.errors import TrainingSetupError
 from instrument_classifier.training.data_loading import load_training_data, select_samples
 from instrument_classifier.training.feature_augmentation import FeatureAugmentation
 from instrument_classifier.training.model_card import build_model_card, write_model_card
@@ -82,10 +83,14 @@ def parse_arguments(argv: Optional[Sequence[str]] = None):
 
 def apply_study_settings(model_args, training_args, explicit: set) -> dict:
     """The original study's hyperparameters where the user did not say otherwise; returns config overrides."""
-    settings = STUDY_SETTINGS[model_args.model_type or "cnn"]
+    from transformers.trainer_utils import SchedulerType
+
+    if model_args.model_type not in STUDY_SETTINGS:
+        raise TrainingSetupError("--study_settings needs --model_type cnn|transformer")
+    settings = STUDY_SETTINGS[model_args.model_type]
     for key, value in settings["training"].items():
         if key not in explicit:
-            setattr(training_args, key, value)
+            setattr(training_args, key, SchedulerType(value) if key == "lr_scheduler_type" else value)
     return {k: v for k, v in settings["config"].items() if k not in explicit}
 
 
@@ -97,10 +102,10 @@ def find_checkpoint(training_args, data_args) -> Optional[str | bool]:
         if str(requested).lower() in ("true", "last"):
             last = get_last_checkpoint(output_dir) if os.path.isdir(output_dir) else None
             if last is None:
-                raise ValueError(f"--resume_from_checkpoint {requested}: no checkpoint-* folder in {output_dir}")
+                raise TrainingSetupError(f"--resume_from_checkpoint {requested}: no checkpoint-* folder in {output_dir}")
             return last
         if not os.path.isdir(requested):
-            raise ValueError(f"--resume_from_checkpoint {requested}: no such checkpoint folder")
+            raise TrainingSetupError(f"--resume_from_checkpoint {requested}: no such checkpoint folder")
         return requested
     if not os.path.isdir(output_dir) or not os.listdir(output_dir):
         return None
@@ -111,7 +116,7 @@ def find_checkpoint(training_args, data_args) -> Optional[str | bool]:
         return None
     last = get_last_checkpoint(output_dir)
     if last is None:
-        raise ValueError(
+        raise TrainingSetupError(
             f"output directory {output_dir} exists and is not empty but has no checkpoint to resume; use "
             "--overwrite_output_dir to train there from scratch, or another --output_dir"
         )
@@ -211,7 +216,7 @@ def main(argv: Optional[Sequence[str]] = None, callbacks: Optional[list] = None)
     logger.setLevel(logging.INFO if training_args.should_log else logging.WARNING)
     transformers.utils.logging.set_verbosity(training_args.get_process_log_level())
     if training_args.output_dir is None:
-        raise ValueError("--output_dir is required")
+        raise TrainingSetupError("--output_dir is required")
     overrides = apply_study_settings(model_args, training_args, explicit) if model_args.study_settings else {}
     checkpoint = find_checkpoint(training_args, data_args)
     if checkpoint:
@@ -222,7 +227,7 @@ def main(argv: Optional[Sequence[str]] = None, callbacks: Optional[list] = None)
     with training_args.main_process_first(desc="load or prepare the dataset"):
         dataset, info, data_extractor = load_training_data(data_args, cache_dir=model_args.cache_dir)
     if "validation" not in dataset or dataset["validation"].num_rows == 0:
-        raise ValueError(f"{info['source']}: the validation split is empty; the best checkpoint and the thresholds "
+        raise TrainingSetupError(f"{info['source']}: the validation split is empty; the best checkpoint and the thresholds "
                          "are chosen on it (prepare with a larger --validation-fraction or more train pieces)")
     train_set = select_samples(dataset["train"], data_args.max_train_samples).with_format("numpy", columns=FEATURE_COLUMNS)
     eval_set = select_samples(dataset["validation"], data_args.max_eval_samples).with_format("numpy", columns=FEATURE_COLUMNS)
@@ -323,5 +328,20 @@ def main(argv: Optional[Sequence[str]] = None, callbacks: Optional[list] = None)
     return results
 
 
+def cli(argv: Optional[Sequence[str]] = None) -> int:
+    """``python train.py ...``: bad arguments or data end with one clear line and exit code 2."""
+    from instrument_classifier.audio import AudioError
+    from instrument_classifier.data.musicnet import MusicNetError
+    from instrument_classifier.data.taxonomy import UnknownInstrumentError
+
+    try:
+        main(argv)
+    except (TrainingSetupError, MusicNetError, AudioError, UnknownInstrumentError, FileNotFoundError,
+            FileExistsError) as exc:
+        print(f"train.py: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
 if __name__ == "__main__":
-    main()
+    sys.exit(cli())

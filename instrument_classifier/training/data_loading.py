@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Optional, Tuple
 
 from ..data.prepare import EXTRACTOR_DIR, INFO_FILE, build_dataset, load_prepared
+from .errors import TrainingSetupError
 
 __all__ = ["load_training_data", "default_prepared_dir", "select_samples"]
 
@@ -77,14 +78,14 @@ def load_training_data(data_args, cache_dir: Optional[str] = None) -> Tuple[obje
 
     Raises
     ------
-    ValueError
+    TrainingSetupError
         Neither or both of ``dataset_path`` / ``data_dir``; a taxonomy or window length that contradicts the
         prepared dataset; missing columns or splits.
     FileNotFoundError
         ``dataset_path`` is neither a folder nor a Hub id.
     """
     if bool(data_args.dataset_path) == bool(data_args.data_dir):
-        raise ValueError("give exactly one of --dataset_path (prepared dataset or Hub id) and --data_dir (MusicNet folder)")
+        raise TrainingSetupError("give exactly one of --dataset_path (prepared dataset or Hub id) and --data_dir (MusicNet folder)")
     if data_args.data_dir:
         dataset, info, extractor = _prepare_from_music_dirs(data_args)
         source = ", ".join(data_args.data_dir)
@@ -99,21 +100,21 @@ def load_training_data(data_args, cache_dir: Optional[str] = None) -> Tuple[obje
             dataset, info, extractor = _load_from_hub(path, data_args.dataset_revision, cache_dir)
         source = path
         if data_args.taxonomy and data_args.taxonomy != info["taxonomy"]:
-            raise ValueError(f"{source}: prepared with taxonomy {info['taxonomy']!r}, not {data_args.taxonomy!r}; "
+            raise TrainingSetupError(f"{source}: prepared with taxonomy {info['taxonomy']!r}, not {data_args.taxonomy!r}; "
                              "prepare it again with --taxonomy or drop the flag")
         if data_args.window_frames and data_args.window_frames != info["window_frames"]:
-            raise ValueError(f"{source}: prepared with windows of {info['window_frames']} frames, not "
+            raise TrainingSetupError(f"{source}: prepared with windows of {info['window_frames']} frames, not "
                              f"{data_args.window_frames}; prepare it again or drop --window_frames")
     for split in ("train", "validation"):
         if split not in dataset:
-            raise ValueError(f"{source}: no {split!r} split (found {sorted(dataset)})")
+            raise TrainingSetupError(f"{source}: no {split!r} split (found {sorted(dataset)})")
     missing = [c for c in REQUIRED_COLUMNS if c not in dataset["train"].column_names]
     if missing:
-        raise ValueError(f"{source}: train split lacks columns {missing}; is it a prepared instrument dataset?")
+        raise TrainingSetupError(f"{source}: train split lacks columns {missing}; is it a prepared instrument dataset?")
     if dataset["train"].num_rows == 0:
-        raise ValueError(f"{source}: the train split is empty")
+        raise TrainingSetupError(f"{source}: the train split is empty")
     if extractor.mean is None:
-        raise ValueError(f"{source}: its feature extractor has no train normalisation (mean/std)")
+        raise TrainingSetupError(f"{source}: its feature extractor has no train normalisation (mean/std)")
     info = {**info, "source": source}
     return dataset, info, extractor
 
@@ -123,5 +124,5 @@ def select_samples(dataset, max_samples: Optional[int]):
     if max_samples is None or max_samples >= dataset.num_rows:
         return dataset
     if max_samples < 1:
-        raise ValueError(f"--max_*_samples must be positive, got {max_samples}")
+        raise TrainingSetupError(f"--max_*_samples must be positive, got {max_samples}")
     return dataset.select(range(max_samples))

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from typing import Dict, Optional, Tuple
 
+from .errors import TrainingSetupError
+
 __all__ = ["parse_config_overrides", "apply_config_overrides", "build_model", "CONFIG_ALIASES"]
 
 #: Short names accepted in ``--config_overrides`` (common names from other code bases -> our config fields).
@@ -48,7 +50,7 @@ def parse_config_overrides(text: Optional[str]) -> Dict[str, object]:
     for item in _split_top_level(text):
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            raise ValueError(f"--config_overrides: expected key=value, got {item!r} (in {text!r})")
+            raise TrainingSetupError(f"--config_overrides: expected key=value, got {item!r} (in {text!r})")
         try:
             parsed = json.loads(value)
         except ValueError:
@@ -59,16 +61,19 @@ def parse_config_overrides(text: Optional[str]) -> Dict[str, object]:
 
 
 def apply_config_overrides(config, overrides: Dict[str, object]):
-    """Set fields of ``config`` and re-validate it; unknown fields raise ``ValueError`` naming the valid ones."""
+    """Set fields of ``config`` and re-validate it; unknown fields or invalid values raise ``TrainingSetupError``."""
     known = set(config.to_dict())
     unknown = sorted(k for k in overrides if k not in known)
     if unknown:
         fields = sorted(k for k in known if not k.startswith("_") and k not in ("transformers_version", "model_type"))
-        raise ValueError(f"unknown config field(s) {unknown} for {type(config).__name__}; fields: {', '.join(fields)}")
+        raise TrainingSetupError(f"unknown config field(s) {unknown} for {type(config).__name__}; fields: {', '.join(fields)}")
     for key, value in overrides.items():
         setattr(config, key, value)
     # the configs normalise and check their fields in __post_init__: rebuild to get the same checks
-    return type(config).from_dict(config.to_dict())
+    try:
+        return type(config).from_dict(config.to_dict())
+    except (ValueError, TypeError) as exc:
+        raise TrainingSetupError(f"invalid model configuration {overrides}: {exc}") from exc
 
 
 def _model_classes():
@@ -82,7 +87,7 @@ def _check_feature_settings(model_extractor, data_extractor, source: str) -> Non
     differ = [k for k in FEATURE_SETTINGS if model_cfg.get(k) != data_cfg.get(k)]
     if differ:
         detail = ", ".join(f"{k}: model {model_cfg.get(k)!r} vs dataset {data_cfg.get(k)!r}" for k in differ)
-        raise ValueError(f"{source} was trained on other features than this dataset ({detail}); prepare the "
+        raise TrainingSetupError(f"{source} was trained on other features than this dataset ({detail}); prepare the "
                          "dataset with the model's feature settings")
 
 
@@ -121,7 +126,7 @@ def build_model(model_args, info: dict, data_extractor, overrides: Optional[Dict
         return model, extractor
 
     if model_args.model_type not in ("cnn", "transformer"):
-        raise ValueError("give --model_type cnn|transformer for a new model, or --model_name_or_path to fine-tune one")
+        raise TrainingSetupError("give --model_type cnn|transformer for a new model, or --model_name_or_path to fine-tune one")
     config_class, model_class = _model_classes()[model_args.model_type]
     config = config_class(
         taxonomy=info["taxonomy"],
@@ -132,6 +137,6 @@ def build_model(model_args, info: dict, data_extractor, overrides: Optional[Dict
         feature_type=data_extractor.feature_type,
     )
     if [config.id2label[i] for i in range(config.num_labels)] != list(info["labels"]):
-        raise ValueError(f"dataset labels {info['labels']} differ from taxonomy {info['taxonomy']!r}'s")
+        raise TrainingSetupError(f"dataset labels {info['labels']} differ from taxonomy {info['taxonomy']!r}'s")
     config = apply_config_overrides(config, overrides)
     return model_class(config), data_extractor

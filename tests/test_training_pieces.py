@@ -1,0 +1,125 @@
+"""The pieces train.py is made of, on real features: collator, feature augmentation, pos_weight, config
+overrides, and the one-line errors of the command line."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from instrument_classifier.modeling.feature_extraction_instrument import InstrumentFeatureExtractor
+from instrument_classifier.training.class_weights import pos_weight_from_labels
+from instrument_classifier.training.collator import InstrumentDataCollator
+from instrument_classifier.training.errors import TrainingSetupError
+from instrument_classifier.training.feature_augmentation import FeatureAugmentation
+from instrument_classifier.training.model_factory import apply_config_overrides, parse_config_overrides
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _tones(seconds: float = 3.0, sr: int = 44100) -> np.ndarray:
+    t = np.arange(int(seconds * sr)) / sr
+    wave = sum(0.2 / k * np.sin(2 * np.pi * 220 * k * t) for k in range(1, 6)) * (1 + np.sin(2 * np.pi * 0.5 * t)) / 2
+    return (wave + 1e-3 * np.random.default_rng(0).standard_normal(len(t))).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def fitted_extractor():
+    extractor = InstrumentFeatureExtractor()
+    return extractor.fit_normalization([extractor.extract(_tones(), normalize=False)])
+
+
+def test_collator_normalises_raw_windows_like_the_feature_extractor(fitted_extractor):
+    rng = np.random.default_rng(0)
+    raw = [fitted_extractor.extract(_tones(), normalize=False)[:256] + rng.normal(0, 1, (256, 13)).astype(np.float32)
+           for _ in range(3)]
+    rows = [{"input_features": r, "labels": np.eye(12, dtype=np.float32)[i],
+             "frame_labels": np.zeros((256, 12), np.uint8), "recording_id": "x"} for i, r in enumerate(raw)]
+    batch = InstrumentDataCollator.from_feature_extractor(fitted_extractor)(rows)
+    assert set(batch) == {"input_features", "labels", "frame_labels"}
+    np.testing.assert_allclose(batch["input_features"].numpy(), np.stack([fitted_extractor.normalize(r) for r in raw]),
+                               rtol=1e-6, atol=1e-6)
+    assert batch["labels"].dtype == batch["frame_labels"].dtype == torch.float32
+    assert batch["frame_labels"].shape == (3, 256, 12)
+    with pytest.raises(ValueError, match="features per frame"):
+        InstrumentDataCollator([0.0] * 20, [1.0] * 20)(rows)
+
+
+@pytest.mark.parametrize("feature_type,n", [("mfcc", 13), ("logmel", 32)])
+def test_gain_augmentation_equals_a_level_change_of_the_audio(feature_type, n):
+    """+g dB on the audio shifts every mel band by g dB: MFCC c0 by g*sqrt(n_mels), log-mel bands by g."""
+    extractor = InstrumentFeatureExtractor(feature_type=feature_type, n_coefficients=n)
+    audio = _tones()
+    extractor.fit_normalization([extractor.extract(audio, normalize=False)])
+    quiet = extractor.extract(audio, normalize=True)
+    gain_db = -9.0
+    louder = extractor.extract(audio * 10 ** (gain_db / 20), normalize=True)
+    scale = FeatureAugmentation.gain_scale_for(extractor).numpy()
+    np.testing.assert_allclose(louder - quiet, np.broadcast_to(gain_db * scale, quiet.shape), atol=2e-3)
+
+    augment = FeatureAugmentation(gain_db=12.0, gain_scale=torch.from_numpy(scale))
+    torch.manual_seed(0)
+    x = torch.from_numpy(np.stack([quiet, quiet]))
+    shifted = augment(x)
+    delta = (shifted - x).numpy()
+    per_window_gain = delta[:, 0, np.argmax(scale)] / scale.max()
+    np.testing.assert_allclose(delta, np.broadcast_to(per_window_gain[:, None, None] * scale, delta.shape), atol=1e-4)
+    assert np.all(np.abs(per_window_gain) <= 12.0) and per_window_gain[0] != per_window_gain[1]
+
+
+def test_masks_zero_random_spans_and_are_reproducible():
+    augment = FeatureAugmentation(time_masks=2, time_mask_frames=20, feature_masks=1, feature_mask_width=3)
+    x = torch.randn(64, 256, 13) + 5.0  # no natural zeros
+    torch.manual_seed(1)
+    a = augment(x)
+    torch.manual_seed(1)
+    assert torch.equal(a, augment(x))
+    zero = a == 0
+    masked_frames = zero.all(dim=2).sum(dim=1)  # frames masked across all coefficients
+    masked_coefs = zero.all(dim=1).sum(dim=1)
+    assert masked_frames.max() <= 40 and masked_coefs.max() <= 3
+    assert masked_frames.float().mean() > 5 and (masked_coefs > 0).any()
+    assert torch.equal(a[~zero], x[~zero])
+    assert FeatureAugmentation().enabled is False
+    assert torch.equal(FeatureAugmentation(time_masks=2, prob=0.0)(x), x)
+
+
+def test_pos_weight_lifts_rare_classes_only():
+    labels = np.zeros((100, 4))
+    labels[:60, 0] = 1  # frequent: weight 1
+    labels[:10, 1] = 1  # rare: 90 / 10
+    labels[:1, 2] = 1  # very rare: clipped
+    assert pos_weight_from_labels(labels, max_weight=20.0) == [1.0, 9.0, 20.0, 1.0]
+
+
+def test_config_overrides_parse_aliases_lists_and_are_validated():
+    from instrument_classifier.modeling import InstrumentCNNConfig, InstrumentTransformerConfig
+
+    overrides = parse_config_overrides("d_model=64, num_layers=2,channels=[16,32],pooling=max,dropout=0.1")
+    assert overrides == {"hidden_size": 64, "num_hidden_layers": 2, "conv_channels": [16, 32], "pooling": "max",
+                         "dropout": 0.1}
+    config = apply_config_overrides(InstrumentTransformerConfig(), {"hidden_size": 64, "num_hidden_layers": 2})
+    assert (config.hidden_size, config.num_hidden_layers) == (64, 2)
+    cnn = apply_config_overrides(InstrumentCNNConfig(), {"conv_channels": [8, 16], "kernel_sizes": [5, 3]})
+    assert cnn.kernel_sizes == [[5, 5], [3, 3]]
+    with pytest.raises(TrainingSetupError, match="does not divide"):
+        apply_config_overrides(InstrumentTransformerConfig(), {"hidden_size": 30})
+    with pytest.raises(TrainingSetupError, match="unknown config field"):
+        apply_config_overrides(InstrumentCNNConfig(), {"d_modle": 3})
+    with pytest.raises(TrainingSetupError, match="key=value"):
+        parse_config_overrides("hidden_size")
+
+
+def test_command_line_errors_are_one_line(tmp_path, capsys):
+    sys.path.insert(0, str(REPO))
+    import train
+
+    assert train.cli(["--model_type", "cnn", "--dataset_path", str(tmp_path / "missing"),
+                      "--output_dir", str(tmp_path / "out")]) == 2
+    assert "not a prepared dataset folder" in capsys.readouterr().err
+    assert train.cli(["--model_type", "cnn", "--output_dir", str(tmp_path / "out")]) == 2
+    assert "exactly one of --dataset_path" in capsys.readouterr().err
+    assert not (tmp_path / "out" / "model.safetensors").exists()
