@@ -1,0 +1,509 @@
+"""Which instruments play, and when: windowed inference on recordings of any length.
+
+``predict_timeline`` turns an audio file (streamed) or array into per-frame and per-window
+probabilities, a clip-level summary and merged segments ``(start_s, end_s, label, score)``.
+
+How a recording is processed
+----------------------------
+1. Audio is decoded in blocks (:func:`instrument_classifier.audio.stream_audio`), downmixed and
+   resampled to the model rate; arrays are processed in the same blocks.
+2. MFCCs are computed block-wise with exactly the frames of a whole-file call: frame ``t`` is centred
+   on sample ``t * hop`` (the signal is zero-padded by ``n_fft / 2`` at both ends, as librosa's centred
+   STFT), each block is extended by the ``n_fft - hop`` samples its last frames overlap into, so no
+   frame is computed twice or missed.
+3. The ``top_db`` floor. The feature extractor floors the log-mel power at ``top_db`` below the loudest
+   bin *of its input*. The training windows were cut from features of whole recordings, so the floor
+   there is relative to the loudest bin of the whole recording; a floor relative to each block would
+   give a quiet passage of a long file different features than the same passage in training (its
+   near-silent bands would not be clipped). So the reference is the whole file's loudest mel bin,
+   found in a first streaming pass (STFT + mel only, no model; about a third of the total time).
+   Streamed features therefore equal ``feature_extractor.extract(whole_file)`` up to float rounding.
+4. Frames are cut into non-overlapping windows of ``config.window_frames`` frames; the last window is
+   aligned to the end of the recording (it overlaps its neighbour instead of being padded), and a
+   recording shorter than one window is padded with the features of digital silence, exactly as the
+   dataset builder pads it. Windows are classified ``batch_size`` at a time. Each frame takes its
+   probabilities from the first window that holds it.
+5. ``clip`` scores are the maximum window probability of each label. ``segments`` are runs of frames
+   whose probability reaches the label's threshold (``config.thresholds`` unless given), with gaps up
+   to ``merge_gap_s`` bridged and runs shorter than ``min_duration_s`` dropped.
+
+Memory is one decoded block, its spectrogram, a batch of windows and the outputs
+(``frame_probs`` is 4 bytes x labels per frame, ~15 MB per hour); never the whole audio.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+
+from .audio import AudioError, audio_info, check_waveform, stream_audio
+
+__all__ = [
+    "Segment",
+    "Timeline",
+    "DEFAULT_MODEL_DIR",
+    "load_model",
+    "predict_timeline",
+    "segments_from_probs",
+    "stream_features",
+]
+
+#: Where ``load_model(None)`` looks for the bundled default model.
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "pretrained" / "transformer"
+#: Seconds of audio decoded and featurised at a time.
+BLOCK_SECONDS = 30.0
+_UNSAFE_WEIGHTS = ("pytorch_model.bin", ".bin", ".pth", ".pt", ".ckpt", ".pkl")
+
+AudioInput = Union[str, os.PathLike, np.ndarray]
+
+
+# -- results -------------------------------------------------------------------------------------------
+
+@dataclass
+class Segment:
+    """An instrument sounding from ``start_s`` to ``end_s`` (seconds); ``score`` is its mean probability."""
+
+    start_s: float
+    end_s: float
+    label: str
+    score: float
+
+
+@dataclass
+class Timeline:
+    """Probabilities over time for one recording (see the module docstring for how they are made)."""
+
+    labels: List[str]
+    duration_s: float
+    frame_rate: float
+    frame_probs: np.ndarray  # (n_frames, L)
+    window_times_s: np.ndarray  # (n_windows,) start time of each window
+    window_probs: np.ndarray  # (n_windows, L)
+    clip: dict  # label -> clip score (max over windows)
+    segments: List[Segment] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        """JSON-ready summary: clip scores, segments, duration."""
+        return {
+            "clip": {label: round(float(score), 4) for label, score in self.clip.items()},
+            "segments": [
+                {"start_s": round(s.start_s, 3), "end_s": round(s.end_s, 3), "label": s.label, "score": round(s.score, 4)}
+                for s in self.segments
+            ],
+            "duration_s": round(float(self.duration_s), 3),
+        }
+
+
+# -- loading -------------------------------------------------------------------------------------------
+
+def load_model(name_or_path: Optional[Union[str, os.PathLike]] = None, device: Union[str, torch.device] = "cpu"):
+    """Load a classifier and its feature extractor (safetensors weights only; nothing is unpickled).
+
+    Parameters
+    ----------
+    name_or_path : str or path-like, optional
+        A model folder (``config.json``, ``model.safetensors``, ``preprocessor_config.json``) or a Hub
+        repo id. ``None`` loads the bundled default, ``instrument_classifier/pretrained/transformer``.
+    device : str or torch.device
+        Where to put the model.
+
+    Returns
+    -------
+    model : InstrumentCNNForAudioClassification or InstrumentTransformerForAudioClassification
+        In eval mode.
+    feature_extractor : InstrumentFeatureExtractor
+    """
+    from transformers import AutoFeatureExtractor, AutoModelForAudioClassification
+
+    from . import modeling  # noqa: F401  (registers our classes: the package's code is used, never remote code)
+
+    if name_or_path is None:
+        if not (DEFAULT_MODEL_DIR / "config.json").is_file():
+            raise FileNotFoundError(
+                f"no bundled model at {DEFAULT_MODEL_DIR}. Build the default models with `make models` "
+                "(renders the corpus, trains and copies them there), or pass a trained model folder "
+                "(train.py --output_dir) or a Hub repo id."
+            )
+        name_or_path = DEFAULT_MODEL_DIR
+    source = str(name_or_path)
+    if os.path.isfile(source):
+        raise ValueError(f"{source}: pass the model folder, not a file (it holds config.json and model.safetensors)")
+    if os.path.isdir(source):
+        _check_local_folder(Path(source))
+    elif source.lower().endswith(_UNSAFE_WEIGHTS):
+        raise ValueError(f"{source}: pickled weights are refused; load a folder with model.safetensors")
+    elif source.startswith((".", "/", "~")) or source.count("/") > 1:  # a local path, not a Hub repo id
+        raise FileNotFoundError(f"{source}: no such model folder")
+    model = AutoModelForAudioClassification.from_pretrained(source, use_safetensors=True)
+    try:
+        feature_extractor = AutoFeatureExtractor.from_pretrained(source)
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{source}: no usable preprocessor_config.json next to the model ({exc})") from None
+    _check_compatible(model.config, feature_extractor, source)
+    return model.to(device).eval(), feature_extractor
+
+
+def _check_local_folder(folder: Path) -> None:
+    if not (folder / "config.json").is_file():
+        raise FileNotFoundError(f"{folder}: not a model folder (no config.json)")
+    if not any(folder.glob("*.safetensors")):
+        unsafe = sorted(p.name for p in folder.iterdir() if p.name.lower().endswith(_UNSAFE_WEIGHTS))
+        detail = f"found only {', '.join(unsafe)}, which" if unsafe else "no weights found; pickled weights"
+        raise ValueError(
+            f"{folder}: no model.safetensors ({detail} would need unpickling, refused for safety). "
+            "Re-save the model with model.save_pretrained(folder) (safetensors by default)."
+        )
+
+
+def _check_compatible(config, feature_extractor, source: str) -> None:
+    pairs = [
+        ("sampling_rate", config.sampling_rate, feature_extractor.sampling_rate),
+        ("hop_length", config.hop_length, feature_extractor.hop_length),
+        ("feature_size", config.feature_size, feature_extractor.feature_size),
+    ]
+    bad = [f"{name}: model {a} vs feature extractor {b}" for name, a, b in pairs if a != b]
+    if bad:
+        raise ValueError(f"{source}: model and feature extractor disagree ({'; '.join(bad)})")
+
+
+# -- streamed features ---------------------------------------------------------------------------------
+
+def _audio_blocks(audio: AudioInput, sampling_rate: Optional[int], target_sr: int) -> Tuple[Callable[[], Iterator[np.ndarray]], float, str]:
+    """(a function returning a fresh iterator of mono float32 blocks at ``target_sr``, duration, name)."""
+    if isinstance(audio, (str, os.PathLike)):
+        path = os.fspath(audio)
+        info = audio_info(path)
+        return (lambda: stream_audio(path, BLOCK_SECONDS, target_sr)), info.frames / info.samplerate, path
+    if isinstance(audio, torch.Tensor):
+        audio = audio.detach().cpu().numpy()
+    if not isinstance(audio, np.ndarray):
+        raise TypeError(f"audio must be a file path or a numpy array, got {type(audio).__name__}")
+    name = "audio array"
+    if audio.ndim == 2:  # (samples, channels) or (channels, samples): average the shorter axis
+        audio = audio.mean(axis=int(np.argmin(audio.shape)))
+    elif audio.ndim != 1:
+        raise AudioError(f"{name}: expected mono (samples,) or stereo (samples, channels), got shape {audio.shape}")
+    audio = check_waveform(audio, name)
+    rate = target_sr if sampling_rate is None else int(sampling_rate)
+    if rate <= 0:
+        raise ValueError(f"sampling_rate must be positive, got {sampling_rate}")
+    if rate != target_sr:
+        import soxr
+
+        audio = soxr.resample(audio, rate, target_sr, quality="HQ").astype(np.float32, copy=False)
+    step = int(BLOCK_SECONDS * target_sr)
+    return (lambda: (audio[i : i + step] for i in range(0, len(audio), step))), len(audio) / target_sr, name
+
+
+def _padded(blocks: Iterator[np.ndarray], pad: int) -> Iterator[np.ndarray]:
+    # the centred STFT's zero padding, at both ends of the whole signal
+    yield np.zeros(pad, dtype=np.float32)
+    yield from blocks
+    yield np.zeros(pad, dtype=np.float32)
+
+
+def _mel_power_blocks(blocks: Iterator[np.ndarray], feature_extractor) -> Iterator[torch.Tensor]:
+    """Mel power ``(n_mels, frames)`` of consecutive frames, identical to the whole-file frames."""
+    from .modeling.feature_extraction_instrument import mel_filterbank
+
+    fe = feature_extractor
+    n_fft, hop = fe.n_fft, fe.hop_length
+    mel = torch.from_numpy(mel_filterbank(fe.sampling_rate, n_fft, fe.n_mels, fe.fmin, fe.fmax))
+    window = torch.hann_window(n_fft, dtype=torch.float32)
+    buffer = np.zeros(0, dtype=np.float32)
+    for block in _padded(blocks, n_fft // 2):
+        buffer = np.concatenate([buffer, block]) if len(buffer) else block
+        if len(buffer) < n_fft:
+            continue
+        count = (len(buffer) - n_fft) // hop + 1
+        for first in range(0, count, 1024):  # bounded STFT temporaries, as the feature extractor does
+            last = min(count, first + 1024)
+            chunk = torch.from_numpy(np.ascontiguousarray(buffer[first * hop : (last - 1) * hop + n_fft]))
+            with torch.no_grad():
+                spec = torch.stft(chunk, n_fft, hop, window=window, center=False, return_complex=True)
+                yield mel @ (spec.real.square() + spec.imag.square())
+        buffer = buffer[count * hop :]  # keep the overlap the next frames need
+
+
+def _to_db(mel_power: torch.Tensor) -> torch.Tensor:
+    return 10.0 * torch.log10(torch.clamp(mel_power, min=1e-10))
+
+
+def stream_features(
+    audio: AudioInput,
+    feature_extractor,
+    sampling_rate: Optional[int] = None,
+    normalize: Optional[bool] = None,
+) -> Iterator[np.ndarray]:
+    """Yield consecutive ``(frames, feature_size)`` blocks of features of a file or array.
+
+    Their concatenation equals ``feature_extractor.extract(whole_audio, normalize)`` (same frames, same
+    whole-file ``top_db`` reference; see the module docstring) while memory stays bounded by a block.
+
+    Parameters
+    ----------
+    audio : path or np.ndarray
+        A file (streamed) or a mono/stereo array at ``sampling_rate``.
+    feature_extractor : InstrumentFeatureExtractor
+    sampling_rate : int, optional
+        Rate of an array input (default: the feature extractor's); ignored for files.
+    normalize : bool, optional
+        Standardise with the extractor's mean/std (default: ``feature_extractor.do_normalize``).
+    """
+    fe = feature_extractor
+    blocks, _, _ = _audio_blocks(audio, sampling_rate, fe.sampling_rate)
+    yield from _features_from_blocks(blocks, fe, normalize)
+
+
+def _features_from_blocks(blocks, fe, normalize: Optional[bool]) -> Iterator[np.ndarray]:
+    from .modeling.feature_extraction_instrument import dct_matrix
+
+    floor = None
+    if fe.top_db is not None:  # first pass: the whole signal's loudest mel bin (log is monotonic: max first)
+        peak = max(float(p.max()) for p in _mel_power_blocks(blocks(), fe))
+        floor = float(_to_db(torch.tensor(peak))) - fe.top_db
+    dct = torch.from_numpy(dct_matrix(fe.n_coefficients, fe.n_mels)) if fe.feature_type == "mfcc" else None
+    do_normalize = (fe.do_normalize if normalize is None else normalize) and fe.mean is not None
+    previous = None  # deltas need one frame of context on each side
+    for power in _mel_power_blocks(blocks(), fe):
+        db = _to_db(power)
+        if floor is not None:
+            db = torch.clamp(db, min=floor)
+        feats = (dct @ db if dct is not None else db).T.contiguous().numpy()
+        if fe.include_deltas:
+            feats, previous = _delta_step(feats, previous)
+            if feats is None:
+                continue
+        yield fe.normalize(feats) if do_normalize else feats
+    if fe.include_deltas and previous is not None:
+        last = _delta_finish(previous)
+        yield fe.normalize(last) if do_normalize else last
+
+
+def _delta_step(feats: np.ndarray, previous: Optional[np.ndarray]):
+    """Emit frames whose both neighbours are known; keep the last two raw frames for the next block.
+
+    ``previous`` holds the raw frames not yet emitted plus one frame of left context (or ``None`` at the
+    start, where the first frame is its own left neighbour, as the extractor's edge padding does).
+    """
+    raw = feats if previous is None else np.concatenate([previous, feats])
+    left = raw[:1] if previous is None else raw[:0]  # edge padding at the signal start
+    padded = np.concatenate([left, raw])
+    if len(padded) < 3:
+        return None, padded
+    centre = padded[1:-1]
+    delta = 0.5 * (padded[2:] - padded[:-2])
+    out = np.concatenate([centre, delta], axis=1).astype(np.float32)
+    return out, padded[-2:]
+
+
+def _delta_finish(previous: np.ndarray) -> np.ndarray:
+    # the final frame (edge padding at the end): previous = [frame before, last frame] or [last, last]
+    padded = np.concatenate([previous, previous[-1:]])
+    centre = padded[1:-1]
+    return np.concatenate([centre, 0.5 * (padded[2:] - padded[:-2])], axis=1).astype(np.float32)
+
+
+# -- timeline ------------------------------------------------------------------------------------------
+
+def predict_timeline(
+    model,
+    feature_extractor,
+    audio: AudioInput,
+    sampling_rate: Optional[int] = None,
+    batch_size: int = 32,
+    thresholds: Optional[Sequence[float]] = None,
+    progress: bool = False,
+    min_duration_s: float = 0.2,
+    merge_gap_s: float = 0.3,
+) -> Timeline:
+    """Instrument probabilities over time, clip scores and segments for one recording.
+
+    Parameters
+    ----------
+    model : InstrumentCNNForAudioClassification or InstrumentTransformerForAudioClassification
+    feature_extractor : InstrumentFeatureExtractor
+        The model's (its normalisation statistics matter).
+    audio : path or np.ndarray
+        An audio file (streamed in blocks, memory-bounded) or a mono ``(samples,)`` / stereo
+        ``(samples, channels)`` float array.
+    sampling_rate : int, optional
+        Rate of an array input; default the model's (44.1 kHz). Ignored for files.
+    batch_size : int
+        Windows classified at once.
+    thresholds : sequence of float, optional
+        Per-label decision thresholds for the segments; default ``model.config.thresholds``.
+    progress : bool
+        Show a progress bar (seconds of audio).
+    min_duration_s, merge_gap_s : float
+        Segment post-processing, see :func:`segments_from_probs`.
+
+    Returns
+    -------
+    Timeline
+
+    Raises
+    ------
+    AudioError
+        Missing, empty, unreadable or NaN-containing audio (the message names the file).
+    """
+    from tqdm.auto import tqdm
+
+    config = model.config
+    _check_compatible(config, feature_extractor, type(model).__name__)
+    labels = [config.id2label[i] for i in range(config.num_labels)]
+    thresholds = list(config.thresholds if thresholds is None else thresholds)
+    if len(thresholds) != len(labels):
+        raise ValueError(f"thresholds must have {len(labels)} entries (one per label), got {len(thresholds)}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    blocks, duration, name = _audio_blocks(audio, sampling_rate, feature_extractor.sampling_rate)
+    window = int(config.window_frames)
+    device = next(model.parameters()).device
+
+    bar = tqdm(total=round(duration, 1), unit="s", desc="instruments", disable=not progress, leave=False)
+    frame_chunks, window_probs, window_starts = [], [], []
+    batch, batch_info = [], []  # windows and (start frame, first new frame within the window)
+
+    def flush():
+        x = torch.from_numpy(np.stack(batch)).to(device)
+        with torch.inference_mode():
+            out = model(input_features=x)
+        frame_p = torch.sigmoid(out.frame_logits.float()).cpu().numpy()
+        window_p = torch.sigmoid(out.logits.float()).cpu().numpy()
+        for (start, new_from), fp, wp in zip(batch_info, frame_p, window_p):
+            frame_chunks.append(fp[new_from:])
+            window_probs.append(wp)
+            window_starts.append(start)
+        batch.clear()
+        batch_info.clear()
+
+    pending = np.zeros((0, config.feature_size), dtype=np.float32)  # frames not yet in a window
+    tail = pending  # the last `window` frames seen, for the end-aligned final window
+    done = 0  # frames placed in windows
+    for feats in _features_from_blocks(blocks, feature_extractor, None):
+        bar.update(round(len(feats) / feature_extractor.frame_rate, 1))
+        pending = np.concatenate([pending, feats]) if len(pending) else feats
+        while len(pending) >= window:
+            batch.append(pending[:window])
+            batch_info.append((done, 0))
+            tail, pending, done = pending[:window], pending[window:], done + window
+            if len(batch) == batch_size:
+                flush()
+    bar.close()
+    total = done + len(pending)
+    if total == 0:
+        raise AudioError(f"{name}: no audio frames")
+    if len(pending):
+        if done:  # end-aligned final window: the last `window` frames, only its new frames are kept
+            last = np.concatenate([tail, pending])[-window:]
+            batch.append(last)
+            batch_info.append((total - window, window - len(pending)))
+        else:  # shorter than one window: pad the audio with digital silence, as the dataset builder does
+            batch.append(_short_window(blocks, feature_extractor, window))
+            batch_info.append((0, 0))
+    if batch:
+        flush()
+    frame_probs = np.concatenate(frame_chunks)[:total]
+    window_probs = np.stack(window_probs)
+    clip = {label: float(window_probs[:, i].max()) for i, label in enumerate(labels)}
+    frame_rate = feature_extractor.frame_rate
+    segments = segments_from_probs(
+        frame_probs, frame_rate, labels, thresholds, min_duration_s=min_duration_s, merge_gap_s=merge_gap_s,
+        duration_s=duration,
+    )
+    return Timeline(
+        labels=labels,
+        duration_s=duration,
+        frame_rate=frame_rate,
+        frame_probs=frame_probs,
+        window_times_s=np.asarray(window_starts, dtype=np.float64) / frame_rate,
+        window_probs=window_probs,
+        clip=clip,
+        segments=segments,
+    )
+
+
+def _short_window(blocks, fe, window: int) -> np.ndarray:
+    """Features of a recording shorter than one window, its audio padded with zeros to ``window`` frames.
+
+    The padding is added before feature extraction (silence frames get the recording's floor and the
+    frames at the boundary see real audio then zeros), as ``prepare`` builds the training windows.
+    """
+    audio = np.concatenate(list(blocks()))
+    padded = np.pad(audio, (0, max(0, (window - 1) * fe.hop_length - len(audio))))
+    feats = np.concatenate(list(_features_from_blocks(lambda: iter([padded]), fe, None)))
+    return feats[:window]
+
+
+# -- segments ------------------------------------------------------------------------------------------
+
+def segments_from_probs(
+    frame_probs: np.ndarray,
+    frame_rate: float,
+    labels: Sequence[str],
+    thresholds: Union[float, Sequence[float]],
+    min_duration_s: float = 0.2,
+    merge_gap_s: float = 0.3,
+    duration_s: Optional[float] = None,
+) -> List[Segment]:
+    """Merge frames whose probability reaches the threshold into segments.
+
+    Frame ``t`` stands for ``[(t - 0.5) / frame_rate, (t + 0.5) / frame_rate)`` (it is centred on
+    sample ``t * hop``, as the labels are), clipped to ``[0, duration_s]``.
+
+    Parameters
+    ----------
+    frame_probs : np.ndarray, shape (n_frames, n_labels)
+    frame_rate : float
+        Frames per second.
+    labels : sequence of str
+    thresholds : float or sequence of float
+        A frame is active when its probability is ``>=`` the label's threshold.
+    min_duration_s : float
+        Active runs shorter than this (after merging) are dropped.
+    merge_gap_s : float
+        Inactive gaps up to this long between two active runs are bridged first.
+    duration_s : float, optional
+        Recording length, to clip the last segment (default ``n_frames / frame_rate``).
+
+    Returns
+    -------
+    list of Segment
+        Sorted by start time, then label; ``score`` is the mean probability over the segment's frames.
+    """
+    probs = np.asarray(frame_probs, dtype=np.float32)
+    if probs.ndim != 2 or probs.shape[1] != len(labels):
+        raise ValueError(f"frame_probs must have shape (n_frames, {len(labels)}), got {probs.shape}")
+    thresholds = np.broadcast_to(np.asarray(thresholds, dtype=np.float32), (len(labels),))
+    n_frames = len(probs)
+    duration_s = n_frames / frame_rate if duration_s is None else float(duration_s)
+    max_gap = int(round(merge_gap_s * frame_rate))
+    segments = []
+    for j, label in enumerate(labels):
+        runs = _runs(probs[:, j] >= thresholds[j])
+        merged: List[List[int]] = []
+        for start, end in runs:  # end exclusive
+            if merged and start - merged[-1][1] <= max_gap:
+                merged[-1][1] = end
+            else:
+                merged.append([start, end])
+        for start, end in merged:
+            start_s = max(0.0, (start - 0.5) / frame_rate)
+            end_s = min(duration_s, (end - 0.5) / frame_rate)
+            if end_s - start_s + 1e-9 < min_duration_s:
+                continue
+            segments.append(Segment(float(start_s), float(end_s), label, float(probs[start:end, j].mean())))
+    segments.sort(key=lambda s: (s.start_s, labels.index(s.label)))
+    return segments
+
+
+def _runs(active: np.ndarray) -> List[Tuple[int, int]]:
+    """``[start, end)`` index pairs of the runs of True."""
+    edges = np.diff(np.concatenate([[0], active.astype(np.int8), [0]]))
+    return list(zip(np.flatnonzero(edges == 1).tolist(), np.flatnonzero(edges == -1).tolist()))

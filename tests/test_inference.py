@@ -1,0 +1,289 @@
+"""Timeline inference: streamed features, windows, segments, errors, loading, bounded memory."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from conftest import SR, synth_notes
+from instrument_classifier import inference
+from instrument_classifier.audio import AudioError
+from instrument_classifier.inference import Segment, load_model, predict_timeline, segments_from_probs, stream_features
+from instrument_classifier.modeling import (
+    InstrumentCNNConfig,
+    InstrumentCNNForAudioClassification,
+    InstrumentFeatureExtractor,
+    InstrumentTransformerConfig,
+    InstrumentTransformerForAudioClassification,
+)
+
+NOTES = [(0, 2 * SR, 1, 48), (SR // 2, 3 * SR, 41, 64), (2 * SR, 5 * SR, 74, 79), (4 * SR, 6 * SR, 43, 36)]
+
+
+@pytest.fixture(scope="module")
+def music() -> np.ndarray:
+    """6.5 s of tones whose last 2 s are 60 dB quieter: a block-relative top_db floor would differ there."""
+    audio = synth_notes(NOTES, int(6.5 * SR) + 123, seed=1)
+    audio[int(4.5 * SR) :] *= 1e-3
+    return audio
+
+
+@pytest.fixture(scope="module")
+def fitted_fe(music) -> InstrumentFeatureExtractor:
+    fe = InstrumentFeatureExtractor()
+    return fe.fit_normalization([fe.extract(music)])
+
+
+@pytest.fixture
+def small_blocks(monkeypatch):
+    monkeypatch.setattr(inference, "BLOCK_SECONDS", 0.7)  # many blocks, edges at odd frame offsets
+
+
+@pytest.mark.parametrize("deltas", [False, True])
+def test_streamed_features_equal_whole_file_features(tmp_path, music, small_blocks, deltas):
+    fe = InstrumentFeatureExtractor(include_deltas=deltas)
+    whole = fe.extract(music)
+    from_array = np.concatenate(list(stream_features(music, fe)))
+    path = tmp_path / "music.wav"
+    sf.write(path, music, SR, subtype="FLOAT")
+    from_file = np.concatenate(list(stream_features(path, fe)))
+    span = float(whole.max() - whole.min())
+    assert from_array.shape == from_file.shape == whole.shape == (fe.num_frames(len(music)), fe.feature_size)
+    np.testing.assert_allclose(from_array, whole, atol=1e-5 * span, rtol=0)
+    np.testing.assert_allclose(from_file, whole, atol=1e-5 * span, rtol=0)
+    # the whole-file floor matters: the quiet block alone, floored at its own maximum, looks different
+    quiet = slice(int(5.0 * SR), int(5.7 * SR))
+    frames = slice(fe.num_frames(quiet.start) + 2, fe.num_frames(quiet.stop) - 4)
+    alone = fe.extract(music[quiet])[2:-4][: frames.stop - frames.start]
+    assert np.abs(alone - whole[frames]).max() > 1e-2 * span
+
+
+def model_and_fe(kind: str, fe, window_frames: int = 128):
+    torch.manual_seed(0)
+    if kind == "cnn":
+        model = InstrumentCNNForAudioClassification(InstrumentCNNConfig(window_frames=window_frames))
+    else:
+        model = InstrumentTransformerForAudioClassification(InstrumentTransformerConfig(window_frames=window_frames))
+    return model.eval(), fe
+
+
+@pytest.mark.parametrize("kind", ["cnn", "transformer"])
+def test_timeline_matches_the_model_on_whole_file_features(music, fitted_fe, small_blocks, kind):
+    model, fe = model_and_fe(kind, fitted_fe)
+    timeline = predict_timeline(model, fe, music, batch_size=2)
+    feats = torch.from_numpy(fe.extract(music))[None]
+    with torch.no_grad():
+        out = model(feats)  # the model's own windowing of a long input: same windows
+    n = feats.shape[1]
+    assert timeline.frame_probs.shape == (n, 12) and timeline.frame_rate == pytest.approx(SR / 512)
+    np.testing.assert_allclose(timeline.frame_probs, torch.sigmoid(out.frame_logits[0]).numpy(), atol=2e-4)
+    starts = [0, 128, 256, 384, n - 128]  # 563 frames: four full windows and one aligned to the end
+    np.testing.assert_allclose(timeline.window_times_s, np.array(starts) / fe.frame_rate)
+    expected_windows = torch.sigmoid(torch.cat([model(feats[:, s : s + 128]).logits for s in starts])).detach()
+    np.testing.assert_allclose(timeline.window_probs, expected_windows.numpy(), atol=2e-4)
+    assert timeline.clip == pytest.approx(dict(zip(timeline.labels, expected_windows.amax(0).tolist())), abs=2e-4)
+    assert timeline.duration_s == pytest.approx(len(music) / SR)
+    assert timeline.labels == list(InstrumentCNNConfig().label2id)
+
+
+def test_file_and_array_give_the_same_timeline(tmp_path, music, fitted_fe):
+    model, fe = model_and_fe("cnn", fitted_fe)
+    stereo = np.stack([music, music], axis=1)
+    path = tmp_path / "music.wav"
+    sf.write(path, stereo, SR, subtype="FLOAT")
+    from_file = predict_timeline(model, fe, str(path))
+    from_array = predict_timeline(model, fe, stereo)
+    np.testing.assert_allclose(from_file.frame_probs, from_array.frame_probs, atol=1e-5)
+    assert from_file.to_dict() == from_array.to_dict()
+    json.dumps(from_file.to_dict())  # JSON-ready
+    # another rate (no band lost): resampled to 44.1 kHz, nearly the same probabilities
+    import soxr
+
+    at_48k = predict_timeline(model, fe, soxr.resample(music, SR, 48000), sampling_rate=48000)
+    assert abs(len(at_48k.frame_probs) - len(from_array.frame_probs)) <= 1
+    assert np.abs(at_48k.window_probs - from_array.window_probs).max() < 0.05
+
+
+def test_clip_shorter_than_a_window_is_padded_with_silence(music, fitted_fe):
+    model, fe = model_and_fe("transformer", fitted_fe)
+    short = music[: SR // 2]
+    timeline = predict_timeline(model, fe, short)
+    assert timeline.frame_probs.shape == (fe.num_frames(len(short)), 12) and timeline.window_probs.shape == (1, 12)
+    padded = np.pad(short, (0, 127 * 512 - len(short)))  # as the dataset builder pads short recordings
+    with torch.no_grad():
+        out = model(torch.from_numpy(fe.extract(padded))[None])
+    np.testing.assert_allclose(timeline.window_probs[0], torch.sigmoid(out.logits[0]).numpy(), atol=1e-4)
+    np.testing.assert_allclose(
+        timeline.frame_probs, torch.sigmoid(out.frame_logits[0, : len(timeline.frame_probs)]).numpy(), atol=1e-4
+    )
+
+
+def test_bad_audio_raises_audio_error_naming_the_file(tmp_path, fitted_fe):
+    model, fe = model_and_fe("cnn", fitted_fe)
+    missing = tmp_path / "missing.wav"
+    empty = tmp_path / "empty.wav"
+    empty.write_bytes(b"")
+    garbage = tmp_path / "garbage.wav"
+    garbage.write_bytes(b"RIFF1234WAVEnot really audio" * 10)
+    for path in (missing, empty, garbage):
+        with pytest.raises(AudioError, match=str(path)):
+            predict_timeline(model, fe, path)
+    nan_audio = np.zeros(SR, np.float32)
+    nan_audio[1000] = np.nan
+    with pytest.raises(AudioError, match="NaN"):
+        predict_timeline(model, fe, nan_audio)
+    nan_file = tmp_path / "nan.wav"
+    sf.write(nan_file, nan_audio, SR, subtype="FLOAT")
+    with pytest.raises(AudioError, match=f"{nan_file}.*NaN"):
+        predict_timeline(model, fe, nan_file)
+    with pytest.raises(AudioError, match="zero-length"):
+        predict_timeline(model, fe, np.zeros(0, np.float32))
+    # digital silence is valid input
+    silent = predict_timeline(model, fe, np.zeros(3 * SR, np.float32), thresholds=[0.999] * 12)
+    assert silent.segments == [] and np.isfinite(silent.frame_probs).all()
+
+
+def test_segments_from_a_synthetic_probability_track():
+    rate = 100.0  # frames per second
+    probs = np.zeros((1000, 3), np.float32)
+    probs[100:300, 0] = 0.9  # 1.0 s - 3.0 s
+    probs[310:400, 0] = 0.8  # gap of 0.1 s: merged into 1.0 s - 4.0 s
+    probs[600:610, 0] = 0.9  # 0.1 s blip: dropped
+    probs[500:900, 1] = 0.4  # label 1 with threshold 0.3: 5.0 s - 9.0 s
+    probs[950:, 2] = 0.7  # label 2 runs to the end: clipped at duration 9.97 s
+    probs[700:800, 2] = 0.55  # below label 2's threshold 0.6
+    segments = segments_from_probs(
+        probs, rate, ["a", "b", "c"], [0.5, 0.3, 0.6], min_duration_s=0.25, merge_gap_s=0.15, duration_s=9.97
+    )
+    assert [(s.label, round(s.start_s, 3), round(s.end_s, 3)) for s in segments] == [
+        ("a", 0.995, 3.995),
+        ("b", 4.995, 8.995),
+        ("c", 9.495, 9.97),
+    ]
+    merged = segments[0]
+    assert merged.score == pytest.approx((200 * 0.9 + 90 * 0.8) / 300)  # mean over the merged frames, gap included
+    # without merging, the two parts are separate; a larger min_duration drops the short one
+    apart = segments_from_probs(probs, rate, ["a", "b", "c"], [0.5, 0.3, 0.6], min_duration_s=0.95, merge_gap_s=0.05)
+    assert [(s.label, round(s.start_s, 3), round(s.end_s, 3)) for s in apart if s.label == "a"] == [("a", 0.995, 2.995)]
+    assert segments_from_probs(np.zeros((10, 1)), rate, ["a"], 0.5) == []
+    whole = segments_from_probs(np.ones((10, 1)), rate, ["a"], 0.5, min_duration_s=0.0)
+    assert whole == [Segment(0.0, 0.095, "a", 1.0)]
+    with pytest.raises(ValueError, match=r"frame_probs must have shape \(n_frames, 2\)"):
+        segments_from_probs(probs, rate, ["a", "b"], 0.5)
+
+
+def test_timeline_segments_use_the_config_thresholds(music, fitted_fe):
+    model, fe = model_and_fe("cnn", fitted_fe)
+    timeline = predict_timeline(model, fe, music)
+    expected = segments_from_probs(timeline.frame_probs, fe.frame_rate, timeline.labels, model.config.thresholds,
+                                   duration_s=timeline.duration_s)
+    assert timeline.segments == expected
+    none = predict_timeline(model, fe, music, thresholds=[1.0] * 12)
+    assert none.segments == []
+    with pytest.raises(ValueError, match="12 entries"):
+        predict_timeline(model, fe, music, thresholds=[0.5])
+
+
+def test_load_model_safetensors_only_and_clear_errors(tmp_path, fitted_fe, monkeypatch):
+    model, fe = model_and_fe("transformer", fitted_fe)
+    folder = tmp_path / "model"
+    model.save_pretrained(folder)
+    fe.save_pretrained(folder)
+    loaded, loaded_fe = load_model(folder)
+    assert type(loaded) is type(model) and not loaded.training and loaded_fe.mean == fe.mean
+    x = torch.randn(1, 128, 13)
+    with torch.no_grad():
+        assert torch.equal(loaded(x).logits, model(x).logits)
+
+    pickled = tmp_path / "pickled"
+    pickled.mkdir()
+    (pickled / "config.json").write_text((folder / "config.json").read_text())
+    torch.save(model.state_dict(), pickled / "pytorch_model.bin")
+    with pytest.raises(ValueError, match="pytorch_model.bin.*refused"):
+        load_model(pickled)
+    with pytest.raises(ValueError, match="pickled weights are refused"):
+        load_model("weights/model.pth")
+    with pytest.raises(FileNotFoundError, match="no such model folder"):
+        load_model(tmp_path / "nowhere")
+
+    no_fe = tmp_path / "no_fe"
+    model.save_pretrained(no_fe)
+    with pytest.raises(ValueError, match="preprocessor_config.json"):
+        load_model(no_fe)
+    InstrumentFeatureExtractor(include_deltas=True).save_pretrained(no_fe)
+    with pytest.raises(ValueError, match="feature_size: model 13 vs feature extractor 26"):
+        load_model(no_fe)
+
+    monkeypatch.setattr(inference, "DEFAULT_MODEL_DIR", tmp_path / "pretrained" / "transformer")
+    with pytest.raises(FileNotFoundError, match="no bundled model.*make models"):
+        load_model()
+    monkeypatch.setattr(inference, "DEFAULT_MODEL_DIR", folder)
+    assert type(load_model()[0]) is type(model)
+
+
+MEMORY_SCRIPT = textwrap.dedent(
+    """
+    import json, resource, sys, threading, time
+    import numpy as np, soundfile as sf, torch
+    from instrument_classifier.inference import predict_timeline
+    from instrument_classifier.modeling import InstrumentCNNConfig, InstrumentCNNForAudioClassification, InstrumentFeatureExtractor
+
+    def rss_mb():
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * resource.getpagesize() / 2**20
+
+    def sampled_max_rss(fn):
+        # ru_maxrss also catches sub-millisecond allocator spikes inside a forward pass, which vary from
+        # run to run; the resident size sampled every 10 ms shows what stays allocated
+        samples, done = [], threading.Event()
+        def sample():
+            while not done.is_set():
+                samples.append(rss_mb())
+                time.sleep(0.01)
+        thread = threading.Thread(target=sample)
+        thread.start()
+        try:
+            result = fn()
+        finally:
+            done.set()
+            thread.join()
+        return max(samples), result
+
+    path, minutes = sys.argv[1], float(sys.argv[2])
+    rng = np.random.default_rng(0)
+    chunk = (0.1 * rng.standard_normal(10 * 44100)).astype(np.float32)  # cheap audio: one 10 s chunk repeated
+    for name, count in ((path + ".warm.wav", 10), (path, int(minutes * 6))):
+        with sf.SoundFile(name, "w", 44100, 1, subtype="PCM_16") as f:
+            for _ in range(count):
+                f.write(chunk)
+    model = InstrumentCNNForAudioClassification(InstrumentCNNConfig()).eval()
+    fe = InstrumentFeatureExtractor()
+    # a 100 s file (more than a 30 s block and a batch of 8 windows): decoder buffers, allocator,
+    # thread pools, batch-sized activations; what the long file needs beyond that grows with length
+    short_mb, _ = sampled_max_rss(lambda: predict_timeline(model, fe, path + ".warm.wav", batch_size=8))
+    long_mb, timeline = sampled_max_rss(lambda: predict_timeline(model, fe, path, batch_size=8))
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"short_mb": short_mb, "long_mb": long_mb, "peak_mb": peak_mb, "frames": len(timeline.frame_probs)}))
+    """
+)
+
+
+def test_memory_is_bounded_by_blocks_not_by_file_length(tmp_path):
+    minutes = 6  # the audio alone would take 64 MB as float32
+    proc = subprocess.run(
+        [sys.executable, "-c", MEMORY_SCRIPT, str(tmp_path / "long.wav"), str(minutes)],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["frames"] == 1 + minutes * 60 * SR // 512
+    # 3.6x the audio: whole-file buffering would add >= 64 MB; allocator noise between runs is ~20 MB
+    assert result["long_mb"] - result["short_mb"] < 40, result
+    assert result["peak_mb"] < 1024, result
