@@ -27,10 +27,13 @@ from instrument_classifier.data.render import read_label_rows  # noqa: E402
 from instrument_classifier.data.taxonomy import get_taxonomy  # noqa: E402
 from instrument_classifier import space_app  # noqa: E402
 
-ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+REPO_ROOT = Path(__file__).resolve().parents[1]
+ARTIFACTS = REPO_ROOT / "tests" / "artifacts"
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run", "--disable-quic"]
+                 "--disable-sync", "--no-first-run", "--disable-quic",
+                 # a synthetic microphone (Chromium's test tone), granted without a permission prompt
+                 "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"]
 LIMITS = space_app.AppLimits(max_upload_mb=2.0, max_duration_s=30.0)
 
 
@@ -53,7 +56,7 @@ def _free_port() -> int:
 @pytest.fixture(scope="module")
 def server():
     """``(url, demo)``: the app launched in this process on a free local port; closed after the module."""
-    demo = space_app.build_demo(models=_models(), limits=LIMITS, examples_dir=None)
+    demo = space_app.build_demo(models=_models(), limits=LIMITS, examples_dir=REPO_ROOT / "space" / "examples")
     port = _free_port()
     demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
                 **space_app.launch_kwargs(LIMITS))
@@ -252,8 +255,29 @@ def test_browser_upload_shows_labels_timeline_then_errors_and_recovers(server, b
         page.locator("#summary", has_text="2106.wav").wait_for(timeout=60_000)
         page.locator("#timeline img").wait_for(state="visible", timeout=30_000)
         assert "Strings" in page.locator("#summary").inner_text()
+
+        page.get_by_text("Haydn: String Quartet No 53").click()  # an example clip, one click away
+        page.locator("#summary", has_text="haydn_string_quartet_53.ogg").wait_for(timeout=60_000)
     finally:
         page.close()
+
+
+def test_browser_microphone_recording_is_classified(server, browser):
+    url, _ = server
+    context = browser.new_context(permissions=["microphone"])
+    page = context.new_page()
+    try:
+        page.goto(url, timeout=30_000)
+        page.locator("#audio-input button[aria-label='Record audio']").click()
+        page.locator("#audio-input button.record-button").click()
+        page.wait_for_timeout(2000)
+        page.locator("#audio-input button.stop-button").first.click()
+        summary = page.locator("#summary", has_text="Detected")
+        summary.wait_for(timeout=60_000)
+        assert page.locator(".toast-body").count() == 0, page.locator(".toast-body").all_inner_texts()
+        page.locator("#timeline img").wait_for(state="visible", timeout=30_000)
+    finally:
+        context.close()
 
 
 # --------------------------------------------------------------------------- the two ways the app is started
