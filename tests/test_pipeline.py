@@ -188,3 +188,17 @@ def test_pipeline_reads_files(model_folder, clip, tmp_path):
     from_file = classifier(str(path))
     from_array = classifier({"raw": sf.read(path, dtype="float32")[0], "sampling_rate": 32000})
     assert from_file == from_array and len(from_file) == 11
+
+
+def test_in_package_pipeline_class_needs_no_remote_code(model_folder, clip):
+    from transformers import pipeline
+
+    from instrument_classifier.modeling import InstrumentAudioClassificationPipeline
+
+    folder, model, fe = model_folder
+    local = pipeline("audio-classification", model=str(folder), pipeline_class=InstrumentAudioClassificationPipeline)
+    remote = pipeline("audio-classification", model=str(folder), trust_remote_code=True)
+    assert type(local) is InstrumentAudioClassificationPipeline
+    assert local(clip[: 3 * SR]) == remote(clip[: 3 * SR])
+    with pytest.raises(ValueError, match="trust_remote_code=True"):
+        pipeline("audio-classification", model=str(folder))

@@ -5,7 +5,9 @@ named in ``config.custom_pipelines``, so
 
     pipeline("audio-classification", model=folder_or_repo, trust_remote_code=True)
 
-returns this pipeline. Differences from transformers' stock ``AudioClassificationPipeline``:
+returns this pipeline (with ``instrument_classifier`` installed, ``trust_remote_code`` can be avoided:
+``pipeline("audio-classification", model=folder, pipeline_class=InstrumentAudioClassificationPipeline)``).
+Differences from transformers' stock ``AudioClassificationPipeline``:
 
 * every label is scored (``top_k=None``), with sigmoid probabilities: several instruments can play at once;
 * audio at any rate is resampled by the feature extractor (scipy polyphase), not torchaudio;
