@@ -83,7 +83,8 @@ def validation_windows(dataset_path: Path):
     ("transformer", ["--config_overrides", "d_model=32,num_layers=1,num_heads=2,dim_feedforward=64",
                      "--time_masks", "2", "--feature_masks", "1", "--gain_db", "6"]),
 ])
-def test_train_end_to_end_gives_a_loadable_model_with_validation_tuned_thresholds(tiny_dataset, tmp_path, model_type, extra):
+def test_train_end_to_end_gives_a_loadable_model_with_validation_tuned_thresholds(tiny_dataset, rendered_corpus, tmp_path,
+                                                                                 model_type, extra):
     from huggingface_hub import ModelCard
     from transformers import AutoFeatureExtractor, AutoModelForAudioClassification
 
@@ -92,12 +93,13 @@ def test_train_end_to_end_gives_a_loadable_model_with_validation_tuned_threshold
     from instrument_classifier.training.class_weights import pos_weight_from_labels
 
     out = tmp_path / model_type
-    args = ["--model_type", model_type, "--dataset_path", tiny_dataset, "--output_dir", out,
-            "--num_train_epochs", "2", "--per_device_train_batch_size", "8", *COMMON, *extra]
+    args = ["--model_type", model_type, "--output_dir", out, "--num_train_epochs", "2",
+            "--per_device_train_batch_size", "8", *COMMON, *extra]
     if model_type == "cnn":
-        run_train(args)  # as users run it: `python train.py ...`
-    else:
-        train_in_process(args)
+        run_train([*args, "--dataset_path", tiny_dataset])  # as users run it: `python train.py ...`
+    else:  # from the MusicNet folder, prepared on the fly (the same windows as tiny_dataset)
+        train_in_process([*args, "--data_dir", rendered_corpus, "--prepared_dir", tmp_path / "prepared"])
+        assert (tmp_path / "prepared" / "prepare_info.json").is_file()
 
     for name in ("model.safetensors", "config.json", "preprocessor_config.json", "README.md",
                  f"configuration_instrument_{model_type}.py", f"modeling_instrument_{model_type}.py",
@@ -140,6 +142,34 @@ def test_train_end_to_end_gives_a_loadable_model_with_validation_tuned_threshold
     card = ModelCard.load(out / "README.md")
     assert card.data.pipeline_tag == "audio-classification" and card.data.library_name == "transformers"
     assert "trust_remote_code=True" in card.text and "| Keyboard |" in card.text
+
+
+def test_fine_tune_keeps_weights_and_normalisation_and_swaps_the_head_for_a_new_taxonomy(tiny_dataset, rendered_corpus,
+                                                                                       tmp_path):
+    from transformers import AutoFeatureExtractor, AutoModelForAudioClassification
+
+    base = tmp_path / "base"
+    train_in_process(["--model_type", "cnn", "--dataset_path", tiny_dataset, "--output_dir", base,
+                      "--config_overrides", "channels=[8,16]", "--num_train_epochs", "1", *COMMON])
+    # give the pretrained normalisation recognisable values: fine-tuning must keep them, not refit
+    config_path = base / "preprocessor_config.json"
+    preprocessor = json.loads(config_path.read_text())
+    preprocessor["mean"] = [m + 1.0 for m in preprocessor["mean"]]
+    config_path.write_text(json.dumps(preprocessor))
+
+    tuned = tmp_path / "musicnet11"
+    train_in_process(["--model_name_or_path", base, "--data_dir", rendered_corpus, "--taxonomy", "musicnet11",
+                      "--prepared_dir", tmp_path / "prepared11", "--output_dir", tuned, "--num_train_epochs", "1",
+                      "--learning_rate", "1e-9", "--warmup_steps", "0", *COMMON])
+    before = AutoModelForAudioClassification.from_pretrained(base, trust_remote_code=True)
+    after = AutoModelForAudioClassification.from_pretrained(tuned, trust_remote_code=True)
+    assert after.config.taxonomy == "musicnet11" and after.config.num_labels == 11
+    assert after.config.id2label[0] == "Piano" and len(after.config.thresholds) == 11
+    old_weights, new_weights = before.state_dict(), after.state_dict()
+    convs = [k for k in old_weights if k.startswith("encoder.")]
+    assert convs and all(torch.allclose(old_weights[k], new_weights[k], atol=1e-6) for k in convs)
+    assert new_weights["classifier.weight"].shape[0] == 11 != old_weights["classifier.weight"].shape[0]
+    assert AutoFeatureExtractor.from_pretrained(tuned, trust_remote_code=True).mean == pytest.approx(preprocessor["mean"])
 
 
 # -- two processes (gloo DDP) with bf16: same first-step loss as one process ----------------------------------
