@@ -19,6 +19,7 @@ temporary folder with fixed names, never under a path derived from an upload.
 
 from __future__ import annotations
 
+import atexit
 import csv
 import io
 import logging
@@ -323,6 +324,7 @@ class _OutputDir:
 
     def __init__(self):
         self.root = Path(tempfile.mkdtemp(prefix="instrument-classifier-space-"))
+        atexit.register(shutil.rmtree, self.root, ignore_errors=True)
 
     def new(self) -> Path:
         now = time.time()
@@ -361,12 +363,17 @@ def _summary(timeline, thresholds: Sequence[float], model_name: str, name: str) 
 INTRO = """\
 # Which instruments play, and when?
 
-Upload a recording (or record with the microphone) and the model marks, over time, which instrument
-families play. Any format libsndfile reads (wav, flac, ogg, mp3, aiff, ...), any sample rate, mono
-or stereo; up to {max_mb:g} MB and {max_dur}. The bundled models were trained on **synthesized**
-renditions of MusicNet scores (General MIDI sample libraries), so expect them to be less sure on real
-recordings; see the model card for measured accuracy.
+Upload a recording (or record with the microphone) and the model marks, over time, which instruments
+play. Any format libsndfile reads (wav, flac, ogg, mp3, aiff, ...), any sample rate, mono or stereo;
+up to {max_mb:g} MB and {max_dur}. {about_models}
 """
+
+BUNDLED_NOTE = (
+    "The bundled models were trained on **synthesized** renditions of MusicNet scores (General MIDI "
+    "sample libraries), so expect them to be less sure on real recordings; their model cards give the "
+    "accuracy measured on sample libraries held out from training."
+)
+
 
 CSS = """
 #timeline img { object-fit: contain; }
@@ -466,7 +473,11 @@ def build_demo(models: Optional[Sequence[str] | Mapping[str, str]] = None, limit
         return clip, image, table, str(csv_path), data, _summary(timeline, thresholds, model_name, name)
 
     with gr.Blocks(title="Instrument activity", delete_cache=(1800, 3600)) as demo:
-        gr.Markdown(INTRO.format(max_mb=limits.max_upload_mb, max_dur=_clock(limits.max_duration_s)))
+        bundled = set(bundled_models().values())
+        about = BUNDLED_NOTE if set(registry.choices.values()) <= bundled else (
+            "Model: " + ", ".join(f"`{where}`" for where in registry.choices.values()) + ".")
+        gr.Markdown(INTRO.format(max_mb=limits.max_upload_mb, max_dur=_clock(limits.max_duration_s),
+                                 about_models=about))
         with gr.Row():
             with gr.Column(scale=2):
                 audio = gr.Audio(sources=["upload", "microphone"], type="filepath", label="Recording",
