@@ -213,7 +213,7 @@ def _mel_power_blocks(blocks: Iterator[np.ndarray], feature_extractor) -> Iterat
 
     fe = feature_extractor
     n_fft, hop = fe.n_fft, fe.hop_length
-    mel = torch.from_numpy(mel_filterbank(fe.sampling_rate, n_fft, fe.n_mels, fe.fmin, fe.fmax))
+    bands = _banded_filterbank(mel_filterbank(fe.sampling_rate, n_fft, fe.n_mels, fe.fmin, fe.fmax))
     window = torch.hann_window(n_fft, dtype=torch.float32)
     buffer = np.zeros(0, dtype=np.float32)
     for block in _padded(blocks, n_fft // 2):
@@ -226,8 +226,27 @@ def _mel_power_blocks(blocks: Iterator[np.ndarray], feature_extractor) -> Iterat
             chunk = torch.from_numpy(np.ascontiguousarray(buffer[first * hop : (last - 1) * hop + n_fft]))
             with torch.no_grad():
                 spec = torch.stft(chunk, n_fft, hop, window=window, center=False, return_complex=True)
-                yield mel @ (spec.real.square() + spec.imag.square())
+                power = spec.real.square() + spec.imag.square()
+                mel_power = torch.empty((fe.n_mels, power.shape[1]), dtype=torch.float32)
+                for first_band, last_band, lo, hi, weights in bands:
+                    torch.matmul(weights, power[lo:hi], out=mel_power[first_band:last_band])
+                yield mel_power
         buffer = buffer[count * hop :]  # keep the overlap the next frames need
+
+
+def _banded_filterbank(mel: np.ndarray, group: int = 16) -> List[Tuple[int, int, int, int, torch.Tensor]]:
+    """Groups of ``group`` mel bands with the FFT bins they cover: ``(first, last, lo, hi, weights)``.
+
+    A mel band is nonzero over ~16 of the 1025 bins, so ``mel @ power`` multiplies mostly zeros; by
+    groups of bands, over only their bins, it is ~5x less work, with the same result up to float rounding.
+    """
+    out = []
+    for first in range(0, len(mel), group):
+        last = min(len(mel), first + group)
+        nonzero = np.flatnonzero(mel[first:last].any(axis=0))
+        lo, hi = (int(nonzero[0]), int(nonzero[-1]) + 1) if len(nonzero) else (0, 1)
+        out.append((first, last, lo, hi, torch.from_numpy(np.ascontiguousarray(mel[first:last, lo:hi]))))
+    return out
 
 
 def _to_db(mel_power: torch.Tensor) -> torch.Tensor:
