@@ -145,6 +145,7 @@ def main() -> None:
         print(json.dumps(result))
         return
 
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="bench_inference_") as tmp:
         path = args.audio or Path(tmp) / "audio.wav"
         if args.audio is None:
@@ -158,7 +159,7 @@ def main() -> None:
     minutes = ours["cnn"]["audio_s"] / 60
     print(
         f"timeline inference on {minutes:.1f} min (decode+MFCC+model, median of {args.repeats}, "
-        f"{os.cpu_count()} CPUs): "
+        f"{os.cpu_count()} CPUs, load avg {load_before:.1f} -> {os.getloadavg()[0]:.1f}): "
         f"cnn {rtf['cnn']:.0f}x realtime ({ours['cnn']['seconds']:.2f} s, peak RSS {ours['cnn']['rss_mb']:.0f} MB), "
         f"transformer {rtf['transformer']:.0f}x realtime ({ours['transformer']['seconds']:.2f} s, "
         f"peak RSS {ours['transformer']['rss_mb']:.0f} MB); "

@@ -173,7 +173,10 @@ def _check_compatible(config, feature_extractor, source: str) -> None:
 
 # -- streamed features ---------------------------------------------------------------------------------
 
-def _audio_blocks(audio: AudioInput, sampling_rate: Optional[int], target_sr: int) -> Tuple[Callable[[], Iterator[np.ndarray]], float, str]:
+BlockSource = Callable[[], Iterator[np.ndarray]]
+
+
+def _audio_blocks(audio: AudioInput, sampling_rate: Optional[int], target_sr: int) -> Tuple[BlockSource, float, str]:
     """(a function returning a fresh iterator of mono float32 blocks at ``target_sr``, duration, name)."""
     if isinstance(audio, (str, os.PathLike)):
         path = os.fspath(audio)
@@ -279,7 +282,8 @@ def stream_features(
     yield from _features_from_blocks(blocks, fe, normalize)
 
 
-def _features_from_blocks(blocks, fe, normalize: Optional[bool]) -> Iterator[np.ndarray]:
+def _features_from_blocks(blocks: BlockSource, fe, normalize: Optional[bool]) -> Iterator[np.ndarray]:
+    """Two passes over ``blocks()``: the loudest mel bin (the ``top_db`` reference), then the features."""
     from .modeling.feature_extraction_instrument import dct_matrix
 
     floor = None
