@@ -137,17 +137,22 @@ def write_audio_case(path: Path, case: str, audio: Optional[np.ndarray] = None) 
     return path
 
 
-def long_pcm16(path: Path, hours: float, sr: int = 8000, block_seconds: float = 600.0) -> Path:
-    """A real ``hours``-long mono PCM16 wav (tones and silence), written block by block in bounded memory."""
+def long_pcm16(path: Path, hours: float, sr: int = 8000) -> Path:
+    """A real ``hours``-long mono PCM16 wav, written 10 s at a time (bounded memory; ~1 s per hour at 8 kHz).
+
+    The content repeats every 10 s: a 200 Hz tone at amplitude 0.3 for 5 s (1000 whole periods), then 5 s
+    of digital silence. Mean power is therefore ``0.3**2 / 2 / 2 = 0.0225``.
+    """
+    t = np.arange(5 * sr) / sr
+    pattern = np.concatenate([0.3 * np.sin(2 * np.pi * 200.0 * t), np.zeros(5 * sr)]).astype(np.float32)
+    total = int(round(hours * 3600 * sr))
     with sf.SoundFile(path, "w", samplerate=sr, channels=1, subtype="PCM_16") as f:
-        total, done, block = int(hours * 3600 * sr), 0, int(block_seconds * sr)
-        while done < total:
-            n = min(block, total - done)
-            t = (done + np.arange(n)) / sr
-            on = (t.astype(np.int64) // 5) % 2 == 0  # 5 s tone, 5 s silence
-            f.write((0.3 * np.sin(2 * np.pi * 220.0 * t) * on).astype(np.float32))
-            done += n
+        for done in range(0, total, len(pattern)):
+            f.write(pattern[: total - done])
     return path
+
+
+LONG_MEAN_POWER = 0.0225
 
 
 # -- label CSVs ------------------------------------------------------------------------------------------
