@@ -32,6 +32,8 @@ def test_copies_every_recording_with_same_length_and_identical_labels(rendered_c
         params = info["recordings"][f"{rel.parent.name.split('_')[0]}/{rel.stem}"]["perturbation"]
         assert params["rt60_s"] is not None and params["snr_db"] is not None  # "test" always adds a room and noise
     assert (out / "musicnet_metadata.csv").read_bytes() == (rendered_corpus / "musicnet_metadata.csv").read_bytes()
+    # still a rendering: the sample library stays on record for model cards
+    assert json.loads((out / "render_info.json").read_text())["soundfont"].endswith("FluidR3_GM.sf2")
 
 
 def test_seeded_per_recording_and_independent_of_num_proc(rendered_corpus, tmp_path):

@@ -9,7 +9,8 @@ diversity, ``"test"`` for the held-out protocol, which always applies a room and
   the label CSVs are copied unchanged and stay sample-accurate.
 * Each recording's conditions are drawn from a generator seeded by ``seed`` and ``"{split}/{id}"``: the
   same for any ``num_proc`` and any order, different for every recording and every ``seed``.
-* ``perturb_info.json`` records the drawn parameters per recording, the source corpus and the strength.
+* ``perturb_info.json`` records the drawn parameters per recording, the source corpus and the strength;
+  the source's ``render_info.json`` (which sample library rendered it) is copied along.
 * Resumable: a recording whose output wav exists and is listed in ``perturb_info.json`` with the same
   seed and strength is skipped. Outputs are written atomically (temp file, then ``os.replace``);
   ``musicnet_metadata.csv`` is written last, so a corpus with metadata is complete.
@@ -183,9 +184,8 @@ def perturb_corpus(
         bar.close()
         if recordings:
             save()
-    for name in ("render_info.json",):
-        if (src / name).is_file():
-            _atomic_copy(src / name, out / f"source_{name}")
+    if (src / "render_info.json").is_file():  # still a rendering: model cards name its sample library
+        _atomic_copy(src / "render_info.json", out / "render_info.json")
     if (src / "musicnet_metadata.csv").is_file():
         _atomic_copy(src / "musicnet_metadata.csv", out / "musicnet_metadata.csv")  # last: marks completeness
     return written

@@ -286,9 +286,9 @@ def _program_samples(sf: SoundFont, label: str, programs: Sequence[int], seconds
         except KeyError:
             continue
         for zone in zones:
-            if (program, zone.sample) in seen:
+            if zone.sample in seen:  # one recording, however many presets or zones play it
                 continue
-            seen.add((program, zone.sample))
+            seen.add(zone.sample)
             audio, rate = sf.audio(zone.sample)
             ref = sf.samples[zone.sample]
             digest = hashlib.sha1(np.round(audio * 32768).astype("<i2").tobytes()).hexdigest()
@@ -298,7 +298,7 @@ def _program_samples(sf: SoundFont, label: str, programs: Sequence[int], seconds
 
 
 def overlap_report(paths: Sequence, programs: Sequence[int] = tuple(MUSICNET_PROGRAMS), threshold: float = 0.9,
-                   seconds: float = 1.0, pitch_tolerance: int = 3, progress: bool = False) -> Dict:
+                   seconds: float = 0.5, pitch_tolerance: int = 12, progress: bool = False) -> Dict:
     """Compare the samples the given programs play across libraries.
 
     Two samples count as the same recording if their PCM is identical or their normalised
@@ -334,33 +334,31 @@ def overlap_report(paths: Sequence, programs: Sequence[int] = tuple(MUSICNET_PRO
             print(f"{label}: {len(samples[label])} samples", file=sys.stderr)
     labels = list(samples)
     shared, matrix, matches = {}, {}, {}
-    for a in labels:
-        for b in labels:
-            if a == b:
-                continue
-            per_program: Dict[int, int] = {}
-            found = 0
-            examples = []
-            for sa in samples[a]:
-                best, best_name = 0.0, ""
-                for sb in samples[b]:
+    for ia, a in enumerate(labels):
+        for b in labels[ia + 1:]:
+            # one score matrix per unordered pair serves both directions
+            score = np.zeros((len(samples[a]), len(samples[b])))
+            for i, sa in enumerate(samples[a]):
+                for j, sb in enumerate(samples[b]):
                     if sa.digest == sb.digest:
-                        best, best_name = 1.0, sb.name
-                        break
-                    if abs(sa.pitch - sb.pitch) > pitch_tolerance:
-                        continue
-                    score = same_recording(sa.audio, sb.audio)
-                    if score > best:
-                        best, best_name = score, sb.name
-                if best >= threshold:
-                    found += 1
-                    per_program[sa.program] = per_program.get(sa.program, 0) + 1
+                        score[i, j] = 1.0
+                    elif abs(sa.pitch - sb.pitch) <= pitch_tolerance:
+                        score[i, j] = same_recording(sa.audio, sb.audio)
+            for x, y, m in ((a, b, score), (b, a, score.T)):
+                per_program: Dict[int, int] = {}
+                examples = []
+                best = m.max(axis=1) if m.size else np.zeros(len(samples[x]))
+                for i in np.flatnonzero(best >= threshold):
+                    sx, sy = samples[x][i], samples[y][int(m[i].argmax())]
+                    per_program[sx.program] = per_program.get(sx.program, 0) + 1
                     if len(examples) < 5:
-                        examples.append((MUSICNET_PROGRAMS.get(sa.program, sa.program), sa.name, best_name,
-                                         round(best, 3)))
-            shared[(a, b)] = per_program
-            matrix[(a, b)] = found / max(1, len(samples[a]))
-            matches[(a, b)] = examples
+                        examples.append((MUSICNET_PROGRAMS.get(sx.program, sx.program), sx.name, sy.name,
+                                         round(float(best[i]), 3)))
+                shared[(x, y)] = per_program
+                matrix[(x, y)] = float((best >= threshold).mean()) if len(best) else 0.0
+                matches[(x, y)] = examples
+            if progress:
+                print(f"{a} ~ {b}: {matrix[(a, b)]:.0%} / {matrix[(b, a)]:.0%}", file=sys.stderr)
     return {"libraries": libraries, "shared": shared, "matrix": matrix, "matches": matches,
             "counts": {k: len(v) for k, v in samples.items()}}
 
