@@ -6,6 +6,7 @@ above its threshold (the per-class thresholds tuned at training time, or ``--thr
 
 A file that cannot be read (missing, empty, not audio, truncated, NaN samples) is reported on stderr
 with its name and skipped; the other files are still processed and the exit status is 1 at the end.
+If every file fails, nothing is written (an existing ``--output`` file is left as it was).
 ``--output FILE`` is written atomically: a temporary file in the same folder, then ``os.replace``,
 so an interrupted run never leaves a truncated file under the final name.
 """
@@ -69,6 +70,10 @@ def run_predict(args: argparse.Namespace) -> int:
     results, failed = predict_files(model, feature_extractor, args.audio, threshold=args.threshold,
                                     batch_size=args.batch_size, progress=not args.no_progress,
                                     stream=None if args.output or args.format != "table" else sys.stdout)
+    if not results:  # every file failed: write nothing, so a previous result file is not replaced by an empty one
+        where = f"; {args.output} left unchanged" if args.output is not None else ""
+        print(f"error: none of the {len(args.audio)} file(s) could be processed{where}", file=sys.stderr)
+        return 1
     if args.output is not None or args.format != "table":
         text = format_results(results, args.format)
         if args.output is not None:

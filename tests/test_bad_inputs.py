@@ -471,8 +471,6 @@ def test_predict_names_each_bad_file_and_still_writes_the_good_ones(case, audio_
     assert files == {str(good)}  # the good file's segments, nothing of the bad one
 
 
-@pytest.mark.xfail(strict=True, reason="predict.py writes an empty result file (replacing any previous one) when "
-                   "every input failed; reported to the Space/predict helper")
 def test_predict_writes_nothing_when_every_file_failed(audio_files, model_dir, tmp_path, capsys):
     pytest.importorskip("instrument_classifier.predict")
     out = tmp_path / "segments.csv"
