@@ -112,3 +112,58 @@ def test_prepare_killed_while_writing_leaves_no_partial_output_and_rerun_cleans_
     build_dataset(corpus, out, cache_dir=cache, progress=False)
     assert file_hashes(out) == reference
     assert not stale.exists() and live.exists()
+
+
+# -- predict --output ------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    torch = pytest.importorskip("torch")
+    from instrument_classifier.modeling import MODEL_CLASSES
+    from instrument_classifier.modeling.feature_extraction_instrument import InstrumentFeatureExtractor
+
+    folder = tmp_path_factory.mktemp("model")
+    torch.manual_seed(0)
+    config_class, model_class = MODEL_CLASSES["cnn"]
+    model_class(config_class(taxonomy="seed12", conv_channels=[8, 16])).save_pretrained(folder)
+    InstrumentFeatureExtractor(mean=[0.0] * 13, std=[50.0] * 13).save_pretrained(folder)
+    return folder
+
+
+def test_predict_killed_mid_run_leaves_the_previous_output_file(model_dir, tmp_path):
+    pytest.importorskip("instrument_classifier.predict")
+    import threading
+
+    import badfiles
+
+    wav = badfiles.long_pcm16(tmp_path / "six_minutes.wav", hours=0.1, sr=8000)  # long enough for a progress bar
+    out = tmp_path / "segments.csv"
+    out.write_text("previous results\n")
+    proc = subprocess.Popen(cli_command("predict", wav, "--model", model_dir, "--format", "csv", "--output", out),
+                            cwd=REPO, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    seen = bytearray()
+    reader = threading.Thread(target=lambda: [seen.extend(c) for c in iter(lambda: proc.stderr.read(1), b"")],
+                              daemon=True)
+    reader.start()
+    try:
+        _wait_for(lambda: b"instruments" in seen, proc)  # the progress bar: the file is being analysed
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert out.read_text() == "previous results\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["segments.csv", "six_minutes.wav"]
+
+
+def test_predict_output_interrupted_while_writing_keeps_the_previous_file(tmp_path, monkeypatch):
+    predict = pytest.importorskip("instrument_classifier.predict")
+    out = tmp_path / "segments.csv"
+    out.write_text("previous results\n")
+
+    def interrupted(fd):  # the bytes are written, the rename has not happened: the worst moment to die
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "fsync", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        predict.write_atomic(out, "file,start_s,end_s,instrument,score\n" + "x.wav,0.000,1.000,Strings,0.9\n" * 5000)
+    assert out.read_text() == "previous results\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["segments.csv"]
