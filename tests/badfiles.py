@@ -137,8 +137,9 @@ def write_audio_case(path: Path, case: str, audio: Optional[np.ndarray] = None) 
     return path
 
 
-def long_pcm16(path: Path, hours: float, sr: int = 8000) -> Path:
-    """A real ``hours``-long mono PCM16 wav, written 10 s at a time (bounded memory; ~1 s per hour at 8 kHz).
+def long_pcm16(path: Path, hours: float, sr: int = 8000, format: str = "WAV") -> Path:
+    """A real ``hours``-long mono PCM16 file (``format`` "WAV" or "FLAC"), written 10 s at a time in bounded
+    memory (a WAV takes about 1 s per hour at 8 kHz).
 
     The content repeats every 10 s: a 200 Hz tone at amplitude 0.3 for 5 s (1000 whole periods), then 5 s
     of digital silence. Mean power is therefore ``0.3**2 / 2 / 2 = 0.0225``.
@@ -146,7 +147,7 @@ def long_pcm16(path: Path, hours: float, sr: int = 8000) -> Path:
     t = np.arange(5 * sr) / sr
     pattern = np.concatenate([0.3 * np.sin(2 * np.pi * 200.0 * t), np.zeros(5 * sr)]).astype(np.float32)
     total = int(round(hours * 3600 * sr))
-    with sf.SoundFile(path, "w", samplerate=sr, channels=1, subtype="PCM_16") as f:
+    with sf.SoundFile(path, "w", samplerate=sr, channels=1, subtype="PCM_16", format=format) as f:
         for done in range(0, total, len(pattern)):
             f.write(pattern[: total - done])
     return path

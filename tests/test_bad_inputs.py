@@ -5,21 +5,29 @@ names the file (and the CSV row), no traceback from deep inside a library, and n
 output is absent, or a previous output is left exactly as it was. "Works" means the result agrees with
 the clean mono 44.1 kHz reference (same labels, same features within PCM16 quantisation).
 
-The inputs come from ``badfiles.py``. The matrix (rows: entry points; columns: cases)::
+The inputs come from ``badfiles.py``. The matrix (rows: entry points; columns: cases; W = works and agrees
+with the reference, E = clear error, - = not applicable)::
 
-                         audio errors¹  audio OK²  CSV errors³  CSV OK⁴  folders⁵  3-hour file
-    load_audio/stream        E            W           -           -        -        W (stream, RSS)
-    feature extractor⁶       E            W           -           -        -        -
-    prepare (CLI)            E            W           E           W        E/skip   -
-    synth (CLI)              -            -           E           W        -        -
+                           audio errors¹  audio OK²  CSV errors³  CSV OK⁴  folders⁵  3-hour file
+    load_audio / stream_audio   E            W           -           -        -        W (streamed, RSS bound)
+    feature extractor⁶          E            W           -           -        -        -
+    prepare (CLI)               E            W           E           W        E, skip  -  (whole recording in memory)
+    synth (CLI)                 -            -           E           W        -        -
+    evaluate --data-dir (CLI)   E            W           E           W        E        -
+    train.py --data_dir         E            -⁷          E           -⁷       E        -
+    predict (CLI)               E            W           -           -        -        bench/bench_long_audio.py
+    pipeline                    E (xfail⁸)   W           -           -        -        -
+    Space handler               E            W           -           -        -        E (duration limit, header only)
 
     ¹ empty, zero-length, text renamed .wav, truncated wav, NaN and inf samples (float wav)
     ² stereo, 8 kHz, 96 kHz, 8-bit and 24-bit PCM, 1-second clip shorter than a window
-    ³ missing column, end before start, instrument not a GM program, non-numeric value (+ a GM program the
-      taxonomy does not map, for prepare)
+    ³ missing column, end before start, instrument not a GM program, non-numeric value, and a GM program the
+      taxonomy does not map
     ⁴ UTF-8 BOM, extra columns (+ an unmapped GM program, which synth renders)
     ⁵ a wav without its CSV, a CSV without its wav
     ⁶ arrays: empty, NaN/inf, (samples, channels) stereo, 8/96 kHz with ``sampling_rate``, integer PCM
+    ⁷ the same ``build_dataset`` call as prepare and evaluate; training itself is tested in test_train.py
+    ⁸ strict xfail: the shipped pipeline does not name the file in its errors (see the test's reason)
 
 Single cases already tested elsewhere (test_prepare.py, test_musicnet_reader.py, test_render.py) are not
 repeated here; this file crosses the cases with the entry points.
@@ -527,6 +535,20 @@ def space_classify(model_dir):
     return next(f.fn for f in demo.fns.values() if f.api_name == "classify")
 
 
+def test_space_handler_refuses_a_three_hour_upload_from_its_header(space_classify, tmp_path):
+    import time
+
+    import gradio as gr
+
+    # FLAC: 23 MB, under the upload size limit, so the duration limit is what refuses it
+    path = badfiles.long_pcm16(tmp_path / "concert.flac", hours=3.0, sr=8000, format="FLAC")
+    started = time.perf_counter()
+    with pytest.raises(gr.Error) as err:
+        space_classify(str(path), None)
+    assert "concert.flac" in err.value.message and "180 min" in err.value.message and "at most" in err.value.message
+    assert time.perf_counter() - started < 5  # read from the header, not decoded
+
+
 @pytest.mark.parametrize("case", list(AUDIO_ERRORS))
 def test_space_handler_refuses_bad_uploads_naming_them_without_server_paths(case, space_classify, audio_files):
     import gradio as gr
@@ -548,8 +570,23 @@ def test_space_handler_accepts_formats_consistently(case, space_classify, audio_
     assert image.ndim == 3 and Path(csv_path).is_file() and case + ".wav" in summary
 
 
-DATA_DIR_ERRORS = ["truncated", "nan", "swapped_start_end", "unmapped_instrument", "wav_without_csv",
-                   "csv_without_wav"]
+DATA_DIR_ERRORS = PREPARE_ERRORS  # evaluate --data-dir and train.py --data_dir prepare the folder first
+
+
+def test_evaluate_data_dir_accepts_every_format_and_csv_variant(model_dir, tmp_path, capsys):
+    import json
+
+    pytest.importorskip("instrument_classifier.evaluation.evaluate_models")
+    recordings = {rid: ("test", case, "plain") for rid, case in PREPARE_OK.items()}
+    recordings.update({rid: ("test", "reference", case) for rid, case in PREPARE_CSV_OK.items()})
+    recordings.update({"100": ("train", "reference", "plain"), "300": ("train", "reference", "plain")})
+    corpus = make_corpus(tmp_path / "corpus", recordings)
+    code, out, err = run_cli(["evaluate", "--model", model_dir, "--data-dir", corpus, "--output", tmp_path / "report",
+                              "--cache-dir", tmp_path / "prepared"], capsys)
+    assert code == 0, err
+    metrics = json.loads((tmp_path / "report" / "metrics.json").read_text())
+    # one non-overlapping window per 3 s recording (the tail is under a quarter window), one for the 1 s clip
+    assert metrics["num_windows"] == len(PREPARE_OK) + len(PREPARE_CSV_OK)
 
 
 @pytest.mark.parametrize("case", DATA_DIR_ERRORS)
