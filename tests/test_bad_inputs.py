@@ -628,3 +628,32 @@ def test_train_data_dir_refuses_bad_corpus_naming_file(case, train_cli, tmp_path
     assert_clear_failure(code, err, named, *row)
     assert not prepared.exists() and not (out / "model.safetensors").exists()
     assert not out.exists() or not any(out.iterdir())
+
+
+# -- where the output goes -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("command", ["prepare", "synth", "evaluate", "predict"])
+def test_output_path_of_the_wrong_kind_is_refused_and_left_alone(command, tmp_path, model_dir, capsys):
+    """An existing file where a folder is written (or a folder where a file is): refused, untouched."""
+    corpus = small_corpus(tmp_path / "corpus")
+    target = tmp_path / ("results" if command == "predict" else "notes.txt")
+    if command == "predict":
+        target.mkdir()
+        (target / "keep.csv").write_text("mine\n")
+    else:
+        target.write_text("my notes\n")
+    before = tree_snapshot(tmp_path / "results") if command == "predict" else target.read_text()
+    argv = {
+        "prepare": ["prepare", "--data-dir", corpus, "--output", target, "--cache-dir", tmp_path / "cache"],
+        "synth": ["synth", "--ids", "1727", "--max-seconds", "1", "--out", target],
+        "evaluate": ["evaluate", "--model", model_dir, "--data-dir", corpus, "--output", target],
+        "predict": ["predict", corpus / "test_data" / "21.wav", "--model", model_dir, "--format", "csv",
+                    "--output", target],
+    }[command]
+    if command in ("evaluate", "predict"):
+        pytest.importorskip({"evaluate": "instrument_classifier.evaluation.evaluate_models",
+                             "predict": "instrument_classifier.predict"}[command])
+    code, _, err = run_cli(argv, capsys)
+    assert_clear_failure(code, err, target.name)
+    after = tree_snapshot(tmp_path / "results") if command == "predict" else target.read_text()
+    assert after == before

@@ -600,6 +600,8 @@ def render_corpus(
     soundfont_path = check_soundfont(soundfont)
     root = find_labels_root(default_labels_dir() if labels_dir is None else labels_dir)
     out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise RenderError(f"{out_dir}: exists and is not a folder; choose another --out")
     if max_seconds is not None and max_seconds <= 0:
         raise RenderError(f"max_seconds must be > 0, got {max_seconds}")
     if start_seconds < 0:
@@ -694,6 +696,9 @@ def run_synth(args: argparse.Namespace) -> int:
                                 velocity=args.velocity, velocity_jitter=args.velocity_jitter, num_proc=args.num_proc)
     except RenderError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # unwritable --out, disk full: the message names the path
+        print(f"error: cannot write the corpus: {exc}", file=sys.stderr)
         return 2
     seconds = sum(_wav_seconds(p) for p in written)
     print(f"rendered {len(written)} recordings ({seconds / 60:.1f} min of audio) to {args.out}")
