@@ -13,7 +13,7 @@ temporary folder, then, each in its own process (clean peak-RSS figures):
 
 Prints one line with realtime factors, peak RSS and the speed ratios (ours / AST).
 
-    python bench/bench_inference.py [--minutes 30] [--repeats 3] [--ast-minutes 1] [--threads N]
+    python bench/bench_inference.py [--minutes 30] [--repeats 3] [--ast-minutes 1] [--threads N] [--audio FILE]
 """
 
 from __future__ import annotations
@@ -79,13 +79,15 @@ def worker_ours(model_type: str, path: str, repeats: int) -> dict:
     fe.fit_normalization([fe.extract(head)])
     predict_timeline(model, fe, head[: 10 * SR])  # warm-up (allocator, thread pool)
     rss_before = peak_rss_mb()
-    times = []
+    times, cpu = [], []
     for _ in range(repeats):
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         timeline = predict_timeline(model, fe, path)
         times.append(time.perf_counter() - start)
+        cpu.append(time.process_time() - start_cpu)
     return {
         "seconds": statistics.median(times),
+        "cpu_seconds": statistics.median(cpu),
         "audio_s": timeline.duration_s,
         "rss_mb": peak_rss_mb(),
         "rss_before_mb": rss_before,
@@ -131,7 +133,11 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=30.0)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--ast-minutes", type=float, default=1.0, help="AST is timed on this many minutes")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    parser.add_argument(
+        "--threads", type=int, default=None,
+        help="torch intra-op threads for every model, ours and AST (default: torch's choice). On a machine "
+        "shared with other jobs use 1: two threads then wait for each other at every op and run slower",
+    )
     parser.add_argument("--audio", type=Path, default=None, help="use this 44.1 kHz file instead of synthetic audio")
     parser.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -155,14 +161,17 @@ def main() -> None:
         ast = run_worker(["ast", str(path), str(args.ast_minutes), *threads])
 
     rtf = {m: r["audio_s"] / r["seconds"] for m, r in ours.items()}
+    per_cpu = {m: r["audio_s"] / r["cpu_seconds"] for m, r in ours.items()}
     ast_rtf = ast["audio_s"] / ast["seconds"]
     minutes = ours["cnn"]["audio_s"] / 60
     print(
         f"timeline inference on {minutes:.1f} min (decode+MFCC+model, median of {args.repeats}, "
-        f"{os.cpu_count()} CPUs, load avg {load_before:.1f} -> {os.getloadavg()[0]:.1f}): "
-        f"cnn {rtf['cnn']:.0f}x realtime ({ours['cnn']['seconds']:.2f} s, peak RSS {ours['cnn']['rss_mb']:.0f} MB), "
+        f"{os.cpu_count()} CPUs, torch threads {args.threads or 'default'}, "
+        f"load avg {load_before:.1f} -> {os.getloadavg()[0]:.1f}): "
+        f"cnn {rtf['cnn']:.0f}x realtime ({ours['cnn']['seconds']:.2f} s, {per_cpu['cnn']:.0f}x per CPU-second, "
+        f"peak RSS {ours['cnn']['rss_mb']:.0f} MB), "
         f"transformer {rtf['transformer']:.0f}x realtime ({ours['transformer']['seconds']:.2f} s, "
-        f"peak RSS {ours['transformer']['rss_mb']:.0f} MB); "
+        f"{per_cpu['transformer']:.0f}x per CPU-second, peak RSS {ours['transformer']['rss_mb']:.0f} MB); "
         f"AST (random init, timed on the first {ast['audio_s'] / 60:.1f} min) {ast_rtf:.2f}x realtime, "
         f"peak RSS {ast['rss_mb']:.0f} MB; speed ratio vs AST: cnn {rtf['cnn'] / ast_rtf:.0f}x, "
         f"transformer {rtf['transformer'] / ast_rtf:.0f}x"
