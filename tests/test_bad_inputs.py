@@ -16,7 +16,7 @@ with the reference, E = clear error, - = not applicable)::
     evaluate --data-dir (CLI)   E            W           E           W        E        -
     train.py --data_dir         E            -⁷          E           -⁷       E        -
     predict (CLI)               E            W           -           -        -        bench/bench_long_audio.py
-    pipeline                    E (xfail⁸)   W           -           -        -        -
+    pipeline                    E            W           -           -        -        -
     Space handler               E            W           -           -        -        E (duration limit, header only)
 
     ¹ empty, zero-length, text renamed .wav, truncated wav, NaN and inf samples (float wav)
@@ -27,7 +27,6 @@ with the reference, E = clear error, - = not applicable)::
     ⁵ a wav without its CSV, a CSV without its wav
     ⁶ arrays: empty, NaN/inf, (samples, channels) stereo, 8/96 kHz with ``sampling_rate``, integer PCM
     ⁷ the same ``build_dataset`` call as prepare and evaluate; training itself is tested in test_train.py
-    ⁸ strict xfail: the shipped pipeline does not name the file in its errors (see the test's reason)
 
 Single cases already tested elsewhere (test_prepare.py, test_musicnet_reader.py, test_render.py) are not
 repeated here; this file crosses the cases with the entry points.
@@ -514,11 +513,7 @@ def test_pipeline_accepts_formats_consistently(case, classifier_pipeline, audio_
         assert got[label] == pytest.approx(expected[label], abs=CLIP_ATOL), label
 
 
-@pytest.mark.parametrize("case", [
-    pytest.param(case, marks=pytest.mark.xfail(
-        strict=True, reason="pipeline_instrument.py: errors on file inputs do not name the file (soundfile's "
-        "'Error opening <_io.BytesIO ...>', 'clip 0: ...'), a truncated wav is read as a shorter one; reported"))
-    for case in AUDIO_ERRORS])
+@pytest.mark.parametrize("case", list(AUDIO_ERRORS))
 def test_pipeline_refuses_bad_files_naming_them(case, classifier_pipeline, audio_files):
     path = audio_files[case]
     with pytest.raises(ValueError) as err:

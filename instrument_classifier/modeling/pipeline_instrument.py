@@ -25,6 +25,7 @@ Differences from transformers' stock ``AudioClassificationPipeline``:
 from __future__ import annotations
 
 import io
+import re
 
 import numpy as np
 import torch
@@ -51,6 +52,14 @@ class InstrumentAudioClassificationPipeline(AudioClassificationPipeline):
         return preprocess_params, {}, postprocess_params
 
     def preprocess(self, inputs, sampling_rate=None):
+        try:
+            return self._preprocess(inputs, sampling_rate)
+        except ValueError as exc:
+            if isinstance(inputs, str) and inputs not in str(exc):  # name the file, as every other entry point does
+                raise ValueError(f"{inputs}: {exc}") from None
+            raise
+
+    def _preprocess(self, inputs, sampling_rate=None):
         model_rate = self.feature_extractor.sampling_rate
         if isinstance(inputs, str):
             with open(inputs, "rb") as f:
@@ -100,5 +109,17 @@ def _decode(data: bytes) -> dict:
         import soundfile
     except ImportError:  # optional: only file inputs need it
         raise ImportError("reading audio files needs soundfile: pip install soundfile") from None
-    audio, rate = soundfile.read(io.BytesIO(data), dtype="float32", always_2d=True)
+    if not data:
+        raise ValueError("empty file (0 bytes)")
+    try:
+        info = soundfile.info(io.BytesIO(data))
+        audio, rate = soundfile.read(io.BytesIO(data), dtype="float32", always_2d=True)
+    except Exception as exc:  # soundfile's message names an anonymous BytesIO, not the file
+        detail = re.sub(r"Error opening <_io\.BytesIO object at \w+>: ", "", str(exc)).strip()[:200]
+        raise ValueError(f"not a readable audio file ({detail})") from None
+    # libsndfile reads a WAV/AIFF cut short as a shorter recording: refuse it (its log says "should be")
+    short = re.search(r"^\s*(?:data|SSND)\s*:\s*(\d+)\s*\(should be (\d+)\)", info.extra_info or "", re.MULTILINE)
+    if short and int(short.group(1)) > int(short.group(2)) and int(short.group(1)) not in (0xFFFFFFFF, 0x7FFFFFFF, 0x7FFFF000):
+        raise ValueError(f"truncated file: the header announces {short.group(1)} bytes of audio data, "
+                         f"{short.group(2)} are present")
     return {"raw": audio.mean(axis=1), "sampling_rate": rate}
