@@ -172,9 +172,6 @@ def _fine_tune_args(model: Path, dataset: Path, out: Path) -> list:
             "--disable_tqdm", "true"]
 
 
-@pytest.mark.xfail(strict=True, reason="training/model_factory.py loads --model_name_or_path without "
-                   "use_safetensors=True: a folder with only pytorch_model.bin is unpickled (torch weights_only) "
-                   "instead of refused; reported to the training helper")
 def test_train_refuses_pickled_weights_to_fine_tune(model_dir, prepared, train_cli, tmp_path, capsys):
     marker = _with_pickle(model_dir, tmp_path / "bin_only", keep_safetensors=False)
     try:

@@ -108,6 +108,7 @@ def build_model(model_args, info: dict, data_extractor, overrides: Optional[Dict
         hub = {"trust_remote_code": model_args.trust_remote_code, "revision": model_args.model_revision,
                "cache_dir": model_args.cache_dir}
         source = model_args.model_name_or_path
+        _check_safetensors(source)
         config = AutoConfig.from_pretrained(source, **hub)
         extractor = AutoFeatureExtractor.from_pretrained(source, **hub)
         _check_feature_settings(extractor, data_extractor, source)
@@ -122,7 +123,7 @@ def build_model(model_args, info: dict, data_extractor, overrides: Optional[Dict
                              thresholds=None, pos_weight=None)
         config = apply_config_overrides(config, overrides)
         model = AutoModelForAudioClassification.from_pretrained(source, config=config, ignore_mismatched_sizes=new_labels,
-                                                                **hub)
+                                                                use_safetensors=True, **hub)  # never unpickle
         return model, extractor
 
     if model_args.model_type not in ("cnn", "transformer"):
@@ -140,3 +141,14 @@ def build_model(model_args, info: dict, data_extractor, overrides: Optional[Dict
         raise TrainingSetupError(f"dataset labels {info['labels']} differ from taxonomy {info['taxonomy']!r}'s")
     config = apply_config_overrides(config, overrides)
     return model_class(config), data_extractor
+
+
+def _check_safetensors(source: str) -> None:
+    """Refuse a local model folder without safetensors weights (a pickle can run code when loaded)."""
+    from pathlib import Path
+
+    folder = Path(source)
+    if folder.is_dir() and not any(folder.glob("*.safetensors")):
+        pickled = sorted(p.name for p in folder.iterdir() if p.suffix in (".bin", ".pt", ".pth", ".ckpt"))
+        found = f" (found {', '.join(pickled)}: pickle-based weights are not loaded)" if pickled else ""
+        raise TrainingSetupError(f"{folder}: no model.safetensors{found}; re-save it with save_pretrained")
