@@ -255,3 +255,13 @@ def test_handler_outputs_go_to_fixed_names_in_a_private_folder(server, tmp_path)
     assert Path(csv_path).name == "instrument_segments.csv"
     assert not (tmp_path / "pwned").exists() and not Path("pwned").exists()
     assert "name.wav" in summary
+
+
+def test_the_app_checks_the_size_itself_too(tmp_path):
+    """Files that reach the handler without the upload route (e.g. a URL Gradio fetched) are size-checked again."""
+    space_app = pytest.importorskip("instrument_classifier.space_app")
+    path = tmp_path / "big.wav"
+    sf.write(path, np.zeros(SR * 6, dtype=np.float32), SR, subtype="PCM_16")  # 0.5 MB
+    with pytest.raises(space_app.UploadRejected, match=r"big.wav: 0.5 MB is over this demo's 0.1 MB limit"):
+        space_app.check_upload(path, space_app.AppLimits(max_upload_mb=0.1))
+    assert space_app.check_upload(path, space_app.AppLimits(max_upload_mb=1.0)) == pytest.approx(6.0)
