@@ -9,7 +9,7 @@ CLI := $(VENV)/bin/instrument-classifier
 STAMP := $(VENV)/.installed
 
 # FluidSynth and General MIDI sample libraries to render MusicNet scores; Chromium for the browser test.
-APT_PACKAGES := fluidsynth libfluidsynth3 fluid-soundfont-gm timgm6mb-soundfont csound-soundfont \
+APT_PACKAGES := fluidsynth libfluidsynth3 fluid-soundfont-gm musescore-general-soundfont-small timgm6mb-soundfont csound-soundfont \
                 opl3-soundfont chromium
 
 CORPUS := corpora/default

