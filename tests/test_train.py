@@ -203,7 +203,7 @@ def test_two_process_bf16_ddp_matches_one_process_first_step_loss(tiny_dataset, 
 
     loss_one, loss_two = step_losses(one), step_losses(two)
     assert list(loss_one) == [1] and list(loss_two) == [1]  # one optimisation step each
-    assert loss_two[1] == pytest.approx(loss_one[1], rel=2e-2), (loss_one, loss_two)
+    assert loss_two[1] == pytest.approx(loss_one[1], rel=1e-3), (loss_one, loss_two)  # seen: equal to 1e-7
     model = AutoModelForAudioClassification.from_pretrained(two, trust_remote_code=True)
     assert len(model.config.thresholds) == model.config.num_labels
 
