@@ -193,7 +193,9 @@ def describe_hyperparameters(model, model_args, data_args, training_args, traine
         "schedule": f"{getattr(training_args.lr_scheduler_type, 'value', training_args.lr_scheduler_type)}, warmup {training_args.warmup_steps:g}",
         "batch size": f"{total_batch} ({training_args.per_device_train_batch_size} x {training_args.world_size} process(es) x {training_args.gradient_accumulation_steps} accumulation)",
         "epochs": f"{state.epoch:g} of at most {training_args.num_train_epochs:g} (early stopping patience {training_args.early_stopping_patience})",
-        "best checkpoint": f"{state.best_model_checkpoint and Path(state.best_model_checkpoint).name}, validation {training_args.metric_for_best_model} {state.best_metric if state.best_metric is None else round(state.best_metric, 4)}",
+        "checkpoint kept": (f"best: {Path(state.best_model_checkpoint).name}, validation {training_args.metric_for_best_model} "
+                            f"{round(state.best_metric, 4)}"
+                            if training_args.load_best_model_at_end and state.best_model_checkpoint else "the last step"),
         "loss": f"window BCE + {config.frame_loss_weight:g} x frame BCE, pos_weight {'on' if config.pos_weight else 'off'}",
         "augmentation": (f"time masks {data_args.time_masks}x{data_args.time_mask_frames}, feature masks "
                          f"{data_args.feature_masks}x{data_args.feature_mask_width}, gain ±{data_args.gain_db:g} dB"
