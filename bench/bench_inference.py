@@ -5,7 +5,7 @@ temporary folder, then, each in its own process (clean peak-RSS figures):
 
 * ``predict_timeline`` of the CNN and of the Transformer (default configs, random weights: speed does
   not depend on the values): decode (streamed) + MFCC (two streaming passes, see inference.py) +
-  model, median wall time of ``--repeats`` runs, realtime factor and peak RSS (``ru_maxrss``);
+  model, median wall time of ``--repeats`` runs, realtime factor and peak RSS (``VmHWM``);
 * transformers' ``ASTForAudioClassification`` (default ``ASTConfig``, random init, no download) through
   its own ``ASTFeatureExtractor``: decode + resample to 16 kHz + fbank + model on consecutive 10.24 s
   windows. AST is slow, so it is timed on the first ``--ast-minutes`` only and its realtime factor
@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -61,7 +60,9 @@ def write_audio(path: Path, minutes: float, seed: int = 0) -> None:
 
 
 def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # kB on Linux
+    # VmHWM: this process's own high-water mark (ru_maxrss would include the parent's RSS at fork time)
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) / 1024.0  # kB
 
 
 def worker_ours(model_type: str, path: str, repeats: int) -> dict:

@@ -269,7 +269,10 @@ MEMORY_SCRIPT = textwrap.dedent(
     # thread pools, batch-sized activations; what the long file needs beyond that grows with length
     short_mb, _ = sampled_max_rss(lambda: predict_timeline(model, fe, path + ".warm.wav", batch_size=8))
     long_mb, timeline = sampled_max_rss(lambda: predict_timeline(model, fe, path, batch_size=8))
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    # VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the parent across fork/exec, so a 1 GB
+    # pytest process would show up here as this script's peak
+    with open("/proc/self/status") as f:
+        peak_mb = next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) / 1024
     print(json.dumps({"short_mb": short_mb, "long_mb": long_mb, "peak_mb": peak_mb, "frames": len(timeline.frame_probs)}))
     """
 )
