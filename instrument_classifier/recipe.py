@@ -494,8 +494,12 @@ def export_models(models_dir: Path, output: Path, settings: RecipeSettings, resu
         tmp = Path(tempfile.mkdtemp(prefix=f".{model_type}.tmp-", dir=output))
         try:
             for item in src.iterdir():
-                if item.is_file() and not item.name.endswith("_results.json") and item.name != "trainer_state.json":
+                # not the run's bookkeeping, and not training_args.bin: a pickle has no place in a model we ship
+                if item.is_file() and not item.name.endswith(("_results.json", ".bin")) \
+                        and item.name != "trainer_state.json":
                     shutil.copy2(item, tmp / item.name)
+            if (src / "figures").is_dir():  # the card shows them
+                shutil.copytree(src / "figures", tmp / "figures")
             weights = tmp / "model.safetensors"
             size = weights.stat().st_size
             if size > 5 * 1024 * 1024:
