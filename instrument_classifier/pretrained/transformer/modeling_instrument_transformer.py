@@ -1,0 +1,310 @@
+"""A small Transformer encoder that tells which instruments play in each frame of an MFCC window.
+
+Self-contained HF model file (imports only ``torch``, ``transformers`` and its sibling files):
+``save_pretrained`` copies it next to the safetensors weights, so
+``AutoModelForAudioClassification.from_pretrained(folder, trust_remote_code=True)`` works
+without the ``instrument_classifier`` package.
+
+The sequence is one window of consecutive frames of one recording (never a batch of unrelated
+frames treated as one sequence, the original study's bug), with positional encodings. Each frame
+is projected to ``hidden_size``, passes pre-norm encoder layers and a linear head
+(``frame_logits``); the window's logits pool the frame logits over time (``config.pooling``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import PreTrainedModel
+from transformers import initialization as init
+from transformers.utils import ModelOutput
+
+from .configuration_instrument_transformer import InstrumentTransformerConfig
+
+# Shipped with the weights: config.custom_pipelines names this class for pipeline("audio-classification").
+from .pipeline_instrument import InstrumentAudioClassificationPipeline  # noqa: F401
+
+__all__ = [
+    "InstrumentTransformerForAudioClassification",
+    "InstrumentTransformerPreTrainedModel",
+    "InstrumentClassifierOutput",
+]
+
+
+@dataclass
+class InstrumentClassifierOutput(ModelOutput):
+    """Output of the instrument classifiers.
+
+    Attributes
+    ----------
+    loss : torch.Tensor, optional
+        Window BCE (+ ``frame_loss_weight`` x frame BCE), when labels are given.
+    logits : torch.Tensor, shape (batch, num_labels)
+        Clip logits: the window logits, or their maximum over windows for inputs longer than one window.
+    frame_logits : torch.Tensor, shape (batch, time, num_labels)
+        Logits of every input frame.
+    """
+
+    loss: torch.Tensor | None = None
+    logits: torch.Tensor | None = None
+    frame_logits: torch.Tensor | None = None
+
+
+# -- shared by both models (copied from modeling_instrument_cnn: each file is self-contained) ----------------
+
+class InstrumentTimePooling(nn.Module):
+    """Frame logits ``(B, T, L)`` -> window logits ``(B, L)``, ignoring masked frames.
+
+    ``attention``: per class, softmax over time of a learned score of each frame's hidden state, used
+    to average the frame logits (a soft maximum: a short solo counts, yet every frame gets gradient).
+    ``max``, ``mean``, ``meanmax`` (average of the two) are parameter-free alternatives.
+    """
+
+    def __init__(self, kind: str, hidden_size: int, num_labels: int):
+        super().__init__()
+        self.kind = kind
+        self.attention = nn.Linear(hidden_size, num_labels) if kind == "attention" else None
+
+    def forward(self, hidden: torch.Tensor, frame_logits: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        if mask is None:
+            mask = torch.ones(frame_logits.shape[:2], dtype=torch.bool, device=frame_logits.device)
+        mask = (mask | ~mask.any(dim=1, keepdim=True)).unsqueeze(-1)  # an all-padding row: pool everything
+        lowest = torch.finfo(frame_logits.dtype).min
+        if self.kind == "attention":
+            scores = self.attention(hidden).to(frame_logits.dtype).masked_fill(~mask, lowest)
+            return (scores.softmax(dim=1) * frame_logits).sum(dim=1)
+        peak = frame_logits.masked_fill(~mask, lowest).amax(dim=1)
+        mean = (frame_logits * mask).sum(dim=1) / mask.sum(dim=1)
+        return {"max": peak, "mean": mean, "meanmax": 0.5 * (peak + mean)}[self.kind]
+
+
+def window_starts(num_frames: int, window_frames: int) -> list[int]:
+    """Non-overlapping windows; the last one is aligned to the end (no padding, overlaps its neighbour)."""
+    if num_frames <= window_frames:
+        return [0]
+    starts = list(range(0, num_frames - window_frames + 1, window_frames))
+    if starts[-1] + window_frames < num_frames:
+        starts.append(num_frames - window_frames)
+    return starts
+
+
+def classify_long_input(classify, features: torch.Tensor, mask: torch.Tensor | None, window_frames: int):
+    """Run ``classify(windows, mask) -> (frame_logits, logits)`` on windows of ``window_frames`` frames.
+
+    Inputs up to one window go through as they are. Longer inputs are cut into non-overlapping windows
+    (the last aligned to the end); each frame takes its logits from the first window that holds it, and
+    the clip logits are the maximum over windows (an instrument is present if it plays in any window).
+    """
+    batch, num_frames, _ = features.shape
+    if num_frames <= window_frames:
+        return classify(features, mask)
+    starts = window_starts(num_frames, window_frames)
+    index = torch.tensor(starts, device=features.device)[:, None] + torch.arange(window_frames, device=features.device)
+    windows = features[:, index].flatten(0, 1)  # (B * n, W, F)
+    window_mask = None if mask is None else mask[:, index].flatten(0, 1)
+    frame_logits, logits = classify(windows, window_mask)
+    n = len(starts)
+    frame_logits = frame_logits.unflatten(0, (batch, n))
+    logits = logits.unflatten(0, (batch, n))
+    if window_mask is not None:  # windows made only of padding do not vote
+        empty = ~window_mask.unflatten(0, (batch, n)).any(dim=-1)
+        logits = logits.masked_fill(empty.unsqueeze(-1), torch.finfo(logits.dtype).min)
+    tail = (n - 1) * window_frames - starts[-1]
+    frames = torch.cat([frame_logits[:, :-1].flatten(1, 2), frame_logits[:, -1, tail:]], dim=1)
+    return frames, logits.amax(dim=1)
+
+
+def instrument_loss(config, logits, frame_logits, labels, frame_labels, mask) -> torch.Tensor | None:
+    """``BCEWithLogits`` on clip labels (+ ``frame_loss_weight`` x frame BCE over real frames)."""
+    pos_weight = None
+    if config.pos_weight is not None:
+        pos_weight = torch.tensor(config.pos_weight, dtype=logits.dtype, device=logits.device)
+    loss = None
+    if labels is not None:
+        if labels.shape != logits.shape:
+            raise ValueError(f"labels must have shape {tuple(logits.shape)}, got {tuple(labels.shape)}")
+        loss = F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype), pos_weight=pos_weight)
+    if frame_labels is not None and config.frame_loss_weight > 0:
+        if frame_labels.shape != frame_logits.shape:
+            raise ValueError(f"frame_labels must have shape {tuple(frame_logits.shape)}, got {tuple(frame_labels.shape)}")
+        per_frame = F.binary_cross_entropy_with_logits(
+            frame_logits, frame_labels.to(frame_logits.dtype), pos_weight=pos_weight, reduction="none"
+        )
+        if mask is None:
+            frame_loss = per_frame.mean()
+        else:
+            weight = mask.unsqueeze(-1).to(per_frame.dtype)
+            frame_loss = (per_frame * weight).sum() / (weight.sum() * per_frame.shape[-1]).clamp(min=1.0)
+        frame_loss = config.frame_loss_weight * frame_loss
+        loss = frame_loss if loss is None else loss + frame_loss
+    return loss
+
+
+def check_features(config, input_features: torch.Tensor, attention_mask: torch.Tensor | None):
+    if input_features.ndim != 3 or input_features.shape[-1] != config.feature_size:
+        raise ValueError(
+            f"input_features must have shape (batch, time, {config.feature_size}), got {tuple(input_features.shape)}"
+        )
+    if input_features.shape[1] == 0:
+        raise ValueError("input_features has no frames")
+    if attention_mask is None:
+        return None
+    if attention_mask.shape != input_features.shape[:2]:
+        raise ValueError(
+            f"attention_mask must have shape {tuple(input_features.shape[:2])}, got {tuple(attention_mask.shape)}"
+        )
+    return attention_mask.bool()
+
+
+# -- the Transformer -------------------------------------------------------------------------------------
+
+def sinusoidal_positions(num_positions: int, dim: int, device=None, dtype=torch.float32) -> torch.Tensor:
+    """``(num_positions, dim)`` sine/cosine encodings of "Attention is all you need"; computed, not stored."""
+    position = torch.arange(num_positions, device=device, dtype=torch.float32)[:, None]
+    frequency = torch.exp(torch.arange(0, dim, 2, device=device, dtype=torch.float32) * (-math.log(10000.0) / dim))
+    table = torch.zeros(num_positions, dim, device=device, dtype=torch.float32)
+    table[:, 0::2] = torch.sin(position * frequency)
+    table[:, 1::2] = torch.cos(position * frequency[: dim // 2])
+    return table.to(dtype)
+
+
+class InstrumentTransformerEmbeddings(nn.Module):
+    """Frame projection ``feature_size -> hidden_size`` plus positional encodings."""
+
+    def __init__(self, config: InstrumentTransformerConfig):
+        super().__init__()
+        self.projection = nn.Linear(config.feature_size, config.hidden_size)
+        self.position_embeddings = (
+            nn.Embedding(config.window_frames, config.hidden_size)
+            if config.position_embedding_type == "learned"
+            else None
+        )
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        hidden = self.projection(features)
+        num_frames, dim = hidden.shape[1], hidden.shape[2]
+        if self.position_embeddings is not None:
+            positions = self.position_embeddings(torch.arange(num_frames, device=hidden.device))
+        else:
+            positions = sinusoidal_positions(num_frames, dim, hidden.device, hidden.dtype)
+        return self.dropout(hidden + positions)
+
+
+class InstrumentTransformerAttention(nn.Module):
+    def __init__(self, config: InstrumentTransformerConfig):
+        super().__init__()
+        self.num_heads = config.num_attention_heads
+        self.qkv = nn.Linear(config.hidden_size, 3 * config.hidden_size)
+        self.out = nn.Linear(config.hidden_size, config.hidden_size)
+        self.attention_dropout = config.attention_dropout
+
+    def forward(self, hidden: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        batch, length, dim = hidden.shape
+        q, k, v = self.qkv(hidden).view(batch, length, 3, self.num_heads, dim // self.num_heads).permute(2, 0, 3, 1, 4)
+        attn_mask = None if mask is None else mask[:, None, None, :]  # (B, 1, 1, T): padding is never attended to
+        context = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=attn_mask, dropout_p=self.attention_dropout if self.training else 0.0
+        )
+        return self.out(context.transpose(1, 2).reshape(batch, length, dim))
+
+
+class InstrumentTransformerLayer(nn.Module):
+    """Pre-norm encoder layer (stable with the study's heavy dropout): x + attn(LN(x)), x + FFN(LN(x))."""
+
+    def __init__(self, config: InstrumentTransformerConfig):
+        super().__init__()
+        self.attention_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.attention = InstrumentTransformerAttention(config)
+        self.feed_forward_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.feed_forward = nn.Sequential(
+            nn.Linear(config.hidden_size, config.intermediate_size),
+            nn.GELU() if config.hidden_act == "gelu" else nn.ReLU(),
+            nn.Dropout(config.dropout),
+            nn.Linear(config.intermediate_size, config.hidden_size),
+        )
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, hidden: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        hidden = hidden + self.dropout(self.attention(self.attention_norm(hidden), mask))
+        return hidden + self.dropout(self.feed_forward(self.feed_forward_norm(hidden)))
+
+
+class InstrumentTransformerPreTrainedModel(PreTrainedModel):
+    config: InstrumentTransformerConfig
+    config_class = InstrumentTransformerConfig
+    base_model_prefix = "instrument_transformer"
+    main_input_name = "input_features"
+    input_modalities = ("audio",)
+    # The loss is a mean over this process's batch; Trainer must not rescale it by the number of processes.
+    accepts_loss_kwargs = False
+
+    @torch.no_grad()
+    def _init_weights(self, module):
+        if isinstance(module, nn.Linear):
+            init.normal_(module.weight, mean=0.0, std=self.config.initializer_range)
+            init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            init.normal_(module.weight, mean=0.0, std=self.config.initializer_range)
+        elif isinstance(module, nn.LayerNorm):
+            init.ones_(module.weight)
+            init.zeros_(module.bias)
+
+
+class InstrumentTransformerForAudioClassification(InstrumentTransformerPreTrainedModel):
+    """Multi-label instrument classifier: window logits ``(B, L)`` and frame logits ``(B, T, L)``."""
+
+    def __init__(self, config: InstrumentTransformerConfig):
+        super().__init__(config)
+        self.embeddings = InstrumentTransformerEmbeddings(config)
+        self.layers = nn.ModuleList([InstrumentTransformerLayer(config) for _ in range(config.num_hidden_layers)])
+        self.norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.dropout)
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        self.pooling = InstrumentTimePooling(config.pooling, config.hidden_size, config.num_labels)
+        self.post_init()
+
+    def _classify_window(self, features: torch.Tensor, mask: torch.Tensor | None):
+        if mask is not None:
+            mask = mask | ~mask.any(dim=1, keepdim=True)  # an all-padding row attends to everything (no NaN)
+        hidden = self.embeddings(features)
+        for layer in self.layers:
+            hidden = layer(hidden, mask)
+        hidden = self.dropout(self.norm(hidden))
+        frame_logits = self.classifier(hidden)
+        return frame_logits, self.pooling(hidden, frame_logits, mask)
+
+    def forward(
+        self,
+        input_features: torch.Tensor,
+        labels: torch.Tensor | None = None,
+        frame_labels: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> InstrumentClassifierOutput | tuple:
+        """Classify windows of normalised features.
+
+        Parameters
+        ----------
+        input_features : torch.Tensor, shape (batch, time, feature_size)
+            Normalised features (the feature extractor's output). ``time`` may differ from
+            ``config.window_frames``: longer inputs are cut into windows, clip logits = max over windows.
+        labels : torch.Tensor, shape (batch, num_labels), optional
+            Multi-hot window labels.
+        frame_labels : torch.Tensor, shape (batch, time, num_labels), optional
+            Multi-hot frame labels (adds the frame-level loss term).
+        attention_mask : torch.Tensor, shape (batch, time), optional
+            1 for real frames, 0 for padding; padding is left out of pooling and loss.
+        """
+        mask = check_features(self.config, input_features, attention_mask)
+        frame_logits, logits = classify_long_input(
+            self._classify_window, input_features, mask, self.config.window_frames
+        )
+        loss = instrument_loss(self.config, logits, frame_logits, labels, frame_labels, mask)
+        output = InstrumentClassifierOutput(loss=loss, logits=logits, frame_logits=frame_logits)
+        return output if (return_dict if return_dict is not None else self.config.return_dict) else output.to_tuple()
