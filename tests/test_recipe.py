@@ -90,11 +90,16 @@ def test_export_copies_model_folders_with_a_generalisation_card(tmp_path):
     (src / "README.md").write_text("# card from train.py\n")
     (src / "all_results.json").write_text("{}")
     (src / "checkpoint-10").mkdir()
+    (src / "training_args.bin").write_bytes(b"\x80\x04pickle")  # what Trainer.save_model writes
+    (src / "figures").mkdir()
+    (src / "figures" / "test_heatmap.png").write_bytes(b"png")
     out = tmp_path / "pretrained"
     export_models(tmp_path / "models", out, settings, _results(settings), tmp_path)
     files = sorted(p.name for p in (out / "cnn").iterdir())
     assert "model.safetensors" in files and "config.json" in files and "recipe_results.json" in files
     assert "all_results.json" not in files and "checkpoint-10" not in files
+    assert "training_args.bin" not in files  # no pickle in a model we ship
+    assert (out / "cnn" / "figures" / "test_heatmap.png").read_bytes() == b"png"  # the card shows it
     card = (out / "cnn" / "README.md").read_text()
     assert card.startswith("# card from train.py") and "Generalisation to an unseen sample library" in card
     assert "| held-out library (merlin) + room/noise | 0.900 | 0.800 | 0.700 | 0.750 | 0.850 |" in card
@@ -113,3 +118,28 @@ def test_export_refuses_weights_over_the_size_budget(tmp_path, monkeypatch):
     with pytest.raises(RecipeError, match="5 MB"):
         export_models(tmp_path / "models", tmp_path / "out", settings, _results(settings), tmp_path)
     assert not any((tmp_path / "out").iterdir())  # nothing half-written
+
+
+@pytest.mark.parametrize("model_type", ["cnn", "transformer"])
+def test_bundled_models_carry_the_package_code_and_their_generalisation_numbers(model_type):
+    """The committed defaults: loadable, safetensors only, with today's code (what trust_remote_code runs)."""
+    from instrument_classifier import modeling
+    from instrument_classifier.inference import load_model
+
+    folder = Path(recipe.__file__).parent / "pretrained" / model_type
+    files = {p.name for p in folder.iterdir()}
+    assert "model.safetensors" in files and not any(f.endswith((".bin", ".pt", ".pth", ".pkl")) for f in files)
+    assert (folder / "model.safetensors").stat().st_size <= 5 * 2**20
+    package = Path(modeling.__file__).parent
+    for code in sorted(f for f in files if f.endswith(".py")):
+        assert (folder / code).read_text() == (package / code).read_text(), (
+            f"{folder / code} differs from the package's copy: re-export the models (make models)")
+    model, extractor = load_model(str(folder))
+    assert model.config.taxonomy == "musicnet11" and model.config.num_labels == 11
+    assert extractor.mean is not None  # normalisation fitted on the training split
+    thresholds = model.config.thresholds  # tuned per class on validation, not the 0.5 default
+    assert all(0.0 < t < 1.0 for t in thresholds) and len(set(thresholds)) == len(thresholds)
+    results = json.loads((folder / "recipe_results.json").read_text())["results"]
+    card = (folder / "README.md").read_text()
+    assert f"| held-out library (merlin) + room/noise | {results['heldout']['roc_auc_macro']:.3f} |" in card
+    assert f"| training libraries (fluidr3, musescore), dry | {results['indomain']['roc_auc_macro']:.3f} |" in card
