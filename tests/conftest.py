@@ -130,12 +130,13 @@ def rendered_corpus(tmp_path_factory) -> Path:
     """A real rendered MusicNet-layout corpus: 8 shipped excerpts, first 10 s each, FluidR3 GM (~2 s to build).
 
     Layout: ``train_data/ID.wav``, ``train_labels/ID.csv``, ``test_data/``, ``test_labels/``,
-    ``musicnet_metadata.csv``, ``render_info.json``. Skips if FluidSynth or FluidR3 GM is missing.
+    ``musicnet_metadata.csv``, ``render_info.json``. Fails (never skips) if FluidR3 GM is missing:
+    ``make test`` installs it.
     """
-    render = pytest.importorskip("instrument_classifier.data.render")
+    from instrument_classifier.data import render
+
     if not render.DEFAULT_SOUNDFONT.is_file():
-        pytest.skip(f"{render.DEFAULT_SOUNDFONT} not installed (apt fluid-soundfont-gm)")
-    pytest.importorskip("fluidsynth")
+        pytest.fail(f"{render.DEFAULT_SOUNDFONT} not installed (apt fluid-soundfont-gm; `make test` installs it)")
     out = tmp_path_factory.mktemp("rendered_corpus")
     for split, ids in RENDERED_CORPUS_IDS.items():
         render.render_corpus(None, None, out, split=split, ids=ids, max_seconds=10.0, seed=0, progress=False)

@@ -14,6 +14,7 @@ choose where they land.
 
 from __future__ import annotations
 
+import importlib
 import shutil
 import socket
 from pathlib import Path
@@ -21,8 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-
-torch = pytest.importorskip("torch")
+import torch
 
 from badfiles import reference_audio, small_corpus, write_audio_case  # noqa: E402
 from instrument_classifier.modeling import MODEL_CLASSES  # noqa: E402
@@ -80,7 +80,7 @@ def _with_tampered_code(model_dir: Path, dest: Path) -> Path:
 # -- inference.load_model ------------------------------------------------------------------------------
 
 def test_load_model_refuses_pickled_weights(model_dir, tmp_path):
-    inference = pytest.importorskip("instrument_classifier.inference")
+    inference = importlib.import_module("instrument_classifier.inference")
     marker = _with_pickle(model_dir, tmp_path / "bin_only", keep_safetensors=False)
     with pytest.raises(ValueError, match="safetensors") as err:
         inference.load_model(str(tmp_path / "bin_only"))
@@ -91,7 +91,7 @@ def test_load_model_refuses_pickled_weights(model_dir, tmp_path):
 
 
 def test_load_model_ignores_a_pickle_next_to_safetensors(model_dir, tmp_path):
-    inference = pytest.importorskip("instrument_classifier.inference")
+    inference = importlib.import_module("instrument_classifier.inference")
     marker = _with_pickle(model_dir, tmp_path / "both", keep_safetensors=True)
     model, _ = inference.load_model(str(tmp_path / "both"))
     assert not marker.exists()
@@ -101,7 +101,7 @@ def test_load_model_ignores_a_pickle_next_to_safetensors(model_dir, tmp_path):
 
 
 def test_load_model_never_runs_code_shipped_in_the_folder(model_dir, tmp_path):
-    inference = pytest.importorskip("instrument_classifier.inference")
+    inference = importlib.import_module("instrument_classifier.inference")
     marker = _with_tampered_code(model_dir, tmp_path / "tampered")
     model, extractor = inference.load_model(str(tmp_path / "tampered"))
     assert not marker.exists()
@@ -137,7 +137,7 @@ def prepared(tmp_path_factory) -> Path:
 
 
 def test_evaluate_refuses_pickled_weights_and_never_runs_shipped_code(model_dir, prepared, tmp_path, capsys):
-    pytest.importorskip("instrument_classifier.evaluation.evaluate_models")
+    importlib.import_module("instrument_classifier.evaluation.evaluate_models")
     from instrument_classifier import cli
 
     pickled = _with_pickle(model_dir, tmp_path / "bin_only", keep_safetensors=False)
@@ -200,8 +200,8 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def server(model_dir):
-    pytest.importorskip("gradio")
-    space_app = pytest.importorskip("instrument_classifier.space_app")
+    importlib.import_module("gradio")
+    space_app = importlib.import_module("instrument_classifier.space_app")
     limits = space_app.AppLimits(max_upload_mb=1.0, max_duration_s=30.0)
     demo = space_app.build_demo(models=[str(model_dir)], limits=limits, examples_dir=None)
     port = _free_port()
@@ -259,7 +259,7 @@ def test_handler_outputs_go_to_fixed_names_in_a_private_folder(server, tmp_path)
 
 def test_the_app_checks_the_size_itself_too(tmp_path):
     """Files that reach the handler without the upload route (e.g. a URL Gradio fetched) are size-checked again."""
-    space_app = pytest.importorskip("instrument_classifier.space_app")
+    space_app = importlib.import_module("instrument_classifier.space_app")
     path = tmp_path / "big.wav"
     sf.write(path, np.zeros(SR * 6, dtype=np.float32), SR, subtype="PCM_16")  # 0.5 MB
     with pytest.raises(space_app.UploadRejected, match=r"big.wav: 0.5 MB is over this demo's 0.1 MB limit"):

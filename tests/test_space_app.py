@@ -20,8 +20,8 @@ import soundfile as sf
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-gr = pytest.importorskip("gradio")
-gradio_client = pytest.importorskip("gradio_client")
+import gradio as gr  # noqa: E402
+import gradio_client  # noqa: E402
 
 from instrument_classifier.data.render import read_label_rows  # noqa: E402
 from instrument_classifier.data.taxonomy import get_taxonomy  # noqa: E402
@@ -201,9 +201,10 @@ def test_display_names_are_sanitised_and_duration_is_checked_from_the_header(tmp
 
 @pytest.fixture(scope="module")
 def browser():
-    playwright = pytest.importorskip("playwright.sync_api")
+    import playwright.sync_api as playwright
+
     if not CHROMIUM.is_file():
-        pytest.skip(f"{CHROMIUM} not installed (apt chromium)")
+        pytest.fail(f"{CHROMIUM} not installed (apt chromium; `make test` installs it)")
     with playwright.sync_playwright() as p:
         b = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
         try:
