@@ -1,6 +1,6 @@
 """`prepare` on the full MusicNet-synth corpus: wall time, peak memory over the run, Arrow size. Prints one line.
 
-    python bench/bench_prepare_full.py --labels /work/shared/musicnet --corpus /work/scratch/musicnet_fluidr3 \
+    python bench/bench_prepare_full.py --labels ../shared/musicnet --corpus corpora/musicnet_fluidr3 \
         --num-proc 2 [--render-proc 1] [--work DIR] [--keep] [--no-rerun]
 
 1. Renders every MusicNet label CSV under ``--labels`` (330 recordings, about 34 h) with FluidR3 GM into
@@ -27,6 +27,8 @@ import time
 from pathlib import Path
 
 import soundfile as sf
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_prepare import TreeRSS  # noqa: E402
@@ -108,11 +110,11 @@ def run_prepare(corpus: Path, output: Path, cache: Path, num_proc: int):
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--labels", type=Path, default=Path("/work/shared/musicnet"),
+    parser.add_argument("--labels", type=Path, default=REPO_ROOT.parent / "shared" / "musicnet",
                         help="MusicNet label folder (train_labels/, test_labels/, musicnet_metadata.csv)")
-    parser.add_argument("--corpus", type=Path, default=Path("/work/scratch/musicnet_fluidr3"),
+    parser.add_argument("--corpus", type=Path, default=REPO_ROOT / "corpora" / "musicnet_fluidr3",
                         help="where the rendered corpus is (or is rendered to)")
-    parser.add_argument("--work", type=Path, default=Path("/work/scratch/bench_prepare_full"),
+    parser.add_argument("--work", type=Path, default=REPO_ROOT / "bench" / "out" / "prepare_full",
                         help="outputs and datasets cache (emptied first)")
     parser.add_argument("--num-proc", type=int, default=2)
     parser.add_argument("--render-proc", type=int, default=1)

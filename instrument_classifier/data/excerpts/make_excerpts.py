@@ -2,7 +2,7 @@
 
 Usage::
 
-    python instrument_classifier/data/excerpts/make_excerpts.py --musicnet /work/shared/musicnet
+    python instrument_classifier/data/excerpts/make_excerpts.py --musicnet ../shared/musicnet
 
 Selection (deterministic, no randomness beyond a fixed seed):
 
@@ -194,7 +194,7 @@ def _write_csv(path: Path, columns: Sequence[str], rows: Sequence[Dict]) -> None
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--musicnet", type=Path, default=Path("/work/shared/musicnet"),
+    parser.add_argument("--musicnet", type=Path, default=HERE.parents[2].parent / "shared" / "musicnet",
                         help="MusicNet folder with train_labels/, test_labels/, musicnet_metadata.csv")
     parser.add_argument("--out", type=Path, default=HERE, help="where to write (default: next to this script)")
     parser.add_argument("--seconds", type=int, default=EXCERPT_SECONDS)
