@@ -16,8 +16,10 @@ How a recording is processed
    there is relative to the loudest bin of the whole recording; a floor relative to each block would
    give a quiet passage of a long file different features than the same passage in training (its
    near-silent bands would not be clipped). So the reference is the whole file's loudest mel bin,
-   found in a first streaming pass (STFT + mel only, no model; about a third of the total time).
-   Streamed features therefore equal ``feature_extractor.extract(whole_file)`` up to float rounding.
+   found in a first streaming pass (STFT + mel only, no model). Its mel power is kept for the second
+   pass up to ``FIRST_PASS_CACHE_MB`` (~49 min of audio); longer recordings are decoded and transformed
+   again instead. Streamed features therefore equal ``feature_extractor.extract(whole_file)`` up to
+   float rounding.
 4. Frames are cut into non-overlapping windows of ``config.window_frames`` frames; the last window is
    aligned to the end of the recording (it overlaps its neighbour instead of being padded), and a
    recording shorter than one window is padded with the features of digital silence, exactly as the
@@ -27,8 +29,9 @@ How a recording is processed
    whose probability reaches the label's threshold (``config.thresholds`` unless given), with gaps up
    to ``merge_gap_s`` bridged and runs shorter than ``min_duration_s`` dropped.
 
-Memory is one decoded block, its spectrogram, a batch of windows and the outputs
-(``frame_probs`` is 4 bytes x labels per frame, ~15 MB per hour); never the whole audio.
+Memory is one decoded block, its spectrogram, at most ``FIRST_PASS_CACHE_MB`` of mel power, a batch of
+windows and the outputs (``frame_probs`` is 4 bytes x labels per frame, ~15 MB per hour); never the whole
+audio.
 """
 
 from __future__ import annotations
@@ -57,6 +60,9 @@ __all__ = [
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "pretrained" / "transformer"
 #: Seconds of audio decoded and featurised at a time.
 BLOCK_SECONDS = 30.0
+#: Mel power of the first (``top_db`` reference) pass kept for the second, up to this size: recordings up to
+#: ~49 min (128 mel bands) are decoded and transformed once; longer ones twice, in the same bounded memory.
+FIRST_PASS_CACHE_MB = 128
 _UNSAFE_WEIGHTS = ("pytorch_model.bin", ".bin", ".pth", ".pt", ".ckpt", ".pkl")
 
 AudioInput = Union[str, os.PathLike, np.ndarray]
@@ -286,14 +292,26 @@ def _features_from_blocks(blocks: BlockSource, fe, normalize: Optional[bool]) ->
     """Two passes over ``blocks()``: the loudest mel bin (the ``top_db`` reference), then the features."""
     from .modeling.feature_extraction_instrument import dct_matrix
 
-    floor = None
+    floor, cached = None, None
     if fe.top_db is not None:  # first pass: the whole signal's loudest mel bin (log is monotonic: max first)
-        peak = max(float(p.max()) for p in _mel_power_blocks(blocks(), fe))
+        capacity = FIRST_PASS_CACHE_MB * 2**20 // (4 * fe.n_mels)
+        # one buffer, mapped but not resident until written (a large allocation is its own mmap): the
+        # resident size follows the recording's length, and many small blocks cannot fragment the heap
+        store, filled, peak = torch.empty((fe.n_mels, capacity), dtype=torch.float32), 0, 0.0
+        for power in _mel_power_blocks(blocks(), fe):
+            peak = max(peak, float(power.max()))
+            if store is not None and filled + power.shape[1] <= capacity:
+                store[:, filled : filled + power.shape[1]] = power
+                filled += power.shape[1]
+            else:  # too long to keep: the second pass decodes and transforms again
+                store = None
         floor = float(_to_db(torch.tensor(peak))) - fe.top_db
+        if store is not None:
+            cached = (store[:, i : min(filled, i + 1024)] for i in range(0, filled, 1024))
     dct = torch.from_numpy(dct_matrix(fe.n_coefficients, fe.n_mels)) if fe.feature_type == "mfcc" else None
     do_normalize = (fe.do_normalize if normalize is None else normalize) and fe.mean is not None
     previous = None  # deltas need one frame of context on each side
-    for power in _mel_power_blocks(blocks(), fe):
+    for power in cached if cached is not None else _mel_power_blocks(blocks(), fe):
         db = _to_db(power)
         if floor is not None:
             db = torch.clamp(db, min=floor)
