@@ -191,3 +191,20 @@ def test_default_models_are_small():
     assert all(size < 1_000_000 for size in sizes.values()), sizes  # bytes of float32 weights
     assert isinstance(make_model("cnn"), InstrumentCNNForAudioClassification)
     assert isinstance(make_model("transformer"), InstrumentTransformerForAudioClassification)
+
+
+def test_the_shared_pieces_of_the_two_self_contained_modeling_files_stay_identical():
+    """Each modeling/configuration file carries its own copy (trust_remote_code ships one model's files);
+    a fix to one copy must reach the other."""
+    import inspect
+
+    from instrument_classifier.modeling import configuration_instrument_cnn as cnn_config
+    from instrument_classifier.modeling import configuration_instrument_transformer as transformer_config
+    from instrument_classifier.modeling import modeling_instrument_cnn as cnn
+    from instrument_classifier.modeling import modeling_instrument_transformer as transformer
+
+    for name in ("InstrumentClassifierOutput", "InstrumentTimePooling", "window_starts", "classify_long_input",
+                 "instrument_loss", "check_features"):
+        assert inspect.getsource(getattr(cnn, name)) == inspect.getsource(getattr(transformer, name)), name
+    for name in ("_fill_labels", "_validate_common"):
+        assert inspect.getsource(getattr(cnn_config, name)) == inspect.getsource(getattr(transformer_config, name)), name

@@ -35,6 +35,8 @@ __all__ = [
 ]
 
 
+# From here to "the Transformer": copied from modeling_instrument_cnn (each modeling file is self-contained,
+# as in transformers, so a model folder carries all its code; tests/test_modeling.py keeps the copies equal).
 @dataclass
 class InstrumentClassifierOutput(ModelOutput):
     """Output of the instrument classifiers.
