@@ -71,7 +71,11 @@ class TreeRSS(threading.Thread):
                 except psutil.Error:
                     pass
             self.peak = max(self.peak, total)
+            self.record(total)
             time.sleep(self.interval)
+
+    def record(self, rss: int) -> None:
+        """Called with every sample (subclasses keep them)."""
 
 
 def run_prepare(data_dirs, output: Path, cache: Path, num_proc: int):

@@ -44,23 +44,8 @@ class TreeRSSSeries(TreeRSS):
         self.samples = []
         self._start = time.perf_counter()
 
-    def run(self) -> None:
-        import psutil
-
-        while not self.done.is_set():
-            try:
-                procs = [self.proc] + self.proc.children(recursive=True)
-            except psutil.NoSuchProcess:
-                break
-            total = 0
-            for p in procs:
-                try:
-                    total += p.memory_info().rss
-                except psutil.Error:
-                    pass
-            self.peak = max(self.peak, total)
-            self.samples.append((time.perf_counter() - self._start, total))
-            time.sleep(self.interval)
+    def record(self, rss: int) -> None:
+        self.samples.append((time.perf_counter() - self._start, rss))
 
     def quarter_peaks(self, duration: float):
         peaks = [0, 0, 0, 0]
