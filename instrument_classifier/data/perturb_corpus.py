@@ -30,6 +30,7 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 
 from .augment import apply_perturbation, sample_perturbation
+from .render import _atomic_write_wav
 
 __all__ = ["PerturbError", "perturb_corpus", "recording_rng", "main"]
 
@@ -73,14 +74,7 @@ def _perturb_one(job: tuple) -> Dict:
     params = sample_perturbation(rng, strength)
     out = apply_perturbation(audio, sr, params, rng)
     wav = Path(out_dir) / f"{split}_data" / f"{rid}.wav"
-    wav.parent.mkdir(parents=True, exist_ok=True)
-    tmp = wav.with_name(f".{wav.name}.{os.getpid()}.tmp")
-    try:
-        sf.write(tmp, out, sr, subtype="PCM_16", format="WAV")
-        os.replace(tmp, wav)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    _atomic_write_wav(wav, out, sr)
     _atomic_copy(Path(src_csv), Path(out_dir) / f"{split}_labels" / f"{rid}.csv")
     return {"key": key, "perturbation": params.to_dict(), "samples": int(len(out))}
 
