@@ -97,20 +97,23 @@ class RecipeSettings:
     taxonomy: str = "musicnet11"
     feature_type: str = "mfcc"
     n_coefficients: int = 13
-    include_deltas: bool = False
+    # deltas: held-out validation macro AUC 0.84 -> 0.90 for the CNN (BENCHMARKS.md); the largest single gain
+    include_deltas: bool = True
     window_frames: int = 256
     hop_frames: int = 256  # non-overlapping train windows: the compute budget goes to more pieces, not overlap
     seed: int = 0
     num_proc: int = 2
     models: Dict[str, List[str]] = field(default_factory=lambda: {
-        "cnn": ["--num_train_epochs", "4", "--learning_rate", "2e-3"],
-        "transformer": ["--num_train_epochs", "4", "--learning_rate", "1e-3"],
+        "cnn": ["--num_train_epochs", "3", "--learning_rate", "2e-3", "--config_overrides", "dropout=0.4"],
+        "transformer": ["--num_train_epochs", "3", "--learning_rate", "1e-3"],
     })
-    # gain_db 20: level-invariance (MFCC c0) was the largest feature-side gain on held-out validation
+    # gain_db 20: level invariance (MFCC c0) helped on held-out validation; validation every third of an
+    # epoch: held-out scores peak early, before the model fits the training libraries' own timbres
     common_train_args: List[str] = field(default_factory=lambda: [
-        "--use_pos_weight", "--time_masks", "2", "--feature_masks", "1", "--gain_db", "20",
-        "--per_device_train_batch_size", "32", "--early_stopping_patience", "2", "--save_total_limit", "1",
-        "--logging_steps", "50",
+        "--use_pos_weight", "--time_masks", "4", "--feature_masks", "2", "--feature_mask_width", "3",
+        "--gain_db", "20", "--per_device_train_batch_size", "32", "--eval_strategy", "steps", "--eval_steps", "90",
+        "--save_strategy", "steps", "--save_steps", "90", "--early_stopping_patience", "4",
+        "--save_total_limit", "1", "--logging_steps", "50",
     ])
 
 
@@ -238,6 +241,23 @@ def _render(soundfont: Path, out: Path, split: str, seconds: Optional[float], st
     marker.write_text("ok\n")
 
 
+def _forget_results_of_other_settings(workdir: Path, settings: RecipeSettings) -> None:
+    """Models and evaluations of a run with other settings are not "done" for this one: set them aside
+    (``models.previous``, ``evaluation.previous``) so that they are trained and evaluated again."""
+    stamp = workdir / "models" / "recipe_settings.json"
+    current = {k: v for k, v in asdict(settings).items() if k != "num_proc"}  # worker count changes nothing
+    if stamp.is_file() and json.loads(stamp.read_text()) == current:
+        return
+    for name in ("models", "evaluation"):
+        folder = workdir / name
+        if folder.is_dir() and any(folder.iterdir()):
+            previous = workdir / f"{name}.previous"
+            shutil.rmtree(previous, ignore_errors=True)
+            os.replace(folder, previous)
+            print(f"[recipe] settings changed: {folder} set aside as {previous}", flush=True)
+    _write_json(stamp, current)
+
+
 def run_recipe(workdir: Path, output: Path, settings: RecipeSettings, stop_after: Optional[str] = None) -> dict:
     from .data.perturb_corpus import perturb_corpus
     from .data.prepare import build_dataset
@@ -313,6 +333,7 @@ def run_recipe(workdir: Path, output: Path, settings: RecipeSettings, stop_after
 
     # train --------------------------------------------------------------------------------------------
     models_dir = workdir / "models"
+    _forget_results_of_other_settings(workdir, settings)
     for model_type, args in settings.models.items():
         out = models_dir / model_type
         done = (out / "model.safetensors").is_file() and (out / "all_results.json").is_file()

@@ -143,3 +143,25 @@ def test_bundled_models_carry_the_package_code_and_their_generalisation_numbers(
     card = (folder / "README.md").read_text()
     assert f"| held-out library (merlin) + room/noise | {results['heldout']['roc_auc_macro']:.3f} |" in card
     assert f"| training libraries (fluidr3, musescore), dry | {results['indomain']['roc_auc_macro']:.3f} |" in card
+
+
+def test_models_of_other_settings_are_set_aside_not_reused(tmp_path):
+    """A rerun with changed settings must train again; the same settings (another --num-proc) reuse them."""
+    settings = RecipeSettings()
+    (tmp_path / "models" / "cnn").mkdir(parents=True)
+    (tmp_path / "models" / "cnn" / "model.safetensors").write_bytes(b"old")
+    (tmp_path / "evaluation" / "heldout").mkdir(parents=True)
+    recipe._forget_results_of_other_settings(tmp_path, settings)  # no stamp: made by unknown settings
+    assert (tmp_path / "models.previous" / "cnn" / "model.safetensors").read_bytes() == b"old"
+    assert (tmp_path / "evaluation.previous" / "heldout").is_dir() and not (tmp_path / "evaluation").exists()
+
+    (tmp_path / "models" / "cnn").mkdir()
+    (tmp_path / "models" / "cnn" / "model.safetensors").write_bytes(b"new")
+    settings.num_proc = 7
+    recipe._forget_results_of_other_settings(tmp_path, settings)
+    assert (tmp_path / "models" / "cnn" / "model.safetensors").read_bytes() == b"new"  # reused
+
+    settings.include_deltas = not settings.include_deltas
+    recipe._forget_results_of_other_settings(tmp_path, settings)
+    assert (tmp_path / "models.previous" / "cnn" / "model.safetensors").read_bytes() == b"new"
+    assert not (tmp_path / "models" / "cnn").exists()
