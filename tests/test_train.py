@@ -142,6 +142,7 @@ def test_train_end_to_end_gives_a_loadable_model_with_validation_tuned_threshold
     card = ModelCard.load(out / "README.md")
     assert card.data.pipeline_tag == "audio-classification" and card.data.library_name == "transformers"
     assert "trust_remote_code=True" in card.text and "| Keyboard |" in card.text
+    assert "from 13 MFCCs per frame" in card.text
 
 
 def test_fine_tune_keeps_weights_and_normalisation_and_swaps_the_head_for_a_new_taxonomy(tiny_dataset, rendered_corpus,

@@ -123,3 +123,14 @@ def test_command_line_errors_are_one_line(tmp_path, capsys):
     assert train.cli(["--model_type", "cnn", "--output_dir", str(tmp_path / "out")]) == 2
     assert "exactly one of --dataset_path" in capsys.readouterr().err
     assert not (tmp_path / "out" / "model.safetensors").exists()
+
+
+def test_model_card_names_the_features_deltas_included():
+    from types import SimpleNamespace
+
+    from instrument_classifier.training.model_card import _describe_features
+
+    config = SimpleNamespace(feature_type="mfcc", feature_size=26)
+    info = {"feature_extractor": {"n_coefficients": 13, "include_deltas": True}}
+    assert _describe_features(config, info) == "13 MFCCs and their deltas (26 values)"
+    assert _describe_features(SimpleNamespace(feature_type="logmel", feature_size=64), {}) == "64 log-mel bands"

@@ -65,6 +65,15 @@ def describe_corpus(info: dict) -> dict:
     return {"kind": kind, "soundfonts": soundfonts, "text": text}
 
 
+def _describe_features(config, info: dict) -> str:
+    """"13 MFCCs and their deltas (26 values)", from the dataset's feature extractor when known."""
+    fe = info.get("feature_extractor") or {}
+    kind = {"mfcc": "MFCCs", "logmel": "log-mel bands"}.get(config.feature_type, config.feature_type)
+    if fe.get("include_deltas"):
+        return f"{fe.get('n_coefficients', config.feature_size // 2)} {kind} and their deltas ({config.feature_size} values)"
+    return f"{config.feature_size} {kind}"
+
+
 def _fmt(value, digits: int = 3) -> str:
     return "–" if value is None else f"{value:.{digits}f}"
 
@@ -194,7 +203,7 @@ def build_model_card(
         f"A {kind} that tells which musical instruments play in a {seconds:.2f}-s window of audio, and when "
         f"(frame-level scores every {1000 * config.hop_length / config.sampling_rate:.1f} ms). Multi-label: "
         f"{config.num_labels} classes of the `{config.taxonomy}` taxonomy, from "
-        f"{config.feature_size} {config.feature_type.upper()} features per frame. Trained with "
+        f"{_describe_features(config, info)} per frame. Trained with "
         "the `instrument-classifier` package's `train.py` (🤗 Trainer).",
         "",
         "## How to use",
