@@ -17,10 +17,11 @@ import argparse
 import csv
 import io
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, TextIO
+
+from .atomic_write import write_text as write_atomic
 
 __all__ = ["add_predict_arguments", "run_predict", "predict_files", "format_results", "write_atomic",
            "PROGRESS_MIN_SECONDS"]
@@ -199,19 +200,3 @@ def _jsonable(value):
     if hasattr(value, "tolist"):
         return value.tolist()
     return value
-
-
-def write_atomic(path: str | os.PathLike, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file in the same folder and ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()

@@ -45,6 +45,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
+from .atomic_write import replace_dir, write_text
+
 __all__ = ["Library", "RecipeSettings", "LIBRARIES", "run_recipe", "main"]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -144,10 +146,7 @@ class _Log:
 
 
 def _write_json(path: Path, data) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, path)
+    write_text(path, json.dumps(data, indent=2) + "\n")
 
 
 def _sha256(path: Path) -> str:
@@ -264,7 +263,7 @@ def run_recipe(workdir: Path, output: Path, settings: RecipeSettings, stop_after
     from .modeling.feature_extraction_instrument import InstrumentFeatureExtractor
 
     workdir.mkdir(parents=True, exist_ok=True)
-    log = _log = _Log(workdir)
+    log = _Log(workdir)
     if not (MUSICNET_LABELS / "train_labels").is_dir():
         raise RecipeError(f"{MUSICNET_LABELS}: MusicNet label CSVs not found (train_labels/, test_labels/)")
 
@@ -530,14 +529,7 @@ def export_models(models_dir: Path, output: Path, settings: RecipeSettings, resu
             card.write_text(text.rstrip() + "\n" + _card_section(model_type, results, settings))
             _write_json(tmp / "recipe_results.json", {"settings": results["settings"],
                                                       "results": results["models"][model_type]})
-            final = output / model_type
-            old = None
-            if final.exists():
-                old = Path(tempfile.mkdtemp(prefix=f".{model_type}.old-", dir=output))
-                os.replace(final, old / model_type)
-            os.replace(tmp, final)
-            if old is not None:
-                shutil.rmtree(old, ignore_errors=True)
+            replace_dir(tmp, output / model_type)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise

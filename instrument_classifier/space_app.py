@@ -36,6 +36,8 @@ from typing import Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 
+from .atomic_write import write_text
+
 __all__ = [
     "AppLimits",
     "ModelRegistry",
@@ -344,9 +346,7 @@ def _write_csv(path: Path, rows: List[List]) -> None:
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(SEGMENT_COLUMNS)
     writer.writerows(rows)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(buffer.getvalue(), encoding="utf-8")
-    os.replace(tmp, path)
+    write_text(path, buffer.getvalue())
 
 
 def _summary(timeline, thresholds: Sequence[float], model_name: str, name: str) -> str:

@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import sys
 import zlib
 from pathlib import Path
@@ -29,8 +28,9 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
+from ..atomic_write import copy_file, write_text
 from .augment import apply_perturbation, sample_perturbation
-from .render import _atomic_write_wav
+from .render import write_wav
 
 __all__ = ["PerturbError", "perturb_corpus", "recording_rng", "main"]
 
@@ -45,17 +45,6 @@ class PerturbError(ValueError):
 def recording_rng(seed: int, key: str) -> np.random.Generator:
     """The generator of one recording's conditions (``key`` = ``"split/id"``)."""
     return np.random.default_rng([int(seed), zlib.crc32(key.encode())])
-
-
-def _atomic_copy(src: Path, dst: Path) -> None:
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
-    try:
-        shutil.copyfile(src, tmp)
-        os.replace(tmp, dst)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def _perturb_one(job: tuple) -> Dict:
@@ -74,8 +63,8 @@ def _perturb_one(job: tuple) -> Dict:
     params = sample_perturbation(rng, strength)
     out = apply_perturbation(audio, sr, params, rng)
     wav = Path(out_dir) / f"{split}_data" / f"{rid}.wav"
-    _atomic_write_wav(wav, out, sr)
-    _atomic_copy(Path(src_csv), Path(out_dir) / f"{split}_labels" / f"{rid}.csv")
+    write_wav(wav, out, sr)
+    copy_file(Path(src_csv), Path(out_dir) / f"{split}_labels" / f"{rid}.csv")
     return {"key": key, "perturbation": params.to_dict(), "samples": int(len(out))}
 
 
@@ -150,10 +139,7 @@ def perturb_corpus(
     def save() -> None:
         payload = {"source": str(src.resolve()), "strength": strength, "seed": seed,
                    "recordings": dict(sorted(recordings.items()))}
-        out.mkdir(parents=True, exist_ok=True)
-        tmp = info_path.with_name(f".{INFO_FILE}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(payload, indent=1) + "\n")
-        os.replace(tmp, info_path)
+        write_text(info_path, json.dumps(payload, indent=1) + "\n")
 
     try:
         if num_proc <= 1 or len(jobs) <= 1:
@@ -179,9 +165,9 @@ def perturb_corpus(
         if recordings:
             save()
     if (src / "render_info.json").is_file():  # still a rendering: model cards name its sample library
-        _atomic_copy(src / "render_info.json", out / "render_info.json")
+        copy_file(src / "render_info.json", out / "render_info.json")
     if (src / "musicnet_metadata.csv").is_file():
-        _atomic_copy(src / "musicnet_metadata.csv", out / "musicnet_metadata.csv")  # last: marks completeness
+        copy_file(src / "musicnet_metadata.csv", out / "musicnet_metadata.csv")  # last: marks completeness
     return written
 
 

@@ -72,6 +72,7 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from ..atomic_write import replace_dir
 from ..audio import TARGET_SR, AudioError, audio_info, load_audio
 from .musicnet import MusicNetError, find_musicnet_root, frame_activity, label_indices, list_recordings, read_labels
 from .taxonomy import DEFAULT_TAXONOMY, TAXONOMIES, UnknownInstrumentError, get_taxonomy
@@ -386,17 +387,6 @@ def _process_alive(pid: int) -> bool:
     return True
 
 
-def _replace_dir(tmp: Path, output: Path) -> None:
-    """Move the finished ``tmp`` to ``output``; a previous dataset there is removed only afterwards."""
-    old = None
-    if output.exists():
-        old = Path(tempfile.mkdtemp(prefix=_temp_prefix(output, "old"), dir=output.parent))
-        os.replace(output, old / output.name)
-    os.replace(tmp, output)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
 def _label_counts(dataset, labels: Sequence[str]) -> Dict[str, int]:
     counts = np.zeros(len(labels), dtype=np.int64)
     for batch in dataset.with_format("numpy", columns=["labels"]).iter(batch_size=1024):
@@ -549,7 +539,7 @@ def build_dataset(
         dataset.save_to_disk(str(tmp), num_shards={s: 1 for s, d in dataset.items() if d.num_rows == 0} or None)
         extractor.save_pretrained(str(tmp / EXTRACTOR_DIR))
         (tmp / INFO_FILE).write_text(json.dumps(info, indent=2) + "\n")  # last: marks a complete dataset
-        _replace_dir(tmp, output)
+        replace_dir(tmp, output, old_prefix=_temp_prefix(output, "old"))
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

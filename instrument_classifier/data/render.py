@@ -47,6 +47,8 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from ..atomic_write import write_file, write_text
+
 __all__ = [
     "RenderError",
     "RenderSettings",
@@ -169,7 +171,7 @@ def write_label_rows(path: str | os.PathLike, rows: Iterable[LabelRow]) -> None:
     writer.writerow(LABEL_COLUMNS)
     for row in rows:
         writer.writerow(row.as_csv())
-    _atomic_write_text(Path(path), buffer.getvalue())
+    write_text(Path(path), buffer.getvalue())
 
 
 def clip_rows(rows: Sequence[LabelRow], start: int = 0, end: Optional[int] = None) -> List[LabelRow]:
@@ -195,29 +197,11 @@ def default_labels_dir() -> Path:
     return Path(__file__).resolve().parent / "excerpts"
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "w", newline="", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
-def _atomic_write_wav(path: Path, audio: np.ndarray, sample_rate: int) -> None:
+def write_wav(path: str | os.PathLike, audio: np.ndarray, sample_rate: int) -> None:
+    """``audio`` as a 16-bit PCM WAV, written atomically."""
     import soundfile as sf
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        sf.write(tmp, audio, sample_rate, subtype="PCM_16", format="WAV")
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    write_file(path, lambda tmp: sf.write(tmp, audio, sample_rate, subtype="PCM_16", format="WAV"))
 
 
 def find_labels_root(labels_dir: str | os.PathLike) -> Path:
@@ -257,7 +241,7 @@ def _write_metadata(out_dir: Path, columns: List[str], rows: Dict[str, Dict[str,
     writer.writeheader()
     for rid in sorted(rows, key=_id_key):
         writer.writerow({c: rows[rid].get(c, "") for c in columns})
-    _atomic_write_text(path, buffer.getvalue())
+    write_text(path, buffer.getvalue())
 
 
 def _id_key(rid: str):
@@ -517,7 +501,7 @@ def _render_job(job: _Job) -> Dict:
     wav_path = job.out_dir / f"{job.split}_data" / f"{job.recording_id}.wav"
     csv_path = job.out_dir / f"{job.split}_labels" / f"{job.recording_id}.csv"
     write_label_rows(csv_path, labels)
-    _atomic_write_wav(wav_path, audio, settings.sample_rate)
+    write_wav(wav_path, audio, settings.sample_rate)
     info.update(split=job.split, id=job.recording_id, source_labels=str(job.labels_path),
                 start_sample=job.start_sample)
     return info
@@ -662,7 +646,7 @@ def _write_render_info(out_dir: Path, soundfont: Path, settings: RenderSettings,
         recordings[f"{info['split']}/{info['id']}"] = {**info, "soundfont": str(soundfont), "seed": seed}
     info = {"renderer": "fluidsynth", "soundfont": str(soundfont), "seed": seed, "settings": asdict(settings),
             "block_size": BLOCK_SIZE, "recordings": dict(sorted(recordings.items()))}
-    _atomic_write_text(path, json.dumps(info, indent=2) + "\n")
+    write_text(path, json.dumps(info, indent=2) + "\n")
 
 
 # --------------------------------------------------------------------------- command line

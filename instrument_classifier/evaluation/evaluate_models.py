@@ -51,6 +51,7 @@ from typing import Dict, List, Optional, Sequence, Union
 
 import numpy as np
 
+from ..atomic_write import replace_dir
 from .metrics import HUNG_YANG_LABELS, compute_instrument_metrics, mean_f1
 
 __all__ = [
@@ -462,13 +463,7 @@ def _write_report(results: Dict, curves: Dict[str, dict], output: Path) -> None:
         plot_heatmap(results, _inside(tmp, "heatmap.png"))
         for name, filename in figures.items():
             plot_roc_curves(curves[name], _inside(tmp, filename), title=name)
-        old = None
-        if output.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{output.name}.old-", dir=output.parent))
-            os.replace(output, old / output.name)
-        os.replace(tmp, output)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        replace_dir(tmp, output)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
+
+from ..atomic_write import write_text
 
 __all__ = ["describe_corpus", "build_model_card", "write_model_card"]
 
@@ -306,14 +307,4 @@ def build_model_card(
 
 def write_model_card(card, output_dir: str | os.PathLike) -> Path:
     """Write ``README.md`` into ``output_dir`` atomically (a temporary file renamed into place)."""
-    path = Path(output_dir) / "README.md"
-    fd, tmp = tempfile.mkstemp(prefix=".README.", suffix=".md", dir=str(output_dir))
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(str(card))
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; a model card is for everyone to read
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_text(Path(output_dir) / "README.md", str(card))

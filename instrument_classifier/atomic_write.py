@@ -1,0 +1,63 @@
+"""Outputs that are either complete or absent: written next to their final name, then renamed into place.
+
+A file is written to ``.NAME.PID.tmp`` in its own folder and moved over ``NAME`` with ``os.replace``
+(atomic on one file system); an interrupted write leaves the previous ``NAME`` untouched and removes its
+temporary file. A folder is built elsewhere and swapped in with :func:`replace_dir`.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Callable, Optional
+
+__all__ = ["write_file", "write_text", "copy_file", "replace_dir"]
+
+
+def write_file(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
+    """Call ``write(temporary_path)``, then rename the temporary file to ``path`` (parents created)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def write_text(path: str | os.PathLike, text: str) -> Path:
+    """Write UTF-8 ``text`` (newlines as given), flushed to disk before the rename."""
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "w", encoding="utf-8", newline="") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+
+    return write_file(path, write)
+
+
+def copy_file(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
+    """Copy ``src`` to ``dst`` (contents only)."""
+    return write_file(dst, lambda tmp: shutil.copyfile(src, tmp))
+
+
+def replace_dir(tmp: str | os.PathLike, output: str | os.PathLike, old_prefix: Optional[str] = None) -> None:
+    """Move the finished folder ``tmp`` to ``output``; a previous ``output`` is removed only afterwards.
+
+    ``old_prefix`` names the folder the previous ``output`` waits in (in ``output``'s parent) until it is
+    removed; default ``.NAME.old-``.
+    """
+    output = Path(output)
+    old = None
+    if output.exists():
+        old = Path(tempfile.mkdtemp(prefix=old_prefix or f".{output.name}.old-", dir=output.parent))
+        os.replace(output, old / output.name)
+    os.replace(tmp, output)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
