@@ -33,6 +33,7 @@ from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 
+from instrument_classifier.atomic_write import write_text
 from instrument_classifier.data.render import (
     SAMPLE_RATE,
     LabelRow,
@@ -187,9 +188,7 @@ def _write_csv(path: Path, columns: Sequence[str], rows: Sequence[Dict]) -> None
     writer = csv.DictWriter(buffer, fieldnames=list(columns), extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(buffer.getvalue(), encoding="utf-8")
-    tmp.replace(path)
+    write_text(path, buffer.getvalue())
 
 
 def main(argv=None) -> int:
