@@ -13,16 +13,14 @@ Without ``--model``: the bundled Transformer if present, else a randomly initial
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_prepare import TreeRSS  # noqa: E402
+from bench_prepare import run_sampled  # noqa: E402
 
 
 def model_folder(tmp: Path, given: str | None) -> str:
@@ -47,16 +45,9 @@ def model_folder(tmp: Path, given: str | None) -> str:
 def run_predict(wav: Path, model: str, out: Path):
     cmd = [sys.executable, "-m", "instrument_classifier.cli", "predict", str(wav), "--model", model,
            "--format", "csv", "--output", str(out), "--no-progress"]
-    start = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    sampler = TreeRSS(proc.pid)
-    sampler.start()
-    _, err = proc.communicate()
-    elapsed = time.perf_counter() - start
-    sampler.done.set()
-    sampler.join()
-    if proc.returncode != 0:
-        raise SystemExit(f"predict failed ({proc.returncode}):\n{err[-3000:]}")
+    elapsed, code, _, err, sampler = run_sampled(cmd)
+    if code != 0:
+        raise SystemExit(f"predict failed ({code}):\n{err[-3000:]}")
     return elapsed, sampler.peak
 
 

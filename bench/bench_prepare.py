@@ -78,22 +78,28 @@ class TreeRSS(threading.Thread):
         """Called with every sample (subclasses keep them)."""
 
 
+def run_sampled(cmd, sampler_class=TreeRSS):
+    """Run ``cmd`` with its process tree's RSS sampled: ``(seconds, returncode, stdout, stderr, sampler)``."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    sampler = sampler_class(proc.pid)
+    sampler.start()
+    out, err = proc.communicate()  # drains both pipes as it runs, so neither fills
+    elapsed = time.perf_counter() - start
+    sampler.done.set()
+    sampler.join()
+    return elapsed, proc.returncode, out, err, sampler
+
+
 def run_prepare(data_dirs, output: Path, cache: Path, num_proc: int):
     code = ("import argparse, sys; from instrument_classifier.data.prepare import add_prepare_arguments, run_prepare; "
             "p = argparse.ArgumentParser(); add_prepare_arguments(p); sys.exit(run_prepare(p.parse_args()))")
     cmd = [sys.executable, "-c", code, "--data-dir", *map(str, data_dirs), "--output", str(output),
            "--cache-dir", str(cache), "--num-proc", str(num_proc)]
-    start = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    sampler = TreeRSS(proc.pid)
-    sampler.start()
-    out, err = proc.communicate()
-    elapsed = time.perf_counter() - start
-    sampler.done.set()
-    sampler.join()
-    if proc.returncode != 0:
+    elapsed, code, out, err, sampler = run_sampled(cmd)
+    if code != 0:
         sys.stderr.write(out + err)
-        raise SystemExit(f"prepare failed with exit code {proc.returncode}")
+        raise SystemExit(f"prepare failed with exit code {code}")
     return elapsed, sampler.peak
 
 

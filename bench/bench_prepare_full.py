@@ -20,9 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -31,7 +29,7 @@ import soundfile as sf
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_prepare import TreeRSS  # noqa: E402
+from bench_prepare import TreeRSS, run_sampled  # noqa: E402
 
 SPLITS = ("train", "test")
 
@@ -73,23 +71,10 @@ def render_missing(labels: Path, corpus: Path, render_proc: int) -> tuple:
 def run_prepare(corpus: Path, output: Path, cache: Path, num_proc: int):
     cmd = [sys.executable, "-m", "instrument_classifier.cli", "prepare", "--data-dir", str(corpus),
            "--output", str(output), "--cache-dir", str(cache), "--num-proc", str(num_proc)]
-    start = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    sampler = TreeRSSSeries(proc.pid)
-    sampler.start()
-    # drain stderr (progress bars) while it runs so the pipe never fills
-    err_lines = []
-    drain = threading.Thread(target=lambda: err_lines.extend(proc.stderr), daemon=True)
-    drain.start()
-    out = proc.stdout.read()
-    proc.wait()
-    elapsed = time.perf_counter() - start
-    sampler.done.set()
-    sampler.join()
-    drain.join()
-    if proc.returncode != 0:
-        sys.stderr.write(out + "".join(err_lines[-50:]))
-        raise SystemExit(f"prepare failed with exit code {proc.returncode}")
+    elapsed, code, out, err, sampler = run_sampled(cmd, TreeRSSSeries)
+    if code != 0:
+        sys.stderr.write(out + "".join(err.splitlines(keepends=True)[-50:]))
+        raise SystemExit(f"prepare failed with exit code {code}")
     return elapsed, sampler
 
 
