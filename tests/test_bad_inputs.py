@@ -34,8 +34,6 @@ repeated here; this file crosses the cases with the entry points.
 
 from __future__ import annotations
 
-import importlib
-import os
 import shutil
 from pathlib import Path
 
@@ -48,7 +46,6 @@ from badfiles import (
     AUDIO_ERRORS,
     AUDIO_OK,
     CSV_ERRORS,
-    CSV_OK,
     FOLDER_ERRORS,
     REF_NOTES,
     SHORT_SECONDS,
@@ -400,7 +397,7 @@ def test_synth_accepts_bom_extra_columns_and_any_gm_program(tmp_path, capsys):
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory, ref_features):
     """A random-initialised CNN saved as a model folder (safetensors + code + feature extractor)."""
-    torch = importlib.import_module("torch")
+    import torch
     from instrument_classifier.modeling import MODEL_CLASSES
 
     folder = tmp_path_factory.mktemp("model")
@@ -415,7 +412,7 @@ def model_dir(tmp_path_factory, ref_features):
 
 @pytest.fixture(scope="module")
 def loaded_model(model_dir):
-    inference = importlib.import_module("instrument_classifier.inference")
+    from instrument_classifier import inference
     return inference.load_model(str(model_dir))
 
 
@@ -439,7 +436,6 @@ CLIP_ATOL = 0.02  # a random model amplifies small feature differences a little
 @pytest.fixture(scope="module")
 def predicted_ok(audio_files, model_dir, tmp_path_factory):
     """One `predict --format json --output F` over every accepted audio case."""
-    importlib.import_module("instrument_classifier.predict")
     import json
 
     from instrument_classifier import cli
@@ -466,7 +462,6 @@ def test_predict_accepts_formats_consistently(case, predicted_ok, audio_files, l
 
 @pytest.mark.parametrize("case", list(AUDIO_ERRORS))
 def test_predict_names_each_bad_file_and_still_writes_the_good_ones(case, audio_files, model_dir, tmp_path, capsys):
-    importlib.import_module("instrument_classifier.predict")
     import csv as csv_module
 
     out = tmp_path / "segments.csv"
@@ -480,7 +475,6 @@ def test_predict_names_each_bad_file_and_still_writes_the_good_ones(case, audio_
 
 
 def test_predict_writes_nothing_when_every_file_failed(audio_files, model_dir, tmp_path, capsys):
-    importlib.import_module("instrument_classifier.predict")
     out = tmp_path / "segments.csv"
     out.write_text("previous results\n")
     code, _, err = run_cli(["predict", audio_files["empty"], audio_files["nan"], "--model", model_dir,
@@ -525,8 +519,7 @@ def test_pipeline_refuses_bad_files_naming_them(case, classifier_pipeline, audio
 @pytest.fixture(scope="module")
 def space_classify(model_dir):
     """The Space's ``classify`` handler (the function behind the /classify endpoint), in-process."""
-    importlib.import_module("gradio")
-    space_app = importlib.import_module("instrument_classifier.space_app")
+    from instrument_classifier import space_app
     demo = space_app.build_demo(models=[str(model_dir)], examples_dir=None)
     return next(f.fn for f in demo.fns.values() if f.api_name == "classify")
 
@@ -571,8 +564,6 @@ DATA_DIR_ERRORS = PREPARE_ERRORS  # evaluate --data-dir and train.py --data_dir 
 
 def test_evaluate_data_dir_accepts_every_format_and_csv_variant(model_dir, tmp_path, capsys):
     import json
-
-    importlib.import_module("instrument_classifier.evaluation.evaluate_models")
     recordings = {rid: ("test", case, "plain") for rid, case in PREPARE_OK.items()}
     recordings.update({rid: ("test", "reference", case) for rid, case in PREPARE_CSV_OK.items()})
     recordings.update({"100": ("train", "reference", "plain"), "300": ("train", "reference", "plain")})
@@ -587,7 +578,6 @@ def test_evaluate_data_dir_accepts_every_format_and_csv_variant(model_dir, tmp_p
 
 @pytest.mark.parametrize("case", DATA_DIR_ERRORS)
 def test_evaluate_data_dir_refuses_bad_corpus_naming_file(case, model_dir, tmp_path, capsys):
-    importlib.import_module("instrument_classifier.evaluation.evaluate_models")
     corpus = small_corpus(tmp_path / "corpus")
     named = break_corpus(corpus, case, rid="21", split="test")  # the split evaluate reads
     out = tmp_path / "report"
@@ -645,9 +635,6 @@ def test_output_path_of_the_wrong_kind_is_refused_and_left_alone(command, tmp_pa
         "predict": ["predict", corpus / "test_data" / "21.wav", "--model", model_dir, "--format", "csv",
                     "--output", target],
     }[command]
-    if command in ("evaluate", "predict"):
-        importlib.import_module({"evaluate": "instrument_classifier.evaluation.evaluate_models",
-                             "predict": "instrument_classifier.predict"}[command])
     code, _, err = run_cli(argv, capsys)
     assert_clear_failure(code, err, target.name)
     after = tree_snapshot(tmp_path / "results") if command == "predict" else target.read_text()

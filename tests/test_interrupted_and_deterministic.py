@@ -11,7 +11,6 @@ Training killed and resumed from its last checkpoint is tested in ``test_train.p
 
 from __future__ import annotations
 
-import importlib
 import hashlib
 import os
 import signal
@@ -119,7 +118,7 @@ def test_prepare_killed_while_writing_leaves_no_partial_output_and_rerun_cleans_
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
-    torch = importlib.import_module("torch")
+    import torch
     from instrument_classifier.modeling import MODEL_CLASSES
     from instrument_classifier.modeling.feature_extraction_instrument import InstrumentFeatureExtractor
 
@@ -132,7 +131,6 @@ def model_dir(tmp_path_factory):
 
 
 def test_predict_killed_mid_run_leaves_the_previous_output_file(model_dir, tmp_path):
-    importlib.import_module("instrument_classifier.predict")
     import threading
 
     import badfiles
@@ -156,7 +154,7 @@ def test_predict_killed_mid_run_leaves_the_previous_output_file(model_dir, tmp_p
 
 
 def test_predict_output_interrupted_while_writing_keeps_the_previous_file(tmp_path, monkeypatch):
-    predict = importlib.import_module("instrument_classifier.predict")
+    from instrument_classifier import predict
     out = tmp_path / "segments.csv"
     out.write_text("previous results\n")
 

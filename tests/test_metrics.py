@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import shutil
@@ -216,7 +215,7 @@ def test_mean_f1_over_hung_yang_instruments():
 # -- the evaluate module ---------------------------------------------------------------------------
 
 def test_evaluate_module_matches_direct_computation():
-    evaluate = importlib.import_module("evaluate")
+    import evaluate
     y, s = random_case(n=60, num_classes=3, seed=7)
     y[:, 2] = 0
     labels, t = ["p", "q", "r"], [0.4, 0.5, 0.6]

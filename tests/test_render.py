@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import csv
 import json
 from pathlib import Path
@@ -187,7 +186,7 @@ def test_metadata_rows_for_rendered_ids_and_merging(tmp_path):
 
 
 def test_layout_loads_with_the_musicnet_reader(tmp_path):
-    musicnet = importlib.import_module("instrument_classifier.data.musicnet")
+    from instrument_classifier.data import musicnet
     root = labels_folder(tmp_path, [(s(0.2), s(0.7), 1, 60), (s(0.4), s(1.0), 41, 72)], rid="5")
     write_csv(root / "test_labels" / "6.csv", [(0, s(0.5), 72, 60)])
     out = tmp_path / "out"

@@ -9,7 +9,6 @@ in order with their ``Array2D`` shapes, and ``split_dataset_by_node`` shares the
 
 from __future__ import annotations
 
-import io
 import shutil
 from pathlib import Path
 from types import SimpleNamespace

@@ -14,9 +14,7 @@ choose where they land.
 
 from __future__ import annotations
 
-import importlib
 import shutil
-import socket
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +23,7 @@ import soundfile as sf
 import torch
 
 from badfiles import reference_audio, small_corpus, write_audio_case  # noqa: E402
+from local_server import serve_app  # noqa: E402
 from instrument_classifier.modeling import MODEL_CLASSES  # noqa: E402
 from instrument_classifier.modeling.feature_extraction_instrument import InstrumentFeatureExtractor  # noqa: E402
 
@@ -80,7 +79,7 @@ def _with_tampered_code(model_dir: Path, dest: Path) -> Path:
 # -- inference.load_model ------------------------------------------------------------------------------
 
 def test_load_model_refuses_pickled_weights(model_dir, tmp_path):
-    inference = importlib.import_module("instrument_classifier.inference")
+    from instrument_classifier import inference
     marker = _with_pickle(model_dir, tmp_path / "bin_only", keep_safetensors=False)
     with pytest.raises(ValueError, match="safetensors") as err:
         inference.load_model(str(tmp_path / "bin_only"))
@@ -91,7 +90,7 @@ def test_load_model_refuses_pickled_weights(model_dir, tmp_path):
 
 
 def test_load_model_ignores_a_pickle_next_to_safetensors(model_dir, tmp_path):
-    inference = importlib.import_module("instrument_classifier.inference")
+    from instrument_classifier import inference
     marker = _with_pickle(model_dir, tmp_path / "both", keep_safetensors=True)
     model, _ = inference.load_model(str(tmp_path / "both"))
     assert not marker.exists()
@@ -101,7 +100,7 @@ def test_load_model_ignores_a_pickle_next_to_safetensors(model_dir, tmp_path):
 
 
 def test_load_model_never_runs_code_shipped_in_the_folder(model_dir, tmp_path):
-    inference = importlib.import_module("instrument_classifier.inference")
+    from instrument_classifier import inference
     marker = _with_tampered_code(model_dir, tmp_path / "tampered")
     model, extractor = inference.load_model(str(tmp_path / "tampered"))
     assert not marker.exists()
@@ -137,7 +136,6 @@ def prepared(tmp_path_factory) -> Path:
 
 
 def test_evaluate_refuses_pickled_weights_and_never_runs_shipped_code(model_dir, prepared, tmp_path, capsys):
-    importlib.import_module("instrument_classifier.evaluation.evaluate_models")
     from instrument_classifier import cli
 
     pickled = _with_pickle(model_dir, tmp_path / "bin_only", keep_safetensors=False)
@@ -192,25 +190,13 @@ def test_train_fine_tuning_never_runs_code_shipped_in_the_folder(model_dir, prep
 
 # -- Space uploads ------------------------------------------------------------------------------------
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(model_dir):
-    importlib.import_module("gradio")
-    space_app = importlib.import_module("instrument_classifier.space_app")
+    from instrument_classifier import space_app
     limits = space_app.AppLimits(max_upload_mb=1.0, max_duration_s=30.0)
     demo = space_app.build_demo(models=[str(model_dir)], limits=limits, examples_dir=None)
-    port = _free_port()
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
-                **space_app.launch_kwargs(limits))
-    try:
-        yield f"http://127.0.0.1:{port}/", demo
-    finally:
-        demo.close()
+    with serve_app(demo, limits) as served:
+        yield served
 
 
 @pytest.mark.parametrize("name", ["../../../../x-traversal.wav", "/tmp/x-absolute.wav",
@@ -259,7 +245,7 @@ def test_handler_outputs_go_to_fixed_names_in_a_private_folder(server, tmp_path)
 
 def test_the_app_checks_the_size_itself_too(tmp_path):
     """Files that reach the handler without the upload route (e.g. a URL Gradio fetched) are size-checked again."""
-    space_app = importlib.import_module("instrument_classifier.space_app")
+    from instrument_classifier import space_app
     path = tmp_path / "big.wav"
     sf.write(path, np.zeros(SR * 6, dtype=np.float32), SR, subtype="PCM_16")  # 0.5 MB
     with pytest.raises(space_app.UploadRejected, match=r"big.wav: 0.5 MB is over this demo's 0.1 MB limit"):

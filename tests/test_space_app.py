@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import os
-import socket
 import time
 from pathlib import Path
 
@@ -20,12 +19,10 @@ import soundfile as sf
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-import gradio as gr  # noqa: E402
-import gradio_client  # noqa: E402
-
 from instrument_classifier.data.render import read_label_rows  # noqa: E402
 from instrument_classifier.data.taxonomy import get_taxonomy  # noqa: E402
 from instrument_classifier import space_app  # noqa: E402
+from local_server import free_port, serve_app  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = REPO_ROOT / "tests" / "artifacts"
@@ -47,23 +44,12 @@ def _models() -> dict:
     return models
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server():
     """``(url, demo)``: the app launched in this process on a free local port; closed after the module."""
     demo = space_app.build_demo(models=_models(), limits=LIMITS, examples_dir=REPO_ROOT / "space" / "examples")
-    port = _free_port()
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
-                **space_app.launch_kwargs(LIMITS))
-    try:
-        yield f"http://127.0.0.1:{port}/", demo
-    finally:
-        demo.close()
+    with serve_app(demo, LIMITS) as served:
+        yield served
 
 
 @pytest.fixture(scope="module")
@@ -314,7 +300,7 @@ def test_demo_command_and_the_staged_space_both_serve_classify(tmp_path):
     env.pop("MODEL_ID", None)
     if os.environ.get("SPACE_TEST_MODEL"):  # development only
         env["MODEL_ID"] = str(Path(os.environ["SPACE_TEST_MODEL"]).resolve())
-    demo_port, space_port = _free_port(), _free_port()
+    demo_port, space_port = free_port(), free_port()
     cli = str(Path(sys.executable).with_name("instrument-classifier"))
     procs = [
         subprocess.Popen([cli, "demo", "--port", str(demo_port), "--max-duration", "20"], env=env,

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from concurrent.futures import Future
@@ -17,6 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+
+from local_server import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 TRAIN_PY = REPO / "train.py"
@@ -175,12 +176,6 @@ def test_fine_tune_keeps_weights_and_normalisation_and_swaps_the_head_for_a_new_
 
 # -- two processes (gloo DDP) with bf16: same first-step loss as one process ----------------------------------
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_two_process_bf16_ddp_matches_one_process_first_step_loss(tiny_dataset, tmp_path):
     """Global batch = the 8 first training windows in both runs (8 x 1 process, 4 x 2 processes), one step.
 
@@ -197,7 +192,7 @@ def test_two_process_bf16_ddp_matches_one_process_first_step_loss(tiny_dataset, 
     train_in_process([*common, "--output_dir", one, "--per_device_train_batch_size", "8"])
     launcher = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
                 "--num_machines", "1", "--mixed_precision", "bf16", "--dynamo_backend", "no",
-                "--main_process_port", str(_free_port())]
+                "--main_process_port", str(free_port())]
     proc = run_train([*common, "--output_dir", two, "--per_device_train_batch_size", "4"], launcher=launcher,
                      OMP_NUM_THREADS="1")
     assert "process 0 of 2" in proc.stdout and "mixed precision bf16" in proc.stdout
