@@ -223,7 +223,7 @@ def test_shipped_excerpt_labels_all_parse():
 
 def test_real_musicnet_label_files_parse():
     files = sorted(REAL_LABELS.glob("*_labels/*.csv"))[::10]  # a sample keeps this fast
-    assert files
+    assert files, f"no MusicNet label CSVs in {REAL_LABELS}: the development data belongs in ../shared/musicnet"
     for path in files:
         notes = read_labels(path)
         rows = sum(1 for line in path.read_text().splitlines()[1:] if line.strip())

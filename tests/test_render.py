@@ -303,7 +303,8 @@ def test_shipped_excerpts_constraints():
 
 def test_excerpt_selection_is_reproducible(tmp_path):
     source = Path(__file__).resolve().parents[2] / "shared" / "musicnet"  # ../shared beside the checkout
-    assert (source / "train_labels").is_dir(), f"MusicNet label CSVs not found at {source}"
+    assert (source / "train_labels").is_dir(), (
+        f"MusicNet label CSVs not found at {source}: the development data belongs in ../shared/musicnet")
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("make_excerpts", default_labels_dir() / "make_excerpts.py")
