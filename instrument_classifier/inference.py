@@ -63,6 +63,7 @@ BLOCK_SECONDS = 30.0
 #: Mel power of the first (``top_db`` reference) pass kept for the second, up to this size: recordings up to
 #: ~49 min (128 mel bands) are decoded and transformed once; longer ones twice, in the same bounded memory.
 FIRST_PASS_CACHE_MB = 128
+_CHUNK_FRAMES = 1024  # frames of mel power computed (and handed on) at a time
 _UNSAFE_WEIGHTS = ("pytorch_model.bin", ".bin", ".pth", ".pt", ".ckpt", ".pkl")
 
 AudioInput = Union[str, os.PathLike, np.ndarray]
@@ -230,8 +231,8 @@ def _mel_power_blocks(blocks: Iterator[np.ndarray], feature_extractor) -> Iterat
         if len(buffer) < n_fft:
             continue
         count = (len(buffer) - n_fft) // hop + 1
-        for first in range(0, count, 1024):  # bounded STFT temporaries, as the feature extractor does
-            last = min(count, first + 1024)
+        for first in range(0, count, _CHUNK_FRAMES):  # bounded STFT temporaries, as the feature extractor does
+            last = min(count, first + _CHUNK_FRAMES)
             chunk = torch.from_numpy(np.ascontiguousarray(buffer[first * hop : (last - 1) * hop + n_fft]))
             with torch.no_grad():
                 spec = torch.stft(chunk, n_fft, hop, window=window, center=False, return_complex=True)
@@ -289,7 +290,8 @@ def stream_features(
 
 
 def _features_from_blocks(blocks: BlockSource, fe, normalize: Optional[bool]) -> Iterator[np.ndarray]:
-    """Two passes over ``blocks()``: the loudest mel bin (the ``top_db`` reference), then the features."""
+    """The loudest mel bin (the ``top_db`` reference) in a first pass over ``blocks()``, then the features,
+    from the first pass's mel power when it was kept, else from a second pass."""
     from .modeling.feature_extraction_instrument import dct_matrix
 
     floor, cached = None, None
@@ -307,7 +309,7 @@ def _features_from_blocks(blocks: BlockSource, fe, normalize: Optional[bool]) ->
                 store = None
         floor = float(_to_db(torch.tensor(peak))) - fe.top_db
         if store is not None:
-            cached = (store[:, i : min(filled, i + 1024)] for i in range(0, filled, 1024))
+            cached = (store[:, i : min(filled, i + _CHUNK_FRAMES)] for i in range(0, filled, _CHUNK_FRAMES))
     dct = torch.from_numpy(dct_matrix(fe.n_coefficients, fe.n_mels)) if fe.feature_type == "mfcc" else None
     do_normalize = (fe.do_normalize if normalize is None else normalize) and fe.mean is not None
     previous = None  # deltas need one frame of context on each side
