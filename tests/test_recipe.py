@@ -15,6 +15,7 @@ import pytest
 from instrument_classifier import recipe
 from instrument_classifier.recipe import (
     LIBRARIES,
+    MUSICNET_LABELS,
     Library,
     RecipeError,
     RecipeSettings,
@@ -22,6 +23,7 @@ from instrument_classifier.recipe import (
     export_models,
     family_view,
     fetch_library,
+    pieces_without,
     require_disjoint,
 )
 from test_soundfonts import tone, write_sf
@@ -57,6 +59,41 @@ def test_overlap_check_refuses_a_heldout_library_sharing_a_recording(tmp_path):
         require_disjoint(bad, tmp_path / "bad.json")
     # cached while the inputs are unchanged
     assert check_overlap({"train": train}, {"leaky": leaky}, tmp_path / "bad.json") == json.loads((tmp_path / "bad.json").read_text())
+
+
+def test_overlap_check_leaves_out_the_programs_a_library_is_not_used_for(tmp_path):
+    # the training library's bassoon preset plays the held-out library's oboe recording (as GeneralUser's
+    # bassoon plays Merlin's oboe): shared unless the bassoon is excluded from training renders
+    oboe, violin, other_violin = tone(330, seed=4), tone(440, seed=1, vibrato=0.3), tone(440, seed=2, vibrato=1.0)
+    train = write_sf(tmp_path / "train.sf2", [("Violin", 41, [(0, (0, 127), (0, 127))]), ("Bassoon", 71, [(1, (0, 127), (0, 127))])],
+                     [("vln", violin, 69), ("ob", oboe, 64)])
+    heldout = write_sf(tmp_path / "heldout.sf2", [("Violin", 41, [(0, (0, 127), (0, 127))]), ("Oboe", 69, [(1, (0, 127), (0, 127))])],
+                       [("vln", other_violin, 69), ("ob", 0.5 * oboe, 64)])
+    shared = check_overlap({"train": train}, {"heldout": heldout}, tmp_path / "all.json")
+    assert shared["pairs"]["heldout|train"]["heldout_samples_found_in_train"] == 0.5  # the oboe, not the violin
+    with pytest.raises(RecipeError):
+        require_disjoint(shared, tmp_path / "all.json")
+    without = check_overlap({"train": train}, {"heldout": heldout}, tmp_path / "all.json", {"train": (71,)})
+    require_disjoint(without, tmp_path / "all.json")  # no exception: the cache key includes the exclusions
+    assert without["inputs"]["train"][-1] == [71]
+
+
+def test_pieces_without_excluded_programs_are_the_ones_rendered():
+    from instrument_classifier.data.render import read_label_rows
+
+    assert pieces_without((), "test") is None  # no exclusions: every piece
+    kept = pieces_without((7, 69), "train")
+    train_ids = sorted(p.stem for p in (MUSICNET_LABELS / "train_labels").glob("*.csv"))
+    assert 0 < len(kept) < len(train_ids) and set(kept) <= set(train_ids)
+    for rid in train_ids[:40]:
+        programs = {row.instrument for row in read_label_rows(MUSICNET_LABELS / "train_labels" / f"{rid}.csv")}
+        assert (rid in kept) == (not programs & {7, 69})
+
+
+def test_recipe_refuses_to_train_on_the_heldout_library(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        recipe.main(["--train-libraries", RecipeSettings().heldout_library, "fluidr3"])
+    assert exit_info.value.code == 2 and "held-out library" in capsys.readouterr().err
 
 
 def test_missing_debian_library_says_how_to_install(tmp_path):

@@ -307,6 +307,9 @@ def overlap_report(paths: Sequence, programs: Sequence[int] = tuple(MUSICNET_PRO
     key is also caught: the correlation of the *same* waveform does not depend on the declared root key,
     and re-tuned copies keep it within a few semitones).
 
+    Each entry of ``paths`` is a library file, or a ``(file, programs)`` pair to compare only those of
+    its programs (a library used without some of its presets); the other programs show as not played.
+
     Returns
     -------
     dict
@@ -315,12 +318,16 @@ def overlap_report(paths: Sequence, programs: Sequence[int] = tuple(MUSICNET_PRO
         (examples), and ``matrix`` ({(A, B): fraction of A's samples found in B}).
     """
     libraries, samples = {}, {}
-    for path in paths:
-        path = Path(path)
+    for entry in paths:
+        path, played = (entry if isinstance(entry, tuple) else (entry, programs))
+        path, played = Path(path), [p for p in programs if p in set(played)]
         label = path.stem
         sf = read_soundfont(path)
         info = {}
         for program in programs:
+            if program not in played:
+                info[program] = {"preset": None, "samples": 0, "velocity_layers": 0}
+                continue
             try:
                 name, zones = sf.preset(program)
             except KeyError:
@@ -329,7 +336,7 @@ def overlap_report(paths: Sequence, programs: Sequence[int] = tuple(MUSICNET_PRO
             info[program] = {"preset": name, "samples": len({z.sample for z in zones}),
                              "velocity_layers": sf.velocity_layers(program)}
         libraries[label] = info
-        samples[label] = _program_samples(sf, label, programs, seconds)
+        samples[label] = _program_samples(sf, label, played, seconds)
         if progress:
             print(f"{label}: {len(samples[label])} samples", file=sys.stderr)
     labels = list(samples)
