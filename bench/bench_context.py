@@ -56,8 +56,9 @@ def main(argv=None) -> int:
     def score(weight: float):
         yv, pv, mv = splits["validation"]
         yt, pt, mt = splits["test"]
-        thresholds = tune_thresholds(yv, blend(pv, mv, weight))
-        val = compute_instrument_metrics(yv, blend(pv, mv, weight), thresholds=thresholds, labels=labels)
+        val_scores = blend(pv, mv, weight)
+        thresholds = tune_thresholds(yv, val_scores)
+        val = compute_instrument_metrics(yv, val_scores, thresholds=thresholds, labels=labels)
         test = compute_instrument_metrics(yt, blend(pt, mt, weight), thresholds=thresholds, labels=labels)
         return val["f1_micro"], test
 

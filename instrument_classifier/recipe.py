@@ -261,14 +261,14 @@ def pieces_without(programs: Sequence[int], split: str) -> Optional[List[str]]:
             if not {row.instrument for row in read_label_rows(path)} & set(programs)]
 
 
-def _render(lib: Library, soundfont: Path, out: Path, split: str, seconds: Optional[float], start: float, seed: int,
-            settings: RecipeSettings) -> None:
+def _render(soundfont: Path, out: Path, split: str, seconds: Optional[float], start: float, seed: int,
+            settings: RecipeSettings, excluded_programs: Sequence[int] = ()) -> None:
     from .data.render import render_corpus
 
     marker = out / f".done-{split}"
     if marker.is_file():
         return
-    render_corpus(MUSICNET_LABELS, soundfont, out, split=split, ids=pieces_without(lib.excluded_programs, split),
+    render_corpus(MUSICNET_LABELS, soundfont, out, split=split, ids=pieces_without(excluded_programs, split),
                   max_seconds=seconds, start_seconds=start, seed=seed, velocity=settings.velocity,
                   velocity_jitter=settings.velocity_jitter, num_proc=settings.num_proc)
     marker.write_text("ok\n")
@@ -324,14 +324,14 @@ def run_recipe(workdir: Path, output: Path, settings: RecipeSettings, stop_after
     render_dir, train_dir, eval_dir = workdir / "render", workdir / "train", workdir / "heldout"
     train_corpora, indomain_corpora = [], []
     for i, (name, path) in enumerate(train_paths.items()):
-        dry = render_dir / f"{name}-dry"
+        dry, excluded = render_dir / f"{name}-dry", LIBRARIES[name].excluded_programs
         start = i * settings.excerpt_stride_seconds
         timed(f"render {name} train [{start:.0f}, {start + settings.excerpt_seconds:.0f}) s",
-              lambda: _render(LIBRARIES[name], path, dry, "train", settings.excerpt_seconds, start, settings.seed + i + 1,
-                              settings),
+              lambda: _render(path, dry, "train", settings.excerpt_seconds, start, settings.seed + i + 1, settings,
+                              excluded),
               (dry / ".done-train").is_file())
         timed(f"render {name} test",
-              lambda: _render(LIBRARIES[name], path, dry, "test", None, 0.0, settings.seed + i + 1, settings),
+              lambda: _render(path, dry, "test", None, 0.0, settings.seed + i + 1, settings, excluded),
               (dry / ".done-test").is_file())
         noisy = train_dir / f"{name}-{settings.train_perturbation}"
         timed(f"perturb {name} ({settings.train_perturbation})",
@@ -342,12 +342,13 @@ def run_recipe(workdir: Path, output: Path, settings: RecipeSettings, stop_after
         indomain_corpora.append(dry)
     (h_name, h_path), = heldout_paths.items()
     h_dry, h_test = render_dir / f"{h_name}-dry", eval_dir / f"{h_name}-test"
+    h_excluded = LIBRARIES[h_name].excluded_programs
     timed(f"render {h_name} (held out) train excerpts",
-          lambda: _render(LIBRARIES[h_name], h_path, h_dry, "train", settings.heldout_excerpt_seconds, 0.0,
-                          settings.seed + 50, settings),
+          lambda: _render(h_path, h_dry, "train", settings.heldout_excerpt_seconds, 0.0, settings.seed + 50, settings,
+                          h_excluded),
           (h_dry / ".done-train").is_file())
     timed(f"render {h_name} (held out) test",
-          lambda: _render(LIBRARIES[h_name], h_path, h_dry, "test", None, 0.0, settings.seed + 50, settings),
+          lambda: _render(h_path, h_dry, "test", None, 0.0, settings.seed + 50, settings, h_excluded),
           (h_dry / ".done-test").is_file())
     timed(f"perturb {h_name} (test conditions)",
           lambda: perturb_corpus(h_dry, h_test, "test", settings.seed + 200, num_proc=settings.num_proc),

@@ -319,8 +319,9 @@ def overlap_report(paths: Sequence, programs: Sequence[int] = tuple(MUSICNET_PRO
     """
     libraries, samples = {}, {}
     for entry in paths:
-        path, played = (entry if isinstance(entry, tuple) else (entry, programs))
-        path, played = Path(path), [p for p in programs if p in set(played)]
+        path, wanted = entry if isinstance(entry, tuple) else (entry, programs)
+        path, wanted = Path(path), set(wanted)
+        played = [p for p in programs if p in wanted]
         label = path.stem
         sf = read_soundfont(path)
         info = {}
