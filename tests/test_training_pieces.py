@@ -70,6 +70,45 @@ def test_gain_augmentation_equals_a_level_change_of_the_audio(feature_type, n):
     assert np.all(np.abs(per_window_gain) <= 12.0) and per_window_gain[0] != per_window_gain[1]
 
 
+def _equalise(audio: np.ndarray, extractor: InstrumentFeatureExtractor, a_db: np.ndarray) -> np.ndarray:
+    """The audio through the EQ whose dB curve over the (continuous) mel-band index is sum_k a_k cos(pi k (m + 1/2) / n)."""
+    from instrument_classifier.modeling.feature_extraction_instrument import _hz_to_mel
+    n = extractor.n_mels
+    freqs = np.fft.rfftfreq(len(audio), 1 / extractor.sampling_rate)
+    lo, hi = _hz_to_mel(0.0), _hz_to_mel(extractor.sampling_rate / 2)
+    m = (_hz_to_mel(freqs) - lo) / (hi - lo) * (n + 1) - 1  # band centres sit at m = 0..n-1
+    k = np.arange(1, len(a_db) + 1)
+    curve = (a_db[:, None] * np.cos(np.pi * k[:, None] * (m[None, :] + 0.5) / n)).sum(0)
+    return np.fft.irfft(np.fft.rfft(audio) * 10 ** (curve / 20), n=len(audio)).astype(np.float32)
+
+
+@pytest.mark.parametrize("feature_type,n", [("mfcc", 13), ("logmel", 32)])
+def test_eq_augmentation_equals_an_equaliser_on_the_audio(feature_type, n):
+    """A smooth EQ on the audio moves the features by a_k on the EQ basis; the augmentation draws such EQs."""
+    extractor = InstrumentFeatureExtractor(feature_type=feature_type, n_coefficients=n, include_deltas=True)
+    audio = _tones() + 0.01 * np.random.default_rng(1).standard_normal(3 * 44100).astype(np.float32)
+    extractor.fit_normalization([extractor.extract(audio, normalize=False)])
+    a_db = np.array([4.0, -3.0, 2.0, 1.5])
+    dry = extractor.extract(audio, normalize=True)
+    wet = extractor.extract(_equalise(audio, extractor, a_db), normalize=True)
+    basis = FeatureAugmentation.eq_basis_for(extractor, bands=4).numpy()
+    predicted = a_db @ basis
+    inner = slice(10, -10)  # frames away from the FFT filter's wrap-around at the ends
+    np.testing.assert_allclose(np.median(wet[inner] - dry[inner], axis=0), predicted, atol=0.02 * np.abs(predicted).max())
+    assert np.all(basis[:, n:] == 0)  # deltas are untouched by a static EQ
+
+    augment = FeatureAugmentation(eq_db=8.0, eq_basis=torch.from_numpy(basis))
+    torch.manual_seed(0)
+    x = torch.from_numpy(np.stack([dry, dry]))
+    delta = (augment(x) - x).numpy()
+    assert np.allclose(delta, delta[:, :1, :], atol=1e-5)  # one curve per window, the same in every frame
+    drawn, *_ = np.linalg.lstsq(basis.T, delta[:, 0, :].T, rcond=None)  # (bands, windows)
+    np.testing.assert_allclose(drawn.T @ basis, delta[:, 0, :], atol=1e-4)  # inside the EQ basis
+    assert np.all(np.abs(drawn) <= 8.0 / 4 + 1e-4) and not np.allclose(drawn[:, 0], drawn[:, 1])
+    with pytest.raises(ValueError, match="fewer than"):
+        FeatureAugmentation.eq_basis_for(InstrumentFeatureExtractor(n_coefficients=4), bands=4)
+
+
 def test_masks_zero_random_spans_and_are_reproducible():
     augment = FeatureAugmentation(time_masks=2, time_mask_frames=20, feature_masks=1, feature_mask_width=3)
     x = torch.randn(64, 256, 13) + 5.0  # no natural zeros

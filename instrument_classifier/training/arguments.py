@@ -121,6 +121,12 @@ class DataArguments:
         metadata={"help": "Random level change of each training window, uniform in [-gain_db, +gain_db] dB, applied "
                           "in feature space (MFCC c0 / every log-mel band). 0 disables."},
     )
+    eq_db: float = field(
+        default=0.0,
+        metadata={"help": "Random smooth EQ of each training window: a sum of --eq_bands cosines over the mel axis "
+                          "with at most eq_db dB excursion, applied in feature space. 0 disables."},
+    )
+    eq_bands: int = field(default=4, metadata={"help": "Cosines in the random EQ curve (its smoothness)."})
     augment_prob: float = field(default=1.0, metadata={"help": "Share of training windows that are augmented."})
 
 

@@ -10,6 +10,11 @@ generator, which the Trainer seeds and restores on resume, so runs are reproduci
 * **Gain**: a level change of ``g`` dB shifts every mel band's dB value by ``g`` (the ``top_db`` floor moves
   with the loudest bin), so it adds ``g * sqrt(n_mels)`` to MFCC ``c0`` (orthonormal DCT) and ``g`` to each
   log-mel band; deltas are unchanged. Exactly a gain on the audio, at the cost of an addition.
+* **Equalisation**: a smooth random EQ curve over the mel axis, ``g(m) = sum_k a_k cos(pi k (m + 1/2) / n_mels)``
+  for ``k = 1..bands``, adds ``a_k * sqrt(n_mels / 2)`` to MFCC ``c_k`` (the curve's own orthonormal DCT) and
+  ``g(m)`` to each log-mel band; deltas are unchanged. Sample libraries and microphones differ by such
+  spectral envelopes, so a fresh curve per window asks the model for cues that survive them. Exact for EQs
+  smooth at the scale of a mel band, up to the ``top_db`` floor.
 """
 
 from __future__ import annotations
@@ -37,6 +42,11 @@ class FeatureAugmentation:
         Level change drawn uniformly from ``[-gain_db, gain_db]`` per window; 0 disables.
     gain_scale : torch.Tensor or None
         ``(features,)``: change of each normalised feature per dB (see :meth:`gain_scale_for`).
+    eq_db : float
+        Largest excursion of the random EQ curve, in dB: each ``a_k`` is uniform in
+        ``[-eq_db / bands, eq_db / bands]``; 0 disables.
+    eq_basis : torch.Tensor or None
+        ``(bands, features)``: change of each normalised feature per dB of ``a_k`` (see :meth:`eq_basis_for`).
     prob : float
         Probability that a window is augmented at all.
     """
@@ -47,12 +57,15 @@ class FeatureAugmentation:
     feature_mask_width: int = 2
     gain_db: float = 0.0
     gain_scale: Optional[torch.Tensor] = None
+    eq_db: float = 0.0
+    eq_basis: Optional[torch.Tensor] = None
     prob: float = 1.0
 
     @property
     def enabled(self) -> bool:
         masks = (self.time_masks > 0 and self.time_mask_frames > 0) or (self.feature_masks > 0 and self.feature_mask_width > 0)
-        return self.prob > 0 and (masks or (self.gain_db > 0 and self.gain_scale is not None))
+        return self.prob > 0 and (masks or (self.gain_db > 0 and self.gain_scale is not None)
+                                  or (self.eq_db > 0 and self.eq_basis is not None))
 
     @staticmethod
     def gain_scale_for(feature_extractor) -> torch.Tensor:
@@ -67,6 +80,23 @@ class FeatureAugmentation:
             scale = scale / torch.tensor(feature_extractor.std, dtype=torch.float32)
         return scale
 
+    @staticmethod
+    def eq_basis_for(feature_extractor, bands: int = 4) -> torch.Tensor:
+        """``(bands, features)``: change of the *normalised* features per dB of each EQ cosine ``a_k``."""
+        n_mels, n = feature_extractor.n_mels, feature_extractor.n_coefficients
+        if feature_extractor.feature_type == "mfcc" and bands >= n:
+            raise ValueError(f"eq bands ({bands}) must be fewer than the {n} MFCCs they shift")
+        basis = torch.zeros(bands, feature_extractor.feature_size)
+        k = torch.arange(1, bands + 1, dtype=torch.float64)
+        if feature_extractor.feature_type == "mfcc":
+            basis[torch.arange(bands), torch.arange(1, bands + 1)] = math.sqrt(n_mels / 2)
+        else:
+            m = torch.arange(n, dtype=torch.float64)
+            basis[:, :n] = torch.cos(math.pi * k[:, None] * (m[None, :] + 0.5) / n).float()
+        if feature_extractor.mean is not None and getattr(feature_extractor, "do_normalize", True):
+            basis = basis / torch.tensor(feature_extractor.std, dtype=torch.float32)
+        return basis
+
     def __call__(self, features: torch.Tensor) -> torch.Tensor:
         if not self.enabled:
             return features
@@ -80,6 +110,10 @@ class FeatureAugmentation:
         if self.gain_db > 0 and self.gain_scale is not None:
             gain = (torch.rand(batch, 1, 1, device=device) * 2 - 1) * self.gain_db * chosen
             out = out + gain * self.gain_scale.to(device=device, dtype=features.dtype)
+        if self.eq_db > 0 and self.eq_basis is not None:
+            bands = self.eq_basis.shape[0]
+            a = (torch.rand(batch, 1, bands, device=device) * 2 - 1) * (self.eq_db / bands) * chosen
+            out = out + a @ self.eq_basis.to(device=device, dtype=features.dtype)
         return out
 
     @staticmethod
