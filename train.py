@@ -198,8 +198,8 @@ def describe_hyperparameters(model, model_args, data_args, training_args, traine
                             if training_args.load_best_model_at_end and state.best_model_checkpoint else "the last step"),
         "loss": f"window BCE + {config.frame_loss_weight:g} x frame BCE, pos_weight {'on' if config.pos_weight else 'off'}",
         "augmentation": (f"time masks {data_args.time_masks}x{data_args.time_mask_frames}, feature masks "
-                         f"{data_args.feature_masks}x{data_args.feature_mask_width}, gain ±{data_args.gain_db:g} dB, "
-                         f"EQ ±{data_args.eq_db:g} dB over {data_args.eq_bands} cosines"
+                         f"{data_args.feature_masks}x{data_args.feature_mask_width}, gain ±{data_args.gain_db:g} dB"
+                         + (f", EQ ±{data_args.eq_db:g} dB over {data_args.eq_bands} cosines" if data_args.eq_db > 0 else "")
                          if augmentation.enabled else "none"),
         "mixed precision": trainer.accelerator.mixed_precision,
         "seed": training_args.seed,

@@ -116,8 +116,11 @@ class RecipeSettings:
     hop_frames: int = 256  # non-overlapping train windows: the compute budget goes to more pieces, not overlap
     seed: int = 0
     num_proc: int = 2
+    # CNN: a random smooth EQ per training window (at most 10 dB, 4 cosines over the mel axis) raised held-out
+    # validation AUC 0.898 -> 0.916; ±20 dB: 0.908. The Transformer lost with it (0.827 -> 0.809). BENCHMARKS.md
     models: Dict[str, List[str]] = field(default_factory=lambda: {
-        "cnn": ["--num_train_epochs", "3", "--learning_rate", "2e-3", "--config_overrides", "dropout=0.4"],
+        "cnn": ["--num_train_epochs", "3", "--learning_rate", "2e-3", "--config_overrides", "dropout=0.4",
+                "--eq_db", "10", "--eq_bands", "4"],
         "transformer": ["--num_train_epochs", "3", "--learning_rate", "1e-3"],
     })
     # gain_db 20: level invariance (MFCC c0) helped on held-out validation; validation every third of an
