@@ -250,12 +250,15 @@ def main(argv: Optional[Sequence[str]] = None, callbacks: Optional[list] = None)
     model, extractor = build_model(model_args, info, data_extractor, overrides)
     logger.info("%s: %s parameters, labels %s", type(model).__name__, f"{model.num_parameters():,}", labels)
 
+    try:
+        eq_basis = FeatureAugmentation.eq_basis_for(extractor, data_args.eq_bands) if data_args.eq_db > 0 else None
+    except ValueError as exc:
+        raise TrainingSetupError(f"--eq_bands: {exc}") from None
     augmentation = FeatureAugmentation(
         time_masks=data_args.time_masks, time_mask_frames=data_args.time_mask_frames,
         feature_masks=data_args.feature_masks, feature_mask_width=data_args.feature_mask_width,
         gain_db=data_args.gain_db, gain_scale=FeatureAugmentation.gain_scale_for(extractor),
-        eq_db=data_args.eq_db,
-        eq_basis=FeatureAugmentation.eq_basis_for(extractor, data_args.eq_bands) if data_args.eq_db > 0 else None,
+        eq_db=data_args.eq_db, eq_basis=eq_basis,
         prob=data_args.augment_prob,
     )
     trainer_callbacks = list(callbacks or [])

@@ -107,6 +107,8 @@ def test_eq_augmentation_equals_an_equaliser_on_the_audio(feature_type, n):
     assert np.all(np.abs(drawn) <= 8.0 / 4 + 1e-4) and not np.allclose(drawn[:, 0], drawn[:, 1])
     with pytest.raises(ValueError, match="fewer than"):
         FeatureAugmentation.eq_basis_for(InstrumentFeatureExtractor(n_coefficients=4), bands=4)
+    with pytest.raises(ValueError, match="at least 1"):
+        FeatureAugmentation.eq_basis_for(extractor, bands=0)
 
 
 def test_masks_zero_random_spans_and_are_reproducible():

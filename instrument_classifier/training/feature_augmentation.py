@@ -84,13 +84,15 @@ class FeatureAugmentation:
     def eq_basis_for(feature_extractor, bands: int = 4) -> torch.Tensor:
         """``(bands, features)``: change of the *normalised* features per dB of each EQ cosine ``a_k``."""
         n_mels, n = feature_extractor.n_mels, feature_extractor.n_coefficients
+        if bands < 1:
+            raise ValueError(f"eq bands must be at least 1, got {bands}")
         if feature_extractor.feature_type == "mfcc" and bands >= n:
             raise ValueError(f"eq bands ({bands}) must be fewer than the {n} MFCCs they shift")
         basis = torch.zeros(bands, feature_extractor.feature_size)
-        k = torch.arange(1, bands + 1, dtype=torch.float64)
         if feature_extractor.feature_type == "mfcc":
             basis[torch.arange(bands), torch.arange(1, bands + 1)] = math.sqrt(n_mels / 2)
         else:
+            k = torch.arange(1, bands + 1, dtype=torch.float64)
             m = torch.arange(n, dtype=torch.float64)
             basis[:, :n] = torch.cos(math.pi * k[:, None] * (m[None, :] + 0.5) / n).float()
         if feature_extractor.mean is not None and getattr(feature_extractor, "do_normalize", True):
