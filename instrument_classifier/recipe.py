@@ -260,8 +260,9 @@ def pieces_without(programs: Sequence[int], split: str) -> Optional[List[str]]:
 
     if not programs:
         return None
+    excluded = set(programs)
     return [path.stem for path in sorted((MUSICNET_LABELS / f"{split}_labels").glob("*.csv"))
-            if not {row.instrument for row in read_label_rows(path)} & set(programs)]
+            if not {row.instrument for row in read_label_rows(path)} & excluded]
 
 
 def _render(soundfont: Path, out: Path, split: str, seconds: Optional[float], start: float, seed: int,

@@ -28,6 +28,13 @@ import torch
 __all__ = ["FeatureAugmentation"]
 
 
+def _normalised(change: torch.Tensor, feature_extractor) -> torch.Tensor:
+    """A change of the raw features (last axis) as a change of the features the collator normalised."""
+    if feature_extractor.mean is not None and getattr(feature_extractor, "do_normalize", True):
+        return change / torch.tensor(feature_extractor.std, dtype=torch.float32)
+    return change
+
+
 @dataclass
 class FeatureAugmentation:
     """Random masks and gain for a batch of normalised windows ``(batch, time, features)``.
@@ -76,9 +83,7 @@ class FeatureAugmentation:
             scale[0] = math.sqrt(feature_extractor.n_mels)  # c0 of an orthonormal DCT of n_mels dB values
         else:
             scale[:n] = 1.0
-        if feature_extractor.mean is not None and getattr(feature_extractor, "do_normalize", True):
-            scale = scale / torch.tensor(feature_extractor.std, dtype=torch.float32)
-        return scale
+        return _normalised(scale, feature_extractor)
 
     @staticmethod
     def eq_basis_for(feature_extractor, bands: int = 4) -> torch.Tensor:
@@ -95,9 +100,7 @@ class FeatureAugmentation:
             k = torch.arange(1, bands + 1, dtype=torch.float64)
             m = torch.arange(n, dtype=torch.float64)
             basis[:, :n] = torch.cos(math.pi * k[:, None] * (m[None, :] + 0.5) / n).float()
-        if feature_extractor.mean is not None and getattr(feature_extractor, "do_normalize", True):
-            basis = basis / torch.tensor(feature_extractor.std, dtype=torch.float32)
-        return basis
+        return _normalised(basis, feature_extractor)
 
     def __call__(self, features: torch.Tensor) -> torch.Tensor:
         if not self.enabled:
