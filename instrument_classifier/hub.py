@@ -178,8 +178,8 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
 
 def add_push_model_arguments(parser: argparse.ArgumentParser) -> None:
     _add_common(parser)
-    parser.add_argument("--model", type=Path, default=PACKAGE_DIR / "pretrained" / "transformer",
-                        help="model folder to upload (default: the bundled Transformer)")
+    parser.add_argument("--model", type=Path, default=PACKAGE_DIR / "pretrained" / "cnn",
+                        help="model folder to upload (default: the bundled CNN)")
 
 
 def add_push_space_arguments(parser: argparse.ArgumentParser) -> None:

@@ -5,7 +5,7 @@ the package so that the ``demo`` command (installed package) and the Space (whic
 package's runtime files next to ``app.py``, see :mod:`instrument_classifier.hub`) run the same code.
 
 Models: the environment variable ``MODEL_ID`` (a Hub id or a local folder) if set, otherwise the
-bundled defaults in ``instrument_classifier/pretrained/{transformer,cnn}``; with more than one model
+bundled defaults in ``instrument_classifier/pretrained/{cnn,transformer}``; with more than one model
 the page shows a selector. All models are loaded at start-up so a bad model fails loudly there.
 
 Limits (environment variables, defaults in brackets): ``MAX_UPLOAD_MB`` [100] is enforced by
@@ -56,7 +56,7 @@ logger = logging.getLogger(__name__)
 PACKAGE_DIR = Path(__file__).resolve().parent
 BUNDLED_DIR = PACKAGE_DIR / "pretrained"
 #: bundled folder name -> name shown in the selector (first = default)
-BUNDLED_NAMES = {"transformer": "Transformer", "cnn": "CNN"}
+BUNDLED_NAMES = {"cnn": "CNN", "transformer": "Transformer"}
 ENV_MODEL_ID = "MODEL_ID"
 OUTPUT_MAX_AGE_S = 3600  # per-request CSV folders older than this are deleted
 CSV_NAME = "instrument_segments.csv"
@@ -89,7 +89,7 @@ class UploadRejected(ValueError):
 
 
 def bundled_models() -> Dict[str, str]:
-    """``{display name: folder}`` of the bundled models that exist (Transformer first)."""
+    """``{display name: folder}`` of the bundled models that exist (CNN first)."""
     return {name: str(BUNDLED_DIR / key) for key, name in BUNDLED_NAMES.items()
             if (BUNDLED_DIR / key / "config.json").is_file()}
 
@@ -106,7 +106,7 @@ def resolve_models(models: Optional[Sequence[str] | Mapping[str, str]] = None) -
     """Models the app offers, ``{display name: Hub id or folder}``.
 
     ``models`` given: those (a mapping keeps its names; folders are named after themselves, the
-    bundled ones "Transformer"/"CNN"). Otherwise ``$MODEL_ID`` if set, else the bundled models.
+    bundled ones "CNN"/"Transformer"). Otherwise ``$MODEL_ID`` if set, else the bundled models.
     """
     if models is None:
         env = os.environ.get(ENV_MODEL_ID, "").strip()

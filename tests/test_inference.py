@@ -227,7 +227,7 @@ def test_load_model_safetensors_only_and_clear_errors(tmp_path, fitted_fe, monke
     with pytest.raises(ValueError, match="feature_size: model 13 vs feature extractor 26"):
         load_model(no_fe)
 
-    monkeypatch.setattr(inference, "DEFAULT_MODEL_DIR", tmp_path / "pretrained" / "transformer")
+    monkeypatch.setattr(inference, "DEFAULT_MODEL_DIR", tmp_path / "pretrained" / "cnn")
     with pytest.raises(FileNotFoundError, match="no bundled model.*make models"):
         load_model()
     monkeypatch.setattr(inference, "DEFAULT_MODEL_DIR", folder)
