@@ -51,6 +51,7 @@ __all__ = ["Library", "RecipeSettings", "LIBRARIES", "run_recipe", "main"]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 MUSICNET_LABELS = REPO_ROOT.parent / "shared" / "musicnet"
+MODELING_DIR = Path(__file__).resolve().parent / "modeling"
 
 
 @dataclass(frozen=True)
@@ -564,6 +565,11 @@ def export_models(models_dir: Path, output: Path, settings: RecipeSettings, resu
                     shutil.copy2(item, tmp / item.name)
             if (src / "figures").is_dir():  # the card shows them
                 shutil.copytree(src / "figures", tmp / "figures")
+            # the package's current model code, not the copy saved at training time: trust_remote_code users
+            # of the bundled folders then run what the package runs (a code change need not retrain)
+            for code in tmp.glob("*.py"):
+                if (MODELING_DIR / code.name).is_file():
+                    shutil.copy2(MODELING_DIR / code.name, code)
             weights = tmp / "model.safetensors"
             size = weights.stat().st_size
             if size > 5 * 1024 * 1024:

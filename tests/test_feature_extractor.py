@@ -76,6 +76,28 @@ def test_deltas_double_the_features(tones):
     np.testing.assert_allclose(both[1:-1, 13:], 0.5 * (plain[2:] - plain[:-2]), rtol=1e-5, atol=1e-4)
 
 
+def test_delta_order_two_appends_the_differences_of_the_deltas(tones):
+    both = InstrumentFeatureExtractor(include_deltas=True).extract(tones)
+    fe = InstrumentFeatureExtractor(include_deltas=True, delta_order=2)
+    three = fe.extract(tones)
+    assert fe.feature_size == 39 and three.shape == (len(both), 39)
+    np.testing.assert_allclose(three[:, :26], both, rtol=1e-6)
+    deltas = both[:, 13:]
+    np.testing.assert_allclose(three[1:-1, 26:], 0.5 * (deltas[2:] - deltas[:-2]), rtol=1e-5, atol=1e-4)
+    assert InstrumentFeatureExtractor(delta_order=2).feature_size == 13  # orders only count with deltas
+    with pytest.raises(ValueError, match="delta_order must be 1 or 2"):
+        InstrumentFeatureExtractor(include_deltas=True, delta_order=3)
+
+
+def test_feature_settings_of_a_config_saved_before_delta_order_match_first_order_deltas():
+    from instrument_classifier.modeling.feature_extraction_instrument import feature_settings
+
+    saved = InstrumentFeatureExtractor(include_deltas=True).to_dict()
+    del saved["delta_order"]  # as written by earlier versions
+    assert feature_settings(saved) == feature_settings(InstrumentFeatureExtractor(include_deltas=True))
+    assert feature_settings(saved) != feature_settings(InstrumentFeatureExtractor(include_deltas=True, delta_order=2))
+
+
 @pytest.mark.parametrize(
     "audio, error, message",
     [

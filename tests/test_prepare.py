@@ -417,14 +417,14 @@ def test_cli_prepare_prints_summary_and_reports_errors(tmp_path, capsys):
     out = tmp_path / "out"
     argv = ["prepare", "--data-dir", str(corpus), "--output", str(out), "--cache-dir", str(tmp_path / "cache"),
             "--taxonomy", "musicnet11", "--window-frames", "32", "--feature-type", "logmel", "--n-coefficients", "40",
-            "--include-deltas"]
+            "--include-deltas", "--delta-order", "2"]
     assert cli_main(argv) == 0
     printed = capsys.readouterr().out
     assert "recordings" in printed and "windows" in printed and "Violin" in printed and "Flute" in printed
     ds, info, extractor = load_prepared(out)
     assert info["hop_frames"] == 16 and info["taxonomy"] == "musicnet11"
-    assert extractor.feature_type == "logmel" and extractor.feature_size == 80
-    assert ds["train"].features["input_features"].shape == (32, 80)
+    assert extractor.feature_type == "logmel" and extractor.feature_size == 120  # bands, deltas, delta-deltas
+    assert ds["train"].features["input_features"].shape == (32, 120)
     assert ds["train"].features["frame_labels"].shape == (32, 11)
 
     _corrupt(corpus / "musicnet" / "musicnet", "end_before_start")

@@ -130,8 +130,11 @@ def test_export_copies_model_folders_with_a_generalisation_card(tmp_path):
     (src / "training_args.bin").write_bytes(b"\x80\x04pickle")  # what Trainer.save_model writes
     (src / "figures").mkdir()
     (src / "figures" / "test_heatmap.png").write_bytes(b"png")
+    (src / "modeling_instrument_cnn.py").write_text("# the code as it was at training time\n")
     out = tmp_path / "pretrained"
     export_models(tmp_path / "models", out, settings, _results(settings), tmp_path)
+    package_code = Path(recipe.__file__).parent / "modeling" / "modeling_instrument_cnn.py"
+    assert (out / "cnn" / "modeling_instrument_cnn.py").read_text() == package_code.read_text()
     files = sorted(p.name for p in (out / "cnn").iterdir())
     assert "model.safetensors" in files and "config.json" in files and "recipe_results.json" in files
     assert "all_results.json" not in files and "checkpoint-10" not in files

@@ -174,4 +174,7 @@ def test_model_card_names_the_features_deltas_included():
     config = SimpleNamespace(feature_type="mfcc", feature_size=26)
     info = {"feature_extractor": {"n_coefficients": 13, "include_deltas": True}}
     assert _describe_features(config, info) == "13 MFCCs and their deltas (26 values)"
+    info = {"feature_extractor": {"n_coefficients": 13, "include_deltas": True, "delta_order": 2}}
+    assert _describe_features(SimpleNamespace(feature_type="mfcc", feature_size=39), info) == (
+        "13 MFCCs and their deltas and delta-deltas (39 values)")
     assert _describe_features(SimpleNamespace(feature_type="logmel", feature_size=64), {}) == "64 log-mel bands"

@@ -624,6 +624,8 @@ def add_prepare_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--n-coefficients", type=int, default=None, metavar="N",
                         help="MFCCs (default 13) or mel bands for logmel (default 64)")
     parser.add_argument("--include-deltas", action="store_true", help="append first-order deltas")
+    parser.add_argument("--delta-order", type=int, choices=[1, 2], default=1,
+                        help="with --include-deltas: 2 also appends delta-deltas (default 1)")
     parser.add_argument("--cache-dir", default=None, metavar="DIR", help="datasets cache (default: the datasets cache)")
     parser.add_argument("--push-to-hub", default=None, metavar="REPO_ID", help="also upload the dataset to this Hub repo")
 
@@ -633,7 +635,7 @@ def run_prepare(args: argparse.Namespace) -> int:
 
     n_coefficients = args.n_coefficients or (13 if args.feature_type == "mfcc" else 64)
     extractor = InstrumentFeatureExtractor(feature_type=args.feature_type, n_coefficients=n_coefficients,
-                                           include_deltas=args.include_deltas)
+                                           include_deltas=args.include_deltas, delta_order=args.delta_order)
     started = time.perf_counter()
     try:
         build_dataset(

@@ -66,9 +66,6 @@ __all__ = [
     "run_evaluate",
 ]
 
-#: Feature extractor settings that must agree between a model and a dataset (mean/std may differ).
-FEATURE_SETTINGS = ("feature_type", "n_coefficients", "include_deltas", "sampling_rate", "n_fft", "hop_length",
-                    "n_mels", "fmin", "fmax", "top_db")
 #: Top-level keys of metrics.json besides the model names (a model is never given one of these names).
 RESERVED_KEYS = ("split", "dataset", "num_windows", "num_frames", "labels", "thresholds")
 #: Heatmap columns: (title, level key, transform of the macro metrics).
@@ -158,13 +155,10 @@ def _model_labels(model) -> List[str]:
     return [model.config.id2label[i] for i in range(model.config.num_labels)]
 
 
-def _feature_settings(extractor) -> dict:
-    config = extractor.to_dict() if hasattr(extractor, "to_dict") else dict(extractor)
-    return {key: config.get(key) for key in FEATURE_SETTINGS}
-
-
 def _mismatches(model, extractor, info: dict) -> List[str]:
     """Differences between a model's settings and a prepared dataset's, as ``"what: model X, dataset Y"``."""
+    from ..modeling.feature_extraction_instrument import feature_settings
+
     diffs = []
     config = model.config
     if config.taxonomy != info["taxonomy"]:
@@ -173,8 +167,8 @@ def _mismatches(model, extractor, info: dict) -> List[str]:
         diffs.append(f"labels: model {_model_labels(model)}, dataset {info['labels']}")
     if int(config.window_frames) != int(info["window_frames"]):
         diffs.append(f"window_frames: model {config.window_frames}, dataset {info['window_frames']}")
-    ours, theirs = _feature_settings(extractor), _feature_settings(info["feature_extractor"])
-    for key in FEATURE_SETTINGS:
+    ours, theirs = feature_settings(extractor), feature_settings(info["feature_extractor"])
+    for key in ours:
         if ours[key] != theirs[key]:
             diffs.append(f"{key}: model {ours[key]}, dataset {theirs[key]}")
     if int(config.feature_size) != int(extractor.feature_size):
@@ -221,9 +215,11 @@ def _prepare_groups(models: list, data_dir: Path, split: str, work: Path, progre
 
 
 def _group_key(entry: dict) -> str:
+    from ..modeling.feature_extraction_instrument import feature_settings
+
     config = entry["model"].config
     return json.dumps({"taxonomy": config.taxonomy, "window_frames": int(config.window_frames),
-                       **_feature_settings(entry["extractor"])}, sort_keys=True)
+                       **feature_settings(entry["extractor"])}, sort_keys=True)
 
 
 def _references(split_ds, batch_size: int = 512):

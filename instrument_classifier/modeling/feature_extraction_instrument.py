@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from transformers import BatchFeature, SequenceFeatureExtractor
 
-__all__ = ["InstrumentFeatureExtractor", "mel_filterbank", "dct_matrix"]
+__all__ = ["InstrumentFeatureExtractor", "feature_settings", "mel_filterbank", "dct_matrix"]
 
 #: Frames per STFT block in :meth:`InstrumentFeatureExtractor.extract` (about 12 s at hop 512).
 _FRAMES_PER_BLOCK = 1024
@@ -95,7 +95,11 @@ class InstrumentFeatureExtractor(SequenceFeatureExtractor):
         Applied per call, so a file processed in blocks can differ from a whole-file
         call in bins more than 80 dB below the block's loudest bin.
     include_deltas : bool
-        Append first-order time differences of every coefficient (doubles ``feature_size``).
+        Append time differences of every coefficient (``feature_size`` becomes
+        ``n_coefficients * (1 + delta_order)``).
+    delta_order : int
+        With ``include_deltas``: 1 appends the first differences (deltas), 2 also appends the
+        differences of those (delta-deltas).
     do_normalize : bool
         Standardise each coefficient with ``mean`` and ``std`` (fitted on the training split
         with :meth:`fit_normalization`). Ignored while ``mean`` is ``None``.
@@ -117,6 +121,7 @@ class InstrumentFeatureExtractor(SequenceFeatureExtractor):
         fmax: Optional[float] = None,
         top_db: Optional[float] = 80.0,
         include_deltas: bool = False,
+        delta_order: int = 1,
         do_normalize: bool = True,
         mean: Optional[Sequence[float]] = None,
         std: Optional[Sequence[float]] = None,
@@ -129,7 +134,9 @@ class InstrumentFeatureExtractor(SequenceFeatureExtractor):
             raise ValueError(f"n_coefficients must be in [1, n_mels={n_mels}] for MFCCs, got {n_coefficients}")
         if hop_length <= 0 or n_fft <= 0:
             raise ValueError("n_fft and hop_length must be positive")
-        feature_size = n_coefficients * (2 if include_deltas else 1)
+        if delta_order not in (1, 2):
+            raise ValueError(f"delta_order must be 1 or 2, got {delta_order!r}")
+        feature_size = n_coefficients * (1 + delta_order if include_deltas else 1)
         kwargs.pop("feature_size", None)
         super().__init__(feature_size=feature_size, sampling_rate=sampling_rate, padding_value=padding_value, **kwargs)
         self.feature_type = feature_type
@@ -141,6 +148,7 @@ class InstrumentFeatureExtractor(SequenceFeatureExtractor):
         self.fmax = fmax
         self.top_db = top_db
         self.include_deltas = include_deltas
+        self.delta_order = delta_order
         self.do_normalize = do_normalize
         if (mean is None) != (std is None):
             raise ValueError("mean and std must be given together")
@@ -196,7 +204,10 @@ class InstrumentFeatureExtractor(SequenceFeatureExtractor):
             feats = dct @ db if self.feature_type == "mfcc" else db
             feats = feats.T.contiguous().numpy()
         if self.include_deltas:
-            feats = np.concatenate([feats, _delta(feats)], axis=1)
+            orders = [feats]
+            for _ in range(self.delta_order):
+                orders.append(_delta(orders[-1]))
+            feats = np.concatenate(orders, axis=1)
         if (self.do_normalize if normalize is None else normalize) and self.mean is not None:
             feats = self.normalize(feats)
         return feats.astype(np.float32, copy=False)
@@ -277,6 +288,19 @@ class InstrumentFeatureExtractor(SequenceFeatureExtractor):
         if return_attention_mask or len(set(lengths)) > 1:
             data["attention_mask"] = mask
         return BatchFeature(data, tensor_type=return_tensors)
+
+
+#: Settings that decide what the features are (a model and the data it sees must agree on them; mean/std may
+#: differ), with the value assumed when a saved configuration predates the setting.
+_FEATURE_SETTINGS = {"feature_type": "mfcc", "n_coefficients": 13, "include_deltas": False, "delta_order": 1,
+                     "sampling_rate": 44100, "n_fft": 2048, "hop_length": 512, "n_mels": 128, "fmin": 0.0,
+                     "fmax": None, "top_db": 80.0}
+
+
+def feature_settings(extractor) -> dict:
+    """The settings of an :class:`InstrumentFeatureExtractor` (or its saved dict) that decide its features."""
+    config = extractor.to_dict() if hasattr(extractor, "to_dict") else dict(extractor)
+    return {key: config.get(key, default) for key, default in _FEATURE_SETTINGS.items()}
 
 
 def _delta(feats: np.ndarray) -> np.ndarray:

@@ -103,6 +103,8 @@ class DataArguments:
     feature_type: str = field(default="mfcc", metadata={"help": "Features for --data_dir.", "choices": ["mfcc", "logmel"]})
     n_coefficients: Optional[int] = field(default=None, metadata={"help": "MFCCs (13) or mel bands (64) for --data_dir."})
     include_deltas: bool = field(default=False, metadata={"help": "Append first-order deltas (--data_dir)."})
+    delta_order: int = field(default=1, metadata={"help": "With --include_deltas: 2 also appends delta-deltas (--data_dir).",
+                                                  "choices": [1, 2]})
     preprocessing_num_workers: int = field(default=1, metadata={"help": "Feature extraction processes (--data_dir)."})
     max_train_samples: Optional[int] = field(default=None, metadata={"help": "Use only the first N training windows."})
     max_eval_samples: Optional[int] = field(default=None, metadata={"help": "Use only the first N validation windows."})

@@ -30,7 +30,7 @@ def default_prepared_dir(data_args) -> Path:
         "hop_frames": data_args.hop_frames,
         "validation_fraction": data_args.validation_fraction,
         "split_seed": data_args.split_seed,
-        "features": [data_args.feature_type, data_args.n_coefficients, data_args.include_deltas],
+        "features": [data_args.feature_type, data_args.n_coefficients, data_args.include_deltas, data_args.delta_order],
     }
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
     base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "instrument_classifier" / "prepared"
@@ -43,7 +43,7 @@ def _prepare_from_music_dirs(data_args):
     window = data_args.window_frames or 256
     n_coefficients = data_args.n_coefficients or (13 if data_args.feature_type == "mfcc" else 64)
     extractor = InstrumentFeatureExtractor(feature_type=data_args.feature_type, n_coefficients=n_coefficients,
-                                           include_deltas=data_args.include_deltas)
+                                           include_deltas=data_args.include_deltas, delta_order=data_args.delta_order)
     output = Path(data_args.prepared_dir) if data_args.prepared_dir else default_prepared_dir(data_args)
     build_dataset(
         data_args.data_dir, output, taxonomy=data_args.taxonomy or "seed12", window_frames=window,

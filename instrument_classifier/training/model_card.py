@@ -71,7 +71,10 @@ def _describe_features(config, info: dict) -> str:
     fe = info.get("feature_extractor") or {}
     kind = {"mfcc": "MFCCs", "logmel": "log-mel bands"}.get(config.feature_type, config.feature_type)
     if fe.get("include_deltas"):
-        return f"{fe.get('n_coefficients', config.feature_size // 2)} {kind} and their deltas ({config.feature_size} values)"
+        order = fe.get("delta_order", 1)
+        deltas = "deltas and delta-deltas" if order == 2 else "deltas"
+        n = fe.get("n_coefficients", config.feature_size // (1 + order))
+        return f"{n} {kind} and their {deltas} ({config.feature_size} values)"
     return f"{config.feature_size} {kind}"
 
 

@@ -18,10 +18,6 @@ CONFIG_ALIASES = {
     "channels": "conv_channels",
 }
 
-#: Feature-extractor settings that must agree between a pretrained model and the dataset it is fine-tuned on.
-FEATURE_SETTINGS = ("feature_type", "n_coefficients", "include_deltas", "sampling_rate", "n_fft", "hop_length",
-                    "n_mels", "fmin", "fmax", "top_db")
-
 
 def _split_top_level(text: str):
     """Split on commas that are not inside brackets: ``"a=1,b=[2,3]"`` -> ``["a=1", "b=[2,3]"]``."""
@@ -83,8 +79,10 @@ def _model_classes():
 
 
 def _check_feature_settings(model_extractor, data_extractor, source: str) -> None:
-    model_cfg, data_cfg = model_extractor.to_dict(), data_extractor.to_dict()
-    differ = [k for k in FEATURE_SETTINGS if model_cfg.get(k) != data_cfg.get(k)]
+    from ..modeling.feature_extraction_instrument import feature_settings
+
+    model_cfg, data_cfg = feature_settings(model_extractor), feature_settings(data_extractor)
+    differ = [k for k in model_cfg if model_cfg[k] != data_cfg[k]]
     if differ:
         detail = ", ".join(f"{k}: model {model_cfg.get(k)!r} vs dataset {data_cfg.get(k)!r}" for k in differ)
         raise TrainingSetupError(f"{source} was trained on other features than this dataset ({detail}); prepare the "
