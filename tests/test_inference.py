@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -291,13 +292,16 @@ MEMORY_SCRIPT = textwrap.dedent(
 
 def test_memory_is_bounded_by_blocks_not_by_file_length(tmp_path):
     minutes = 6  # the audio alone would take 64 MB as float32
+    # A fixed mmap threshold turns off glibc's adaptive one, under which freed large blocks stay resident
+    # by chance (0-50 MB between identical runs); then the resident size is what the code keeps.
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": str(2**20)}
     proc = subprocess.run(
         [sys.executable, "-c", MEMORY_SCRIPT, str(tmp_path / "long.wav"), str(minutes)],
-        capture_output=True, text=True, timeout=600,
+        capture_output=True, text=True, timeout=600, env=env,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["frames"] == 1 + minutes * 60 * SR // 512
-    # 3.6x the audio: whole-file buffering would add >= 64 MB; allocator noise between runs is ~20 MB
+    # 3.6x the audio: whole-file buffering would add >= 64 MB; with the fixed threshold runs differ by < 10 MB
     assert result["long_mb"] - result["short_mb"] < 40, result
     assert result["peak_mb"] < 1024, result
