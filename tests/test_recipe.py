@@ -185,7 +185,6 @@ def test_bundled_models_carry_the_package_code_and_their_generalisation_numbers(
     assert f"| training libraries (fluidr3, musescore), dry | {results['indomain']['roc_auc_macro']:.3f} |" in card
 
 
-
 def test_default_model_of_predict_and_the_space_is_the_best_bundled_model_on_heldout_data():
     """predict's default and the Space's first choice: the bundled model with the higher held-out AUC."""
     from instrument_classifier import inference, space_app
@@ -196,6 +195,7 @@ def test_default_model_of_predict_and_the_space_is_the_best_bundled_model_on_hel
     best = max(auc, key=auc.get)
     assert inference.DEFAULT_MODEL_DIR == pretrained / best, auc
     assert Path(next(iter(space_app.bundled_models().values()))) == pretrained / best, auc
+
 
 def test_models_of_other_settings_are_set_aside_not_reused(tmp_path):
     """A rerun with changed settings must train again; the same settings (another --num-proc) reuse them."""

@@ -84,7 +84,7 @@ def _check_feature_settings(model_extractor, data_extractor, source: str) -> Non
     model_cfg, data_cfg = feature_settings(model_extractor), feature_settings(data_extractor)
     differ = [k for k in model_cfg if model_cfg[k] != data_cfg[k]]
     if differ:
-        detail = ", ".join(f"{k}: model {model_cfg.get(k)!r} vs dataset {data_cfg.get(k)!r}" for k in differ)
+        detail = ", ".join(f"{k}: model {model_cfg[k]!r} vs dataset {data_cfg[k]!r}" for k in differ)
         raise TrainingSetupError(f"{source} was trained on other features than this dataset ({detail}); prepare the "
                          "dataset with the model's feature settings")
 

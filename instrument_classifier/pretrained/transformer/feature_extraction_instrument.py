@@ -13,6 +13,7 @@ are computed with ``torch.stft`` and a matrix product, several times faster.
 
 from __future__ import annotations
 
+import inspect
 import math
 from typing import List, Optional, Sequence, Union
 
@@ -290,11 +291,13 @@ class InstrumentFeatureExtractor(SequenceFeatureExtractor):
         return BatchFeature(data, tensor_type=return_tensors)
 
 
-#: Settings that decide what the features are (a model and the data it sees must agree on them; mean/std may
-#: differ), with the value assumed when a saved configuration predates the setting.
-_FEATURE_SETTINGS = {"feature_type": "mfcc", "n_coefficients": 13, "include_deltas": False, "delta_order": 1,
-                     "sampling_rate": 44100, "n_fft": 2048, "hop_length": 512, "n_mels": 128, "fmin": 0.0,
-                     "fmax": None, "top_db": 80.0}
+#: Settings that decide what the features are: a model and the data it sees must agree on them (mean/std may
+#: differ). A saved configuration that predates one of them had the constructor's default.
+_FEATURE_SETTINGS = {
+    name: param.default for name, param in inspect.signature(InstrumentFeatureExtractor).parameters.items()
+    if name in ("feature_type", "n_coefficients", "sampling_rate", "n_fft", "hop_length", "n_mels", "fmin", "fmax",
+                "top_db", "include_deltas", "delta_order")
+}
 
 
 def feature_settings(extractor) -> dict:
