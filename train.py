@@ -200,6 +200,7 @@ def describe_hyperparameters(model, model_args, data_args, training_args, traine
         "augmentation": (f"time masks {data_args.time_masks}x{data_args.time_mask_frames}, feature masks "
                          f"{data_args.feature_masks}x{data_args.feature_mask_width}, gain ±{data_args.gain_db:g} dB"
                          + (f", EQ ±{data_args.eq_db:g} dB over {data_args.eq_bands} cosines" if data_args.eq_db > 0 else "")
+                         + (f", frequency warp ±{data_args.warp:.0%}" if data_args.warp > 0 else "")
                          if augmentation.enabled else "none"),
         "mixed precision": trainer.accelerator.mixed_precision,
         "seed": training_args.seed,
@@ -254,11 +255,15 @@ def main(argv: Optional[Sequence[str]] = None, callbacks: Optional[list] = None)
         eq_basis = FeatureAugmentation.eq_basis_for(extractor, data_args.eq_bands) if data_args.eq_db > 0 else None
     except ValueError as exc:
         raise TrainingSetupError(f"--eq_bands: {exc}") from None
+    try:
+        warp_maps = FeatureAugmentation.warp_maps_for(extractor, data_args.warp) if data_args.warp > 0 else None
+    except ValueError as exc:
+        raise TrainingSetupError(f"--warp: {exc}") from None
     augmentation = FeatureAugmentation(
         time_masks=data_args.time_masks, time_mask_frames=data_args.time_mask_frames,
         feature_masks=data_args.feature_masks, feature_mask_width=data_args.feature_mask_width,
         gain_db=data_args.gain_db, gain_scale=FeatureAugmentation.gain_scale_for(extractor),
-        eq_db=data_args.eq_db, eq_basis=eq_basis,
+        eq_db=data_args.eq_db, eq_basis=eq_basis, warp=data_args.warp, warp_maps=warp_maps,
         prob=data_args.augment_prob,
     )
     trainer_callbacks = list(callbacks or [])

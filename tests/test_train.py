@@ -82,7 +82,7 @@ def validation_windows(dataset_path: Path):
 @pytest.mark.parametrize("model_type,extra", [
     ("cnn", ["--use_pos_weight", "--frame_loss_weight", "0.25"]),
     ("transformer", ["--config_overrides", "d_model=32,num_layers=1,num_heads=2,dim_feedforward=64",
-                     "--time_masks", "2", "--feature_masks", "1", "--gain_db", "6"]),
+                     "--time_masks", "2", "--feature_masks", "1", "--gain_db", "6", "--eq_db", "6", "--warp", "0.1"]),
 ])
 def test_train_end_to_end_gives_a_loadable_model_with_validation_tuned_thresholds(tiny_dataset, rendered_corpus, tmp_path,
                                                                                  model_type, extra):
@@ -144,6 +144,8 @@ def test_train_end_to_end_gives_a_loadable_model_with_validation_tuned_threshold
     assert card.data.pipeline_tag == "audio-classification" and card.data.library_name == "transformers"
     assert "trust_remote_code=True" in card.text and "| Keyboard |" in card.text
     assert "from 13 MFCCs per frame" in card.text
+    if model_type == "transformer":  # the augmentation as run is on record
+        assert "gain ±6 dB, EQ ±6 dB over 4 cosines, frequency warp ±10%" in card.text
 
 
 def test_fine_tune_keeps_weights_and_normalisation_and_swaps_the_head_for_a_new_taxonomy(tiny_dataset, rendered_corpus,

@@ -111,6 +111,53 @@ def test_eq_augmentation_equals_an_equaliser_on_the_audio(feature_type, n):
         FeatureAugmentation.eq_basis_for(extractor, bands=0)
 
 
+def _coloured_noise(envelope_db, alpha: float, seconds: float = 3.0, sr: int = 44100) -> np.ndarray:
+    """White noise through the dB curve ``envelope_db(f / alpha)``: the envelope stretched by ``alpha``."""
+    spectrum = np.fft.rfft(np.random.default_rng(2).standard_normal(int(seconds * sr)))
+    freqs = np.fft.rfftfreq(int(seconds * sr), 1 / sr)
+    return (0.05 * np.fft.irfft(spectrum * 10 ** (envelope_db(freqs / alpha) / 20))).astype(np.float32)
+
+
+@pytest.mark.parametrize("feature_type,n", [("mfcc", 13), ("logmel", 32)])
+def test_warp_augmentation_equals_a_stretched_spectral_envelope(feature_type, n):
+    """The warp of the features of a sound equals the features of that sound with its envelope stretched."""
+
+    def formants(f):  # two resonances, smooth at the scale of a mel band
+        octaves = np.log2(np.maximum(f, 20.0))
+        return 18 * np.exp(-((octaves - np.log2(700)) / 0.5) ** 2) + 12 * np.exp(-((octaves - np.log2(2500)) / 0.4) ** 2)
+
+    extractor = InstrumentFeatureExtractor(feature_type=feature_type, n_coefficients=n, include_deltas=True)
+    a, b = FeatureAugmentation.warp_maps_for(extractor, warp=0.15, steps=7)  # raw features: no normalisation yet
+    np.testing.assert_allclose(a[3].numpy(), np.eye(extractor.feature_size), atol=1e-5)  # alpha = 1: identity
+    assert np.all(b.numpy() == 0)
+    dry = np.median(extractor.extract(_coloured_noise(formants, 1.0), normalize=False), axis=0)
+    statics = slice(0, n)  # deltas of stationary noise are ~0 either way
+    for k, alpha in ((0, 0.85), (6, 1.15)):
+        stretched = np.median(extractor.extract(_coloured_noise(formants, alpha), normalize=False), axis=0)
+        predicted = dry @ a[k].numpy()
+        # the maps see only the envelope the kept coefficients describe: close, not exact (14-20 % for 13 MFCCs)
+        relative = np.linalg.norm((predicted - stretched)[statics]) / np.linalg.norm((stretched - dry)[statics])
+        assert relative < 0.3, (alpha, relative)
+
+    raw_a = a
+    extractor.fit_normalization([extractor.extract(_tones(), normalize=False)])
+    a, b = FeatureAugmentation.warp_maps_for(extractor, warp=0.15, steps=7)
+    raw = extractor.extract(_coloured_noise(formants, 1.0), normalize=False)
+    np.testing.assert_allclose(extractor.normalize(raw) @ a[6].numpy() + b[6].numpy(),
+                               extractor.normalize(raw @ raw_a[6].numpy()), atol=1e-3)  # the same warp, normalised
+
+    augment = FeatureAugmentation(warp=0.15, warp_maps=(a, b))
+    torch.manual_seed(0)
+    windows = torch.from_numpy(np.stack([extractor.extract(_tones(), normalize=True)] * 8))
+    out = augment(windows)
+    per_window = [min(range(7), key=lambda k: float((windows[i] @ a[k] + b[k] - out[i]).abs().max())) for i in range(8)]
+    for i, k in enumerate(per_window):  # each window is one of the grid's warps, in every frame
+        torch.testing.assert_close(out[i], windows[i] @ a[k] + b[k], atol=1e-4, rtol=0)
+    assert len(set(per_window)) > 1
+    with pytest.raises(ValueError, match="warp must be"):
+        FeatureAugmentation.warp_maps_for(extractor, warp=0.6)
+
+
 def test_masks_zero_random_spans_and_are_reproducible():
     augment = FeatureAugmentation(time_masks=2, time_mask_frames=20, feature_masks=1, feature_mask_width=3)
     x = torch.randn(64, 256, 13) + 5.0  # no natural zeros

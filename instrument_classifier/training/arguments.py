@@ -129,6 +129,11 @@ class DataArguments:
                           "with at most eq_db dB excursion, applied in feature space. 0 disables."},
     )
     eq_bands: int = field(default=4, metadata={"help": "Cosines in the random EQ curve (its smoothness)."})
+    warp: float = field(
+        default=0.0,
+        metadata={"help": "Random frequency stretch of each training window's spectral envelope by a factor in "
+                          "[1 - warp, 1 + warp] (VTLP), applied in feature space. 0 disables."},
+    )
     augment_prob: float = field(default=1.0, metadata={"help": "Share of training windows that are augmented."})
 
 

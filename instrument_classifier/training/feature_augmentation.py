@@ -15,15 +15,25 @@ generator, which the Trainer seeds and restores on resume, so runs are reproduci
   ``g(m)`` to each log-mel band; deltas are unchanged. Sample libraries and microphones differ by such
   spectral envelopes, so a fresh curve per window asks the model for cues that survive them. Exact for EQs
   smooth at the scale of a mel band, up to the ``top_db`` floor.
+* **Frequency warp** (vocal tract length perturbation, Jaitly & Hinton, 2013): the spectral envelope is
+  stretched along frequency, ``S'(f) = S(f / alpha)``, with ``alpha`` drawn per window. Two recordings of one
+  instrument differ by the size and resonances of the instrument body as much as by the microphone, and a
+  stretch moves those resonances (formants) where an EQ cannot. For log-mel features it is an interpolation
+  along the band axis; for MFCCs the same interpolation between an inverse and a forward DCT, which is exact
+  for the envelope the kept coefficients describe. Deltas are warped alike (the map is linear and acts per
+  frame). The warp is applied first: it belongs to the sound, the masks, gain and EQ to its recording.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Tuple
 
+import numpy as np
 import torch
+
+from ..modeling.feature_extraction_instrument import _hz_to_mel, _mel_to_hz, dct_matrix
 
 __all__ = ["FeatureAugmentation"]
 
@@ -54,6 +64,12 @@ class FeatureAugmentation:
         ``[-eq_db / bands, eq_db / bands]``; 0 disables.
     eq_basis : torch.Tensor or None
         ``(bands, features)``: change of each normalised feature per dB of ``a_k`` (see :meth:`eq_basis_for`).
+    warp : float
+        Largest relative frequency stretch: ``alpha`` is uniform in ``[1 - warp, 1 + warp]`` (one of the
+        matrices of ``warp_maps``) per window; 0 disables.
+    warp_maps : tuple of torch.Tensor or None
+        ``(A, b)`` with shapes ``(steps, features, features)`` and ``(steps, features)``: the warp of the
+        normalised features for each ``alpha`` of an even grid, ``x' = x @ A[k] + b[k]`` (see :meth:`warp_maps_for`).
     prob : float
         Probability that a window is augmented at all.
     """
@@ -66,13 +82,16 @@ class FeatureAugmentation:
     gain_scale: Optional[torch.Tensor] = None
     eq_db: float = 0.0
     eq_basis: Optional[torch.Tensor] = None
+    warp: float = 0.0
+    warp_maps: Optional[Tuple[torch.Tensor, torch.Tensor]] = None
     prob: float = 1.0
 
     @property
     def enabled(self) -> bool:
         masks = (self.time_masks > 0 and self.time_mask_frames > 0) or (self.feature_masks > 0 and self.feature_mask_width > 0)
         return self.prob > 0 and (masks or (self.gain_db > 0 and self.gain_scale is not None)
-                                  or (self.eq_db > 0 and self.eq_basis is not None))
+                                  or (self.eq_db > 0 and self.eq_basis is not None)
+                                  or (self.warp > 0 and self.warp_maps is not None))
 
     @staticmethod
     def gain_scale_for(feature_extractor) -> torch.Tensor:
@@ -102,12 +121,56 @@ class FeatureAugmentation:
             basis[:, :n] = torch.cos(math.pi * k[:, None] * (m[None, :] + 0.5) / n).float()
         return _normalised(basis, feature_extractor)
 
+    @staticmethod
+    def warp_maps_for(feature_extractor, warp: float, steps: int = 21) -> Tuple[torch.Tensor, torch.Tensor]:
+        """``(A, b)``: the frequency warp of the *normalised* features for ``steps`` values of ``alpha``.
+
+        ``alpha`` runs evenly over ``[1 - warp, 1 + warp]``; ``x @ A[k] + b[k]`` is the window ``x`` (time,
+        features) with its spectral envelope stretched by ``alpha[k]`` (see the module docstring).
+        """
+        if not 0 < warp < 0.5:
+            raise ValueError(f"warp must be in (0, 0.5), got {warp}")
+        n_mels, n = feature_extractor.n_mels, feature_extractor.n_coefficients
+        sr = feature_extractor.sampling_rate
+        fmax = sr / 2.0 if feature_extractor.fmax is None else float(feature_extractor.fmax)
+        edges = _mel_to_hz(np.linspace(_hz_to_mel(feature_extractor.fmin), _hz_to_mel(fmax), n_mels + 2))
+        centres_mel = _hz_to_mel(edges[1:-1])
+        if feature_extractor.feature_type == "mfcc":
+            dct = dct_matrix(n, n_mels).astype(np.float64)  # (n, n_mels): envelope -> coefficients
+        maps = []
+        for alpha in np.linspace(1 - warp, 1 + warp, steps):
+            # band m of the warped envelope reads the original at f_m / alpha, linearly between band centres
+            source = np.interp(_hz_to_mel(_mel_to_hz(centres_mel) / alpha), centres_mel, np.arange(n_mels))
+            lo = np.floor(source).astype(int)
+            hi = np.minimum(lo + 1, n_mels - 1)
+            frac = source - lo
+            interp = np.zeros((n_mels, n_mels))
+            interp[np.arange(n_mels), lo] += 1 - frac
+            interp[np.arange(n_mels), hi] += frac
+            block = dct @ interp @ dct.T if feature_extractor.feature_type == "mfcc" else interp
+            maps.append(np.kron(np.eye(feature_extractor.feature_size // n), block))  # same warp on each delta
+        warp_raw = torch.tensor(np.stack(maps), dtype=torch.float32)  # (steps, F, F): raw x' = W x
+        a = warp_raw.transpose(1, 2)  # row vectors: x' = x @ W^T
+        b = torch.zeros(steps, feature_extractor.feature_size)
+        if feature_extractor.mean is not None and getattr(feature_extractor, "do_normalize", True):
+            mean = torch.tensor(feature_extractor.mean, dtype=torch.float32)
+            std = torch.tensor(feature_extractor.std, dtype=torch.float32)
+            # normalised: ((x * std + mean) @ W^T - mean) / std
+            b = (mean @ a - mean) / std
+            a = std[None, :, None] * a / std[None, None, :]
+        return a, b
+
     def __call__(self, features: torch.Tensor) -> torch.Tensor:
         if not self.enabled:
             return features
         batch, time, size = features.shape
         device = features.device
         chosen = (torch.rand(batch, device=device) < self.prob).view(batch, 1, 1)
+        if self.warp > 0 and self.warp_maps is not None:
+            a, b = (m.to(device=device, dtype=features.dtype) for m in self.warp_maps)
+            k = torch.randint(0, a.shape[0], (batch,), device=device)
+            warped = torch.bmm(features, a[k]) + b[k].unsqueeze(1)
+            features = torch.where(chosen, warped, features)
         keep = torch.ones_like(features, dtype=torch.bool)
         keep = keep & ~self._spans(batch, time, self.time_masks, self.time_mask_frames, device).unsqueeze(2)
         keep = keep & ~self._spans(batch, size, self.feature_masks, self.feature_mask_width, device).unsqueeze(1)
