@@ -19,6 +19,7 @@ from instrument_classifier.data.prepare import (
     build_dataset,
     choose_validation_pieces,
     load_prepared,
+    plan_validation_pieces,
     add_prepare_arguments,
     push_prepared,
     run_prepare,
@@ -209,6 +210,33 @@ def test_several_corpora_and_held_out_eval_corpus(tmp_path):
     assert not set(held["train"]["piece_id"]) & set(held["validation"]["piece_id"])
     with pytest.raises(ValueError, match="distinct folder names"):
         build([a, tmp_path / "x" / "lib_a"], tmp_path / "dup", tmp_path / "cache")
+
+
+def test_validation_pieces_from_corpora_of_their_own(tmp_path):
+    """Held-out validation corpora need only the planned pieces (here longer renderings); test stays separate."""
+    recordings = default_recordings(seconds=3.0)
+    train = make_musicnet(tmp_path / "lib_a", recordings=recordings)
+    test = make_musicnet(tmp_path / "lib_b", recordings={k: r for k, r in recordings.items() if r["split"] == "test"})
+    planned = plan_validation_pieces(train, "musicnet11", validation_fraction=0.1, seed=0)
+    assert planned and planned == sorted(set(build(train, tmp_path / "plain", tmp_path / "cache",
+                                                   taxonomy="musicnet11")["validation"]["piece_id"]))
+    longer = {k: r for k, r in default_recordings(seconds=6.0).items() if k in planned}
+    validation = make_musicnet(tmp_path / "lib_b_val", recordings=longer)
+    held = build(train, tmp_path / "held", tmp_path / "cache", taxonomy="musicnet11", eval_data_dirs=[test],
+                 validation_data_dirs=[validation])
+    assert sorted(set(held["validation"]["piece_id"])) == planned
+    assert all(r.startswith("lib_b_val/") for r in held["validation"]["recording_id"])
+    assert held["validation"].num_rows == 2 * len(planned)  # two windows per 6-s rendering (3-s ones give one)
+    assert all(r.startswith("lib_b/") for r in held["test"]["recording_id"])
+    assert not set(held["train"]["piece_id"]) & set(planned)
+    info = json.loads((tmp_path / "held" / "prepare_info.json").read_text())
+    assert info["validation_data_dirs"] == [str(validation.resolve())]
+
+    assert len(planned) > 1  # stratification moves a piece per label that two train pieces have
+    partial = make_musicnet(tmp_path / "lib_c_val", recordings={planned[0]: longer[planned[0]]})
+    with pytest.raises(MusicNetError, match=f"lack validation pieces.*{planned[1]}"):
+        build(train, tmp_path / "partial", tmp_path / "cache", eval_data_dirs=[test], validation_data_dirs=[partial])
+    assert not (tmp_path / "partial").exists()
 
 
 # -- audio formats and bad input -------------------------------------------------------------------

@@ -217,3 +217,19 @@ def test_models_of_other_settings_are_set_aside_not_reused(tmp_path):
     recipe._forget_results_of_other_settings(tmp_path, settings)
     assert (tmp_path / "models.previous" / "cnn" / "model.safetensors").read_bytes() == b"new"
     assert not (tmp_path / "models" / "cnn").exists()
+
+
+def test_heldout_validation_renders_of_another_plan_are_removed_not_reused(tmp_path):
+    """Validation renders are reused for the same pieces and settings only; otherwise both copies go."""
+    dry, perturbed = tmp_path / "render" / "merlin-validation-dry", tmp_path / "heldout" / "merlin-validation"
+    plan = {"pieces": ["1727", "1734"], "seconds": None, "seed": 0}
+    recipe._forget_other_validation_plan(plan, [dry, perturbed])  # first run: nothing to remove
+    for folder in (dry, perturbed):
+        (folder / "train_data").mkdir(parents=True)
+        (folder / "train_data" / "1727.wav").write_bytes(b"audio")
+    recipe._forget_other_validation_plan(plan, [dry, perturbed])
+    assert (dry / "train_data" / "1727.wav").is_file() and (perturbed / "train_data" / "1727.wav").is_file()
+
+    recipe._forget_other_validation_plan({**plan, "seconds": 45.0}, [dry, perturbed])
+    assert not (dry / "train_data").exists() and not perturbed.exists()
+    assert json.loads((dry / "validation_plan.json").read_text())["seconds"] == 45.0

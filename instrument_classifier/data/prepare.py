@@ -10,6 +10,11 @@ still-missing labels moves to validation, unless it is the last train piece of s
 quota is filled from the shuffled order under the same rule. On tiny corpora this can take more than
 ``validation_fraction`` of the pieces, so that every label that can be validated is.
 
+With held-out corpora (another sample library), validation and test windows come from them instead. The
+validation recordings can come from corpora of their own (``validation_data_dirs``): then the pieces are
+chosen among all train pieces (:func:`plan_validation_pieces` tells which beforehand, so that only those need
+rendering, and in full) and those corpora must hold every one of them.
+
 Windows
 -------
 Features are computed once per recording over the whole file (``extract(..., normalize=False)``: rows hold
@@ -84,6 +89,7 @@ __all__ = [
     "load_prepared",
     "window_starts",
     "choose_validation_pieces",
+    "plan_validation_pieces",
     "push_prepared",
     "add_prepare_arguments",
     "run_prepare",
@@ -186,26 +192,59 @@ def _plan_corpora(data_dirs: Sequence[PathLike], taxonomy, skip_bad: bool, skipp
     return [job for d in data_dirs for job in _plan_corpus(d, taxonomy, skip_bad, skipped)]
 
 
+def _validation_pieces(train_pool: List[dict], candidates: set, validation_fraction: float, seed: int) -> set:
+    piece_labels: Dict[str, set] = {}
+    for job in train_pool:
+        if job["piece_id"] in candidates:
+            piece_labels.setdefault(job["piece_id"], set()).update(job["labels"])
+    return set(choose_validation_pieces(piece_labels, validation_fraction, seed))
+
+
 def _assign_splits(jobs: List[dict], eval_jobs: Optional[List[dict]], validation_fraction: float,
-                   seed: int) -> Dict[str, List[dict]]:
+                   seed: int, val_jobs: Optional[List[dict]] = None) -> Dict[str, List[dict]]:
     test_source = jobs if eval_jobs is None else eval_jobs
     train_pool = [j for j in jobs if j["split"] == "train"]
     test = [j for j in test_source if j["split"] == "test"]
     leaked = sorted({j["piece_id"] for j in train_pool} & {j["piece_id"] for j in test})
     if leaked:
         raise MusicNetError(f"pieces {leaked} are in the train split of one corpus and the test split of another")
-    val_source = train_pool if eval_jobs is None else [j for j in eval_jobs if j["split"] == "train"]
-    candidates = {j["piece_id"] for j in val_source}
-    piece_labels: Dict[str, set] = {}
-    for job in train_pool:
-        if job["piece_id"] in candidates:
-            piece_labels.setdefault(job["piece_id"], set()).update(job["labels"])
-    validation_pieces = set(choose_validation_pieces(piece_labels, validation_fraction, seed))
+    if val_jobs is not None:  # corpora of the validation pieces alone: the choice is among all train pieces
+        val_source = [j for j in val_jobs if j["split"] == "train"]
+        candidates = {j["piece_id"] for j in train_pool}
+    else:
+        val_source = train_pool if eval_jobs is None else [j for j in eval_jobs if j["split"] == "train"]
+        candidates = {j["piece_id"] for j in val_source}
+    validation_pieces = _validation_pieces(train_pool, candidates, validation_fraction, seed)
+    missing = sorted(validation_pieces - {j["piece_id"] for j in val_source})
+    if val_jobs is not None and missing:
+        raise MusicNetError(f"the validation corpora lack validation pieces {missing} "
+                            "(plan_validation_pieces names the pieces to render)")
     return {
         "train": [j for j in train_pool if j["piece_id"] not in validation_pieces],
         "validation": [j for j in val_source if j["piece_id"] in validation_pieces],
         "test": test,
     }
+
+
+def plan_validation_pieces(data_dirs: Union[PathLike, Sequence[PathLike]], taxonomy: str = DEFAULT_TAXONOMY,
+                           validation_fraction: float = 0.1, seed: int = 0, skip_bad: bool = False) -> List[str]:
+    """The validation pieces :func:`build_dataset` chooses for these training corpora with ``validation_data_dirs``.
+
+    Parameters
+    ----------
+    data_dirs : path or list of paths
+        The training corpora, as given to :func:`build_dataset`.
+    taxonomy, validation_fraction, seed, skip_bad :
+        As for :func:`build_dataset`.
+
+    Returns
+    -------
+    list of str
+        Sorted MusicNet ids.
+    """
+    data_dirs = [data_dirs] if isinstance(data_dirs, (str, os.PathLike)) else list(data_dirs)
+    train_pool = [j for j in _plan_corpora(data_dirs, get_taxonomy(taxonomy).name, skip_bad, []) if j["split"] == "train"]
+    return sorted(_validation_pieces(train_pool, {j["piece_id"] for j in train_pool}, validation_fraction, seed))
 
 
 def _fingerprint(split: str, jobs: List[dict], params: dict) -> str:
@@ -413,6 +452,7 @@ def build_dataset(
     seed: int = 0,
     skip_bad: bool = False,
     eval_data_dirs: Optional[Union[PathLike, Sequence[PathLike]]] = None,
+    validation_data_dirs: Optional[Union[PathLike, Sequence[PathLike]]] = None,
     feature_extractor=None,
     cache_dir: Optional[PathLike] = None,
     progress: bool = True,
@@ -438,6 +478,9 @@ def build_dataset(
         Skip unusable recordings with a warning (listed in ``prepare_info.json["skipped"]``) instead of raising.
     eval_data_dirs : path or list of paths, optional
         Held-out corpora: validation windows (of the validation pieces) and test windows come from these.
+    validation_data_dirs : path or list of paths, optional
+        Corpora the validation windows come from instead (e.g. the held-out library's full renderings of the
+        validation pieces); they must hold every piece :func:`plan_validation_pieces` names.
     feature_extractor : InstrumentFeatureExtractor, optional
         Feature settings (default MFCC-13); its normalisation is refitted on ``train``, the object is not changed.
     cache_dir : path, optional
@@ -456,6 +499,8 @@ def build_dataset(
     data_dirs = [data_dirs] if isinstance(data_dirs, (str, os.PathLike)) else list(data_dirs)
     if isinstance(eval_data_dirs, (str, os.PathLike)):
         eval_data_dirs = [eval_data_dirs]
+    if isinstance(validation_data_dirs, (str, os.PathLike)):
+        validation_data_dirs = [validation_data_dirs]
     taxonomy = get_taxonomy(taxonomy).name
     labels = list(get_taxonomy(taxonomy).labels)
     if window_frames < 1 or not 1 <= hop_frames <= window_frames:
@@ -472,7 +517,8 @@ def build_dataset(
     skipped: List[Tuple[str, str]] = []
     jobs = _plan_corpora(data_dirs, taxonomy, skip_bad, skipped)
     eval_jobs = None if not eval_data_dirs else _plan_corpora(eval_data_dirs, taxonomy, skip_bad, skipped)
-    splits = _assign_splits(jobs, eval_jobs, validation_fraction, seed)
+    val_jobs = None if not validation_data_dirs else _plan_corpora(validation_data_dirs, taxonomy, skip_bad, skipped)
+    splits = _assign_splits(jobs, eval_jobs, validation_fraction, seed, val_jobs)
     if not splits["train"]:
         raise MusicNetError(f"no usable training recordings in {', '.join(map(str, data_dirs))}")
 
@@ -513,6 +559,7 @@ def build_dataset(
         "skipped": [{"recording": name, "reason": reason} for name, reason in skipped],
         "data_dirs": [str(Path(d).resolve()) for d in data_dirs],
         "eval_data_dirs": [str(Path(d).resolve()) for d in eval_data_dirs or []],
+        "validation_data_dirs": [str(Path(d).resolve()) for d in validation_data_dirs or []],
         "validation_fraction": validation_fraction,
         "seed": seed,
         "fingerprint": fingerprint,
@@ -620,6 +667,8 @@ def add_prepare_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--skip-bad", action="store_true", help="skip unusable recordings with a warning instead of failing")
     parser.add_argument("--eval-data-dir", nargs="+", default=None, metavar="DIR",
                         help="held-out corpora for validation and test windows (e.g. another sample library)")
+    parser.add_argument("--validation-data-dir", nargs="+", default=None, metavar="DIR",
+                        help="corpora of the validation pieces alone, for the validation windows instead")
     parser.add_argument("--feature-type", choices=["mfcc", "logmel"], default="mfcc")
     parser.add_argument("--n-coefficients", type=int, default=None, metavar="N",
                         help="MFCCs (default 13) or mel bands for logmel (default 64)")
@@ -642,8 +691,8 @@ def run_prepare(args: argparse.Namespace) -> int:
             args.data_dir, args.output, taxonomy=args.taxonomy, window_frames=args.window_frames,
             hop_frames=args.hop_frames or max(1, args.window_frames // 2),
             validation_fraction=args.validation_fraction, num_proc=args.num_proc, seed=args.seed,
-            skip_bad=args.skip_bad, eval_data_dirs=args.eval_data_dir, feature_extractor=extractor,
-            cache_dir=args.cache_dir,
+            skip_bad=args.skip_bad, eval_data_dirs=args.eval_data_dir,
+            validation_data_dirs=args.validation_data_dir, feature_extractor=extractor, cache_dir=args.cache_dir,
         )
     except (MusicNetError, AudioError, UnknownInstrumentError, FileExistsError, ValueError) as exc:
         print(f"prepare: error: {exc}", file=sys.stderr)
