@@ -84,13 +84,14 @@ def main(argv=None) -> int:
     results = {(k, w): score(k, w) for k in args.neighbours for w in args.weights if w > 0}
     base = score(None, 0.0)
     results[(0, 0.0)] = base
+
     def preference(kw):  # the best validation micro F1; on ties the narrowest context, then the least weight
         k, w = kw
         return results[kw][0], -(float("inf") if k is None else k), -w
 
     chosen = max(results, key=preference)
     best, k = results[chosen][1], chosen[0]
-    where = "the whole recording" if k is None else f"+-{k} windows"
+    where = "the whole recording" if k is None else f"+-{k} windows" if chosen[1] > 0 else "no context"
     print(f"context {args.model.name}: {where}, weight {chosen[1]:g} (validation micro F1 {results[chosen][0]:.3f} "
           f"from {base[0]:.3f}); test macro AUC {base[1]['roc_auc_macro']:.3f} -> {best['roc_auc_macro']:.3f}, "
           f"micro F1 {base[1]['f1_micro']:.3f} -> {best['f1_micro']:.3f}, "

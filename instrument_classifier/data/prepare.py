@@ -215,10 +215,11 @@ def _assign_splits(jobs: List[dict], eval_jobs: Optional[List[dict]], validation
         val_source = train_pool if eval_jobs is None else [j for j in eval_jobs if j["split"] == "train"]
         candidates = {j["piece_id"] for j in val_source}
     validation_pieces = _validation_pieces(train_pool, candidates, validation_fraction, seed)
-    missing = sorted(validation_pieces - {j["piece_id"] for j in val_source})
-    if val_jobs is not None and missing:
-        raise MusicNetError(f"the validation corpora lack validation pieces {missing} "
-                            "(plan_validation_pieces names the pieces to render)")
+    if val_jobs is not None:
+        missing = sorted(validation_pieces - {j["piece_id"] for j in val_source})
+        if missing:
+            raise MusicNetError(f"the validation corpora lack validation pieces {missing} "
+                                "(plan_validation_pieces names the pieces to render)")
     return {
         "train": [j for j in train_pool if j["piece_id"] not in validation_pieces],
         "validation": [j for j in val_source if j["piece_id"] in validation_pieces],
