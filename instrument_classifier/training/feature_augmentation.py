@@ -38,9 +38,14 @@ from ..modeling.feature_extraction_instrument import _hz_to_mel, _mel_to_hz, dct
 __all__ = ["FeatureAugmentation"]
 
 
+def _is_normalised(feature_extractor) -> bool:
+    """Whether the collator standardises the features (with the extractor's fitted mean and std)."""
+    return feature_extractor.mean is not None and getattr(feature_extractor, "do_normalize", True)
+
+
 def _normalised(change: torch.Tensor, feature_extractor) -> torch.Tensor:
     """A change of the raw features (last axis) as a change of the features the collator normalised."""
-    if feature_extractor.mean is not None and getattr(feature_extractor, "do_normalize", True):
+    if _is_normalised(feature_extractor):
         return change / torch.tensor(feature_extractor.std, dtype=torch.float32)
     return change
 
@@ -130,31 +135,28 @@ class FeatureAugmentation:
         """
         if not 0 < warp < 0.5:
             raise ValueError(f"warp must be in (0, 0.5), got {warp}")
-        n_mels, n = feature_extractor.n_mels, feature_extractor.n_coefficients
-        sr = feature_extractor.sampling_rate
-        fmax = sr / 2.0 if feature_extractor.fmax is None else float(feature_extractor.fmax)
-        edges = _mel_to_hz(np.linspace(_hz_to_mel(feature_extractor.fmin), _hz_to_mel(fmax), n_mels + 2))
-        centres_mel = _hz_to_mel(edges[1:-1])
-        if feature_extractor.feature_type == "mfcc":
-            dct = dct_matrix(n, n_mels).astype(np.float64)  # (n, n_mels): envelope -> coefficients
+        fe = feature_extractor
+        n_mels, n = fe.n_mels, fe.n_coefficients
+        fmax = fe.sampling_rate / 2.0 if fe.fmax is None else float(fe.fmax)
+        centres_mel = np.linspace(_hz_to_mel(fe.fmin), _hz_to_mel(fmax), n_mels + 2)[1:-1]  # as mel_filterbank's
+        # (n, n_mels): envelope -> features (the DCT of the MFCCs; log-mel bands are the envelope itself)
+        to_features = dct_matrix(n, n_mels).astype(np.float64) if fe.feature_type == "mfcc" else np.eye(n_mels)
+        rows = np.arange(n_mels)
         maps = []
         for alpha in np.linspace(1 - warp, 1 + warp, steps):
             # band m of the warped envelope reads the original at f_m / alpha, linearly between band centres
-            source = np.interp(_hz_to_mel(_mel_to_hz(centres_mel) / alpha), centres_mel, np.arange(n_mels))
+            source = np.interp(_hz_to_mel(_mel_to_hz(centres_mel) / alpha), centres_mel, rows)
             lo = np.floor(source).astype(int)
-            hi = np.minimum(lo + 1, n_mels - 1)
-            frac = source - lo
             interp = np.zeros((n_mels, n_mels))
-            interp[np.arange(n_mels), lo] += 1 - frac
-            interp[np.arange(n_mels), hi] += frac
-            block = dct @ interp @ dct.T if feature_extractor.feature_type == "mfcc" else interp
-            maps.append(np.kron(np.eye(feature_extractor.feature_size // n), block))  # same warp on each delta
-        warp_raw = torch.tensor(np.stack(maps), dtype=torch.float32)  # (steps, F, F): raw x' = W x
-        a = warp_raw.transpose(1, 2)  # row vectors: x' = x @ W^T
-        b = torch.zeros(steps, feature_extractor.feature_size)
-        if feature_extractor.mean is not None and getattr(feature_extractor, "do_normalize", True):
-            mean = torch.tensor(feature_extractor.mean, dtype=torch.float32)
-            std = torch.tensor(feature_extractor.std, dtype=torch.float32)
+            interp[rows, lo] += 1 - (source - lo)
+            interp[rows, np.minimum(lo + 1, n_mels - 1)] += source - lo
+            block = to_features @ interp @ to_features.T
+            maps.append(np.kron(np.eye(fe.feature_size // n), block))  # the same warp on each delta order
+        a = torch.tensor(np.stack(maps), dtype=torch.float32).transpose(1, 2)  # row vectors: x' = x @ W^T
+        b = torch.zeros(steps, fe.feature_size)
+        if _is_normalised(fe):
+            mean = torch.tensor(fe.mean, dtype=torch.float32)
+            std = torch.tensor(fe.std, dtype=torch.float32)
             # normalised: ((x * std + mean) @ W^T - mean) / std
             b = (mean @ a - mean) / std
             a = std[None, :, None] * a / std[None, None, :]
