@@ -15,7 +15,7 @@ from typing import List, Optional
 # name -> (module, one-line help)
 COMMANDS = {
     "synth": ("instrument_classifier.data.render", "render MusicNet label CSVs to a MusicNet-layout corpus with FluidSynth"),
-    "prepare": ("instrument_classifier.data.prepare", "build a `datasets` dataset of MFCC windows from a MusicNet folder"),
+    "prepare": ("instrument_classifier.data.prepare", "build a `datasets` dataset of feature windows (MFCC, log-mel or constant-Q) from a MusicNet folder"),
     "evaluate": ("instrument_classifier.evaluation.evaluate_models", "evaluate models on a split: metrics.json, tables, figures"),
     "predict": ("instrument_classifier.predict", "which instruments play when, in audio files"),
     "demo": ("instrument_classifier.demo", "launch the Gradio demo (the Space) locally"),

@@ -219,12 +219,10 @@ def _padded(blocks: Iterator[np.ndarray], pad: int) -> Iterator[np.ndarray]:
 
 
 def _mel_power_blocks(blocks: Iterator[np.ndarray], feature_extractor) -> Iterator[torch.Tensor]:
-    """Mel power ``(n_mels, frames)`` of consecutive frames, identical to the whole-file frames."""
-    from .modeling.feature_extraction_instrument import mel_filterbank
-
+    """Band power ``(n_mels, frames)`` (mel, or constant-Q) of consecutive frames, identical to the whole-file frames."""
     fe = feature_extractor
     n_fft, hop = fe.n_fft, fe.hop_length
-    bands = _banded_filterbank(mel_filterbank(fe.sampling_rate, n_fft, fe.n_mels, fe.fmin, fe.fmax))
+    bands = _banded_filterbank(fe.filterbank())
     window = torch.hann_window(n_fft, dtype=torch.float32)
     buffer = np.zeros(0, dtype=np.float32)
     for block in _padded(blocks, n_fft // 2):

@@ -316,7 +316,7 @@ def _forget_results_of_other_settings(workdir: Path, settings: RecipeSettings) -
 def run_recipe(workdir: Path, output: Path, settings: RecipeSettings, stop_after: Optional[str] = None) -> dict:
     from .data.perturb_corpus import perturb_corpus
     from .data.prepare import build_dataset, plan_validation_pieces
-    from .modeling.feature_extraction_instrument import InstrumentFeatureExtractor
+    from .modeling.feature_extraction_instrument import InstrumentFeatureExtractor, default_feature_settings
 
     workdir.mkdir(parents=True, exist_ok=True)
     log = _Log(workdir)
@@ -386,8 +386,7 @@ def run_recipe(workdir: Path, output: Path, settings: RecipeSettings, stop_after
         return {}
 
     # prepare ----------------------------------------------------------------------------------------
-    n = settings.n_coefficients
-    extractor = InstrumentFeatureExtractor(feature_type=settings.feature_type, n_coefficients=n,
+    extractor = InstrumentFeatureExtractor(**default_feature_settings(settings.feature_type, settings.n_coefficients),
                                            include_deltas=settings.include_deltas)
     datasets = {"heldout": workdir / "datasets" / "heldout", "indomain": workdir / "datasets" / "indomain"}
     for kind, eval_dirs, val_dirs in (("heldout", [h_test], [h_val]), ("indomain", indomain_corpora, None)):

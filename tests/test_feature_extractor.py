@@ -10,7 +10,7 @@ import pytest
 import soxr
 
 from conftest import SR, synth_notes
-from instrument_classifier.modeling.feature_extraction_instrument import InstrumentFeatureExtractor
+from instrument_classifier.modeling.feature_extraction_instrument import InstrumentFeatureExtractor, default_feature_settings
 
 
 @pytest.fixture(scope="module")
@@ -67,6 +67,36 @@ def test_logmel_matches_librosa(tones):
     assert_close_to_range(fe.extract(tones), ref)
 
 
+@pytest.mark.parametrize("freq", [98.0, 220.0, 440.0, 1000.0, 3000.0])
+def test_cqt_puts_a_tone_in_its_semitone_band(freq):
+    fe = InstrumentFeatureExtractor(**default_feature_settings("cqt"))
+    assert (fe.n_fft, fe.feature_size) == (8192, 84)
+    t = np.arange(2 * SR) / SR
+    frames = fe.extract((0.3 * np.sin(2 * np.pi * freq * t)).astype(np.float32))
+    centres = fe.band_frequencies()
+    assert centres[0] == pytest.approx(32.7032, abs=1e-3) and centres[45] == pytest.approx(440.0)
+    assert frames.shape == (fe.num_frames(2 * SR), 84)
+    assert frames[fe.num_frames(SR)].argmax() == round(12 * np.log2(freq / centres[0]))
+
+
+def test_cqt_resembles_librosa_cqt(tones):
+    # a pseudo-CQT (one 8192-point STFT), not librosa's multi-resolution CQT: the same bands, blurrier at the bottom
+    fe = InstrumentFeatureExtractor(**default_feature_settings("cqt"))
+    ours = fe.extract(tones)
+    ref = librosa.amplitude_to_db(np.abs(librosa.cqt(tones, sr=SR, hop_length=512, fmin=librosa.note_to_hz("C1"),
+                                                      n_bins=84)), ref=np.max, top_db=80.0).T
+    middle = slice(20, -20)  # away from the edges, where the two windows' lengths differ most
+    r = [np.corrcoef(a, b)[0, 1] for a, b in zip(ours[middle], ref[middle])]
+    assert np.median(r) > 0.85, np.median(r)
+
+
+def test_cqt_bands_above_nyquist_are_refused():
+    with pytest.raises(ValueError, match="Nyquist"):
+        InstrumentFeatureExtractor(feature_type="cqt", n_coefficients=120, n_fft=8192)
+    with pytest.raises(ValueError, match="bins_per_octave"):
+        InstrumentFeatureExtractor(feature_type="cqt", bins_per_octave=0)
+
+
 def test_deltas_double_the_features(tones):
     plain = InstrumentFeatureExtractor().extract(tones)
     fe = InstrumentFeatureExtractor(include_deltas=True)
@@ -116,7 +146,7 @@ def test_call_rejects_wrong_shape_and_dtype(audio, error, message):
 
 def test_bad_settings_raise():
     with pytest.raises(ValueError, match="feature_type"):
-        InstrumentFeatureExtractor(feature_type="cqt")
+        InstrumentFeatureExtractor(feature_type="chroma")
     with pytest.raises(ValueError, match="together"):
         InstrumentFeatureExtractor(mean=[0.0] * 13)
     with pytest.raises(ValueError, match="13 entries"):

@@ -24,6 +24,7 @@ from instrument_classifier.modeling import (
     InstrumentTransformerConfig,
     InstrumentTransformerForAudioClassification,
 )
+from instrument_classifier.modeling.feature_extraction_instrument import default_feature_settings
 
 NOTES = [(0, 2 * SR, 1, 48), (SR // 2, 3 * SR, 41, 64), (2 * SR, 5 * SR, 74, 79), (4 * SR, 6 * SR, 43, 36)]
 
@@ -47,14 +48,15 @@ def small_blocks(monkeypatch):
     monkeypatch.setattr(inference, "BLOCK_SECONDS", 0.7)  # many blocks, edges at odd frame offsets
 
 
-@pytest.mark.parametrize("deltas", [False, True])
+@pytest.mark.parametrize("feature_type,deltas", [("mfcc", False), ("mfcc", True), ("cqt", True)])
 @pytest.mark.parametrize("cache_mb", [inference.FIRST_PASS_CACHE_MB, 0], ids=["first-pass-kept", "decoded-twice"])
-def test_streamed_features_equal_whole_file_features(tmp_path, music, small_blocks, deltas, cache_mb, monkeypatch):
+def test_streamed_features_equal_whole_file_features(tmp_path, music, small_blocks, feature_type, deltas, cache_mb,
+                                                     monkeypatch):
     monkeypatch.setattr(inference, "FIRST_PASS_CACHE_MB", cache_mb)
     decodes = []
     real_stream_audio = inference.stream_audio
     monkeypatch.setattr(inference, "stream_audio", lambda *a, **k: decodes.append(a) or real_stream_audio(*a, **k))
-    fe = InstrumentFeatureExtractor(include_deltas=deltas)
+    fe = InstrumentFeatureExtractor(**default_feature_settings(feature_type), include_deltas=deltas)
     whole = fe.extract(music)
     from_array = np.concatenate(list(stream_features(music, fe)))
     path = tmp_path / "music.wav"

@@ -37,6 +37,18 @@ def test_output_shapes_at_several_lengths(model_type, num_frames):
     assert torch.isfinite(out.logits).all() and torch.isfinite(out.frame_logits).all()
 
 
+def test_cnn_feature_strides_shrink_wide_inputs_but_never_time():
+    wide = make_model("cnn", taxonomy="musicnet11", feature_size=168, feature_strides=[3, 2])
+    plain = make_model("cnn", taxonomy="musicnet11", feature_size=168)
+    assert wide.encoder.output_features == 28  # 168 -> 56 -> 28
+    assert wide.classifier.in_features == 64 * 28 and plain.classifier.in_features == 64 * 168
+    x = torch.randn(2, 300, 168)
+    out = wide(x)
+    assert out.frame_logits.shape == (2, 300, 11) and out.logits.shape == (2, 11)
+    assert make_model("cnn", feature_size=13, feature_strides=[2, 2]).encoder.output_features == 4  # 13 -> 7 -> 4
+    assert InstrumentCNNConfig().feature_strides == [1, 1]  # configs saved before the option: no striding
+
+
 @pytest.mark.parametrize("model_type", MODEL_TYPES)
 def test_long_input_is_windowed_and_clip_logits_are_the_max_over_windows(model_type):
     model = make_model(model_type, window_frames=64)
@@ -171,7 +183,9 @@ def test_configs_fill_labels_from_the_taxonomy():
         (InstrumentCNNConfig, {"problem_type": "single_label_classification"}, "multi_label_classification"),
         (InstrumentCNNConfig, {"id2label": {0: "Violin"}}, "is not taxonomy 'seed12'"),
         (InstrumentCNNConfig, {"window_frames": 0}, "window_frames must be a positive"),
-        (InstrumentCNNConfig, {"feature_type": "cqt"}, "feature_type must be one of"),
+        (InstrumentCNNConfig, {"feature_type": "chroma"}, "feature_type must be one of"),
+        (InstrumentCNNConfig, {"feature_strides": [3]}, "feature_strides must give a positive stride for each of the 2"),
+        (InstrumentCNNConfig, {"feature_strides": [1, 0]}, "feature_strides must give a positive stride"),
     ],
 )
 def test_invalid_configs_raise_at_config_time(config_class, kwargs, message):

@@ -460,6 +460,18 @@ def test_cli_prepare_prints_summary_and_reports_errors(tmp_path, capsys):
     assert "12.csv, row 3" in capsys.readouterr().err
 
 
+def test_cli_prepare_constant_q_bands_take_a_long_stft(tmp_path):
+    corpus = make_musicnet(tmp_path / "c", recordings=tiny())
+    out = tmp_path / "out"
+    argv = ["prepare", "--data-dir", str(corpus), "--output", str(out), "--cache-dir", str(tmp_path / "cache"),
+            "--window-frames", "32", "--feature-type", "cqt"]
+    assert cli_main(argv) == 0
+    ds, _, extractor = load_prepared(out)
+    assert (extractor.feature_type, extractor.n_fft, extractor.feature_size) == ("cqt", 8192, 84)
+    assert ds["train"].features["input_features"].shape == (32, 84)
+    assert len(extractor.mean) == 84  # normalisation fitted on the bands
+
+
 def test_push_to_hub_uploads_splits_info_and_feature_extractor(built):
     from huggingface_hub import CommitInfo, HfApi
     from huggingface_hub.errors import EntryNotFoundError

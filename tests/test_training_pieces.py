@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from instrument_classifier.modeling.feature_extraction_instrument import InstrumentFeatureExtractor
+from instrument_classifier.modeling.feature_extraction_instrument import InstrumentFeatureExtractor, default_feature_settings
 from instrument_classifier.training.class_weights import pos_weight_from_labels
 from instrument_classifier.training.collator import InstrumentDataCollator
 from instrument_classifier.training.errors import TrainingSetupError
@@ -48,10 +48,10 @@ def test_collator_normalises_raw_windows_like_the_feature_extractor(fitted_extra
         InstrumentDataCollator([0.0] * 20, [1.0] * 20)(rows)
 
 
-@pytest.mark.parametrize("feature_type,n", [("mfcc", 13), ("logmel", 32)])
+@pytest.mark.parametrize("feature_type,n", [("mfcc", 13), ("logmel", 32), ("cqt", 84)])
 def test_gain_augmentation_equals_a_level_change_of_the_audio(feature_type, n):
     """+g dB on the audio shifts every mel band by g dB: MFCC c0 by g*sqrt(n_mels), log-mel bands by g."""
-    extractor = InstrumentFeatureExtractor(feature_type=feature_type, n_coefficients=n)
+    extractor = InstrumentFeatureExtractor(**default_feature_settings(feature_type, n))
     audio = _tones()
     extractor.fit_normalization([extractor.extract(audio, normalize=False)])
     quiet = extractor.extract(audio, normalize=True)
@@ -71,21 +71,24 @@ def test_gain_augmentation_equals_a_level_change_of_the_audio(feature_type, n):
 
 
 def _equalise(audio: np.ndarray, extractor: InstrumentFeatureExtractor, a_db: np.ndarray) -> np.ndarray:
-    """The audio through the EQ whose dB curve over the (continuous) mel-band index is sum_k a_k cos(pi k (m + 1/2) / n)."""
+    """The audio through the EQ whose dB curve over the (continuous) band index is sum_k a_k cos(pi k (m + 1/2) / n)."""
     from instrument_classifier.modeling.feature_extraction_instrument import _hz_to_mel
     n = extractor.n_mels
     freqs = np.fft.rfftfreq(len(audio), 1 / extractor.sampling_rate)
-    lo, hi = _hz_to_mel(0.0), _hz_to_mel(extractor.sampling_rate / 2)
-    m = (_hz_to_mel(freqs) - lo) / (hi - lo) * (n + 1) - 1  # band centres sit at m = 0..n-1
+    if extractor.feature_type == "cqt":  # band centres sit at fmin * 2 ** (m / bins_per_octave)
+        m = extractor.bins_per_octave * np.log2(np.maximum(freqs, 1.0) / extractor.band_frequencies()[0])
+    else:
+        lo, hi = _hz_to_mel(0.0), _hz_to_mel(extractor.sampling_rate / 2)
+        m = (_hz_to_mel(freqs) - lo) / (hi - lo) * (n + 1) - 1  # band centres sit at m = 0..n-1
     k = np.arange(1, len(a_db) + 1)
     curve = (a_db[:, None] * np.cos(np.pi * k[:, None] * (m[None, :] + 0.5) / n)).sum(0)
     return np.fft.irfft(np.fft.rfft(audio) * 10 ** (curve / 20), n=len(audio)).astype(np.float32)
 
 
-@pytest.mark.parametrize("feature_type,n", [("mfcc", 13), ("logmel", 32)])
+@pytest.mark.parametrize("feature_type,n", [("mfcc", 13), ("logmel", 32), ("cqt", 84)])
 def test_eq_augmentation_equals_an_equaliser_on_the_audio(feature_type, n):
     """A smooth EQ on the audio moves the features by a_k on the EQ basis; the augmentation draws such EQs."""
-    extractor = InstrumentFeatureExtractor(feature_type=feature_type, n_coefficients=n, include_deltas=True)
+    extractor = InstrumentFeatureExtractor(**default_feature_settings(feature_type, n), include_deltas=True)
     audio = _tones() + 0.01 * np.random.default_rng(1).standard_normal(3 * 44100).astype(np.float32)
     extractor.fit_normalization([extractor.extract(audio, normalize=False)])
     a_db = np.array([4.0, -3.0, 2.0, 1.5])
@@ -118,7 +121,7 @@ def _coloured_noise(envelope_db, alpha: float, seconds: float = 3.0, sr: int = 4
     return (0.05 * np.fft.irfft(spectrum * 10 ** (envelope_db(freqs / alpha) / 20))).astype(np.float32)
 
 
-@pytest.mark.parametrize("feature_type,n", [("mfcc", 13), ("logmel", 32)])
+@pytest.mark.parametrize("feature_type,n", [("mfcc", 13), ("logmel", 32), ("cqt", 84)])
 def test_warp_augmentation_equals_a_stretched_spectral_envelope(feature_type, n):
     """The warp of the features of a sound equals the features of that sound with its envelope stretched."""
 
@@ -126,7 +129,7 @@ def test_warp_augmentation_equals_a_stretched_spectral_envelope(feature_type, n)
         octaves = np.log2(np.maximum(f, 20.0))
         return 18 * np.exp(-((octaves - np.log2(700)) / 0.5) ** 2) + 12 * np.exp(-((octaves - np.log2(2500)) / 0.4) ** 2)
 
-    extractor = InstrumentFeatureExtractor(feature_type=feature_type, n_coefficients=n, include_deltas=True)
+    extractor = InstrumentFeatureExtractor(**default_feature_settings(feature_type, n), include_deltas=True)
     a, b = FeatureAugmentation.warp_maps_for(extractor, warp=0.15, steps=7)  # raw features: no normalisation yet
     np.testing.assert_allclose(a[3].numpy(), np.eye(extractor.feature_size), atol=1e-5)  # alpha = 1: identity
     assert np.all(b.numpy() == 0)
@@ -225,3 +228,6 @@ def test_model_card_names_the_features_deltas_included():
     assert _describe_features(SimpleNamespace(feature_type="mfcc", feature_size=39), info) == (
         "13 MFCCs and their deltas and delta-deltas (39 values)")
     assert _describe_features(SimpleNamespace(feature_type="logmel", feature_size=64), {}) == "64 log-mel bands"
+    info = {"feature_extractor": {"n_coefficients": 84, "include_deltas": True}}
+    assert _describe_features(SimpleNamespace(feature_type="cqt", feature_size=168), info) == (
+        "84 constant-Q bands and their deltas (168 values)")

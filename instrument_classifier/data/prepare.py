@@ -670,9 +670,10 @@ def add_prepare_arguments(parser: argparse.ArgumentParser) -> None:
                         help="held-out corpora for validation and test windows (e.g. another sample library)")
     parser.add_argument("--validation-data-dir", nargs="+", default=None, metavar="DIR",
                         help="corpora of the validation pieces alone, for the validation windows instead")
-    parser.add_argument("--feature-type", choices=["mfcc", "logmel"], default="mfcc")
+    parser.add_argument("--feature-type", choices=["mfcc", "logmel", "cqt"], default="mfcc",
+                        help="MFCCs (the study's), log-mel bands, or constant-Q bands (semitones, n_fft 8192)")
     parser.add_argument("--n-coefficients", type=int, default=None, metavar="N",
-                        help="MFCCs (default 13) or mel bands for logmel (default 64)")
+                        help="MFCCs (default 13), mel bands for logmel (default 64) or constant-Q bands (default 84)")
     parser.add_argument("--include-deltas", action="store_true", help="append first-order deltas")
     parser.add_argument("--delta-order", type=int, choices=[1, 2], default=1,
                         help="with --include-deltas: 2 also appends delta-deltas (default 1)")
@@ -681,10 +682,9 @@ def add_prepare_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_prepare(args: argparse.Namespace) -> int:
-    from ..modeling.feature_extraction_instrument import InstrumentFeatureExtractor
+    from ..modeling.feature_extraction_instrument import InstrumentFeatureExtractor, default_feature_settings
 
-    n_coefficients = args.n_coefficients or (13 if args.feature_type == "mfcc" else 64)
-    extractor = InstrumentFeatureExtractor(feature_type=args.feature_type, n_coefficients=n_coefficients,
+    extractor = InstrumentFeatureExtractor(**default_feature_settings(args.feature_type, args.n_coefficients),
                                            include_deltas=args.include_deltas, delta_order=args.delta_order)
     started = time.perf_counter()
     try:

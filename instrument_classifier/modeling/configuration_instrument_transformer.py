@@ -26,7 +26,7 @@ TAXONOMY_LABELS: dict[str, tuple[str, ...]] = {
     ),
 }
 POOLING_TYPES = ("attention", "max", "mean", "meanmax")
-FEATURE_TYPES = ("mfcc", "logmel")
+FEATURE_TYPES = ("mfcc", "logmel", "cqt")
 
 # `pipeline("audio-classification", model=folder, trust_remote_code=True)` uses this class, shipped next to
 # the weights (the modeling file imports it relatively, so save_pretrained copies it).

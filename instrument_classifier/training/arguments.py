@@ -100,8 +100,9 @@ class DataArguments:
     hop_frames: Optional[int] = field(default=None, metadata={"help": "Train window hop for --data_dir (default half a window)."})
     validation_fraction: float = field(default=0.1, metadata={"help": "Share of train pieces for validation (--data_dir)."})
     split_seed: int = field(default=0, metadata={"help": "Seed of the by-piece validation split (--data_dir)."})
-    feature_type: str = field(default="mfcc", metadata={"help": "Features for --data_dir.", "choices": ["mfcc", "logmel"]})
-    n_coefficients: Optional[int] = field(default=None, metadata={"help": "MFCCs (13) or mel bands (64) for --data_dir."})
+    feature_type: str = field(default="mfcc", metadata={"help": "Features for --data_dir.", "choices": ["mfcc", "logmel", "cqt"]})
+    n_coefficients: Optional[int] = field(default=None, metadata={
+        "help": "MFCCs (13), mel bands (64) or constant-Q bands (84: C1 to B7, with n_fft 8192) for --data_dir."})
     include_deltas: bool = field(default=False, metadata={"help": "Append first-order deltas (--data_dir)."})
     delta_order: int = field(default=1, metadata={"help": "With --include_deltas: 2 also appends delta-deltas (--data_dir).",
                                                   "choices": [1, 2]})

@@ -38,11 +38,10 @@ def default_prepared_dir(data_args) -> Path:
 
 
 def _prepare_from_music_dirs(data_args):
-    from ..modeling.feature_extraction_instrument import InstrumentFeatureExtractor
+    from ..modeling.feature_extraction_instrument import InstrumentFeatureExtractor, default_feature_settings
 
     window = data_args.window_frames or 256
-    n_coefficients = data_args.n_coefficients or (13 if data_args.feature_type == "mfcc" else 64)
-    extractor = InstrumentFeatureExtractor(feature_type=data_args.feature_type, n_coefficients=n_coefficients,
+    extractor = InstrumentFeatureExtractor(**default_feature_settings(data_args.feature_type, data_args.n_coefficients),
                                            include_deltas=data_args.include_deltas, delta_order=data_args.delta_order)
     output = Path(data_args.prepared_dir) if data_args.prepared_dir else default_prepared_dir(data_args)
     build_dataset(

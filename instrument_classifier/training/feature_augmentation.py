@@ -9,7 +9,7 @@ generator, which the Trainer seeds and restores on resume, so runs are reproduci
   3-s window, and instruments rarely play for less than that.
 * **Gain**: a level change of ``g`` dB shifts every mel band's dB value by ``g`` (the ``top_db`` floor moves
   with the loudest bin), so it adds ``g * sqrt(n_mels)`` to MFCC ``c0`` (orthonormal DCT) and ``g`` to each
-  log-mel band; deltas are unchanged. Exactly a gain on the audio, at the cost of an addition.
+  log-mel (or constant-Q) band; deltas are unchanged. Exactly a gain on the audio, at the cost of an addition.
 * **Equalisation**: a smooth random EQ curve over the mel axis, ``g(m) = sum_k a_k cos(pi k (m + 1/2) / n_mels)``
   for ``k = 1..bands``, adds ``a_k * sqrt(n_mels / 2)`` to MFCC ``c_k`` (the curve's own orthonormal DCT) and
   ``g(m)`` to each log-mel band; deltas are unchanged. Sample libraries and microphones differ by such
@@ -19,7 +19,7 @@ generator, which the Trainer seeds and restores on resume, so runs are reproduci
   stretched along frequency, ``S'(f) = S(f / alpha)``, with ``alpha`` drawn per window. Two recordings of one
   instrument differ by the size and resonances of the instrument body as much as by the microphone, and a
   stretch moves those resonances (formants) where an EQ cannot. For log-mel features it is an interpolation
-  along the band axis; for MFCCs the same interpolation between an inverse and a forward DCT, which is exact
+  along the band axis (log-frequency for constant-Q bands); for MFCCs the same interpolation between an inverse and a forward DCT, which is exact
   for the envelope the kept coefficients describe. Deltas are warped alike (the map is linear and acts per
   frame). The warp is applied first: it belongs to the sound, the masks, gain and EQ to its recording.
 """
@@ -33,7 +33,7 @@ from typing import Optional, Tuple
 import numpy as np
 import torch
 
-from ..modeling.feature_extraction_instrument import _hz_to_mel, _mel_to_hz, dct_matrix
+from ..modeling.feature_extraction_instrument import _hz_to_mel, dct_matrix
 
 __all__ = ["FeatureAugmentation"]
 
@@ -137,15 +137,17 @@ class FeatureAugmentation:
             raise ValueError(f"warp must be in (0, 0.5), got {warp}")
         fe = feature_extractor
         n_mels, n = fe.n_mels, fe.n_coefficients
-        fmax = fe.sampling_rate / 2.0 if fe.fmax is None else float(fe.fmax)
-        centres_mel = np.linspace(_hz_to_mel(fe.fmin), _hz_to_mel(fmax), n_mels + 2)[1:-1]  # as mel_filterbank's
+        # the bands' centres on the axis they are evenly spaced on: mel, or log-frequency for constant-Q bands
+        scale = np.log2 if fe.feature_type == "cqt" else _hz_to_mel
+        centres_hz = fe.band_frequencies()
+        centres = scale(centres_hz)
         # (n, n_mels): envelope -> features (the DCT of the MFCCs; log-mel bands are the envelope itself)
         to_features = dct_matrix(n, n_mels).astype(np.float64) if fe.feature_type == "mfcc" else np.eye(n_mels)
         rows = np.arange(n_mels)
         maps = []
         for alpha in np.linspace(1 - warp, 1 + warp, steps):
             # band m of the warped envelope reads the original at f_m / alpha, linearly between band centres
-            source = np.interp(_hz_to_mel(_mel_to_hz(centres_mel) / alpha), centres_mel, rows)
+            source = np.interp(scale(centres_hz / alpha), centres, rows)
             lo = np.floor(source).astype(int)
             interp = np.zeros((n_mels, n_mels))
             interp[rows, lo] += 1 - (source - lo)

@@ -69,7 +69,7 @@ def describe_corpus(info: dict) -> dict:
 def _describe_features(config, info: dict) -> str:
     """"13 MFCCs and their deltas (26 values)", from the dataset's feature extractor when known."""
     fe = info.get("feature_extractor") or {}
-    kind = {"mfcc": "MFCCs", "logmel": "log-mel bands"}.get(config.feature_type, config.feature_type)
+    kind = {"mfcc": "MFCCs", "logmel": "log-mel bands", "cqt": "constant-Q bands"}.get(config.feature_type, config.feature_type)
     if fe.get("include_deltas"):
         order = fe.get("delta_order", 1)
         deltas = "deltas and delta-deltas" if order == 2 else "deltas"
@@ -192,7 +192,8 @@ def build_model_card(
         library_name="transformers",
         pipeline_tag="audio-classification",
         tags=["audio", "audio-classification", "music", "instrument-recognition", "multi-label", "musicnet",
-              "mfcc" if config.feature_type == "mfcc" else "log-mel", config.model_type, "custom_code"],
+              {"mfcc": "mfcc", "logmel": "log-mel", "cqt": "cqt"}.get(config.feature_type, config.feature_type),
+              config.model_type, "custom_code"],
         datasets=[dataset_id] if dataset_id else ["musicnet"],
         metrics=sorted({m[1] for m in INDEX_METRICS}),
         base_model=base_model,

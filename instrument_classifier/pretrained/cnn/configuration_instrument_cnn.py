@@ -26,7 +26,7 @@ TAXONOMY_LABELS: dict[str, tuple[str, ...]] = {
     ),
 }
 POOLING_TYPES = ("attention", "max", "mean", "meanmax")
-FEATURE_TYPES = ("mfcc", "logmel")
+FEATURE_TYPES = ("mfcc", "logmel", "cqt")
 
 # `pipeline("audio-classification", model=folder, trust_remote_code=True)` uses this class, shipped next to
 # the weights (the modeling file imports it relatively, so save_pretrained copies it).
@@ -60,7 +60,7 @@ class InstrumentCNNConfig(PreTrainedConfig):
         into windows of this length.
     sampling_rate, hop_length : int
         Feature frame grid (44100 Hz, 512 samples); used to turn frames into seconds.
-    feature_type : {"mfcc", "logmel"}
+    feature_type : {"mfcc", "logmel", "cqt"}
         Kind of input features, recorded to reproduce the inputs.
     pos_weight : list of float, optional
         Positive-class weights of the window-level ``BCEWithLogitsLoss`` (e.g. ``negatives / positives``).
@@ -71,7 +71,11 @@ class InstrumentCNNConfig(PreTrainedConfig):
     kernel_sizes : list of [int, int]
         ``(time, feature)`` kernel of each convolution; odd sizes ('same' padding).
     pool_sizes : list of [int, int]
-        ``(time, feature)`` max-pooling window after each convolution, stride 1, odd sizes.
+        ``(time, feature)`` max-pooling window after each convolution, odd sizes; stride 1 in time.
+    feature_strides : list of int, optional
+        Stride of each max-pooling along the feature axis (default 1: every coefficient kept). A
+        stride of 2 or 3 shrinks a wide input (log-mel or constant-Q bands) before the next
+        convolution, which then costs a half or a third; time is never strided.
     dropout : float
         Dropout before the classifier.
     pooling : {"attention", "max", "mean", "meanmax"}
@@ -94,6 +98,7 @@ class InstrumentCNNConfig(PreTrainedConfig):
     conv_channels: list[int] | tuple[int, ...] = (32, 64)
     kernel_sizes: list[list[int]] | tuple[tuple[int, int], ...] = ((3, 3), (3, 3))
     pool_sizes: list[list[int]] | tuple[tuple[int, int], ...] = ((3, 3), (3, 3))
+    feature_strides: list[int] | None = None
     dropout: float = 0.2
     pooling: str = "attention"
     problem_type: str | None = "multi_label_classification"
@@ -106,6 +111,9 @@ class InstrumentCNNConfig(PreTrainedConfig):
         self.conv_channels = [int(c) for c in self.conv_channels]
         self.kernel_sizes = [_pair(k, "kernel_sizes") for k in self.kernel_sizes]
         self.pool_sizes = [_pair(p, "pool_sizes") for p in self.pool_sizes]
+        if self.feature_strides is None:
+            self.feature_strides = [1] * len(self.conv_channels)
+        self.feature_strides = [int(s) for s in self.feature_strides]
         if self.custom_pipelines is None:
             self.custom_pipelines = {k: dict(v) for k, v in CUSTOM_PIPELINES.items()}
         if getattr(self, "auto_map", None) is None:
@@ -132,6 +140,9 @@ class InstrumentCNNConfig(PreTrainedConfig):
                 raise ValueError(f"{name} has {len(sizes)} entries but conv_channels has {n} convolutions")
             if any(s <= 0 or s % 2 == 0 for pair in sizes for s in pair):
                 raise ValueError(f"{name} must be odd and positive ('same' padding keeps every frame), got {sizes}")
+        if len(self.feature_strides) != n or any(s < 1 for s in self.feature_strides):
+            raise ValueError(f"feature_strides must give a positive stride for each of the {n} convolutions, "
+                             f"got {self.feature_strides}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
 

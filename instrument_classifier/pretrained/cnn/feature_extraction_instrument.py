@@ -1,4 +1,4 @@
-"""MFCC feature extractor for the instrument classifiers.
+"""MFCC (log-mel, constant-Q) feature extractor for the instrument classifiers.
 
 Self-contained (numpy, scipy, torch only): this file is copied next to the
 weights by ``save_pretrained`` so that ``AutoFeatureExtractor.from_pretrained(...,
@@ -9,6 +9,11 @@ hop_length=512)`` (librosa 0.11 defaults otherwise: centred frames with zero
 padding, periodic Hann window, 128 Slaney mel bands, ``power_to_db`` with
 ``top_db=80`` relative to the loudest bin of the input, orthonormal DCT-II), but
 are computed with ``torch.stft`` and a matrix product, several times faster.
+
+``feature_type="cqt"`` gives log-power constant-Q bands (semitones by default) read off the same kind of
+STFT with a long window (``n_fft=8192`` recommended): a pseudo-CQT. Unlike a true CQT, every band has the
+STFT's time resolution, and bands narrower than one FFT bin (below ~90 Hz at 8192) blur into their
+neighbours; in exchange the features stream block by block like the MFCCs.
 """
 
 from __future__ import annotations
@@ -21,7 +26,11 @@ import numpy as np
 import torch
 from transformers import BatchFeature, SequenceFeatureExtractor
 
-__all__ = ["InstrumentFeatureExtractor", "feature_settings", "mel_filterbank", "dct_matrix"]
+__all__ = ["InstrumentFeatureExtractor", "default_feature_settings", "feature_settings", "mel_filterbank", "constant_q_filterbank", "dct_matrix"]
+
+FEATURE_TYPES = ("mfcc", "logmel", "cqt")
+#: First constant-Q band when ``fmin`` is 0: C1, the lowest C on a piano (the contrabass reaches E1 = 41.2 Hz).
+CQT_DEFAULT_FMIN = 32.703195662574764
 
 #: Frames per STFT block in :meth:`InstrumentFeatureExtractor.extract` (about 12 s at hop 512).
 _FRAMES_PER_BLOCK = 1024
@@ -66,6 +75,31 @@ def mel_filterbank(sr: int, n_fft: int, n_mels: int = 128, fmin: float = 0.0, fm
     return (weights * enorm[:, None]).astype(np.float32)
 
 
+def constant_q_filterbank(sr: int, n_fft: int, n_bins: int, bins_per_octave: int = 12, fmin: float = CQT_DEFAULT_FMIN) -> np.ndarray:
+    """Constant-Q bands over an STFT, shape ``(n_bins, 1 + n_fft // 2)``.
+
+    Band ``k`` is centred at ``fmin * 2 ** (k / bins_per_octave)`` and is a triangle reaching its neighbours'
+    centres (at least one FFT bin wide on each side, so no band is empty); rows sum to 1, so a band's
+    value is the mean power under it.
+    """
+    centres = constant_q_frequencies(n_bins + 2, bins_per_octave, fmin * 2.0 ** (-1.0 / bins_per_octave))
+    if centres[-2] >= sr / 2.0:
+        raise ValueError(f"{n_bins} constant-Q bands from {fmin:.1f} Hz at {bins_per_octave} per octave reach "
+                         f"{centres[-2]:.0f} Hz, above the Nyquist frequency {sr / 2.0:.0f} Hz")
+    resolution = sr / n_fft
+    fftfreqs = np.fft.rfftfreq(n=n_fft, d=1.0 / sr)
+    lower = np.maximum(centres[1:-1] - centres[:-2], resolution)
+    upper = np.maximum(centres[2:] - centres[1:-1], resolution)
+    offset = fftfreqs[None, :] - centres[1:-1, None]
+    weights = np.maximum(0.0, 1.0 - np.where(offset < 0, -offset / lower[:, None], offset / upper[:, None]))
+    return (weights / weights.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def constant_q_frequencies(n_bins: int, bins_per_octave: int = 12, fmin: float = CQT_DEFAULT_FMIN) -> np.ndarray:
+    """Centre frequencies (Hz) of the constant-Q bands, as ``librosa.cqt_frequencies``."""
+    return fmin * 2.0 ** (np.arange(n_bins) / bins_per_octave)
+
+
 def dct_matrix(n_out: int, n_in: int) -> np.ndarray:
     """Orthonormal DCT-II basis, shape ``(n_out, n_in)``; ``dct_matrix(n, m) @ x == scipy.fft.dct(x, norm='ortho')[:n]``."""
     k = np.arange(n_out)[:, None]
@@ -80,17 +114,22 @@ class InstrumentFeatureExtractor(SequenceFeatureExtractor):
 
     Parameters
     ----------
-    feature_type : {"mfcc", "logmel"}
+    feature_type : {"mfcc", "logmel", "cqt"}
         ``"mfcc"``: ``n_coefficients`` MFCCs, the study's setting. ``"logmel"``:
-        ``n_coefficients`` log-power mel bands (dB).
+        ``n_coefficients`` log-power mel bands (dB). ``"cqt"``: ``n_coefficients`` log-power
+        constant-Q bands (dB) from ``fmin`` up, ``bins_per_octave`` to the octave (a pseudo-CQT,
+        see the module docstring; give it a long ``n_fft`` such as 8192).
     n_coefficients : int
-        Number of MFCCs (13) or of mel bands for ``logmel``.
+        Number of MFCCs (13), of mel bands for ``logmel``, or of constant-Q bands for ``cqt``.
     sampling_rate : int
         Rate the features are computed at; other rates are resampled to it.
     n_fft, hop_length : int
         STFT size and hop in samples (2048 and 512: 46 ms windows every 11.6 ms at 44.1 kHz).
     n_mels, fmin, fmax :
-        Mel filterbank used for the MFCCs.
+        Mel filterbank used for the MFCCs. For ``cqt``, ``fmin`` is the centre of the lowest band
+        (0 means C1, 32.7 Hz) and ``fmax`` is not used.
+    bins_per_octave : int
+        Constant-Q bands per octave (``cqt`` only; 12: semitones).
     top_db : float or None
         Dynamic-range floor relative to the loudest bin, as in ``librosa.power_to_db``.
         Applied per call, so a file processed in blocks can differ from a whole-file
@@ -120,6 +159,7 @@ class InstrumentFeatureExtractor(SequenceFeatureExtractor):
         n_mels: int = 128,
         fmin: float = 0.0,
         fmax: Optional[float] = None,
+        bins_per_octave: int = 12,
         top_db: Optional[float] = 80.0,
         include_deltas: bool = False,
         delta_order: int = 1,
@@ -129,12 +169,14 @@ class InstrumentFeatureExtractor(SequenceFeatureExtractor):
         padding_value: float = 0.0,
         **kwargs,
     ):
-        if feature_type not in ("mfcc", "logmel"):
-            raise ValueError(f"feature_type must be 'mfcc' or 'logmel', got {feature_type!r}")
+        if feature_type not in FEATURE_TYPES:
+            raise ValueError(f"feature_type must be one of {FEATURE_TYPES}, got {feature_type!r}")
         if feature_type == "mfcc" and not 1 <= n_coefficients <= n_mels:
             raise ValueError(f"n_coefficients must be in [1, n_mels={n_mels}] for MFCCs, got {n_coefficients}")
         if hop_length <= 0 or n_fft <= 0:
             raise ValueError("n_fft and hop_length must be positive")
+        if bins_per_octave < 1:
+            raise ValueError(f"bins_per_octave must be positive, got {bins_per_octave}")
         if delta_order not in (1, 2):
             raise ValueError(f"delta_order must be 1 or 2, got {delta_order!r}")
         feature_size = n_coefficients * (1 + delta_order if include_deltas else 1)
@@ -144,9 +186,13 @@ class InstrumentFeatureExtractor(SequenceFeatureExtractor):
         self.n_coefficients = n_coefficients
         self.n_fft = n_fft
         self.hop_length = hop_length
+        # the number of bands the power is summed into (MFCCs are a DCT of n_mels mel bands)
         self.n_mels = n_mels if feature_type == "mfcc" else n_coefficients
         self.fmin = fmin
         self.fmax = fmax
+        self.bins_per_octave = bins_per_octave
+        if feature_type == "cqt":
+            self.filterbank()  # refuses bands above the Nyquist frequency now, not at the first call
         self.top_db = top_db
         self.include_deltas = include_deltas
         self.delta_order = delta_order
@@ -174,10 +220,23 @@ class InstrumentFeatureExtractor(SequenceFeatureExtractor):
         """Frames produced for ``num_samples`` samples (centred frames: ``1 + n // hop``)."""
         return 1 + int(num_samples) // self.hop_length
 
+    def filterbank(self) -> np.ndarray:
+        """Weights ``(n_mels, 1 + n_fft // 2)`` that sum STFT power into the bands: mel, or constant-Q for ``cqt``."""
+        if self.feature_type == "cqt":
+            return constant_q_filterbank(self.sampling_rate, self.n_fft, self.n_coefficients, self.bins_per_octave,
+                                         self.fmin or CQT_DEFAULT_FMIN)
+        return mel_filterbank(self.sampling_rate, self.n_fft, self.n_mels, self.fmin, self.fmax)
+
+    def band_frequencies(self) -> np.ndarray:
+        """Centre frequencies (Hz) of the ``n_mels`` bands the power is summed into."""
+        if self.feature_type == "cqt":
+            return constant_q_frequencies(self.n_coefficients, self.bins_per_octave, self.fmin or CQT_DEFAULT_FMIN)
+        fmax = self.sampling_rate / 2.0 if self.fmax is None else float(self.fmax)
+        return _mel_to_hz(np.linspace(_hz_to_mel(self.fmin), _hz_to_mel(fmax), self.n_mels + 2)[1:-1])
+
     def _projection(self) -> torch.Tensor:
         if self._basis is None:
-            mel = mel_filterbank(self.sampling_rate, self.n_fft, self.n_mels, self.fmin, self.fmax)
-            self._basis = (torch.from_numpy(mel), torch.from_numpy(dct_matrix(self.n_coefficients, self.n_mels)))
+            self._basis = (torch.from_numpy(self.filterbank()), torch.from_numpy(dct_matrix(self.n_coefficients, self.n_mels)))
         return self._basis
 
     # -- the features --------------------------------------------------------------------
@@ -193,8 +252,9 @@ class InstrumentFeatureExtractor(SequenceFeatureExtractor):
         with torch.no_grad():
             # The STFT is taken in blocks of frames: the complex spectrogram of a long file would be
             # ~16x the audio's size, and block-sized temporaries stay in cache (several times faster).
-            for first in range(0, num_frames, _FRAMES_PER_BLOCK):
-                last = min(num_frames, first + _FRAMES_PER_BLOCK)
+            block = max(64, _FRAMES_PER_BLOCK * 2048 // self.n_fft)  # the same temporaries' size for a long n_fft
+            for first in range(0, num_frames, block):
+                last = min(num_frames, first + block)
                 chunk = y[first * self.hop_length : (last - 1) * self.hop_length + self.n_fft]
                 spec = torch.stft(chunk, self.n_fft, self.hop_length, window=window, center=False, return_complex=True)
                 power = spec.real.square() + spec.imag.square()  # (freq, frames)
@@ -296,8 +356,21 @@ class InstrumentFeatureExtractor(SequenceFeatureExtractor):
 _FEATURE_SETTINGS = {
     name: param.default for name, param in inspect.signature(InstrumentFeatureExtractor).parameters.items()
     if name in ("feature_type", "n_coefficients", "sampling_rate", "n_fft", "hop_length", "n_mels", "fmin", "fmax",
-                "top_db", "include_deltas", "delta_order")
+                "bins_per_octave", "top_db", "include_deltas", "delta_order")
 }
+
+
+def default_feature_settings(feature_type: str = "mfcc", n_coefficients: Optional[int] = None) -> dict:
+    """Constructor arguments for ``feature_type`` with the package's defaults for it.
+
+    13 MFCCs; 64 log-mel bands; 84 constant-Q bands (semitones from C1 to B7, 32.7 Hz to 3.95 kHz) from an
+    8192-point STFT, long enough (5.4 Hz) to separate semitones from about 90 Hz up.
+    """
+    if feature_type not in FEATURE_TYPES:
+        raise ValueError(f"feature_type must be one of {FEATURE_TYPES}, got {feature_type!r}")
+    defaults = {"mfcc": {"n_coefficients": 13}, "logmel": {"n_coefficients": 64},
+                "cqt": {"n_coefficients": 84, "n_fft": 8192}}[feature_type]
+    return {"feature_type": feature_type, **defaults, **({"n_coefficients": n_coefficients} if n_coefficients else {})}
 
 
 def feature_settings(extractor) -> dict:

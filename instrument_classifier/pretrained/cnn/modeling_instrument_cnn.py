@@ -7,7 +7,7 @@ without the ``instrument_classifier`` package.
 
 Input is one window of consecutive frames of one recording, ``(batch, time, features)``,
 read by the convolutions as a one-channel ``time x features`` image (never a batch of
-unrelated frames stacked as channels, the original study's bug). Pooling has stride 1 and
+unrelated frames stacked as channels, the original study's bug). Pooling has stride 1 in time and
 'same' padding, so the time resolution is kept: every frame gets logits (``frame_logits``),
 and the window's logits pool them over time (``config.pooling``).
 """
@@ -159,18 +159,25 @@ def check_features(config, input_features: torch.Tensor, attention_mask: torch.T
 # -- the CNN ---------------------------------------------------------------------------------------------
 
 class InstrumentCNNEncoder(nn.Module):
-    """Conv2d -> ReLU -> MaxPool (stride 1) blocks over the ``time x features`` image; output ``(B, T, F * C)``."""
+    """Conv2d -> ReLU -> MaxPool blocks over the ``time x features`` image; output ``(B, T, F' * C)``.
+
+    The pooling has stride 1 in time (every frame is kept) and ``config.feature_strides`` along the features
+    (``F'`` features remain).
+    """
 
     def __init__(self, config: InstrumentCNNConfig):
         super().__init__()
         layers, in_channels = [], 1
-        for channels, kernel, pool in zip(config.conv_channels, config.kernel_sizes, config.pool_sizes):
+        self.output_features = config.feature_size
+        for channels, kernel, pool, stride in zip(config.conv_channels, config.kernel_sizes, config.pool_sizes,
+                                                  config.feature_strides):
             layers += [
                 nn.Conv2d(in_channels, channels, tuple(kernel), padding=(kernel[0] // 2, kernel[1] // 2)),
                 nn.ReLU(),
-                nn.MaxPool2d(tuple(pool), stride=1, padding=(pool[0] // 2, pool[1] // 2)),
+                nn.MaxPool2d(tuple(pool), stride=(1, stride), padding=(pool[0] // 2, pool[1] // 2)),
             ]
             in_channels = channels
+            self.output_features = (self.output_features - 1) // stride + 1  # odd window, 'same' padding
         self.layers = nn.Sequential(*layers)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
@@ -180,7 +187,7 @@ class InstrumentCNNEncoder(nn.Module):
             if isinstance(layer, nn.Conv2d):
                 # channels-last makes the convolutions and the stride-1 pooling ~4x faster on CPU
                 hidden = hidden.contiguous(memory_format=torch.channels_last)
-        return hidden.permute(0, 2, 3, 1).flatten(2)  # (B, T, F * C): each frame with its local context
+        return hidden.permute(0, 2, 3, 1).flatten(2)  # (B, T, F' * C): each frame with its local context
 
 
 class InstrumentCNNPreTrainedModel(PreTrainedModel):
@@ -207,8 +214,8 @@ class InstrumentCNNForAudioClassification(InstrumentCNNPreTrainedModel):
 
     def __init__(self, config: InstrumentCNNConfig):
         super().__init__(config)
-        hidden_size = config.conv_channels[-1] * config.feature_size
         self.encoder = InstrumentCNNEncoder(config)
+        hidden_size = config.conv_channels[-1] * self.encoder.output_features
         self.dropout = nn.Dropout(config.dropout)
         self.classifier = nn.Linear(hidden_size, config.num_labels)
         self.pooling = InstrumentTimePooling(config.pooling, hidden_size, config.num_labels)
