@@ -46,7 +46,9 @@ def test_cnn_feature_strides_shrink_wide_inputs_but_never_time():
     out = wide(x)
     assert out.frame_logits.shape == (2, 300, 11) and out.logits.shape == (2, 11)
     assert make_model("cnn", feature_size=13, feature_strides=[2, 2]).encoder.output_features == 4  # 13 -> 7 -> 4
-    assert InstrumentCNNConfig().feature_strides == [1, 1]  # configs saved before the option: no striding
+    # None (the default, and configs saved before the option): stride 1 after every convolution, however many
+    deeper = make_model("cnn", feature_size=13, conv_channels=[8, 8, 8], kernel_sizes=[3] * 3, pool_sizes=[3] * 3)
+    assert InstrumentCNNConfig().feature_strides is None and deeper.encoder.output_features == 13
 
 
 @pytest.mark.parametrize("model_type", MODEL_TYPES)

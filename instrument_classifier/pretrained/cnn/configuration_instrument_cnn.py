@@ -73,7 +73,7 @@ class InstrumentCNNConfig(PreTrainedConfig):
     pool_sizes : list of [int, int]
         ``(time, feature)`` max-pooling window after each convolution, odd sizes; stride 1 in time.
     feature_strides : list of int, optional
-        Stride of each max-pooling along the feature axis (default 1: every coefficient kept). A
+        Stride of each max-pooling along the feature axis (default ``None``: 1, every coefficient kept). A
         stride of 2 or 3 shrinks a wide input (log-mel or constant-Q bands) before the next
         convolution, which then costs a half or a third; time is never strided.
     dropout : float
@@ -111,9 +111,8 @@ class InstrumentCNNConfig(PreTrainedConfig):
         self.conv_channels = [int(c) for c in self.conv_channels]
         self.kernel_sizes = [_pair(k, "kernel_sizes") for k in self.kernel_sizes]
         self.pool_sizes = [_pair(p, "pool_sizes") for p in self.pool_sizes]
-        if self.feature_strides is None:
-            self.feature_strides = [1] * len(self.conv_channels)
-        self.feature_strides = [int(s) for s in self.feature_strides]
+        if self.feature_strides is not None:  # None: stride 1 after every convolution, however many there are
+            self.feature_strides = [int(s) for s in self.feature_strides]
         if self.custom_pipelines is None:
             self.custom_pipelines = {k: dict(v) for k, v in CUSTOM_PIPELINES.items()}
         if getattr(self, "auto_map", None) is None:
@@ -140,7 +139,8 @@ class InstrumentCNNConfig(PreTrainedConfig):
                 raise ValueError(f"{name} has {len(sizes)} entries but conv_channels has {n} convolutions")
             if any(s <= 0 or s % 2 == 0 for pair in sizes for s in pair):
                 raise ValueError(f"{name} must be odd and positive ('same' padding keeps every frame), got {sizes}")
-        if len(self.feature_strides) != n or any(s < 1 for s in self.feature_strides):
+        strides = self.feature_strides
+        if strides is not None and (len(strides) != n or any(s < 1 for s in strides)):
             raise ValueError(f"feature_strides must give a positive stride for each of the {n} convolutions, "
                              f"got {self.feature_strides}")
         if not 0.0 <= self.dropout < 1.0:

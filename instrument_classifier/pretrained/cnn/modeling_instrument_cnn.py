@@ -169,8 +169,8 @@ class InstrumentCNNEncoder(nn.Module):
         super().__init__()
         layers, in_channels = [], 1
         self.output_features = config.feature_size
-        for channels, kernel, pool, stride in zip(config.conv_channels, config.kernel_sizes, config.pool_sizes,
-                                                  config.feature_strides):
+        strides = config.feature_strides or [1] * len(config.conv_channels)
+        for channels, kernel, pool, stride in zip(config.conv_channels, config.kernel_sizes, config.pool_sizes, strides):
             layers += [
                 nn.Conv2d(in_channels, channels, tuple(kernel), padding=(kernel[0] // 2, kernel[1] // 2)),
                 nn.ReLU(),
