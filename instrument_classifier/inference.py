@@ -219,7 +219,7 @@ def _padded(blocks: Iterator[np.ndarray], pad: int) -> Iterator[np.ndarray]:
 
 
 def _mel_power_blocks(blocks: Iterator[np.ndarray], feature_extractor) -> Iterator[torch.Tensor]:
-    """Band power ``(n_mels, frames)`` (mel, or constant-Q) of consecutive frames, identical to the whole-file frames."""
+    """Band power ``(n_mels, frames)`` (mel or constant-Q) of consecutive frames, equal to the whole-file frames."""
     fe = feature_extractor
     n_fft, hop = fe.n_fft, fe.hop_length
     bands = _banded_filterbank(fe.filterbank())

@@ -10,7 +10,10 @@ import pytest
 import soxr
 
 from conftest import SR, synth_notes
-from instrument_classifier.modeling.feature_extraction_instrument import InstrumentFeatureExtractor, default_feature_settings
+from instrument_classifier.modeling.feature_extraction_instrument import (
+    InstrumentFeatureExtractor,
+    default_feature_settings,
+)
 
 
 @pytest.fixture(scope="module")

@@ -186,7 +186,7 @@ def test_configs_fill_labels_from_the_taxonomy():
         (InstrumentCNNConfig, {"id2label": {0: "Violin"}}, "is not taxonomy 'seed12'"),
         (InstrumentCNNConfig, {"window_frames": 0}, "window_frames must be a positive"),
         (InstrumentCNNConfig, {"feature_type": "chroma"}, "feature_type must be one of"),
-        (InstrumentCNNConfig, {"feature_strides": [3]}, "feature_strides must give a positive stride for each of the 2"),
+        (InstrumentCNNConfig, {"feature_strides": [3]}, "a positive stride for each of the 2 convolutions"),
         (InstrumentCNNConfig, {"feature_strides": [1, 0]}, "feature_strides must give a positive stride"),
     ],
 )

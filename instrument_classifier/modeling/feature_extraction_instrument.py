@@ -26,7 +26,10 @@ import numpy as np
 import torch
 from transformers import BatchFeature, SequenceFeatureExtractor
 
-__all__ = ["InstrumentFeatureExtractor", "default_feature_settings", "feature_settings", "mel_filterbank", "constant_q_filterbank", "dct_matrix"]
+__all__ = [
+    "InstrumentFeatureExtractor", "default_feature_settings", "feature_settings", "mel_filterbank",
+    "constant_q_filterbank", "constant_q_frequencies", "dct_matrix",
+]
 
 FEATURE_TYPES = ("mfcc", "logmel", "cqt")
 #: First constant-Q band when ``fmin`` is 0: C1, the lowest C on a piano (the contrabass reaches E1 = 41.2 Hz).
@@ -75,7 +78,9 @@ def mel_filterbank(sr: int, n_fft: int, n_mels: int = 128, fmin: float = 0.0, fm
     return (weights * enorm[:, None]).astype(np.float32)
 
 
-def constant_q_filterbank(sr: int, n_fft: int, n_bins: int, bins_per_octave: int = 12, fmin: float = CQT_DEFAULT_FMIN) -> np.ndarray:
+def constant_q_filterbank(
+    sr: int, n_fft: int, n_bins: int, bins_per_octave: int = 12, fmin: float = CQT_DEFAULT_FMIN
+) -> np.ndarray:
     """Constant-Q bands over an STFT, shape ``(n_bins, 1 + n_fft // 2)``.
 
     Band ``k`` is centred at ``fmin * 2 ** (k / bins_per_octave)`` and is a triangle reaching its neighbours'
@@ -236,7 +241,8 @@ class InstrumentFeatureExtractor(SequenceFeatureExtractor):
 
     def _projection(self) -> torch.Tensor:
         if self._basis is None:
-            self._basis = (torch.from_numpy(self.filterbank()), torch.from_numpy(dct_matrix(self.n_coefficients, self.n_mels)))
+            dct = dct_matrix(self.n_coefficients, self.n_mels)
+            self._basis = (torch.from_numpy(self.filterbank()), torch.from_numpy(dct))
         return self._basis
 
     # -- the features --------------------------------------------------------------------
