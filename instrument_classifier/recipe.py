@@ -546,6 +546,9 @@ def format_results(results: dict) -> str:
 
 def _card_section(model_type: str, results: dict, settings: RecipeSettings) -> str:
     entry = results["models"][model_type]
+    seconds = settings.heldout_validation_seconds
+    validation = ("the train pieces set aside from training, rendered in full" if seconds is None
+                  else f"the first {seconds:g} s of the train pieces set aside from training")
     rows = []
     for kind, label in (("heldout", f"held-out library ({settings.heldout_library}) + room/noise"),
                         ("indomain", f"training libraries ({', '.join(settings.train_libraries)}), dry")):
@@ -562,9 +565,7 @@ def _card_section(model_type: str, results: dict, settings: RecipeSettings) -> s
         f"with {', '.join(settings.train_libraries)} (velocity jitter ±{settings.velocity_jitter}, drawn rooms, EQ, "
         f"noise and levels). The sample library **{settings.heldout_library}** shares no recording with them "
         f"(checked sample by sample for the 11 MusicNet instruments) and was used only for validation (best "
-        f"checkpoint, thresholds) and test, always with a room and noise. Validation pieces: the "
-        f"{'' if settings.heldout_validation_seconds is None else f'first {settings.heldout_validation_seconds:g} s of the '}"
-        f"train pieces set aside from training{', rendered in full' if settings.heldout_validation_seconds is None else ''}; "
+        f"checkpoint, thresholds) and test, always with a room and noise. Validation pieces: {validation}; "
         f"test pieces: MusicNet's 10 test recordings, rendered in full. Window level (2.97 s), thresholds tuned on "
         f"validation:",
         "",

@@ -19,9 +19,9 @@ generator, which the Trainer seeds and restores on resume, so runs are reproduci
   stretched along frequency, ``S'(f) = S(f / alpha)``, with ``alpha`` drawn per window. Two recordings of one
   instrument differ by the size and resonances of the instrument body as much as by the microphone, and a
   stretch moves those resonances (formants) where an EQ cannot. For log-mel features it is an interpolation
-  along the band axis (log-frequency for constant-Q bands); for MFCCs the same interpolation between an inverse and a forward DCT, which is exact
-  for the envelope the kept coefficients describe. Deltas are warped alike (the map is linear and acts per
-  frame). The warp is applied first: it belongs to the sound, the masks, gain and EQ to its recording.
+  along the band axis (log-frequency for constant-Q bands); for MFCCs the same interpolation between an
+  inverse and a forward DCT, which is exact for the envelope the kept coefficients describe. Deltas are warped
+  alike (the map is linear and acts per frame). The warp is applied first: it belongs to the sound, the masks, gain and EQ to its recording.
 """
 
 from __future__ import annotations

@@ -225,17 +225,21 @@ class InstrumentFeatureExtractor(SequenceFeatureExtractor):
         """Frames produced for ``num_samples`` samples (centred frames: ``1 + n // hop``)."""
         return 1 + int(num_samples) // self.hop_length
 
+    @property
+    def _cqt_fmin(self) -> float:
+        return self.fmin or CQT_DEFAULT_FMIN  # fmin 0, the mel filterbank's default, means C1 for constant-Q bands
+
     def filterbank(self) -> np.ndarray:
         """Weights ``(n_mels, 1 + n_fft // 2)`` that sum STFT power into the bands: mel, or constant-Q for ``cqt``."""
         if self.feature_type == "cqt":
             return constant_q_filterbank(self.sampling_rate, self.n_fft, self.n_coefficients, self.bins_per_octave,
-                                         self.fmin or CQT_DEFAULT_FMIN)
+                                         self._cqt_fmin)
         return mel_filterbank(self.sampling_rate, self.n_fft, self.n_mels, self.fmin, self.fmax)
 
     def band_frequencies(self) -> np.ndarray:
         """Centre frequencies (Hz) of the ``n_mels`` bands the power is summed into."""
         if self.feature_type == "cqt":
-            return constant_q_frequencies(self.n_coefficients, self.bins_per_octave, self.fmin or CQT_DEFAULT_FMIN)
+            return constant_q_frequencies(self.n_coefficients, self.bins_per_octave, self._cqt_fmin)
         fmax = self.sampling_rate / 2.0 if self.fmax is None else float(self.fmax)
         return _mel_to_hz(np.linspace(_hz_to_mel(self.fmin), _hz_to_mel(fmax), self.n_mels + 2)[1:-1])
 
