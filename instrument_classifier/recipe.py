@@ -110,6 +110,7 @@ class RecipeSettings:
     heldout_validation_seconds: Optional[float] = None
     velocity: int = 80
     velocity_jitter: int = 25
+    instrument_eq_db: float = 0.0  # training libraries: a random smooth EQ per instrument track (render.py)
     train_perturbation: str = "train"
     taxonomy: str = "musicnet11"
     feature_type: str = "mfcc"
@@ -272,7 +273,8 @@ def pieces_without(programs: Sequence[int], split: str) -> Optional[List[str]]:
 
 
 def _render(soundfont: Path, out: Path, split: str, seconds: Optional[float], start: float, seed: int,
-            settings: RecipeSettings, excluded_programs: Sequence[int] = (), ids: Optional[Sequence[str]] = None) -> None:
+            settings: RecipeSettings, excluded_programs: Sequence[int] = (), ids: Optional[Sequence[str]] = None,
+            eq_db: float = 0.0) -> None:
     from .data.render import render_corpus
 
     marker = out / f".done-{split}"
@@ -283,17 +285,19 @@ def _render(soundfont: Path, out: Path, split: str, seconds: Optional[float], st
         ids = [i for i in ids if allowed is None or i in allowed]
     render_corpus(MUSICNET_LABELS, soundfont, out, split=split, ids=allowed if ids is None else ids,
                   max_seconds=seconds, start_seconds=start, seed=seed, velocity=settings.velocity,
-                  velocity_jitter=settings.velocity_jitter, num_proc=settings.num_proc)
+                  velocity_jitter=settings.velocity_jitter, num_proc=settings.num_proc, instrument_eq_db=eq_db)
     marker.write_text("ok\n")
 
 
-def _forget_other_validation_plan(plan: dict, folders: Sequence[Path]) -> None:
-    """Held-out validation renders of other pieces or settings are not "done" for this plan: remove them."""
-    plan_file = folders[0] / "validation_plan.json"
-    if plan_file.is_file() and json.loads(plan_file.read_text()) != plan:
+def _forget_renders_of_another_plan(plan: dict, folders: Sequence[Path], plan_name: str = "render_plan.json") -> None:
+    """Renders made for other pieces or settings (or of unknown settings) are not "done" for this plan:
+    remove them, together with the folders derived from them. The plan is kept in ``folders[0]/plan_name``."""
+    plan_file = folders[0] / plan_name
+    same = plan_file.is_file() and json.loads(plan_file.read_text()) == plan
+    if not same and any(folder.is_dir() and any(folder.iterdir()) for folder in folders):
         for folder in folders:
             shutil.rmtree(folder, ignore_errors=True)
-        print(f"[recipe] validation pieces or settings changed: {', '.join(map(str, folders))} removed", flush=True)
+        print(f"[recipe] pieces or render settings changed: {', '.join(map(str, folders))} removed", flush=True)
     plan_file.parent.mkdir(parents=True, exist_ok=True)
     _write_json(plan_file, plan)
 
@@ -350,14 +354,19 @@ def run_recipe(workdir: Path, output: Path, settings: RecipeSettings, stop_after
     for i, (name, path) in enumerate(train_paths.items()):
         dry, excluded = render_dir / f"{name}-dry", LIBRARIES[name].excluded_programs
         start = i * settings.excerpt_stride_seconds
+        noisy = train_dir / f"{name}-{settings.train_perturbation}"
+        _forget_renders_of_another_plan(
+            {"start": start, "seconds": settings.excerpt_seconds, "seed": settings.seed + i + 1,
+             "velocity": settings.velocity, "velocity_jitter": settings.velocity_jitter,
+             "excluded_programs": list(excluded), "perturbation": settings.train_perturbation,
+             "instrument_eq_db": settings.instrument_eq_db}, [dry, noisy])
         timed(f"render {name} train [{start:.0f}, {start + settings.excerpt_seconds:.0f}) s",
               lambda: _render(path, dry, "train", settings.excerpt_seconds, start, settings.seed + i + 1, settings,
-                              excluded),
+                              excluded, eq_db=settings.instrument_eq_db),
               (dry / ".done-train").is_file())
         timed(f"render {name} test",
               lambda: _render(path, dry, "test", None, 0.0, settings.seed + i + 1, settings, excluded),
               (dry / ".done-test").is_file())
-        noisy = train_dir / f"{name}-{settings.train_perturbation}"
         timed(f"perturb {name} ({settings.train_perturbation})",
               lambda: perturb_corpus(dry, noisy, settings.train_perturbation, settings.seed + 100 + i, split="train",
                                      num_proc=settings.num_proc),
@@ -369,8 +378,8 @@ def run_recipe(workdir: Path, output: Path, settings: RecipeSettings, stop_after
     h_val_dry, h_val = render_dir / f"{h_name}-validation-dry", eval_dir / f"{h_name}-validation"
     h_excluded = LIBRARIES[h_name].excluded_programs
     validation_pieces = plan_validation_pieces(train_corpora, settings.taxonomy, seed=settings.seed)
-    _forget_other_validation_plan({"pieces": validation_pieces, "seconds": settings.heldout_validation_seconds,
-                                   "seed": settings.seed}, [h_val_dry, h_val])
+    _forget_renders_of_another_plan({"pieces": validation_pieces, "seconds": settings.heldout_validation_seconds,
+                                     "seed": settings.seed}, [h_val_dry, h_val], "validation_plan.json")
     timed(f"render {h_name} (held out) {len(validation_pieces)} validation pieces",
           lambda: _render(h_path, h_val_dry, "train", settings.heldout_validation_seconds, 0.0, settings.seed + 50,
                           settings, h_excluded, ids=validation_pieces),
@@ -617,7 +626,7 @@ def export_models(models_dir: Path, output: Path, settings: RecipeSettings, resu
 
 # -- command line -------------------------------------------------------------------------------------------
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m instrument_classifier.recipe", description=__doc__.split("\n\n")[0])
     parser.add_argument("--workdir", type=Path, default=Path("corpora/recipe"), help="renders, datasets, runs")
     parser.add_argument("--output", type=Path, default=Path("instrument_classifier/pretrained"),
@@ -627,14 +636,42 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--train-libraries", nargs="+", choices=sorted(LIBRARIES), default=None,
                         help=f"sample libraries to train on (default: {' '.join(RecipeSettings().train_libraries)}); "
                              "each must share no recording with the held-out one")
-    args = parser.parse_args(argv)
+    # variants of the recipe, for experiments (BENCHMARKS.md); the bundled models use the defaults
+    parser.add_argument("--excerpt-seconds", type=float, default=None,
+                        help=f"seconds each training library renders of each train piece "
+                             f"(default {RecipeSettings.excerpt_seconds:g})")
+    parser.add_argument("--excerpt-stride-seconds", type=float, default=None,
+                        help="library i starts its excerpt at i * this "
+                             f"(default {RecipeSettings.excerpt_stride_seconds:g})")
+    parser.add_argument("--instrument-eq-db", type=float, default=None,
+                        help=f"random smooth EQ per instrument track in the training renders, at most this many dB "
+                             f"(default {RecipeSettings.instrument_eq_db:g})")
+    parser.add_argument("--models", nargs="+", choices=sorted(RecipeSettings().models), default=None,
+                        help="train only these models, for an experiment (needs --stop-after train; default: both)")
+    return parser
+
+
+def settings_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> RecipeSettings:
+    """The recipe's settings with the command line's changes (``parser.error`` on a contradiction)."""
     settings = RecipeSettings()
-    if args.num_proc:
-        settings.num_proc = args.num_proc
+    for name in ("excerpt_seconds", "excerpt_stride_seconds", "instrument_eq_db", "num_proc"):
+        if getattr(args, name):
+            setattr(settings, name, getattr(args, name))
+    if args.models:
+        if args.stop_after is None:  # the export writes and describes both bundled models
+            parser.error("--models trains a subset for an experiment: use it with --stop-after train")
+        settings.models = {m: a for m, a in settings.models.items() if m in args.models}
     if args.train_libraries:
         if settings.heldout_library in args.train_libraries:
             parser.error(f"{settings.heldout_library} is the held-out library; it cannot train")
         settings.train_libraries = list(args.train_libraries)
+    return settings
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    settings = settings_from_args(args, parser)
     started = time.perf_counter()
     try:
         run_recipe(args.workdir, args.output, settings, stop_after=args.stop_after)

@@ -7,6 +7,7 @@ small real inputs: SoundFonts written by tests/test_soundfonts.py's writer and a
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -94,6 +95,20 @@ def test_recipe_refuses_to_train_on_the_heldout_library(capsys):
     with pytest.raises(SystemExit) as exit_info:
         recipe.main(["--train-libraries", RecipeSettings().heldout_library, "fluidr3"])
     assert exit_info.value.code == 2 and "held-out library" in capsys.readouterr().err
+
+
+def test_recipe_variants_from_the_command_line_and_models_only_with_stop_after(capsys):
+    parser = recipe.build_parser()
+    args = parser.parse_args(["--excerpt-seconds", "90", "--excerpt-stride-seconds", "45", "--instrument-eq-db", "10",
+                              "--models", "cnn", "--stop-after", "train"])
+    settings = recipe.settings_from_args(args, parser)
+    assert (settings.excerpt_seconds, settings.excerpt_stride_seconds, settings.instrument_eq_db) == (90, 45, 10)
+    assert list(settings.models) == ["cnn"] and settings.models["cnn"] == RecipeSettings().models["cnn"]
+    defaults = recipe.settings_from_args(parser.parse_args([]), parser)
+    assert asdict(defaults) == asdict(RecipeSettings())
+    with pytest.raises(SystemExit) as exit_info:  # a partial run must not export one model as the bundled pair
+        recipe.main(["--models", "cnn"])
+    assert exit_info.value.code == 2 and "--stop-after train" in capsys.readouterr().err
 
 
 def test_missing_debian_library_says_how_to_install(tmp_path):
@@ -219,17 +234,38 @@ def test_models_of_other_settings_are_set_aside_not_reused(tmp_path):
     assert not (tmp_path / "models" / "cnn").exists()
 
 
+def test_training_renders_without_a_plan_or_of_another_excerpt_are_rendered_again(tmp_path):
+    """A training library's renders are reused only for the excerpt they were made with: renders of unknown
+    settings (no plan file, e.g. from an older recipe) or of another excerpt go, with their perturbed copy."""
+    dry, perturbed = tmp_path / "render" / "fluidr3-dry", tmp_path / "train" / "fluidr3-train"
+    for folder in (dry, perturbed):
+        (folder / "train_data").mkdir(parents=True)
+        (folder / "train_data" / "1727.wav").write_bytes(b"audio")
+    plan = {"start": 0.0, "seconds": 90.0, "seed": 1}
+    recipe._forget_renders_of_another_plan(plan, [dry, perturbed])
+    assert not (dry / "train_data").exists() and not perturbed.exists()
+    assert json.loads((dry / "render_plan.json").read_text()) == plan
+
+    for folder in (dry, perturbed):
+        (folder / "train_data").mkdir(parents=True)
+        (folder / "train_data" / "1727.wav").write_bytes(b"audio")
+    recipe._forget_renders_of_another_plan(plan, [dry, perturbed])
+    assert (dry / "train_data" / "1727.wav").is_file() and (perturbed / "train_data" / "1727.wav").is_file()
+    recipe._forget_renders_of_another_plan({**plan, "start": 45.0}, [dry, perturbed])
+    assert not (dry / "train_data").exists() and not perturbed.exists()
+
+
 def test_heldout_validation_renders_of_another_plan_are_removed_not_reused(tmp_path):
     """Validation renders are reused for the same pieces and settings only; otherwise both copies go."""
     dry, perturbed = tmp_path / "render" / "merlin-validation-dry", tmp_path / "heldout" / "merlin-validation"
     plan = {"pieces": ["1727", "1734"], "seconds": None, "seed": 0}
-    recipe._forget_other_validation_plan(plan, [dry, perturbed])  # first run: nothing to remove
+    recipe._forget_renders_of_another_plan(plan, [dry, perturbed], "validation_plan.json")  # first run: nothing to remove
     for folder in (dry, perturbed):
         (folder / "train_data").mkdir(parents=True)
         (folder / "train_data" / "1727.wav").write_bytes(b"audio")
-    recipe._forget_other_validation_plan(plan, [dry, perturbed])
+    recipe._forget_renders_of_another_plan(plan, [dry, perturbed], "validation_plan.json")
     assert (dry / "train_data" / "1727.wav").is_file() and (perturbed / "train_data" / "1727.wav").is_file()
 
-    recipe._forget_other_validation_plan({**plan, "seconds": 45.0}, [dry, perturbed])
+    recipe._forget_renders_of_another_plan({**plan, "seconds": 45.0}, [dry, perturbed], "validation_plan.json")
     assert not (dry / "train_data").exists() and not perturbed.exists()
     assert json.loads((dry / "validation_plan.json").read_text())["seconds"] == 45.0

@@ -327,3 +327,57 @@ def test_rendered_corpus_fixture(rendered_corpus):
         programs |= {r.instrument for r in read_label_rows(csv_path)}
         assert sf.info(rendered_corpus / "train_data" / f"{csv_path.stem}.wav").duration <= 10.0
     assert programs == set(MUSICNET_PROGRAMS)
+
+
+def _band_db(audio: np.ndarray, start_s: float, end_s: float) -> tuple:
+    """Long-term spectrum (dB) of a segment, and the bins worth comparing (100 Hz .. 8 kHz, within 40 dB)."""
+    from scipy import signal
+
+    f, pxx = signal.welch(audio[s(start_s):s(end_s)].astype(np.float64), SR, nperseg=4096)
+    db = 10 * np.log10(pxx + 1e-20)
+    keep = (f > 100) & (f < 8000) & (db > db.max() - 40)
+    return db, keep
+
+
+def test_instrument_eq_gives_each_instrument_its_own_smooth_timbre_change(tmp_path):
+    """--instrument-eq-db: every instrument is filtered by its own random curve (a mix-level EQ would move both
+    instruments' spectra alike), within the dB bound, without moving onsets or labels; seeded."""
+    notes = [(s(0.2), s(1.4), 41, 67), (s(0.3), s(1.2), 41, 74),   # violin
+             (s(2.2), s(3.4), 74, 72), (s(2.3), s(3.2), 74, 79)]   # flute, later
+    root = labels_folder(tmp_path, notes, rid="5")
+    plain, = render_corpus(root, None, tmp_path / "plain", seed=2, progress=False)
+    eq, = render_corpus(root, None, tmp_path / "eq", seed=2, instrument_eq_db=10.0, progress=False)
+    again, = render_corpus(root, None, tmp_path / "again", seed=2, instrument_eq_db=10.0, progress=False)
+    a, b = sf.read(plain, dtype="float32")[0], sf.read(eq, dtype="float32")[0]
+    np.testing.assert_array_equal(b, sf.read(again, dtype="float32")[0])
+    assert len(a) == len(b) and not np.allclose(a, b, atol=1e-3)
+    assert read_label_rows(tmp_path / "plain" / "train_labels" / "5.csv") == \
+        read_label_rows(tmp_path / "eq" / "train_labels" / "5.csv")
+    for row in read_label_rows(tmp_path / "eq" / "train_labels" / "5.csv")[::2]:  # zero phase: onsets stay
+        assert abs(onset(b, row.start - s(0.1)) - onset(a, row.start - s(0.1))) <= s(0.003)
+
+    curves = []
+    for start_s, end_s in ((0.4, 1.1), (2.4, 3.1)):
+        (db_a, keep), (db_b, _) = _band_db(a, start_s, end_s), _band_db(b, start_s, end_s)
+        change = (db_b - db_a)[keep]
+        change -= np.median(change)  # the recording's peak normalisation is one constant
+        assert np.ptp(np.percentile(change, [5, 95])) <= 2 * 10.0 + 2.0
+        curves.append(np.interp(np.arange(200, 6000, 50.0), np.flatnonzero(keep) * SR / 4096, change))
+    assert np.std(curves[0] - curves[1]) > 1.0  # violin and flute got different curves
+
+
+def test_random_smooth_eq_stays_within_its_bound_and_is_identity_at_zero():
+    from instrument_classifier.data.augment import random_smooth_eq
+
+    t = np.arange(SR) / SR
+    freqs = [110, 440, 1760, 7040]
+    tones = np.stack([np.sin(2 * np.pi * f * t) for f in freqs])
+    x = tones.sum(0).astype(np.float32)
+    np.testing.assert_array_equal(random_smooth_eq(x, SR, 0.0, 4, np.random.default_rng(0)), x)
+    for seed in range(5):
+        y = random_smooth_eq(x, SR, 6.0, 4, np.random.default_rng(seed))
+        assert y.shape == x.shape and y.dtype == np.float32
+        gains = 20 * np.log10(np.abs(tones @ y.astype(np.float64)) / np.abs(tones @ x.astype(np.float64)))
+        assert np.all(np.abs(gains) <= 6.0 + 1e-6) and np.ptp(gains) > 0.1
+    np.testing.assert_array_equal(random_smooth_eq(x, SR, 6.0, 4, np.random.default_rng(1)),
+                                  random_smooth_eq(x, SR, 6.0, 4, np.random.default_rng(1)))

@@ -17,7 +17,7 @@ from typing import Dict, Optional
 import numpy as np
 from scipy import signal
 
-__all__ = ["Perturbation", "sample_perturbation", "apply_perturbation", "room_impulse_response"]
+__all__ = ["Perturbation", "sample_perturbation", "apply_perturbation", "room_impulse_response", "random_smooth_eq"]
 
 
 @dataclass
@@ -140,3 +140,22 @@ def apply_perturbation(audio: np.ndarray, sr: int, p: Perturbation, rng: np.rand
     if peak > 0.99:
         y *= 0.99 / peak
     return y.astype(np.float32)
+
+
+def random_smooth_eq(audio: np.ndarray, sr: int, max_db: float, bands: int, rng: np.random.Generator) -> np.ndarray:
+    """Filter ``audio`` with a random smooth gain curve: ``bands`` cosines over the mel axis.
+
+    The gain in dB at mel position ``u`` (0 at 0 Hz, 1 at Nyquist) is ``sum_k a_k cos(pi k u)``, ``k = 1 ..
+    bands``, with ``a_k`` uniform in ``[-max_db / bands, max_db / bands]``: at most ``max_db`` dB anywhere.
+    It is the audio-side twin of training's feature-side EQ; applied to one instrument's track at a time
+    it changes that instrument's timbre (its spectral envelope) independently of the others'. Zero phase
+    (one FFT of the whole signal): no delay, so sample-accurate labels stay valid. Same length out.
+    """
+    y = np.asarray(audio, dtype=np.float64)
+    if max_db <= 0 or bands < 1 or len(y) < 2:
+        return y.astype(np.float32)
+    a = rng.uniform(-max_db / bands, max_db / bands, size=bands)
+    mel = 2595.0 * np.log10(1.0 + np.fft.rfftfreq(len(y), 1.0 / sr) / 700.0)
+    u = mel / mel[-1]
+    gain_db = np.cos(np.pi * np.outer(u, np.arange(1, bands + 1))) @ a
+    return np.fft.irfft(np.fft.rfft(y) * 10.0 ** (gain_db / 20.0), len(y)).astype(np.float32)

@@ -260,12 +260,17 @@ class RenderSettings:
     tail_seconds: float = 1.0  # audio kept after the last note-off (release tails)
     peak_dbfs: float = -1.0
     sample_rate: int = SAMPLE_RATE
+    # a random smooth EQ per instrument and recording (at most this many dB, 4 cosines over the mel axis):
+    # each instrument's timbre varies on its own, which one EQ of the whole mix cannot do. 0: off
+    instrument_eq_db: float = 0.0
 
     def __post_init__(self) -> None:
         if not 1 <= self.velocity <= 127:
             raise RenderError(f"velocity must be in 1..127, got {self.velocity}")
         if self.velocity_jitter < 0:
             raise RenderError(f"velocity jitter must be >= 0, got {self.velocity_jitter}")
+        if self.instrument_eq_db < 0:
+            raise RenderError(f"instrument EQ must be >= 0 dB, got {self.instrument_eq_db}")
         if self.sample_rate != SAMPLE_RATE:
             raise RenderError(f"MusicNet labels count samples at {SAMPLE_RATE} Hz; got sample_rate={self.sample_rate}")
 
@@ -457,7 +462,10 @@ def render_notes(rows: Sequence[LabelRow], renderer: FluidSynthRenderer, setting
     if max_samples is not None:
         num_samples = min(num_samples, max_samples) if plan.labels else max_samples
     num_samples = max(num_samples, 1)
-    audio = renderer.render(plan, num_samples, source=source)
+    if settings.instrument_eq_db > 0:
+        audio = _render_with_instrument_eq(plan, renderer, num_samples, settings, seed, recording_id, source)
+    else:
+        audio = renderer.render(plan, num_samples, source=source)
     peak = float(np.max(np.abs(audio))) if audio.size else 0.0
     target = 10.0 ** (settings.peak_dbfs / 20.0)
     gain = target / peak if peak > 0 else 1.0
@@ -466,6 +474,26 @@ def render_notes(rows: Sequence[LabelRow], renderer: FluidSynthRenderer, setting
     info = {"seconds": num_samples / settings.sample_rate, "samples": num_samples, "gain": gain,
             "gain_db": float(20 * np.log10(gain)), "peak_before_gain": peak, **plan.stats}
     return audio, labels, info
+
+
+INSTRUMENT_EQ_BANDS = 4
+
+
+def _render_with_instrument_eq(plan: RenderPlan, renderer: FluidSynthRenderer, num_samples: int,
+                               settings: RenderSettings, seed: int, recording_id: str, source: str) -> np.ndarray:
+    """Render each instrument (program) on its own, filter it with its own random smooth EQ, and mix."""
+    from .augment import random_smooth_eq
+
+    # its own stream, so that switching the EQ on leaves the velocity draws of the plan unchanged
+    rng = np.random.default_rng([int(seed), zlib.crc32(recording_id.encode()), 1])
+    mix = np.zeros(num_samples, dtype=np.float32)
+    for program in sorted(set(plan.channel_programs.values())):
+        channels = {c: p for c, p in plan.channel_programs.items() if p == program}
+        part = RenderPlan([e for e in plan.events if e[2] in channels],
+                          [r for r in plan.labels if r.instrument == program], channels)
+        track = renderer.render(part, num_samples, source=source)
+        mix += random_smooth_eq(track, settings.sample_rate, settings.instrument_eq_db, INSTRUMENT_EQ_BANDS, rng)
+    return mix
 
 
 # --------------------------------------------------------------------------- corpus
@@ -547,6 +575,7 @@ def render_corpus(
     start_seconds: float = 0.0,
     num_proc: int = 1,
     progress: bool = True,
+    instrument_eq_db: float = 0.0,
 ) -> List[Path]:
     """Render label CSVs to a MusicNet-layout corpus.
 
@@ -572,6 +601,9 @@ def render_corpus(
         MIDI velocity of every note, plus a uniform integer jitter in ``[-jitter, +jitter]``.
     num_proc : int
         Worker processes, each with its own synthesizer.
+    instrument_eq_db : float
+        Render each instrument on its own and filter it with a random smooth EQ of at most this many dB
+        (seeded like the velocities), so that every instrument's timbre varies independently. 0: off.
 
     Returns
     -------
@@ -580,7 +612,7 @@ def render_corpus(
     """
     from tqdm.auto import tqdm
 
-    settings = RenderSettings(velocity=velocity, velocity_jitter=velocity_jitter)
+    settings = RenderSettings(velocity=velocity, velocity_jitter=velocity_jitter, instrument_eq_db=instrument_eq_db)
     soundfont_path = check_soundfont(soundfont)
     root = find_labels_root(default_labels_dir() if labels_dir is None else labels_dir)
     out_dir = Path(out_dir)
@@ -667,6 +699,8 @@ def add_synth_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--velocity", type=int, default=80, help="MIDI velocity of every note (default 80)")
     parser.add_argument("--velocity-jitter", type=int, default=15,
                         help="uniform random velocity change in [-J, +J] per note (default 15; 0 = none)")
+    parser.add_argument("--instrument-eq-db", type=float, default=0.0,
+                        help="random smooth EQ of each instrument's track, at most this many dB (default 0 = off)")
     parser.add_argument("--num-proc", type=int, default=1, help="parallel worker processes (default 1)")
 
 
@@ -677,7 +711,8 @@ def run_synth(args: argparse.Namespace) -> int:
     try:
         written = render_corpus(args.labels, args.soundfont, args.out, split=args.split, ids=ids,
                                 max_seconds=args.max_seconds, start_seconds=args.start_seconds, seed=args.seed,
-                                velocity=args.velocity, velocity_jitter=args.velocity_jitter, num_proc=args.num_proc)
+                                velocity=args.velocity, velocity_jitter=args.velocity_jitter, num_proc=args.num_proc,
+                                instrument_eq_db=args.instrument_eq_db)
     except RenderError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
