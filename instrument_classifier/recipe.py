@@ -642,13 +642,13 @@ def build_parser() -> argparse.ArgumentParser:
                              "each must share no recording with the held-out one")
     # variants of the recipe, for experiments (BENCHMARKS.md); the bundled models use the defaults
     parser.add_argument("--excerpt-seconds", type=float, default=None,
-                        help=f"seconds each training library renders of each train piece "
+                        help="seconds each training library renders of each train piece "
                              f"(default {RecipeSettings.excerpt_seconds:g})")
     parser.add_argument("--excerpt-stride-seconds", type=float, default=None,
                         help="library i starts its excerpt at i * this "
                              f"(default {RecipeSettings.excerpt_stride_seconds:g})")
     parser.add_argument("--instrument-eq-db", type=float, default=None,
-                        help=f"random smooth EQ per instrument track in the training renders, at most this many dB "
+                        help="random smooth EQ per instrument track in the training renders, at most this many dB "
                              f"(default {RecipeSettings.instrument_eq_db:g})")
     parser.add_argument("--models", nargs="+", choices=sorted(RecipeSettings().models), default=None,
                         help="train only these models, for an experiment (needs --stop-after train; default: both)")
@@ -659,7 +659,7 @@ def settings_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser
     """The recipe's settings with the command line's changes (``parser.error`` on a contradiction)."""
     settings = RecipeSettings()
     for name in ("excerpt_seconds", "excerpt_stride_seconds", "instrument_eq_db", "num_proc"):
-        if getattr(args, name):
+        if getattr(args, name) is not None:
             setattr(settings, name, getattr(args, name))
     if args.models:
         if args.stop_after is None:  # the export writes and describes both bundled models
