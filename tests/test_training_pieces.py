@@ -196,7 +196,7 @@ def test_config_overrides_parse_aliases_lists_and_are_validated():
     assert (config.hidden_size, config.num_hidden_layers) == (64, 2)
     cnn = apply_config_overrides(InstrumentCNNConfig(), {"conv_channels": [8, 16], "kernel_sizes": [5, 3]})
     assert cnn.kernel_sizes == [[5, 5], [3, 3]]
-    deeper = {"conv_channels": [32, 64, 64], "kernel_sizes": [3] * 3, "pool_sizes": [3] * 3}  # the recipe's CNN
+    deeper = {"conv_channels": [32, 64, 64], "kernel_sizes": [3] * 3, "pool_sizes": [3] * 3}  # three convolutions
     assert apply_config_overrides(InstrumentCNNConfig(), deeper).conv_channels == [32, 64, 64]
     strided = apply_config_overrides(InstrumentCNNConfig(feature_size=168), {"feature_strides": [3, 2]})
     assert strided.feature_strides == [3, 2]

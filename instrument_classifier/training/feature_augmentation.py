@@ -21,7 +21,8 @@ generator, which the Trainer seeds and restores on resume, so runs are reproduci
   stretch moves those resonances (formants) where an EQ cannot. For log-mel features it is an interpolation
   along the band axis (log-frequency for constant-Q bands); for MFCCs the same interpolation between an
   inverse and a forward DCT, which is exact for the envelope the kept coefficients describe. Deltas are warped
-  alike (the map is linear and acts per frame). The warp is applied first: it belongs to the sound, the masks, gain and EQ to its recording.
+  alike (the map is linear and acts per frame). The warp is applied first: it belongs to the sound, the masks,
+  gain and EQ to its recording.
 """
 
 from __future__ import annotations
