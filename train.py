@@ -16,7 +16,8 @@ them all.
 What happens: the windows are loaded (or prepared from MusicNet folders), normalised per batch with the train
 mean/std, the model trains with AdamW, warmup and cosine decay, is evaluated every epoch on validation and
 the best checkpoint by validation macro ROC-AUC is restored (early stopping). Then per-class thresholds are
-tuned on validation (maximum F1) and written into the config, and ``output_dir`` becomes a loadable model
+tuned on validation (maximum F1) and written into the config, with the recording context that
+``predict --context`` applies (``instrument_classifier/context.py``, also chosen on validation), and ``output_dir`` becomes a loadable model
 folder: ``model.safetensors``, ``config.json`` with the thresholds, the model and feature-extractor code
 (``trust_remote_code``), ``preprocessor_config.json`` with the normalisation, and a model card ``README.md``;
 plus ``train_results.json``, ``eval_results.json`` (validation), ``test_results.json`` and
@@ -40,6 +41,7 @@ import transformers
 from transformers import EarlyStoppingCallback, HfArgumentParser, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
+from instrument_classifier.context import tune_context
 from instrument_classifier.evaluation.metrics import compute_instrument_metrics, tune_thresholds
 from instrument_classifier.training.arguments import (
     STUDY_SETTINGS,
@@ -312,6 +314,13 @@ def main(argv: Optional[Sequence[str]] = None, callbacks: Optional[list] = None)
     # -- thresholds on validation, then save the model folder ------------------------------------
     y_val, p_val = predict_probabilities(trainer, eval_set)
     trainer.model.config.thresholds = [float(t) for t in tune_thresholds(y_val, p_val)]
+    # recording context (``predict --context``): radius, weight and thresholds, also chosen on validation
+    positions = select_samples(dataset["validation"], data_args.max_eval_samples).select_columns(["recording_id", "start_frame"])
+    context = tune_context(y_val, p_val, positions["recording_id"], positions["start_frame"],
+                           int(trainer.model.config.window_frames))
+    trainer.model.config.context = context.to_dict()
+    logger.info("recording context: %s (validation micro F1 %.3f, without %.3f)", context.describe(),
+                context.validation_f1_micro, context.validation_f1_micro_without)
     trainer.save_model()  # model + config (thresholds) + code + feature extractor, on the main process
 
     # -- evaluate (window level, tuned thresholds) --------------------------------------------------

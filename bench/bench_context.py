@@ -24,29 +24,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from instrument_classifier.context import blend, neighbour_means  # noqa: E402
 from instrument_classifier.data.prepare import load_prepared  # noqa: E402
 from instrument_classifier.evaluation.metrics import compute_instrument_metrics, mean_f1, tune_thresholds  # noqa: E402
 from instrument_classifier.recipe import predict_split  # noqa: E402
-
-
-def neighbour_means(probs: np.ndarray, recordings: np.ndarray, starts: np.ndarray, k: Optional[int]) -> np.ndarray:
-    """Each row replaced by the mean of the rows of its recording at most ``k`` windows away (``None``: all)."""
-    means = np.empty_like(probs)
-    for rec in np.unique(recordings):
-        rows = np.flatnonzero(recordings == rec)
-        rows = rows[np.argsort(starts[rows], kind="stable")]  # time order
-        n = len(rows)
-        if k is None:
-            means[rows] = probs[rows].mean(axis=0)
-            continue
-        cumulative = np.vstack([np.zeros((1, probs.shape[1])), np.cumsum(probs[rows], axis=0)])
-        lo, hi = np.clip(np.arange(n) - k, 0, n), np.clip(np.arange(n) + k + 1, 0, n)
-        means[rows] = (cumulative[hi] - cumulative[lo]) / (hi - lo)[:, None]
-    return means
-
-
-def blend(probs: np.ndarray, means: np.ndarray, weight: float) -> np.ndarray:
-    return probs ** (1.0 - weight) * means**weight
 
 
 def _neighbours(text: str) -> Optional[int]:
@@ -69,7 +50,8 @@ def main(argv=None) -> int:
         y, p = predict_split(args.model, args.dataset, split)
         rows = dataset[split].select_columns(["recording_id", "start_frame"])
         recordings, starts = np.asarray(rows["recording_id"]), np.asarray(rows["start_frame"])
-        splits[split] = (y > 0.5, p, {k: neighbour_means(p, recordings, starts, k) for k in args.neighbours})
+        splits[split] = (y > 0.5, p, {k: neighbour_means(p, recordings, starts, k, info["window_frames"])
+                                      for k in args.neighbours})
 
     def score(k: Optional[int], weight: float):
         yv, pv, mv = splits["validation"]

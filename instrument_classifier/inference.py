@@ -25,9 +25,13 @@ How a recording is processed
    recording shorter than one window is padded with the features of digital silence, exactly as the
    dataset builder pads it. Windows are classified ``batch_size`` at a time. Each frame takes its
    probabilities from the first window that holds it.
-5. ``clip`` scores are the maximum window probability of each label. ``segments`` are runs of frames
-   whose probability reaches the label's threshold (``config.thresholds`` unless given), with gaps up
-   to ``merge_gap_s`` bridged and runs shorter than ``min_duration_s`` dropped.
+5. With ``context=True`` each window's probabilities are blended with the mean of its neighbours' in the
+   recording, as ``config.context`` says (radius, weight, thresholds; tuned on validation by training, see
+   :mod:`instrument_classifier.context`); every frame is blended with the mean of the window it came from.
+   This trades time resolution for accuracy on unfamiliar recordings.
+6. ``clip`` scores are the maximum window probability of each label. ``segments`` are runs of frames
+   whose probability reaches the label's threshold (``config.thresholds``, or the context's, unless
+   given), with gaps up to ``merge_gap_s`` bridged and runs shorter than ``min_duration_s`` dropped.
 
 Memory is one decoded block, its spectrogram, at most ``FIRST_PASS_CACHE_MB`` of mel power, a batch of
 windows and the outputs (``frame_probs`` is 4 bytes x labels per frame, ~15 MB per hour); never the whole
@@ -45,6 +49,7 @@ import numpy as np
 import torch
 
 from .audio import AudioError, audio_info, check_waveform, stream_audio
+from .context import RecordingContext, blend, neighbour_means
 
 __all__ = [
     "Segment",
@@ -94,10 +99,11 @@ class Timeline:
     window_probs: np.ndarray  # (n_windows, L)
     clip: dict  # label -> clip score (max over windows)
     segments: List[Segment] = field(default_factory=list)
+    context: Optional[str] = None  # the recording context applied, described ("the whole recording, weight 1")
 
     def to_dict(self) -> dict:
-        """JSON-ready summary: clip scores, segments, duration."""
-        return {
+        """JSON-ready summary: clip scores, segments, duration (and the recording context, if applied)."""
+        summary = {
             "clip": {label: round(float(score), 4) for label, score in self.clip.items()},
             "segments": [
                 {"start_s": round(s.start_s, 3), "end_s": round(s.end_s, 3), "label": s.label, "score": round(s.score, 4)}
@@ -105,6 +111,9 @@ class Timeline:
             ],
             "duration_s": round(float(self.duration_s), 3),
         }
+        if self.context is not None:
+            summary["context"] = self.context
+        return summary
 
 
 # -- loading -------------------------------------------------------------------------------------------
@@ -363,6 +372,7 @@ def predict_timeline(
     progress: bool = False,
     min_duration_s: float = 0.2,
     merge_gap_s: float = 0.3,
+    context: bool = False,
 ) -> Timeline:
     """Instrument probabilities over time, clip scores and segments for one recording.
 
@@ -379,11 +389,15 @@ def predict_timeline(
     batch_size : int
         Windows classified at once.
     thresholds : sequence of float, optional
-        Per-label decision thresholds for the segments; default ``model.config.thresholds``.
+        Per-label decision thresholds for the segments; default ``model.config.thresholds`` (with
+        ``context``: the context's thresholds).
     progress : bool
         Show a progress bar (seconds of audio).
     min_duration_s, merge_gap_s : float
         Segment post-processing, see :func:`segments_from_probs`.
+    context : bool
+        Blend each window with its neighbours as ``model.config.context`` says (step 5 above). A model
+        without a tuned context raises ``ValueError``.
 
     Returns
     -------
@@ -399,7 +413,14 @@ def predict_timeline(
     config = model.config
     _check_compatible(config, feature_extractor, type(model).__name__)
     labels = [config.id2label[i] for i in range(config.num_labels)]
-    thresholds = list(config.thresholds if thresholds is None else thresholds)
+    recording_context = None
+    if context:
+        recording_context = RecordingContext.from_config(config)
+        if recording_context is None:
+            raise ValueError(f"{type(model).__name__} has no recording context in its config (train.py tunes it on "
+                             "validation); predict without context")
+    default = config.thresholds if recording_context is None else recording_context.thresholds
+    thresholds = list(default if thresholds is None else thresholds)
     if len(thresholds) != len(labels):
         raise ValueError(f"thresholds must have {len(labels)} entries (one per label), got {len(thresholds)}")
     if batch_size < 1:
@@ -409,7 +430,7 @@ def predict_timeline(
     device = next(model.parameters()).device
 
     bar = tqdm(total=round(duration, 1), unit="s", desc="instruments", disable=not progress, leave=False)
-    frame_chunks, window_probs, window_starts = [], [], []
+    frame_chunks, window_probs, window_starts, frame_owners = [], [], [], []
     batch, batch_info = [], []  # windows and (start frame, first new frame within the window)
 
     def flush():
@@ -420,6 +441,7 @@ def predict_timeline(
         window_p = torch.sigmoid(out.logits.float()).cpu().numpy()
         for (start, new_from), fp, wp in zip(batch_info, frame_p, window_p):
             frame_chunks.append(fp[new_from:])
+            frame_owners.append(np.full(len(fp) - new_from, len(window_probs), dtype=np.int32))
             window_probs.append(wp)
             window_starts.append(start)
         batch.clear()
@@ -453,6 +475,10 @@ def predict_timeline(
         flush()
     frame_probs = np.concatenate(frame_chunks)[:total]
     window_probs = np.stack(window_probs)
+    if recording_context is not None:
+        means = neighbour_means(window_probs, None, window_starts, recording_context.radius_windows, window)
+        window_probs = blend(window_probs, means, recording_context.weight)
+        frame_probs = blend(frame_probs, means[np.concatenate(frame_owners)[:total]], recording_context.weight)
     clip = {label: float(window_probs[:, i].max()) for i, label in enumerate(labels)}
     frame_rate = feature_extractor.frame_rate
     segments = segments_from_probs(
@@ -468,6 +494,7 @@ def predict_timeline(
         window_probs=window_probs,
         clip=clip,
         segments=segments,
+        context=None if recording_context is None else recording_context.describe(),
     )
 
 

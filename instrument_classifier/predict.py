@@ -3,6 +3,9 @@
 For each file: the clip summary (a score per instrument, the maximum over the model's windows) and
 the timeline segments (``start_s, end_s, label, score``) where an instrument's frame probability is
 above its threshold (the per-class thresholds tuned at training time, or ``--threshold``).
+``--context`` blends each 3-s window with its neighbours in the recording, as the model's tuned recording
+context says (:mod:`instrument_classifier.context`): more accurate on unfamiliar recordings, less precise
+about when an instrument enters.
 
 A file that cannot be read (missing, empty, not audio, truncated, NaN samples) is reported on stderr
 with its name and skipped; the other files are still processed and the exit status is 1 at the end.
@@ -44,6 +47,9 @@ def add_predict_arguments(parser: argparse.ArgumentParser) -> None:
                              "(default: the per-instrument thresholds tuned on validation data, stored in the model)")
     parser.add_argument("--output", "-o", type=Path, default=None, metavar="FILE",
                         help="write the results to FILE (atomically) instead of stdout")
+    parser.add_argument("--context", action="store_true",
+                        help="blend each window with its neighbours in the recording, as tuned on validation and "
+                             "stored in the model (more accurate on unfamiliar recordings; smears entries in time)")
     parser.add_argument("--batch-size", type=int, default=32, help="windows per forward pass (default 32)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars on long files")
 
@@ -67,9 +73,13 @@ def run_predict(args: argparse.Namespace) -> int:
         where = args.model or "the bundled default model"
         print(f"error: could not load {where}: {exc}", file=sys.stderr)
         return 2
+    if args.context and not getattr(model.config, "context", None):
+        print(f"error: --context: {args.model or 'the bundled default model'} has no recording context in its "
+              "config (train.py tunes it on validation)", file=sys.stderr)
+        return 2
 
     results, failed = predict_files(model, feature_extractor, args.audio, threshold=args.threshold,
-                                    batch_size=args.batch_size, progress=not args.no_progress,
+                                    batch_size=args.batch_size, progress=not args.no_progress, context=args.context,
                                     stream=None if args.output or args.format != "table" else sys.stdout)
     if not results:  # every file failed: write nothing, so a previous result file is not replaced by an empty one
         where = f"; {args.output} left unchanged" if args.output is not None else ""
@@ -94,7 +104,7 @@ def run_predict(args: argparse.Namespace) -> int:
 
 def predict_files(model, feature_extractor, paths: Sequence[str], threshold: Optional[float] = None,
                   batch_size: int = 32, progress: bool = True,
-                  stream: Optional[TextIO] = None) -> tuple[List[Dict], List[str]]:
+                  stream: Optional[TextIO] = None, context: bool = False) -> tuple[List[Dict], List[str]]:
     """Run :func:`~instrument_classifier.inference.predict_timeline` on each file.
 
     Parameters
@@ -111,6 +121,8 @@ def predict_files(model, feature_extractor, paths: Sequence[str], threshold: Opt
         Show a progress bar (stderr) for files of at least :data:`PROGRESS_MIN_SECONDS`.
     stream : text stream or None
         If given, each file's table is written there as soon as it is done.
+    context : bool
+        Apply the model's recording context (``config.context``) and its thresholds.
 
     Returns
     -------
@@ -124,14 +136,15 @@ def predict_files(model, feature_extractor, paths: Sequence[str], threshold: Opt
 
     num_labels = len(model.config.id2label)
     thresholds = None if threshold is None else [float(threshold)] * num_labels
-    used_thresholds = thresholds or list(getattr(model.config, "thresholds", None) or [0.5] * num_labels)
+    tuned = model.config.context["thresholds"] if context else getattr(model.config, "thresholds", None)
+    used_thresholds = thresholds or list(tuned or [0.5] * num_labels)
     results, failed = [], []
     for path in paths:
         try:
             info = audio_info(path)
             long_file = info.frames / info.samplerate >= PROGRESS_MIN_SECONDS
             timeline = predict_timeline(model, feature_extractor, path, batch_size=batch_size,
-                                        thresholds=thresholds, progress=progress and long_file)
+                                        thresholds=thresholds, progress=progress and long_file, context=context)
         except (AudioError, OSError) as exc:
             message = str(exc)
             if path not in message:  # AudioError names the file already; OSError may not
@@ -153,8 +166,8 @@ def predict_files(model, feature_extractor, paths: Sequence[str], threshold: Opt
 def format_results(results: List[Dict], fmt: str) -> str:
     """Render results as ``table``, ``json`` or ``csv`` text."""
     if fmt == "json":
-        out = [{"file": r["file"], "duration_s": r["duration_s"], "clip": r["clip"], "segments": r["segments"]}
-               for r in results]
+        out = [{"file": r["file"], "duration_s": r["duration_s"], "clip": r["clip"], "segments": r["segments"],
+                **({"context": r["context"]} if r.get("context") else {})} for r in results]
         return json.dumps(out, indent=2) + "\n"
     if fmt == "csv":
         buffer = io.StringIO()
@@ -176,6 +189,8 @@ def _table(record: Dict) -> str:
         f"{label}{'*' if label in detected else ''} {score:.2f}"
         for label, score in sorted(record["clip"].items(), key=lambda kv: -kv[1]) if score >= 0.01
     ) + ("  (* = detected)" if detected else "  (nothing detected)"))
+    if record.get("context"):
+        lines.append(f"  recording context: {record['context']}")
     if record["segments"]:
         width = max(len(s["label"]) for s in record["segments"])
         lines.append(f"  {'start':>9}  {'end':>9}  {'instrument':<{width}}  score")

@@ -428,6 +428,14 @@ def run_recipe(workdir: Path, output: Path, settings: RecipeSettings, stop_after
     if stop_after == "train":
         return {}
 
+    # recording context: train.py tunes it on validation; a model trained before it did gets it here, and its
+    # earlier evaluation (made without the context) is made again
+    t = time.perf_counter()
+    added = [m for m in settings.models if add_missing_context(models_dir / m, datasets["heldout"])]
+    if added:
+        shutil.rmtree(workdir / "evaluation", ignore_errors=True)
+    log.step("recording context", time.perf_counter() - t, not added)
+
     # evaluate ---------------------------------------------------------------------------------------
     from .evaluation.evaluate_models import evaluate_models
 
@@ -450,8 +458,9 @@ def run_recipe(workdir: Path, output: Path, settings: RecipeSettings, stop_after
         t = time.perf_counter()
         for model_type in settings.models:
             for kind in ("heldout", "indomain"):
-                seed12[(model_type, kind)] = seed12_metrics(models_dir / model_type, datasets[kind],
-                                                            get_taxonomy("musicnet11").labels)
+                for context in (False, True):
+                    seed12[(model_type, kind, context)] = seed12_metrics(
+                        models_dir / model_type, datasets[kind], get_taxonomy("musicnet11").labels, context)
         log.step("seed12 view", time.perf_counter() - t, False)
     results = summarise(reports, settings, overlap, datasets, seed12)
     _write_json(workdir / "recipe_results.json", results)
@@ -476,8 +485,9 @@ def _model_key(metrics: dict, model_type: str) -> dict:
     raise KeyError(f"no results for {model_type} in evaluation report (keys: {list(per_model)})")
 
 
-def predict_split(model_dir: Path, dataset_path: Path, split: str, batch_size: int = 64):
-    """``(y_true, probabilities)`` of a saved model on a prepared split, window level."""
+def predict_split(model_dir: Path, dataset_path: Path, split: str, context: bool = False, batch_size: int = 64):
+    """``(y_true, probabilities)`` of a saved model on a prepared split, window level (``context``: blended as
+    the model's recording context says)."""
     import numpy as np
     import torch
     from transformers import AutoModelForAudioClassification
@@ -496,7 +506,14 @@ def predict_split(model_dir: Path, dataset_path: Path, split: str, batch_size: i
             x = torch.from_numpy(extractor.normalize(np.asarray(batch["input_features"], dtype=np.float32)))
             ps.append(torch.sigmoid(model(input_features=x).logits).numpy())
             ys.append(np.asarray(batch["labels"]))
-    return np.concatenate(ys), np.concatenate(ps)
+    y, p = np.concatenate(ys), np.concatenate(ps)
+    if context:
+        from .context import RecordingContext
+
+        positions = dataset[split].select_columns(["recording_id", "start_frame"])
+        p = RecordingContext.from_config(model.config).apply(p, positions["recording_id"], positions["start_frame"],
+                                                             int(model.config.window_frames))
+    return y, p
 
 
 def family_view(y, p, labels: Sequence[str], taxonomy: str = "seed12"):
@@ -514,13 +531,35 @@ def family_view(y, p, labels: Sequence[str], taxonomy: str = "seed12"):
     return yf, pf, families
 
 
-def seed12_metrics(model_dir: Path, dataset_path: Path, labels: Sequence[str]) -> dict:
-    """Window-level seed12 metrics of a musicnet11 model: family thresholds tuned on validation, scored on test."""
+def seed12_metrics(model_dir: Path, dataset_path: Path, labels: Sequence[str], context: bool = False) -> dict:
+    """Window-level seed12 metrics of a musicnet11 model: family thresholds tuned on validation, scored on test.
+
+    With ``context``, the instrument scores are first blended as the model's recording context says.
+    """
     from .evaluation.metrics import compute_instrument_metrics, tune_thresholds
 
-    yv, pv, families = family_view(*predict_split(model_dir, dataset_path, "validation"), labels)
-    yt, pt, _ = family_view(*predict_split(model_dir, dataset_path, "test"), labels)
+    yv, pv, families = family_view(*predict_split(model_dir, dataset_path, "validation", context), labels)
+    yt, pt, _ = family_view(*predict_split(model_dir, dataset_path, "test", context), labels)
     return compute_instrument_metrics(yt, pt, thresholds=tune_thresholds(yv, pv), labels=families)
+
+
+def add_missing_context(model_dir: Path, dataset_path: Path) -> bool:
+    """Tune the recording context on validation into ``model_dir/config.json`` if it has none; True if it did."""
+    from .context import tune_context
+    from .data.prepare import load_prepared
+
+    config_path = model_dir / "config.json"
+    config = json.loads(config_path.read_text())
+    if config.get("context"):
+        return False
+    y, p = predict_split(model_dir, dataset_path, "validation")
+    dataset, _, _ = load_prepared(dataset_path)
+    rows = dataset["validation"].select_columns(["recording_id", "start_frame"])
+    context = tune_context(y, p, rows["recording_id"], rows["start_frame"], int(config["window_frames"]))
+    _write_json(config_path, {**config, "context": context.to_dict()})
+    print(f"[recipe] {model_dir.name}: recording context {context.describe()} (validation micro F1 "
+          f"{context.validation_f1_micro:.3f}, without {context.validation_f1_micro_without:.3f})", flush=True)
+    return True
 
 
 def summarise(reports: dict, settings: RecipeSettings, overlap: dict, datasets: dict, seed12: dict) -> dict:
@@ -528,32 +567,40 @@ def summarise(reports: dict, settings: RecipeSettings, overlap: dict, datasets: 
     for model_type in settings.models:
         entry = {}
         for kind, report in reports.items():
-            window = _model_key(report, model_type)["window"]
-            per_class = window["per_class"]
-            seven = [per_class[c]["f1"] for c in SEVEN if c in per_class and per_class[c].get("support", 1)]
-            entry[kind] = {
-                "roc_auc_macro": window["roc_auc_macro"], "f1_micro": window["f1_micro"],
-                "f1_macro": window["f1_macro"], "hamming_loss": window["hamming_loss"],
-                "mean_f1_7": sum(seven) / len(seven) if seven else None,
-                "per_class_f1": {c: v["f1"] for c, v in per_class.items()},
-                "skipped_classes": window.get("skipped_classes", []),
-            }
-            if (model_type, kind) in seed12:
-                family = seed12[(model_type, kind)]
-                entry[kind]["seed12"] = {k: family[k] for k in ("roc_auc_macro", "f1_macro", "f1_micro",
-                                                                 "skipped_classes")}
+            evaluated = _model_key(report, model_type)
+            entry[kind] = _window_summary(evaluated["window"], seed12.get((model_type, kind, False)))
+            if "context" in evaluated:  # the same test windows, blended with their neighbours
+                entry[f"{kind}+context"] = {
+                    **_window_summary(evaluated["context"]["window"], seed12.get((model_type, kind, True))),
+                    "context": evaluated["context"]["settings"],
+                }
         summary["models"][model_type] = entry
     return summary
 
 
+def _window_summary(window: dict, family: Optional[dict]) -> dict:
+    per_class = window["per_class"]
+    seven = [per_class[c]["f1"] for c in SEVEN if c in per_class and per_class[c].get("support", 1)]
+    summary = {
+        "roc_auc_macro": window["roc_auc_macro"], "f1_micro": window["f1_micro"],
+        "f1_macro": window["f1_macro"], "hamming_loss": window["hamming_loss"],
+        "mean_f1_7": sum(seven) / len(seven) if seven else None,
+        "per_class_f1": {c: v["f1"] for c, v in per_class.items()},
+        "skipped_classes": window.get("skipped_classes", []),
+    }
+    if family is not None:
+        summary["seed12"] = {k: family[k] for k in ("roc_auc_macro", "f1_macro", "f1_micro", "skipped_classes")}
+    return summary
+
+
 def format_results(results: dict) -> str:
-    lines = [f"{'model':12} {'test set':10} {'macro AUC':>9} {'micro F1':>9} {'macro F1':>9} {'mean F1 (7)':>11} "
+    lines = [f"{'model':12} {'test set':18} {'macro AUC':>9} {'micro F1':>9} {'macro F1':>9} {'mean F1 (7)':>11} "
              f"{'seed12 macro F1':>15}"]
     for model_type, entry in results["models"].items():
         for kind, m in entry.items():
             seven = "–" if m["mean_f1_7"] is None else f"{m['mean_f1_7']:.3f}"
             s12 = f"{m['seed12']['f1_macro']:.3f}" if "seed12" in m else "–"
-            lines.append(f"{model_type:12} {kind:10} {m['roc_auc_macro']:9.3f} {m['f1_micro']:9.3f} "
+            lines.append(f"{model_type:12} {kind:18} {m['roc_auc_macro']:9.3f} {m['f1_micro']:9.3f} "
                          f"{m['f1_macro']:9.3f} {seven:>11} {s12:>15}")
     return "\n".join(lines)
 
@@ -564,13 +611,18 @@ def _card_section(model_type: str, results: dict, settings: RecipeSettings) -> s
     validation = ("the train pieces set aside from training, rendered in full" if seconds is None
                   else f"the first {seconds:g} s of the train pieces set aside from training")
     rows = []
-    for kind, label in (("heldout", f"held-out library ({settings.heldout_library}) + room/noise"),
-                        ("indomain", f"training libraries ({', '.join(settings.train_libraries)}), dry")):
-        m = entry[kind]
-        seven = "–" if m["mean_f1_7"] is None else f"{m['mean_f1_7']:.3f}"
-        s12 = f"{m['seed12']['f1_macro']:.3f}" if "seed12" in m else "–"
-        rows.append(f"| {label} | {m['roc_auc_macro']:.3f} | {m['f1_micro']:.3f} | {m['f1_macro']:.3f} | {seven} "
-                    f"| {s12} |")
+    test_sets = {"heldout": f"held-out library ({settings.heldout_library}) + room/noise",
+                 "indomain": f"training libraries ({', '.join(settings.train_libraries)}), dry"}
+    for kind, label in test_sets.items():
+        for key, name in ((kind, label), (f"{kind}+context", f"{label}, with recording context")):
+            if key not in entry:
+                continue
+            m = entry[key]
+            seven = "–" if m["mean_f1_7"] is None else f"{m['mean_f1_7']:.3f}"
+            s12 = f"{m['seed12']['f1_macro']:.3f}" if "seed12" in m else "–"
+            rows.append(f"| {name} | {m['roc_auc_macro']:.3f} | {m['f1_micro']:.3f} | {m['f1_macro']:.3f} | "
+                        f"{seven} | {s12} |")
+    context = entry.get("heldout+context", {}).get("context")
     return "\n".join([
         "",
         "## Generalisation to an unseen sample library",
@@ -591,8 +643,19 @@ def _card_section(model_type: str, results: dict, settings: RecipeSettings) -> s
         "seed12 families: the musicnet11 scores seen as instrument families (a family's score is its highest "
         "member's), family thresholds tuned on validation. Macro averages cover the classes present in the test "
         "pieces. These are renderings, not recordings of musicians: real recordings will score lower.",
+        *([] if context is None else [
+            "",
+            f"Recording context (`predict --context`): each window's probabilities blended with the mean over "
+            f"{_describe_context(context)} (weight {context['weight']:g}), radius, weight and thresholds chosen on "
+            "validation. It trades time resolution for accuracy: an instrument's entry is smeared over the radius.",
+        ]),
         "",
     ])
+
+
+def _describe_context(context: dict) -> str:
+    radius = context["radius_windows"]
+    return "all windows of the recording" if radius is None else f"the windows within ±{radius} of it"
 
 
 def export_models(models_dir: Path, output: Path, settings: RecipeSettings, results: dict, workdir: Path) -> None:

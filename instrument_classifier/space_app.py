@@ -354,7 +354,8 @@ def _summary(timeline, thresholds: Sequence[float], model_name: str, name: str) 
                 if timeline.clip.get(label, 0.0) >= t]
     detected.sort(key=lambda kv: -kv[1])
     what = ", ".join(f"**{label}** ({score:.0%})" for label, score in detected) or "no instrument above its threshold"
-    return f"**{name}** · {_clock(timeline.duration_s)} · model {model_name}\n\nDetected: {what}"
+    context = f" · recording context: {timeline.context}" if timeline.context else ""
+    return f"**{name}** · {_clock(timeline.duration_s)} · model {model_name}{context}\n\nDetected: {what}"
 
 
 # --------------------------------------------------------------------------- the app
@@ -418,7 +419,7 @@ def build_demo(models: Optional[Sequence[str] | Mapping[str, str]] = None, limit
     Returns
     -------
     gradio.Blocks
-        Its ``classify`` endpoint takes ``(audio file, model name)`` and returns
+        Its ``classify`` endpoint takes ``(audio file, model name, recording context on/off)`` and returns
         ``(clip confidences, timeline image, segments table, segments CSV, timeline JSON, summary)``.
     """
     import gradio as gr
@@ -430,7 +431,7 @@ def build_demo(models: Optional[Sequence[str] | Mapping[str, str]] = None, limit
     outputs_dir = _OutputDir()
     example_files, example_captions = _examples(Path(examples_dir) if examples_dir else default_examples_dir())
 
-    def classify(audio_path: Optional[str], model_name: Optional[str] = None,
+    def classify(audio_path: Optional[str], model_name: Optional[str] = None, context: bool = False,
                  progress=gr.Progress(track_tqdm=True)):
         if not audio_path:
             return None, None, None, None, None, ""
@@ -444,8 +445,9 @@ def build_demo(models: Optional[Sequence[str] | Mapping[str, str]] = None, limit
         model, feature_extractor = registry.get(model_name)
         from .audio import AudioError
 
+        requested, context = bool(context), bool(context) and bool(getattr(model.config, "context", None))
         try:
-            timeline = predict_timeline(model, feature_extractor, audio_path, progress=True)
+            timeline = predict_timeline(model, feature_extractor, audio_path, progress=True, context=context)
         except AudioError as exc:
             raise gr.Error(_public(str(exc), audio_path, name), title="Cannot analyse this file",
                            duration=ERROR_SECONDS, print_exception=False) from None
@@ -453,7 +455,8 @@ def build_demo(models: Optional[Sequence[str] | Mapping[str, str]] = None, limit
             logger.exception("analysis of an upload failed")
             raise gr.Error(f"{name}: the analysis failed unexpectedly; the file may be damaged.",
                            title="Analysis failed", duration=ERROR_SECONDS) from None
-        thresholds = list(getattr(model.config, "thresholds", None) or [0.5] * len(timeline.labels))
+        tuned = model.config.context["thresholds"] if context else getattr(model.config, "thresholds", None)
+        thresholds = list(tuned or [0.5] * len(timeline.labels))
         rows = _segments_rows(timeline)
         csv_path = outputs_dir.new() / CSV_NAME
         _write_csv(csv_path, rows)
@@ -470,7 +473,8 @@ def build_demo(models: Optional[Sequence[str] | Mapping[str, str]] = None, limit
         data = _plain(data)
         clip = {label: float(score) for label, score in timeline.clip.items()}
         table = {"headers": SEGMENT_COLUMNS, "data": rows}
-        return clip, image, table, str(csv_path), data, _summary(timeline, thresholds, model_name, name)
+        note = " · this model has no recording context" if requested and not context else ""
+        return clip, image, table, str(csv_path), data, _summary(timeline, thresholds, model_name, name) + note
 
     with gr.Blocks(title="Instrument activity", delete_cache=(1800, 3600)) as demo:
         bundled = set(bundled_models().values())
@@ -484,6 +488,9 @@ def build_demo(models: Optional[Sequence[str] | Mapping[str, str]] = None, limit
                                  elem_id="audio-input")
                 model_choice = gr.Radio(registry.names, value=registry.names[0], label="Model",
                                         visible=len(registry.names) > 1, elem_id="model-choice")
+                context_box = gr.Checkbox(False, label="Recording context: weigh each moment by its neighbours "
+                                          "(surer on unfamiliar recordings, vaguer about when)",
+                                          elem_id="context-box")
                 run = gr.Button("Classify", variant="primary", elem_id="classify-button")
                 if example_files:
                     gr.Examples(example_files, inputs=[audio], example_labels=example_captions,
@@ -502,7 +509,8 @@ def build_demo(models: Optional[Sequence[str] | Mapping[str, str]] = None, limit
             timeline_json = gr.JSON(label="timeline")
         gr.Markdown(registry.describe() + "\n\n" + _api_markdown(), elem_id="about")
 
-        gr.on(triggers=[run.click, audio.change, model_choice.change], fn=classify, inputs=[audio, model_choice],
+        gr.on(triggers=[run.click, audio.change, model_choice.change, context_box.change], fn=classify,
+              inputs=[audio, model_choice, context_box],
               outputs=[clip, timeline_image, segments, csv_file, timeline_json, summary],
               api_name="classify", concurrency_limit=1)
     demo.queue(max_size=32)

@@ -194,10 +194,14 @@ def test_bundled_models_carry_the_package_code_and_their_generalisation_numbers(
     assert extractor.mean is not None  # normalisation fitted on the training split
     thresholds = model.config.thresholds  # tuned per class on validation, not the 0.5 default
     assert all(0.0 < t < 1.0 for t in thresholds) and len(set(thresholds)) == len(thresholds)
+    assert len(model.config.context["thresholds"]) == 11  # the recording context, tuned on validation too
     results = json.loads((folder / "recipe_results.json").read_text())["results"]
     card = (folder / "README.md").read_text()
     assert f"| held-out library (merlin) + room/noise | {results['heldout']['roc_auc_macro']:.3f} |" in card
     assert f"| training libraries (fluidr3, musescore), dry | {results['indomain']['roc_auc_macro']:.3f} |" in card
+    with_context = results["heldout+context"]
+    assert (f"| held-out library (merlin) + room/noise, with recording context | {with_context['roc_auc_macro']:.3f} | "
+            f"{with_context['f1_micro']:.3f} |") in card
 
 
 def test_default_model_of_predict_and_the_space_is_the_best_bundled_model_on_heldout_data():

@@ -107,6 +107,28 @@ def test_classify_endpoint_finds_the_true_instruments(client, rendered_corpus, r
     assert f"{rid}.wav" in summary and "Detected" in summary
 
 
+def test_recording_context_is_applied_when_asked_for(client, rendered_corpus):
+    """The context checkbox: window scores blended with their neighbours, at the context's thresholds."""
+    from gradio_client import handle_file
+
+    from instrument_classifier.context import RecordingContext
+
+    wav = handle_file(str(rendered_corpus / "test_data" / "2106.wav"))
+    *_, plain, plain_summary = client.predict(wav, api_name="/classify")
+    *_, blended, summary = client.predict(wav, context=True, api_name="/classify")
+    from transformers import AutoConfig
+
+    import instrument_classifier.modeling  # noqa: F401
+
+    context = RecordingContext.from_config(AutoConfig.from_pretrained(next(iter(_models().values()))))
+    assert "context" not in plain and "recording context" not in plain_summary
+    assert blended["context"] == context.describe() and f"recording context: {context.describe()}" in summary
+    assert blended["thresholds"] == pytest.approx(context.thresholds)
+    starts = np.round(np.asarray(plain["window_times_s"]) * plain["frame_rate"])
+    expected = context.apply(np.asarray(plain["window_probs"]), None, starts, 256)
+    np.testing.assert_allclose(blended["window_probs"], expected, atol=2e-4)
+
+
 def test_classify_endpoint_accepts_stereo_other_rates_and_formats(client, rendered_corpus, tmp_path):
     from gradio_client import handle_file
 

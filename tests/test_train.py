@@ -123,6 +123,15 @@ def test_train_end_to_end_gives_a_loadable_model_with_validation_tuned_threshold
     np.testing.assert_allclose(thresholds, tune_thresholds(labels.astype(int), probs), atol=1e-4)
     present = (labels.sum(0) > 0) & (labels.sum(0) < len(labels))
     assert np.all(thresholds[~present] == 0.5) and not np.all(thresholds[present] == 0.5)
+    # and so is the recording context that predict --context applies, with thresholds of its own
+    from instrument_classifier.context import tune_context
+
+    positions = load_prepared(tiny_dataset)[0]["validation"].select_columns(["recording_id", "start_frame"])
+    context = tune_context(labels.astype(int), probs, positions["recording_id"], positions["start_frame"],
+                           model.config.window_frames)
+    stored = model.config.context
+    assert (stored["radius_windows"], stored["weight"]) == (context.radius_windows, context.weight)
+    np.testing.assert_allclose(stored["thresholds"], context.thresholds, atol=1e-4)
 
     if model_type == "cnn":
         train_labels = np.asarray(load_prepared(tiny_dataset)[0]["train"].with_format("numpy")["labels"])

@@ -15,6 +15,11 @@ Both at the model's decision thresholds (``config.thresholds``, tuned on validat
 one fixed threshold (``--thresholds 0.5``); metrics as defined in :mod:`instrument_classifier.evaluation.metrics`
 (macro averages over the classes present in the split, the others named in ``skipped_classes``).
 
+A model whose config holds a recording context (``config.context``, tuned on validation by training; see
+:mod:`instrument_classifier.context`) is also scored with it, as ``predict --context`` applies it: each
+window blended with its neighbours in the recording (by ``recording_id`` and ``start_frame``), each frame
+with its window's neighbourhood mean, at the context's thresholds (or the fixed one).
+
 Features
 --------
 Dataset rows hold RAW features; each model is fed them normalised with **its own** feature extractor's
@@ -27,7 +32,8 @@ comparison is only meaningful on the same windows and labels.
 
 Output (written to a temporary folder next to ``--output``, then moved into place)::
 
-    metrics.json       {model_name: {"window": {...}, "frame": {...}, "source", "thresholds"},
+    metrics.json       {model_name: {"window": {...}, "frame": {...}, "source", "thresholds",
+                                     ["context": {"settings", "window", "frame"}]},
                         "split", "dataset", "num_windows", "num_frames", "labels", "thresholds"}
     metrics.md         summary table and per-class tables (window and frame level) per model
     heatmap.png        macro ROC-AUC, 1 - Hamming, precision, recall, F1 for every model (the study's Figure 1)
@@ -52,6 +58,7 @@ from typing import Dict, List, Optional, Sequence, Union
 import numpy as np
 
 from ..atomic_write import replace_dir
+from ..context import RecordingContext, blend, neighbour_means
 from .metrics import HUNG_YANG_LABELS, compute_instrument_metrics, mean_f1
 
 __all__ = [
@@ -375,6 +382,11 @@ def evaluate_models(
                 "thresholds": [float(t) for t in cut],
             }
             curves[entry["name"]] = _roc_points(window_true, window_prob, frame_true, frame_prob, results[entry["name"]])
+            context = RecordingContext.from_config(entry["model"].config)
+            if context is not None:
+                results[entry["name"]]["context"] = _with_context(
+                    context, split_ds, int(entry["model"].config.window_frames), window_true, window_prob,
+                    frame_true, frame_prob, None if fixed_threshold is None else cut, labels)
 
     results.update({
         "split": split,
@@ -387,6 +399,22 @@ def evaluate_models(
     if output is not None:
         _write_report(results, curves, output)
     return results
+
+
+def _with_context(context: RecordingContext, split_ds, window_frames: int, window_true, window_prob, frame_true,
+                  frame_prob, fixed: Optional[list], labels: List[str]) -> Dict:
+    """Window and frame metrics with the recording context applied (its thresholds unless ``fixed``)."""
+    rows = split_ds.select_columns(["recording_id", "start_frame"])
+    means = neighbour_means(window_prob, rows["recording_id"], rows["start_frame"], context.radius_windows,
+                            window_frames)
+    cut = context.thresholds if fixed is None else fixed
+    per_window = frame_prob.reshape(len(window_prob), -1, frame_prob.shape[-1])
+    frames = blend(per_window, means[:, None, :], context.weight).reshape(frame_prob.shape)
+    return {
+        "settings": context.to_dict(),
+        "window": compute_instrument_metrics(window_true, blend(window_prob, means, context.weight), cut, labels),
+        "frame": compute_instrument_metrics(frame_true, frames, cut, labels),
+    }
 
 
 def _parse_thresholds(value) -> Optional[float]:
@@ -469,19 +497,26 @@ def _fmt(value, digits: int = 3) -> str:
     return "–" if value is None else f"{value:.{digits}f}"
 
 
+def _levels(entry: Dict) -> List[tuple]:
+    """``(level name, metrics)`` of one model: window, frame, and with its recording context if it has one."""
+    levels = [("window", entry["window"]), ("frame", entry["frame"])]
+    if "context" in entry:
+        levels += [("window+ctx", entry["context"]["window"]), ("frame+ctx", entry["context"]["frame"])]
+    return levels
+
+
 def format_summary(results: Dict) -> str:
     """Plain-text table: one row per model and level with the macro (and micro F1) metrics."""
     names = model_names(results)
     width = max([len(n) for n in names] + [5])
-    head = f"{'model':<{width}}  {'level':<6} {'ROC-AUC':>8} {'AUCmicro':>8} {'Hamming':>8} {'Prec':>6} {'Rec':>6} " \
+    head = f"{'model':<{width}}  {'level':<10} {'ROC-AUC':>8} {'AUCmicro':>8} {'Hamming':>8} {'Prec':>6} {'Rec':>6} " \
            f"{'F1':>6} {'F1micro':>7}  skipped"
     lines = [f"{results['split']} split of {results['dataset']}: {results['num_windows']} windows, "
              f"{results['num_frames']} frames; macro averages over classes present", head, "-" * len(head)]
     for name in names:
-        for level in ("window", "frame"):
-            m = results[name][level]
+        for level, m in _levels(results[name]):
             lines.append(
-                f"{name:<{width}}  {level:<6} {_fmt(m['roc_auc_macro']):>8} {_fmt(m['roc_auc_micro']):>8} "
+                f"{name:<{width}}  {level:<10} {_fmt(m['roc_auc_macro']):>8} {_fmt(m['roc_auc_micro']):>8} "
                 f"{_fmt(m['hamming_loss']):>8} {_fmt(m['precision_macro']):>6} {_fmt(m['recall_macro']):>6} "
                 f"{_fmt(m['f1_macro']):>6} {_fmt(m['f1_micro']):>7}  {len(m['skipped_classes'])}"
             )
@@ -514,8 +549,7 @@ def format_markdown(results: Dict, figures: Optional[Dict[str, str]] = None) -> 
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name in names:
-        for level in ("window", "frame"):
-            m = results[name][level]
+        for level, m in _levels(results[name]):
             lines.append(
                 f"| {_md_escape(name)} | {level} | {_fmt(m['roc_auc_macro'])} | {_fmt(m['roc_auc_micro'])} | "
                 f"{_fmt(1 - m['hamming_loss'])} | {_fmt(m['precision_macro'])} | {_fmt(m['recall_macro'])} | "

@@ -232,7 +232,9 @@ def build_model_card(
         "```",
         "",
         "With the `instrument-classifier` package: `instrument-classifier predict --model "
-        f"{load_id} FILE.wav` prints a timeline of segments.",
+        f"{load_id} FILE.wav` prints a timeline of segments; `--context` blends each window with its neighbours "
+        "in the recording as `config.context` says (radius, weight and thresholds, tuned on validation): surer on "
+        "unfamiliar recordings, vaguer about when an instrument enters.",
         "",
         "## Labels",
         "",

@@ -118,7 +118,7 @@ def build_model(model_args, info: dict, data_extractor, overrides: Optional[Dict
         if new_labels:
             overrides.update(taxonomy=info["taxonomy"], id2label=dict(enumerate(info["labels"])),
                              label2id={label: i for i, label in enumerate(info["labels"])},
-                             thresholds=None, pos_weight=None)
+                             thresholds=None, context=None, pos_weight=None)
         config = apply_config_overrides(config, overrides)
         model = AutoModelForAudioClassification.from_pretrained(source, config=config, ignore_mismatched_sizes=new_labels,
                                                                 use_safetensors=True, **hub)  # never unpickle

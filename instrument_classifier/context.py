@@ -1,0 +1,163 @@
+"""Recording context: each window's probabilities blended with those of its neighbours in the recording.
+
+A window classifier hears 2.97 s. An instrument that plays in a recording usually plays in many of its
+windows, while a false alarm on an unfamiliar timbre is usually isolated; so the mean probability ``m`` of
+the windows around a window (same recording, same class) is evidence the window alone does not have. The
+blended score is the weighted geometric mean ``p ** (1 - weight) * m ** weight``.
+
+The price is time resolution: with ``radius_windows = k`` an instrument's entry is smeared over ``k``
+windows on either side, and with ``radius_windows = None`` (the whole recording) and ``weight = 1`` every
+window of a recording gets the same score, which answers "which instruments play" and no longer "when".
+:func:`tune_context` picks the radius and weight on validation data, with per-class thresholds for the
+blended scores; training stores the result in ``config.context`` (a dict, see :class:`RecordingContext`),
+and ``predict --context`` / ``evaluate`` apply it. Measured on held-out sample libraries in BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Iterable, List, Optional, Sequence
+
+import numpy as np
+
+__all__ = ["RecordingContext", "RADII", "WEIGHTS", "neighbour_means", "tune_context"]
+
+#: Radii (in windows on either side; ``None``: the whole recording) and weights :func:`tune_context` tries.
+RADII: tuple = (1, 2, 3, 5, 8, 16, None)
+WEIGHTS: tuple = (0.25, 0.5, 0.75, 1.0)
+
+
+@dataclass
+class RecordingContext:
+    """How a model's window scores are blended with their neighbours' (stored as ``config.context``).
+
+    Attributes
+    ----------
+    radius_windows : int or None
+        Windows on either side averaged over (``None``: the whole recording).
+    weight : float
+        Weight of the neighbours' mean in the geometric blend, in (0, 1].
+    thresholds : list of float
+        Per-class decision thresholds for the blended scores (tuned on validation with them).
+    validation_f1_micro : float, optional
+        Validation micro F1 with the context (for the record).
+    validation_f1_micro_without : float, optional
+        The same without it.
+    """
+
+    radius_windows: Optional[int]
+    weight: float
+    thresholds: List[float]
+    validation_f1_micro: Optional[float] = None
+    validation_f1_micro_without: Optional[float] = None
+
+    def __post_init__(self) -> None:
+        if self.radius_windows is not None and int(self.radius_windows) < 0:
+            raise ValueError(f"context radius must be >= 0 windows or None, got {self.radius_windows}")
+        if not 0.0 < float(self.weight) <= 1.0:
+            raise ValueError(f"context weight must be in (0, 1], got {self.weight}")
+        if not all(0.0 <= float(t) <= 1.0 for t in self.thresholds):
+            raise ValueError(f"context thresholds must be probabilities, got {self.thresholds}")
+
+    @classmethod
+    def from_config(cls, config) -> Optional["RecordingContext"]:
+        """The context stored in a model config, or ``None`` if it has none."""
+        stored = getattr(config, "context", None)
+        return None if not stored else cls(**stored)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def describe(self) -> str:
+        where = "the whole recording" if self.radius_windows is None else f"+-{self.radius_windows} windows"
+        return f"{where}, weight {self.weight:g}"
+
+    def apply(self, probs: np.ndarray, recordings: Optional[Sequence] = None,
+              starts: Optional[Sequence[int]] = None, window_frames: int = 1) -> np.ndarray:
+        """Blended window scores; see :func:`neighbour_means` for the arguments."""
+        means = neighbour_means(probs, recordings, starts, self.radius_windows, window_frames)
+        return blend(probs, means, self.weight)
+
+
+def blend(probs: np.ndarray, means: np.ndarray, weight: float) -> np.ndarray:
+    """``probs ** (1 - weight) * means ** weight`` (float32)."""
+    return (np.asarray(probs, np.float64) ** (1.0 - weight) * np.asarray(means, np.float64) ** weight).astype(np.float32)
+
+
+def neighbour_means(probs: np.ndarray, recordings: Optional[Sequence] = None, starts: Optional[Sequence[int]] = None,
+                    radius_windows: Optional[int] = None, window_frames: int = 1) -> np.ndarray:
+    """Each window's probabilities replaced by the mean over the windows of its recording near it.
+
+    Parameters
+    ----------
+    probs : np.ndarray
+        ``(n_windows, n_labels)`` window probabilities.
+    recordings : sequence, optional
+        Recording of each window (default: all from one recording).
+    starts : sequence of int, optional
+        Start frame of each window (default: consecutive windows, ``i * window_frames``).
+    radius_windows : int or None
+        Windows whose start lies at most ``radius_windows * window_frames`` frames away are averaged
+        (the window itself included); ``None``: every window of the recording. Measured in frames, so
+        overlapping windows (an evaluation hop of half a window) cover the same time span.
+    window_frames : int
+        Frames per window.
+
+    Returns
+    -------
+    np.ndarray
+        ``(n_windows, n_labels)``, in the input's row order.
+    """
+    probs = np.asarray(probs, dtype=np.float64)
+    n = len(probs)
+    recordings = np.zeros(n, dtype=np.int64) if recordings is None else np.asarray(recordings)
+    starts = np.arange(n, dtype=np.int64) * window_frames if starts is None else np.asarray(starts, dtype=np.int64)
+    if len(recordings) != n or len(starts) != n:
+        raise ValueError(f"{n} windows, but {len(recordings)} recordings and {len(starts)} start frames")
+    means = np.empty_like(probs)
+    for rec in _unique(recordings):
+        rows = np.flatnonzero(recordings == rec)
+        rows = rows[np.argsort(starts[rows], kind="stable")]  # time order
+        if radius_windows is None:
+            means[rows] = probs[rows].mean(axis=0)
+            continue
+        t = starts[rows]
+        reach = int(radius_windows) * int(window_frames)
+        lo = np.searchsorted(t, t - reach, side="left")
+        hi = np.searchsorted(t, t + reach, side="right")
+        cumulative = np.vstack([np.zeros((1, probs.shape[1])), np.cumsum(probs[rows], axis=0)])
+        means[rows] = (cumulative[hi] - cumulative[lo]) / (hi - lo)[:, None]
+    return means.astype(np.float32)
+
+
+def _unique(values: np.ndarray) -> Iterable:
+    return dict.fromkeys(values.tolist())  # first-seen order, for any hashable ids
+
+
+def tune_context(y_true: np.ndarray, probs: np.ndarray, recordings: Sequence, starts: Sequence[int],
+                 window_frames: int, radii: Sequence[Optional[int]] = RADII,
+                 weights: Sequence[float] = WEIGHTS) -> RecordingContext:
+    """The radius and weight with the best validation micro F1, and thresholds for them; use validation data.
+
+    Every (radius, weight) gets per-class thresholds tuned on the blended validation scores
+    (:func:`~instrument_classifier.evaluation.metrics.tune_thresholds`); ties go to the narrower radius,
+    then the smaller weight (less time resolution given up).
+    """
+    from .evaluation.metrics import compute_instrument_metrics, tune_thresholds
+
+    y_true = np.asarray(y_true) > 0.5
+    base = compute_instrument_metrics(y_true, probs, thresholds=tune_thresholds(y_true, probs))["f1_micro"]
+    best, best_key = None, None
+    for radius in radii:
+        means = neighbour_means(probs, recordings, starts, radius, window_frames)
+        for weight in weights:
+            scores = blend(probs, means, weight)
+            thresholds = tune_thresholds(y_true, scores)
+            f1 = compute_instrument_metrics(y_true, scores, thresholds=thresholds)["f1_micro"]
+            key = (f1, -(np.inf if radius is None else radius), -weight)
+            if best_key is None or key > best_key:
+                best_key = key
+                best = RecordingContext(radius, float(weight), [float(t) for t in thresholds], float(f1), float(base))
+    if best is None:
+        raise ValueError("no context to try: give at least one radius and one weight")
+    return best
