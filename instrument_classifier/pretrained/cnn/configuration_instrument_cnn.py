@@ -53,6 +53,11 @@ class InstrumentCNNConfig(PreTrainedConfig):
         other name requires an explicit ``id2label``.
     thresholds : list of float, optional
         Per-class decision thresholds on sigmoid probabilities; default 0.5 for every class.
+    context : dict, optional
+        Recording context for ``predict --context``, as training tunes it on validation:
+        ``{"radius_windows": int or None, "weight": float, "thresholds": [...]}`` (each window's
+        probabilities blended with the mean of its neighbours', with thresholds for the blend;
+        ``instrument_classifier/context.py``). ``None``: no context tuned.
     feature_size : int
         Coefficients per frame (13 MFCCs).
     window_frames : int
@@ -88,6 +93,7 @@ class InstrumentCNNConfig(PreTrainedConfig):
 
     taxonomy: str = "seed12"
     thresholds: list[float] | None = None
+    context: dict | None = None
     feature_size: int = 13
     window_frames: int = 256
     sampling_rate: int = 44100
@@ -191,6 +197,8 @@ def _validate_common(config: PreTrainedConfig) -> None:
     config.thresholds = [float(t) for t in config.thresholds]
     if len(config.thresholds) != num_labels or not all(0.0 <= t <= 1.0 for t in config.thresholds):
         raise ValueError(f"thresholds must be {num_labels} probabilities in [0, 1], got {config.thresholds}")
+    if config.context is not None:
+        _validate_context(config.context, num_labels)
     if config.pos_weight is not None:
         config.pos_weight = [float(w) for w in config.pos_weight]
         if len(config.pos_weight) != num_labels or not all(w > 0 for w in config.pos_weight):
@@ -205,3 +213,14 @@ def _validate_common(config: PreTrainedConfig) -> None:
     if config.pooling not in POOLING_TYPES:
         raise ValueError(f"pooling must be one of {POOLING_TYPES}, got {config.pooling!r}")
 
+
+def _validate_context(context: dict, num_labels: int) -> None:
+    """``context`` as training stores it: ``radius_windows`` (int >= 0 or None), ``weight`` in (0, 1], thresholds."""
+    radius, weight, thresholds = context.get("radius_windows"), context.get("weight"), context.get("thresholds")
+    if radius is not None and (not isinstance(radius, int) or radius < 0):
+        raise ValueError(f"context radius_windows must be an integer >= 0 or None, got {radius!r}")
+    if not isinstance(weight, (int, float)) or not 0.0 < float(weight) <= 1.0:
+        raise ValueError(f"context weight must be in (0, 1], got {weight!r}")
+    if (not isinstance(thresholds, (list, tuple)) or len(thresholds) != num_labels
+            or not all(0.0 <= float(t) <= 1.0 for t in thresholds)):
+        raise ValueError(f"context thresholds must be {num_labels} probabilities in [0, 1], got {thresholds!r}")

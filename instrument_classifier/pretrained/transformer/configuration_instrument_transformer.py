@@ -49,8 +49,8 @@ class InstrumentTransformerConfig(PreTrainedConfig):
 
     Parameters
     ----------
-    taxonomy, thresholds, feature_size, window_frames, sampling_rate, hop_length, feature_type, \
-    pos_weight, frame_loss_weight, pooling :
+    taxonomy, thresholds, context, feature_size, window_frames, sampling_rate, hop_length, \
+    feature_type, pos_weight, frame_loss_weight, pooling :
         As in ``InstrumentCNNConfig``.
     hidden_size : int
         Model width ``d_model``.
@@ -77,6 +77,7 @@ class InstrumentTransformerConfig(PreTrainedConfig):
 
     taxonomy: str = "seed12"
     thresholds: list[float] | None = None
+    context: dict | None = None
     feature_size: int = 13
     window_frames: int = 256
     sampling_rate: int = 44100
@@ -171,6 +172,8 @@ def _validate_common(config: PreTrainedConfig) -> None:
     config.thresholds = [float(t) for t in config.thresholds]
     if len(config.thresholds) != num_labels or not all(0.0 <= t <= 1.0 for t in config.thresholds):
         raise ValueError(f"thresholds must be {num_labels} probabilities in [0, 1], got {config.thresholds}")
+    if config.context is not None:
+        _validate_context(config.context, num_labels)
     if config.pos_weight is not None:
         config.pos_weight = [float(w) for w in config.pos_weight]
         if len(config.pos_weight) != num_labels or not all(w > 0 for w in config.pos_weight):
@@ -185,3 +188,14 @@ def _validate_common(config: PreTrainedConfig) -> None:
     if config.pooling not in POOLING_TYPES:
         raise ValueError(f"pooling must be one of {POOLING_TYPES}, got {config.pooling!r}")
 
+
+def _validate_context(context: dict, num_labels: int) -> None:
+    """``context`` as training stores it: ``radius_windows`` (int >= 0 or None), ``weight`` in (0, 1], thresholds."""
+    radius, weight, thresholds = context.get("radius_windows"), context.get("weight"), context.get("thresholds")
+    if radius is not None and (not isinstance(radius, int) or radius < 0):
+        raise ValueError(f"context radius_windows must be an integer >= 0 or None, got {radius!r}")
+    if not isinstance(weight, (int, float)) or not 0.0 < float(weight) <= 1.0:
+        raise ValueError(f"context weight must be in (0, 1], got {weight!r}")
+    if (not isinstance(thresholds, (list, tuple)) or len(thresholds) != num_labels
+            or not all(0.0 <= float(t) <= 1.0 for t in thresholds)):
+        raise ValueError(f"context thresholds must be {num_labels} probabilities in [0, 1], got {thresholds!r}")
