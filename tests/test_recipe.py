@@ -195,7 +195,12 @@ def test_bundled_models_carry_the_package_code_and_their_generalisation_numbers(
     thresholds = model.config.thresholds  # tuned per class on validation, not the 0.5 default
     assert all(0.0 < t < 1.0 for t in thresholds) and len(set(thresholds)) == len(thresholds)
     assert len(model.config.context["thresholds"]) == 11  # the recording context, tuned on validation too
-    results = json.loads((folder / "recipe_results.json").read_text())["results"]
+    recorded = json.loads((folder / "recipe_results.json").read_text())
+    # made by today's recipe, so `make models` remakes what ships (the worker count changes nothing)
+    made_with = {k: v for k, v in recorded["settings"].items() if k != "num_proc"}
+    current = {k: v for k, v in json.loads(json.dumps(asdict(RecipeSettings()))).items() if k != "num_proc"}
+    assert made_with == current, "the bundled models were made with other RecipeSettings: run `make models`"
+    results = recorded["results"]
     card = (folder / "README.md").read_text()
     assert f"| held-out library (merlin) + room/noise | {results['heldout']['roc_auc_macro']:.3f} |" in card
     assert f"| training libraries (fluidr3, musescore), dry | {results['indomain']['roc_auc_macro']:.3f} |" in card
