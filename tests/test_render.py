@@ -381,3 +381,23 @@ def test_random_smooth_eq_stays_within_its_bound_and_is_identity_at_zero():
         assert np.all(np.abs(gains) <= 6.0 + 1e-6) and np.ptp(gains) > 0.1
     np.testing.assert_array_equal(random_smooth_eq(x, SR, 6.0, 4, np.random.default_rng(1)),
                                   random_smooth_eq(x, SR, 6.0, 4, np.random.default_rng(1)))
+
+
+def test_omitted_programs_are_neither_played_nor_labelled(tmp_path):
+    """omit_programs (a library whose cello is a held-out library's recording): the piece is rendered as if
+    the cello were silent — no cello notes in the labels, silence where only the cello played — and the other
+    instruments sound as without the option. A piece with only omitted programs is not rendered."""
+    notes = [(s(0.2), s(1.2), 41, 72),   # violin
+             (s(1.6), s(2.6), 43, 48)]   # cello, alone
+    root = labels_folder(tmp_path, notes, rid="7")
+    write_csv(root / "train_labels" / "8.csv", [(s(0.2), s(1.0), 43, 50)])  # a cello solo
+    written = render_corpus(root, None, tmp_path / "out", seed=1, omit_programs=(43,), progress=False)
+    assert [p.stem for p in written] == ["7"]
+    rows = read_label_rows(tmp_path / "out" / "train_labels" / "7.csv")
+    assert {r.instrument for r in rows} == {41}
+    audio = sf.read(written[0], dtype="float32")[0]
+    assert frame_rms(audio, 1.9, 2.5) < 1e-4 < frame_rms(audio, 0.4, 1.0)
+    full, = render_corpus(root, None, tmp_path / "full", ids=["7"], seed=1, progress=False)
+    assert frame_rms(sf.read(full, dtype="float32")[0], 1.9, 2.5) > 1e-3
+    with pytest.raises(RenderError, match="only the omitted programs"):
+        render_corpus(root, None, tmp_path / "none", ids=["8"], omit_programs=(43,), progress=False)

@@ -508,6 +508,7 @@ class _Job:
     start_sample: int
     max_samples: Optional[int]
     seed: int
+    omit_programs: Tuple[int, ...] = ()
 
 
 _WORKER: Dict[str, object] = {}
@@ -523,7 +524,7 @@ def _render_job(job: _Job) -> Dict:
     settings: RenderSettings = _WORKER["settings"]  # type: ignore[assignment]
     rows = read_label_rows(job.labels_path)
     end = None if job.max_samples is None else job.start_sample + job.max_samples
-    rows = clip_rows(rows, job.start_sample, end)
+    rows = clip_rows([r for r in rows if r.instrument not in job.omit_programs], job.start_sample, end)
     audio, labels, info = render_notes(rows, renderer, settings, seed=job.seed, recording_id=job.recording_id,
                                        max_samples=job.max_samples, source=str(job.labels_path))
     wav_path = job.out_dir / f"{job.split}_data" / f"{job.recording_id}.wav"
@@ -531,12 +532,12 @@ def _render_job(job: _Job) -> Dict:
     write_label_rows(csv_path, labels)
     write_wav(wav_path, audio, settings.sample_rate)
     info.update(split=job.split, id=job.recording_id, source_labels=str(job.labels_path),
-                start_sample=job.start_sample)
+                start_sample=job.start_sample, omitted_programs=list(job.omit_programs))
     return info
 
 
 def _collect_jobs(root: Path, out_dir: Path, split: Optional[str], ids: Optional[Sequence[str]], start_sample: int,
-                  max_samples: Optional[int], seed: int) -> List[_Job]:
+                  max_samples: Optional[int], seed: int, omit_programs: Sequence[int] = ()) -> List[_Job]:
     splits = SPLITS if split is None else (split,)
     for s in splits:
         if s not in SPLITS:
@@ -551,7 +552,7 @@ def _collect_jobs(root: Path, out_dir: Path, split: Optional[str], ids: Optional
             continue
         for path in sorted(folder.glob("*.csv"), key=lambda p: _id_key(p.stem)):
             if wanted is None or path.stem in wanted:
-                jobs.append(_Job(s, path.stem, path, out_dir, start_sample, max_samples, seed))
+                jobs.append(_Job(s, path.stem, path, out_dir, start_sample, max_samples, seed, tuple(omit_programs)))
     if wanted is not None:
         missing = wanted - {j.recording_id for j in jobs}
         if missing:
@@ -576,6 +577,7 @@ def render_corpus(
     num_proc: int = 1,
     progress: bool = True,
     instrument_eq_db: float = 0.0,
+    omit_programs: Sequence[int] = (),
 ) -> List[Path]:
     """Render label CSVs to a MusicNet-layout corpus.
 
@@ -604,6 +606,11 @@ def render_corpus(
     instrument_eq_db : float
         Render each instrument on its own and filter it with a random smooth EQ of at most this many dB
         (seeded like the velocities), so that every instrument's timbre varies independently. 0: off.
+    omit_programs : sequence of int
+        General MIDI programs (1-based) left out: their notes are neither played nor labelled, so each
+        recording is rendered as if those instruments were silent. A recording whose score has only these
+        programs is not rendered at all. For sample libraries whose presets for those instruments must not
+        be used (they are recordings a held-out library also plays).
 
     Returns
     -------
@@ -624,10 +631,12 @@ def render_corpus(
         raise RenderError(f"start_seconds must be >= 0, got {start_seconds}")
     max_samples = None if max_seconds is None else int(round(max_seconds * SAMPLE_RATE))
     start_sample = int(round(start_seconds * SAMPLE_RATE))
-    jobs = _collect_jobs(root, out_dir, split, ids, start_sample, max_samples, seed)
+    jobs = _collect_jobs(root, out_dir, split, ids, start_sample, max_samples, seed, omit_programs)
     # read every CSV first so a bad file fails before hours of rendering
-    for job in jobs:
-        read_label_rows(job.labels_path)
+    omitted = set(omit_programs)
+    jobs = [job for job in jobs if {row.instrument for row in read_label_rows(job.labels_path)} - omitted]
+    if not jobs:
+        raise RenderError(f"{root}: every recording asked for plays only the omitted programs {sorted(omitted)}")
 
     results: List[Dict] = []
     bar = tqdm(total=len(jobs), desc=f"render {soundfont_path.stem}", unit="rec", disable=not progress)
@@ -701,6 +710,8 @@ def add_synth_arguments(parser: argparse.ArgumentParser) -> None:
                         help="uniform random velocity change in [-J, +J] per note (default 15; 0 = none)")
     parser.add_argument("--instrument-eq-db", type=float, default=0.0,
                         help="random smooth EQ of each instrument's track, at most this many dB (default 0 = off)")
+    parser.add_argument("--omit-programs", type=int, nargs="+", default=(), metavar="PROGRAM",
+                        help="General MIDI programs (1-based) to leave out of both the audio and the labels")
     parser.add_argument("--num-proc", type=int, default=1, help="parallel worker processes (default 1)")
 
 
@@ -712,7 +723,7 @@ def run_synth(args: argparse.Namespace) -> int:
         written = render_corpus(args.labels, args.soundfont, args.out, split=args.split, ids=ids,
                                 max_seconds=args.max_seconds, start_seconds=args.start_seconds, seed=args.seed,
                                 velocity=args.velocity, velocity_jitter=args.velocity_jitter, num_proc=args.num_proc,
-                                instrument_eq_db=args.instrument_eq_db)
+                                instrument_eq_db=args.instrument_eq_db, omit_programs=args.omit_programs)
     except RenderError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
