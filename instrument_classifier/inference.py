@@ -20,11 +20,12 @@ How a recording is processed
    pass up to ``FIRST_PASS_CACHE_MB`` (~49 min of audio); longer recordings are decoded and transformed
    again instead. Streamed features therefore equal ``feature_extractor.extract(whole_file)`` up to
    float rounding.
-4. Frames are cut into non-overlapping windows of ``config.window_frames`` frames; the last window is
-   aligned to the end of the recording (it overlaps its neighbour instead of being padded), and a
-   recording shorter than one window is padded with the features of digital silence, exactly as the
-   dataset builder pads it. Windows are classified ``batch_size`` at a time. Each frame takes its
-   probabilities from the first window that holds it.
+4. Frames are cut into non-overlapping windows of ``config.window_frames`` frames. The audio is followed by
+   digital silence up to the end of the last window, exactly as the dataset builder pads a recording's
+   last window: the model only ever saw a recording's end followed by silence. (Aligning the last window
+   to the end instead put the cut at the window's very edge, a frame pattern no training window has; some
+   models read it as a piano's decay, BENCHMARKS.md.) The padding's frames are classified but not
+   returned. Windows are classified ``batch_size`` at a time; each frame takes its window's probabilities.
 5. With ``context=True`` each window's probabilities are blended with the mean of its neighbours' in the
    recording, as ``config.context`` says (radius, weight, thresholds; tuned on validation by training, see
    :mod:`instrument_classifier.context`); every frame is blended with the mean of the window it came from.
@@ -447,8 +448,8 @@ def predict_timeline(
         batch.clear()
         batch_info.clear()
 
+    blocks, real_samples = _silence_to_window_end(blocks, feature_extractor.hop_length, window)
     pending = np.zeros((0, config.feature_size), dtype=np.float32)  # frames not yet in a window
-    tail = pending  # the last `window` frames seen, for the end-aligned final window
     done = 0  # frames placed in windows
     for feats in _features_from_blocks(blocks, feature_extractor, None):
         bar.update(round(len(feats) / feature_extractor.frame_rate, 1))
@@ -456,23 +457,15 @@ def predict_timeline(
         while len(pending) >= window:
             batch.append(pending[:window])
             batch_info.append((done, 0))
-            tail, pending, done = pending[:window], pending[window:], done + window
+            pending, done = pending[window:], done + window
             if len(batch) == batch_size:
                 flush()
     bar.close()
-    total = done + len(pending)
-    if total == 0:
-        raise AudioError(f"{name}: no audio frames")
-    if len(pending):
-        if done:  # end-aligned final window: the last `window` frames, only its new frames are kept
-            last = np.concatenate([tail, pending])[-window:]
-            batch.append(last)
-            batch_info.append((total - window, window - len(pending)))
-        else:  # shorter than one window: pad the audio with digital silence, as the dataset builder does
-            batch.append(_short_window(blocks, feature_extractor, window))
-            batch_info.append((0, 0))
     if batch:
         flush()
+    if not real_samples or not real_samples[0] or not window_probs:
+        raise AudioError(f"{name}: no audio frames")
+    total = 1 + real_samples[0] // feature_extractor.hop_length  # frames of the real audio (centred STFT)
     frame_probs = np.concatenate(frame_chunks)[:total]
     window_probs = np.stack(window_probs)
     if recording_context is not None:
@@ -498,16 +491,25 @@ def predict_timeline(
     )
 
 
-def _short_window(blocks, fe, window: int) -> np.ndarray:
-    """Features of a recording shorter than one window, its audio padded with zeros to ``window`` frames.
+def _silence_to_window_end(blocks: BlockSource, hop: int, window: int) -> Tuple[BlockSource, List[int]]:
+    """``blocks`` followed by zeros up to the end of the last ``window``-frame window, as ``prepare`` pads a
+    recording (``n`` samples give ``1 + n // hop`` centred frames; ``(total - 1) * hop`` samples give
+    ``total``). The padding is added before feature extraction, so the silence frames get the recording's
+    floor and the frames at the boundary see real audio then zeros. The returned list receives the number
+    of real samples once a pass is complete."""
+    counted: List[int] = []
 
-    The padding is added before feature extraction (silence frames get the recording's floor and the
-    frames at the boundary see real audio then zeros), as ``prepare`` builds the training windows.
-    """
-    audio = np.concatenate(list(blocks()))
-    padded = np.pad(audio, (0, max(0, (window - 1) * fe.hop_length - len(audio))))
-    feats = np.concatenate(list(_features_from_blocks(lambda: iter([padded]), fe, None)))
-    return feats[:window]
+    def padded() -> Iterator[np.ndarray]:
+        n = 0
+        for block in blocks():
+            n += len(block)
+            yield block
+        counted[:] = [n]
+        if n:
+            total = -(-(1 + n // hop) // window) * window
+            yield np.zeros(max(0, (total - 1) * hop - n), dtype=np.float32)
+
+    return padded, counted
 
 
 # -- segments ------------------------------------------------------------------------------------------

@@ -87,15 +87,18 @@ def model_and_fe(kind: str, fe, window_frames: int = 128):
 def test_timeline_matches_the_model_on_whole_file_features(music, fitted_fe, small_blocks, kind):
     model, fe = model_and_fe(kind, fitted_fe)
     timeline = predict_timeline(model, fe, music, batch_size=2)
-    feats = torch.from_numpy(fe.extract(music))[None]
+    n = fe.num_frames(len(music))  # 563 frames: four full windows, and a fifth the audio fills with silence,
+    # as prepare pads a recording's last window: features of the audio followed by zeros up to 640 frames
+    feats = torch.from_numpy(fe.extract(np.pad(music, (0, (640 - 1) * 512 - len(music)))))[None]
+    assert feats.shape[1] == 640
+    starts = [0, 128, 256, 384, 512]
     with torch.no_grad():
-        out = model(feats)  # the model's own windowing of a long input: same windows
-    n = feats.shape[1]
+        outs = [model(feats[:, s : s + 128]) for s in starts]
     assert timeline.frame_probs.shape == (n, 12) and timeline.frame_rate == pytest.approx(SR / 512)
-    np.testing.assert_allclose(timeline.frame_probs, torch.sigmoid(out.frame_logits[0]).numpy(), atol=2e-4)
-    starts = [0, 128, 256, 384, n - 128]  # 563 frames: four full windows and one aligned to the end
+    expected_frames = torch.sigmoid(torch.cat([o.frame_logits[0] for o in outs]))[:n].numpy()
+    np.testing.assert_allclose(timeline.frame_probs, expected_frames, atol=2e-4)
     np.testing.assert_allclose(timeline.window_times_s, np.array(starts) / fe.frame_rate)
-    expected_windows = torch.sigmoid(torch.cat([model(feats[:, s : s + 128]).logits for s in starts])).detach()
+    expected_windows = torch.sigmoid(torch.cat([o.logits for o in outs]))
     np.testing.assert_allclose(timeline.window_probs, expected_windows.numpy(), atol=2e-4)
     assert timeline.clip == pytest.approx(dict(zip(timeline.labels, expected_windows.amax(0).tolist())), abs=2e-4)
     assert timeline.duration_s == pytest.approx(len(music) / SR)

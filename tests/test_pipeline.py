@@ -131,11 +131,11 @@ def test_pipeline_scores_every_label_with_sigmoid(model_folder, clip):
     scores = [r["score"] for r in result]
     assert scores == sorted(scores, reverse=True) and all(0.0 < s < 1.0 for s in scores)
     # sigmoid of the model's logits: independent per label (they do not sum to 1)
-    with torch.no_grad():
-        window = (model.config.window_frames - 1) * fe.hop_length  # shorter clips are padded to one window
-        feats = fe(clip[: 2 * SR] if 2 * SR >= window else np.pad(clip[: 2 * SR], (0, window - 2 * SR)),
+    with torch.no_grad():  # 173 frames, two windows of 128: the second filled up with silence
+        feats = fe(silence_to_window_end(clip[: 2 * SR], model.config.window_frames, fe.hop_length),
                    sampling_rate=SR, return_tensors="pt")["input_features"]
-        probs = torch.sigmoid(model(feats).logits[0])
+        assert feats.shape[1] == 2 * model.config.window_frames
+        probs = torch.sigmoid(model(feats).logits[0])  # the maximum over the two windows
     expected = {model.config.id2label[i]: float(p) for i, p in enumerate(probs)}
     for r in result:
         assert r["score"] == pytest.approx(expected[r["label"]], abs=1e-5)
@@ -160,15 +160,22 @@ def test_pipeline_resamples_any_rate(model_folder, clip, rate):
         assert r["score"] == pytest.approx(native[r["label"]], abs=0.05)
 
 
+def silence_to_window_end(audio: np.ndarray, window: int, hop: int) -> np.ndarray:
+    """The audio followed by zeros up to the end of its last window, as prepare pads a recording."""
+    total = -(-(1 + len(audio) // hop) // window) * window
+    return np.pad(audio, (0, (total - 1) * hop - len(audio)))
+
+
 def test_pipeline_long_clip_is_the_max_over_windows(model_folder, clip):
     from transformers import pipeline
 
     folder, model, fe = model_folder
     classifier = pipeline("audio-classification", model=str(folder), trust_remote_code=True)
-    feats = fe(clip, sampling_rate=SR, return_tensors="pt")["input_features"]
     window = model.config.window_frames
-    assert feats.shape[1] > 2 * window
-    starts = list(range(0, feats.shape[1] - window + 1, window)) + [feats.shape[1] - window]
+    assert fe.num_frames(len(clip)) % window  # the last window is partly silence
+    feats = fe(silence_to_window_end(clip, window, fe.hop_length), sampling_rate=SR, return_tensors="pt")["input_features"]
+    assert feats.shape[1] > 2 * window and feats.shape[1] % window == 0
+    starts = list(range(0, feats.shape[1], window))
     with torch.no_grad():
         per_window = torch.stack([torch.sigmoid(model(feats[:, s : s + window]).logits[0]) for s in starts])
     expected = per_window.amax(0)

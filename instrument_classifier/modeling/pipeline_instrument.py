@@ -14,10 +14,10 @@ Differences from transformers' stock ``AudioClassificationPipeline``:
   pass ``{"raw": array, "sampling_rate": sr}``, or ``sampling_rate=sr`` to the call;
   a bare array is taken to be at the model's rate, as in the stock pipeline;
 * stereo arrays are downmixed; file paths and bytes are decoded with soundfile (no ffmpeg);
-* a clip shorter than one window is padded with digital silence to one window, as the training data was;
-* clips longer than one window (``config.window_frames`` frames, 2.97 s by default) are cut by the
-  model into non-overlapping windows, the last one aligned to the clip's end; a label's clip score is
-  its highest window probability (the instrument plays somewhere in the clip). For when it plays, and
+* the clip is cut into non-overlapping windows of ``config.window_frames`` frames (2.97 s by default),
+  the last one filled up with digital silence, as the dataset builder pads a recording's last window
+  (a clip shorter than one window is one such window); a label's clip score is its highest window
+  probability (the instrument plays somewhere in the clip). For when it plays, and
   for recordings longer than a few minutes (streamed, memory-bounded), use
   ``instrument_classifier.inference.predict_timeline``.
 """
@@ -85,10 +85,12 @@ class InstrumentAudioClassificationPipeline(AudioClassificationPipeline):
         if rate <= 0:
             raise ValueError(f"sampling_rate must be positive, got {sampling_rate}")
         inputs = self.feature_extractor.resample(inputs.astype(np.float32, copy=False), rate)
-        # A clip shorter than one window is padded with digital silence, as the training windows were.
-        min_samples = (self.model.config.window_frames - 1) * self.feature_extractor.hop_length
-        if 0 < len(inputs) < min_samples:
-            inputs = np.pad(inputs, (0, min_samples - len(inputs)))
+        # Digital silence up to the end of the last window, as the training windows were padded (n samples
+        # give 1 + n // hop centred frames, and (total - 1) * hop samples give total frames)
+        window, hop = int(self.model.config.window_frames), self.feature_extractor.hop_length
+        total = -(-(1 + len(inputs) // hop) // window) * window
+        if len(inputs):
+            inputs = np.pad(inputs, (0, max(0, (total - 1) * hop - len(inputs))))
         processed = self.feature_extractor(
             inputs, sampling_rate=model_rate, return_tensors="pt", return_attention_mask=True
         )
