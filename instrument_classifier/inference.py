@@ -448,7 +448,7 @@ def predict_timeline(
         batch.clear()
         batch_info.clear()
 
-    blocks, real_samples = _silence_to_window_end(blocks, feature_extractor.hop_length, window)
+    blocks, real_samples = _silence_to_window_end(blocks, feature_extractor, window)
     pending = np.zeros((0, config.feature_size), dtype=np.float32)  # frames not yet in a window
     done = 0  # frames placed in windows
     for feats in _features_from_blocks(blocks, feature_extractor, None):
@@ -463,9 +463,9 @@ def predict_timeline(
     bar.close()
     if batch:
         flush()
-    if not real_samples or not real_samples[0] or not window_probs:
+    if not real_samples or not real_samples[0]:
         raise AudioError(f"{name}: no audio frames")
-    total = 1 + real_samples[0] // feature_extractor.hop_length  # frames of the real audio (centred STFT)
+    total = feature_extractor.num_frames(real_samples[0])  # frames of the real audio
     frame_probs = np.concatenate(frame_chunks)[:total]
     window_probs = np.stack(window_probs)
     if recording_context is not None:
@@ -491,12 +491,11 @@ def predict_timeline(
     )
 
 
-def _silence_to_window_end(blocks: BlockSource, hop: int, window: int) -> Tuple[BlockSource, List[int]]:
+def _silence_to_window_end(blocks: BlockSource, fe, window: int) -> Tuple[BlockSource, List[int]]:
     """``blocks`` followed by zeros up to the end of the last ``window``-frame window, as ``prepare`` pads a
-    recording (``n`` samples give ``1 + n // hop`` centred frames; ``(total - 1) * hop`` samples give
-    ``total``). The padding is added before feature extraction, so the silence frames get the recording's
-    floor and the frames at the boundary see real audio then zeros. The returned list receives the number
-    of real samples once a pass is complete."""
+    recording (:meth:`InstrumentFeatureExtractor.silence_to_window_end`). The padding is added before feature
+    extraction, so the silence frames get the recording's floor and the frames at the boundary see real audio
+    then zeros. The returned list receives the number of real samples once a pass is complete."""
     counted: List[int] = []
 
     def padded() -> Iterator[np.ndarray]:
@@ -505,9 +504,7 @@ def _silence_to_window_end(blocks: BlockSource, hop: int, window: int) -> Tuple[
             n += len(block)
             yield block
         counted[:] = [n]
-        if n:
-            total = -(-(1 + n // hop) // window) * window
-            yield np.zeros(max(0, (total - 1) * hop - n), dtype=np.float32)
+        yield np.zeros(fe.silence_to_window_end(n, window), dtype=np.float32)
 
     return padded, counted
 

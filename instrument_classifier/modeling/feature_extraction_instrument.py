@@ -225,6 +225,14 @@ class InstrumentFeatureExtractor(SequenceFeatureExtractor):
         """Frames produced for ``num_samples`` samples (centred frames: ``1 + n // hop``)."""
         return 1 + int(num_samples) // self.hop_length
 
+    def silence_to_window_end(self, num_samples: int, window_frames: int) -> int:
+        """Samples of digital silence that complete the last ``window_frames``-frame window of a recording,
+        as ``prepare`` pads it (``(total - 1) * hop`` samples give ``total`` frames); 0 for no audio."""
+        if num_samples <= 0:
+            return 0
+        total = -(-self.num_frames(num_samples) // window_frames) * window_frames
+        return max(0, (total - 1) * self.hop_length - int(num_samples))
+
     @property
     def _cqt_fmin(self) -> float:
         return self.fmin or CQT_DEFAULT_FMIN  # fmin 0, the mel filterbank's default, means C1 for constant-Q bands

@@ -85,12 +85,9 @@ class InstrumentAudioClassificationPipeline(AudioClassificationPipeline):
         if rate <= 0:
             raise ValueError(f"sampling_rate must be positive, got {sampling_rate}")
         inputs = self.feature_extractor.resample(inputs.astype(np.float32, copy=False), rate)
-        # Digital silence up to the end of the last window, as the training windows were padded (n samples
-        # give 1 + n // hop centred frames, and (total - 1) * hop samples give total frames)
-        window, hop = int(self.model.config.window_frames), self.feature_extractor.hop_length
-        total = -(-(1 + len(inputs) // hop) // window) * window
-        if len(inputs):
-            inputs = np.pad(inputs, (0, max(0, (total - 1) * hop - len(inputs))))
+        # digital silence up to the end of the last window, as the training windows were padded
+        silence = self.feature_extractor.silence_to_window_end(len(inputs), int(self.model.config.window_frames))
+        inputs = np.pad(inputs, (0, silence))
         processed = self.feature_extractor(
             inputs, sampling_rate=model_rate, return_tensors="pt", return_attention_mask=True
         )
