@@ -20,9 +20,10 @@ Steps (each skipped when its output is complete, so an interrupted run resumes w
                 (always a room and noise)
     prepare     datasets/heldout: train windows from the training libraries, validation and test windows from
                 the held-out library; datasets/indomain: the same train split, validation and test windows
-                from the training libraries' dry renders
-    train       train.py, CNN then Transformer, on datasets/heldout (best checkpoint and thresholds on the
-                held-out validation pieces; test pieces never seen)
+                from the training libraries' dry renders; one such pair per feature setting (the
+                Transformer's constant-Q bands: datasets/heldout-cqt84-deltas, ...)
+    train       train.py, CNN then Transformer, each on its datasets/heldout* (best checkpoint and thresholds on
+                the held-out validation pieces; test pieces never seen)
     evaluate    both models on the held-out and the in-domain test splits (``instrument-classifier evaluate``)
     export      the model folders (safetensors, config with thresholds, code, feature extractor) into
                 ``--output/{cnn,transformer}`` with a model card section on generalisation
@@ -139,6 +140,13 @@ class RecipeSettings:
                 "--eq_db", "10", "--eq_bands", "4", "--seed", "1"],
         "transformer": ["--num_train_epochs", "3", "--learning_rate", "1e-3"],
     })
+    # Feature settings of one model over the shared ones above (feature_type, n_coefficients, include_deltas);
+    # each distinct setting gets its own datasets. Constant-Q bands (84 semitones, with deltas) for the
+    # Transformer: full held-out validation AUC 0.841 -> 0.857 with MFCC-13 + deltas; for the CNN they trailed
+    # MFCCs by 0.02-0.03 (BENCHMARKS.md)
+    model_features: Dict[str, Dict[str, object]] = field(default_factory=lambda: {
+        "transformer": {"feature_type": "cqt"},
+    })
     # gain_db 20: level invariance (MFCC c0) helped on held-out validation; validation every third of an
     # epoch: held-out scores peak early, before the model fits the training libraries' own timbres
     common_train_args: List[str] = field(default_factory=lambda: [
@@ -147,6 +155,15 @@ class RecipeSettings:
         "--save_strategy", "steps", "--save_steps", "90", "--early_stopping_patience", "4",
         "--save_total_limit", "1", "--logging_steps", "50",
     ])
+
+
+    def features_of(self, model_type: str) -> Dict[str, object]:
+        """``feature_type``, ``n_coefficients`` (None: the type's default) and ``include_deltas`` of one model."""
+        own = dict(self.model_features.get(model_type, {}))
+        if "feature_type" in own and "n_coefficients" not in own:
+            own["n_coefficients"] = None
+        return {"feature_type": self.feature_type, "n_coefficients": self.n_coefficients,
+                "include_deltas": self.include_deltas, **own}
 
 
 # -- bookkeeping ---------------------------------------------------------------------------------------
@@ -297,21 +314,62 @@ def _forget_renders_of_another_plan(plan: dict, folders: Sequence[Path], plan_na
     _write_json(plan_file, plan)
 
 
+def _settings_of(settings: RecipeSettings, model_type: str) -> dict:
+    """What decides one model: every setting but the worker count and the other models' own arguments."""
+    current = {k: v for k, v in asdict(settings).items() if k != "num_proc"}
+    current["models"] = {model_type: current["models"].get(model_type)}
+    current["model_features"] = {model_type: current["model_features"].get(model_type, {})}
+    return json.loads(json.dumps(current))  # as read back from JSON (tuples are lists)
+
+
 def _forget_results_of_other_settings(workdir: Path, settings: RecipeSettings) -> None:
     """Models and evaluations of a run with other settings are not "done" for this one: set them aside
-    (``models.previous``, ``evaluation.previous``) so that they are trained and evaluated again."""
+    (``models.previous/<model>``, ``evaluation.previous``) so that they are trained and evaluated again.
+
+    Each model is judged by its own settings (``models/recipe_settings.json``, one entry per model), so a
+    change to the Transformer's arguments retrains the Transformer and leaves the CNN as it is.
+    """
     stamp = workdir / "models" / "recipe_settings.json"
-    current = {k: v for k, v in asdict(settings).items() if k != "num_proc"}  # worker count changes nothing
-    if stamp.is_file() and json.loads(stamp.read_text()) == current:
-        return
-    for name in ("models", "evaluation"):
-        folder = workdir / name
-        if folder.is_dir() and any(folder.iterdir()):
-            previous = workdir / f"{name}.previous"
+    made_with = json.loads(stamp.read_text()) if stamp.is_file() else {}
+    if "train_libraries" in made_with:  # one stamp for all models, as written before per-model stamps
+        made_with = {m: {**made_with, "models": {m: made_with["models"].get(m)},
+                         "model_features": {m: made_with.get("model_features", {}).get(m, {})}}
+                     for m in made_with["models"]}
+    current = {m: _settings_of(settings, m) for m in settings.models}
+    changed = False
+    for model_type in settings.models:
+        folder = workdir / "models" / model_type
+        if made_with.get(model_type) != current[model_type] and folder.is_dir() and any(folder.iterdir()):
+            previous = workdir / "models.previous" / model_type
             shutil.rmtree(previous, ignore_errors=True)
+            previous.parent.mkdir(parents=True, exist_ok=True)
             os.replace(folder, previous)
-            print(f"[recipe] settings changed: {folder} set aside as {previous}", flush=True)
-    _write_json(stamp, current)
+            changed = True
+            print(f"[recipe] {model_type} settings changed: {folder} set aside as {previous}", flush=True)
+    evaluation = workdir / "evaluation"
+    if (changed or {m: made_with.get(m) for m in current} != current) and evaluation.is_dir() \
+            and any(evaluation.iterdir()):
+        previous = workdir / "evaluation.previous"
+        shutil.rmtree(previous, ignore_errors=True)
+        os.replace(evaluation, previous)
+        print(f"[recipe] settings changed: {evaluation} set aside as {previous}", flush=True)
+    _write_json(stamp, {**{m: v for m, v in made_with.items() if m not in current}, **current})
+
+
+def dataset_paths(workdir: Path, settings: RecipeSettings, model_type: str) -> Dict[str, Path]:
+    """``{"heldout": path, "indomain": path}`` of the datasets ``model_type`` trains and is evaluated on.
+
+    The shared feature settings use ``datasets/heldout`` and ``datasets/indomain``; a model with features
+    of its own gets ``datasets/heldout-<features>``, e.g. ``heldout-cqt84-deltas``.
+    """
+    features = settings.features_of(model_type)
+    suffix = ""
+    if features != settings.features_of(""):  # "": a model without features of its own
+        from .modeling.feature_extraction_instrument import default_feature_settings
+
+        n = default_feature_settings(features["feature_type"], features["n_coefficients"])["n_coefficients"]
+        suffix = f"-{features['feature_type']}{n}" + ("-deltas" if features["include_deltas"] else "")
+    return {kind: workdir / "datasets" / f"{kind}{suffix}" for kind in ("heldout", "indomain")}
 
 
 def run_recipe(workdir: Path, output: Path, settings: RecipeSettings, stop_after: Optional[str] = None) -> dict:
@@ -392,16 +450,24 @@ def run_recipe(workdir: Path, output: Path, settings: RecipeSettings, stop_after
         return {}
 
     # prepare ----------------------------------------------------------------------------------------
-    extractor = InstrumentFeatureExtractor(**default_feature_settings(settings.feature_type, settings.n_coefficients),
-                                           include_deltas=settings.include_deltas)
-    datasets = {"heldout": workdir / "datasets" / "heldout", "indomain": workdir / "datasets" / "indomain"}
-    for kind, eval_dirs, val_dirs in (("heldout", [h_test], [h_val]), ("indomain", indomain_corpora, None)):
-        t = time.perf_counter()
-        build_dataset(train_corpora, datasets[kind], taxonomy=settings.taxonomy, window_frames=settings.window_frames,
-                      hop_frames=settings.hop_frames, num_proc=settings.num_proc, seed=settings.seed,
-                      eval_data_dirs=eval_dirs, validation_data_dirs=val_dirs, feature_extractor=extractor,
-                      cache_dir=workdir / "datasets" / ".cache")
-        log.step(f"prepare {kind}", time.perf_counter() - t, False)
+    datasets = {m: dataset_paths(workdir, settings, m) for m in settings.models}  # model -> {kind: path}
+    prepared = set()
+    for model_type in settings.models:
+        features = settings.features_of(model_type)
+        extractor = InstrumentFeatureExtractor(
+            **default_feature_settings(features["feature_type"], features["n_coefficients"]),
+            include_deltas=features["include_deltas"])
+        for kind, eval_dirs, val_dirs in (("heldout", [h_test], [h_val]), ("indomain", indomain_corpora, None)):
+            path = datasets[model_type][kind]
+            if path in prepared:
+                continue
+            t = time.perf_counter()
+            build_dataset(train_corpora, path, taxonomy=settings.taxonomy, window_frames=settings.window_frames,
+                          hop_frames=settings.hop_frames, num_proc=settings.num_proc, seed=settings.seed,
+                          eval_data_dirs=eval_dirs, validation_data_dirs=val_dirs, feature_extractor=extractor,
+                          cache_dir=workdir / "datasets" / ".cache")
+            prepared.add(path)
+            log.step(f"prepare {path.name}", time.perf_counter() - t, False)
     if stop_after == "prepare":
         return {}
 
@@ -413,7 +479,8 @@ def run_recipe(workdir: Path, output: Path, settings: RecipeSettings, stop_after
         done = (out / "model.safetensors").is_file() and (out / "all_results.json").is_file()
         seed = [] if "--seed" in args else ["--seed", str(settings.seed)]  # a model's own seed wins, once
         command = [sys.executable, str(REPO_ROOT / "train.py"), "--model_type", model_type, "--dataset_path",
-                   str(datasets["heldout"]), "--output_dir", str(out), *seed, *settings.common_train_args, *args]
+                   str(datasets[model_type]["heldout"]), "--output_dir", str(out), *seed, *settings.common_train_args,
+                   *args]
         timed(f"train {model_type}", lambda: subprocess.run(command, check=True, cwd=REPO_ROOT), done)
     if stop_after == "train":
         return {}
@@ -421,7 +488,7 @@ def run_recipe(workdir: Path, output: Path, settings: RecipeSettings, stop_after
     # recording context: train.py tunes it on validation; a model trained before it did gets it here, and its
     # earlier evaluation (made without the context) is made again
     t = time.perf_counter()
-    added = [m for m in settings.models if add_missing_context(models_dir / m, datasets["heldout"])]
+    added = [m for m in settings.models if add_missing_context(models_dir / m, datasets[m]["heldout"])]
     if added:
         shutil.rmtree(workdir / "evaluation", ignore_errors=True)
     log.step("recording context", time.perf_counter() - t, not added)
@@ -438,7 +505,8 @@ def run_recipe(workdir: Path, output: Path, settings: RecipeSettings, stop_after
             reports[kind] = json.loads((out / "metrics.json").read_text())
             log.step(f"evaluate {kind}", 0.0, True)
             continue
-        reports[kind] = evaluate_models(model_paths, dataset=datasets[kind], split="test", output_dir=out)
+        kind_datasets = list(dict.fromkeys(datasets[m][kind] for m in settings.models))  # each model takes its own
+        reports[kind] = evaluate_models(model_paths, dataset=kind_datasets, split="test", output_dir=out)
         log.step(f"evaluate {kind}", time.perf_counter() - t, False)
 
     seed12 = {}
@@ -448,7 +516,8 @@ def run_recipe(workdir: Path, output: Path, settings: RecipeSettings, stop_after
         t = time.perf_counter()
         for model_type in settings.models:
             for kind in ("heldout", "indomain"):
-                family = seed12_metrics(models_dir / model_type, datasets[kind], get_taxonomy("musicnet11").labels)
+                family = seed12_metrics(models_dir / model_type, datasets[model_type][kind],
+                                        get_taxonomy("musicnet11").labels)
                 seed12.update({(model_type, kind, with_context): m for with_context, m in family.items()})
         log.step("seed12 view", time.perf_counter() - t, False)
     results = summarise(reports, settings, overlap, datasets, seed12)

@@ -12,7 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import make_musicnet
+from conftest import default_recordings, make_musicnet
 from instrument_classifier.cli import main
 from instrument_classifier.data.prepare import build_dataset, load_prepared
 from instrument_classifier.evaluation.evaluate_models import (
@@ -197,6 +197,34 @@ def test_data_dir_prepares_with_each_models_feature_settings(setup, tmp_path, ca
     assert results["deltas"]["window"]["per_class"].keys() == reference["cnn"]["window"]["per_class"].keys()
     assert len(list((tmp_path / "cache").glob("prepared-*"))) == 2  # one dataset per feature setting
     assert (tmp_path / "o2" / "roc_deltas.png").is_file()
+
+    # ... and so does a second prepared dataset of the same recordings: each model takes the one it matches
+    build_dataset(setup.corpus, tmp_path / "ds_deltas", feature_extractor=InstrumentFeatureExtractor(include_deltas=True),
+                  cache_dir=tmp_path / "cache", progress=False)
+    rc = main(["evaluate", "--model", str(model), "--model", str(setup.cnn), "--dataset", str(setup.dataset_path),
+               str(tmp_path / "ds_deltas"), "--output", str(tmp_path / "o3")])
+    assert rc == 0
+    both = json.loads((tmp_path / "o3" / "metrics.json").read_text())
+    assert both["dataset"] == [str(setup.dataset_path.resolve()), str((tmp_path / "ds_deltas").resolve())]
+    assert both["cnn"]["window"] == reference["cnn"]["window"]
+    assert both["deltas"]["window"] == results["deltas"]["window"]
+
+    # a dataset of other recordings is refused: the models would not be compared on the same audio
+    fewer = default_recordings()
+    del fewer[next(rid for rid, rec in fewer.items() if rec["split"] == "test")]
+    build_dataset(make_musicnet(tmp_path / "fewer", fewer), tmp_path / "ds_fewer",
+                  feature_extractor=InstrumentFeatureExtractor(include_deltas=True), cache_dir=tmp_path / "cache",
+                  progress=False)
+    capsys.readouterr()
+    rc = main(["evaluate", "--model", str(model), "--model", str(setup.cnn), "--dataset", str(setup.dataset_path),
+               str(tmp_path / "ds_fewer"), "--output", str(tmp_path / "o4")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "hold different windows" in err and not (tmp_path / "o4").exists()
+    # and a model that matches none of them is named with each dataset's differences
+    rc = main(["evaluate", "--model", str(model), "--dataset", str(setup.dataset_path), str(setup.dataset_path),
+               "--output", str(tmp_path / "o5")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "matches none of the datasets" in err and "include_deltas: model True, dataset False" in err
 
 
 # -- bad input: exit 2, a message naming the path, nothing written ----------------------------------

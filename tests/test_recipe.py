@@ -282,3 +282,41 @@ def test_heldout_validation_renders_of_another_plan_are_removed_not_reused(tmp_p
     recipe._forget_renders_of_another_plan({**plan, "seconds": 45.0}, [dry, perturbed], "validation_plan.json")
     assert not (dry / "train_data").exists() and not perturbed.exists()
     assert json.loads((dry / "validation_plan.json").read_text())["seconds"] == 45.0
+
+
+def test_a_change_to_one_models_settings_retrains_that_model_only(tmp_path):
+    """Per-model stamps: the Transformer's own features or arguments changed -> the CNN is kept."""
+    settings = RecipeSettings()
+    recipe._forget_results_of_other_settings(tmp_path, settings)  # first run: stamps, nothing to set aside
+    for model_type in ("cnn", "transformer"):
+        (tmp_path / "models" / model_type).mkdir(parents=True)
+        (tmp_path / "models" / model_type / "model.safetensors").write_bytes(model_type.encode())
+    (tmp_path / "evaluation" / "heldout").mkdir(parents=True)
+
+    settings.model_features = {"transformer": {"feature_type": "logmel"}}
+    recipe._forget_results_of_other_settings(tmp_path, settings)
+    assert (tmp_path / "models" / "cnn" / "model.safetensors").read_bytes() == b"cnn"
+    assert (tmp_path / "models.previous" / "transformer" / "model.safetensors").read_bytes() == b"transformer"
+    assert not (tmp_path / "models" / "transformer").exists()
+    assert (tmp_path / "evaluation.previous" / "heldout").is_dir() and not (tmp_path / "evaluation").exists()
+
+    # a stamp written before per-model stamps (one for all models) still tells which model it fits
+    legacy = {k: v for k, v in json.loads(json.dumps(asdict(RecipeSettings()))).items()
+              if k not in ("num_proc", "model_features")}
+    (tmp_path / "models" / "recipe_settings.json").write_text(json.dumps(legacy))
+    settings = RecipeSettings(model_features={})
+    recipe._forget_results_of_other_settings(tmp_path, settings)
+    assert (tmp_path / "models" / "cnn" / "model.safetensors").read_bytes() == b"cnn"
+
+
+def test_each_feature_setting_gets_its_own_datasets(tmp_path):
+    settings = RecipeSettings(model_features={"transformer": {"feature_type": "cqt"}})
+    assert recipe.dataset_paths(tmp_path, settings, "cnn") == {
+        "heldout": tmp_path / "datasets" / "heldout", "indomain": tmp_path / "datasets" / "indomain"}
+    assert recipe.dataset_paths(tmp_path, settings, "transformer")["heldout"] == \
+        tmp_path / "datasets" / "heldout-cqt84-deltas"
+    assert settings.features_of("transformer") == {"feature_type": "cqt", "n_coefficients": None,
+                                                   "include_deltas": True}
+    # the shared settings, given again as a model's own, are the shared datasets
+    same = RecipeSettings(model_features={"cnn": {"feature_type": "mfcc", "n_coefficients": 13}})
+    assert recipe.dataset_paths(tmp_path, same, "cnn")["heldout"] == tmp_path / "datasets" / "heldout"

@@ -25,7 +25,9 @@ Features
 Dataset rows hold RAW features; each model is fed them normalised with **its own** feature extractor's
 mean/std (the statistics it was trained with), never the dataset's. The model's feature settings
 (feature type, coefficients, deltas, STFT grid), taxonomy and window length must match the dataset's,
-or the evaluation stops with a message listing the differences. With ``--data-dir`` the MusicNet folder
+or the evaluation stops with a message listing the differences. Models with different feature settings
+can share a run on several prepared datasets of the same recordings (``--dataset A B``; the windows must be
+the same): each model takes the first that matches it. With ``--data-dir`` the MusicNet folder
 is prepared with the models' own settings (``build_dataset`` into a temporary folder, or ``--cache-dir``
 to reuse it), so it always matches. All models of one run must share taxonomy and window length: a
 comparison is only meaningful on the same windows and labels.
@@ -229,6 +231,33 @@ def _group_key(entry: dict) -> str:
                        **feature_settings(entry["extractor"])}, sort_keys=True)
 
 
+def _matching_dataset(entry: dict, prepared: Sequence[tuple]) -> tuple:
+    """The first ``(split dataset, info, path)`` whose settings match the model's; else the mismatch of each,
+    raised by the caller's check (one dataset) or here (several)."""
+    diffs = {}
+    for candidate in prepared:
+        diffs[candidate[2]] = _mismatches(entry["model"], entry["extractor"], candidate[1])
+        if not diffs[candidate[2]]:
+            return candidate
+    if len(prepared) == 1:
+        return prepared[0]
+    raise EvaluationError(
+        f"model {entry['source']} matches none of the datasets: "
+        + " | ".join(f"{path}: {'; '.join(d)}" for path, d in diffs.items())
+        + ". Prepare the data with the model's feature extractor settings, or pass --data-dir")
+
+
+def _require_same_windows(groups) -> None:
+    """Models compared in one run are scored on the same windows: the matched datasets must hold them."""
+    groups = list(groups)
+    first_ds, _, first_path = groups[0]
+    where = first_ds.select_columns(["recording_id", "start_frame"]).to_dict()
+    for split_ds, _, path in groups[1:]:
+        if split_ds.select_columns(["recording_id", "start_frame"]).to_dict() != where:
+            raise EvaluationError(f"{path} and {first_path} hold different windows (recordings or positions); "
+                                  "prepare both from the same recordings with the same window and hop")
+
+
 def _references(split_ds, batch_size: int = 512):
     """Window labels ``(N, L)`` and frame labels flattened to ``(N * T, L)``, as uint8."""
     windows, frames = [], []
@@ -264,7 +293,7 @@ def _predict(model, extractor, split_ds, batch_size: int, device: str, progress:
 
 def evaluate_models(
     models: Union[str, Sequence[str]],
-    dataset: Optional[PathLike] = None,
+    dataset: Optional[Union[PathLike, Sequence[PathLike]]] = None,
     data_dir: Optional[PathLike] = None,
     split: str = "test",
     output_dir: Optional[PathLike] = None,
@@ -281,9 +310,10 @@ def evaluate_models(
     models : str or list of str
         Model folders (``save_pretrained`` output with ``model.safetensors`` and the feature extractor)
         or Hub ids.
-    dataset : path, optional
-        A prepared dataset (``instrument-classifier prepare`` output). Exactly one of ``dataset`` and
-        ``data_dir``.
+    dataset : path or list of paths, optional
+        A prepared dataset (``instrument-classifier prepare`` output), or several prepared from the same
+        recordings with different feature settings: each model is scored on the first one whose settings
+        match its own. Exactly one of ``dataset`` and ``data_dir``.
     data_dir : path, optional
         A MusicNet-layout folder, prepared here with the models' feature settings (see module doc).
     split : str
@@ -324,8 +354,11 @@ def evaluate_models(
     output = None if output_dir is None else _check_output(Path(output_dir))
 
     if dataset is not None:  # cheap checks of the data first, before loading any model
-        dataset_path = Path(dataset).expanduser().resolve()
-        split_ds, info = _load_split(dataset_path, split)
+        paths = [dataset] if isinstance(dataset, (str, os.PathLike)) else list(dataset)
+        if not paths:
+            raise EvaluationError("no dataset given")
+        prepared = [(*_load_split(p, split), p) for p in (Path(d).expanduser().resolve() for d in paths)]
+        dataset_path = prepared[0][2]
     else:
         dataset_path = Path(data_dir).expanduser().resolve()
         if not dataset_path.is_dir():
@@ -349,7 +382,8 @@ def evaluate_models(
 
     with tempfile.TemporaryDirectory(prefix="instrument-evaluate-") as scratch:
         if dataset is not None:
-            data = {_group_key(e): (split_ds, info, dataset_path) for e in entries}
+            data = {_group_key(e): _matching_dataset(e, prepared) for e in entries}
+            _require_same_windows({id(d[0]): d for d in data.values()}.values())
         else:
             work = Path(scratch) if cache_dir is None else Path(cache_dir).expanduser().resolve()
             data = _prepare_groups(entries, dataset_path, split, work, progress)
@@ -390,7 +424,7 @@ def evaluate_models(
 
     results.update({
         "split": split,
-        "dataset": str(dataset_path),
+        "dataset": str(dataset_path) if dataset is None or len(prepared) == 1 else [str(p) for *_, p in prepared],
         "num_windows": int(len(window_true)),
         "num_frames": int(len(frame_true)),
         "labels": _model_labels(entries[0]["model"]),
@@ -668,7 +702,9 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", action="append", required=True, metavar="PATH_OR_ID",
                         help="model folder or Hub id (repeat to compare models)")
     data = parser.add_mutually_exclusive_group(required=True)
-    data.add_argument("--dataset", metavar="PATH", help="prepared dataset (`instrument-classifier prepare` output)")
+    data.add_argument("--dataset", nargs="+", metavar="PATH",
+                      help="prepared dataset (`instrument-classifier prepare` output); several, prepared from the "
+                           "same recordings with different features: each model is scored on the one matching it")
     data.add_argument("--data-dir", metavar="DIR", help="MusicNet-layout folder, prepared with the models' settings")
     parser.add_argument("--split", default="test", help="split to evaluate (default test)")
     parser.add_argument("--output", required=True, metavar="DIR", help="report folder (replaced atomically)")
