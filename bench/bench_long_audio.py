@@ -7,7 +7,7 @@ and a ``--short-minutes`` one, runs ``instrument-classifier predict --format csv
 subprocess and samples the RSS of its process tree every 20 ms. If inference is streamed, the long file's
 peak is about the short file's (the only thing growing with duration is the timeline itself, 12 labels x
 4 bytes x 86 frames/s ≈ 15 MB per hour); decoding it whole would need 1.9 GB per hour at 44.1 kHz.
-Without ``--model``: the bundled Transformer if present, else a randomly initialised CNN (same speed).
+Without ``--model``: the bundled Transformer if present (constant-Q bands), else a randomly initialised CNN.
 """
 
 from __future__ import annotations

@@ -51,6 +51,7 @@ import torch
 
 from .audio import AudioError, audio_info, check_waveform, stream_audio
 from .context import RecordingContext, blend, neighbour_means
+from .ensemble import InstrumentEnsemble, blend_probabilities, is_ensemble_folder
 
 __all__ = [
     "Segment",
@@ -64,7 +65,7 @@ __all__ = [
 
 #: Where ``load_model(None)`` looks for the bundled default model.
 # The CNN: better than the Transformer on every held-out score (BENCHMARKS.md, "The recipe and its numbers").
-DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "pretrained" / "cnn"
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "pretrained" / "ensemble"
 #: Seconds of audio decoded and featurised at a time.
 BLOCK_SECONDS = 30.0
 #: Mel power of the first (``top_db`` reference) pass kept for the second, up to this size: recordings up to
@@ -126,22 +127,25 @@ def load_model(name_or_path: Optional[Union[str, os.PathLike]] = None, device: U
     ----------
     name_or_path : str or path-like, optional
         A model folder (``config.json``, ``model.safetensors``, ``preprocessor_config.json``) or a Hub
-        repo id. ``None`` loads the bundled default, ``instrument_classifier/pretrained/cnn``.
+        repo id. ``None`` loads the bundled default, ``instrument_classifier/pretrained/ensemble`` (the bundled
+        CNN and Transformer blended).
     device : str or torch.device
         Where to put the model.
 
     Returns
     -------
-    model : InstrumentCNNForAudioClassification or InstrumentTransformerForAudioClassification
-        In eval mode.
-    feature_extractor : InstrumentFeatureExtractor
+    model : InstrumentCNNForAudioClassification, InstrumentTransformerForAudioClassification or InstrumentEnsemble
+        In eval mode. A folder with ``ensemble_config.json`` loads as an
+        :class:`~instrument_classifier.ensemble.InstrumentEnsemble` of the models it lists.
+    feature_extractor : InstrumentFeatureExtractor or None
+        ``None`` for an ensemble: each member brings its own.
     """
     from transformers import AutoFeatureExtractor, AutoModelForAudioClassification
 
     from . import modeling  # noqa: F401  (registers our classes: the package's code is used, never remote code)
 
     if name_or_path is None:
-        if not (DEFAULT_MODEL_DIR / "config.json").is_file():
+        if not is_ensemble_folder(DEFAULT_MODEL_DIR) and not (DEFAULT_MODEL_DIR / "config.json").is_file():
             raise FileNotFoundError(
                 f"no bundled model at {DEFAULT_MODEL_DIR}. Build the default models with `make models` "
                 "(renders the corpus, trains and copies them there), or pass a trained model folder "
@@ -149,6 +153,8 @@ def load_model(name_or_path: Optional[Union[str, os.PathLike]] = None, device: U
             )
         name_or_path = DEFAULT_MODEL_DIR
     source = str(name_or_path)
+    if os.path.isdir(source) and is_ensemble_folder(source):  # members with their own feature extractors
+        return InstrumentEnsemble.from_pretrained(source, device=device).eval(), None
     if os.path.isfile(source):
         raise ValueError(f"{source}: pass the model folder, not a file (it holds config.json and model.safetensors)")
     if os.path.isdir(source):
@@ -379,9 +385,10 @@ def predict_timeline(
 
     Parameters
     ----------
-    model : InstrumentCNNForAudioClassification or InstrumentTransformerForAudioClassification
-    feature_extractor : InstrumentFeatureExtractor
-        The model's (its normalisation statistics matter).
+    model : InstrumentCNNForAudioClassification, InstrumentTransformerForAudioClassification or InstrumentEnsemble
+    feature_extractor : InstrumentFeatureExtractor or None
+        The model's (its normalisation statistics matter); ``None`` for an ensemble, whose members are each run
+        with their own and whose window and frame probabilities are blended with its weights.
     audio : path or np.ndarray
         An audio file (streamed in blocks, memory-bounded) or a mono ``(samples,)`` / stereo
         ``(samples, channels)`` float array.
@@ -412,20 +419,21 @@ def predict_timeline(
     from tqdm.auto import tqdm
 
     config = model.config
-    _check_compatible(config, feature_extractor, type(model).__name__)
     labels = [config.id2label[i] for i in range(config.num_labels)]
-    recording_context = None
-    if context:
-        recording_context = RecordingContext.from_config(config)
-        if recording_context is None:
-            raise ValueError(f"{type(model).__name__} has no recording context in its config (train.py tunes it on "
-                             "validation); predict without context")
-    default = config.thresholds if recording_context is None else recording_context.thresholds
-    thresholds = list(default if thresholds is None else thresholds)
-    if len(thresholds) != len(labels):
-        raise ValueError(f"thresholds must have {len(labels)} entries (one per label), got {len(thresholds)}")
+    recording_context, thresholds = _decision_settings(model, thresholds, context)
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if isinstance(model, InstrumentEnsemble):  # every member on the audio, then their probabilities blended
+        runs = [predict_timeline(m, fe, audio, sampling_rate, batch_size, progress=progress) for m, fe in model.members]
+        first = runs[0]
+        window_starts = np.round(first.window_times_s * first.frame_rate).astype(np.int64)
+        return _finish_timeline(
+            labels, first.duration_s, first.frame_rate,
+            blend_probabilities([r.frame_probs for r in runs], config.weights),
+            blend_probabilities([r.window_probs for r in runs], config.weights),
+            window_starts, np.arange(len(first.frame_probs)) // int(config.window_frames), int(config.window_frames),
+            thresholds, recording_context, min_duration_s, merge_gap_s)
+    _check_compatible(config, feature_extractor, type(model).__name__)
     blocks, duration, name = _audio_blocks(audio, sampling_rate, feature_extractor.sampling_rate)
     window = int(config.window_frames)
     device = next(model.parameters()).device
@@ -466,14 +474,37 @@ def predict_timeline(
     if not real_samples or not real_samples[0]:
         raise AudioError(f"{name}: no audio frames")
     total = feature_extractor.num_frames(real_samples[0])  # frames of the real audio
-    frame_probs = np.concatenate(frame_chunks)[:total]
-    window_probs = np.stack(window_probs)
+    return _finish_timeline(labels, duration, feature_extractor.frame_rate, np.concatenate(frame_chunks)[:total],
+                            np.stack(window_probs), window_starts, np.concatenate(frame_owners)[:total], window,
+                            thresholds, recording_context, min_duration_s, merge_gap_s)
+
+
+def _decision_settings(model, thresholds: Optional[Sequence[float]], context: bool):
+    """``(recording context or None, thresholds)`` of a prediction: the caller's thresholds, else the model's
+    (the context's with ``context``)."""
+    config = model.config
+    recording_context = None
+    if context:
+        recording_context = RecordingContext.from_config(config)
+        if recording_context is None:
+            raise ValueError(f"{type(model).__name__} has no recording context in its config (train.py tunes it on "
+                             "validation); predict without context")
+    default = config.thresholds if recording_context is None else recording_context.thresholds
+    thresholds = list(default if thresholds is None else thresholds)
+    if len(thresholds) != config.num_labels:
+        raise ValueError(f"thresholds must have {config.num_labels} entries (one per label), got {len(thresholds)}")
+    return recording_context, thresholds
+
+
+def _finish_timeline(labels, duration, frame_rate, frame_probs, window_probs, window_starts, frame_owners, window,
+                     thresholds, recording_context, min_duration_s, merge_gap_s) -> Timeline:
+    """The recording context (if any), clip scores and segments from a recording's frame and window
+    probabilities; ``frame_owners``: each frame's window."""
     if recording_context is not None:
         means = neighbour_means(window_probs, None, window_starts, recording_context.radius_windows, window)
         window_probs = blend(window_probs, means, recording_context.weight)
-        frame_probs = blend(frame_probs, means[np.concatenate(frame_owners)[:total]], recording_context.weight)
+        frame_probs = blend(frame_probs, means[frame_owners], recording_context.weight)
     clip = {label: float(window_probs[:, i].max()) for i, label in enumerate(labels)}
-    frame_rate = feature_extractor.frame_rate
     segments = segments_from_probs(
         frame_probs, frame_rate, labels, thresholds, min_duration_s=min_duration_s, merge_gap_s=merge_gap_s,
         duration_s=duration,

@@ -39,7 +39,7 @@ def add_predict_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("audio", nargs="+", metavar="AUDIO",
                         help="audio files (any format libsndfile reads: wav, flac, ogg, mp3, ...; any rate, mono or stereo)")
     parser.add_argument("--model", default=None, metavar="PATH_OR_ID",
-                        help="model folder or Hub id (default: the bundled CNN)")
+                        help="model folder (or ensemble folder) or Hub id (default: the bundled CNN + Transformer ensemble)")
     parser.add_argument("--format", choices=FORMATS, default="table",
                         help="table (readable), json (list of {file, clip, segments}), or csv (one row per segment)")
     parser.add_argument("--threshold", type=float, default=None, metavar="T",

@@ -25,8 +25,11 @@ Steps (each skipped when its output is complete, so an interrupted run resumes w
     train       train.py, CNN then Transformer, each on its datasets/heldout* (best checkpoint and thresholds on
                 the held-out validation pieces; test pieces never seen)
     evaluate    both models on the held-out and the in-domain test splits (``instrument-classifier evaluate``)
+    ensemble    the models blended (:mod:`instrument_classifier.ensemble`): weights, thresholds and context
+                tuned on the held-out validation pieces, scored on both test splits
     export      the model folders (safetensors, config with thresholds, code, feature extractor) into
-                ``--output/{cnn,transformer}`` with a model card section on generalisation
+                ``--output/{cnn,transformer}`` with a model card section on generalisation, and
+                ``--output/ensemble`` (ensemble_config.json naming ``../cnn`` and ``../transformer``)
 
 Timings and numbers of every step go to ``WORKDIR/recipe_log.json`` and ``WORKDIR/recipe_results.json``.
 """
@@ -521,9 +524,15 @@ def run_recipe(workdir: Path, output: Path, settings: RecipeSettings, stop_after
                 seed12.update({(model_type, kind, with_context): m for with_context, m in family.items()})
         log.step("seed12 view", time.perf_counter() - t, False)
     results = summarise(reports, settings, overlap, datasets, seed12)
+    ensemble = None
+    if len(settings.models) > 1:  # the models blended: tuned on validation, scored like each model
+        t = time.perf_counter()
+        ensemble, results["models"]["ensemble"] = build_ensemble(models_dir, datasets, settings)
+        ensemble.save(_fresh_dir(models_dir / "ensemble"))
+        log.step("ensemble", time.perf_counter() - t, False, weights=ensemble.weights)
     _write_json(workdir / "recipe_results.json", results)
     t = time.perf_counter()
-    export_models(models_dir, output, settings, results, workdir)
+    export_models(models_dir, output, settings, results, workdir, ensemble)
     log.step("export", time.perf_counter() - t, False)
     print(format_results(results))
     return results
@@ -587,18 +596,24 @@ def seed12_metrics(model_dir: Path, dataset_path: Path, labels: Sequence[str]) -
     Returns ``{False: metrics}``, and ``True: metrics`` with the instrument scores first blended as the model's
     recording context says, if it has one.
     """
+    config = json.loads((model_dir / "config.json").read_text())
+    scores = {split: predict_split(model_dir, dataset_path, split) for split in ("validation", "test")}
+    return seed12_from_scores(scores, config.get("context"), dataset_path, int(config["window_frames"]), labels)
+
+
+def seed12_from_scores(scores: dict, context: Optional[dict], dataset_path: Path, window_frames: int,
+                       labels: Sequence[str]) -> dict:
+    """:func:`seed12_metrics` from ``{split: (y_true, probabilities)}`` of the validation and test windows."""
     from .context import RecordingContext
     from .data.prepare import load_prepared
     from .evaluation.metrics import compute_instrument_metrics, tune_thresholds
 
-    config = json.loads((model_dir / "config.json").read_text())
-    scores = {split: predict_split(model_dir, dataset_path, split) for split in ("validation", "test")}
     views = {False: scores}
-    if config.get("context"):
-        context, (dataset, _, _) = RecordingContext(**config["context"]), load_prepared(dataset_path)
+    if context:
+        context, (dataset, _, _) = RecordingContext(**context), load_prepared(dataset_path)
         positions = {split: dataset[split].select_columns(["recording_id", "start_frame"]) for split in scores}
         views[True] = {split: (y, context.apply(p, positions[split]["recording_id"], positions[split]["start_frame"],
-                                                int(config["window_frames"])))
+                                                window_frames))
                        for split, (y, p) in scores.items()}
     metrics = {}
     for with_context, view in views.items():
@@ -606,6 +621,57 @@ def seed12_metrics(model_dir: Path, dataset_path: Path, labels: Sequence[str]) -
         yt, pt, _ = family_view(*view["test"], labels)
         metrics[with_context] = compute_instrument_metrics(yt, pt, thresholds=tune_thresholds(yv, pv), labels=families)
     return metrics
+
+
+def build_ensemble(models_dir: Path, datasets: Dict[str, Dict[str, Path]], settings: RecipeSettings):
+    """Blend the trained models: weights, thresholds and context tuned on the held-out validation windows
+    (:func:`~instrument_classifier.ensemble.tune_ensemble`), then scored on both test sets as the models are.
+
+    Returns ``(EnsembleConfig, {kind: window summary, kind + "+context": ...})``.
+    """
+    from .context import RecordingContext
+    from .data.prepare import load_prepared
+    from .data.taxonomy import get_taxonomy
+    from .ensemble import EnsembleConfig, blend_probabilities, tune_ensemble
+    from .evaluation.metrics import compute_instrument_metrics
+
+    members = list(settings.models)
+    labels = list(get_taxonomy(settings.taxonomy).labels)
+
+    def blended(kind: str, split: str):
+        runs = [predict_split(models_dir / m, datasets[m][kind], split) for m in members]
+        return runs[0][0], [p for _, p in runs]
+
+    def positions(kind: str, split: str):
+        dataset, _, _ = load_prepared(datasets[members[0]][kind])
+        rows = dataset[split].select_columns(["recording_id", "start_frame"])
+        return rows["recording_id"], rows["start_frame"]
+
+    y_val, p_val = blended("heldout", "validation")
+    tuned = tune_ensemble(y_val, p_val, *positions("heldout", "validation"), settings.window_frames)
+    config = EnsembleConfig(members=[f"../{m}" for m in members], weights=tuned["weights"], labels=labels,
+                            thresholds=tuned["thresholds"], context=tuned["context"].to_dict(),
+                            taxonomy=settings.taxonomy, window_frames=settings.window_frames,
+                            validation={k.replace("member0", members[0]).replace("member1", members[-1]): v
+                                        for k, v in tuned["validation"].items()})
+    context = RecordingContext(**config.context)
+    results = {}
+    for kind in ("heldout", "indomain"):
+        scores = {}
+        for split in ("validation", "test"):
+            y, probs = blended(kind, split)
+            scores[split] = (y, blend_probabilities(probs, config.weights))
+        family = seed12_from_scores(scores, config.context, datasets[members[0]][kind], settings.window_frames, labels)
+        y_test, p_test = scores["test"]
+        results[kind] = _window_summary(
+            compute_instrument_metrics(y_test, p_test, thresholds=config.thresholds, labels=labels), family[False])
+        with_context = context.apply(p_test, *positions(kind, "test"), settings.window_frames)
+        results[f"{kind}+context"] = {
+            **_window_summary(compute_instrument_metrics(y_test, with_context, thresholds=context.thresholds,
+                                                         labels=labels), family[True]),
+            "context": config.context,
+        }
+    return config, results
 
 
 def add_missing_context(model_dir: Path, dataset_path: Path) -> bool:
@@ -743,9 +809,19 @@ def _context_cost(context: dict) -> str:
     return "an instrument's entry or exit is smeared over the windows averaged."
 
 
-def export_models(models_dir: Path, output: Path, settings: RecipeSettings, results: dict, workdir: Path) -> None:
-    """Copy each trained model folder (no checkpoints) to ``output/<type>``, atomically, with the card section."""
+def _fresh_dir(folder: Path) -> Path:
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    return folder
+
+
+def export_models(models_dir: Path, output: Path, settings: RecipeSettings, results: dict, workdir: Path,
+                  ensemble=None) -> None:
+    """Copy each trained model folder (no checkpoints) to ``output/<type>``, atomically, with the card section;
+    and the ensemble of them (an :class:`~instrument_classifier.ensemble.EnsembleConfig`) to ``output/ensemble``."""
     output.mkdir(parents=True, exist_ok=True)
+    if ensemble is not None:
+        export_ensemble(ensemble, output / "ensemble", settings, results)
     for model_type in settings.models:
         src = models_dir / model_type
         tmp = Path(tempfile.mkdtemp(prefix=f".{model_type}.tmp-", dir=output))
@@ -775,6 +851,36 @@ def export_models(models_dir: Path, output: Path, settings: RecipeSettings, resu
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
+
+
+def export_ensemble(config, folder: Path, settings: RecipeSettings, results: dict) -> None:
+    """``folder``: ensemble_config.json (members as paths relative to it), a model card, recipe_results.json."""
+    tmp = Path(tempfile.mkdtemp(prefix=".ensemble.tmp-", dir=folder.parent))
+    try:
+        config.save(tmp)
+        members = ", ".join(f"`{Path(m).name}` ({w:g})" for m, w in zip(config.members, config.weights))
+        val = config.validation
+        card = [
+            "# instrument-classifier ensemble",
+            "",
+            f"The bundled models blended: the weighted mean of their probabilities, with weights {members}. "
+            "Each member reads its own features (see its folder). Weights (the best validation macro ROC-AUC on a "
+            "0.1 grid), per-class thresholds and the recording context were tuned on the held-out validation "
+            f"pieces: macro ROC-AUC {val['roc_auc_macro']:.3f} and micro F1 {val['f1_micro']:.3f} there, against "
+            + ", ".join(f"{m} {val[f'{m}_roc_auc_macro']:.3f} / {val[f'{m}_f1_micro']:.3f}" for m in settings.models)
+            + " alone.",
+            "",
+            "Load it like a model folder: `instrument_classifier.inference.load_model(\"path/to/ensemble\")` "
+            "(its members are loaded from the paths in `ensemble_config.json`), or `instrument-classifier predict "
+            "--model path/to/ensemble`.",
+        ]
+        (tmp / "README.md").write_text("\n".join(card) + "\n" + _card_section("ensemble", results, settings))
+        _write_json(tmp / "recipe_results.json", {"settings": results["settings"],
+                                                  "results": results["models"]["ensemble"]})
+        replace_dir(tmp, folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 # -- command line -------------------------------------------------------------------------------------------

@@ -56,7 +56,7 @@ logger = logging.getLogger(__name__)
 PACKAGE_DIR = Path(__file__).resolve().parent
 BUNDLED_DIR = PACKAGE_DIR / "pretrained"
 #: bundled folder name -> name shown in the selector (first = default)
-BUNDLED_NAMES = {"cnn": "CNN", "transformer": "Transformer"}
+BUNDLED_NAMES = {"ensemble": "CNN + Transformer", "cnn": "CNN", "transformer": "Transformer"}
 ENV_MODEL_ID = "MODEL_ID"
 OUTPUT_MAX_AGE_S = 3600  # per-request CSV folders older than this are deleted
 CSV_NAME = "instrument_segments.csv"
@@ -89,9 +89,11 @@ class UploadRejected(ValueError):
 
 
 def bundled_models() -> Dict[str, str]:
-    """``{display name: folder}`` of the bundled models that exist (CNN first)."""
+    """``{display name: folder}`` of the bundled models that exist (the ensemble of both first)."""
+    from .ensemble import CONFIG_NAME
+
     return {name: str(BUNDLED_DIR / key) for key, name in BUNDLED_NAMES.items()
-            if (BUNDLED_DIR / key / "config.json").is_file()}
+            if (BUNDLED_DIR / key / "config.json").is_file() or (BUNDLED_DIR / key / CONFIG_NAME).is_file()}
 
 
 def _model_name(name_or_path: str) -> str:

@@ -50,7 +50,8 @@ def _default_model(monkeypatch):
     override = os.environ.get("SPACE_TEST_MODEL")  # development only, before the bundled models exist
     if override:
         monkeypatch.setattr(inference, "DEFAULT_MODEL_DIR", Path(override))
-    elif not (inference.DEFAULT_MODEL_DIR / "config.json").is_file():
+    elif not (inference.DEFAULT_MODEL_DIR / "config.json").is_file() and \
+            not inference.is_ensemble_folder(inference.DEFAULT_MODEL_DIR):
         pytest.fail(f"no bundled model at {inference.DEFAULT_MODEL_DIR}; run `make models`")
 
 

@@ -64,12 +64,15 @@ def _true_labels(corpus: Path, split: str, rid: str, taxonomy: str) -> set:
     return {tax.label_of(r.instrument) for r in read_label_rows(corpus / f"{split}_labels" / f"{rid}.csv")}
 
 
+def _first_config(demo_models: dict):
+    """The config of the model the app offers first (a model's, or the bundled ensemble's)."""
+    from instrument_classifier.inference import load_model
+
+    return load_model(next(iter(demo_models.values())))[0].config
+
+
 def _model_taxonomy(demo_models: dict) -> str:
-    from transformers import AutoConfig
-
-    import instrument_classifier.modeling  # noqa: F401  (registers the config classes)
-
-    return AutoConfig.from_pretrained(next(iter(demo_models.values()))).taxonomy
+    return _first_config(demo_models).taxonomy
 
 
 # --------------------------------------------------------------------------- API (gradio_client)
@@ -116,11 +119,7 @@ def test_recording_context_is_applied_when_asked_for(client, rendered_corpus):
     wav = handle_file(str(rendered_corpus / "test_data" / "2106.wav"))
     *_, plain, plain_summary = client.predict(wav, api_name="/classify")
     *_, blended, summary = client.predict(wav, context=True, api_name="/classify")
-    from transformers import AutoConfig
-
-    import instrument_classifier.modeling  # noqa: F401
-
-    context = RecordingContext.from_config(AutoConfig.from_pretrained(next(iter(_models().values()))))
+    context = RecordingContext.from_config(_first_config(_models()))
     assert "context" not in plain and "recording context" not in plain_summary
     assert blended["context"] == context.describe() and f"recording context: {context.describe()}" in summary
     assert blended["thresholds"] == pytest.approx(context.thresholds)

@@ -102,6 +102,9 @@ _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 def load_model_for_evaluation(name_or_path: str, device: str = "cpu"):
     """``(model, feature_extractor, source)`` from a saved model folder or a Hub id; safetensors only.
 
+    An ensemble folder (``ensemble_config.json``) gives ``(InstrumentEnsemble, None, source)``: its members are
+    scored each on the data matching its own features, and their probabilities blended with its weights.
+
     Raises
     ------
     EvaluationError
@@ -111,7 +114,14 @@ def load_model_for_evaluation(name_or_path: str, device: str = "cpu"):
     import instrument_classifier.modeling  # noqa: F401  (registers the model types with the Auto classes)
     from transformers import AutoFeatureExtractor, AutoModelForAudioClassification
 
+    from ..ensemble import InstrumentEnsemble, is_ensemble_folder
+
     path = Path(name_or_path).expanduser()
+    if path.is_dir() and is_ensemble_folder(path):  # members with their own features, blended
+        try:
+            return InstrumentEnsemble.from_pretrained(path, device=device).eval(), None, str(path.resolve())
+        except (OSError, ValueError) as exc:
+            raise EvaluationError(str(exc)) from None
     if path.exists():
         if not path.is_dir():
             raise EvaluationError(f"{path}: not a model folder (expected a directory with config.json and model.safetensors)")
@@ -367,7 +377,12 @@ def evaluate_models(
     entries = []
     for arg in models:
         model, extractor, source = load_model_for_evaluation(str(arg), device=device)
-        entries.append({"arg": str(arg), "model": model, "extractor": extractor, "source": source})
+        entry = {"arg": str(arg), "model": model, "extractor": extractor, "source": source}
+        # what is run on the data: the model itself, or an ensemble's members (weighted)
+        entry["parts"] = ([(entry, 1.0)] if extractor is not None else
+                          [({"model": m, "extractor": fe, "source": f"{source} member {name}"}, w)
+                           for (m, fe), name, w in zip(model.members, model.config.members, model.config.weights)])
+        entries.append(entry)
     for entry, name in zip(entries, _model_names([e["source"] for e in entries], [e["arg"] for e in entries])):
         entry["name"] = name
     first = entries[0]["model"].config
@@ -381,18 +396,19 @@ def evaluate_models(
             )
 
     with tempfile.TemporaryDirectory(prefix="instrument-evaluate-") as scratch:
+        parts = [part for entry in entries for part, _ in entry["parts"]]
         if dataset is not None:
-            data = {_group_key(e): _matching_dataset(e, prepared) for e in entries}
+            data = {_group_key(p): _matching_dataset(p, prepared) for p in parts}
             _require_same_windows({id(d[0]): d for d in data.values()}.values())
         else:
             work = Path(scratch) if cache_dir is None else Path(cache_dir).expanduser().resolve()
-            data = _prepare_groups(entries, dataset_path, split, work, progress)
-        for entry in entries:
-            split_ds, info, path = data[_group_key(entry)]
-            diffs = _mismatches(entry["model"], entry["extractor"], info)
+            data = _prepare_groups(parts, dataset_path, split, work, progress)
+        for part in parts:
+            split_ds, info, path = data[_group_key(part)]
+            diffs = _mismatches(part["model"], part["extractor"], info)
             if diffs:
                 raise EvaluationError(
-                    f"model {entry['source']} does not match dataset {path}: " + "; ".join(diffs)
+                    f"model {part['source']} does not match dataset {path}: " + "; ".join(diffs)
                     + ". Prepare the data with the model's feature extractor settings, or pass --data-dir to "
                     "have evaluate prepare it"
                 )
@@ -401,12 +417,15 @@ def evaluate_models(
         curves: Dict[str, dict] = {}
         references = {}
         for entry in entries:
-            split_ds, info, path = data[_group_key(entry)]
-            if id(split_ds) not in references:
-                references[id(split_ds)] = _references(split_ds)
-            window_true, frame_true = references[id(split_ds)]
-            window_prob, frame_prob = _predict(entry["model"], entry["extractor"], split_ds, batch_size, device,
-                                               progress, desc=f"evaluate {entry['name']}")
+            window_prob = frame_prob = 0.0
+            for part, weight in entry["parts"]:  # one model, or an ensemble's members blended
+                split_ds, info, path = data[_group_key(part)]
+                if id(split_ds) not in references:
+                    references[id(split_ds)] = _references(split_ds)
+                window_true, frame_true = references[id(split_ds)]
+                w_prob, f_prob = _predict(part["model"], part["extractor"], split_ds, batch_size, device, progress,
+                                          desc=f"evaluate {entry['name']}")
+                window_prob, frame_prob = window_prob + weight * w_prob, frame_prob + weight * f_prob
             labels = _model_labels(entry["model"])
             cut = list(entry["model"].config.thresholds) if fixed_threshold is None else [fixed_threshold] * len(labels)
             results[entry["name"]] = {

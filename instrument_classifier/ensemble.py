@@ -1,0 +1,189 @@
+"""Several trained models, each on its own features, as one classifier: a weighted mean of their probabilities.
+
+The recipe's CNN reads MFCCs and its Transformer reads constant-Q bands. Their errors on an unseen sample library
+differ, so a blend of their probabilities ranks and decides better than either (BENCHMARKS.md), where two CNNs on
+the same features gained nothing. The blend weights, the per-class thresholds and the recording context are
+tuned on validation (:func:`tune_ensemble`) and saved in ``ensemble_config.json``; the members stay ordinary
+model folders, referred to by path (relative to the ensemble's folder) or Hub id::
+
+    {"model_type": "instrument_ensemble", "members": ["../cnn", "../transformer"], "weights": [0.7, 0.3],
+     "labels": [...], "thresholds": [...], "context": {...} | null, ...}
+
+:func:`instrument_classifier.inference.load_model` loads such a folder like a model folder, and
+``predict_timeline`` runs every member on the audio and blends their window and frame probabilities, which lie on
+the same grid: the members share the sampling rate, hop, window length and taxonomy (checked when loading).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+__all__ = ["CONFIG_NAME", "EnsembleConfig", "InstrumentEnsemble", "is_ensemble_folder", "tune_ensemble",
+           "blend_probabilities"]
+
+CONFIG_NAME = "ensemble_config.json"
+
+
+@dataclass
+class EnsembleConfig:
+    """What ``ensemble_config.json`` holds; also the ``config`` that predict and the Space read."""
+
+    members: List[str]
+    weights: List[float]
+    labels: List[str]
+    thresholds: List[float]
+    context: Optional[dict] = None
+    taxonomy: str = "musicnet11"
+    window_frames: int = 256
+    sampling_rate: int = 44100
+    hop_length: int = 512
+    validation: Dict[str, float] = field(default_factory=dict)  # what tuning measured, for the card
+    model_type: str = "instrument_ensemble"
+
+    @property
+    def id2label(self) -> Dict[int, str]:
+        return dict(enumerate(self.labels))
+
+    @property
+    def num_labels(self) -> int:
+        return len(self.labels)
+
+    def save(self, folder: os.PathLike) -> Path:
+        from .atomic_write import write_text
+
+        path = Path(folder) / CONFIG_NAME
+        write_text(path, json.dumps(asdict(self), indent=2) + "\n")
+        return path
+
+    @classmethod
+    def load(cls, folder: os.PathLike) -> "EnsembleConfig":
+        path = Path(folder) / CONFIG_NAME
+        try:
+            data = json.loads(path.read_text())
+            config = cls(**data)
+        except (OSError, ValueError, TypeError) as exc:
+            raise ValueError(f"{path}: not a readable ensemble config ({exc})") from None
+        if not config.members or len(config.weights) != len(config.members):
+            raise ValueError(f"{path}: needs one weight per member, got {len(config.weights)} weights for "
+                             f"{len(config.members)} members")
+        if min(config.weights) < 0 or not np.isclose(sum(config.weights), 1.0):
+            raise ValueError(f"{path}: weights must be >= 0 and sum to 1, got {config.weights}")
+        if len(config.thresholds) != len(config.labels):
+            raise ValueError(f"{path}: {len(config.thresholds)} thresholds for {len(config.labels)} labels")
+        return config
+
+
+def is_ensemble_folder(name_or_path: os.PathLike | str) -> bool:
+    return (Path(name_or_path) / CONFIG_NAME).is_file()
+
+
+class InstrumentEnsemble:
+    """Member models with their own feature extractors, blended as :class:`EnsembleConfig` says.
+
+    Load with :func:`instrument_classifier.inference.load_model` (or :meth:`from_pretrained`); it returns the
+    ensemble and ``None`` for the feature extractor, since each member brings its own.
+    """
+
+    def __init__(self, config: EnsembleConfig, members: Sequence[Tuple[object, object]], source: str = "ensemble"):
+        self.config = config
+        self.members = list(members)
+        self.source = source
+        self._check_members()
+
+    @classmethod
+    def from_pretrained(cls, folder: os.PathLike | str, device: str = "cpu") -> "InstrumentEnsemble":
+        from .inference import load_model
+
+        folder = Path(folder)
+        config = EnsembleConfig.load(folder)
+        members = []
+        for member in config.members:
+            local = (folder / member).resolve()
+            where = str(local) if local.exists() or member.startswith((".", "/")) else member  # else a Hub id
+            if is_ensemble_folder(where):
+                raise ValueError(f"{folder / CONFIG_NAME}: member {member} is an ensemble itself; list its models")
+            try:
+                members.append(load_model(where, device=device))
+            except (OSError, ValueError) as exc:
+                raise ValueError(f"{folder / CONFIG_NAME}: member {member!r} could not be loaded: {exc}") from None
+        return cls(config, members, source=str(folder))
+
+    def _check_members(self) -> None:
+        config = self.config
+        for (model, extractor), name in zip(self.members, config.members):
+            mc = model.config
+            labels = [mc.id2label[i] for i in range(mc.num_labels)]
+            theirs = (labels, mc.taxonomy, int(mc.window_frames), extractor.sampling_rate, extractor.hop_length)
+            ours = (config.labels, config.taxonomy, config.window_frames, config.sampling_rate, config.hop_length)
+            if theirs != ours:
+                raise ValueError(f"{self.source}: member {name} does not fit the ensemble (labels, taxonomy, window, "
+                                 f"sampling rate, hop: {theirs[1:]} and {len(labels)} labels vs {ours[1:]} and "
+                                 f"{len(ours[0])} labels)")
+
+    def to(self, device) -> "InstrumentEnsemble":
+        for model, _ in self.members:
+            model.to(device)
+        return self
+
+    def eval(self) -> "InstrumentEnsemble":
+        for model, _ in self.members:
+            model.eval()
+        return self
+
+
+def blend_probabilities(probs: Sequence[np.ndarray], weights: Sequence[float]) -> np.ndarray:
+    """The weighted mean of the members' probabilities (same shape each)."""
+    return sum(float(w) * np.asarray(p, dtype=np.float64) for w, p in zip(weights, probs)).astype(np.float32)
+
+
+def weight_grid(num_members: int, step: float = 0.1) -> List[Tuple[float, ...]]:
+    """Every weighting of ``num_members`` members in steps of ``step`` that sums to 1 (the first member's
+    weight first, highest first)."""
+    units = int(round(1 / step))
+    grid = [tuple(k / units for k in combo) for combo in itertools.product(range(units + 1), repeat=num_members)
+            if sum(combo) == units]
+    return sorted(grid, reverse=True)
+
+
+def tune_ensemble(y_true: np.ndarray, member_probs: Sequence[np.ndarray], recordings: Sequence, starts: Sequence[int],
+                  window_frames: int, step: float = 0.1) -> dict:
+    """Blend weights, thresholds and recording context, all from **validation** windows.
+
+    The weights maximise validation macro ROC-AUC (the criterion that picks each member's checkpoint), on a
+    grid of ``step``; ties go to the weighting listed first by :func:`weight_grid` (more weight on the first
+    member). Then per-class thresholds (maximum F1) and the recording context are tuned on the blend.
+
+    Returns
+    -------
+    dict
+        ``weights``, ``thresholds``, ``context`` (a :class:`~instrument_classifier.context.RecordingContext`)
+        and ``validation`` (macro AUC and micro F1 of the blend and of each member alone).
+    """
+    from .context import tune_context
+    from .evaluation.metrics import compute_instrument_metrics, tune_thresholds
+
+    y_true = np.asarray(y_true) > 0.5
+    best, best_auc = None, -np.inf
+    for weights in weight_grid(len(member_probs), step):
+        auc = compute_instrument_metrics(y_true, blend_probabilities(member_probs, weights), thresholds=0.5)[
+            "roc_auc_macro"]
+        if auc > best_auc + 1e-12:
+            best, best_auc = weights, auc
+    blended = blend_probabilities(member_probs, best)
+    thresholds = tune_thresholds(y_true, blended)
+    validation = {"roc_auc_macro": float(best_auc),
+                  "f1_micro": float(compute_instrument_metrics(y_true, blended, thresholds=thresholds)["f1_micro"])}
+    for i, probs in enumerate(member_probs):
+        alone = compute_instrument_metrics(y_true, probs, thresholds=tune_thresholds(y_true, probs))
+        validation[f"member{i}_roc_auc_macro"] = float(alone["roc_auc_macro"])
+        validation[f"member{i}_f1_micro"] = float(alone["f1_micro"])
+    context = tune_context(y_true, blended, recordings, starts, window_frames)
+    return {"weights": [float(w) for w in best], "thresholds": [float(t) for t in thresholds], "context": context,
+            "validation": validation}

@@ -1,0 +1,147 @@
+"""The ensemble of the bundled models: tuning on validation, loading, and timelines that blend the members'."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from instrument_classifier import recipe
+from instrument_classifier.ensemble import CONFIG_NAME, EnsembleConfig, InstrumentEnsemble, tune_ensemble, weight_grid
+from instrument_classifier.inference import load_model, predict_timeline, segments_from_probs
+from instrument_classifier.recipe import RecipeSettings
+
+PRETRAINED = Path(recipe.__file__).parent / "pretrained"
+EXAMPLE = Path(__file__).resolve().parents[1] / "space" / "examples" / "beethoven_wind_sextet.ogg"
+
+
+def test_weight_grid_covers_the_simplex_first_member_first():
+    assert weight_grid(2, 0.5) == [(1.0, 0.0), (0.5, 0.5), (0.0, 1.0)]
+    grid = weight_grid(3, 0.25)
+    assert len(grid) == 15 and all(np.isclose(sum(w), 1.0) for w in grid)
+
+
+def test_tuning_weights_the_members_by_what_each_knows():
+    """Member A ranks class 0 well and class 1 at random, member B the reverse: the blend needs both; a member
+    that only adds noise gets no weight."""
+    rng = np.random.default_rng(0)
+    y = rng.random((400, 2)) < 0.4
+    informative = 1 / (1 + np.exp(-(4 * y - 2 + rng.normal(0, 2, y.shape))))  # probabilities that rank y
+    noise = rng.random(y.shape)
+    a = np.stack([informative[:, 0], noise[:, 1]], axis=1)
+    b = np.stack([noise[:, 0], informative[:, 1]], axis=1)
+    recordings, starts = np.repeat(np.arange(40), 10), np.tile(np.arange(10) * 256, 40)
+
+    both = tune_ensemble(y, [a, b], recordings, starts, 256)
+    assert 0.3 <= both["weights"][0] <= 0.7 and np.isclose(sum(both["weights"]), 1.0)
+    assert both["validation"]["roc_auc_macro"] > max(both["validation"]["member0_roc_auc_macro"],
+                                                     both["validation"]["member1_roc_auc_macro"]) + 0.1
+    assert len(both["thresholds"]) == 2 and both["context"].thresholds is not None
+
+    alone = tune_ensemble(y, [informative, rng.random(y.shape)], recordings, starts, 256)
+    assert alone["weights"] == [1.0, 0.0]
+
+
+def test_bundled_ensemble_was_tuned_on_validation_by_todays_recipe():
+    folder = PRETRAINED / "ensemble"
+    config = EnsembleConfig.load(folder)
+    assert config.members == ["../cnn", "../transformer"] and np.isclose(sum(config.weights), 1.0)
+    assert 0.0 < config.weights[1] < 1.0  # both members contribute
+    # the blend beat each member on validation, the reason it exists
+    val = config.validation
+    assert val["roc_auc_macro"] > max(val["cnn_roc_auc_macro"], val["transformer_roc_auc_macro"])
+    recorded = json.loads((folder / "recipe_results.json").read_text())
+    current = {k: v for k, v in json.loads(json.dumps(asdict(RecipeSettings()))).items() if k != "num_proc"}
+    assert {k: v for k, v in recorded["settings"].items() if k != "num_proc"} == current
+    card = (folder / "README.md").read_text()
+    held_out = recorded["results"]["heldout"]
+    assert f"| held-out library (merlin) + room/noise | {held_out['roc_auc_macro']:.3f} | {held_out['f1_micro']:.3f} |" \
+        in card
+
+
+@pytest.fixture(scope="module")
+def bundled():
+    ensemble, extractor = load_model(PRETRAINED / "ensemble")
+    return ensemble, extractor
+
+
+def test_ensemble_timeline_is_the_weighted_blend_of_its_members(bundled):
+    ensemble, extractor = bundled
+    assert isinstance(ensemble, InstrumentEnsemble) and extractor is None
+    audio, sr = sf.read(EXAMPLE, dtype="float32")
+    audio = audio[: 8 * sr]  # three windows, the last one padded
+    timeline = predict_timeline(ensemble, None, audio, sampling_rate=sr)
+    runs = [predict_timeline(m, fe, audio, sampling_rate=sr) for m, fe in ensemble.members]
+    w = ensemble.config.weights
+    np.testing.assert_allclose(timeline.window_probs, w[0] * runs[0].window_probs + w[1] * runs[1].window_probs,
+                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(timeline.frame_probs, w[0] * runs[0].frame_probs + w[1] * runs[1].frame_probs,
+                               rtol=1e-5, atol=1e-6)
+    assert timeline.frame_probs.shape == runs[0].frame_probs.shape
+    np.testing.assert_array_equal(timeline.window_times_s, runs[0].window_times_s)
+    # decisions at the ensemble's own thresholds, not a member's
+    expected = segments_from_probs(timeline.frame_probs, timeline.frame_rate, timeline.labels,
+                                   ensemble.config.thresholds, duration_s=timeline.duration_s)
+    assert timeline.segments == expected and expected
+    # the recording context, tuned for the blend, applies as for a single model
+    with_context = predict_timeline(ensemble, None, audio, sampling_rate=sr, context=True)
+    assert with_context.context is not None
+    if ensemble.config.context["radius_windows"] is None and ensemble.config.context["weight"] == 1.0:
+        assert np.allclose(with_context.window_probs, with_context.window_probs[0])
+
+
+def test_ensemble_folder_errors_name_the_file_and_member(tmp_path):
+    folder = tmp_path / "ensemble"
+    shutil.copytree(PRETRAINED / "ensemble", folder)
+    config = json.loads((folder / CONFIG_NAME).read_text())
+
+    (folder / CONFIG_NAME).write_text(json.dumps({**config, "weights": [0.5, 0.7]}))
+    with pytest.raises(ValueError, match=rf"{CONFIG_NAME}.*sum to 1"):
+        load_model(folder)
+
+    # members resolve relative to the ensemble folder: here they are missing
+    (folder / CONFIG_NAME).write_text(json.dumps(config))
+    with pytest.raises(ValueError, match=r"member '../cnn' could not be loaded"):
+        load_model(folder)
+
+    # a member with other labels does not fit
+    (folder / CONFIG_NAME).write_text(json.dumps({**config, "members": [str(PRETRAINED / "cnn"),
+                                                                        str(PRETRAINED / "transformer")],
+                                                  "labels": config["labels"][:-1] + ["Tuba"]}))
+    with pytest.raises(ValueError, match="does not fit the ensemble"):
+        load_model(folder)
+
+
+def test_evaluate_scores_an_ensemble_as_the_blend_of_its_members(rendered_corpus, tmp_path):
+    """`evaluate --model pretrained/ensemble`: each member on the dataset matching its features, then blended."""
+    from instrument_classifier.data.prepare import build_dataset
+    from instrument_classifier.evaluation.evaluate_models import evaluate_models
+    from instrument_classifier.evaluation.metrics import compute_instrument_metrics
+    from instrument_classifier.modeling.feature_extraction_instrument import InstrumentFeatureExtractor
+
+    datasets = {}
+    for member in ("cnn", "transformer"):
+        extractor = InstrumentFeatureExtractor.from_pretrained(PRETRAINED / member)
+        datasets[member] = tmp_path / member
+        build_dataset(rendered_corpus, datasets[member], taxonomy="musicnet11", feature_extractor=extractor,
+                      cache_dir=tmp_path / "cache", progress=False)
+    results = evaluate_models([PRETRAINED / "ensemble", PRETRAINED / "cnn"], dataset=list(datasets.values()),
+                              split="test", output_dir=tmp_path / "report", progress=False)
+    config = EnsembleConfig.load(PRETRAINED / "ensemble")
+    runs = {m: recipe.predict_split(PRETRAINED / m, datasets[m], "test") for m in datasets}
+    y = runs["cnn"][0]
+    blended = config.weights[0] * runs["cnn"][1] + config.weights[1] * runs["transformer"][1]
+    expected = compute_instrument_metrics(y, blended, thresholds=config.thresholds, labels=config.labels)
+    got = results["ensemble"]["window"]
+    assert got["f1_micro"] == pytest.approx(expected["f1_micro"], abs=1e-6)
+    assert got["roc_auc_macro"] == pytest.approx(expected["roc_auc_macro"], abs=1e-4)
+    assert results["ensemble"]["thresholds"] == pytest.approx(config.thresholds)
+    assert "context" in results["ensemble"] and (tmp_path / "report" / "roc_ensemble.png").is_file()
+    # the CNN alone, in the same run, is scored as it would be on its own
+    alone = evaluate_models(PRETRAINED / "cnn", dataset=datasets["cnn"], split="test", progress=False)
+    assert results["cnn"]["window"] == alone["cnn"]["window"]
