@@ -83,6 +83,11 @@ def model_files(model_dir: str | os.PathLike) -> List[Path]:
     if not model_dir.is_dir():
         raise HubError(f"{model_dir}: no such model folder")
     if not (model_dir / "config.json").is_file():
+        from .ensemble import CONFIG_NAME, is_ensemble_folder
+
+        if is_ensemble_folder(model_dir):  # its weights live in the member folders
+            raise HubError(f"{model_dir}: an ensemble ({CONFIG_NAME}) of other model folders; push each member "
+                           "with its own --model")
         raise HubError(f"{model_dir}: no config.json; not a saved model folder (save_pretrained writes one)")
     files = _walk(model_dir, _MODEL_EXCLUDE)
     if not any(f.suffix == ".safetensors" for f in files):

@@ -113,6 +113,14 @@ def test_push_model_missing_folder_names_it(recorder, tmp_path, capsys):
     assert recorder.calls == []
 
 
+def test_push_model_of_an_ensemble_says_to_push_its_members(recorder, capsys):
+    ensemble = REPO_ROOT / "instrument_classifier" / "pretrained" / "ensemble"
+    assert cli.main(["push-model", "--repo-id", "a/b", "--model", str(ensemble)]) == 2
+    err = capsys.readouterr().err
+    assert str(ensemble) in err and "push each member" in err
+    assert recorder.calls == []
+
+
 def test_push_space_uploads_app_package_and_models(recorder, capsys):
     code = cli.main(["push-space", "--repo-id", "someone/instruments", "--private", "--model-id", "someone/m"])
     assert code == 0
