@@ -44,7 +44,8 @@ class EnsembleConfig:
     window_frames: int = 256
     sampling_rate: int = 44100
     hop_length: int = 512
-    validation: Dict[str, float] = field(default_factory=dict)  # what tuning measured, for the card
+    # what tuning measured on validation: the blend's macro AUC and micro F1, and each member's alone (lists)
+    validation: Dict[str, object] = field(default_factory=dict)
     model_type: str = "instrument_ensemble"
 
     @property
@@ -164,7 +165,8 @@ def tune_ensemble(y_true: np.ndarray, member_probs: Sequence[np.ndarray], record
     -------
     dict
         ``weights``, ``thresholds``, ``context`` (a :class:`~instrument_classifier.context.RecordingContext`)
-        and ``validation`` (macro AUC and micro F1 of the blend and of each member alone).
+        and ``validation`` (macro AUC and micro F1 of the blend; ``member_roc_auc_macro`` and ``member_f1_micro``:
+        each member's alone, in order).
     """
     from .context import tune_context
     from .evaluation.metrics import compute_instrument_metrics, tune_thresholds
@@ -178,12 +180,11 @@ def tune_ensemble(y_true: np.ndarray, member_probs: Sequence[np.ndarray], record
             best, best_auc = weights, auc
     blended = blend_probabilities(member_probs, best)
     thresholds = tune_thresholds(y_true, blended)
+    alone = [compute_instrument_metrics(y_true, p, thresholds=tune_thresholds(y_true, p)) for p in member_probs]
     validation = {"roc_auc_macro": float(best_auc),
-                  "f1_micro": float(compute_instrument_metrics(y_true, blended, thresholds=thresholds)["f1_micro"])}
-    for i, probs in enumerate(member_probs):
-        alone = compute_instrument_metrics(y_true, probs, thresholds=tune_thresholds(y_true, probs))
-        validation[f"member{i}_roc_auc_macro"] = float(alone["roc_auc_macro"])
-        validation[f"member{i}_f1_micro"] = float(alone["f1_micro"])
+                  "f1_micro": float(compute_instrument_metrics(y_true, blended, thresholds=thresholds)["f1_micro"]),
+                  "member_roc_auc_macro": [float(m["roc_auc_macro"]) for m in alone],
+                  "member_f1_micro": [float(m["f1_micro"]) for m in alone]}
     context = tune_context(y_true, blended, recordings, starts, window_frames)
     return {"weights": [float(w) for w in best], "thresholds": [float(t) for t in thresholds], "context": context,
             "validation": validation}

@@ -159,7 +159,6 @@ class RecipeSettings:
         "--save_total_limit", "1", "--logging_steps", "50",
     ])
 
-
     def features_of(self, model_type: str) -> Dict[str, object]:
         """``feature_type``, ``n_coefficients`` (None: the type's default) and ``include_deltas`` of one model."""
         own = dict(self.model_features.get(model_type, {}))
@@ -637,10 +636,13 @@ def build_ensemble(models_dir: Path, datasets: Dict[str, Dict[str, Path]], setti
 
     members = list(settings.models)
     labels = list(get_taxonomy(settings.taxonomy).labels)
+    predictions = {}
 
     def blended(kind: str, split: str):
-        runs = [predict_split(models_dir / m, datasets[m][kind], split) for m in members]
-        return runs[0][0], [p for _, p in runs]
+        if (kind, split) not in predictions:
+            runs = [predict_split(models_dir / m, datasets[m][kind], split) for m in members]
+            predictions[kind, split] = runs[0][0], [p for _, p in runs]
+        return predictions[kind, split]
 
     def positions(kind: str, split: str):
         dataset, _, _ = load_prepared(datasets[members[0]][kind])
@@ -652,8 +654,7 @@ def build_ensemble(models_dir: Path, datasets: Dict[str, Dict[str, Path]], setti
     config = EnsembleConfig(members=[f"../{m}" for m in members], weights=tuned["weights"], labels=labels,
                             thresholds=tuned["thresholds"], context=tuned["context"].to_dict(),
                             taxonomy=settings.taxonomy, window_frames=settings.window_frames,
-                            validation={k.replace("member0", members[0]).replace("member1", members[-1]): v
-                                        for k, v in tuned["validation"].items()})
+                            validation=tuned["validation"])
     context = RecordingContext(**config.context)
     results = {}
     for kind in ("heldout", "indomain"):
@@ -867,7 +868,8 @@ def export_ensemble(config, folder: Path, settings: RecipeSettings, results: dic
             "Each member reads its own features (see its folder). Weights (the best validation macro ROC-AUC on a "
             "0.1 grid), per-class thresholds and the recording context were tuned on the held-out validation "
             f"pieces: macro ROC-AUC {val['roc_auc_macro']:.3f} and micro F1 {val['f1_micro']:.3f} there, against "
-            + ", ".join(f"{m} {val[f'{m}_roc_auc_macro']:.3f} / {val[f'{m}_f1_micro']:.3f}" for m in settings.models)
+            + ", ".join(f"{Path(m).name} {auc:.3f} / {f1:.3f}" for m, auc, f1 in
+                        zip(config.members, val["member_roc_auc_macro"], val["member_f1_micro"]))
             + " alone.",
             "",
             "Load it like a model folder: `instrument_classifier.inference.load_model(\"path/to/ensemble\")` "
