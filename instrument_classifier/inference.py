@@ -64,7 +64,7 @@ __all__ = [
 ]
 
 #: Where ``load_model(None)`` looks for the bundled default model.
-# The CNN: better than the Transformer on every held-out score (BENCHMARKS.md, "The recipe and its numbers").
+# The CNN and the Transformer blended: above either on held-out validation (BENCHMARKS.md, "The two models blended").
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "pretrained" / "ensemble"
 #: Seconds of audio decoded and featurised at a time.
 BLOCK_SECONDS = 30.0
