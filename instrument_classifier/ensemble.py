@@ -128,11 +128,6 @@ class InstrumentEnsemble:
                                  f"sampling rate, hop: {theirs[1:]} and {len(labels)} labels vs {ours[1:]} and "
                                  f"{len(ours[0])} labels)")
 
-    def to(self, device) -> "InstrumentEnsemble":
-        for model, _ in self.members:
-            model.to(device)
-        return self
-
     def eval(self) -> "InstrumentEnsemble":
         for model, _ in self.members:
             model.eval()

@@ -37,6 +37,7 @@ Timings and numbers of every step go to ``WORKDIR/recipe_log.json`` and ``WORKDI
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import json
 import os
@@ -511,23 +512,28 @@ def run_recipe(workdir: Path, output: Path, settings: RecipeSettings, stop_after
         reports[kind] = evaluate_models(model_paths, dataset=kind_datasets, split="test", output_dir=out)
         log.step(f"evaluate {kind}", time.perf_counter() - t, False)
 
+    @functools.lru_cache(maxsize=None)  # the seed12 view and the ensemble score the same windows
+    def scores(model_type: str, kind: str, split: str):
+        return predict_split(models_dir / model_type, datasets[model_type][kind], split)
+
     seed12 = {}
     if settings.taxonomy == "musicnet11":
         from .data.taxonomy import get_taxonomy
 
         t = time.perf_counter()
         for model_type in settings.models:
+            config = json.loads((models_dir / model_type / "config.json").read_text())
             for kind in ("heldout", "indomain"):
-                family = seed12_metrics(models_dir / model_type, datasets[model_type][kind],
-                                        get_taxonomy("musicnet11").labels)
+                family = seed12_metrics({split: scores(model_type, kind, split) for split in ("validation", "test")},
+                                        config.get("context"), datasets[model_type][kind],
+                                        int(config["window_frames"]), get_taxonomy("musicnet11").labels)
                 seed12.update({(model_type, kind, with_context): m for with_context, m in family.items()})
         log.step("seed12 view", time.perf_counter() - t, False)
     results = summarise(reports, settings, overlap, datasets, seed12)
     ensemble = None
     if len(settings.models) > 1:  # the models blended: tuned on validation, scored like each model
         t = time.perf_counter()
-        ensemble, results["models"]["ensemble"] = build_ensemble(models_dir, datasets, settings)
-        ensemble.save(_fresh_dir(models_dir / "ensemble"))
+        ensemble, results["models"]["ensemble"] = build_ensemble(scores, datasets, settings)
         log.step("ensemble", time.perf_counter() - t, False, weights=ensemble.weights)
     _write_json(workdir / "recipe_results.json", results)
     t = time.perf_counter()
@@ -589,20 +595,14 @@ def family_view(y, p, labels: Sequence[str], taxonomy: str = "seed12"):
     return yf, pf, families
 
 
-def seed12_metrics(model_dir: Path, dataset_path: Path, labels: Sequence[str]) -> dict:
-    """Window-level seed12 metrics of a musicnet11 model: family thresholds tuned on validation, scored on test.
+def seed12_metrics(scores: dict, context: Optional[dict], dataset_path: Path, window_frames: int,
+                   labels: Sequence[str]) -> dict:
+    """Window-level seed12 metrics of musicnet11 scores: family thresholds tuned on validation, scored on test.
 
-    Returns ``{False: metrics}``, and ``True: metrics`` with the instrument scores first blended as the model's
-    recording context says, if it has one.
+    ``scores``: ``{split: (y_true, probabilities)}`` of the validation and test windows of ``dataset_path``.
+    Returns ``{False: metrics}``, and ``True: metrics`` with the instrument scores first blended as the
+    recording ``context`` (a stored :class:`~instrument_classifier.context.RecordingContext`) says, if given.
     """
-    config = json.loads((model_dir / "config.json").read_text())
-    scores = {split: predict_split(model_dir, dataset_path, split) for split in ("validation", "test")}
-    return seed12_from_scores(scores, config.get("context"), dataset_path, int(config["window_frames"]), labels)
-
-
-def seed12_from_scores(scores: dict, context: Optional[dict], dataset_path: Path, window_frames: int,
-                       labels: Sequence[str]) -> dict:
-    """:func:`seed12_metrics` from ``{split: (y_true, probabilities)}`` of the validation and test windows."""
     from .context import RecordingContext
     from .data.prepare import load_prepared
     from .evaluation.metrics import compute_instrument_metrics, tune_thresholds
@@ -622,10 +622,11 @@ def seed12_from_scores(scores: dict, context: Optional[dict], dataset_path: Path
     return metrics
 
 
-def build_ensemble(models_dir: Path, datasets: Dict[str, Dict[str, Path]], settings: RecipeSettings):
+def build_ensemble(scores, datasets: Dict[str, Dict[str, Path]], settings: RecipeSettings):
     """Blend the trained models: weights, thresholds and context tuned on the held-out validation windows
     (:func:`~instrument_classifier.ensemble.tune_ensemble`), then scored on both test sets as the models are.
 
+    ``scores(model_type, kind, split)``: ``(y_true, probabilities)`` of a model on ``datasets[model_type][kind]``.
     Returns ``(EnsembleConfig, {kind: window summary, kind + "+context": ...})``.
     """
     from .context import RecordingContext
@@ -636,13 +637,10 @@ def build_ensemble(models_dir: Path, datasets: Dict[str, Dict[str, Path]], setti
 
     members = list(settings.models)
     labels = list(get_taxonomy(settings.taxonomy).labels)
-    predictions = {}
 
     def blended(kind: str, split: str):
-        if (kind, split) not in predictions:
-            runs = [predict_split(models_dir / m, datasets[m][kind], split) for m in members]
-            predictions[kind, split] = runs[0][0], [p for _, p in runs]
-        return predictions[kind, split]
+        runs = [scores(m, kind, split) for m in members]
+        return runs[0][0], [p for _, p in runs]
 
     def positions(kind: str, split: str):
         dataset, _, _ = load_prepared(datasets[members[0]][kind])
@@ -658,12 +656,12 @@ def build_ensemble(models_dir: Path, datasets: Dict[str, Dict[str, Path]], setti
     context = RecordingContext(**config.context)
     results = {}
     for kind in ("heldout", "indomain"):
-        scores = {}
+        mixed = {}
         for split in ("validation", "test"):
             y, probs = blended(kind, split)
-            scores[split] = (y, blend_probabilities(probs, config.weights))
-        family = seed12_from_scores(scores, config.context, datasets[members[0]][kind], settings.window_frames, labels)
-        y_test, p_test = scores["test"]
+            mixed[split] = (y, blend_probabilities(probs, config.weights))
+        family = seed12_metrics(mixed, config.context, datasets[members[0]][kind], settings.window_frames, labels)
+        y_test, p_test = mixed["test"]
         results[kind] = _window_summary(
             compute_instrument_metrics(y_test, p_test, thresholds=config.thresholds, labels=labels), family[False])
         with_context = context.apply(p_test, *positions(kind, "test"), settings.window_frames)
@@ -808,12 +806,6 @@ def _context_cost(context: dict) -> str:
         return ("every window of a recording gets the same scores, so it says which instruments play in the "
                 "recording, and no longer when.")
     return "an instrument's entry or exit is smeared over the windows averaged."
-
-
-def _fresh_dir(folder: Path) -> Path:
-    shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir(parents=True)
-    return folder
 
 
 def export_models(models_dir: Path, output: Path, settings: RecipeSettings, results: dict, workdir: Path,

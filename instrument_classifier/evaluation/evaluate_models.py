@@ -61,6 +61,7 @@ import numpy as np
 
 from ..atomic_write import replace_dir
 from ..context import RecordingContext, blend, neighbour_means
+from ..ensemble import blend_probabilities
 from .metrics import HUNG_YANG_LABELS, compute_instrument_metrics, mean_f1
 
 __all__ = [
@@ -417,15 +418,20 @@ def evaluate_models(
         curves: Dict[str, dict] = {}
         references = {}
         for entry in entries:
-            window_prob = frame_prob = 0.0
-            for part, weight in entry["parts"]:  # one model, or an ensemble's members blended
+            runs = []
+            for part, _ in entry["parts"]:  # one model, or an ensemble's members
                 split_ds, info, path = data[_group_key(part)]
                 if id(split_ds) not in references:
                     references[id(split_ds)] = _references(split_ds)
                 window_true, frame_true = references[id(split_ds)]
-                w_prob, f_prob = _predict(part["model"], part["extractor"], split_ds, batch_size, device, progress,
-                                          desc=f"evaluate {entry['name']}")
-                window_prob, frame_prob = window_prob + weight * w_prob, frame_prob + weight * f_prob
+                runs.append(_predict(part["model"], part["extractor"], split_ds, batch_size, device, progress,
+                                     desc=f"evaluate {entry['name']}"))
+            if len(runs) == 1:
+                (window_prob, frame_prob), = runs
+            else:  # blended as inference blends them
+                weights = [w for _, w in entry["parts"]]
+                window_prob = blend_probabilities([w for w, _ in runs], weights)
+                frame_prob = blend_probabilities([f for _, f in runs], weights)
             labels = _model_labels(entry["model"])
             cut = list(entry["model"].config.thresholds) if fixed_threshold is None else [fixed_threshold] * len(labels)
             results[entry["name"]] = {
