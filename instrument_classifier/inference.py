@@ -102,6 +102,12 @@ class Timeline:
     clip: dict  # label -> clip score (max over windows)
     segments: List[Segment] = field(default_factory=list)
     context: Optional[str] = None  # the recording context applied, described ("the whole recording, weight 1")
+    thresholds: List[float] = field(default_factory=list)  # per label: the decision thresholds applied
+
+    @property
+    def detected(self) -> List[str]:
+        """The instruments detected in the clip: those whose clip score reaches their threshold."""
+        return [label for label, t in zip(self.labels, self.thresholds) if self.clip[label] >= t]
 
     def to_dict(self) -> dict:
         """JSON-ready summary: clip scores, segments, duration (and the recording context, if applied)."""
@@ -519,6 +525,7 @@ def _finish_timeline(labels, duration, frame_rate, frame_probs, window_probs, wi
         clip=clip,
         segments=segments,
         context=None if recording_context is None else recording_context.describe(),
+        thresholds=[float(t) for t in thresholds],
     )
 
 

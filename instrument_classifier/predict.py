@@ -136,8 +136,6 @@ def predict_files(model, feature_extractor, paths: Sequence[str], threshold: Opt
 
     num_labels = len(model.config.id2label)
     thresholds = None if threshold is None else [float(threshold)] * num_labels
-    tuned = model.config.context["thresholds"] if context else getattr(model.config, "thresholds", None)
-    used_thresholds = thresholds or list(tuned or [0.5] * num_labels)
     results, failed = [], []
     for path in paths:
         try:
@@ -153,9 +151,7 @@ def predict_files(model, feature_extractor, paths: Sequence[str], threshold: Opt
             failed.append(path)
             continue
         record = {"file": path, **_jsonable(timeline.to_dict())}
-        labels = list(timeline.labels)
-        record["detected"] = [label for label, t in zip(labels, used_thresholds)
-                              if timeline.clip.get(label, 0.0) >= t]
+        record["detected"] = timeline.detected
         results.append(record)
         if stream is not None:
             stream.write(_table(record))

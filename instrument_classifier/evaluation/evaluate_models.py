@@ -495,11 +495,11 @@ def model_names(results: Dict) -> List[str]:
 
 # -- output --------------------------------------------------------------------------------------------
 
-def _check_output(output: Path) -> Path:
+def _check_output(output: Path, report_files: Sequence[str] = OUTPUT_FILES) -> Path:
     """Resolve ``output`` (symlinks, ``..``) and refuse to replace anything but an earlier report.
 
-    An earlier report is a folder holding metrics.json and nothing but report files, so files a user
-    added to it (or any other folder) are never deleted.
+    An earlier report is a folder holding metrics.json and nothing but report files (``report_files`` and
+    ROC figures), so files a user added to it (or any other folder) are never deleted.
     """
     output = output.expanduser().resolve()
     if output == Path(output.anchor) or output == Path.home().resolve():
@@ -508,7 +508,7 @@ def _check_output(output: Path) -> Path:
         if not output.is_dir():
             raise EvaluationError(f"{output}: exists and is not a folder")
         foreign = sorted(p.name for p in output.iterdir()
-                         if not (p.is_file() and (p.name in OUTPUT_FILES or re.fullmatch(r"roc_.*\.png", p.name))))
+                         if not (p.is_file() and (p.name in report_files or re.fullmatch(r"roc_.*\.png", p.name))))
         if foreign or (any(output.iterdir()) and not (output / "metrics.json").is_file()):
             raise EvaluationError(
                 f"{output}: folder is not empty and is not an earlier evaluate output (it holds "
@@ -731,6 +731,9 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
                       help="prepared dataset (`instrument-classifier prepare` output); several, prepared from the "
                            "same recordings with different features: each model is scored on the one matching it")
     data.add_argument("--data-dir", metavar="DIR", help="MusicNet-layout folder, prepared with the models' settings")
+    data.add_argument("--clips", metavar="MANIFEST.csv",
+                      help="labelled recordings (columns file, instruments, optional other_sounds): clip-level "
+                           "metrics of what `predict` reports on each")
     parser.add_argument("--split", default="test", help="split to evaluate (default test)")
     parser.add_argument("--output", required=True, metavar="DIR", help="report folder (replaced atomically)")
     parser.add_argument("--batch-size", type=int, default=32, metavar="N", help="windows per forward pass")
@@ -739,6 +742,10 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cache-dir", default=None, metavar="DIR",
                         help="with --data-dir: keep the prepared dataset here and reuse it next time")
     parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    parser.add_argument("--context", action="store_true",
+                        help="with --clips: apply each model's recording context, as `predict --context` does")
+    parser.add_argument("--skip-bad", action="store_true",
+                        help="with --clips: skip bad manifest rows and unreadable audio (counted and listed)")
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
@@ -746,6 +753,12 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from ..data.musicnet import MusicNetError
     from ..data.taxonomy import UnknownInstrumentError
 
+    if args.clips is not None:
+        return _run_clip_evaluation(args)
+    if args.context or args.skip_bad:
+        print("evaluate: error: --context and --skip-bad go with --clips (a prepared split is scored with and "
+              "without the recording context already)", file=sys.stderr)
+        return 2
     try:
         results = evaluate_models(
             args.model, dataset=args.dataset, data_dir=args.data_dir, split=args.split, output_dir=args.output,
@@ -757,4 +770,21 @@ def run_evaluate(args: argparse.Namespace) -> int:
     print(format_summary(results))
     print(f"wrote {Path(args.output).expanduser().resolve()}: metrics.json, metrics.md, heatmap.png, "
           f"{len(model_names(results))} ROC figure(s)")
+    return 0
+
+
+def _run_clip_evaluation(args: argparse.Namespace) -> int:
+    from .clips import ManifestError, evaluate_clips, format_clip_summary
+
+    try:
+        results = evaluate_clips(args.model, args.clips, output_dir=args.output, thresholds=args.thresholds,
+                                 context=args.context, skip_bad=args.skip_bad, batch_size=args.batch_size,
+                                 device=args.device)
+    except (EvaluationError, ManifestError, FileExistsError) as exc:
+        print(f"evaluate: error: {exc}", file=sys.stderr)
+        return 2
+    print(format_clip_summary(results))
+    for skipped in results["skipped_rows"]:
+        print(f"skipped row {skipped['row']} ({skipped['file']}): {skipped['reason']}", file=sys.stderr)
+    print(f"wrote {Path(args.output).expanduser().resolve()}: metrics.json, metrics.md, clips.csv")
     return 0

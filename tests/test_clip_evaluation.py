@@ -1,0 +1,215 @@
+"""`evaluate --clips`: models on labelled recordings, clip level (manifest checks, metrics, report files)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from instrument_classifier.cli import main
+from instrument_classifier.evaluation.clips import (
+    ManifestError,
+    clip_set_metrics,
+    evaluate_clips,
+    read_manifest,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLES = REPO / "space" / "examples"
+DEFAULT = REPO / "instrument_classifier" / "pretrained" / "ensemble"
+CNN = REPO / "instrument_classifier" / "pretrained" / "cnn"
+REAL_DEV = REPO.parent / "shared" / "real-dev"  # ../shared beside the checkout
+LABELS = ["Piano", "Harpsichord", "Violin", "Viola", "Cello", "Contrabass", "French Horn", "Oboe", "Bassoon",
+          "Clarinet", "Flute"]
+
+
+def write_manifest(path: Path, rows, header=("file", "instruments", "other_sounds")) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return path
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory):
+    """Two folders of real audio files: the Space's four example excerpts (rendered MusicNet pieces, labelled
+    with the instruments of their scores), and a noise clip with none of the labels."""
+    root = tmp_path_factory.mktemp("clips")
+    rows = []
+    (root / "examples").mkdir()
+    with open(EXAMPLES / "examples.csv", newline="") as f:
+        for example in csv.DictReader(f):
+            shutil.copy(EXAMPLES / example["file"], root / "examples")
+            rows.append([f"examples/{example['file']}", ";".join(s.strip() for s in example["instruments"].split(",")),
+                         ""])
+    (root / "other").mkdir()
+    noise = 0.05 * np.random.default_rng(0).standard_normal(44100 * 4).astype(np.float32)
+    sf.write(root / "other" / "noise.wav", noise, 44100)
+    rows.append(["other/noise.wav", "", "white noise"])
+    return write_manifest(root / "manifest.csv", rows)
+
+
+# -- the manifest ----------------------------------------------------------------------------------
+
+def test_manifest_rows_paths_and_labels(clips):
+    rows = read_manifest(clips, LABELS)
+    assert [r.row for r in rows] == [2, 3, 4, 5, 6]
+    assert rows[0].file == clips.parent / "examples" / "beethoven_violin_sonata_10.ogg"
+    assert rows[0].instruments == ["Piano", "Violin"] and rows[0].folder == "examples"
+    assert rows[1].instruments == ["French Horn", "Bassoon", "Clarinet"]  # in label order
+    assert rows[4].instruments == [] and rows[4].other_sounds == "white noise" and rows[4].folder == "other"
+
+
+def test_manifest_label_names_ignore_case_and_spaces(tmp_path):
+    sf.write(tmp_path / "a.wav", np.zeros(4410, dtype=np.float32), 44100)
+    manifest = write_manifest(tmp_path / "m.csv", [["a.wav", " violin ; FRENCH HORN", ""]], header=("file", "instruments", "other_sounds"))
+    assert read_manifest(manifest, LABELS)[0].instruments == ["Violin", "French Horn"]
+
+
+@pytest.mark.parametrize("row, reason", [
+    (["missing.wav", "Violin", ""], "audio file .*missing.wav not found"),
+    (["a.wav", "Violin;Trumpet", ""], "unknown instrument 'Trumpet'"),
+    (["a.wav", "Violin"], "2 fields, the header has 3"),
+    (["", "Violin", ""], "no file"),
+])
+def test_a_bad_row_names_the_manifest_and_row_and_skip_bad_counts_it(tmp_path, row, reason):
+    sf.write(tmp_path / "a.wav", np.zeros(4410, dtype=np.float32), 44100)
+    manifest = write_manifest(tmp_path / "m.csv", [["a.wav", "Cello", ""], row, ["a.wav", "", "voice"]])
+    with pytest.raises(ManifestError, match=rf"m\.csv row 3: {reason}"):
+        read_manifest(manifest, LABELS)
+    skipped = []
+    rows = read_manifest(manifest, LABELS, skip_bad=True, skipped=skipped)
+    assert [r.row for r in rows] == [2, 4]
+    assert len(skipped) == 1 and skipped[0]["row"] == 3 and skipped[0]["reason"]
+
+
+def test_manifest_without_columns_or_rows_or_with_a_broken_quote(tmp_path):
+    with pytest.raises(ManifestError, match="manifest not found"):
+        read_manifest(tmp_path / "none.csv", LABELS)
+    with pytest.raises(ManifestError, match="no instruments column"):
+        read_manifest(write_manifest(tmp_path / "a.csv", [["x.wav"]], header=("file",)), LABELS)
+    with pytest.raises(ManifestError, match="no usable rows"):
+        read_manifest(write_manifest(tmp_path / "b.csv", []), LABELS)
+    broken = tmp_path / "c.csv"
+    broken.write_text('file,instruments\n"a.wav,Violin\n' + "x" * (200 * 1024) + "\n")
+    with pytest.raises(ManifestError, match=r"c\.csv row \d+: malformed CSV"):
+        read_manifest(broken, LABELS)
+
+
+# -- the metrics -----------------------------------------------------------------------------------
+
+def test_clip_set_metrics_by_hand():
+    labels = ["A", "B", "C"]
+    y = np.array([[1, 0, 0], [1, 1, 0], [0, 0, 0], [0, 1, 0]])
+    d = np.array([[1, 0, 1], [1, 0, 0], [0, 0, 1], [0, 1, 0]])
+    s = np.array([[.9, .1, .8], [.8, .3, .2], [.1, .2, .7], [.2, .9, .1]])
+    m = clip_set_metrics(y, s, d, labels)
+    assert m["num_clips"] == 4
+    assert m["false_alarms_per_clip"] == pytest.approx(2 / 4)  # C twice
+    assert m["misses_per_clip"] == pytest.approx(1 / 4)  # B of clip 2
+    assert m["exact_set_accuracy"] == pytest.approx(1 / 4)  # only clip 4
+    assert m["clips_with_false_alarm"] == 2
+    # micro: TP 3 (A, A, B), FP 2, FN 1
+    assert m["precision_micro"] == pytest.approx(3 / 5) and m["recall_micro"] == pytest.approx(3 / 4)
+    assert m["per_class"]["A"]["roc_auc"] == pytest.approx(1.0)
+    assert m["per_class"]["B"]["roc_auc"] == pytest.approx(1.0)  # .3, .9 above .1, .2
+    assert m["per_class"]["C"]["roc_auc"] is None and m["skipped_classes"] == ["C"]
+    assert m["roc_auc_macro"] == pytest.approx(1.0)
+
+
+# -- end to end ------------------------------------------------------------------------------------
+
+def test_evaluate_clips_cli_agrees_with_predict(clips, tmp_path, capsys):
+    out = tmp_path / "report"
+    assert main(["evaluate", "--model", str(CNN), "--clips", str(clips), "--output", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "5 clips" in printed and "examples/" in printed and "none of the labels" in printed
+    assert sorted(p.name for p in out.iterdir()) == ["clips.csv", "metrics.json", "metrics.md"]
+    results = json.loads((out / "metrics.json").read_text())
+    entry = results["cnn"]
+    assert results["num_clips"] == 5 and results["labels"] == LABELS
+    assert set(entry["by_folder"]) == {"examples", "other"} and entry["by_folder"]["examples"]["num_clips"] == 4
+    assert entry["no_instrument"]["num_clips"] == 1
+
+    # every clip's decisions and scores are what `predict` reports for the file
+    with open(out / "clips.csv", newline="") as f:
+        table = list(csv.DictReader(f))
+    files = [str(clips.parent / row["file"]) for row in table]
+    predicted = tmp_path / "predict.json"
+    assert main(["predict", "--model", str(CNN), "--format", "json", "--output", str(predicted), *files]) == 0
+    for row, result in zip(table, json.loads(predicted.read_text())):
+        clip_scores = result["clip"]
+        for label in LABELS:
+            assert float(row[f"cnn:{label}"]) == pytest.approx(clip_scores[label], abs=1e-4)
+        detected = [label for label, t in zip(LABELS, entry["thresholds"]) if clip_scores[label] >= t]
+        assert (row["cnn:detected"].split(";") if row["cnn:detected"] else []) == detected
+
+    # the summary follows from the per-clip table
+    truth = np.array([[label in row["instruments"].split(";") for label in LABELS] for row in table])
+    decided = np.array([[label in row["cnn:detected"].split(";") for label in LABELS] for row in table])
+    assert entry["clips"]["false_alarms_per_clip"] == pytest.approx((decided & ~truth).sum() / 5)
+    assert entry["clips"]["exact_set_accuracy"] == pytest.approx((decided == truth).all(axis=1).mean())
+    assert "| cnn | all clips | 5 |" in (out / "metrics.md").read_text()
+
+
+def test_two_models_fixed_threshold_and_context(clips, tmp_path):
+    results = evaluate_clips([str(DEFAULT), str(CNN)], clips, thresholds=0.5, context=True, progress=False)
+    assert set(results) >= {"ensemble", "cnn"} and results["context"] is True
+    for name in ("ensemble", "cnn"):
+        assert results[name]["thresholds"] == [0.5] * len(LABELS)
+
+
+def test_unreadable_audio_stops_or_is_skipped_and_nothing_is_half_written(clips, tmp_path, capsys):
+    root = tmp_path / "data"
+    shutil.copytree(clips.parent, root)
+    (root / "other" / "broken.wav").write_bytes(b"RIFF not really a wave file")
+    with open(root / "manifest.csv", "a", newline="") as f:
+        csv.writer(f).writerow(["other/broken.wav", "Cello", ""])
+    out = tmp_path / "report"
+    assert main(["evaluate", "--model", str(CNN), "--clips", str(root / "manifest.csv"), "--output", str(out)]) == 2
+    assert "manifest.csv row 7" in capsys.readouterr().err and not out.exists()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".report")] == []
+    assert main(["evaluate", "--model", str(CNN), "--clips", str(root / "manifest.csv"), "--output", str(out),
+                 "--skip-bad"]) == 0
+    results = json.loads((out / "metrics.json").read_text())
+    assert results["num_clips"] == 5 and [s["row"] for s in results["skipped_rows"]] == [7]
+    assert "skipped row 7" in capsys.readouterr().err
+
+
+def test_a_folder_that_is_not_a_clip_report_is_never_replaced(clips, tmp_path, capsys):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "NOTES.txt").write_text("keep me")
+    assert main(["evaluate", "--model", str(CNN), "--clips", str(clips), "--output", str(out)]) == 2
+    assert "refusing to replace" in capsys.readouterr().err and (out / "NOTES.txt").read_text() == "keep me"
+
+
+def test_context_and_skip_bad_need_clips(capsys):
+    assert main(["evaluate", "--model", str(CNN), "--dataset", "x", "--output", "y", "--skip-bad"]) == 2
+    assert "go with --clips" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not (REAL_DEV / "manifest.csv").is_file(), reason="../shared/real-dev (real recordings) not here")
+def test_real_recordings_from_the_development_set(tmp_path):
+    """A few real clips per folder of ../shared/real-dev (read in place), through the bundled default."""
+    with open(REAL_DEV / "manifest.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    picked, per_folder = [], {}
+    for row in rows:
+        folder = row["file"].split("/")[0]
+        if per_folder.get(folder, 0) < 3:
+            per_folder[folder] = per_folder.get(folder, 0) + 1
+            picked.append([str(REAL_DEV / row["file"]), row["instruments"], row["other_sounds"]])
+    manifest = write_manifest(tmp_path / "real.csv", picked)
+    results = evaluate_clips(str(DEFAULT), manifest, progress=False)
+    assert results["num_clips"] == len(picked) >= 6
+    m = results["ensemble"]["clips"]
+    assert 0.0 <= m["false_alarms_per_clip"] <= len(LABELS) and m["num_clips"] == len(picked)
+    assert sum(v["num_clips"] for v in results["ensemble"]["by_folder"].values()) == len(picked)
