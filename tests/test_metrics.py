@@ -270,3 +270,27 @@ def test_evaluate_module_loads_offline_from_a_wheel_install(tmp_path):
     expected = compute_instrument_metrics(y, s, case["t"], case["labels"])
     assert out["installed"] == expected and out["repo"] == expected
     assert expected["skipped_classes"] == ["v"]
+
+
+def test_micro_tuning_drops_a_class_that_only_brings_false_alarms():
+    from instrument_classifier.evaluation.metrics import tune_thresholds, tune_thresholds_micro
+
+    rng = np.random.default_rng(0)
+    y = np.zeros((40, 3), dtype=int)
+    y[:20, 0] = 1  # class 0: separable
+    y[::7, 1] = 1  # class 1: a few positives, scores unrelated to them
+    s = np.zeros((40, 3))
+    s[:, 0] = np.where(y[:, 0] == 1, 0.8, 0.2) + 0.01 * rng.random(40)
+    s[:, 1] = 0.3 + 0.4 * rng.random(40)
+    s[:, 2] = 0.5 * rng.random(40)  # class 2: never plays
+    per_class = tune_thresholds(y, s)
+    assert (s[:, 1] >= per_class[1]).sum() > 20  # per-class F1 detects the poor class almost everywhere
+    t = tune_thresholds_micro(y, s, start=0.5)
+    pred = s >= t
+    assert pred[:, 0].tolist() == y[:, 0].astype(bool).tolist()
+    assert pred[:, 1].sum() <= 1 and not pred[:, 2].any()
+    assert (t <= 0.99).all()
+    # micro F1 at the tuned cut is at least that at the start
+    def micro_f1(p):
+        tp = (p & (y == 1)).sum(); return 2 * tp / (2 * tp + (p & (y == 0)).sum() + (~p & (y == 1)).sum())
+    assert micro_f1(pred) >= micro_f1(s >= 0.5)
