@@ -617,10 +617,25 @@ def render_corpus(
     list of Path
         The written wav files, sorted by split and id.
     """
-    from tqdm.auto import tqdm
-
     settings = RenderSettings(velocity=velocity, velocity_jitter=velocity_jitter, instrument_eq_db=instrument_eq_db)
     soundfont_path = check_soundfont(soundfont)
+    out_dir = Path(out_dir)
+    root, jobs = _prepare_jobs(labels_dir, out_dir, split, ids, max_seconds, start_seconds, seed, omit_programs)
+    results = _run_jobs(jobs, _worker_init, (str(soundfont_path), settings), _render_job,
+                        desc=f"render {soundfont_path.stem}", num_proc=num_proc, progress=progress,
+                        close=lambda: _WORKER.pop("renderer").close())  # type: ignore[union-attr]
+    _write_render_info(out_dir, soundfont_path, settings, seed, results)
+    return _finish_corpus(root, out_dir, results)
+
+
+def _prepare_jobs(labels_dir: str | os.PathLike | None, out_dir: str | os.PathLike, split: Optional[str],
+                  ids: Optional[Sequence[str]], max_seconds: Optional[float], start_seconds: float, seed: int,
+                  omit_programs: Sequence[int], omitted_what: Optional[str] = None) -> Tuple[Path, List[_Job]]:
+    """Validate the options and list the recordings to render (every CSV is read first: a bad file fails early).
+
+    Recordings whose score has only programs in ``omit_programs`` are dropped; ``omitted_what`` describes those
+    programs in the error raised when nothing is left (default: "the omitted programs" and their list).
+    """
     root = find_labels_root(default_labels_dir() if labels_dir is None else labels_dir)
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
@@ -636,46 +651,67 @@ def render_corpus(
     omitted = set(omit_programs)
     jobs = [job for job in jobs if {row.instrument for row in read_label_rows(job.labels_path)} - omitted]
     if not jobs:
-        raise RenderError(f"{root}: every recording asked for plays only the omitted programs {sorted(omitted)}")
+        what = omitted_what or f"the omitted programs {sorted(omitted)}"
+        raise RenderError(f"{root}: every recording asked for plays only {what}")
+    return root, jobs
+
+
+def _run_jobs(jobs: Sequence[_Job], initializer, initargs: tuple, render_job, desc: str, num_proc: int,
+              progress: bool, close=None) -> List[Dict]:
+    """Run ``render_job`` over ``jobs`` (in this process, or in ``num_proc`` spawned workers), with a progress bar.
+
+    ``initializer(*initargs)`` sets up each worker; ``close()`` releases the serial run's resources.
+    """
+    from tqdm.auto import tqdm
 
     results: List[Dict] = []
-    bar = tqdm(total=len(jobs), desc=f"render {soundfont_path.stem}", unit="rec", disable=not progress)
+    bar = tqdm(total=len(jobs), desc=desc, unit="rec", disable=not progress)
     try:
         if num_proc <= 1 or len(jobs) == 1:
-            _worker_init(str(soundfont_path), settings)
+            initializer(*initargs)
             try:
                 for job in jobs:
-                    results.append(_render_job(job))
+                    results.append(render_job(job))
                     bar.update(1)
             finally:
-                _WORKER.pop("renderer").close()  # type: ignore[union-attr]
+                if close is not None:
+                    close()
         else:
             import multiprocessing
 
             # spawn: a fresh interpreter per worker, safe whatever the parent loaded (torch, a synth, ...)
             context = multiprocessing.get_context("spawn")
-            with context.Pool(min(num_proc, len(jobs)), initializer=_worker_init,
-                              initargs=(str(soundfont_path), settings)) as pool:
-                for info in pool.imap_unordered(_render_job, jobs):
+            with context.Pool(min(num_proc, len(jobs)), initializer=initializer, initargs=initargs) as pool:
+                for info in pool.imap_unordered(render_job, jobs):
                     results.append(info)
                     bar.update(1)
     finally:
         bar.close()
+    return results
 
+
+def _finish_corpus(root: Path, out_dir: Path, results: List[Dict]) -> List[Path]:
+    """Write the metadata of the rendered recordings (last: a corpus with metadata is complete); the wav paths."""
     columns, metadata = read_metadata(root)
     rows = {}
     for info in results:
         row = dict(metadata.get(info["id"], {"id": info["id"]}))
         row["seconds"] = str(int(round(info["seconds"])))
         rows[info["id"]] = row
-    _write_render_info(out_dir, soundfont_path, settings, seed, results)
-    _write_metadata(out_dir, columns, rows)  # last: a corpus with metadata is complete
+    _write_metadata(out_dir, columns, rows)
     return sorted((out_dir / f"{i['split']}_data" / f"{i['id']}.wav" for i in results),
                   key=lambda p: (p.parent.name, _id_key(p.stem)))
 
 
 def _write_render_info(out_dir: Path, soundfont: Path, settings: RenderSettings, seed: int,
                        results: List[Dict]) -> None:
+    header = {"renderer": "fluidsynth", "soundfont": str(soundfont), "seed": seed, "settings": asdict(settings),
+              "block_size": BLOCK_SIZE}
+    _merge_render_info(out_dir, header, {"soundfont": str(soundfont), "seed": seed}, results)
+
+
+def _merge_render_info(out_dir: Path, header: Dict, per_recording: Dict, results: List[Dict]) -> None:
+    """Write ``render_info.json``: ``header``, then every recording's info (those rendered earlier are kept)."""
     path = out_dir / "render_info.json"
     recordings = {}
     if path.is_file():
@@ -684,9 +720,8 @@ def _write_render_info(out_dir: Path, soundfont: Path, settings: RenderSettings,
         except (ValueError, AttributeError):
             recordings = {}
     for info in results:
-        recordings[f"{info['split']}/{info['id']}"] = {**info, "soundfont": str(soundfont), "seed": seed}
-    info = {"renderer": "fluidsynth", "soundfont": str(soundfont), "seed": seed, "settings": asdict(settings),
-            "block_size": BLOCK_SIZE, "recordings": dict(sorted(recordings.items()))}
+        recordings[f"{info['split']}/{info['id']}"] = {**info, **per_recording}
+    info = {**header, "recordings": dict(sorted(recordings.items()))}
     write_text(path, json.dumps(info, indent=2) + "\n")
 
 
@@ -696,16 +731,24 @@ def _write_render_info(out_dir: Path, soundfont: Path, settings: RenderSettings,
 def add_synth_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--labels", type=Path, default=None,
                         help="MusicNet-layout folder with {train,test}_labels/*.csv (default: the shipped excerpts)")
-    parser.add_argument("--soundfont", type=Path, default=None,
-                        help=f"sample library .sf2/.sf3 (default: {DEFAULT_SOUNDFONT})")
+    library = parser.add_mutually_exclusive_group()
+    library.add_argument("--soundfont", type=Path, default=None,
+                         help=f"sample library .sf2/.sf3 played by FluidSynth (default: {DEFAULT_SOUNDFONT})")
+    library.add_argument("--sampler-library", type=Path, default=None, metavar="DIR",
+                         help="play recorded multi-samples instead: a DecentSampler library folder, the Virtual "
+                              "Playing Orchestra (git clone https://github.com/eodowd/VirtualPlayingOrchestra); "
+                              "instruments it lacks (piano, harpsichord) are left out of audio and labels")
     parser.add_argument("--out", type=Path, required=True, help="output folder (MusicNet layout)")
     parser.add_argument("--split", choices=SPLITS, default=None, help="render only this split (default: all)")
     parser.add_argument("--ids", nargs="+", default=None, metavar="ID",
                         help="render only these MusicNet ids (space- or comma-separated)")
     parser.add_argument("--max-seconds", type=float, default=None, help="render at most this many seconds per recording")
     parser.add_argument("--start-seconds", type=float, default=0.0, help="start the rendered window here (default 0)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the velocity variation (default 0)")
-    parser.add_argument("--velocity", type=int, default=80, help="MIDI velocity of every note (default 80)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the velocity variation (and of the sampler's choices) (default 0)")
+    parser.add_argument("--velocity", type=int, default=80,
+                        help="MIDI velocity of every note (default 80; with --sampler-library the centre of each "
+                             "recording's drawn base velocity)")
     parser.add_argument("--velocity-jitter", type=int, default=15,
                         help="uniform random velocity change in [-J, +J] per note (default 15; 0 = none)")
     parser.add_argument("--instrument-eq-db", type=float, default=0.0,
@@ -719,11 +762,22 @@ def run_synth(args: argparse.Namespace) -> int:
     ids = None
     if args.ids:
         ids = [i for chunk in args.ids for i in chunk.split(",") if i.strip()]
+    sampler_library = getattr(args, "sampler_library", None)
     try:
-        written = render_corpus(args.labels, args.soundfont, args.out, split=args.split, ids=ids,
-                                max_seconds=args.max_seconds, start_seconds=args.start_seconds, seed=args.seed,
-                                velocity=args.velocity, velocity_jitter=args.velocity_jitter, num_proc=args.num_proc,
-                                instrument_eq_db=args.instrument_eq_db, omit_programs=args.omit_programs)
+        if sampler_library is not None:
+            from .sampler import render_corpus as render_with_samples
+
+            written = render_with_samples(args.labels, sampler_library, args.out, split=args.split, ids=ids,
+                                          max_seconds=args.max_seconds, start_seconds=args.start_seconds,
+                                          seed=args.seed, velocity=args.velocity,
+                                          velocity_jitter=args.velocity_jitter, num_proc=args.num_proc,
+                                          instrument_eq_db=args.instrument_eq_db, omit_programs=args.omit_programs)
+        else:
+            written = render_corpus(args.labels, args.soundfont, args.out, split=args.split, ids=ids,
+                                    max_seconds=args.max_seconds, start_seconds=args.start_seconds, seed=args.seed,
+                                    velocity=args.velocity, velocity_jitter=args.velocity_jitter,
+                                    num_proc=args.num_proc, instrument_eq_db=args.instrument_eq_db,
+                                    omit_programs=args.omit_programs)
     except RenderError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
