@@ -1,0 +1,90 @@
+"""Real recordings: clip-level quality of models on ``../shared/real-dev`` (or any manifest), as users see it.
+
+Runs ``evaluate_clips`` (what ``instrument-classifier evaluate --clips`` runs: every clip through
+``predict_timeline``, decisions as ``predict`` makes them) and prints one line per model: macro ROC-AUC of the
+clip scores, micro F1 of the decisions, false alarms per clip, exact-set accuracy, the same for the clips of at
+least ``--min-seconds``, and with ``--tune`` the micro F1 / false alarms that thresholds tuned for micro F1
+(``tune_thresholds_micro``) reach under 2-fold cross-validation over the clips, repeated ``--repeats`` times.
+
+    python bench/bench_real_recordings.py                       # the bundled default
+    python bench/bench_real_recordings.py --model instrument_classifier/pretrained/cnn --tune
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from instrument_classifier.evaluation.clips import clip_set_metrics, evaluate_clips, read_manifest  # noqa: E402
+from instrument_classifier.evaluation.metrics import tune_thresholds_micro  # noqa: E402
+
+REAL_DEV = Path(__file__).resolve().parents[2] / "shared" / "real-dev" / "manifest.csv"
+
+
+def cross_validated(y, scores, start, repeats: int, seed: int = 0):
+    """Micro F1 and false alarms per clip with thresholds tuned on one half of the clips, applied to the other."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(repeats):
+        half = np.zeros(len(y), dtype=bool)
+        half[rng.permutation(len(y))[: len(y) // 2]] = True
+        decisions = np.zeros_like(y)
+        for fit in (half, ~half):
+            decisions[~fit] = scores[~fit] >= tune_thresholds_micro(y[fit], scores[fit], start)
+        m = clip_set_metrics(y, scores, decisions, [str(i) for i in range(y.shape[1])])
+        out.append((m["f1_micro"], m["false_alarms_per_clip"]))
+    return np.mean(out, axis=0)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", action="append", default=None, help="model or ensemble folder (default: bundled)")
+    parser.add_argument("--manifest", type=Path, default=REAL_DEV)
+    parser.add_argument("--min-seconds", type=float, default=2.5, help="also report clips at least this long")
+    parser.add_argument("--context", action="store_true")
+    parser.add_argument("--tune", action="store_true", help="cross-validated micro-F1 thresholds")
+    parser.add_argument("--repeats", type=int, default=10)
+    args = parser.parse_args(argv)
+    if not args.manifest.is_file():
+        print(f"bench_real_recordings: skipped, no manifest at {args.manifest}")
+        return 0
+    models = args.model or [str(Path(__file__).resolve().parents[1] / "instrument_classifier" / "pretrained" / "ensemble")]
+    t = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        results = evaluate_clips(models, args.manifest, output_dir=Path(tmp) / "report", context=args.context,
+                                 progress=False)
+        with open(Path(tmp) / "report" / "clips.csv", newline="") as f:
+            table = list(csv.DictReader(f))
+    seconds = time.perf_counter() - t
+    labels = results["labels"]
+    durations = {str(r.name): sf.info(str(r.file)).duration for r in read_manifest(args.manifest, labels)}
+    long_enough = np.array([durations[row["file"]] >= args.min_seconds for row in table])
+    y = np.array([[label in row["instruments"].split(";") for label in labels] for row in table], dtype=int)
+    for name in [key for key in results if f"{key}:detected" in table[0]]:  # the models, in order
+        m = results[name]["clips"]
+        s = np.array([[float(row[f"{name}:{label}"]) for label in labels] for row in table])
+        d = np.array([[label in row[f"{name}:detected"].split(";") for label in labels] for row in table], dtype=int)
+        long = clip_set_metrics(y[long_enough], s[long_enough], d[long_enough], labels)
+        line = (f"{name}: {m['num_clips']} clips of {args.manifest.parent.name}: macro AUC {m['roc_auc_macro']:.3f}, "
+                f"micro F1 {m['f1_micro']:.3f}, false alarms/clip {m['false_alarms_per_clip']:.2f}, exact set "
+                f"{m['exact_set_accuracy']:.3f}; the {int(long_enough.sum())} clips >= {args.min_seconds:g} s: "
+                f"macro AUC {long['roc_auc_macro']:.3f}, micro F1 {long['f1_micro']:.3f}, false alarms/clip "
+                f"{long['false_alarms_per_clip']:.2f}")
+        if args.tune:
+            f1, fa = cross_validated(y, s, results[name]["thresholds"], args.repeats)
+            line += f"; micro-F1 thresholds, 2-fold CV: micro F1 {f1:.3f}, false alarms/clip {fa:.2f}"
+        print(line + f" ({seconds:.0f} s for all models)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
