@@ -1,6 +1,7 @@
 """``instrument-classifier predict``: which instruments play, and when, in audio files.
 
-For each file: the clip summary (a score per instrument, the maximum over the model's windows) and
+For each file: the clip summary (a score per instrument: its highest window probability, the mean of the two
+highest from three windows on, see ``inference.clip_scores``; detected where it reaches the threshold) and
 the timeline segments (``start_s, end_s, label, score``) where an instrument's frame probability is
 above its threshold (the per-class thresholds tuned at training time, or ``--threshold``).
 ``--context`` blends each 3-s window with its neighbours in the recording, as the model's tuned recording

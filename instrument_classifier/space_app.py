@@ -499,7 +499,7 @@ def build_demo(models: Optional[Sequence[str] | Mapping[str, str]] = None, limit
                                 label="Examples (10 s, rendered from MusicNet test scores)", cache_examples=False)
             with gr.Column(scale=3):
                 summary = gr.Markdown(elem_id="summary")
-                clip = gr.Label(label="Clip confidences (max over time)", num_top_classes=6,
+                clip = gr.Label(label="Clip confidences", num_top_classes=6,
                                 show_heading=False, elem_id="clip-label")
         timeline_image = gr.Image(label="Instrument activity over time", type="numpy", format="png",
                                   interactive=False, elem_id="timeline", buttons=["download", "fullscreen"])

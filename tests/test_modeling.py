@@ -52,14 +52,17 @@ def test_cnn_feature_strides_shrink_wide_inputs_but_never_time():
 
 
 @pytest.mark.parametrize("model_type", MODEL_TYPES)
-def test_long_input_is_windowed_and_clip_logits_are_the_max_over_windows(model_type):
+def test_long_input_is_windowed_and_clip_logits_are_the_mean_of_the_two_highest_windows(model_type):
     model = make_model(model_type, window_frames=64)
     x = torch.randn(2, 150, 13)  # windows at 0, 64 and 86 (the last aligned to the end)
     with torch.no_grad():
         out = model(x)
         parts = [model(x[:, s : s + 64]) for s in (0, 64, 86)]
-    expected = torch.stack([p.logits for p in parts]).amax(0)
+    top2 = torch.stack([p.logits for p in parts]).sort(0, descending=True).values[:2]  # three windows
+    expected = torch.logit(torch.sigmoid(top2).mean(0))
     torch.testing.assert_close(out.logits, expected)
+    two = model(x[:, :100])  # two windows: the highest
+    torch.testing.assert_close(two.logits, torch.maximum(model(x[:, :64]).logits, model(x[:, 36:100]).logits))
     torch.testing.assert_close(out.frame_logits[:, :64], parts[0].frame_logits)
     torch.testing.assert_close(out.frame_logits[:, 64:128], parts[1].frame_logits)
     torch.testing.assert_close(out.frame_logits[:, 128:], parts[2].frame_logits[:, 42:])

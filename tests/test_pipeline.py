@@ -166,7 +166,7 @@ def silence_to_window_end(audio: np.ndarray, window: int, hop: int) -> np.ndarra
     return np.pad(audio, (0, (total - 1) * hop - len(audio)))
 
 
-def test_pipeline_long_clip_is_the_max_over_windows(model_folder, clip):
+def test_pipeline_long_clip_is_the_mean_of_the_two_highest_windows(model_folder, clip):
     from transformers import pipeline
 
     folder, model, fe = model_folder
@@ -178,7 +178,7 @@ def test_pipeline_long_clip_is_the_max_over_windows(model_folder, clip):
     starts = list(range(0, feats.shape[1], window))
     with torch.no_grad():
         per_window = torch.stack([torch.sigmoid(model(feats[:, s : s + window]).logits[0]) for s in starts])
-    expected = per_window.amax(0)
+    expected = per_window.sort(0, descending=True).values[:2].mean(0)  # three windows or more
     result = {r["label"]: r["score"] for r in classifier(clip)}
     for i, label in model.config.id2label.items():
         assert result[label] == pytest.approx(float(expected[i]), abs=1e-5)

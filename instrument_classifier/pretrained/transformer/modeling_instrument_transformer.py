@@ -46,7 +46,7 @@ class InstrumentClassifierOutput(ModelOutput):
     loss : torch.Tensor, optional
         Window BCE (+ ``frame_loss_weight`` x frame BCE), when labels are given.
     logits : torch.Tensor, shape (batch, num_labels)
-        Clip logits: the window logits, or their maximum over windows for inputs longer than one window.
+        Clip logits: the window logits; for longer inputs, those of the windows (see ``classify_long_input``).
     frame_logits : torch.Tensor, shape (batch, time, num_labels)
         Logits of every input frame.
     """
@@ -98,8 +98,9 @@ def classify_long_input(classify, features: torch.Tensor, mask: torch.Tensor | N
     """Run ``classify(windows, mask) -> (frame_logits, logits)`` on windows of ``window_frames`` frames.
 
     Inputs up to one window go through as they are. Longer inputs are cut into non-overlapping windows
-    (the last aligned to the end); each frame takes its logits from the first window that holds it, and
-    the clip logits are the maximum over windows (an instrument is present if it plays in any window).
+    (the last aligned to the end); each frame takes its logits from the first window that holds it. The clip
+    logits are the highest window logits, and from three windows on those of the mean of the two highest window
+    probabilities: one stray window weighs half (as ``inference.clip_scores``).
     """
     batch, num_frames, _ = features.shape
     if num_frames <= window_frames:
@@ -117,7 +118,12 @@ def classify_long_input(classify, features: torch.Tensor, mask: torch.Tensor | N
         logits = logits.masked_fill(empty.unsqueeze(-1), torch.finfo(logits.dtype).min)
     tail = (n - 1) * window_frames - starts[-1]
     frames = torch.cat([frame_logits[:, :-1].flatten(1, 2), frame_logits[:, -1, tail:]], dim=1)
-    return frames, logits.amax(dim=1)
+    voting = torch.full((batch,), n, device=features.device) if window_mask is None else (~empty).sum(dim=1)
+    top = logits.topk(min(2, n), dim=1).values  # (B, 1 or 2, L), highest first
+    # the mean of the two probabilities, as logits (what inference.clip_scores computes from probabilities)
+    eps = torch.finfo(logits.dtype).eps
+    top2 = torch.logit(torch.sigmoid(top).mean(dim=1).clamp(eps, 1 - eps))
+    return frames, torch.where((voting >= 3)[:, None], top2, top[:, 0])
 
 
 def instrument_loss(config, logits, frame_logits, labels, frame_labels, mask) -> torch.Tensor | None:
@@ -295,7 +301,7 @@ class InstrumentTransformerForAudioClassification(InstrumentTransformerPreTraine
         ----------
         input_features : torch.Tensor, shape (batch, time, feature_size)
             Normalised features (the feature extractor's output). ``time`` may differ from
-            ``config.window_frames``: longer inputs are cut into windows, clip logits = max over windows.
+            ``config.window_frames``: longer inputs are cut into windows (``classify_long_input``).
         labels : torch.Tensor, shape (batch, num_labels), optional
             Multi-hot window labels.
         frame_labels : torch.Tensor, shape (batch, time, num_labels), optional

@@ -17,7 +17,8 @@ Differences from transformers' stock ``AudioClassificationPipeline``:
 * the clip is cut into non-overlapping windows of ``config.window_frames`` frames (2.97 s by default),
   the last one filled up with digital silence, as the dataset builder pads a recording's last window
   (a clip shorter than one window is one such window); a label's clip score is its highest window
-  probability (the instrument plays somewhere in the clip). For when it plays, and
+  probability, from three windows on the mean of the two highest (one stray window weighs half). For
+  when it plays, and
   for recordings longer than a few minutes (streamed, memory-bounded), use
   ``instrument_classifier.inference.predict_timeline``.
 """
