@@ -12,7 +12,7 @@ rather than trusting ``musicnn.extractor.extractor()``, which returns the first 
 mid-end features for every later patch (and crashes on clips shorter than 187 frames).
 
 Needs TensorFlow (2.15.1), ``musicnn==0.1.0``, torch, librosa and safetensors, e.g. a venv at
-``/work/scratch/tfenv`` (``$MUSICNN_TF_PYTHON``), which this script re-runs itself with when the current
+``.tfenv/`` beside this repository's ``.venv/`` (or ``$MUSICNN_TF_PYTHON``), which this script re-runs itself with when the current
 Python lacks TensorFlow; without one it says so and exits. Weights: ``scripts/convert_musicnn.py``.
 
     python bench/bench_musicnn_port.py [--weights FILE] [--hop-frames 62] [--real-dev DIR]
@@ -32,9 +32,9 @@ import time
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_TF_PYTHON = "/work/scratch/tfenv/bin/python"
-DEFAULT_WEIGHTS = "/work/scratch/musicnn/musicnn_mtt.safetensors"
-DEFAULT_REAL_DEV = "/work/shared/real-dev"
+DEFAULT_TF_PYTHON = str(REPO_ROOT / ".tfenv" / "bin" / "python")  # or $MUSICNN_TF_PYTHON
+DEFAULT_WEIGHTS = str(REPO_ROOT / "musicnn_mtt.safetensors")  # scripts/convert_musicnn.py's output, or $MUSICNN_WEIGHTS
+DEFAULT_REAL_DEV = str(REPO_ROOT.parent / "shared" / "real-dev")
 SR = 16000
 
 

@@ -17,7 +17,7 @@ run this with a Python that has ``tensorflow`` (2.15 reads it), ``torch``, ``num
 ``transformers`` is not needed (the model file is loaded by path)::
 
     python scripts/convert_musicnn.py --wheel musicnn-0.1.0-py3-none-any.whl \\
-        --output /work/scratch/musicnn/musicnn_mtt.safetensors
+        --output musicnn_mtt.safetensors
     python scripts/convert_musicnn.py --output ...   # from the installed musicnn package
 """
 
@@ -176,7 +176,7 @@ def read_checkpoint(prefix: str) -> Tuple[Dict[str, np.ndarray], str]:
         import tensorflow as tf  # only here: nothing else in the conversion needs TensorFlow
     except ImportError:
         raise SystemExit("reading the TF checkpoint needs TensorFlow: run this with a Python that has "
-                         "tensorflow-cpu==2.15.1 (and numpy<2), e.g. /work/scratch/tfenv/bin/python") from None
+                         "tensorflow-cpu==2.15.1 (and numpy<2), e.g. a separate venv") from None
 
     reader = tf.compat.v1.train.NewCheckpointReader(prefix)
     names = sorted(reader.get_variable_to_shape_map())
