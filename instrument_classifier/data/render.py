@@ -30,6 +30,24 @@ MIDI details handled here
   that would vanish on the grid is kept one block (64 samples) long.
 * Notes still sounding at the end of an excerpt are cut there; notes that started before it begin at 0.
 * Reverb and chorus are off (dry renders; rooms are added by :mod:`instrument_classifier.data.augment`).
+
+Distractors: other instruments playing, left out of the labels
+--------------------------------------------------------------
+A model trained only on the 11 MusicNet instruments hears them in any music (a guitar, a voice, a saxophone or
+a trumpet set off violin, cello, clarinet...). ``distractor_probability`` (``synth --distractors P``) plays some
+instrument tracks with *other* instruments: for each recording and each of its tracks (a GM program of the 11),
+with probability ``P`` the track is played by a program of ``distractor_programs`` (default
+:data:`DISTRACTOR_PROGRAMS`, one distinct program per replaced track while the list lasts), moved by whole
+octaves into that instrument's compass (:data:`DISTRACTOR_COMPASS`), and its notes are left out of the written
+labels, exactly as ``omit_programs`` leaves notes out, except that they stay in the audio. A solo whose one
+track is replaced is an all-distractor recording with a header-only labels CSV: nothing of the 11 plays.
+The draws are seeded by ``seed`` and the recording id on a stream of their own: every note keeps the timing
+and (up to the order of a replaced track's folded chord notes) the velocity it gets without distractors, and
+``P = 0`` renders exactly what was rendered before the option existed.
+``render_info.json`` says per recording which tracks were replaced, by what, and how many notes left the
+labels. These labels are right for the ``musicnet11`` taxonomy (the 11 instruments); under ``seed12`` most
+distractors belong to a family (a trumpet is *Brass*, a saxophone *Woodwind*, a harp *Strings*), so a
+distractor corpus must not be prepared with ``seed12``.
 """
 
 from __future__ import annotations
@@ -40,14 +58,16 @@ import io
 import json
 import os
 import sys
+import warnings
 import zlib
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
 from ..atomic_write import write_file, write_text
+from .taxonomy import MUSICNET_PROGRAMS
 
 __all__ = [
     "RenderError",
@@ -57,6 +77,11 @@ __all__ = [
     "SAMPLE_RATE",
     "BLOCK_SIZE",
     "DEFAULT_SOUNDFONT",
+    "DISTRACTOR_PROGRAMS",
+    "DISTRACTOR_COMPASS",
+    "check_distractor_options",
+    "draw_distractors",
+    "fit_to_compass",
     "default_labels_dir",
     "read_label_rows",
     "write_label_rows",
@@ -76,6 +101,65 @@ METADATA_COLUMNS = ("id", "composer", "composition", "movement", "ensemble", "so
 DEFAULT_SOUNDFONT = Path("/usr/share/sounds/sf2/FluidR3_GM.sf2")
 SPLITS = ("train", "test")
 _MAX_CHANNELS = 256  # FluidSynth's synth.midi-channels as set by pyfluidsynth
+
+#: Distractor instruments: General MIDI program (1-based) -> compass ``(lowest, highest)`` MIDI note (sounding
+#: pitch, the common range of the real instrument; a replaced track is moved into it by whole octaves).
+#: Chosen as instruments that are none of the 11 and no near-copy of one, heard in the music the classifier
+#: meets: brass, saxophones, guitars, voices, organs, free reeds, electric basses, harp, timpani, mallets,
+#: plucked folk instruments, two synth leads. Left out on purpose, because a "not this instrument" label on
+#: them would contradict a label of the 11: the pianos 2-6 (2 and 4 play the piano's own samples in FluidR3 GM
+#: and MuseScore General; 3 is a piano with pickups; the electric pianos 5-6 are keyboards struck by hammers,
+#: so a mellow or lo-fi acoustic piano would be taught away), clavinet 8 and dulcimer 16 (struck or plucked
+#: keyboard strings, close to piano and harpsichord), acoustic bass 33 (a plucked double bass: a contrabass),
+#: tremolo and pizzicato strings 45-46, string ensembles and synth strings 49-52, brass section 62 (holds
+#: horns), English horn 70, piccolo 73, recorder, pan flute and the other flutes 75-80, fiddle 111 (the violin,
+#: and its samples in both SoundFonts), bagpipe 110 and shanai 112 (double reeds, oboe-like).
+#: Both FluidR3 GM and MuseScore General (Lite) have a bank-0 preset for every one of them (for all 128 GM
+#: programs, in fact), and none of these presets plays a sample of the 11 instruments' presets.
+DISTRACTOR_COMPASS: Dict[int, Tuple[int, int]] = {
+    9: (60, 108),    # celesta
+    10: (79, 108),   # glockenspiel
+    12: (53, 89),    # vibraphone
+    13: (45, 96),    # marimba
+    14: (65, 108),   # xylophone
+    15: (60, 77),    # tubular bells
+    17: (36, 96),    # drawbar organ
+    18: (36, 96),    # percussive organ
+    19: (36, 96),    # rock organ
+    20: (24, 96),    # church organ
+    21: (36, 96),    # reed organ
+    22: (41, 89),    # accordion
+    23: (60, 96),    # harmonica
+    25: (40, 83),    # nylon-string guitar
+    26: (40, 86),    # steel-string guitar
+    27: (40, 86),    # jazz guitar
+    28: (40, 88),    # clean electric guitar
+    29: (40, 76),    # palm-muted guitar
+    30: (40, 88),    # overdriven guitar
+    31: (40, 88),    # distortion guitar
+    34: (28, 67),    # electric bass (finger)
+    35: (28, 67),    # electric bass (pick)
+    36: (28, 67),    # fretless bass
+    47: (24, 103),   # harp
+    48: (38, 60),    # timpani
+    53: (41, 81),    # choir aahs
+    54: (41, 81),    # voice oohs
+    57: (54, 82),    # trumpet
+    58: (40, 72),    # trombone
+    59: (28, 58),    # tuba
+    60: (54, 82),    # muted trumpet
+    65: (56, 87),    # soprano saxophone
+    66: (49, 80),    # alto saxophone
+    67: (44, 75),    # tenor saxophone
+    68: (36, 68),    # baritone saxophone
+    81: (36, 96),    # square lead
+    82: (36, 96),    # sawtooth lead
+    105: (48, 84),   # sitar
+    106: (48, 81),   # banjo
+    115: (52, 88),   # steel drums
+}
+#: The default programs a distractor is drawn from (uniformly): the keys of :data:`DISTRACTOR_COMPASS`.
+DISTRACTOR_PROGRAMS: Tuple[int, ...] = tuple(DISTRACTOR_COMPASS)
 
 
 class RenderError(ValueError):
@@ -293,6 +377,106 @@ def _recording_rng(seed: int, recording_id: str) -> np.random.Generator:
     return np.random.default_rng([int(seed), zlib.crc32(recording_id.encode())])
 
 
+# --------------------------------------------------------------------------- distractors
+
+
+def check_distractor_options(probability: float, programs: Sequence[int]) -> Tuple[float, Tuple[int, ...]]:
+    """Validate ``(distractor probability, distractor programs)``; programs deduplicated, in their order.
+
+    The probability must be in [0, 1]; programs must be GM programs 1..128 and none of the 11 MusicNet
+    instruments (a violin "distractor" would be a violin left out of the labels: a wrong label).
+    """
+    try:
+        probability = float(probability)
+    except (TypeError, ValueError):
+        raise RenderError(f"distractor probability must be a number in [0, 1], got {probability!r}") from None
+    if not 0.0 <= probability <= 1.0:
+        raise RenderError(f"distractor probability must be in [0, 1], got {probability}")
+    out: List[int] = []
+    for program in programs:
+        try:
+            whole = not isinstance(program, bool) and int(program) == program
+        except (TypeError, ValueError, OverflowError):
+            whole = False
+        if not whole:
+            raise RenderError(f"distractor program {program!r} is not a General MIDI program number")
+        program = int(program)
+        if not 1 <= program <= 128:
+            raise RenderError(f"distractor program {program} outside 1..128 (General MIDI programs)")
+        if program in MUSICNET_PROGRAMS:
+            raise RenderError(f"distractor program {program} ({MUSICNET_PROGRAMS[program]}) is one of the 11 "
+                              "MusicNet instruments: its notes cannot be left out of the labels")
+        if program not in out:
+            out.append(program)
+    if probability > 0 and not out:
+        raise RenderError("distractors asked for (probability > 0) but no distractor programs given")
+    return probability, tuple(out)
+
+
+def _distractor_rng(seed: int, recording_id: str) -> np.random.Generator:
+    # a stream of its own (the EQ uses [..., 1]): drawing distractors leaves the velocity draws unchanged
+    return np.random.default_rng([int(seed), zlib.crc32(recording_id.encode()), 2])
+
+
+def draw_distractors(programs_present: Iterable[int], probability: float, distractor_programs: Sequence[int],
+                     seed: int, recording_id: str) -> Dict[int, int]:
+    """Which tracks of a recording distractors play: ``{track program: distractor program}``.
+
+    Each of the 11 MusicNet programs gets its own uniform draw, in a fixed order whether the recording has it
+    or not: a track is replaced when its draw is below ``probability``, so the decision depends only on the
+    seed, the recording id and the program (and the tracks replaced at one probability are among those
+    replaced at a higher one). Replaced tracks take distinct programs, in a seeded permutation of
+    ``distractor_programs`` (repeated only when more tracks are replaced than there are programs). Programs
+    that are not among the 11 are never replaced. Seeded by ``seed`` and ``recording_id`` on a stream of its
+    own, not the velocity stream.
+    """
+    if probability <= 0 or not distractor_programs:
+        return {}
+    rng = _distractor_rng(seed, recording_id)
+    targets = sorted(MUSICNET_PROGRAMS)
+    draws = rng.random(len(targets))
+    order = rng.permutation(len(distractor_programs))
+    present = set(programs_present)
+    replaced = [p for p, u in zip(targets, draws) if p in present and u < probability]
+    return {p: int(distractor_programs[order[k % len(order)]]) for k, p in enumerate(replaced)}
+
+
+def fit_to_compass(rows: Sequence[LabelRow], play_as: Mapping[int, int],
+                   compass: Mapping[int, Tuple[int, int]]) -> Tuple[List[LabelRow], Dict[int, Dict[str, int]]]:
+    """Move each replaced track into the compass of the instrument that plays it.
+
+    The whole track moves by the number of octaves that puts most of its notes in the compass (the smallest
+    move on ties): the line and its harmony stay, a tuba does not play a violin part four octaves up. Notes
+    still outside are folded in by octaves. Programs without a compass entry are not moved. Returns the rows
+    (the other tracks' rows unchanged, order kept) and per replaced track ``{"octaves": k, "folded_notes": n}``.
+    """
+    out = list(rows)
+    moves: Dict[int, Dict[str, int]] = {}
+    for track, program in sorted(play_as.items()):
+        lo, hi = compass.get(program, (0, 127))
+        if not 0 <= lo <= hi - 11 <= 116:
+            raise RenderError(f"compass of distractor program {program} must be within 0..127 and span at least "
+                              f"an octave, got {lo}..{hi}")
+        indices = [i for i, r in enumerate(rows) if r.instrument == track]
+        pitches = np.array([rows[i].note for i in indices], dtype=np.int64)
+
+        def inside(k: int) -> int:
+            return int(np.sum((pitches + 12 * k >= lo) & (pitches + 12 * k <= hi)))
+
+        octaves = min(range(-10, 11), key=lambda k: (-inside(k), abs(k), k))
+        folded = 0
+        for i in indices:
+            note = moved = rows[i].note + 12 * octaves
+            while moved < lo:
+                moved += 12
+            while moved > hi:
+                moved -= 12
+            folded += moved != note
+            out[i] = replace(rows[i], note=moved)
+        moves[track] = {"octaves": octaves, "folded_notes": folded}
+    return out, moves
+
+
 def plan_events(rows: Sequence[LabelRow], settings: RenderSettings, rng: np.random.Generator) -> RenderPlan:
     """Turn label rows into grid-aligned note events, allocating channels so no pitch overlaps itself."""
     usable_channels = [c for c in range(_MAX_CHANNELS) if c % 16 != 9]
@@ -393,6 +577,10 @@ class FluidSynthRenderer:
         """Whether the library has a melodic preset (bank 0) for a 1-based GM program."""
         return bool(self._keeper.sfpreset_name(self._keeper_sfid, 0, program - 1))
 
+    def preset_name(self, program: int) -> str:
+        """The name of the bank-0 preset of a 1-based GM program ("" if there is none)."""
+        return self._keeper.sfpreset_name(self._keeper_sfid, 0, program - 1) or ""
+
     def render(self, plan: RenderPlan, num_samples: int, source: str = "") -> np.ndarray:
         """Render ``plan`` to ``num_samples`` mono float32 samples (unnormalised)."""
         for program in sorted(set(plan.channel_programs.values())):
@@ -454,9 +642,21 @@ def check_soundfont(soundfont: str | os.PathLike | None) -> Path:
 
 def render_notes(rows: Sequence[LabelRow], renderer: FluidSynthRenderer, settings: RenderSettings = RenderSettings(),
                  seed: int = 0, recording_id: str = "0", max_samples: Optional[int] = None,
-                 source: str = "") -> Tuple[np.ndarray, List[LabelRow], Dict]:
-    """Render already-clipped rows. Returns ``(audio float32 peak-normalised, rendered label rows, info)``."""
+                 source: str = "", play_as: Optional[Mapping[int, int]] = None) -> Tuple[np.ndarray, List[LabelRow], Dict]:
+    """Render already-clipped rows. Returns ``(audio float32 peak-normalised, rendered label rows, info)``.
+
+    ``play_as`` (distractors): ``{track program: program}``, tracks played by another program. Their notes
+    are planned as their own track (same channels, velocities and timing as without ``play_as``) and sound,
+    but are left out of the returned labels; ``info["left_out_of_labels"]`` counts them per track.
+    """
+    play_as = dict(play_as or {})
+    for program in sorted(set(play_as.values())):
+        if not renderer.has_program(program):
+            raise RenderError(f"{source}: distractor program {program} has no preset in sample library "
+                              f"{renderer.soundfont}")
     plan = plan_events(rows, settings, _recording_rng(seed, recording_id))
+    if play_as:
+        plan.channel_programs = {c: play_as.get(p, p) for c, p in plan.channel_programs.items()}
     last_end = max((r.end for r in plan.labels), default=0)
     num_samples = last_end + int(round(settings.tail_seconds * settings.sample_rate))
     if max_samples is not None:
@@ -473,7 +673,15 @@ def render_notes(rows: Sequence[LabelRow], renderer: FluidSynthRenderer, setting
     labels = [replace(r, end=min(r.end, num_samples)) for r in plan.labels if r.start < num_samples]
     info = {"seconds": num_samples / settings.sample_rate, "samples": num_samples, "gain": gain,
             "gain_db": float(20 * np.log10(gain)), "peak_before_gain": peak, **plan.stats}
+    if play_as:
+        labels, info["left_out_of_labels"] = _leave_out(labels, play_as)
     return audio, labels, info
+
+
+def _leave_out(labels: Sequence[LabelRow], play_as: Mapping[int, int]) -> Tuple[List[LabelRow], Dict[int, int]]:
+    """The labels without the notes of the tracks in ``play_as``, and how many notes each of those had."""
+    left_out = {track: sum(r.instrument == track for r in labels) for track in sorted(play_as)}
+    return [r for r in labels if r.instrument not in play_as], left_out
 
 
 INSTRUMENT_EQ_BANDS = 4
@@ -509,6 +717,30 @@ class _Job:
     max_samples: Optional[int]
     seed: int
     omit_programs: Tuple[int, ...] = ()
+    distractor_probability: float = 0.0
+    distractor_programs: Tuple[int, ...] = ()
+
+
+def _job_distractors(job: _Job, rows: Sequence[LabelRow], compass: Mapping[int, Tuple[int, int]]
+                     ) -> Tuple[List[LabelRow], Dict[int, int], Dict[int, Dict[str, int]]]:
+    """``(rows, play_as, octave moves)`` of a job: the distractors drawn for its (clipped) rows."""
+    if job.distractor_probability <= 0:
+        return list(rows), {}, {}
+    play_as = draw_distractors({r.instrument for r in rows}, job.distractor_probability, job.distractor_programs,
+                               job.seed, job.recording_id)
+    rows, moves = fit_to_compass(rows, play_as, compass)
+    return rows, play_as, moves
+
+
+def _distractor_info(job: _Job, play_as: Mapping[int, int], moves: Mapping[int, Dict[str, int]],
+                     left_out: Mapping[int, int], names: Mapping[int, str]) -> Dict:
+    """The ``distractors`` entry of a recording in ``render_info.json``."""
+    tracks = {str(track): {"instrument": MUSICNET_PROGRAMS.get(track, str(track)), "program": program,
+                           "played_by": names.get(program, ""), "notes_left_out": int(left_out.get(track, 0)),
+                           **moves.get(track, {})}
+              for track, program in sorted(play_as.items())}
+    return {"probability": job.distractor_probability, "tracks": tracks,
+            "notes_left_out": int(sum(left_out.values()))}
 
 
 _WORKER: Dict[str, object] = {}
@@ -525,14 +757,18 @@ def _render_job(job: _Job) -> Dict:
     rows = read_label_rows(job.labels_path)
     end = None if job.max_samples is None else job.start_sample + job.max_samples
     rows = clip_rows([r for r in rows if r.instrument not in job.omit_programs], job.start_sample, end)
+    rows, play_as, moves = _job_distractors(job, rows, DISTRACTOR_COMPASS)
     audio, labels, info = render_notes(rows, renderer, settings, seed=job.seed, recording_id=job.recording_id,
-                                       max_samples=job.max_samples, source=str(job.labels_path))
+                                       max_samples=job.max_samples, source=str(job.labels_path), play_as=play_as)
     wav_path = job.out_dir / f"{job.split}_data" / f"{job.recording_id}.wav"
     csv_path = job.out_dir / f"{job.split}_labels" / f"{job.recording_id}.csv"
     write_label_rows(csv_path, labels)
     write_wav(wav_path, audio, settings.sample_rate)
     info.update(split=job.split, id=job.recording_id, source_labels=str(job.labels_path),
                 start_sample=job.start_sample, omitted_programs=list(job.omit_programs))
+    if job.distractor_probability > 0:
+        names = {p: renderer.preset_name(p) for p in set(play_as.values())}
+        info["distractors"] = _distractor_info(job, play_as, moves, info.pop("left_out_of_labels", {}), names)
     return info
 
 
@@ -578,6 +814,8 @@ def render_corpus(
     progress: bool = True,
     instrument_eq_db: float = 0.0,
     omit_programs: Sequence[int] = (),
+    distractor_probability: float = 0.0,
+    distractor_programs: Sequence[int] = DISTRACTOR_PROGRAMS,
 ) -> List[Path]:
     """Render label CSVs to a MusicNet-layout corpus.
 
@@ -611,6 +849,13 @@ def render_corpus(
         recording is rendered as if those instruments were silent. A recording whose score has only these
         programs is not rendered at all. For sample libraries whose presets for those instruments must not
         be used (they are recordings a held-out library also plays).
+    distractor_probability : float
+        Probability (0..1) that a track (one of the 11 programs) of a recording is played by a distractor
+        instead: another instrument, whose notes sound but are left out of the labels (see "Distractors" in
+        the module doc). 0 (default): off, the corpus is what it was without the option.
+    distractor_programs : sequence of int
+        The GM programs distractors are drawn from (default :data:`DISTRACTOR_PROGRAMS`). Programs the
+        SoundFont has no preset for, or in ``omit_programs``, are not drawn (``render_info.json`` lists them).
 
     Returns
     -------
@@ -618,14 +863,41 @@ def render_corpus(
         The written wav files, sorted by split and id.
     """
     settings = RenderSettings(velocity=velocity, velocity_jitter=velocity_jitter, instrument_eq_db=instrument_eq_db)
+    probability, distractor_programs = check_distractor_options(distractor_probability, distractor_programs)
     soundfont_path = check_soundfont(soundfont)
     out_dir = Path(out_dir)
     root, jobs = _prepare_jobs(labels_dir, out_dir, split, ids, max_seconds, start_seconds, seed, omit_programs)
+    distractors = None
+    if probability > 0:
+        with FluidSynthRenderer(soundfont_path) as probe:
+            usable = _usable_distractors(distractor_programs, omit_programs, probe.has_program,
+                                         f"sample library {soundfont_path}")
+        distractors = {"probability": probability, "programs": list(usable),
+                       "unavailable_programs": [p for p in distractor_programs if p not in usable]}
+        jobs = [replace(job, distractor_probability=probability, distractor_programs=usable) for job in jobs]
     results = _run_jobs(jobs, _worker_init, (str(soundfont_path), settings), _render_job,
                         desc=f"render {soundfont_path.stem}", num_proc=num_proc, progress=progress,
                         close=lambda: _WORKER.pop("renderer").close())  # type: ignore[union-attr]
-    _write_render_info(out_dir, soundfont_path, settings, seed, results)
+    _write_render_info(out_dir, soundfont_path, settings, seed, results, distractors)
     return _finish_corpus(root, out_dir, results)
+
+
+def _usable_distractors(programs: Sequence[int], omit_programs: Sequence[int], playable, library: str
+                        ) -> Tuple[int, ...]:
+    """The distractor programs the library can play and that are not omitted; an error if none is left.
+
+    Programs left out of a list other than :data:`DISTRACTOR_PROGRAMS` are named in a warning.
+    """
+    omitted = {int(p) for p in omit_programs}
+    usable = tuple(p for p in programs if p not in omitted and playable(p))
+    if not usable:
+        raise RenderError(f"{library} plays none of the distractor programs "
+                          f"{', '.join(str(p) for p in programs)} (that are not omitted)")
+    missing = [p for p in programs if p not in usable]
+    if missing and tuple(programs) != DISTRACTOR_PROGRAMS:
+        warnings.warn(f"distractor program(s) {', '.join(str(p) for p in missing)} not used: omitted, or not "
+                      f"in {library}", stacklevel=3)
+    return usable
 
 
 def _prepare_jobs(labels_dir: str | os.PathLike | None, out_dir: str | os.PathLike, split: Optional[str],
@@ -704,9 +976,11 @@ def _finish_corpus(root: Path, out_dir: Path, results: List[Dict]) -> List[Path]
 
 
 def _write_render_info(out_dir: Path, soundfont: Path, settings: RenderSettings, seed: int,
-                       results: List[Dict]) -> None:
+                       results: List[Dict], distractors: Optional[Dict] = None) -> None:
     header = {"renderer": "fluidsynth", "soundfont": str(soundfont), "seed": seed, "settings": asdict(settings),
               "block_size": BLOCK_SIZE}
+    if distractors is not None:
+        header["distractors"] = distractors
     _merge_render_info(out_dir, header, {"soundfont": str(soundfont), "seed": seed}, results)
 
 
@@ -755,6 +1029,14 @@ def add_synth_arguments(parser: argparse.ArgumentParser) -> None:
                         help="random smooth EQ of each instrument's track, at most this many dB (default 0 = off)")
     parser.add_argument("--omit-programs", type=int, nargs="+", default=(), metavar="PROGRAM",
                         help="General MIDI programs (1-based) to leave out of both the audio and the labels")
+    parser.add_argument("--distractors", type=float, default=0.0, metavar="P",
+                        help="probability (0..1) that an instrument track is played by another instrument "
+                             "(trumpet, saxophone, guitar, choir, ...) whose notes stay in the audio but are left "
+                             "out of the labels: negatives against false alarms on other instruments "
+                             "(default 0 = off)")
+    parser.add_argument("--distractor-programs", type=int, nargs="+", default=None, metavar="PROGRAM",
+                        help="General MIDI programs (1-based) the distractors are drawn from (default: "
+                             f"{len(DISTRACTOR_PROGRAMS)} programs, render.DISTRACTOR_PROGRAMS)")
     parser.add_argument("--num-proc", type=int, default=1, help="parallel worker processes (default 1)")
 
 
@@ -763,6 +1045,9 @@ def run_synth(args: argparse.Namespace) -> int:
     if args.ids:
         ids = [i for chunk in args.ids for i in chunk.split(",") if i.strip()]
     sampler_library = getattr(args, "sampler_library", None)
+    distractors = {"distractor_probability": getattr(args, "distractors", 0.0)}
+    if getattr(args, "distractor_programs", None):
+        distractors["distractor_programs"] = tuple(args.distractor_programs)
     try:
         if sampler_library is not None:
             from .sampler import render_corpus as render_with_samples
@@ -771,13 +1056,14 @@ def run_synth(args: argparse.Namespace) -> int:
                                           max_seconds=args.max_seconds, start_seconds=args.start_seconds,
                                           seed=args.seed, velocity=args.velocity,
                                           velocity_jitter=args.velocity_jitter, num_proc=args.num_proc,
-                                          instrument_eq_db=args.instrument_eq_db, omit_programs=args.omit_programs)
+                                          instrument_eq_db=args.instrument_eq_db, omit_programs=args.omit_programs,
+                                          **distractors)
         else:
             written = render_corpus(args.labels, args.soundfont, args.out, split=args.split, ids=ids,
                                     max_seconds=args.max_seconds, start_seconds=args.start_seconds, seed=args.seed,
                                     velocity=args.velocity, velocity_jitter=args.velocity_jitter,
                                     num_proc=args.num_proc, instrument_eq_db=args.instrument_eq_db,
-                                    omit_programs=args.omit_programs)
+                                    omit_programs=args.omit_programs, **distractors)
     except RenderError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

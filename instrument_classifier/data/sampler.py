@@ -14,7 +14,8 @@ library (``git clone https://github.com/eodowd/VirtualPlayingOrchestra`` and pas
 section strings with staccato and accent samples, horns in two dynamics, oboe, bassoon, clarinet and flute.
 It has no piano or harpsichord: notes of instruments the library lacks are left out of the audio *and* the
 labels (as ``--omit-programs`` does), and their number is recorded per recording; a recording with only such
-instruments is not rendered.
+instruments is not rendered. ``--distractors`` (see :mod:`instrument_classifier.data.render`) plays replaced
+tracks with the library's other instruments, :data:`VPO_DISTRACTORS` (brass, choir, harp, mallets, timpani).
 
 Licences: VPO collects samples from Sonatina Symphonic Orchestra (CC Sampling Plus 1.0), Mattias Westlund's
 additional samples (CC BY-SA 3.0), No Budget Orchestra (CC BY-SA 4.0), VSCO 2 Community Edition (CC0), the
@@ -72,16 +73,23 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 
 from .render import (
+    DISTRACTOR_COMPASS,
+    DISTRACTOR_PROGRAMS,
     INSTRUMENT_EQ_BANDS,
     SAMPLE_RATE,
     LabelRow,
     RenderError,
     _finish_corpus,
+    _distractor_info,
     _Job,
+    _job_distractors,
+    _leave_out,
     _merge_render_info,
     _prepare_jobs,
     _recording_rng,
     _run_jobs,
+    _usable_distractors,
+    check_distractor_options,
     clip_rows,
     read_label_rows,
     write_label_rows,
@@ -94,6 +102,7 @@ __all__ = [
     "Layer",
     "Variant",
     "VPO_INSTRUMENTS",
+    "VPO_DISTRACTORS",
     "SamplerSettings",
     "SampleLibrary",
     "read_preset",
@@ -405,12 +414,17 @@ class Layer:
 
     ``root_corrections``: ``(text, semitones)`` pairs; zones whose sample file name contains ``text`` get
     ``semitones`` added to their root note, for samples that are out of tune by whole semitones in the preset.
+    ``keys``: the notes (inclusive) this layer plays, for instruments whose registers are separate groups (a
+    choir's men and women). ``one_shot``: the samples are struck or plucked sounds that die away (harp, mallets,
+    timpani): a note longer than its sample ends with the sample instead of looping it.
     """
 
     preset: str  # file name in the library folder
     groups: Tuple[int, ...]
     velocity: Tuple[int, int] = (0, 127)
     root_corrections: Tuple[Tuple[str, int], ...] = ()
+    keys: Tuple[int, int] = (0, 127)
+    one_shot: bool = False
 
 
 @dataclass(frozen=True)
@@ -491,6 +505,43 @@ VPO_INSTRUMENTS: Dict[int, Tuple[Variant, ...]] = {
     71: (Variant("bassoon", sustain=(Layer(_WOODWINDS, (1,)),)),),
     72: (Variant("clarinet", sustain=(Layer(_WOODWINDS, (2,)),)),),
     74: (Variant("flute", sustain=(Layer(_WOODWINDS, (4,)),)),),
+}
+
+
+#: Distractors (``--distractors``, see :mod:`instrument_classifier.data.render`) the VPO can play: GM program ->
+#: variants, from the library's instruments that are none of the 11. Groups identified as for
+#: :data:`VPO_INSTRUMENTS` (sample names, key ranges, measured spectra: at C4 the trumpet group is brighter than
+#: the trombone group, spectral centroid 1180 vs 950 Hz, the horns 600 Hz):
+#:
+#: ===  ===============  ======================================================================================
+#: 9    celesta          celesta g0 (hard mallets, velocity >= 88) / g1 (soft) (60-108)
+#: 10   glockenspiel     glockenspiel g0 (77-108)
+#: 12   vibraphone       vibraphone-open g0 (53-89; g1 maps the same samples a tone off, g2 is a silent dummy)
+#: 14   xylophone        xylophone g0 (48-96)
+#: 47   harp             harp-sustain g0 (23-104)
+#: 48   timpani          timpani-hit g0 (36-60)
+#: 53   choir            choir-MIXED-sustain g0 (men, 43-66) below / g1 (women, 67-84) above middle F#
+#: 57   trumpets         all-brass-SEC-sustain g5 (f, velocity >= 88) / g6 (p) (54-84)
+#: 58   trombones        all-brass-SEC-sustain g3 (f, velocity >= 88) / g4 (p) (40-77)
+#: 59   tuba             all-brass-SEC-sustain g0 (26-62)
+#: ===  ===============  ======================================================================================
+#:
+#: Not used: the piccolo (a near-copy of the flute: its notes would be flute notes left out of the labels) and
+#: the tubular bells (the forte group names a sample file the library lacks, 4_C_f.wav, and above velocity 40
+#: the piano group plays only a silent dummy zone).
+VPO_DISTRACTORS: Dict[int, Tuple[Variant, ...]] = {
+    9: (Variant("celesta", sustain=(Layer("celesta.dspreset", (0,), velocity=(88, 127), one_shot=True),
+                                    Layer("celesta.dspreset", (1,), velocity=(0, 87), one_shot=True))),),
+    10: (Variant("glockenspiel", sustain=(Layer("glockenspiel.dspreset", (0,), one_shot=True),)),),
+    12: (Variant("vibraphone", sustain=(Layer("vibraphone-open.dspreset", (0,), one_shot=True),)),),
+    14: (Variant("xylophone", sustain=(Layer("xylophone.dspreset", (0,), one_shot=True),)),),
+    47: (Variant("harp", sustain=(Layer("harp-sustain.dspreset", (0,), one_shot=True),)),),
+    48: (Variant("timpani", sustain=(Layer("timpani-hit.dspreset", (0,), one_shot=True),)),),
+    53: (Variant("choir", sustain=(Layer("choir-MIXED-sustain.dspreset", (0,), keys=(0, 66)),
+                                   Layer("choir-MIXED-sustain.dspreset", (1,), keys=(67, 127)))),),
+    57: (Variant("trumpets", sustain=(Layer(_BRASS, (5,), velocity=(88, 127)), Layer(_BRASS, (6,), velocity=(0, 87)))),),
+    58: (Variant("trombones", sustain=(Layer(_BRASS, (3,), velocity=(88, 127)), Layer(_BRASS, (4,), velocity=(0, 87)))),),
+    59: (Variant("tuba", sustain=(Layer(_BRASS, (0,)),)),),
 }
 
 
@@ -699,6 +750,17 @@ class SampleLibrary:
             self._layer_zones[layer] = tuple(result)
         return self._layer_zones[layer]
 
+    def key_range(self, program: int) -> Tuple[int, int]:
+        """The notes a program's samples cover: the lowest and highest key of the zones of its variants' sustain
+        layers (within each layer's ``keys``)."""
+        lows, highs = [], []
+        for variant in self.instruments[program]:
+            for layer in variant.sustain:
+                for zones in self.layer_zones(layer):
+                    lows.append(max(min(z.lo_note for z in zones), layer.keys[0]))
+                    highs.append(min(max(z.hi_note for z in zones), layer.keys[1]))
+        return min(lows), max(highs)
+
     def sample(self, zone: Zone) -> Tuple[np.ndarray, int, Optional[Tuple[int, int]]]:
         """``(mono float32 audio from the zone's start to its end, sample rate, loop (start, end exclusive))``."""
         key = (zone.path, zone.start, zone.end)
@@ -890,25 +952,32 @@ def _ramp(kind: str, n: int) -> np.ndarray:
 
 def render_notes(rows: Sequence[LabelRow], library: SampleLibrary, settings: SamplerSettings = SamplerSettings(),
                  seed: int = 0, recording_id: str = "0", max_samples: Optional[int] = None,
-                 source: str = "") -> Tuple[np.ndarray, List[LabelRow], Dict]:
+                 source: str = "", play_as: Optional[Mapping[int, int]] = None) -> Tuple[np.ndarray, List[LabelRow], Dict]:
     """Render already-clipped rows. Returns ``(audio float32 peak-normalised, rendered label rows, info)``.
 
     Every row's program must be in ``library.instruments`` (leave the others out first). Seeded by ``seed``
     and ``recording_id``: the same rows give the same audio in any process and order.
+
+    ``play_as`` (distractors): ``{track program: program}``, tracks played by the instrument of another program
+    of ``library.instruments``; they keep their articulations and legato, sound, and are left out of the
+    returned labels (``info["left_out_of_labels"]`` counts their notes per track).
     """
+    play_as = dict(play_as or {})
     sr = settings.sample_rate
     rng = _recording_rng(seed, recording_id)
     kept = [r for r in rows if r.end > r.start]
     kept.sort(key=lambda r: (r.start, r.end, r.instrument, r.note))
     programs = sorted({r.instrument for r in kept})
     for program in programs:
-        if program not in library.instruments:
+        if play_as.get(program, program) not in library.instruments:
             first = next(r.row for r in kept if r.instrument == program)
-            raise RenderError(f"{source}: row {first}: instrument program {program} has no instrument in sample "
+            what = f"distractor program {play_as[program]}" if program in play_as else f"program {program}"
+            raise RenderError(f"{source}: row {first}: instrument {what} has no instrument in sample "
                               f"library {library.root}")
     # the draws come in a fixed order (base velocity, variants, then per note), whatever is cached
     base_velocity = settings.velocity + int(rng.integers(-settings.velocity_spread, settings.velocity_spread + 1))
-    variants = {p: library.instruments[p][int(rng.integers(len(library.instruments[p])))] for p in programs}
+    played = {p: library.instruments[play_as.get(p, p)] for p in programs}
+    variants = {p: played[p][int(rng.integers(len(played[p])))] for p in programs}
     jitter = rng.integers(-settings.velocity_jitter, settings.velocity_jitter + 1, size=len(kept))
     u_layer, u_zone = rng.random(len(kept)), rng.random(len(kept))
     notes = [_Note(r, int(np.clip(base_velocity + j, 1, 127))) for r, j in zip(kept, jitter)]
@@ -933,8 +1002,9 @@ def render_notes(rows: Sequence[LabelRow], library: SampleLibrary, settings: Sam
         articulation = note.articulation if getattr(variant, note.articulation) else "sustain"
         stats[articulation] += 1
         layers = variant.layers(articulation)
-        eligible = ([layer for layer in layers if layer.velocity[0] <= note.velocity <= layer.velocity[1]]
-                    or list(layers))
+        in_keys = [layer for layer in layers if layer.keys[0] <= row.note <= layer.keys[1]] or list(layers)
+        eligible = ([layer for layer in in_keys if layer.velocity[0] <= note.velocity <= layer.velocity[1]]
+                    or in_keys)
         layer = eligible[min(int(u_layer[k] * len(eligible)), len(eligible) - 1)]
         gain_db = library.layer_gain_db(layer, settings.level_dbfs)
         hold = (row.end if note.release_at is None else note.release_at) - row.start
@@ -950,8 +1020,12 @@ def render_notes(rows: Sequence[LabelRow], library: SampleLibrary, settings: Sam
                 release = int(round(min(max(seconds, settings.min_release_seconds),
                                         settings.max_release_seconds) * sr))
             length = min(hold + release, num_samples - row.start)
-            stats["looped"] += voice.needs_loop(length)
-            segment = voice.read(length) * np.float32(10 ** ((gain_db + zone.volume_db) / 20) * note.velocity / 127)
+            if layer.one_shot:  # a struck or plucked sound ends with its sample
+                segment = voice.audio[:length]
+            else:
+                stats["looped"] += voice.needs_loop(length)
+                segment = voice.read(length)
+            segment = segment * np.float32(10 ** ((gain_db + zone.volume_db) / 20) * note.velocity / 127)
             length = len(segment)
             _envelope(segment, zone, articulation, hold, release, settings, sr)
             out[row.start:row.start + length] += segment
@@ -968,6 +1042,9 @@ def render_notes(rows: Sequence[LabelRow], library: SampleLibrary, settings: Sam
     gain = target / peak if peak > 0 else 1.0
     audio = (mix * gain).astype(np.float32)
     labels = [replace(r, end=min(r.end, num_samples)) for r in kept if r.start < num_samples]
+    left_out = None
+    if play_as:
+        labels, left_out = _leave_out(labels, play_as)
     info = {
         "seconds": num_samples / sr, "samples": num_samples, "gain": gain,
         "gain_db": float(20 * np.log10(gain)), "peak_before_gain": peak,
@@ -977,6 +1054,9 @@ def render_notes(rows: Sequence[LabelRow], library: SampleLibrary, settings: Sam
         "legato_handovers": handovers, "looped_notes": stats["looped"],
         "outside_key_range": stats["outside_key_range"],
     }
+    if left_out is not None:
+        info["notes"] = len(labels) + sum(left_out.values())  # notes played, as without distractors
+        info["left_out_of_labels"] = left_out
     return audio, labels, info
 
 
@@ -1009,10 +1089,12 @@ def _envelope(segment: np.ndarray, zone: Zone, articulation: str, hold: int, rel
 _WORKER: Dict[str, object] = {}
 
 
-def _worker_init(library: str, instruments: Mapping[int, Sequence[Variant]], settings: SamplerSettings) -> None:
+def _worker_init(library: str, instruments: Mapping[int, Sequence[Variant]], settings: SamplerSettings,
+                 compass: Optional[Mapping[int, Tuple[int, int]]] = None) -> None:
     _WORKER["library"] = SampleLibrary(library, instruments, sample_rate=settings.sample_rate,
                                        loop_crossfade_seconds=settings.loop_crossfade_seconds)
     _WORKER["settings"] = settings
+    _WORKER["compass"] = dict(compass or {})
 
 
 def _render_job(job: _Job) -> Dict:
@@ -1023,13 +1105,30 @@ def _render_job(job: _Job) -> Dict:
     omitted = set(job.omit_programs)
     left_out = Counter(r.instrument for r in rows if r.instrument in omitted)
     rows = [r for r in rows if r.instrument not in omitted]
+    rows, play_as, moves = _job_distractors(job, rows, _WORKER["compass"])  # type: ignore[arg-type]
     audio, labels, info = render_notes(rows, library, settings, seed=job.seed, recording_id=job.recording_id,
-                                       max_samples=job.max_samples, source=str(job.labels_path))
+                                       max_samples=job.max_samples, source=str(job.labels_path), play_as=play_as)
     write_label_rows(job.out_dir / f"{job.split}_labels" / f"{job.recording_id}.csv", labels)
     write_wav(job.out_dir / f"{job.split}_data" / f"{job.recording_id}.wav", audio, settings.sample_rate)
     info.update(split=job.split, id=job.recording_id, source_labels=str(job.labels_path),
                 start_sample=job.start_sample, left_out_notes={str(p): left_out[p] for p in sorted(left_out)})
+    if job.distractor_probability > 0:
+        names = {p: info["variants"][str(track)] for track, p in play_as.items()}
+        info["distractors"] = _distractor_info(job, play_as, moves, info.pop("left_out_of_labels", {}), names)
     return info
+
+
+def _sampler_compass(covered: Tuple[int, int], compass: Optional[Tuple[int, int]]) -> Tuple[int, int]:
+    """The notes a distractor plays: those its samples cover, within the instrument's compass when that
+    leaves at least an octave."""
+    if compass is not None:
+        lo, hi = max(covered[0], compass[0]), min(covered[1], compass[1])
+        if hi - lo >= 11:
+            return lo, hi
+    if covered[1] - covered[0] >= 11:
+        return covered
+    low = min(max((covered[0] + covered[1]) // 2 - 6, 0), 116)  # samples of less than an octave: one around them
+    return low, low + 11
 
 
 def library_commit(root: str | os.PathLike) -> Optional[str]:
@@ -1063,6 +1162,9 @@ def render_corpus(
     omit_programs: Sequence[int] = (),
     velocity_spread: int = 20,
     instruments: Optional[Mapping[int, Sequence[Variant]]] = None,
+    distractor_probability: float = 0.0,
+    distractor_programs: Sequence[int] = DISTRACTOR_PROGRAMS,
+    distractor_instruments: Optional[Mapping[int, Sequence[Variant]]] = None,
 ) -> List[Path]:
     """Render label CSVs with recorded multi-samples to a MusicNet-layout corpus.
 
@@ -1086,6 +1188,13 @@ def render_corpus(
         Random smooth EQ of each instrument's track, at most this many dB (as in render.py). 0: off.
     instruments : mapping or None
         GM program -> variants; ``None`` -> :data:`VPO_INSTRUMENTS`.
+    distractor_probability, distractor_programs
+        As in :func:`instrument_classifier.data.render.render_corpus`: a replaced track is played by a variant
+        of ``distractor_instruments`` and left out of the labels. Only the programs of ``distractor_programs``
+        that ``distractor_instruments`` has are drawn (the others are listed in ``render_info.json``), and a
+        track is moved by octaves into the notes the library's samples cover (within the instrument's compass).
+    distractor_instruments : mapping or None
+        GM program -> variants of the distractors; ``None`` -> :data:`VPO_DISTRACTORS`.
 
     Returns
     -------
@@ -1094,6 +1203,7 @@ def render_corpus(
     """
     settings = SamplerSettings(velocity=velocity, velocity_spread=velocity_spread, velocity_jitter=velocity_jitter,
                                instrument_eq_db=instrument_eq_db)
+    probability, distractor_programs = check_distractor_options(distractor_probability, distractor_programs)
     instruments = dict(VPO_INSTRUMENTS if instruments is None else instruments)
     library_root = SampleLibrary(library, instruments).root  # checks the folder before anything is read
     out_dir = Path(out_dir)
@@ -1103,11 +1213,31 @@ def render_corpus(
     root, jobs = _prepare_jobs(labels_dir, out_dir, split, ids, max_seconds, start_seconds, seed, omitted,
                                omitted_what=f"programs the sample library lacks or that are omitted "
                                             f"(it plays {playable or 'none of them'})")
-    results = _run_jobs(jobs, _worker_init, (str(library_root), instruments, settings), _render_job,
+    played, compass, distractors = instruments, {}, None
+    if probability > 0:
+        available = dict(VPO_DISTRACTORS if distractor_instruments is None else distractor_instruments)
+
+        def playable(program: int) -> bool:  # in the map, and its presets are in the library folder
+            return program in available and all((library_root / layer.preset).is_file() for v in available[program]
+                                                for a in ARTICULATIONS for layer in getattr(v, a))
+
+        usable = _usable_distractors(distractor_programs, omit_programs, playable,
+                                     f"sample library {library_root} (its distractor instruments)")
+        played = {**{p: tuple(available[p]) for p in usable}, **instruments}
+        probe = SampleLibrary(library_root, played)  # reads the presets: a missing sample fails here
+        compass = {p: _sampler_compass(probe.key_range(p), DISTRACTOR_COMPASS.get(p)) for p in usable}
+        distractors = {"probability": probability, "programs": list(usable),
+                       "unavailable_programs": [p for p in distractor_programs if p not in usable],
+                       "instrument_map": "vpo" if distractor_instruments is None else "custom",
+                       "compass": {str(p): list(compass[p]) for p in usable}}
+        jobs = [replace(job, distractor_probability=probability, distractor_programs=usable) for job in jobs]
+    results = _run_jobs(jobs, _worker_init, (str(library_root), played, settings, compass), _render_job,
                         desc=f"render {library_root.name}", num_proc=num_proc, progress=progress)
     header = {"renderer": "sampler", "library": str(library_root.resolve()),
               "library_commit": library_commit(library_root),
               "instrument_map": "vpo" if instruments == VPO_INSTRUMENTS else "custom", "seed": seed,
               "settings": asdict(settings)}
+    if distractors is not None:
+        header["distractors"] = distractors
     _merge_render_info(out_dir, header, {"library": str(library_root.resolve()), "seed": seed}, results)
     return _finish_corpus(root, out_dir, results)
