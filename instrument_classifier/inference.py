@@ -112,9 +112,12 @@ class Timeline:
         return [label for label, t in zip(self.labels, self.thresholds) if self.clip[label] >= t]
 
     def to_dict(self) -> dict:
-        """JSON-ready summary: clip scores, segments, duration (and the recording context, if applied)."""
+        """JSON-ready summary: clip scores, the detected instruments and the thresholds that decided them, segments,
+        duration (and the recording context, if applied)."""
         summary = {
             "clip": {label: round(float(score), 4) for label, score in self.clip.items()},
+            "detected": self.detected,
+            "thresholds": {label: round(float(t), 4) for label, t in zip(self.labels, self.thresholds)},
             "segments": [
                 {"start_s": round(s.start_s, 3), "end_s": round(s.end_s, 3), "label": s.label, "score": round(s.score, 4)}
                 for s in self.segments

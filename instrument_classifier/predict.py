@@ -128,7 +128,7 @@ def predict_files(model, feature_extractor, paths: Sequence[str], threshold: Opt
     Returns
     -------
     results : list of dict
-        ``{"file", "clip", "segments", "duration_s", "detected"}`` per readable file, in input order.
+        ``{"file", "clip", "detected", "thresholds", "segments", "duration_s"}`` per readable file, in input order.
     failed : list of str
         The files that could not be processed (each was reported on stderr).
     """
@@ -152,7 +152,6 @@ def predict_files(model, feature_extractor, paths: Sequence[str], threshold: Opt
             failed.append(path)
             continue
         record = {"file": path, **_jsonable(timeline.to_dict())}
-        record["detected"] = timeline.detected
         results.append(record)
         if stream is not None:
             stream.write(_table(record))
@@ -163,7 +162,8 @@ def predict_files(model, feature_extractor, paths: Sequence[str], threshold: Opt
 def format_results(results: List[Dict], fmt: str) -> str:
     """Render results as ``table``, ``json`` or ``csv`` text."""
     if fmt == "json":
-        out = [{"file": r["file"], "duration_s": r["duration_s"], "clip": r["clip"], "segments": r["segments"],
+        out = [{"file": r["file"], "duration_s": r["duration_s"], "clip": r["clip"], "detected": r["detected"],
+                "thresholds": r["thresholds"], "segments": r["segments"],
                 **({"context": r["context"]} if r.get("context") else {})} for r in results]
         return json.dumps(out, indent=2) + "\n"
     if fmt == "csv":

@@ -457,8 +457,7 @@ def build_demo(models: Optional[Sequence[str] | Mapping[str, str]] = None, limit
             logger.exception("analysis of an upload failed")
             raise gr.Error(f"{name}: the analysis failed unexpectedly; the file may be damaged.",
                            title="Analysis failed", duration=ERROR_SECONDS) from None
-        tuned = model.config.context["thresholds"] if context else getattr(model.config, "thresholds", None)
-        thresholds = list(tuned or [0.5] * len(timeline.labels))
+        thresholds = list(timeline.thresholds)  # the model's, or its recording context's
         rows = _segments_rows(timeline)
         csv_path = outputs_dir.new() / CSV_NAME
         _write_csv(csv_path, rows)

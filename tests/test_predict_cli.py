@@ -65,7 +65,9 @@ def test_json_with_default_model_reports_good_files_and_names_bad_ones(audio_fil
     results = json.loads(out)
     assert [r["file"] for r in results] == [audio_files["good"], audio_files["stereo"]]
     for r in results:
-        assert set(r) == {"file", "duration_s", "clip", "segments"}
+        assert set(r) == {"file", "duration_s", "clip", "detected", "thresholds", "segments"}
+        # a program reproduces the table's decisions from the JSON alone
+        assert r["detected"] == [label for label, score in r["clip"].items() if score >= r["thresholds"][label]]
         assert r["duration_s"] == pytest.approx(sf.info(r["file"]).duration, abs=0.01)
         assert r["clip"] and all(0.0 <= v <= 1.0 for v in r["clip"].values())
         for s in r["segments"]:
