@@ -373,8 +373,14 @@ def _snap(sample: int) -> int:
     return int(round(sample / BLOCK_SIZE)) * BLOCK_SIZE
 
 
-def _recording_rng(seed: int, recording_id: str) -> np.random.Generator:
-    return np.random.default_rng([int(seed), zlib.crc32(recording_id.encode())])
+#: Separate random streams of a recording (``_recording_rng``'s ``stream``): switching the instrument EQ or the
+#: distractors on leaves the plan's velocity draws (the default stream) unchanged.
+EQ_STREAM, DISTRACTOR_STREAM = 1, 2
+
+
+def _recording_rng(seed: int, recording_id: str, stream: Optional[int] = None) -> np.random.Generator:
+    key = [int(seed), zlib.crc32(recording_id.encode())]
+    return np.random.default_rng(key if stream is None else key + [stream])
 
 
 # --------------------------------------------------------------------------- distractors
@@ -413,11 +419,6 @@ def check_distractor_options(probability: float, programs: Sequence[int]) -> Tup
     return probability, tuple(out)
 
 
-def _distractor_rng(seed: int, recording_id: str) -> np.random.Generator:
-    # a stream of its own (the EQ uses [..., 1]): drawing distractors leaves the velocity draws unchanged
-    return np.random.default_rng([int(seed), zlib.crc32(recording_id.encode()), 2])
-
-
 def draw_distractors(programs_present: Iterable[int], probability: float, distractor_programs: Sequence[int],
                      seed: int, recording_id: str) -> Dict[int, int]:
     """Which tracks of a recording distractors play: ``{track program: distractor program}``.
@@ -432,7 +433,7 @@ def draw_distractors(programs_present: Iterable[int], probability: float, distra
     """
     if probability <= 0 or not distractor_programs:
         return {}
-    rng = _distractor_rng(seed, recording_id)
+    rng = _recording_rng(seed, recording_id, DISTRACTOR_STREAM)
     targets = sorted(MUSICNET_PROGRAMS)
     draws = rng.random(len(targets))
     order = rng.permutation(len(distractor_programs))
@@ -692,8 +693,7 @@ def _render_with_instrument_eq(plan: RenderPlan, renderer: FluidSynthRenderer, n
     """Render each instrument (program) on its own, filter it with its own random smooth EQ, and mix."""
     from .augment import random_smooth_eq
 
-    # its own stream, so that switching the EQ on leaves the velocity draws of the plan unchanged
-    rng = np.random.default_rng([int(seed), zlib.crc32(recording_id.encode()), 1])
+    rng = _recording_rng(seed, recording_id, EQ_STREAM)
     mix = np.zeros(num_samples, dtype=np.float32)
     for program in sorted(set(plan.channel_programs.values())):
         channels = {c: p for c, p in plan.channel_programs.items() if p == program}

@@ -64,7 +64,6 @@ import os
 import re
 import struct
 import subprocess
-import zlib
 from collections import Counter, OrderedDict
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -77,6 +76,7 @@ from .render import (
     DISTRACTOR_PROGRAMS,
     INSTRUMENT_EQ_BANDS,
     SAMPLE_RATE,
+    EQ_STREAM,
     LabelRow,
     RenderError,
     _finish_corpus,
@@ -1032,8 +1032,7 @@ def render_notes(rows: Sequence[LabelRow], library: SampleLibrary, settings: Sam
     if tracks is not None:
         from .augment import random_smooth_eq
 
-        # its own stream, as in render.py: switching the EQ on leaves the other draws unchanged
-        eq_rng = np.random.default_rng([int(seed), zlib.crc32(recording_id.encode()), 1])
+        eq_rng = _recording_rng(seed, recording_id, EQ_STREAM)
         for program in programs:
             mix += random_smooth_eq(tracks[program], sr, settings.instrument_eq_db, INSTRUMENT_EQ_BANDS, eq_rng)
 
