@@ -31,9 +31,21 @@ How a recording is processed
    :mod:`instrument_classifier.context`); every frame is blended with the mean of the window it came from.
    This trades time resolution for accuracy on unfamiliar recordings.
 6. ``clip`` scores (:func:`clip_scores`) are the highest window probability of each label, the mean of the two
-   highest from three windows on (one stray window weighs half). ``segments`` are runs of frames
-   whose probability reaches the label's threshold (``config.thresholds``, or the context's, unless
-   given), with gaps up to ``merge_gap_s`` bridged and runs shorter than ``min_duration_s`` dropped.
+   highest from three windows on (one stray window weighs half).
+7. The decision rule, one for every output. An instrument is **detected** when its clip score reaches its
+   threshold (``config.thresholds``, the context's with ``context=True``, or the caller's):
+   :attr:`Timeline.detected`. The thresholds were tuned on window probabilities, so the clip decides
+   *whether* an instrument plays and the frames only say *when*: ``segments`` (:func:`detected_segments`)
+   belong to detected instruments only. A detected instrument's segments are the runs of frames whose
+   probability reaches its threshold, gaps up to ``merge_gap_s`` bridged, runs shorter than
+   ``min_duration_s`` dropped; if none is left (its frames reach the threshold only for a moment or, blended
+   across an ensemble's members, not at all), its segments are the windows whose probability reaches the
+   threshold, which at least one does (a clip score is at most the highest window probability). So a segment
+   exists only for a detected instrument, and every detected instrument has at least one segment.
+   ``predict`` (table, JSON, CSV), the Space and ``evaluate --clips`` all report ``detected`` and these
+   segments; the pipeline's score of a label is its clip score. (Thresholding every frame on its own, as
+   before, the bundled ensemble gave 295 segments of undetected instruments in 96 of the 138 clips of
+   ``../shared/real-dev`` and ``space/examples``, and left 46 detected instruments without a segment.)
 
 Memory is one decoded block, its spectrogram, at most ``FIRST_PASS_CACHE_MB`` of mel power, a batch of
 windows and the outputs (``frame_probs`` is 4 bytes x labels per frame, ~15 MB per hour); never the whole
@@ -61,6 +73,7 @@ __all__ = [
     "load_model",
     "predict_timeline",
     "segments_from_probs",
+    "detected_segments",
     "clip_scores",
     "stream_features",
 ]
@@ -154,6 +167,7 @@ def load_model(name_or_path: Optional[Union[str, os.PathLike]] = None, device: U
     from transformers import AutoFeatureExtractor, AutoModelForAudioClassification
 
     from . import modeling  # noqa: F401  (registers our classes: the package's code is used, never remote code)
+    from .remote_code import NO_REMOTE_CODE, check_no_remote_code
 
     if name_or_path is None:
         if not is_ensemble_folder(DEFAULT_MODEL_DIR) and not (DEFAULT_MODEL_DIR / "config.json").is_file():
@@ -170,13 +184,14 @@ def load_model(name_or_path: Optional[Union[str, os.PathLike]] = None, device: U
         raise ValueError(f"{source}: pass the model folder, not a file (it holds config.json and model.safetensors)")
     if os.path.isdir(source):
         _check_local_folder(Path(source))
+        check_no_remote_code(source)  # before transformers could ask "run the folder's code? [y/N]"
     elif source.lower().endswith(_UNSAFE_WEIGHTS):
         raise ValueError(f"{source}: pickled weights are refused; load a folder with model.safetensors")
     elif source.startswith((".", "/", "~")) or source.count("/") > 1:  # a local path, not a Hub repo id
         raise FileNotFoundError(f"{source}: no such model folder")
-    model = AutoModelForAudioClassification.from_pretrained(source, use_safetensors=True)
+    model = AutoModelForAudioClassification.from_pretrained(source, use_safetensors=True, **NO_REMOTE_CODE)
     try:
-        feature_extractor = AutoFeatureExtractor.from_pretrained(source)
+        feature_extractor = AutoFeatureExtractor.from_pretrained(source, **NO_REMOTE_CODE)
     except (OSError, ValueError) as exc:
         raise ValueError(f"{source}: no usable preprocessor_config.json next to the model ({exc})") from None
     _check_compatible(model.config, feature_extractor, source)
@@ -318,10 +333,10 @@ def stream_features(
 def _features_from_blocks(blocks: BlockSource, fe, normalize: Optional[bool]) -> Iterator[np.ndarray]:
     """The loudest mel bin (the ``top_db`` reference) in a first pass over ``blocks()``, then the features,
     from the first pass's mel power when it was kept, else from a second pass."""
-    from .modeling.feature_extraction_instrument import dct_matrix
+    from .modeling.feature_extraction_instrument import dct_matrix, musicnn_compression
 
     floor, cached = None, None
-    if fe.top_db is not None:  # first pass: the whole signal's loudest mel bin (log is monotonic: max first)
+    if fe.top_db is not None and fe.feature_type != "musicnn":  # first pass: the whole signal's loudest mel bin (log is monotonic: max first)
         capacity = FIRST_PASS_CACHE_MB * 2**20 // (4 * fe.n_mels)
         # one buffer, mapped but not resident until written (a large allocation is its own mmap): the
         # resident size follows the recording's length, and many small blocks cannot fragment the heap
@@ -340,10 +355,13 @@ def _features_from_blocks(blocks: BlockSource, fe, normalize: Optional[bool]) ->
     do_normalize = (fe.do_normalize if normalize is None else normalize) and fe.mean is not None
     previous = None  # deltas need one frame of context on each side
     for power in cached if cached is not None else _mel_power_blocks(blocks(), fe):
-        db = _to_db(power)
-        if floor is not None:
-            db = torch.clamp(db, min=floor)
-        feats = (dct @ db if dct is not None else db).T.contiguous().numpy()
+        if fe.feature_type == "musicnn":
+            feats = musicnn_compression(power).T.contiguous().numpy()
+        else:
+            db = _to_db(power)
+            if floor is not None:
+                db = torch.clamp(db, min=floor)
+            feats = (dct @ db if dct is not None else db).T.contiguous().numpy()
         if fe.include_deltas:
             feats, previous = _delta_step(feats, previous)
             if feats is None:
@@ -515,10 +533,11 @@ def _finish_timeline(labels, duration, frame_rate, frame_probs, window_probs, wi
         means = neighbour_means(window_probs, None, window_starts, recording_context.radius_windows, window)
         window_probs = blend(window_probs, means, recording_context.weight)
         frame_probs = blend(frame_probs, means[frame_owners], recording_context.weight)
-    clip = dict(zip(labels, clip_scores(window_probs).tolist()))
-    segments = segments_from_probs(
-        frame_probs, frame_rate, labels, thresholds, min_duration_s=min_duration_s, merge_gap_s=merge_gap_s,
-        duration_s=duration,
+    scores = clip_scores(window_probs)
+    clip = dict(zip(labels, scores.tolist()))
+    segments = detected_segments(
+        frame_probs, frame_rate, labels, thresholds, scores, window_probs, window_starts, window,
+        min_duration_s=min_duration_s, merge_gap_s=merge_gap_s, duration_s=duration,
     )
     return Timeline(
         labels=labels,
@@ -624,6 +643,69 @@ def segments_from_probs(
             if end_s - start_s + 1e-9 < min_duration_s:
                 continue
             segments.append(Segment(float(start_s), float(end_s), label, float(probs[start:end, j].mean())))
+    segments.sort(key=lambda s: (s.start_s, labels.index(s.label)))
+    return segments
+
+
+def detected_segments(
+    frame_probs: np.ndarray,
+    frame_rate: float,
+    labels: Sequence[str],
+    thresholds: Union[float, Sequence[float]],
+    clip: Sequence[float],
+    window_probs: np.ndarray,
+    window_starts: Sequence[int],
+    window_frames: int,
+    min_duration_s: float = 0.2,
+    merge_gap_s: float = 0.3,
+    duration_s: Optional[float] = None,
+) -> List[Segment]:
+    """The segments of the decision rule (module docstring, step 7): detected instruments only, each at least one.
+
+    Parameters
+    ----------
+    frame_probs : np.ndarray, shape (n_frames, n_labels)
+    frame_rate : float
+    labels : sequence of str
+    thresholds : float or sequence of float
+        A label is detected when its clip score is ``>=`` its threshold; its frames are active from there on.
+    clip : sequence of float
+        Clip scores (:func:`clip_scores` of ``window_probs``), in label order.
+    window_probs : np.ndarray, shape (n_windows, n_labels)
+    window_starts : sequence of int
+        First frame of each window (consecutive windows, ``window_frames`` apart).
+    window_frames : int
+    min_duration_s, merge_gap_s, duration_s :
+        As for :func:`segments_from_probs`.
+
+    Returns
+    -------
+    list of Segment
+        Sorted by start time, then label. A detected label's segments are its frame runs
+        (:func:`segments_from_probs`); one without any gets the runs of windows at or above its threshold
+        (clipped to ``duration_s``, whatever their length), its score the mean frame probability there.
+    """
+    probs = np.asarray(frame_probs, dtype=np.float32)
+    # in float64, as Timeline.detected compares (Python floats): the same decision where a score equals a threshold
+    thresholds = np.broadcast_to(np.asarray(thresholds, dtype=np.float64), (len(labels),))
+    detected = np.asarray(clip, dtype=np.float64) >= thresholds
+    window_probs = np.asarray(window_probs, dtype=np.float64)
+    n_frames = len(probs)
+    duration_s = n_frames / frame_rate if duration_s is None else float(duration_s)
+    segments = [s for s in segments_from_probs(probs, frame_rate, labels, thresholds, min_duration_s, merge_gap_s,
+                                               duration_s)
+                if detected[labels.index(s.label)]]
+    found = {s.label for s in segments}
+    for j in np.flatnonzero(detected):
+        if labels[j] in found:
+            continue
+        # the clip score is at most the highest window probability, so at least one window reaches the threshold
+        for first, last in _runs(window_probs[:, j] >= thresholds[j]):
+            start, end = int(window_starts[first]), min(n_frames, int(window_starts[last - 1]) + int(window_frames))
+            start_s = max(0.0, (start - 0.5) / frame_rate)
+            end_s = min(duration_s, (end - 0.5) / frame_rate)
+            score = float(probs[start:end, j].mean()) if end > start else float(window_probs[first:last, j].max())
+            segments.append(Segment(float(start_s), float(end_s), labels[j], score))
     segments.sort(key=lambda s: (s.start_s, labels.index(s.label)))
     return segments
 

@@ -40,6 +40,8 @@ __all__ = [
 ]
 
 SPLITS = ("train", "test")
+#: MusicNet label times (start_time, end_time) count samples of its 44.1-kHz recordings.
+MUSICNET_SR = 44100
 LABEL_COLUMNS = ("start_time", "end_time", "instrument", "note", "start_beat", "end_beat", "note_value")
 #: One note per CSV row; ``line`` is the row's 1-based line number in the CSV, kept for error messages.
 NOTE_DTYPE = np.dtype(
@@ -238,21 +240,25 @@ def frame_activity(
     taxonomy: Union[str, Taxonomy],
     hop_length: int = 512,
     source: Optional[str] = None,
+    sampling_rate: int = MUSICNET_SR,
 ) -> np.ndarray:
     """Which labels sound in each feature frame: ``uint8`` array ``(num_frames, num_labels)``.
 
-    Frame ``t`` is centred on sample ``t * hop_length`` (as the centred STFT's) and covers
-    ``[t*hop - hop/2, t*hop + hop/2)``; a label is on iff one of its notes ``[start, end)`` overlaps that
-    interval. Zero-length notes (``start == end``) sound in no frame. ``source`` names the CSV in errors.
+    Frame ``t`` is centred on sample ``t * hop_length`` of audio at ``sampling_rate`` (as the centred
+    STFT's) and covers ``[t*hop - hop/2, t*hop + hop/2)``; a label is on iff one of its notes
+    ``[start, end)`` (in samples at 44.1 kHz, as MusicNet counts them) overlaps that interval. Zero-length
+    notes (``start == end``) sound in no frame. ``source`` names the CSV in errors.
     """
     taxonomy = get_taxonomy(taxonomy)
     active = np.zeros((num_frames + 1, taxonomy.num_labels), dtype=np.int32)
     if len(notes) and num_frames > 0:
         index = label_indices(notes, taxonomy, source)
         start, end = notes["start"].astype(np.int64), notes["end"].astype(np.int64)
-        # integer arithmetic on doubled positions: exact for odd hops too
-        first = np.floor_divide(2 * start - hop_length, 2 * hop_length) + 1  # start < t*hop + hop/2
-        last = np.floor_divide(2 * end + hop_length - 1, 2 * hop_length)  # end > t*hop - hop/2
+        # Integer arithmetic on doubled positions, both sides scaled to a common rate (label samples x
+        # sampling_rate = frame samples x 44100): exact for odd hops and for frame rates other than 44.1 kHz.
+        rate, step = int(sampling_rate), hop_length * MUSICNET_SR
+        first = np.floor_divide(2 * start * rate - step, 2 * step) + 1  # start < t*hop + hop/2
+        last = np.floor_divide(2 * end * rate + step - 1, 2 * step)  # end > t*hop - hop/2
         first, last = np.maximum(first, 0), np.minimum(last, num_frames - 1)
         keep = (end > start) & (first <= last)
         # difference array: +1 where a note begins to sound, -1 after its last frame

@@ -78,8 +78,10 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from ..atomic_write import replace_dir
-from ..audio import TARGET_SR, AudioError, audio_info, load_audio
-from .musicnet import MusicNetError, find_musicnet_root, frame_activity, label_indices, list_recordings, read_labels
+from ..audio import AudioError, audio_info, load_audio
+from .musicnet import (
+    MUSICNET_SR, MusicNetError, find_musicnet_root, frame_activity, label_indices, list_recordings, read_labels,
+)
 from .taxonomy import DEFAULT_TAXONOMY, TAXONOMIES, UnknownInstrumentError, get_taxonomy
 
 __all__ = [
@@ -262,19 +264,21 @@ def _fingerprint(split: str, jobs: List[dict], params: dict) -> str:
 def _recording_rows(job: dict, extractor, taxonomy, window_frames: int, hop_frames: int) -> List[dict]:
     audio, _ = load_audio(job["audio_path"], sr=extractor.sampling_rate)
     notes = read_labels(job["labels_path"])
-    late = np.flatnonzero(notes["start"] >= len(audio))
+    # label times count samples at 44.1 kHz, whatever rate the features are computed at
+    late = np.flatnonzero(notes["start"] * extractor.sampling_rate >= len(audio) * MUSICNET_SR)
     if len(late):
         row = notes[late[0]]
         raise MusicNetError(
-            f"{job['labels_path']}, row {row['line']}: note starts at sample {row['start']}, after the end of "
-            f"the audio ({job['audio_path']} has {len(audio)} samples at {extractor.sampling_rate} Hz)"
+            f"{job['labels_path']}, row {row['line']}: note starts at sample {row['start']} (44.1 kHz), after the "
+            f"end of the audio ({job['audio_path']} has {len(audio)} samples at {extractor.sampling_rate} Hz)"
         )
     real_frames = extractor.num_frames(len(audio))
     starts = window_starts(real_frames, window_frames, hop_frames)
     total = starts[-1] + window_frames
     padded = max(len(audio), (total - 1) * extractor.hop_length)  # samples giving >= total frames
     features = extractor.extract(np.pad(audio, (0, padded - len(audio))), normalize=False)
-    activity = frame_activity(notes, total, taxonomy, extractor.hop_length, source=job["labels_path"])
+    activity = frame_activity(notes, total, taxonomy, extractor.hop_length, source=job["labels_path"],
+                              sampling_rate=extractor.sampling_rate)
     activity[real_frames:] = 0  # padding is silence
     rows = []
     for start in starts:
@@ -510,8 +514,6 @@ def build_dataset(
         raise ValueError(f"validation_fraction must be in [0, 1), got {validation_fraction}")
     extractor = InstrumentFeatureExtractor() if feature_extractor is None else feature_extractor
     extractor = InstrumentFeatureExtractor.from_dict({**extractor.to_dict(), "mean": None, "std": None})
-    if extractor.sampling_rate != TARGET_SR:
-        raise ValueError(f"the feature extractor must run at {TARGET_SR} Hz (MusicNet labels count samples at that rate)")
     _check_output(output)
     _remove_stale_temps(output)
 
@@ -670,8 +672,9 @@ def add_prepare_arguments(parser: argparse.ArgumentParser) -> None:
                         help="held-out corpora for validation and test windows (e.g. another sample library)")
     parser.add_argument("--validation-data-dir", nargs="+", default=None, metavar="DIR",
                         help="corpora of the validation pieces alone, for the validation windows instead")
-    parser.add_argument("--feature-type", choices=["mfcc", "logmel", "cqt"], default="mfcc",
-                        help="MFCCs (the study's), log-mel bands, or constant-Q bands (semitones, n_fft 8192)")
+    parser.add_argument("--feature-type", choices=["mfcc", "logmel", "cqt", "musicnn"], default="mfcc",
+                        help="MFCCs (the study's), log-mel bands, constant-Q bands (semitones, n_fft 8192), or the "
+                             "musicnn front end's input (96 mel bands at 16 kHz; use --window-frames 187)")
     parser.add_argument("--n-coefficients", type=int, default=None, metavar="N",
                         help="MFCCs (default 13), mel bands for logmel (default 64) or constant-Q bands (default 84)")
     parser.add_argument("--include-deltas", action="store_true", help="append first-order deltas")

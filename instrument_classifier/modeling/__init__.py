@@ -1,6 +1,6 @@
 """The instrument classifiers as Hugging Face models, registered with the Auto classes.
 
-Importing this package registers ``instrument_cnn`` and ``instrument_transformer`` with
+Importing this package registers ``instrument_cnn``, ``instrument_transformer`` and ``instrument_musicnn`` with
 ``AutoConfig``, ``AutoModel`` and ``AutoModelForAudioClassification``, and the MFCC feature
 extractor with ``AutoFeatureExtractor``, so saved folders load with the Auto classes in this
 environment. ``register_for_auto_class`` makes ``save_pretrained`` copy the (self-contained)
@@ -16,9 +16,11 @@ from transformers import (
 )
 
 from .configuration_instrument_cnn import InstrumentCNNConfig
+from .configuration_instrument_musicnn import InstrumentMusicnnConfig
 from .configuration_instrument_transformer import InstrumentTransformerConfig
 from .feature_extraction_instrument import InstrumentFeatureExtractor
 from .modeling_instrument_cnn import InstrumentCNNForAudioClassification
+from .modeling_instrument_musicnn import InstrumentMusicnnForAudioClassification
 from .modeling_instrument_transformer import InstrumentTransformerForAudioClassification
 from .pipeline_instrument import InstrumentAudioClassificationPipeline
 
@@ -27,6 +29,8 @@ __all__ = [
     "InstrumentCNNForAudioClassification",
     "InstrumentTransformerConfig",
     "InstrumentTransformerForAudioClassification",
+    "InstrumentMusicnnConfig",
+    "InstrumentMusicnnForAudioClassification",
     "InstrumentFeatureExtractor",
     "InstrumentAudioClassificationPipeline",
     "MODEL_CLASSES",
@@ -36,6 +40,7 @@ __all__ = [
 MODEL_CLASSES = {
     "cnn": (InstrumentCNNConfig, InstrumentCNNForAudioClassification),
     "transformer": (InstrumentTransformerConfig, InstrumentTransformerForAudioClassification),
+    "musicnn": (InstrumentMusicnnConfig, InstrumentMusicnnForAudioClassification),
 }
 
 for _config_class, _model_class in MODEL_CLASSES.values():
@@ -48,4 +53,5 @@ for _config_class, _model_class in MODEL_CLASSES.values():
 
 AutoFeatureExtractor.register(InstrumentCNNConfig, InstrumentFeatureExtractor, exist_ok=True)
 AutoFeatureExtractor.register(InstrumentTransformerConfig, InstrumentFeatureExtractor, exist_ok=True)
+AutoFeatureExtractor.register(InstrumentMusicnnConfig, InstrumentFeatureExtractor, exist_ok=True)
 InstrumentFeatureExtractor.register_for_auto_class("AutoFeatureExtractor")

@@ -1,0 +1,218 @@
+"""Train the musicnn classifier's head as a linear probe: frozen backbone, one logistic regression per label.
+
+With the backbone frozen, a training window's representation (musicnn's penultimate embedding, pooled frame
+features and tag logits) never changes. So it is computed once, and each label's head is the solution of one
+convex problem (L2-regularised logistic regression, balanced class weights) instead of epochs of gradient steps
+that run the backbone again every time. ``train.py --model_name_or_path <a musicnn model folder>`` still
+fine-tunes such a model by gradient (the head, or everything with ``freeze_backbone`` off).
+
+Command line::
+
+    python -m instrument_classifier.training.linear_probe --backbone musicnn_mtt.safetensors \\
+        --dataset DATASET [--dataset ...] --output_dir runs/musicnn [--C 0.001]
+
+``DATASET`` is ``instrument-classifier prepare --feature-type musicnn --window-frames 187 --hop-frames 187``'s
+output; ``musicnn_mtt.safetensors`` is ``scripts/convert_musicnn.py``'s (or pass ``--backbone`` a musicnn model
+folder, whose backbone is reused).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+import torch
+
+__all__ = ["new_musicnn_classifier", "window_representations", "fit_linear_head", "main"]
+
+#: Labels with fewer positive training windows than this get no head (their probability stays ~0).
+MIN_POSITIVES = 5
+#: Bias of a label without a head: probability 4.5e-5, never detected.
+ABSENT_BIAS = -10.0
+
+
+def new_musicnn_classifier(backbone: str, taxonomy: str = "musicnet11", feature_extractor=None):
+    """A musicnn classifier with the backbone's weights and an untrained head, and its feature extractor.
+
+    Parameters
+    ----------
+    backbone : str
+        A ``.safetensors`` file of ``scripts/convert_musicnn.py`` (a ``MusicnnFrontend`` state dict), or a
+        musicnn classifier folder whose backbone is reused.
+    taxonomy : str
+        Label taxonomy of the new head.
+    feature_extractor : InstrumentFeatureExtractor, optional
+        Default: ``feature_type="musicnn"`` with its default settings.
+    """
+    from safetensors.torch import load_file
+
+    from ..modeling import InstrumentMusicnnConfig, InstrumentMusicnnForAudioClassification
+    from ..modeling.feature_extraction_instrument import InstrumentFeatureExtractor, default_feature_settings
+
+    fe = feature_extractor or InstrumentFeatureExtractor(**default_feature_settings("musicnn"))
+    if fe.feature_type != "musicnn":
+        raise ValueError(f"the musicnn classifier reads feature_type 'musicnn', got {fe.feature_type!r}")
+    path = Path(backbone)
+    if path.is_dir():
+        source = InstrumentMusicnnForAudioClassification.from_pretrained(str(path), use_safetensors=True)
+        state, architecture = source.musicnn.state_dict(), source.config.backbone
+    elif path.suffix == ".safetensors" and path.is_file():
+        state, architecture = load_file(str(path)), None
+    else:
+        raise FileNotFoundError(f"{backbone}: not a musicnn .safetensors file or musicnn model folder")
+    config = InstrumentMusicnnConfig(taxonomy=taxonomy, backbone=architecture, feature_size=fe.feature_size,
+                                     sampling_rate=fe.sampling_rate, hop_length=fe.hop_length)
+    model = InstrumentMusicnnForAudioClassification(config)
+    try:
+        model.musicnn.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise ValueError(f"{backbone}: not musicnn weights of this architecture ({exc})") from None
+    return model.eval(), fe
+
+
+@torch.inference_mode()
+def window_representations(model, dataset, batch_size: int = 64, progress: bool = False) -> np.ndarray:
+    """The head's input (before standardisation) for every window of a prepared split: ``(N, size)`` float32."""
+    from tqdm.auto import tqdm
+
+    model.eval()
+    rows = dataset.with_format("numpy", columns=["input_features"])
+    out = np.empty((len(rows), model.config.representation_size), dtype=np.float32)
+    device = next(model.parameters()).device
+    for first in tqdm(range(0, len(rows), batch_size), desc="musicnn representations", unit="batch",
+                      disable=not progress, leave=False):
+        x = torch.from_numpy(np.asarray(rows[first : first + batch_size]["input_features"], dtype=np.float32))
+        out[first : first + len(x)] = model.representation(x.to(device)).float().cpu().numpy()
+    return out
+
+
+def fit_linear_head(model, representations: np.ndarray, labels: np.ndarray, C: float = 1e-3,
+                    min_positives: int = MIN_POSITIVES, seed: int = 0) -> List[str]:
+    """Set the standardisation and the linear head of ``model`` from training windows; returns the labels left
+    without a head (fewer than ``min_positives`` positive windows: bias ``ABSENT_BIAS``, never detected).
+
+    Parameters
+    ----------
+    representations : np.ndarray, shape (N, representation_size)
+        :func:`window_representations` of the training windows.
+    labels : np.ndarray, shape (N, num_labels)
+        Multi-hot window labels.
+    C : float
+        Inverse L2 strength of each logistic regression on the standardised representation; small values keep
+        the head close to the musicnn features' broad directions, which carry over from rendered to real audio.
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    x = np.asarray(representations, dtype=np.float64)
+    y = (np.asarray(labels) > 0.5).astype(np.int64)
+    if x.ndim != 2 or x.shape[1] != model.config.representation_size or len(x) != len(y):
+        raise ValueError(f"representations {x.shape} and labels {y.shape} do not match the model")
+    mean = x.mean(axis=0)
+    scale = np.maximum(x.std(axis=0), 1e-6)
+    standardized = (x - mean) / scale
+    weight = np.zeros((y.shape[1], x.shape[1]))
+    bias = np.full(y.shape[1], ABSENT_BIAS)
+    absent = []
+    for c in range(y.shape[1]):
+        positives = int(y[:, c].sum())
+        if positives < min_positives or positives == len(y):
+            absent.append(model.config.id2label[c])
+            continue
+        fit = LogisticRegression(C=C, class_weight="balanced", max_iter=2000, random_state=seed)
+        fit.fit(standardized, y[:, c])
+        weight[c], bias[c] = fit.coef_[0], fit.intercept_[0]
+    with torch.no_grad():
+        model.representation_mean.copy_(torch.from_numpy(mean))
+        model.representation_scale.copy_(torch.from_numpy(scale))
+        model.classifier.weight.copy_(torch.from_numpy(weight))
+        model.classifier.bias.copy_(torch.from_numpy(bias))
+    return absent
+
+
+def _split_arrays(model, datasets: Sequence[str], split: str, batch_size: int, progress: bool):
+    from ..data.prepare import load_prepared
+
+    reps, labels = [], []
+    for path in datasets:
+        data, info, _ = load_prepared(path)
+        if split not in data or len(data[split]) == 0:
+            continue
+        if list(info["labels"]) != [model.config.id2label[i] for i in range(model.config.num_labels)]:
+            raise ValueError(f"{path}: labels {info['labels']} differ from the model's")
+        reps.append(window_representations(model, data[split], batch_size, progress))
+        labels.append(np.asarray(data[split].with_format("numpy", columns=["labels"])["labels"]))
+    if not reps:
+        return None, None
+    return np.concatenate(reps), np.concatenate(labels)
+
+
+def _check_datasets(datasets: Sequence[str], feature_extractor) -> Dict[str, object]:
+    from ..data.prepare import load_prepared
+    from ..modeling.feature_extraction_instrument import feature_settings
+
+    infos = []
+    for path in datasets:
+        _, info, extractor = load_prepared(path)
+        if feature_settings(extractor) != feature_settings(feature_extractor):
+            raise ValueError(f"{path}: prepared with other features than musicnn's "
+                             "(prepare --feature-type musicnn --window-frames 187)")
+        infos.append(info)
+    taxonomies = {info["taxonomy"] for info in infos}
+    if len(taxonomies) != 1:
+        raise ValueError(f"the datasets have different taxonomies: {sorted(taxonomies)}")
+    return infos[0]
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m instrument_classifier.training.linear_probe",
+                                     description=__doc__.split("\n\n")[0])
+    parser.add_argument("--backbone", required=True, help="musicnn weights (.safetensors) or a musicnn model folder")
+    parser.add_argument("--dataset", required=True, action="append", help="prepared musicnn dataset (repeatable)")
+    parser.add_argument("--output_dir", required=True, help="where the model folder is written")
+    parser.add_argument("--C", type=float, default=1e-3, help="inverse L2 strength of the logistic regressions")
+    parser.add_argument("--batch_size", type=int, default=64)
+    args = parser.parse_args(argv)
+
+    import tempfile
+
+    from ..atomic_write import replace_dir
+    from ..evaluation.metrics import compute_instrument_metrics, tune_thresholds
+
+    model, fe = new_musicnn_classifier(args.backbone)
+    info = _check_datasets(args.dataset, fe)
+    if info["window_frames"] != model.config.window_frames:
+        print(f"warning: windows of {info['window_frames']} frames; musicnn was trained on "
+              f"{model.config.window_frames}", file=sys.stderr)
+    if info["taxonomy"] != model.config.taxonomy:
+        model, fe = new_musicnn_classifier(args.backbone, info["taxonomy"], fe)
+    x, y = _split_arrays(model, args.dataset, "train", args.batch_size, progress=True)
+    if x is None:
+        print("linear_probe: error: no training windows", file=sys.stderr)
+        return 2
+    absent = fit_linear_head(model, x, y, C=args.C)
+    if absent:
+        print(f"no head for {', '.join(absent)} (fewer than {MIN_POSITIVES} positive windows)")
+    x_val, y_val = _split_arrays(model, args.dataset, "validation", args.batch_size, progress=True)
+    if x_val is not None:
+        with torch.inference_mode():
+            scores = torch.sigmoid(model.classifier((torch.from_numpy(x_val) - model.representation_mean)
+                                                    / model.representation_scale)).numpy()
+        model.config.thresholds = [float(t) for t in tune_thresholds(y_val, scores)]
+        metrics = compute_instrument_metrics(y_val, scores, model.config.thresholds)
+        print(f"validation windows ({len(y_val)}): macro AUC {metrics['roc_auc_macro']:.3f}, "
+              f"micro F1 {metrics['f1_micro']:.3f}")
+    output = Path(args.output_dir)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    staging = tempfile.mkdtemp(prefix=f".{output.name}.tmp-", dir=output.parent)  # same filesystem: atomic move
+    model.save_pretrained(staging)
+    fe.save_pretrained(staging)
+    replace_dir(staging, output)
+    print(f"saved {args.output_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
