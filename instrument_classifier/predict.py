@@ -1,9 +1,11 @@
 """``instrument-classifier predict``: which instruments play, and when, in audio files.
 
 For each file: the clip summary (a score per instrument: its highest window probability, the mean of the two
-highest from three windows on, see ``inference.clip_scores``; detected where it reaches the threshold) and
-the timeline segments (``start_s, end_s, label, score``) where an instrument's frame probability is
-above its threshold (the per-class thresholds tuned at training time, or ``--threshold``).
+highest from three windows on, see ``inference.clip_scores``; detected where it reaches the threshold: the
+per-class thresholds tuned at training time, or ``--threshold``) and the segments (``start_s, end_s, label,
+score``) of the detected instruments, where their frame probability reaches the threshold. One decision rule
+(``inference`` module docstring, step 7): a segment exists only for a detected instrument, and every detected
+instrument has at least one. The table, ``--format json`` and ``--format csv`` carry the same decisions.
 ``--context`` blends each 3-s window with its neighbours in the recording, as the model's tuned recording
 context says (:mod:`instrument_classifier.context`): more accurate on unfamiliar recordings, less precise
 about when an instrument enters.

@@ -23,6 +23,7 @@ import atexit
 import csv
 import io
 import logging
+import math
 import os
 import re
 import shutil
@@ -75,10 +76,28 @@ class AppLimits:
     def max_upload_bytes(self) -> int:
         return int(self.max_upload_mb * 1024 * 1024)  # Gradio counts MB as MiB
 
+    def __post_init__(self):
+        for name in ("max_upload_mb", "max_duration_s"):
+            parse_limit(name, getattr(self, name))
+
     @classmethod
     def from_env(cls) -> "AppLimits":
-        return cls(max_upload_mb=float(os.environ.get("MAX_UPLOAD_MB", cls.max_upload_mb)),
-                   max_duration_s=float(os.environ.get("MAX_DURATION_S", cls.max_duration_s)))
+        return cls(max_upload_mb=parse_limit("MAX_UPLOAD_MB", os.environ.get("MAX_UPLOAD_MB", cls.max_upload_mb)),
+                   max_duration_s=parse_limit("MAX_DURATION_S", os.environ.get("MAX_DURATION_S", cls.max_duration_s)))
+
+
+def parse_limit(name: str, value) -> float:
+    """``value`` (a number or its text) as a limit: positive and finite, else ``ValueError`` naming ``name``.
+
+    ``nan`` compares false with everything, so ``duration > nan`` would let every file through: no limit.
+    """
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = float("nan")
+    if not (math.isfinite(number) and number > 0):
+        raise ValueError(f"{name} must be a positive, finite number, got {value!r}")
+    return number
 
 
 class UploadRejected(ValueError):
@@ -234,8 +253,8 @@ def render_timeline(timeline, thresholds: Optional[Sequence[float]] = None, min_
                     width_px: int = 1200) -> np.ndarray:
     """Piano-roll of instrument activity as an RGB image ``(H, W, 3)`` uint8.
 
-    One row per instrument whose clip score reaches ``min_score`` or that has a segment (at least
-    three rows): coloured bars are the detected segments, the dark line is the frame probability
+    One row per instrument whose clip score reaches ``min_score`` or that is detected (at least three rows;
+    detected ones in bold): coloured bars are the detected segments, the dark line is the frame probability
     (row bottom = 0, row top = 1) and the dotted line the label's threshold. Rows of the other
     instruments are left out and counted.
     """
@@ -247,9 +266,9 @@ def render_timeline(timeline, thresholds: Optional[Sequence[float]] = None, min_
     labels = list(timeline.labels)
     probs = np.asarray(timeline.frame_probs, dtype=np.float32).reshape(-1, len(labels))
     duration = float(timeline.duration_s)
-    in_segments = {s.label for s in timeline.segments}
+    detected = set(timeline.detected)  # the labels with segments too (inference's decision rule)
     scores = np.array([float(timeline.clip.get(label, 0.0)) for label in labels])
-    shown = [i for i, label in enumerate(labels) if scores[i] >= min_score or label in in_segments]
+    shown = [i for i, label in enumerate(labels) if scores[i] >= min_score or label in detected]
     for i in np.argsort(-scores):
         if len(shown) >= min(3, len(labels)):
             break
@@ -289,9 +308,8 @@ def render_timeline(timeline, thresholds: Optional[Sequence[float]] = None, min_
     tick_labels = [f"{labels[i]}  {scores[i]:.0%}" for i in reversed(shown)]
     ax.set_yticklabels(tick_labels, fontsize=11)
     for tick, i in zip(ax.get_yticklabels(), reversed(shown)):
-        detected = labels[i] in in_segments
-        tick.set_fontweight("bold" if detected else "normal")
-        tick.set_color("#111111" if detected else "#888888")
+        tick.set_fontweight("bold" if labels[i] in detected else "normal")
+        tick.set_color("#111111" if labels[i] in detected else "#888888")
     ax.set_ylim(-0.6, len(shown) - 0.4)
     ax.set_xlim(0, max(duration, 1e-3))
     note = "bars: detected segments · line: frame probability (dotted: threshold) · %: clip score"

@@ -16,7 +16,9 @@ import torch
 from conftest import SR, synth_notes
 from instrument_classifier import inference
 from instrument_classifier.audio import AudioError
-from instrument_classifier.inference import Segment, load_model, predict_timeline, segments_from_probs, stream_features
+from instrument_classifier.inference import (
+    Segment, clip_scores, detected_segments, load_model, predict_timeline, segments_from_probs, stream_features,
+)
 from instrument_classifier.modeling import (
     InstrumentCNNConfig,
     InstrumentCNNForAudioClassification,
@@ -197,13 +199,65 @@ def test_segments_from_a_synthetic_probability_track():
 def test_timeline_segments_use_the_config_thresholds(music, fitted_fe):
     model, fe = model_and_fe("cnn", fitted_fe)
     timeline = predict_timeline(model, fe, music)
-    expected = segments_from_probs(timeline.frame_probs, fe.frame_rate, timeline.labels, model.config.thresholds,
-                                   duration_s=timeline.duration_s)
-    assert timeline.segments == expected
+    starts = np.round(timeline.window_times_s * fe.frame_rate).astype(int)
+    expected = detected_segments(timeline.frame_probs, fe.frame_rate, timeline.labels, model.config.thresholds,
+                                 list(timeline.clip.values()), timeline.window_probs, starts, 128,
+                                 duration_s=timeline.duration_s)
+    assert timeline.segments == expected and timeline.thresholds == model.config.thresholds
     none = predict_timeline(model, fe, music, thresholds=[1.0] * 12)
     assert none.segments == []
     with pytest.raises(ValueError, match="12 entries"):
         predict_timeline(model, fe, music, thresholds=[0.5])
+
+
+def test_segments_only_for_detected_instruments_and_every_detected_one_has_one():
+    """The one decision rule: the clip decides whether, the frames say when (inference docstring, step 7)."""
+    rate, window = 100.0, 100  # four windows of 1 s
+    starts = [0, 100, 200, 300]
+    frames = np.full((400, 3), 0.1, np.float32)
+    windows = np.full((4, 3), 0.1, np.float32)
+    windows[:, 0] = [0.9, 0.8, 0.2, 0.2]  # "a": detected (clip 0.85), frames active over 0.5 s - 1.8 s
+    frames[50:180, 0] = 0.9
+    windows[2, 1] = 0.9  # "b": one stray window (clip 0.5 < 0.6), its frames above the threshold for 0.6 s
+    frames[220:280, 1] = 0.95
+    windows[[1, 3], 2] = [0.7, 0.65]  # "c": detected (clip 0.675), its frames reach 0.6 for 30 ms only
+    frames[120:123, 2] = 0.62
+    clip = clip_scores(windows)
+    thresholds = [0.6, 0.6, 0.6]
+    segments = detected_segments(frames, rate, ["a", "b", "c"], thresholds, clip, windows, starts, window,
+                                 min_duration_s=0.2, merge_gap_s=0.3, duration_s=3.9)
+    assert [(s.label, round(s.start_s, 3), round(s.end_s, 3)) for s in segments] == [
+        ("a", 0.495, 1.795),  # its frame run
+        ("c", 0.995, 1.995),  # no frame run is left: the window that reaches the threshold
+        ("c", 2.995, 3.9),  # ... each of them, clipped to the recording
+    ]
+    assert segments[1].score == pytest.approx(frames[100:200, 2].mean())
+    # thresholding every frame on its own (the old rule) gave "b" a segment and "c" none
+    alone = {s.label for s in segments_from_probs(frames, rate, ["a", "b", "c"], thresholds, 0.2, 0.3, 3.9)}
+    assert alone == {"a", "b"}
+    # the clip's decision is the Timeline's: equal to the threshold counts as detected, in both
+    timeline = inference.Timeline(["a", "b", "c"], 3.9, rate, frames, np.array(starts) / rate, windows,
+                                  dict(zip("abc", clip.tolist())), segments, thresholds=thresholds)
+    assert timeline.detected == ["a", "c"] == sorted({s.label for s in segments})
+    at_c = [0.6, 0.6, float(clip[2])]
+    assert {s.label for s in detected_segments(frames, rate, list("abc"), at_c, clip, windows, starts, window)} == {"a", "c"}
+
+
+@pytest.mark.parametrize("context", [False, True], ids=["plain", "context"])
+def test_bundled_model_decisions_and_segments_agree_on_real_clips(context):
+    """The space/examples clips through the bundled ensemble: a segment for each detected instrument, no other.
+    (Thresholding frames alone gave e.g. the piano sonata Cello, Contrabass, Viola and Violin segments.)"""
+    from pathlib import Path
+
+    model, fe = load_model(None)
+    clips = sorted((Path(__file__).resolve().parents[1] / "space" / "examples").glob("*.ogg"))
+    assert len(clips) == 4
+    for clip in clips:
+        timeline = predict_timeline(model, fe, str(clip), context=context)
+        assert timeline.detected, clip.name
+        assert sorted({s.label for s in timeline.segments}) == sorted(timeline.detected), clip.name
+        summary = timeline.to_dict()
+        assert {s["label"] for s in summary["segments"]} == set(summary["detected"])
 
 
 def test_load_model_safetensors_only_and_clear_errors(tmp_path, fitted_fe, monkeypatch):
