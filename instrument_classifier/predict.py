@@ -5,7 +5,9 @@ highest from three windows on, see ``inference.clip_scores``; detected where it 
 per-class thresholds tuned at training time, or ``--threshold``) and the segments (``start_s, end_s, label,
 score``) of the detected instruments, where their frame probability reaches the threshold. One decision rule
 (``inference`` module docstring, step 7): a segment exists only for a detected instrument, and every detected
-instrument has at least one. The table, ``--format json`` and ``--format csv`` carry the same decisions.
+instrument has at least one. The table, ``--format json`` and ``--format csv`` carry the same decisions:
+the JSON has ``clip``, ``detected``, ``thresholds`` and ``segments`` per file, the CSV a ``clip`` row per
+instrument (clip score, threshold, detected 0/1, spanning the file) and a ``segment`` row per segment.
 ``--context`` blends each 3-s window with its neighbours in the recording, as the model's tuned recording
 context says (:mod:`instrument_classifier.context`): more accurate on unfamiliar recordings, less precise
 about when an instrument enters.
@@ -35,7 +37,9 @@ __all__ = ["add_predict_arguments", "run_predict", "predict_files", "format_resu
 FORMATS = ("table", "json", "csv")
 #: files at least this long get a progress bar (shorter ones finish in about a second)
 PROGRESS_MIN_SECONDS = 60.0
-CSV_COLUMNS = ("file", "start_s", "end_s", "instrument", "score")
+#: ``--format csv``: per file one ``clip`` row per instrument (the clip score over the whole file, its threshold and
+#: the decision), then one ``segment`` row per segment (its mean frame probability; detected is always 1)
+CSV_COLUMNS = ("file", "kind", "start_s", "end_s", "instrument", "score", "threshold", "detected")
 
 
 def add_predict_arguments(parser: argparse.ArgumentParser) -> None:
@@ -44,7 +48,9 @@ def add_predict_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default=None, metavar="PATH_OR_ID",
                         help="model folder (or ensemble folder) or Hub id (default: the bundled CNN + Transformer ensemble)")
     parser.add_argument("--format", choices=FORMATS, default="table",
-                        help="table (readable), json (list of {file, clip, segments}), or csv (one row per segment)")
+                        help="table (readable), json (list of {file, duration_s, clip, detected, thresholds, segments}), "
+                             "or csv (per file a 'clip' row per instrument: score, threshold, detected; then a "
+                             "'segment' row per segment)")
     parser.add_argument("--threshold", type=float, default=None, metavar="T",
                         help="one decision threshold in (0, 1) for every instrument "
                              "(default: the per-instrument thresholds tuned on validation data, stored in the model)")
@@ -173,8 +179,13 @@ def format_results(results: List[Dict], fmt: str) -> str:
         writer = csv.writer(buffer, lineterminator="\n")
         writer.writerow(CSV_COLUMNS)
         for r in results:
+            detected = set(r["detected"])
+            for label, score in r["clip"].items():
+                writer.writerow([r["file"], "clip", "0.000", f"{r['duration_s']:.3f}", label, f"{score:.4f}",
+                                 f"{r['thresholds'][label]:.4f}", int(label in detected)])
             for s in r["segments"]:
-                writer.writerow([r["file"], f"{s['start_s']:.3f}", f"{s['end_s']:.3f}", s["label"], f"{s['score']:.4f}"])
+                writer.writerow([r["file"], "segment", f"{s['start_s']:.3f}", f"{s['end_s']:.3f}", s["label"],
+                                 f"{s['score']:.4f}", f"{r['thresholds'][s['label']]:.4f}", 1])
         return buffer.getvalue()
     if fmt == "table":
         return "".join(_table(r) for r in results)

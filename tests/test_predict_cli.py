@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -80,6 +81,37 @@ def test_json_with_default_model_reports_good_files_and_names_bad_ones(audio_fil
     assert "2 of 4 file(s) failed" in err
 
 
+def test_json_and_csv_reproduce_the_table(audio_files, capsys, monkeypatch):
+    """What the table shows (clip scores, which are detected, segments) is in the JSON and in the CSV alone."""
+    _default_model(monkeypatch)
+    files = [audio_files["good"], audio_files["stereo"]]
+    outputs = {}
+    for fmt in ("table", "json", "csv"):
+        assert cli.main(["predict", *files, "--format", fmt, "--no-progress"]) == 0
+        outputs[fmt] = capsys.readouterr().out
+    results = json.loads(outputs["json"])
+    rows = list(csv.DictReader(io.StringIO(outputs["csv"])))
+    tables = outputs["table"].split("\n\n")
+    for r, table in zip(results, tables):
+        assert table.startswith(r["file"])
+        starred = set(re.findall(r"([A-Z][A-Za-z ]*?)\* \d", table.splitlines()[1]))  # "Violin* 0.97, Viola 0.12"
+        assert starred == set(r["detected"]) and r["detected"]
+        clip_rows = [row for row in rows if row["file"] == r["file"] and row["kind"] == "clip"]
+        assert {row["instrument"]: float(row["score"]) for row in clip_rows} == pytest.approx(r["clip"], abs=1e-4)
+        assert {row["instrument"]: float(row["threshold"]) for row in clip_rows} == \
+            pytest.approx(r["thresholds"], abs=1e-4)
+        assert {row["instrument"] for row in clip_rows if row["detected"] == "1"} == set(r["detected"])
+        assert [float(row["end_s"]) for row in clip_rows] == [pytest.approx(r["duration_s"], abs=1e-3)] * len(r["clip"])
+        segment_rows = [row for row in rows if row["file"] == r["file"] and row["kind"] == "segment"]
+        assert [(row["instrument"], float(row["start_s"]), float(row["end_s"])) for row in segment_rows] == \
+            [(s["label"], pytest.approx(s["start_s"], abs=1e-3), pytest.approx(s["end_s"], abs=1e-3))
+             for s in r["segments"]]
+        # the decision rule: segments for exactly the detected instruments
+        assert {row["instrument"] for row in segment_rows} == set(r["detected"])
+        assert all(row["detected"] == "1" for row in segment_rows)
+    assert {row["kind"] for row in rows} == {"clip", "segment"}
+
+
 def test_table_and_csv_and_atomic_output(random_model, audio_files, tmp_path, capsys):
     code = cli.main(["predict", "--model", str(random_model), audio_files["good"], audio_files["stereo"],
                      "--threshold", "0.3"])
@@ -97,7 +129,7 @@ def test_table_and_csv_and_atomic_output(random_model, audio_files, tmp_path, ca
     assert audio_files["text"] in err
     rows = list(csv.DictReader(io.StringIO(target.read_text())))
     assert rows and {r["file"] for r in rows} == {audio_files["good"]}
-    assert list(rows[0]) == ["file", "start_s", "end_s", "instrument", "score"]
+    assert list(rows[0]) == ["file", "kind", "start_s", "end_s", "instrument", "score", "threshold", "detected"]
     assert sorted(p.name for p in target.parent.iterdir()) == ["segments.csv"]  # no temp file left behind
 
 
