@@ -20,13 +20,26 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
                              "(default: $MODEL_ID, else the bundled CNN and Transformer)")
     parser.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=7860, help="port (default 7860)")
-    parser.add_argument("--max-upload-mb", type=float, default=None,
+    parser.add_argument("--max-upload-mb", type=_limit("--max-upload-mb"), default=None,
                         help="largest accepted upload in MB (default: $MAX_UPLOAD_MB or 100)")
-    parser.add_argument("--max-duration", type=float, default=None, metavar="SECONDS",
+    parser.add_argument("--max-duration", type=_limit("--max-duration"), default=None, metavar="SECONDS",
                         help="longest accepted recording in seconds (default: $MAX_DURATION_S or 600)")
     parser.add_argument("--examples-dir", type=Path, default=None,
                         help="folder with examples.csv and clips (default: space/examples of the checkout)")
     parser.add_argument("--open", action="store_true", help="open the page in a browser")
+
+
+def _limit(option: str):
+    """argparse type of a limit: a positive, finite number (``nan`` or ``inf`` would limit nothing)."""
+    def parse(text: str) -> float:
+        from .space_app import parse_limit
+
+        try:
+            return parse_limit(option, text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    return parse
 
 
 def run_demo(args: argparse.Namespace) -> int:
@@ -34,14 +47,15 @@ def run_demo(args: argparse.Namespace) -> int:
 
     from .space_app import AppLimits, build_demo, launch_kwargs
 
-    limits = AppLimits.from_env()
+    try:
+        limits = AppLimits.from_env()  # MAX_UPLOAD_MB, MAX_DURATION_S: positive and finite
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     if args.max_upload_mb is not None:
         limits = replace(limits, max_upload_mb=args.max_upload_mb)
     if args.max_duration is not None:
         limits = replace(limits, max_duration_s=args.max_duration)
-    if limits.max_upload_mb <= 0 or limits.max_duration_s <= 0:
-        print("error: --max-upload-mb and --max-duration must be positive", file=sys.stderr)
-        return 2
     try:
         demo = build_demo(models=args.model, limits=limits, examples_dir=args.examples_dir)
     except RuntimeError as exc:  # no model, or a model that does not load

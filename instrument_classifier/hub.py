@@ -67,13 +67,28 @@ def _excluded(rel: Path, patterns: Iterable[str]) -> bool:
 
 
 def _walk(root: Path, exclude: Iterable[str]) -> List[Path]:
-    """Files under ``root`` (relative paths, sorted), skipping any path with an excluded component."""
+    """Files under ``root`` (relative paths, sorted), skipping any path with an excluded component.
+
+    Raises :class:`HubError` for a file that resolves outside ``root`` (a symbolic link such as
+    ``notes.txt -> ~/.ssh/id_rsa``): staging copies what a link points to, and nothing but the folder's own
+    files may be uploaded. Links to files inside the folder are uploaded as copies; linked folders are not
+    entered.
+    """
     exclude = tuple(exclude)
+    inside = Path(root).resolve()
     out = []
     for dirpath, dirnames, filenames in os.walk(root):
         rel_dir = Path(dirpath).relative_to(root)
         dirnames[:] = sorted(d for d in dirnames if not _excluded(rel_dir / d, exclude))
-        out.extend(rel_dir / f for f in filenames if not _excluded(rel_dir / f, exclude))
+        for name in filenames:
+            rel = rel_dir / name
+            if _excluded(rel, exclude):
+                continue
+            target = (Path(root) / rel).resolve()
+            if not target.is_relative_to(inside):
+                raise HubError(f"{Path(root) / rel}: a link to {target}, outside {root}; refusing to upload "
+                               "anything but the folder's own files (remove the link, or copy the file in)")
+            out.append(rel)
     return sorted(out)
 
 

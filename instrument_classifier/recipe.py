@@ -567,7 +567,7 @@ def predict_split(model_dir: Path, dataset_path: Path, split: str, batch_size: i
     from .data.prepare import load_prepared
     from .modeling.feature_extraction_instrument import InstrumentFeatureExtractor
 
-    model = AutoModelForAudioClassification.from_pretrained(str(model_dir)).eval()
+    model = AutoModelForAudioClassification.from_pretrained(str(model_dir), trust_remote_code=False).eval()
     extractor = InstrumentFeatureExtractor.from_pretrained(str(model_dir))
     dataset, _, _ = load_prepared(dataset_path)
     rows = dataset[split].with_format("numpy", columns=["input_features", "labels"])

@@ -15,6 +15,7 @@ choose where they land.
 from __future__ import annotations
 
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -251,3 +252,174 @@ def test_the_app_checks_the_size_itself_too(tmp_path):
     with pytest.raises(space_app.UploadRejected, match=r"big.wav: 0.5 MB is over this demo's 0.1 MB limit"):
         space_app.check_upload(path, space_app.AppLimits(max_upload_mb=0.1))
     assert space_app.check_upload(path, space_app.AppLimits(max_upload_mb=1.0)) == pytest.approx(6.0)
+
+
+# -- untrusted model folders (issue 20, item 1) ----------------------------------------------------------
+#
+# transformers runs code shipped in a model folder when its config.json names a model type it does not know
+# and maps it to the folder's own files (``auto_map``), or when preprocessor_config.json maps the feature
+# extractor to the folder's files. Unless ``trust_remote_code`` is given, it *asks* on the terminal ("run the
+# custom code? [y/N]", waiting 15 s), so ``echo y | instrument-classifier predict --model EVIL`` used to run it.
+
+BUNDLED_CNN = Path(__file__).resolve().parents[1] / "instrument_classifier" / "pretrained" / "cnn"
+
+
+def _evil_folder(dest: Path, kind: str) -> Path:
+    """A copy of the bundled CNN whose loading would import a file of the folder; returns the marker path.
+
+    ``kind`` "config": config.json gets an unknown model_type and an auto_map to the folder's own modules.
+    ``kind`` "preprocessor": preprocessor_config.json maps the feature extractor to the folder's module.
+    """
+    import json
+
+    shutil.copytree(BUNDLED_CNN, dest, ignore=shutil.ignore_patterns("figures"))
+    marker = dest.parent / f"{dest.name}-code-ran"
+    payload = f"open({str(marker)!r}, 'w').close()\n"
+    if kind == "config":
+        config = json.loads((dest / "config.json").read_text())
+        config["model_type"] = "evil_net"
+        config["auto_map"] = {"AutoConfig": "configuration_evil.EvilConfig",
+                              "AutoModelForAudioClassification": "modeling_evil.EvilModel"}
+        (dest / "config.json").write_text(json.dumps(config))
+        (dest / "configuration_evil.py").write_text(
+            payload + "from transformers import PretrainedConfig\n\n\nclass EvilConfig(PretrainedConfig):\n"
+            "    model_type = 'evil_net'\n")
+        (dest / "modeling_evil.py").write_text(payload)
+    elif kind == "preprocessor":
+        config = json.loads((dest / "preprocessor_config.json").read_text())
+        config.pop("feature_extractor_type")
+        config["auto_map"] = {"AutoFeatureExtractor": "feature_extraction_evil.EvilExtractor"}
+        (dest / "preprocessor_config.json").write_text(json.dumps(config))
+        (dest / "feature_extraction_evil.py").write_text(payload)
+    else:
+        raise ValueError(kind)
+    return marker
+
+
+@pytest.mark.parametrize("kind", ["config", "preprocessor"])
+def test_load_model_refuses_a_folder_that_needs_its_own_code_without_asking(kind, tmp_path, monkeypatch):
+    from instrument_classifier import inference
+
+    marker = _evil_folder(tmp_path / "evil", kind)
+    asked = []
+    monkeypatch.setattr("builtins.input", lambda *a: asked.append(a) or "y")  # a user who answers yes
+    with pytest.raises(ValueError) as err:
+        inference.load_model(str(tmp_path / "evil"))
+    assert str(tmp_path / "evil") in str(err.value) and "code" in str(err.value)
+    assert not asked and not marker.exists()
+
+
+def _entry_point_argv(entry: str, evil: Path, tmp_path: Path, prepared: Path) -> tuple:
+    """``(argv, extra environment)`` of one entry point loading the model folder ``evil``."""
+    cli = str(Path(sys.executable).parent / "instrument-classifier")
+    clip = write_audio_case(tmp_path / "clip.wav", "reference")
+    if entry == "predict":
+        return [cli, "predict", "--model", str(evil), str(clip), "--no-progress"], {}
+    if entry == "evaluate":
+        return [cli, "evaluate", "--model", str(evil), "--dataset", str(prepared), "--output",
+                str(tmp_path / "report")], {}
+    if entry == "demo":  # the Space's loader, as on the Space: the model comes from MODEL_ID
+        return [cli, "demo", "--port", "7999"], {"MODEL_ID": str(evil)}
+    if entry == "train.py":
+        return [sys.executable, str(Path(__file__).resolve().parents[1] / "train.py"),
+                *_fine_tune_args(evil, prepared, tmp_path / "run")], {}
+    raise ValueError(entry)
+
+
+@pytest.mark.parametrize("stdin", ["echo y", "closed"])
+@pytest.mark.parametrize("kind", ["config", "preprocessor"])
+@pytest.mark.parametrize("entry", ["predict", "evaluate", "demo", "train.py"])
+def test_entry_points_refuse_a_folder_that_needs_its_own_code(entry, kind, stdin, prepared, tmp_path):
+    """As users run them, from a shell, answering "y" to any question, or with no terminal at all."""
+    import os
+    import subprocess
+
+    evil = tmp_path / "EVIL"
+    marker = _evil_folder(evil, kind)
+    argv, env = _entry_point_argv(entry, evil, tmp_path, prepared)
+    script = 'echo y | "$@"' if stdin == "echo y" else '"$@" <&-'
+    proc = subprocess.run(["bash", "-c", script, "_", *argv], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=300, env=dict(os.environ, HF_HUB_OFFLINE="1",
+                                                     HF_MODULES_CACHE=str(tmp_path / "modules"), **env))
+    output = proc.stdout + proc.stderr
+    assert not marker.exists(), f"the folder's code ran:\n{output[-3000:]}"
+    assert proc.returncode != 0
+    assert "[y/N]" not in output and "Traceback" not in output, output[-3000:]
+    assert str(evil) in proc.stderr and "code" in proc.stderr, proc.stderr[-3000:]
+
+
+# -- push-model: nothing outside the model folder (issue 20, item 3) ---------------------------------------
+
+def test_push_model_never_uploads_what_a_link_points_to_outside_the_folder(model_dir, tmp_path, monkeypatch, capsys):
+    """A link ``notes.txt -> /some/secret`` in the model folder: refused, nothing staged or sent.
+
+    The Hub is mocked at ``HfApi`` (``test_hub.HubRecorder``: records the staged files, sends nothing).
+    """
+    from test_hub import HubRecorder
+
+    from instrument_classifier import cli
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    recorder = HubRecorder(monkeypatch)
+    secret = tmp_path / "secret" / "credentials"
+    secret.parent.mkdir()
+    secret.write_text("token=do-not-upload\n")
+    folder = tmp_path / "model"
+    shutil.copytree(model_dir, folder)
+    (folder / "card-copy.md").symlink_to(folder / "config.json")  # inside the folder: harmless
+    (folder / "notes.txt").symlink_to(secret)
+
+    code = cli.main(["push-model", "--repo-id", "someone/model", "--model", str(folder)])
+    err = capsys.readouterr().err
+    assert code != 0 and "notes.txt" in err and "outside" in err, err
+    assert recorder.named("upload_folder") == [] and recorder.named("create_repo") == []
+
+    (folder / "notes.txt").unlink()  # without the outside link the folder uploads, the inside link as a copy
+    assert cli.main(["push-model", "--repo-id", "someone/model", "--model", str(folder)]) == 0
+    (upload,) = recorder.named("upload_folder")
+    assert "card-copy.md" in upload[2]["files"] and "notes.txt" not in upload[2]["files"]
+
+
+# -- the Space's limits are numbers (issue 20, item 4) -----------------------------------------------------
+
+@pytest.mark.parametrize("how", ["--max-duration nan", "MAX_DURATION_S=nan", "--max-upload-mb inf",
+                                 "MAX_UPLOAD_MB=-inf"])
+def test_demo_refuses_a_limit_that_is_not_a_finite_number(how, tmp_path):
+    """``nan`` compares false with everything, so ``duration > nan`` never refused anything: no limit at all.
+
+    Before, the demo started serving without a limit (here: until the timeout); now it stops at once.
+    """
+    import os
+    import subprocess
+
+    from local_server import free_port
+
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    args = []
+    if how.startswith("--"):
+        args = how.split()
+    else:
+        key, value = how.split("=")
+        env[key] = value
+    cli = str(Path(sys.executable).parent / "instrument-classifier")
+    try:
+        proc = subprocess.run([cli, "demo", "--port", str(free_port()), *args], cwd=tmp_path, env=env,
+                              capture_output=True, text=True, timeout=90, stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"{how}: the demo started serving with a limit that limits nothing")
+    name = how.split()[0] if how.startswith("--") else how.split("=")[0]
+    assert proc.returncode == 2 and name in proc.stderr and "finite" in proc.stderr, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("field", ["max_duration_s", "max_upload_mb"])
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), 0.0, -1.0])
+def test_app_limits_must_be_positive_finite_numbers(field, value, monkeypatch):
+    from instrument_classifier import space_app
+
+    with pytest.raises(ValueError, match=field):
+        space_app.AppLimits(**{field: value})
+    env = {"max_duration_s": "MAX_DURATION_S", "max_upload_mb": "MAX_UPLOAD_MB"}[field]
+    monkeypatch.setenv(env, str(value))
+    with pytest.raises(ValueError, match=env):
+        space_app.AppLimits.from_env()

@@ -116,6 +116,7 @@ def load_model_for_evaluation(name_or_path: str, device: str = "cpu"):
     from transformers import AutoFeatureExtractor, AutoModelForAudioClassification
 
     from ..ensemble import InstrumentEnsemble, is_ensemble_folder
+    from ..remote_code import NO_REMOTE_CODE, RemoteCodeError, check_no_remote_code
 
     path = Path(name_or_path).expanduser()
     if path.is_dir() and is_ensemble_folder(path):  # members with their own features, blended
@@ -136,13 +137,17 @@ def load_model_for_evaluation(name_or_path: str, device: str = "cpu"):
             raise EvaluationError(f"{path}: no preprocessor_config.json (the feature extractor with the training "
                                   "normalisation must be saved next to the model)")
         source = str(path.resolve())
+        try:
+            check_no_remote_code(path)  # before transformers could ask "run the folder's code? [y/N]"
+        except RemoteCodeError as exc:
+            raise EvaluationError(str(exc)) from None
     elif not _HUB_ID.match(str(name_or_path)) or ".." in str(name_or_path):
         raise EvaluationError(f"{name_or_path}: model folder not found")
     else:
         source = str(name_or_path)
     try:
-        model = AutoModelForAudioClassification.from_pretrained(source, use_safetensors=True)
-        extractor = AutoFeatureExtractor.from_pretrained(source)
+        model = AutoModelForAudioClassification.from_pretrained(source, use_safetensors=True, **NO_REMOTE_CODE)
+        extractor = AutoFeatureExtractor.from_pretrained(source, **NO_REMOTE_CODE)
     except (OSError, ValueError, KeyError) as exc:
         where = source if path.exists() else f"{source} (not a local folder; tried the Hugging Face Hub)"
         raise EvaluationError(f"{where}: cannot load the model: {exc}") from exc

@@ -103,12 +103,23 @@ def build_model(model_args, info: dict, data_extractor, overrides: Optional[Dict
 
         import instrument_classifier.modeling  # noqa: F401  (registers our model types with the Auto classes)
 
-        hub = {"trust_remote_code": model_args.trust_remote_code, "revision": model_args.model_revision,
+        from ..remote_code import RemoteCodeError, check_no_remote_code
+
+        # False unless the user said --trust_remote_code true: never transformers' "run the code? [y/N]" prompt
+        hub = {"trust_remote_code": bool(model_args.trust_remote_code), "revision": model_args.model_revision,
                "cache_dir": model_args.cache_dir}
         source = model_args.model_name_or_path
         _check_safetensors(source)
-        config = AutoConfig.from_pretrained(source, **hub)
-        extractor = AutoFeatureExtractor.from_pretrained(source, **hub)
+        if not model_args.trust_remote_code:
+            try:
+                check_no_remote_code(source)
+            except RemoteCodeError as exc:
+                raise TrainingSetupError(f"--model_name_or_path {exc}") from None
+        try:
+            config = AutoConfig.from_pretrained(source, **hub)
+            extractor = AutoFeatureExtractor.from_pretrained(source, **hub)
+        except (OSError, ValueError, KeyError) as exc:  # not a model, unknown type, a Hub repo that needs its code
+            raise TrainingSetupError(f"--model_name_or_path {source}: cannot load the model: {exc}") from None
         _check_feature_settings(extractor, data_extractor, source)
         if extractor.mean is None:
             extractor = data_extractor
