@@ -369,10 +369,8 @@ def _write_csv(path: Path, rows: List[List]) -> None:
     write_text(path, buffer.getvalue())
 
 
-def _summary(timeline, thresholds: Sequence[float], model_name: str, name: str) -> str:
-    detected = [(label, timeline.clip[label]) for label, t in zip(timeline.labels, thresholds)
-                if timeline.clip.get(label, 0.0) >= t]
-    detected.sort(key=lambda kv: -kv[1])
+def _summary(timeline, model_name: str, name: str) -> str:
+    detected = sorted(((label, timeline.clip[label]) for label in timeline.detected), key=lambda kv: -kv[1])
     what = ", ".join(f"**{label}** ({score:.0%})" for label, score in detected) or "no instrument above its threshold"
     context = f" · recording context: {timeline.context}" if timeline.context else ""
     return f"**{name}** · {_clock(timeline.duration_s)} · model {model_name}{context}\n\nDetected: {what}"
@@ -493,7 +491,7 @@ def build_demo(models: Optional[Sequence[str] | Mapping[str, str]] = None, limit
         clip = {label: float(score) for label, score in timeline.clip.items()}
         table = {"headers": SEGMENT_COLUMNS, "data": rows}
         note = " · this model has no recording context" if requested and not context else ""
-        return clip, image, table, str(csv_path), data, _summary(timeline, thresholds, model_name, name) + note
+        return clip, image, table, str(csv_path), data, _summary(timeline, model_name, name) + note
 
     with gr.Blocks(title="Instrument activity", delete_cache=(1800, 3600)) as demo:
         bundled = set(bundled_models().values())
@@ -515,9 +513,12 @@ def build_demo(models: Optional[Sequence[str] | Mapping[str, str]] = None, limit
                     gr.Examples(example_files, inputs=[audio], example_labels=example_captions,
                                 label="Examples (10 s, rendered from MusicNet test scores)", cache_examples=False)
             with gr.Column(scale=3):
-                summary = gr.Markdown(elem_id="summary")
-                clip = gr.Label(label="Clip confidences", num_top_classes=6,
-                                show_heading=False, elem_id="clip-label")
+                # labelled, so that the API names this output "Summary" rather than "value_11"
+                summary = gr.Markdown(label="Summary", elem_id="summary")
+                # every instrument, not the top few: a detected instrument with a low threshold can score below
+                # undetected ones (the Transformer on the wind sextet example detects Violin, 7th of 11)
+                clip = gr.Label(label="Clip confidence of every instrument",
+                                num_top_classes=None, show_heading=False, elem_id="clip-label")
         timeline_image = gr.Image(label="Instrument activity over time", type="numpy", format="png",
                                   interactive=False, elem_id="timeline", buttons=["download", "fullscreen"])
         with gr.Row():
