@@ -2,6 +2,12 @@
 
 Audio is read with soundfile (no torchcodec/torchaudio), downmixed to mono and
 resampled with soxr to the model rate (44.1 kHz, the rate MusicNet labels count in).
+
+Memory does not follow what a header declares: files are decoded in blocks of at most
+:data:`BLOCK_SAMPLES` samples (frames x channels), each downmixed and resampled before the next is
+read. A few KB of FLAC or Ogg can announce 8 channels at 655 kHz or 255 channels at 192 kHz; blocks sized
+in seconds would then hold gigabytes. How *much* decoding to allow (the CPU time) is the caller's
+decision, from :func:`decoded_samples` of the header (the Space has a limit; ``predict`` runs locally).
 """
 
 from __future__ import annotations
@@ -13,9 +19,12 @@ from typing import Iterator, Tuple
 import numpy as np
 import soundfile as sf
 
-__all__ = ["AudioError", "TARGET_SR", "audio_info", "load_audio", "stream_audio", "check_waveform"]
+__all__ = ["AudioError", "TARGET_SR", "BLOCK_SAMPLES", "audio_info", "decoded_samples", "load_audio", "stream_audio",
+           "check_waveform"]
 
 TARGET_SR = 44100
+#: The most samples (frames x channels) decoded at once: 4 M, 16 MB as float32, whatever the header says.
+BLOCK_SAMPLES = 1 << 22
 
 
 class AudioError(ValueError):
@@ -59,6 +68,11 @@ def _check_complete(path: str, info) -> None:
         )
 
 
+def decoded_samples(info) -> int:
+    """Samples (frames x channels) a file decodes to, from its header: the work of reading it."""
+    return int(info.frames) * int(info.channels)
+
+
 def check_waveform(audio: np.ndarray, name: str = "audio") -> np.ndarray:
     """Validate a decoded waveform: non-empty and finite. Returns it as float32."""
     audio = np.asarray(audio)
@@ -77,16 +91,8 @@ def _to_mono(block: np.ndarray) -> np.ndarray:
     return block.mean(axis=1, dtype=np.float32) if block.ndim == 2 else block.astype(np.float32)
 
 
-def _resample(audio: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
-    if orig_sr == target_sr:
-        return audio
-    import soxr
-
-    return soxr.resample(audio, orig_sr, target_sr, quality="HQ").astype(np.float32, copy=False)
-
-
 def load_audio(path: str | os.PathLike, sr: int | None = TARGET_SR) -> Tuple[np.ndarray, int]:
-    """Read a whole file as mono float32.
+    """Read a whole file as mono float32 (decoded block by block: memory is the result, twice).
 
     Parameters
     ----------
@@ -101,15 +107,11 @@ def load_audio(path: str | os.PathLike, sr: int | None = TARGET_SR) -> Tuple[np.
     sr : int
     """
     path = os.fspath(path)
-    info = audio_info(path)
-    try:
-        data, file_sr = sf.read(path, dtype="float32", always_2d=True)
-    except Exception as exc:
-        raise AudioError(f"{path}: audio data could not be decoded ({_short(exc)}); is the file truncated?") from None
-    audio = check_waveform(_to_mono(data), path)
-    if sr is None:
-        return audio, file_sr
-    return _resample(audio, info.samplerate, sr), sr
+    rate = audio_info(path).samplerate if sr is None else int(sr)
+    # the same blocks as stream_audio: soxr's streamed resampling equals its one-shot resampling exactly
+    blocks = list(stream_audio(path, sr=rate))
+    audio = np.concatenate(blocks) if blocks else np.zeros(0, dtype=np.float32)
+    return check_waveform(audio, path), rate
 
 
 def stream_audio(
@@ -117,12 +119,13 @@ def stream_audio(
 ) -> Iterator[np.ndarray]:
     """Yield consecutive mono float32 blocks at ``sr``; memory is bounded by one block.
 
-    Resampling is streamed (soxr keeps its filter state between blocks), so the
-    concatenated blocks equal a whole-file resample up to filter edge effects.
+    A block is ``block_seconds`` of the file, or fewer frames so that it holds at most :data:`BLOCK_SAMPLES`
+    samples over all channels. Resampling is streamed (soxr keeps its filter state between blocks), so the
+    concatenated blocks equal a whole-file resample.
     """
     path = os.fspath(path)
     info = audio_info(path)
-    blocksize = max(1, int(block_seconds * info.samplerate))
+    blocksize = max(1, min(int(block_seconds * info.samplerate), BLOCK_SAMPLES // max(1, info.channels)))
     resampler = None
     if info.samplerate != sr:
         import soxr
@@ -131,8 +134,9 @@ def stream_audio(
     offset = 0
     try:
         with sf.SoundFile(path) as f:
+            buffer = np.empty((blocksize, info.channels), dtype=np.float32)  # reused: one block's memory
             while True:
-                block = f.read(blocksize, dtype="float32", always_2d=True)
+                block = f.read(dtype="float32", always_2d=True, out=buffer)  # a view of the rows read
                 last = len(block) < blocksize
                 mono = _to_mono(block)
                 if not np.all(np.isfinite(mono)):  # position in the file, not in the block

@@ -63,6 +63,8 @@ OUTPUT_MAX_AGE_S = 3600  # per-request CSV folders older than this are deleted
 CSV_NAME = "instrument_segments.csv"
 ERROR_SECONDS = 30  # how long an error message stays on the page (it can be closed earlier)
 SEGMENT_COLUMNS = ["start_s", "end_s", "instrument", "score"]
+#: decoding allowed per second of the duration limit: stereo at 192 kHz (see AppLimits.max_decoded_samples)
+MAX_SAMPLES_PER_SECOND = 2 * 192000
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,15 @@ class AppLimits:
     @property
     def max_upload_bytes(self) -> int:
         return int(self.max_upload_mb * 1024 * 1024)  # Gradio counts MB as MiB
+
+    @property
+    def max_decoded_samples(self) -> int:
+        """Samples (frames x channels) an upload may decode to: ``max_duration_s`` of stereo at 192 kHz.
+
+        A few KB of FLAC or Ogg can declare 8 channels at 655 kHz or 255 at 192 kHz within the duration limit;
+        the decoding work (CPU time) follows the samples, not the seconds.
+        """
+        return int(self.max_duration_s * MAX_SAMPLES_PER_SECOND)
 
     def __post_init__(self):
         for name in ("max_upload_mb", "max_duration_s"):
@@ -200,9 +211,10 @@ def check_upload(path: str | os.PathLike, limits: AppLimits, name: Optional[str]
     Raises
     ------
     UploadRejected
-        Too large, empty, not a readable audio file, zero-length, or longer than ``limits.max_duration_s``.
+        Too large, empty, not a readable audio file, zero-length, longer than ``limits.max_duration_s``, or more
+        samples to decode than ``limits.max_decoded_samples``.
     """
-    from .audio import AudioError, audio_info
+    from .audio import AudioError, audio_info, decoded_samples
 
     path = os.fspath(path)
     name = name or display_name(path)
@@ -221,6 +233,14 @@ def check_upload(path: str | os.PathLike, limits: AppLimits, name: Optional[str]
         raise UploadRejected(
             f"{name}: {_clock(duration)} long; this demo analyses at most {_clock(limits.max_duration_s)}. "
             f"Trim the file, or run `instrument-classifier predict` locally (no limit)."
+        )
+    samples = decoded_samples(info)
+    if samples > limits.max_decoded_samples:  # from the header: nothing is decoded
+        raise UploadRejected(
+            f"{name}: {info.channels} channels at {info.samplerate} Hz for {_clock(duration)} are "
+            f"{samples / 1e6:.0f} million samples to decode; this demo decodes at most "
+            f"{limits.max_decoded_samples / 1e6:.0f} million ({_clock(limits.max_duration_s)} of stereo at 192 kHz). "
+            "Downmix or resample the file, or run `instrument-classifier predict` locally (no limit)."
         )
     return duration
 

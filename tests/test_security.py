@@ -423,3 +423,91 @@ def test_app_limits_must_be_positive_finite_numbers(field, value, monkeypatch):
     monkeypatch.setenv(env, str(value))
     with pytest.raises(ValueError, match=env):
         space_app.AppLimits.from_env()
+
+
+# -- decompression bombs (issue 20, item 2) ----------------------------------------------------------------
+#
+# A few KB of FLAC or Ogg Vorbis can declare 8 channels at 655 kHz, or 255 channels at 192 kHz: blocks sized in
+# seconds then hold gigabytes of decoded samples, and the Space spent minutes of CPU on a "10-minute" file.
+
+def _bomb(path: Path, channels: int, rate: int, seconds: float) -> Path:
+    """A compressed file of silence with a 440-Hz tone at 0.5 in channel 0 (downmixed: 0.5 / channels)."""
+    fmt, subtype = ("OGG", "VORBIS") if path.suffix == ".ogg" else ("FLAC", "PCM_16")
+    n = rate // 10  # 0.1 s: 44 whole periods of 440 Hz
+    block = np.zeros((n, channels), dtype=np.float32)
+    block[:, 0] = 0.5 * np.sin(2 * np.pi * 440.0 * np.arange(n) / rate)
+    with sf.SoundFile(path, "w", samplerate=rate, channels=channels, format=fmt, subtype=subtype) as f:
+        for _ in range(int(round(seconds * 10))):
+            f.write(block)
+    return path
+
+
+# VmHWM: this process's own peak resident memory (ru_maxrss would include pytest's, inherited at fork)
+BOMB_PROBE = """
+import re, sys
+import numpy as np
+from instrument_classifier.audio import load_audio, stream_audio
+if sys.argv[2] == "stream_audio":
+    count, power = 0, 0.0
+    for block in stream_audio(sys.argv[1], block_seconds=60.0):  # predict and the Space read 30-s blocks
+        count += len(block)
+        power += float(np.square(block, dtype=np.float64).sum())
+else:
+    audio, _ = load_audio(sys.argv[1])  # as prepare reads recordings
+    count, power = len(audio), float(np.square(audio, dtype=np.float64).sum())
+hwm_kib = int(re.search(r"VmHWM:\\s+(\\d+) kB", open("/proc/self/status").read()).group(1))
+print(count, power / count, hwm_kib / 1024)
+"""
+
+
+@pytest.fixture(scope="module")
+def flac_bomb(tmp_path_factory) -> Path:
+    """2.9 MB of FLAC: 20 s of 8 channels at 655.35 kHz, 105 M samples (419 MB as float32)."""
+    return _bomb(tmp_path_factory.mktemp("bomb") / "bomb.flac", channels=8, rate=655350, seconds=20.0)
+
+
+@pytest.mark.parametrize("reader", ["stream_audio", "load_audio"])
+def test_many_channels_at_a_high_rate_are_read_in_bounded_memory(reader, flac_bomb):
+    """Blocks are sized in samples (frames x channels), not seconds: memory does not follow the header.
+
+    Before, one block of this file held its 105 M samples at once (peak RSS about 500 MB; a 12-s Ogg of 255
+    channels at 192 kHz: 2.3 GB); now a block holds a few million samples whatever the channel count and rate.
+    """
+    import subprocess
+
+    proc = subprocess.run([sys.executable, "-c", BOMB_PROBE, str(flac_bomb), reader], capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    count, power, peak_mib = proc.stdout.split()
+    assert int(count) == 20 * SR  # every frame, downmixed and resampled to 44.1 kHz
+    assert float(power) == pytest.approx((0.5 / 8) ** 2 / 2, rel=0.01)  # the tone of channel 0, downmixed
+    assert float(peak_mib) < 250, f"peak RSS {float(peak_mib):.0f} MiB: blocks follow the header"
+
+
+@pytest.mark.parametrize("shape", ["flac_8ch_655khz", "ogg_255ch_192khz"])
+def test_space_refuses_too_much_decoding_from_the_header(shape, model_dir, tmp_path):
+    """Within the duration and size limits, but more samples to decode than the limit allows: refused at once.
+
+    The limit is ``max_duration_s`` of stereo at 192 kHz (384 000 samples per second: 230 M for the default
+    10 minutes); with ``max_duration_s=60``, 23 M. Before, the Space decoded whatever the header announced.
+    """
+    import time
+
+    import gradio as gr
+
+    from instrument_classifier import space_app
+
+    if shape == "flac_8ch_655khz":  # 6 s (under the 60-s limit): 31 M samples
+        path = _bomb(tmp_path / "bomb.flac", channels=8, rate=655350, seconds=6.0)
+    else:  # 0.5 s: 24.5 M samples from 10 KB
+        path = _bomb(tmp_path / "bomb.ogg", channels=255, rate=192000, seconds=0.5)
+    limits = space_app.AppLimits(max_upload_mb=1.0, max_duration_s=60.0)
+    demo = space_app.build_demo(models=[str(model_dir)], limits=limits, examples_dir=None)
+    classify = next(f.fn for f in demo.fns.values() if f.api_name == "classify")
+    started = time.perf_counter()
+    with pytest.raises(gr.Error) as err:
+        classify(str(path), None)
+    message = err.value.message
+    assert path.name in message and "channels" in message and "Hz" in message, message
+    assert str(tmp_path) not in message  # no server path
+    assert time.perf_counter() - started < 2  # from the header, nothing decoded
