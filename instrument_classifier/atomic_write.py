@@ -11,9 +11,9 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Iterable, Optional
 
-__all__ = ["write_file", "write_text", "copy_file", "replace_dir"]
+__all__ = ["write_file", "write_text", "copy_file", "replace_dir", "overwritten_input"]
 
 
 def write_file(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
@@ -45,6 +45,21 @@ def write_text(path: str | os.PathLike, text: str) -> Path:
 def copy_file(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
     """Copy ``src`` to ``dst`` (contents only)."""
     return write_file(dst, lambda tmp: shutil.copyfile(src, tmp))
+
+
+def overwritten_input(output: str | os.PathLike, inputs: Iterable[str | os.PathLike]) -> Optional[str]:
+    """The first of ``inputs`` that writing ``output`` would replace, or ``None``.
+
+    Compared as the renames of :func:`write_file` land: the folders resolved (``..``, linked folders), the
+    names kept, so ``x.wav``, ``sub/../x.wav`` and ``link-to-this-folder/x.wav`` are the same file.
+    """
+    target = _entry(output)
+    return next((str(path) for path in inputs if _entry(path) == target), None)
+
+
+def _entry(path: str | os.PathLike) -> Path:
+    path = Path(path).expanduser().absolute()
+    return path.parent.resolve() / path.name
 
 
 def replace_dir(tmp: str | os.PathLike, output: str | os.PathLike, old_prefix: Optional[str] = None) -> None:

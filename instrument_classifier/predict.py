@@ -29,7 +29,7 @@ import sys
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, TextIO
 
-from .atomic_write import write_text as write_atomic
+from .atomic_write import overwritten_input, write_text as write_atomic
 
 __all__ = ["add_predict_arguments", "run_predict", "predict_files", "format_results", "write_atomic",
            "PROGRESS_MIN_SECONDS"]
@@ -72,6 +72,11 @@ def run_predict(args: argparse.Namespace) -> int:
         return 2
     if args.output is not None and args.output.is_dir():
         print(f"error: --output {args.output} is a folder; give a file name", file=sys.stderr)
+        return 2
+    clash = None if args.output is None else overwritten_input(args.output, args.audio)
+    if clash is not None:  # the results would replace the recording
+        print(f"error: --output {args.output} is the input file {clash}; refusing to replace it with the results. "
+              "Give another file name", file=sys.stderr)
         return 2
 
     from .inference import load_model

@@ -639,3 +639,22 @@ def test_output_path_of_the_wrong_kind_is_refused_and_left_alone(command, tmp_pa
     assert_clear_failure(code, err, target.name)
     after = tree_snapshot(tmp_path / "results") if command == "predict" else target.read_text()
     assert after == before
+
+
+# -- Hardening II (issue 20): inputs that lost data or were silently wrong -----------------------------------
+
+@pytest.mark.parametrize("spelling", ["same", "relative", "linked_folder"])
+def test_predict_refuses_to_write_its_results_over_an_input(spelling, audio_files, model_dir, tmp_path, capsys,
+                                                            monkeypatch):
+    """``predict x.wav --output x.wav`` replaced the recording with its results (item 5)."""
+    audio = tmp_path / "x.wav"
+    shutil.copyfile(audio_files["reference"], audio)
+    before = audio.read_bytes()
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "elsewhere").symlink_to(tmp_path, target_is_directory=True)
+    output = {"same": audio, "relative": Path("sub/../x.wav"), "linked_folder": Path("elsewhere/x.wav")}[spelling]
+    code, _, err = run_cli(["predict", audio_files["reference"], audio, "--model", model_dir, "--format", "json",
+                            "--output", output, "--no-progress"], capsys)
+    assert_clear_failure(code, err, str(output), "input")
+    assert audio.read_bytes() == before
