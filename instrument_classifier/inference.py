@@ -6,7 +6,9 @@ probabilities, a clip-level summary and merged segments ``(start_s, end_s, label
 How a recording is processed
 ----------------------------
 1. Audio is decoded in blocks (:func:`instrument_classifier.audio.stream_audio`), downmixed and
-   resampled to the model rate; arrays are processed in the same blocks.
+   resampled to the model rate; arrays are processed in the same blocks. An ensemble's members share one
+   decode: its blocks are kept for the other members up to ``DECODED_CACHE_MB`` (~12.7 min at 44.1 kHz),
+   longer recordings are decoded again for each member instead.
 2. MFCCs are computed block-wise with exactly the frames of a whole-file call: frame ``t`` is centred
    on sample ``t * hop`` (the signal is zero-padded by ``n_fft / 2`` at both ends, as librosa's centred
    STFT), each block is extended by the ``n_fft - hop`` samples its last frames overlap into, so no
@@ -47,8 +49,8 @@ How a recording is processed
    before, the bundled ensemble gave 295 segments of undetected instruments in 96 of the 138 clips of
    ``../shared/real-dev`` and ``space/examples``, and left 46 detected instruments without a segment.)
 
-Memory is one decoded block, its spectrogram, at most ``FIRST_PASS_CACHE_MB`` of mel power, a batch of
-windows and the outputs (``frame_probs`` is 4 bytes x labels per frame, ~15 MB per hour); never the whole
+Memory is one decoded block (for an ensemble: at most ``DECODED_CACHE_MB`` of them), its spectrogram, at most
+``FIRST_PASS_CACHE_MB`` of mel power, a batch of windows and the outputs (``frame_probs`` is 4 bytes x labels per frame, ~15 MB per hour); never the whole
 audio.
 """
 
@@ -86,6 +88,9 @@ BLOCK_SECONDS = 30.0
 #: Mel power of the first (``top_db`` reference) pass kept for the second, up to this size: recordings up to
 #: ~49 min (128 mel bands) are decoded and transformed once; longer ones twice, in the same bounded memory.
 FIRST_PASS_CACHE_MB = 128
+#: An ensemble's decoded (resampled, mono) audio is kept for its other members up to this size: recordings up to
+#: ~12.7 min at 44.1 kHz are decoded once for all members; longer ones once per member, in bounded memory.
+DECODED_CACHE_MB = 128
 _CHUNK_FRAMES = 1024  # frames of mel power computed (and handed on) at a time
 _UNSAFE_WEIGHTS = ("pytorch_model.bin", ".bin", ".pth", ".pt", ".ckpt", ".pkl")
 
@@ -429,7 +434,8 @@ def predict_timeline(
         Per-label decision thresholds for the segments; default ``model.config.thresholds`` (with
         ``context``: the context's thresholds).
     progress : bool
-        Show a progress bar (seconds of audio).
+        Show a progress bar: one for the recording (an ensemble's members share it), named after the file,
+        in whole seconds of audio.
     min_duration_s, merge_gap_s : float
         Segment post-processing, see :func:`segments_from_probs`.
     context : bool
@@ -445,29 +451,39 @@ def predict_timeline(
     AudioError
         Missing, empty, unreadable or NaN-containing audio (the message names the file).
     """
-    from tqdm.auto import tqdm
-
     config = model.config
     labels = [config.id2label[i] for i in range(config.num_labels)]
     recording_context, thresholds = _decision_settings(model, thresholds, context)
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    if isinstance(model, InstrumentEnsemble):  # every member on the audio, then their probabilities blended
-        runs = [predict_timeline(m, fe, audio, sampling_rate, batch_size, progress=progress) for m, fe in model.members]
-        first = runs[0]
-        window_starts = np.round(first.window_times_s * first.frame_rate).astype(np.int64)
-        return _finish_timeline(
-            labels, first.duration_s, first.frame_rate,
-            blend_probabilities([r.frame_probs for r in runs], config.weights),
-            blend_probabilities([r.window_probs for r in runs], config.weights),
-            window_starts, np.arange(len(first.frame_probs)) // int(config.window_frames), int(config.window_frames),
-            thresholds, recording_context, min_duration_s, merge_gap_s)
-    _check_compatible(config, feature_extractor, type(model).__name__)
-    blocks, duration, name = _audio_blocks(audio, sampling_rate, feature_extractor.sampling_rate)
+    members = model.members if isinstance(model, InstrumentEnsemble) else [(model, feature_extractor)]
+    for member, extractor in members:
+        _check_compatible(member.config, extractor, type(member).__name__)
+    blocks, duration, name = _audio_blocks(audio, sampling_rate, members[0][1].sampling_rate)
+    if len(members) > 1:  # an ensemble's members share the rate (checked when loading): decode for all at once
+        blocks = _decoded_once(blocks)
+    bar = _ProgressBar(name, duration, len(members), enabled=progress)
+    try:
+        runs = [_classify_recording(member, extractor, blocks, name, batch_size, bar.member(i))
+                for i, (member, extractor) in enumerate(members)]
+    finally:
+        bar.close()
+    frame_probs, window_probs, window_starts, frame_owners = runs[0]
+    if len(runs) > 1:  # the members' probabilities lie on the same grid: blended with the ensemble's weights
+        frame_probs = blend_probabilities([r[0] for r in runs], config.weights)
+        window_probs = blend_probabilities([r[1] for r in runs], config.weights)
+    return _finish_timeline(labels, duration, members[0][1].frame_rate, frame_probs, window_probs, window_starts,
+                            frame_owners, int(config.window_frames), thresholds, recording_context, min_duration_s,
+                            merge_gap_s)
+
+
+def _classify_recording(model, feature_extractor, blocks: BlockSource, name: str, batch_size: int,
+                        advance: Callable[[float], None]):
+    """One model on a recording's blocks: ``(frame_probs, window_probs, window_starts, frame_owners)`` of the real
+    audio's frames (steps 2-4 of the module docstring); ``advance(seconds)`` reports the audio done."""
+    config = model.config
     window = int(config.window_frames)
     device = next(model.parameters()).device
-
-    bar = tqdm(total=round(duration, 1), unit="s", desc="instruments", disable=not progress, leave=False)
     frame_chunks, window_probs, window_starts, frame_owners = [], [], [], []
     batch, batch_info = [], []  # windows and (start frame, first new frame within the window)
 
@@ -489,7 +505,7 @@ def predict_timeline(
     pending = np.zeros((0, config.feature_size), dtype=np.float32)  # frames not yet in a window
     done = 0  # frames placed in windows
     for feats in _features_from_blocks(blocks, feature_extractor, None):
-        bar.update(round(len(feats) / feature_extractor.frame_rate, 1))
+        advance(len(feats) / feature_extractor.frame_rate)
         pending = np.concatenate([pending, feats]) if len(pending) else feats
         while len(pending) >= window:
             batch.append(pending[:window])
@@ -497,15 +513,68 @@ def predict_timeline(
             pending, done = pending[window:], done + window
             if len(batch) == batch_size:
                 flush()
-    bar.close()
     if batch:
         flush()
     if not real_samples or not real_samples[0]:
         raise AudioError(f"{name}: no audio frames")
     total = feature_extractor.num_frames(real_samples[0])  # frames of the real audio
-    return _finish_timeline(labels, duration, feature_extractor.frame_rate, np.concatenate(frame_chunks)[:total],
-                            np.stack(window_probs), window_starts, np.concatenate(frame_owners)[:total], window,
-                            thresholds, recording_context, min_duration_s, merge_gap_s)
+    return np.concatenate(frame_chunks)[:total], np.stack(window_probs), window_starts, \
+        np.concatenate(frame_owners)[:total]
+
+
+class _ProgressBar:
+    """One progress bar per recording, named after it, in whole seconds of its audio; an ensemble's members each
+    advance it by their share. Whole seconds so that the count reads "96/96 s", never "98.20000000000002 s", and
+    never passes the total (the silence padding the last window is not counted)."""
+
+    def __init__(self, name: str, duration: float, members: int, enabled: bool):
+        from tqdm.auto import tqdm
+
+        self.duration, self.members = float(duration), members
+        self.total = max(1, int(round(duration)))
+        self.done = [0.0] * members  # seconds of audio each member has classified
+        self.bar = tqdm(total=self.total, unit="s", desc=os.path.basename(name), disable=not enabled, leave=False)
+
+    def member(self, index: int) -> Callable[[float], None]:
+        def advance(seconds: float) -> None:
+            self.done[index] = min(self.duration, self.done[index] + seconds)
+            shown = min(self.total, int(sum(self.done) / self.members * self.total / max(self.duration, 1e-9)))
+            if shown > self.bar.n:  # integer steps: Gradio's track_tqdm follows update(), not n
+                self.bar.update(shown - self.bar.n)
+
+        return advance
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def _decoded_once(blocks: BlockSource, limit_mb: Optional[float] = None) -> BlockSource:
+    """``blocks`` whose first complete pass is kept (up to ``DECODED_CACHE_MB``) and replayed to later passes, so an
+    ensemble's members share one decode. A longer recording is decoded again by each pass, in bounded memory."""
+    limit = (DECODED_CACHE_MB if limit_mb is None else limit_mb) * 2**20
+    kept: List[np.ndarray] = []
+    state = {"complete": False, "too_long": False}
+
+    def recording() -> Iterator[np.ndarray]:
+        kept.clear()
+        size = 0
+        for block in blocks():
+            if not state["too_long"]:
+                size += block.nbytes
+                if size <= limit:
+                    kept.append(block)
+                else:
+                    state["too_long"] = True
+                    kept.clear()
+            yield block
+        state["complete"] = not state["too_long"]  # an abandoned pass never gets here: the next one records
+
+    def source() -> Iterator[np.ndarray]:
+        if state["complete"]:
+            return iter(kept)
+        return blocks() if state["too_long"] else recording()
+
+    return source
 
 
 def _decision_settings(model, thresholds: Optional[Sequence[float]], context: bool):

@@ -13,7 +13,7 @@ import soundfile as sf
 
 from instrument_classifier import recipe
 from instrument_classifier.ensemble import CONFIG_NAME, EnsembleConfig, InstrumentEnsemble, tune_ensemble, weight_grid
-from instrument_classifier.inference import load_model, predict_timeline, segments_from_probs
+from instrument_classifier.inference import detected_segments, load_model, predict_timeline
 from instrument_classifier.recipe import RecipeSettings
 
 PRETRAINED = Path(recipe.__file__).parent / "pretrained"
@@ -84,14 +84,62 @@ def test_ensemble_timeline_is_the_weighted_blend_of_its_members(bundled):
     assert timeline.frame_probs.shape == runs[0].frame_probs.shape
     np.testing.assert_array_equal(timeline.window_times_s, runs[0].window_times_s)
     # decisions at the ensemble's own thresholds, not a member's
-    expected = segments_from_probs(timeline.frame_probs, timeline.frame_rate, timeline.labels,
-                                   ensemble.config.thresholds, duration_s=timeline.duration_s)
+    assert timeline.thresholds == ensemble.config.thresholds
+    starts = np.round(timeline.window_times_s * timeline.frame_rate).astype(int)
+    expected = detected_segments(timeline.frame_probs, timeline.frame_rate, timeline.labels,
+                                 ensemble.config.thresholds, list(timeline.clip.values()), timeline.window_probs,
+                                 starts, ensemble.config.window_frames, duration_s=timeline.duration_s)
     assert timeline.segments == expected and expected
     # the recording context, tuned for the blend, applies as for a single model
     with_context = predict_timeline(ensemble, None, audio, sampling_rate=sr, context=True)
     assert with_context.context is not None
     if ensemble.config.context["radius_windows"] is None and ensemble.config.context["weight"] == 1.0:
         assert np.allclose(with_context.window_probs, with_context.window_probs[0])
+
+
+def test_ensemble_decodes_a_file_once_and_shows_one_bar_named_after_it(bundled, tmp_path, monkeypatch, capsys):
+    """One decode for all members, one progress bar per file (named after it, not "instruments" per member), in
+    whole seconds that end at the duration (it was "98.20000000000002 s" for a 96.4-s file)."""
+    import tqdm.auto
+
+    from instrument_classifier import inference
+
+    ensemble, _ = bundled
+    audio, sr = sf.read(EXAMPLE, dtype="float32")
+    path = tmp_path / "sextet twice.wav"
+    sf.write(path, np.concatenate([audio, audio, audio[: int(0.4 * sr)]]), sr)  # 20.4 s: the last window padded
+    decodes, bars = [], []
+    real_stream_audio = inference.stream_audio
+    monkeypatch.setattr(inference, "stream_audio", lambda *a, **k: decodes.append(a) or real_stream_audio(*a, **k))
+
+    class Recorded(tqdm.auto.tqdm):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.counts = []
+            bars.append(self)
+
+        def update(self, n=1):
+            super().update(n)
+            self.counts.append(self.n)
+
+    monkeypatch.setattr(tqdm.auto, "tqdm", Recorded)
+    timeline = predict_timeline(ensemble, None, str(path), progress=True)
+    assert len(decodes) == 1
+    assert [bar.desc for bar in bars] == ["sextet twice.wav"]
+    bar = bars[0]
+    assert bar.total == 20 and bar.n == 20 and max(bar.counts) == 20 and all(isinstance(n, int) for n in bar.counts)
+    assert "0000000" not in capsys.readouterr().err
+    # the shared decode gives what each member decoding on its own gave
+    runs = [predict_timeline(m, fe, str(path)) for m, fe in ensemble.members]
+    assert len(decodes) == 3
+    w = ensemble.config.weights
+    np.testing.assert_allclose(timeline.window_probs, w[0] * runs[0].window_probs + w[1] * runs[1].window_probs,
+                               rtol=1e-5, atol=1e-6)
+    # longer than the decode cache: each member decodes again, with the same result
+    monkeypatch.setattr(inference, "DECODED_CACHE_MB", 1)
+    again = predict_timeline(ensemble, None, str(path))
+    assert len(decodes) == 5
+    np.testing.assert_array_equal(again.window_probs, timeline.window_probs)
 
 
 def test_ensemble_folder_errors_name_the_file_and_member(tmp_path):
