@@ -658,3 +658,21 @@ def test_predict_refuses_to_write_its_results_over_an_input(spelling, audio_file
                             "--output", output, "--no-progress"], capsys)
     assert_clear_failure(code, err, str(output), "input")
     assert audio.read_bytes() == before
+
+
+@pytest.mark.parametrize("foreign", ["NOTES.txt", "my_runs/run1/log.txt"])
+def test_prepare_never_replaces_a_dataset_folder_holding_other_files(foreign, tmp_path, previous_dataset, capsys):
+    """A DatasetDict with the user's notes or runs beside it was replaced, notes and all (item 6).
+
+    Now the folder is replaced only when it holds nothing but what ``prepare`` writes, as ``evaluate`` does
+    for its reports.
+    """
+    corpus = small_corpus(tmp_path / "corpus")
+    out = tmp_path / "out"
+    shutil.copytree(previous_dataset, out)
+    (out / foreign).parent.mkdir(parents=True, exist_ok=True)
+    (out / foreign).write_text("mine\n")
+    before = tree_snapshot(out)
+    code, _, err = run_cli(prepare_argv(corpus, out, tmp_path / "cache", "--seed", "1"), capsys)
+    assert_clear_failure(code, err, str(out), foreign.split("/")[0])
+    assert tree_snapshot(out) == before

@@ -387,6 +387,10 @@ def _generate_split(split: str, jobs: List[dict], fingerprint: str, features, ge
 
 # -- output ----------------------------------------------------------------------------------------
 
+#: what prepare writes in its output folder (DatasetDict.save_to_disk, the feature extractor, the info)
+_OUTPUT_ENTRIES = {"dataset_dict.json", *SPLIT_NAMES, EXTRACTOR_DIR, INFO_FILE}
+
+
 def _is_prepared(path: Path) -> bool:
     return (path / INFO_FILE).is_file() or (path / "dataset_dict.json").is_file()
 
@@ -398,6 +402,13 @@ def _check_output(output: Path) -> None:
         raise FileExistsError(
             f"{output}: directory is not empty and is not a prepared dataset (no {INFO_FILE}); refusing to "
             "overwrite it. Choose another --output or remove it."
+        )
+    # replace only what prepare wrote: notes or runs kept beside a dataset would go with it
+    foreign = sorted(p.name for p in output.iterdir() if p.name not in _OUTPUT_ENTRIES) if output.is_dir() else []
+    if foreign:
+        raise FileExistsError(
+            f"{output}: holds a prepared dataset and also {', '.join(foreign[:5])}{' ...' if len(foreign) > 5 else ''}, "
+            "which prepare did not write; refusing to replace the folder. Move them out, or choose another --output."
         )
 
 
