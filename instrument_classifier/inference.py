@@ -57,6 +57,8 @@ audio.
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, List, Optional, Sequence, Tuple, Union
@@ -149,7 +151,8 @@ class Timeline:
 
 # -- loading -------------------------------------------------------------------------------------------
 
-def load_model(name_or_path: Optional[Union[str, os.PathLike]] = None, device: Union[str, torch.device] = "cpu"):
+def load_model(name_or_path: Optional[Union[str, os.PathLike]] = None, device: Union[str, torch.device] = "cpu",
+               verbose: Optional[bool] = None):
     """Load a classifier and its feature extractor (safetensors weights only; nothing is unpickled).
 
     Parameters
@@ -160,6 +163,9 @@ def load_model(name_or_path: Optional[Union[str, os.PathLike]] = None, device: U
         CNN and Transformer blended).
     device : str or torch.device
         Where to put the model.
+    verbose : bool, optional
+        Show transformers' "Loading weights" progress bars (Hub download bars are shown either way). Default:
+        as the enclosing ``load_model`` call (an ensemble's members), else ``False``.
 
     Returns
     -------
@@ -183,8 +189,13 @@ def load_model(name_or_path: Optional[Union[str, os.PathLike]] = None, device: U
             )
         name_or_path = DEFAULT_MODEL_DIR
     source = str(name_or_path)
+    verbose = _VERBOSE_LOADING.get() if verbose is None else bool(verbose)
     if os.path.isdir(source) and is_ensemble_folder(source):  # members with their own feature extractors
-        return InstrumentEnsemble.from_pretrained(source, device=device).eval(), None
+        token = _VERBOSE_LOADING.set(verbose)  # the members' load_model calls inherit it
+        try:
+            return InstrumentEnsemble.from_pretrained(source, device=device).eval(), None
+        finally:
+            _VERBOSE_LOADING.reset(token)
     if os.path.isfile(source):
         raise ValueError(f"{source}: pass the model folder, not a file (it holds config.json and model.safetensors)")
     if os.path.isdir(source):
@@ -194,13 +205,42 @@ def load_model(name_or_path: Optional[Union[str, os.PathLike]] = None, device: U
         raise ValueError(f"{source}: pickled weights are refused; load a folder with model.safetensors")
     elif source.startswith((".", "/", "~")) or source.count("/") > 1:  # a local path, not a Hub repo id
         raise FileNotFoundError(f"{source}: no such model folder")
-    model = AutoModelForAudioClassification.from_pretrained(source, use_safetensors=True, **NO_REMOTE_CODE)
+    with quiet_weight_loading(not verbose):
+        model = AutoModelForAudioClassification.from_pretrained(source, use_safetensors=True, **NO_REMOTE_CODE)
     try:
         feature_extractor = AutoFeatureExtractor.from_pretrained(source, **NO_REMOTE_CODE)
     except (OSError, ValueError) as exc:
         raise ValueError(f"{source}: no usable preprocessor_config.json next to the model ({exc})") from None
     _check_compatible(model.config, feature_extractor, source)
     return model.to(device).eval(), feature_extractor
+
+
+_VERBOSE_LOADING: ContextVar[bool] = ContextVar("instrument_classifier_verbose_loading", default=False)
+
+
+@contextmanager
+def quiet_weight_loading(quiet: bool = True) -> Iterator[None]:
+    """Within the block, transformers' "Loading weights" bars are not shown (transformers 5 prints one per
+    ``from_pretrained``: two per ``predict`` of the ensemble, on every run); its other bars, such as Hub downloads,
+    are. ``quiet=False`` changes nothing."""
+    from transformers.utils import logging as hf_logging
+
+    set_hook = getattr(hf_logging, "set_tqdm_hook", None)
+    if not quiet or set_hook is None:  # (a transformers without the hook prints them)
+        yield
+        return
+    previous = None
+
+    def hook(factory, args, kwargs):
+        if kwargs.get("desc") == "Loading weights":
+            return hf_logging.EmptyTqdm(*args, **kwargs)
+        return factory(*args, **kwargs) if previous is None else previous(factory, args, kwargs)
+
+    previous = set_hook(hook)
+    try:
+        yield
+    finally:
+        set_hook(previous)
 
 
 def _check_local_folder(folder: Path) -> None:

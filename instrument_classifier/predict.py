@@ -61,6 +61,8 @@ def add_predict_arguments(parser: argparse.ArgumentParser) -> None:
                              "stored in the model (more accurate on unfamiliar recordings; smears entries in time)")
     parser.add_argument("--batch-size", type=int, default=32, help="windows per forward pass (default 32)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars on long files")
+    parser.add_argument("--verbose", "-v", action="store_true",
+                        help="also show what the libraries report while loading (transformers' weight-loading bars)")
 
 
 def run_predict(args: argparse.Namespace) -> int:
@@ -82,7 +84,7 @@ def run_predict(args: argparse.Namespace) -> int:
     from .inference import load_model
 
     try:
-        model, feature_extractor = load_model(args.model)
+        model, feature_extractor = load_model(args.model, verbose=args.verbose)
     except Exception as exc:  # missing folder, unknown Hub id, no network, .bin weights, ...
         where = args.model or "the bundled default model"
         print(f"error: could not load {where}: {exc}", file=sys.stderr)

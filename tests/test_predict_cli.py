@@ -161,6 +161,15 @@ def test_progress_bar_only_on_long_files(random_model, tmp_path, capsys):
     assert "long.wav" not in capsys.readouterr().err
 
 
+def test_weight_loading_bars_only_in_verbose_mode(audio_files, capsys, monkeypatch):
+    """transformers prints a "Loading weights" bar per model loaded (two for the ensemble) on every run."""
+    _default_model(monkeypatch)
+    assert cli.main(["predict", audio_files["good"], "--no-progress"]) == 0
+    assert "Loading weights" not in capsys.readouterr().err
+    assert cli.main(["predict", audio_files["good"], "--no-progress", "--verbose"]) == 0
+    assert capsys.readouterr().err.count("Loading weights: 100%") >= 2  # both of the ensemble's members
+
+
 @pytest.mark.parametrize("argv,expected", [
     (["--threshold", "1.5"], "--threshold must be between 0 and 1"),
     (["--model", "/nonexistent/model"], "/nonexistent/model"),

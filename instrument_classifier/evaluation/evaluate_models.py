@@ -116,6 +116,7 @@ def load_model_for_evaluation(name_or_path: str, device: str = "cpu"):
     from transformers import AutoFeatureExtractor, AutoModelForAudioClassification
 
     from ..ensemble import InstrumentEnsemble, is_ensemble_folder
+    from ..inference import quiet_weight_loading
     from ..remote_code import NO_REMOTE_CODE, RemoteCodeError, check_no_remote_code
 
     path = Path(name_or_path).expanduser()
@@ -146,7 +147,8 @@ def load_model_for_evaluation(name_or_path: str, device: str = "cpu"):
     else:
         source = str(name_or_path)
     try:
-        model = AutoModelForAudioClassification.from_pretrained(source, use_safetensors=True, **NO_REMOTE_CODE)
+        with quiet_weight_loading():  # transformers' "Loading weights" bar for every model: noise in a report run
+            model = AutoModelForAudioClassification.from_pretrained(source, use_safetensors=True, **NO_REMOTE_CODE)
         extractor = AutoFeatureExtractor.from_pretrained(source, **NO_REMOTE_CODE)
     except (OSError, ValueError, KeyError) as exc:
         where = source if path.exists() else f"{source} (not a local folder; tried the Hugging Face Hub)"
