@@ -53,8 +53,10 @@ test: $(STAMP)
 	$(PY) -m pytest -q
 
 # The generalisation recipe: several sample libraries, one held out; writes instrument_classifier/pretrained/.
+# MUSICNET: your MusicNet folder (musicnet.tar.gz unpacked; only train_labels/ and test_labels/ are read).
+MUSICNET ?= ../shared/musicnet
 models: $(STAMP)
-	$(PY) -m instrument_classifier.recipe --workdir corpora/recipe --output instrument_classifier/pretrained
+	$(PY) -m instrument_classifier.recipe --musicnet $(MUSICNET) --workdir corpora/recipe --output instrument_classifier/pretrained
 
 bench: $(STAMP)
 	for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b; done

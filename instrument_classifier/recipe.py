@@ -882,6 +882,10 @@ def export_ensemble(config, folder: Path, settings: RecipeSettings, results: dic
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m instrument_classifier.recipe", description=__doc__.split("\n\n")[0])
     parser.add_argument("--workdir", type=Path, default=Path("corpora/recipe"), help="renders, datasets, runs")
+    parser.add_argument("--musicnet", type=Path, default=MUSICNET_LABELS, metavar="DIR",
+                        help="your MusicNet folder: the one musicnet.tar.gz unpacks (or the folder holding it); only "
+                             f"its train_labels/ and test_labels/ are read, the audio is not needed (default: "
+                             f"{MUSICNET_LABELS}, the development checkout's)")
     parser.add_argument("--output", type=Path, default=Path("instrument_classifier/pretrained"),
                         help="where the two model folders go")
     parser.add_argument("--stop-after", choices=["render", "prepare", "train"], default=None)
@@ -922,9 +926,18 @@ def settings_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    global MUSICNET_LABELS
     parser = build_parser()
     args = parser.parse_args(argv)
     settings = settings_from_args(args, parser)
+    from .data.musicnet import MusicNetError, find_musicnet_root
+
+    try:  # the folder itself, or the musicnet/ that musicnet.tar.gz unpacks inside it
+        MUSICNET_LABELS = find_musicnet_root(args.musicnet.expanduser())
+    except MusicNetError as exc:
+        parser.error(f"--musicnet: {exc}")
+    if not (MUSICNET_LABELS / "train_labels").is_dir():
+        parser.error(f"--musicnet: {MUSICNET_LABELS} has no train_labels/ (the MusicNet label CSVs)")
     started = time.perf_counter()
     try:
         run_recipe(args.workdir, args.output, settings, stop_after=args.stop_after)

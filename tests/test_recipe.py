@@ -117,6 +117,28 @@ def test_recipe_variants_from_the_command_line_and_models_only_with_stop_after(c
     assert exit_info.value.code == 2 and "--stop-after train" in capsys.readouterr().err
 
 
+def test_recipe_takes_the_musicnet_labels_from_a_flag(tmp_path, monkeypatch, capsys):
+    """`make models MUSICNET=DIR`: the user's MusicNet folder instead of the development checkout's ../shared."""
+    import shutil
+
+    assert recipe.build_parser().parse_args([]).musicnet == Path(recipe.__file__).parents[1].parent / "shared" / "musicnet"
+    monkeypatch.setattr(recipe, "MUSICNET_LABELS", MUSICNET_LABELS)  # main sets it; restored after the test
+    seen = []
+    monkeypatch.setattr(recipe, "run_recipe", lambda *args, **kwargs: seen.append(recipe.MUSICNET_LABELS))
+    excerpts = Path(recipe.__file__).parent / "data" / "excerpts"
+    downloads = tmp_path / "downloads"  # as musicnet.tar.gz unpacks: musicnet/{train,test}_labels/ (+ _data/)
+    for split in ("train_labels", "test_labels"):
+        shutil.copytree(excerpts / split, downloads / "musicnet" / split)
+    assert recipe.main(["--musicnet", str(downloads), "--workdir", str(tmp_path / "work")]) == 0
+    assert seen == [downloads / "musicnet"]
+    assert recipe.main(["--musicnet", str(downloads / "musicnet"), "--workdir", str(tmp_path / "work")]) == 0
+    assert seen[-1] == downloads / "musicnet"
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(SystemExit):
+        recipe.main(["--musicnet", str(tmp_path / "empty")])
+    assert f"--musicnet: {tmp_path / 'empty'}: not a MusicNet folder" in capsys.readouterr().err
+
+
 def test_missing_debian_library_says_how_to_install(tmp_path):
     lib = Library("nothing", str(tmp_path / "none.sf2"), "some-soundfont-package")
     with pytest.raises(RecipeError, match="apt-get install some-soundfont-package"):
