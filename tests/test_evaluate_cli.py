@@ -239,6 +239,27 @@ def run_bad(args, capsys, out: Path):
     return err
 
 
+def test_data_dir_with_only_test_recordings(setup, tmp_path, capsys):
+    """Evaluation needs no training split (the models carry their normalisation): a MusicNet-layout folder with only
+    test_data/ and test_labels/ is scored like the test split of the whole corpus (it stopped with "no usable
+    training recordings")."""
+    test_only = tmp_path / "test only"
+    for folder in ("test_data", "test_labels"):
+        shutil.copytree(setup.corpus / folder, test_only / folder)
+    rc = main(["evaluate", "--model", str(setup.cnn), "--data-dir", str(test_only), "--output", str(tmp_path / "o")])
+    out, err = capsys.readouterr()
+    assert rc == 0, err
+    results = json.loads((tmp_path / "o" / "metrics.json").read_text())
+    reference = evaluate_models(setup.cnn, dataset=setup.dataset_path, progress=False)
+    assert results["num_windows"] == setup.dataset["test"].num_rows
+    assert_metrics_close(results["cnn"]["window"], reference["cnn"]["window"])
+    assert_metrics_close(results["cnn"]["frame"], reference["cnn"]["frame"])
+    # the train split is still needed where it is the one asked for
+    rc = main(["evaluate", "--model", str(setup.cnn), "--data-dir", str(test_only), "--split", "train",
+               "--output", str(tmp_path / "o2")])
+    assert rc == 2 and "no usable training recordings" in capsys.readouterr().err
+
+
 def test_missing_model_folder(setup, tmp_path, capsys):
     missing = tmp_path / "no_such_model"
     err = run_bad(["--model", str(missing), "--dataset", str(setup.dataset_path)], capsys, tmp_path / "out")

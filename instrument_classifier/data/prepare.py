@@ -472,6 +472,7 @@ def build_dataset(
     feature_extractor=None,
     cache_dir: Optional[PathLike] = None,
     progress: bool = True,
+    splits: Optional[Sequence[str]] = None,
 ):
     """Build (or reuse) the windowed dataset in ``output`` and return it as a ``DatasetDict``.
 
@@ -501,11 +502,16 @@ def build_dataset(
         Feature settings (default MFCC-13); its normalisation is refitted on ``train``, the object is not changed.
     cache_dir : path, optional
         ``datasets`` cache for the generated splits (default: the ``datasets`` cache).
+    splits : sequence of {"train", "validation", "test"}, optional
+        Build only these (default all three), e.g. ``["test"]`` to evaluate saved models, which bring their
+        own normalisation: then a folder with only ``test_data/`` and ``test_labels/`` will do. Validation
+        needs the train recordings (its pieces are chosen among them); without ``train`` the saved feature
+        extractor has no normalisation statistics.
 
     Returns
     -------
     datasets.DatasetDict
-        ``train``, ``validation``, ``test``, memory-mapped from ``output``.
+        ``train``, ``validation``, ``test`` (or the ``splits`` asked for), memory-mapped from ``output``.
     """
     from datasets import DatasetDict, load_from_disk
 
@@ -532,9 +538,14 @@ def build_dataset(
     jobs = _plan_corpora(data_dirs, taxonomy, skip_bad, skipped)
     eval_jobs = None if not eval_data_dirs else _plan_corpora(eval_data_dirs, taxonomy, skip_bad, skipped)
     val_jobs = None if not validation_data_dirs else _plan_corpora(validation_data_dirs, taxonomy, skip_bad, skipped)
+    wanted = ("train", "validation", "test") if splits is None else tuple(splits)
+    unknown = sorted(set(wanted) - {"train", "validation", "test"})
+    if unknown or not wanted:
+        raise ValueError(f"splits must be some of train, validation, test; got {list(wanted)}")
     splits = _assign_splits(jobs, eval_jobs, validation_fraction, seed, val_jobs)
-    if not splits["train"]:
+    if not splits["train"] and {"train", "validation"} & set(wanted):
         raise MusicNetError(f"no usable training recordings in {', '.join(map(str, data_dirs))}")
+    splits = {split: split_jobs for split, split_jobs in splits.items() if split in wanted}
 
     extractor_config = {k: v for k, v in extractor.to_dict().items() if k not in ("mean", "std")}
     extractor_config.pop("feature_extractor_type", None)
@@ -560,7 +571,8 @@ def build_dataset(
         )
         for split, split_jobs in splits.items()
     })
-    _fit_normalization(extractor, dataset["train"])
+    if "train" in dataset:  # else (evaluation data) the models bring their own statistics
+        _fit_normalization(extractor, dataset["train"])
 
     info = {
         "taxonomy": taxonomy,

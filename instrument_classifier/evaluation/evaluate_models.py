@@ -236,6 +236,8 @@ def _prepare_groups(models: list, data_dir: Path, split: str, work: Path, progre
             data_dir, out, taxonomy=config.taxonomy, window_frames=int(config.window_frames),
             hop_frames=max(1, int(config.window_frames) // 2), feature_extractor=entry["extractor"],
             cache_dir=work / "datasets-cache", progress=progress,
+            # only the split scored: the models bring their normalisation, so no train recordings are needed
+            splits=[split] if split in ("train", "validation", "test") else None,
         )
         groups[key] = (*_load_split(out, split), out)
     return groups
