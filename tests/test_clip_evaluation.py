@@ -213,3 +213,20 @@ def test_real_recordings_from_the_development_set(tmp_path):
     m = results["ensemble"]["clips"]
     assert 0.0 <= m["false_alarms_per_clip"] <= len(LABELS) and m["num_clips"] == len(picked)
     assert sum(v["num_clips"] for v in results["ensemble"]["by_folder"].values()) == len(picked)
+
+
+def test_clip_thresholds_are_tuned_only_for_labels_with_enough_clips_and_cross_validated():
+    from instrument_classifier.evaluation.clips import cross_validated_tuning, tune_clip_thresholds
+
+    rng = np.random.default_rng(0)
+    y = np.zeros((60, 3), dtype=int)
+    y[:30, 0] = 1  # 30 clips: tuned
+    y[:3, 1] = 1  # 3 clips: too few, keeps the untuned threshold
+    scores = rng.normal(0.3, 0.1, size=y.shape) + 0.4 * y
+    scores[30:, 0] -= 0.1  # label 0 separates at about 0.55, far from the untuned 0.8
+    scores = np.clip(scores, 0, 1)
+    t = tune_clip_thresholds(y, scores, min_clips=5, untuned=0.8)
+    assert t[1] == 0.8 and t[2] == 0.8
+    assert 0.35 < t[0] < 0.7
+    cv = cross_validated_tuning(y, scores, repeats=3)
+    assert cv["repeats"] == 3 and 0.5 < cv["f1_micro"] <= 1.0 and cv["false_alarms_per_clip"] < 0.5

@@ -56,10 +56,10 @@ from typing import Dict, List, Optional, Sequence, Union
 import numpy as np
 
 from ..atomic_write import replace_dir
-from .metrics import compute_instrument_metrics
+from .metrics import compute_instrument_metrics, tune_thresholds_micro
 
 __all__ = ["ManifestError", "ClipRow", "read_manifest", "evaluate_clips", "clip_set_metrics", "format_clip_summary",
-           "CLIP_OUTPUT_FILES"]
+           "tune_clip_thresholds", "cross_validated_tuning", "CLIP_OUTPUT_FILES"]
 
 #: Files a clip report folder holds (an earlier report with only these is replaced; anything else is refused).
 CLIP_OUTPUT_FILES = ("metrics.json", "metrics.md", "clips.csv")
@@ -217,6 +217,59 @@ def clip_set_metrics(y_true: np.ndarray, scores: np.ndarray, decisions: np.ndarr
     return out
 
 
+#: Labels with fewer positive clips than this are not tuned by :func:`tune_clip_thresholds`: a cut placed on one
+#: to four clips says more about those clips than about the instrument.
+MIN_TUNING_CLIPS = 5
+#: Their threshold instead: high, because on real recordings a wrong detection costs more than a miss of a label
+#: the clips cannot vouch for (cross-validated on real-dev in BENCHMARKS.md).
+UNTUNED_THRESHOLD = 0.8
+
+
+def tune_clip_thresholds(y_true: np.ndarray, scores: np.ndarray, min_clips: int = MIN_TUNING_CLIPS,
+                         untuned: float = UNTUNED_THRESHOLD) -> np.ndarray:
+    """Clip-decision thresholds from labelled clips: micro-F1 cuts for the labels with at least ``min_clips``
+    positive clips, ``untuned`` for the others (whose false alarms still count in the tuning).
+
+    Parameters
+    ----------
+    y_true : np.ndarray, shape (n_clips, n_labels)
+        Labelled instruments (0/1), e.g. of a real development set; never the test clips.
+    scores : np.ndarray, shape (n_clips, n_labels)
+        Clip scores (``Timeline.clip``).
+
+    Returns
+    -------
+    np.ndarray, shape (n_labels,)
+    """
+    y_true = np.asarray(y_true)
+    enough = y_true.sum(axis=0) >= min_clips
+    return tune_thresholds_micro(y_true, scores, np.full(y_true.shape[1], untuned), tune=enough)
+
+
+def cross_validated_tuning(y_true: np.ndarray, scores: np.ndarray, tuner=tune_clip_thresholds, repeats: int = 20,
+                           seed: int = 0) -> Dict[str, float]:
+    """What thresholds tuned on other clips reach: 2-fold cross-validation over the clips, ``repeats`` times.
+
+    Each half's decisions use thresholds ``tuner(y, scores)`` fitted on the other half. Returns the means of micro
+    F1, false alarms per clip and misses per clip, and ``repeats``.
+    """
+    y_true, scores = np.asarray(y_true), np.asarray(scores)
+    rng = np.random.default_rng(seed)
+    names = [str(i) for i in range(y_true.shape[1])]
+    out = []
+    for _ in range(repeats):
+        half = np.zeros(len(y_true), dtype=bool)
+        half[rng.permutation(len(y_true))[: len(y_true) // 2]] = True
+        decisions = np.zeros_like(y_true)
+        for fit in (half, ~half):
+            decisions[~fit] = scores[~fit] >= tuner(y_true[fit], scores[fit])
+        m = clip_set_metrics(y_true, scores, decisions, names)
+        out.append((m["f1_micro"], m["false_alarms_per_clip"], m["misses_per_clip"]))
+    f1, false_alarms, misses = np.mean(out, axis=0)
+    return {"f1_micro": float(f1), "false_alarms_per_clip": float(false_alarms), "misses_per_clip": float(misses),
+            "repeats": repeats}
+
+
 # -- the evaluation ------------------------------------------------------------------------------------
 
 def evaluate_clips(
@@ -229,6 +282,7 @@ def evaluate_clips(
     batch_size: int = 32,
     device: str = "cpu",
     progress: bool = True,
+    tune: bool = False,
 ) -> Dict:
     """Evaluate models on the clips a manifest lists; optionally write metrics.json, metrics.md and clips.csv.
 
@@ -252,6 +306,10 @@ def evaluate_clips(
         Torch device.
     progress : bool
         A progress bar over the clips.
+    tune : bool
+        Also tune each model's clip thresholds on these clips (:func:`tune_clip_thresholds`): metrics.json then
+        holds ``tuned_thresholds`` per model and ``tuned_cross_validated``, what such tuning reaches on clips
+        it did not see (:func:`cross_validated_tuning`). The metrics above stay those of the given thresholds.
 
     Returns
     -------
@@ -348,6 +406,9 @@ def evaluate_clips(
             entry["by_folder"][folder] = clip_set_metrics(y_true[mask], scores[m][mask], decisions[m][mask], labels)
         if empty.any():
             entry["no_instrument"] = clip_set_metrics(y_true[empty], scores[m][empty], decisions[m][empty], labels)
+        if tune:
+            entry["tuned_thresholds"] = dict(zip(labels, tune_clip_thresholds(y_true, scores[m]).round(4).tolist()))
+            entry["tuned_cross_validated"] = cross_validated_tuning(y_true, scores[m])
         results[name] = entry
     results.update({
         "manifest": str(manifest),

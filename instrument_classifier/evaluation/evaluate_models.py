@@ -750,23 +750,34 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
                         help="'config': the models' tuned thresholds (default); or one threshold for every class")
     parser.add_argument("--cache-dir", default=None, metavar="DIR",
                         help="with --data-dir: keep the prepared dataset here and reuse it next time")
-    parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    parser.add_argument("--device", default="auto", metavar="auto|cuda|mps|cpu",
+                        help="where the models run: auto (default: a CUDA GPU if there is one, else MPS, else the "
+                             "CPU), cuda (or cuda:N), mps or cpu")
     parser.add_argument("--context", action="store_true",
                         help="with --clips: apply each model's recording context, as `predict --context` does")
     parser.add_argument("--skip-bad", action="store_true",
                         help="with --clips: skip bad manifest rows and unreadable audio (counted and listed)")
+    parser.add_argument("--tune-thresholds", action="store_true",
+                        help="with --clips: also tune clip thresholds on these clips (metrics.json: tuned_thresholds, "
+                             "and what they reach on unseen clips by 2-fold cross-validation)")
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
     from ..audio import AudioError
     from ..data.musicnet import MusicNetError
     from ..data.taxonomy import UnknownInstrumentError
+    from ..inference import DeviceError, resolve_device
 
+    try:  # before anything is loaded: "cuda" on a machine without it is a usage error, not a traceback
+        args.device = str(resolve_device(args.device))
+    except DeviceError as exc:
+        print(f"evaluate: error: --device: {exc}", file=sys.stderr)
+        return 2
     if args.clips is not None:
         return _run_clip_evaluation(args)
-    if args.context or args.skip_bad:
-        print("evaluate: error: --context and --skip-bad go with --clips (a prepared split is scored with and "
-              "without the recording context already)", file=sys.stderr)
+    if args.context or args.skip_bad or args.tune_thresholds:
+        print("evaluate: error: --context, --skip-bad and --tune-thresholds go with --clips (a prepared split is "
+              "scored with and without the recording context already)", file=sys.stderr)
         return 2
     try:
         results = evaluate_models(
@@ -788,7 +799,7 @@ def _run_clip_evaluation(args: argparse.Namespace) -> int:
     try:
         results = evaluate_clips(args.model, args.clips, output_dir=args.output, thresholds=args.thresholds,
                                  context=args.context, skip_bad=args.skip_bad, batch_size=args.batch_size,
-                                 device=args.device)
+                                 device=args.device, tune=args.tune_thresholds)
     except (EvaluationError, ManifestError, FileExistsError) as exc:
         print(f"evaluate: error: {exc}", file=sys.stderr)
         return 2

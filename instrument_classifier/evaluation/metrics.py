@@ -242,7 +242,8 @@ def tune_thresholds(y_true: ArrayLike, y_score: ArrayLike, default: float = 0.5)
 
 
 def tune_thresholds_micro(y_true: ArrayLike, y_score: ArrayLike, start: Union[float, ArrayLike] = 0.5,
-                          max_threshold: float = 0.99, passes: int = 3) -> np.ndarray:
+                          max_threshold: float = 0.99, passes: int = 3,
+                          tune: Optional[ArrayLike] = None) -> np.ndarray:
     """Per-class thresholds maximising **micro** F1 over all classes together; use development data, never test.
 
     :func:`tune_thresholds` maximises each class's own F1, which for a class the model separates poorly, or
@@ -262,6 +263,8 @@ def tune_thresholds_micro(y_true: ArrayLike, y_score: ArrayLike, start: Union[fl
         Upper bound of every threshold: a class absent from the data stays detectable elsewhere.
     passes : int
         Rounds over the classes.
+    tune : array-like of bool, shape (n_classes,), optional
+        Only these classes are tuned; the others keep ``start`` (their false alarms still count). Default: all.
 
     Returns
     -------
@@ -270,8 +273,11 @@ def tune_thresholds_micro(y_true: ArrayLike, y_score: ArrayLike, start: Union[fl
     y_true, y_score, _ = _check_inputs(y_true, y_score, None)
     t = np.minimum(_thresholds_array(start, y_true.shape[1]).copy(), max_threshold)
     y = y_true.astype(bool)
+    tuned = np.ones(y.shape[1], dtype=bool) if tune is None else np.asarray(tune, dtype=bool)
+    if tuned.shape != (y.shape[1],):
+        raise ValueError(f"tune must have one entry per class ({y.shape[1]}), got shape {tuned.shape}")
     for _ in range(passes):
-        for c in range(y.shape[1]):
+        for c in np.flatnonzero(tuned):
             pred = y_score >= t
             others = np.ones(y.shape[1], dtype=bool)
             others[c] = False
