@@ -27,6 +27,9 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--examples-dir", type=Path, default=None,
                         help="folder with examples.csv and clips (default: space/examples of the checkout)")
     parser.add_argument("--open", action="store_true", help="open the page in a browser")
+    parser.add_argument("--device", default="auto", metavar="auto|cuda|mps|cpu",
+                        help="where the models run: auto (default: a CUDA GPU if there is one, else MPS, else the "
+                             "CPU), cuda (or cuda:N), mps or cpu")
 
 
 def _limit(option: str):
@@ -45,8 +48,14 @@ def _limit(option: str):
 def run_demo(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
+    from .inference import DeviceError, resolve_device
     from .space_app import AppLimits, build_demo, launch_kwargs
 
+    try:
+        device = resolve_device(args.device)
+    except DeviceError as exc:
+        print(f"error: --device: {exc}", file=sys.stderr)
+        return 2
     try:
         limits = AppLimits.from_env()  # MAX_UPLOAD_MB, MAX_DURATION_S: positive and finite
     except ValueError as exc:
@@ -57,7 +66,7 @@ def run_demo(args: argparse.Namespace) -> int:
     if args.max_duration is not None:
         limits = replace(limits, max_duration_s=args.max_duration)
     try:
-        demo = build_demo(models=args.model, limits=limits, examples_dir=args.examples_dir)
+        demo = build_demo(models=args.model, limits=limits, examples_dir=args.examples_dir, device=device)
     except RuntimeError as exc:  # no model, or a model that does not load
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -75,6 +75,8 @@ __all__ = [
     "Timeline",
     "DEFAULT_MODEL_DIR",
     "load_model",
+    "resolve_device",
+    "DeviceError",
     "predict_timeline",
     "segments_from_probs",
     "detected_segments",
@@ -151,7 +153,7 @@ class Timeline:
 
 # -- loading -------------------------------------------------------------------------------------------
 
-def load_model(name_or_path: Optional[Union[str, os.PathLike]] = None, device: Union[str, torch.device] = "cpu",
+def load_model(name_or_path: Optional[Union[str, os.PathLike]] = None, device: Union[str, torch.device] = "auto",
                verbose: Optional[bool] = None):
     """Load a classifier and its feature extractor (safetensors weights only; nothing is unpickled).
 
@@ -162,7 +164,9 @@ def load_model(name_or_path: Optional[Union[str, os.PathLike]] = None, device: U
         repo id. ``None`` loads the bundled default, ``instrument_classifier/pretrained/ensemble`` (the bundled
         CNN and Transformer blended).
     device : str or torch.device
-        Where to put the model.
+        Where to run the model: ``"auto"`` (default: a CUDA GPU if there is one, else Apple's MPS, else the CPU),
+        ``"cuda"`` (or ``"cuda:N"``), ``"mps"`` or ``"cpu"``; see :func:`resolve_device`. A device that is not
+        there raises :class:`DeviceError`.
     verbose : bool, optional
         Show transformers' "Loading weights" progress bars (Hub download bars are shown either way). Default:
         as the enclosing ``load_model`` call (an ensemble's members), else ``False``.
@@ -189,6 +193,7 @@ def load_model(name_or_path: Optional[Union[str, os.PathLike]] = None, device: U
             )
         name_or_path = DEFAULT_MODEL_DIR
     source = str(name_or_path)
+    device = resolve_device(device)
     verbose = _VERBOSE_LOADING.get() if verbose is None else bool(verbose)
     if os.path.isdir(source) and is_ensemble_folder(source):  # members with their own feature extractors
         token = _VERBOSE_LOADING.set(verbose)  # the members' load_model calls inherit it
@@ -213,6 +218,55 @@ def load_model(name_or_path: Optional[Union[str, os.PathLike]] = None, device: U
         raise ValueError(f"{source}: no usable preprocessor_config.json next to the model ({exc})") from None
     _check_compatible(model.config, feature_extractor, source)
     return model.to(device).eval(), feature_extractor
+
+
+#: what ``--device`` accepts (``cuda:N`` too)
+DEVICES = ("auto", "cuda", "mps", "cpu")
+
+
+class DeviceError(ValueError):
+    """A device that is not available here; the message says why and what to do."""
+
+
+def resolve_device(device: Union[str, torch.device, None] = "auto") -> torch.device:
+    """The torch device for ``device``: ``"auto"`` (or ``None``) picks a CUDA GPU if torch sees one, else Apple's
+    MPS, else the CPU; ``"cuda"``, ``"cuda:N"``, ``"mps"`` and ``"cpu"`` are checked to be there.
+
+    Raises
+    ------
+    DeviceError
+        CUDA or MPS asked for and not available (a CPU-only torch build, no driver, no such GPU), or an unknown name.
+    """
+    if isinstance(device, torch.device):
+        device = str(device)
+    name = "auto" if device is None else str(device).strip().lower()
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        return torch.device("mps") if _mps_available() else torch.device("cpu")
+    if name == "cpu":
+        return torch.device("cpu")
+    if name == "cuda" or name.startswith("cuda:"):
+        if not torch.cuda.is_available():
+            build = f"built with CUDA {torch.version.cuda}" if torch.version.cuda else "a CPU-only build"
+            raise DeviceError(f"device {name!r}: CUDA is not available (torch {torch.__version__} is {build}, or no "
+                              "GPU/driver is visible); install the CUDA build of torch "
+                              "(https://pytorch.org/get-started/locally/), or use --device cpu / auto")
+        index = name.partition(":")[2]
+        if index and (not index.isdigit() or int(index) >= torch.cuda.device_count()):
+            raise DeviceError(f"device {name!r}: no such GPU (torch sees {torch.cuda.device_count()})")
+        return torch.device(name)
+    if name == "mps":
+        if not _mps_available():
+            raise DeviceError("device 'mps': Apple's Metal (MPS) backend is not available on this machine; "
+                              "use --device cpu / auto")
+        return torch.device("mps")
+    raise DeviceError(f"device {device!r}: choose one of {', '.join(DEVICES)} (or cuda:N)")
+
+
+def _mps_available() -> bool:
+    mps = getattr(torch.backends, "mps", None)
+    return bool(mps is not None and mps.is_available())
 
 
 _VERBOSE_LOADING: ContextVar[bool] = ContextVar("instrument_classifier_verbose_loading", default=False)

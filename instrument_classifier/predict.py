@@ -60,6 +60,9 @@ def add_predict_arguments(parser: argparse.ArgumentParser) -> None:
                         help="blend each window with its neighbours in the recording, as tuned on validation and "
                              "stored in the model (more accurate on unfamiliar recordings; smears entries in time)")
     parser.add_argument("--batch-size", type=int, default=32, help="windows per forward pass (default 32)")
+    parser.add_argument("--device", default="auto", metavar="auto|cuda|mps|cpu",
+                        help="where the model runs: auto (default: a CUDA GPU if there is one, else MPS, else the "
+                             "CPU), cuda (or cuda:N), mps or cpu")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars on long files")
     parser.add_argument("--verbose", "-v", action="store_true",
                         help="also show what the libraries report while loading (transformers' weight-loading bars)")
@@ -81,10 +84,15 @@ def run_predict(args: argparse.Namespace) -> int:
               "Give another file name", file=sys.stderr)
         return 2
 
-    from .inference import load_model
+    from .inference import DeviceError, load_model, resolve_device
 
+    try:  # before loading: "cuda" on a machine without it is a usage error, not a failed model
+        device = resolve_device(args.device)
+    except DeviceError as exc:
+        print(f"error: --device: {exc}", file=sys.stderr)
+        return 2
     try:
-        model, feature_extractor = load_model(args.model, verbose=args.verbose)
+        model, feature_extractor = load_model(args.model, device=device, verbose=args.verbose)
     except Exception as exc:  # missing folder, unknown Hub id, no network, .bin weights, ...
         where = args.model or "the bundled default model"
         print(f"error: could not load {where}: {exc}", file=sys.stderr)

@@ -160,14 +160,14 @@ def resolve_models(models: Optional[Sequence[str] | Mapping[str, str]] = None) -
 class ModelRegistry:
     """Loads each offered model once (at start-up) through :func:`instrument_classifier.inference.load_model`."""
 
-    def __init__(self, choices: Mapping[str, str]):
+    def __init__(self, choices: Mapping[str, str], device="auto"):
         from .inference import load_model
 
         self.choices = dict(choices)
         self._models = {}
         for name, where in self.choices.items():
             try:
-                self._models[name] = load_model(where)
+                self._models[name] = load_model(where, device=device)
             except Exception as exc:
                 raise RuntimeError(f"could not load model {name!r} from {where}: {exc}") from exc
             logger.info("loaded model %s from %s", name, where)
@@ -442,7 +442,7 @@ def _examples(examples_dir: Optional[Path]) -> tuple[List[List[str]], List[str]]
 
 
 def build_demo(models: Optional[Sequence[str] | Mapping[str, str]] = None, limits: Optional[AppLimits] = None,
-               examples_dir: Optional[str | os.PathLike] = None):
+               examples_dir: Optional[str | os.PathLike] = None, device="auto"):
     """Build the Gradio Blocks app.
 
     Parameters
@@ -453,6 +453,9 @@ def build_demo(models: Optional[Sequence[str] | Mapping[str, str]] = None, limit
         Upload limits; ``None``: :meth:`AppLimits.from_env`. Pass the same to :func:`launch_kwargs`.
     examples_dir : path or None
         Folder with ``examples.csv`` and the clips it lists; ``None``: :func:`default_examples_dir`.
+    device : str or torch.device
+        Where the models run (:func:`~instrument_classifier.inference.resolve_device`; ``"auto"``: a GPU if there
+        is one).
 
     Returns
     -------
@@ -465,7 +468,7 @@ def build_demo(models: Optional[Sequence[str] | Mapping[str, str]] = None, limit
     from .inference import predict_timeline
 
     limits = limits or AppLimits.from_env()
-    registry = ModelRegistry(resolve_models(models))
+    registry = ModelRegistry(resolve_models(models), device=device)
     outputs_dir = _OutputDir()
     example_files, example_captions = _examples(Path(examples_dir) if examples_dir else default_examples_dir())
 
