@@ -55,6 +55,9 @@ CSV_ERRORS: Dict[str, str] = {
     "swapped_start_end": "before start_time",
     "unknown_instrument": "200",  # not a General MIDI program
     "non_numeric": "not a number",
+    "stray_quote": "double quote",  # opens a quoted field that swallowed the rows after it
+    "end_time_1e30": "beyond",  # an OverflowError deep in numpy
+    "end_time_2_62": "beyond",  # overflowed the frame arithmetic: the note was dropped silently
 }
 #: CSV cases every reader must accept with the same notes as the plain file
 CSV_OK = ("bom", "extra_columns")
@@ -188,15 +191,22 @@ def write_labels(path: Path, notes: Sequence[Note] = REF_NOTES, case: str = "pla
     elif case == "non_numeric":
         bad[0] = "12abc"
         rows[1] = bad
+    elif case in ("end_time_1e30", "end_time_2_62"):
+        bad[1] = "1e30" if case == "end_time_1e30" else str(2**62)
+        rows[1] = bad
     elif case == "extra_columns":
         header = ["id"] + header + ["comment"]
         rows = [[str(i)] + r + ["a, quoted \"note\""] for i, r in enumerate(rows)]
-    elif case not in ("plain", "bom"):
+    elif case not in ("plain", "bom", "stray_quote"):
         raise ValueError(f"unknown CSV case {case!r}")
     with open(path, "w", newline="", encoding="utf-8-sig" if case == "bom" else "utf-8") as f:
         writer = csv.writer(f)
         writer.writerow(header)
         writer.writerows(rows)
+    if case == "stray_quote":  # a typo no CSV writer makes: an unbalanced " before note_value
+        lines = path.read_bytes().split(b"\r\n")  # csv.writer ends rows with \r\n
+        lines[BAD_ROW - 1] = lines[BAD_ROW - 1].replace(b",Quarter", b',"Quarter')
+        path.write_bytes(b"\r\n".join(lines))
     return path
 
 

@@ -21,8 +21,8 @@ with the reference, E = clear error, - = not applicable)::
 
     ¹ empty, zero-length, text renamed .wav, truncated wav, NaN and inf samples (float wav)
     ² stereo, 8 kHz, 96 kHz, 8-bit and 24-bit PCM, 1-second clip shorter than a window
-    ³ missing column, end before start, instrument not a GM program, non-numeric value, and a GM program the
-      taxonomy does not map
+    ³ missing column, end before start, instrument not a GM program, non-numeric value, a GM program the
+      taxonomy does not map, a stray double quote (it swallowed the rows after it), end_time 1e30 or 2^62
     ⁴ UTF-8 BOM, extra columns (+ an unmapped GM program, which synth renders)
     ⁵ a wav without its CSV, a CSV without its wav
     ⁶ arrays: empty, NaN/inf, (samples, channels) stereo, 8/96 kHz with ``sampling_rate``, integer PCM
@@ -676,3 +676,31 @@ def test_prepare_never_replaces_a_dataset_folder_holding_other_files(foreign, tm
     code, _, err = run_cli(prepare_argv(corpus, out, tmp_path / "cache", "--seed", "1"), capsys)
     assert_clear_failure(code, err, str(out), foreign.split("/")[0])
     assert tree_snapshot(out) == before
+
+
+@pytest.mark.parametrize("skip_bad", [False, True])
+def test_a_stray_quote_in_a_long_label_file_is_an_error_naming_file_and_row(skip_bad, tmp_path, capsys):
+    """Past 128 KB the run-on quoted field was a ``_csv.Error`` traceback, with ``--skip-bad`` too (item 8).
+
+    (Shorter files kept the rows before the quote and dropped the rest silently: the ``stray_quote`` column
+    of the matrix above.)
+    """
+    from instrument_classifier.data.prepare import load_prepared
+
+    corpus = small_corpus(tmp_path / "corpus")
+    notes = [(30 * i, 30 * i + 100, 41, 60 + i % 12) for i in range(4000)]  # 4,000 rows, 140 KB
+    labels = write_labels(corpus / "train_labels" / "12.csv", notes, "stray_quote")
+    assert labels.stat().st_size > 128 * 1024
+    out = tmp_path / "out"
+    argv = prepare_argv(corpus, out, tmp_path / "cache", "--validation-fraction", "0", *(["--skip-bad"] * skip_bad))
+    if not skip_bad:
+        code, _, err = run_cli(argv, capsys)
+        assert_clear_failure(code, err, "12.csv", "row 3", "double quote")
+        assert not out.exists()
+        return
+    with pytest.warns(UserWarning, match=r"12\.csv, row 3"):
+        code, _, err = run_cli(argv, capsys)
+    assert code == 0, err
+    dataset, info, _ = load_prepared(out)
+    assert sorted(set(dataset["train"]["recording_id"])) == ["corpus/11", "corpus/13", "corpus/14"]
+    assert "row 3" in info["skipped"][0]["reason"]

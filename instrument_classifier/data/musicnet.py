@@ -42,6 +42,9 @@ __all__ = [
 SPLITS = ("train", "test")
 #: MusicNet label times (start_time, end_time) count samples of its 44.1-kHz recordings.
 MUSICNET_SR = 44100
+#: Latest label time accepted (6,300 hours at 44.1 kHz): frame_activity's integer arithmetic (2 x time x rate)
+#: stays far inside int64, where 2**62 overflowed and dropped the note, and 1e30 overflowed numpy itself.
+MAX_LABEL_SAMPLE = 10**12
 LABEL_COLUMNS = ("start_time", "end_time", "instrument", "note", "start_beat", "end_beat", "note_value")
 #: One note per CSV row; ``line`` is the row's 1-based line number in the CSV, kept for error messages.
 NOTE_DTYPE = np.dtype(
@@ -154,6 +157,25 @@ def _integer(text: str, column: str, path: Path, line: int) -> int:
     return int(round(value))  # times as "9182.0": sub-sample precision is meaningless here
 
 
+def _next_row(reader, path: Path) -> Optional[List[str]]:
+    """The next CSV record, or ``None`` at the end; a record spanning several lines is refused.
+
+    Label rows hold numbers and words, never quoted line breaks: a stray ``"`` opens a quoted field that runs on
+    to the next ``"`` (or the end), swallowing the rows in between, so it must not pass for one row.
+    """
+    first = reader.line_num + 1
+    try:
+        fields = next(reader, None)
+    except csv.Error as exc:  # e.g. "field larger than field limit (131072)": the quote ran on past 128 KB
+        raise MusicNetError(f"{path}, row {first}: {exc}; is there a stray double quote (\") in this row?") from None
+    if fields is not None and reader.line_num > first:
+        raise MusicNetError(
+            f"{path}, row {first}: a double quote (\") opens a field that runs on over {reader.line_num - first + 1} "
+            f"lines, to line {reader.line_num}; label rows hold no quoted line breaks: remove the stray quote"
+        )
+    return fields
+
+
 def read_labels(csv_path: Union[str, os.PathLike]) -> Notes:
     """Parse and validate one MusicNet label CSV.
 
@@ -167,8 +189,9 @@ def read_labels(csv_path: Union[str, os.PathLike]) -> Notes:
     Raises
     ------
     MusicNetError
-        Unreadable file, missing columns, short row, non-numeric field, negative time, ``end < start``,
-        instrument outside GM 1..128 or pitch outside 0..127; the message names the file and row.
+        Unreadable file, missing columns, short row, non-numeric field, negative time, a time beyond
+        :data:`MAX_LABEL_SAMPLE`, ``end < start``, instrument outside GM 1..128, pitch outside 0..127, or a stray
+        double quote (a quoted field running over line ends); the message names the file and row.
     """
     path = Path(csv_path)
     try:
@@ -178,16 +201,17 @@ def read_labels(csv_path: Union[str, os.PathLike]) -> Notes:
     except UnicodeDecodeError:
         raise MusicNetError(f"{path}: labels are not UTF-8 text") from None
     reader = csv.reader(io.StringIO(text))
-    header = [h.strip() for h in next(reader, [])]
+    header = [h.strip() for h in _next_row(reader, path) or []]
     missing = [c for c in LABEL_COLUMNS if c not in header]
     if missing:
         raise MusicNetError(
-            f"{path}, row 1: missing column(s) {', '.join(missing)}; a MusicNet label file has the header "
+            f"{path}, row 1: {'empty file: ' if not any(header) else ''}missing column(s) {', '.join(missing)}; "
+            "a MusicNet label file has the header "
             f"{','.join(LABEL_COLUMNS)}"
         )
     col = {c: header.index(c) for c in LABEL_COLUMNS}
     rows = []
-    for fields in reader:
+    while (fields := _next_row(reader, path)) is not None:
         line = reader.line_num
         if not any(f.strip() for f in fields):
             continue  # blank line
@@ -201,6 +225,11 @@ def read_labels(csv_path: Union[str, os.PathLike]) -> Notes:
         _number(fields[col["end_beat"]], "end_beat", path, line)
         if start < 0:
             raise MusicNetError(f"{path}, row {line}: negative start_time {start}")
+        for column, value in (("start_time", start), ("end_time", end)):
+            if value > MAX_LABEL_SAMPLE:  # would overflow numpy's int64 or the frame arithmetic
+                raise MusicNetError(f"{path}, row {line}: {column} {fields[col[column]].strip()} is beyond any "
+                                    f"recording (at most {MAX_LABEL_SAMPLE:.0e} samples, "
+                                    f"{MAX_LABEL_SAMPLE / MUSICNET_SR / 3600:,.0f} hours at 44.1 kHz)")
         if end < start:
             raise MusicNetError(f"{path}, row {line}: end_time {end} is before start_time {start}")
         if not 1 <= program <= 128:

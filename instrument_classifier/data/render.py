@@ -67,6 +67,7 @@ from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 
 from ..atomic_write import write_file, write_text
+from .musicnet import LABEL_COLUMNS, MusicNetError, read_labels
 from .taxonomy import MUSICNET_PROGRAMS
 
 __all__ = [
@@ -95,7 +96,6 @@ __all__ = [
 SAMPLE_RATE = 44100
 #: FluidSynth's internal block (FLUID_BUFSIZE): voices start and stop only on this grid.
 BLOCK_SIZE = 64
-LABEL_COLUMNS = ("start_time", "end_time", "instrument", "note", "start_beat", "end_beat", "note_value")
 METADATA_COLUMNS = ("id", "composer", "composition", "movement", "ensemble", "source", "transcriber",
                     "catalog_name", "seconds")
 DEFAULT_SOUNDFONT = Path("/usr/share/sounds/sf2/FluidR3_GM.sf2")
@@ -190,61 +190,31 @@ class LabelRow:
         return [self.start, self.end, self.instrument, self.note, self.start_beat, self.end_beat, self.note_value]
 
 
-def _parse_int(text: str, column: str, path: Path, row: int) -> int:
-    try:
-        value = float(text)
-    except (TypeError, ValueError):
-        raise RenderError(f"{path}: row {row}: column {column!r} is not a number: {text!r}") from None
-    if not np.isfinite(value) or value != int(value):
-        raise RenderError(f"{path}: row {row}: column {column!r} must be an integer, got {text!r}")
-    return int(value)
-
-
 def read_label_rows(path: str | os.PathLike) -> List[LabelRow]:
     """Read a MusicNet label CSV, keeping all 7 columns.
 
-    Validates the header (BOM and extra columns tolerated), numbers, ``end >= start >= 0``, the GM program
-    (1..128) and the MIDI pitch (0..127). Errors name the file and the 1-based line number.
+    Validated by :func:`~instrument_classifier.data.musicnet.read_labels`, the one parser of label files
+    (header with BOM and extra columns tolerated, numbers, ``end >= start >= 0``, times within
+    ``MAX_LABEL_SAMPLE``, GM program 1..128, MIDI pitch 0..127, no stray quotes); errors name the file and the
+    1-based line number. The score columns are then taken verbatim from the same rows.
     """
     path = Path(path)
+    if not path.is_file():
+        raise RenderError(f"{path}: no such label file")
     try:
-        text = path.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise RenderError(f"{path}: no such label file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise RenderError(f"{path}: unreadable label file ({exc})") from None
-    reader = csv.reader(io.StringIO(text))
-    header = next(reader, None)
-    if header is None:
-        raise RenderError(f"{path}: empty file, expected a header with columns {', '.join(LABEL_COLUMNS)}")
-    header = [h.strip() for h in header]
-    missing = [c for c in LABEL_COLUMNS if c not in header]
-    if missing:
-        raise RenderError(f"{path}: row 1: header lacks column(s) {', '.join(missing)} (found {', '.join(header)})")
-    index = {c: header.index(c) for c in LABEL_COLUMNS}
+        notes = read_labels(path)
+    except MusicNetError as exc:
+        raise RenderError(str(exc)) from None
+    # valid now: one record per line, so a note's line number finds its record
+    reader = csv.reader(io.StringIO(path.read_text(encoding="utf-8-sig")))
+    header = [h.strip() for h in next(reader)]
+    score = [header.index(c) for c in ("start_beat", "end_beat", "note_value")]
+    records = {reader.line_num: record for record in reader}
     rows: List[LabelRow] = []
-    for line_number, record in enumerate(reader, start=2):
-        if not record or all(not cell.strip() for cell in record):
-            continue
-        if len(record) < len(header):
-            raise RenderError(f"{path}: row {line_number}: expected {len(header)} columns, found {len(record)}")
-        cell = {c: record[i].strip() for c, i in index.items()}
-        start = _parse_int(cell["start_time"], "start_time", path, line_number)
-        end = _parse_int(cell["end_time"], "end_time", path, line_number)
-        program = _parse_int(cell["instrument"], "instrument", path, line_number)
-        pitch = _parse_int(cell["note"], "note", path, line_number)
-        if start < 0:
-            raise RenderError(f"{path}: row {line_number}: negative start_time {start}")
-        if end < start:
-            raise RenderError(f"{path}: row {line_number}: end_time {end} is before start_time {start}")
-        if not 1 <= program <= 128:
-            raise RenderError(
-                f"{path}: row {line_number}: unknown instrument program {program} (General MIDI programs are 1..128)"
-            )
-        if not 0 <= pitch <= 127:
-            raise RenderError(f"{path}: row {line_number}: MIDI note {pitch} outside 0..127")
-        rows.append(LabelRow(start, end, program, pitch, cell["start_beat"], cell["end_beat"], cell["note_value"],
-                             line_number))
+    for note in notes:
+        start_beat, end_beat, note_value = (records[int(note["line"])][i].strip() for i in score)
+        rows.append(LabelRow(int(note["start"]), int(note["end"]), int(note["instrument"]), int(note["note"]),
+                             start_beat, end_beat, note_value, int(note["line"])))
     return rows
 
 
