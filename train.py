@@ -29,6 +29,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shlex
 import shutil
 import sys
@@ -39,7 +40,6 @@ from typing import List, Optional, Sequence
 import numpy as np
 import transformers
 from transformers import EarlyStoppingCallback, HfArgumentParser, set_seed
-from transformers.trainer_utils import get_last_checkpoint
 
 from instrument_classifier.context import tune_context
 from instrument_classifier.evaluation.metrics import compute_instrument_metrics, tune_thresholds
@@ -97,17 +97,26 @@ def apply_study_settings(model_args, training_args, explicit: set) -> dict:
 
 
 def find_checkpoint(training_args, data_args) -> Optional[str | bool]:
-    """The checkpoint to resume from: ``--resume_from_checkpoint PATH|true``, else the last one in output_dir."""
+    """The checkpoint to resume from: ``--resume_from_checkpoint PATH|true``, else the last one in output_dir.
+
+    Only complete checkpoints count: a run killed while writing ``checkpoint-N`` leaves it without
+    ``trainer_state.json`` (the Trainer writes it last), and resuming from it fails. Such folders are skipped,
+    with a warning, for the last complete one.
+    """
     output_dir = training_args.output_dir
     requested = training_args.resume_from_checkpoint
     if requested is not None:
         if str(requested).lower() in ("true", "last"):
-            last = get_last_checkpoint(output_dir) if os.path.isdir(output_dir) else None
+            last = last_complete_checkpoint(output_dir) if os.path.isdir(output_dir) else None
             if last is None:
-                raise TrainingSetupError(f"--resume_from_checkpoint {requested}: no checkpoint-* folder in {output_dir}")
+                raise TrainingSetupError(f"--resume_from_checkpoint {requested}: no complete checkpoint-* folder in "
+                                         f"{output_dir}")
             return last
         if not os.path.isdir(requested):
             raise TrainingSetupError(f"--resume_from_checkpoint {requested}: no such checkpoint folder")
+        if not _complete_checkpoint(Path(requested)):
+            raise TrainingSetupError(f"--resume_from_checkpoint {requested}: incomplete checkpoint (no readable "
+                                     "trainer_state.json; the run was stopped while writing it)")
         return requested
     if not os.path.isdir(output_dir) or not os.listdir(output_dir):
         return None
@@ -116,14 +125,39 @@ def find_checkpoint(training_args, data_args) -> Optional[str | bool]:
             for old in Path(output_dir).glob("checkpoint-*"):
                 shutil.rmtree(old, ignore_errors=True)
         return None
-    last = get_last_checkpoint(output_dir)
+    last = last_complete_checkpoint(output_dir)
     if last is None:
         raise TrainingSetupError(
-            f"output directory {output_dir} exists and is not empty but has no checkpoint to resume; use "
+            f"output directory {output_dir} exists and is not empty but has no complete checkpoint to resume; use "
             "--overwrite_output_dir to train there from scratch, or another --output_dir"
         )
     logger.info("found %s in the output directory (use --overwrite_output_dir to start from scratch)", last)
     return last
+
+
+def last_complete_checkpoint(output_dir: str) -> Optional[str]:
+    """The ``checkpoint-N`` folder of ``output_dir`` with the highest N that is complete; warns about newer,
+    incomplete ones (skipped)."""
+    found = [(int(m.group(1)), path) for path in Path(output_dir).iterdir()
+             if path.is_dir() and (m := _CHECKPOINT.fullmatch(path.name))]
+    for _, path in sorted(found, reverse=True):
+        if _complete_checkpoint(path):
+            return str(path)
+        logger.warning("skipping %s: incomplete checkpoint (no readable trainer_state.json: the run was stopped "
+                       "while writing it); an earlier one is used", path)
+    return None
+
+
+_CHECKPOINT = re.compile(r"checkpoint-(\d+)")
+
+
+def _complete_checkpoint(folder: Path) -> bool:
+    # trainer_state.json is what the Trainer writes last into a checkpoint; a kill can also cut it short
+    try:
+        state = json.loads((folder / "trainer_state.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(state, dict) and "global_step" in state
 
 
 def predict_probabilities(trainer, dataset):

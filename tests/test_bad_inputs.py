@@ -704,3 +704,76 @@ def test_a_stray_quote_in_a_long_label_file_is_an_error_naming_file_and_row(skip
     dataset, info, _ = load_prepared(out)
     assert sorted(set(dataset["train"]["recording_id"])) == ["corpus/11", "corpus/13", "corpus/14"]
     assert "row 3" in info["skipped"][0]["reason"]
+
+
+class _KilledWhileSaving(Exception):
+    """Stands for the kill: the run stops right after its checkpoint at step 4 is complete."""
+
+
+@pytest.fixture(scope="module")
+def train_module():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("train_script", Path(__file__).resolve().parents[1] / "train.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def small_dataset(tmp_path_factory) -> Path:
+    """The small corpus prepared: 6 train windows (3 pieces), 2 validation windows, 2 test windows."""
+    from instrument_classifier.data.prepare import build_dataset
+
+    root = tmp_path_factory.mktemp("small_dataset")
+    build_dataset(small_corpus(root / "corpus"), root / "dataset", cache_dir=root / "cache", progress=False)
+    return root / "dataset"
+
+
+@pytest.mark.parametrize("how", ["--resume_from_checkpoint true", "rerun without the flag"])
+def test_training_killed_while_writing_a_checkpoint_resumes_from_the_last_complete_one(how, train_module,
+                                                                                       small_dataset, tmp_path):
+    """A run killed while ``checkpoint-6`` is written leaves it without ``trainer_state.json`` (item 7).
+
+    Before, ``--resume_from_checkpoint true`` picked it and ended in a ``ValueError`` traceback, and a rerun
+    without the flag failed on the missing ``trainer_state.json``. Now both skip it, say so, and resume from
+    ``checkpoint-4``, the last complete one.
+    """
+    import json
+    import os
+    import re
+    import subprocess
+    import sys
+
+    from transformers import TrainerCallback
+
+    class KillAfterCheckpoint4(TrainerCallback):
+        def on_save(self, args, state, control, **kwargs):
+            if state.global_step >= 4:
+                raise _KilledWhileSaving
+
+    run = tmp_path / "run"
+    args = ["--model_type", "cnn", "--config_overrides", "channels=[8,16]", "--dataset_path", str(small_dataset),
+            "--output_dir", str(run), "--per_device_train_batch_size", "2", "--max_steps", "6",
+            "--save_strategy", "steps", "--save_steps", "2", "--eval_strategy", "no",
+            "--load_best_model_at_end", "false", "--logging_steps", "1", "--seed", "0", "--report_to", "none",
+            "--disable_tqdm", "true"]
+    with pytest.raises(_KilledWhileSaving):
+        train_module.main(args, callbacks=[KillAfterCheckpoint4()])
+    assert (run / "checkpoint-4" / "trainer_state.json").is_file() and not (run / "model.safetensors").exists()
+    # killed while writing checkpoint-6: its weights half written, the trainer state (written last) not yet
+    partial = run / "checkpoint-6"
+    partial.mkdir()
+    weights = (run / "checkpoint-4" / "model.safetensors").read_bytes()
+    (partial / "model.safetensors").write_bytes(weights[: len(weights) // 2])
+
+    extra = ["--resume_from_checkpoint", "true"] if how.startswith("--") else []
+    proc = subprocess.run([sys.executable, str(Path(__file__).resolve().parents[1] / "train.py"), *args, *extra],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=600,
+                          env=dict(os.environ, HF_HUB_OFFLINE="1"), stdin=subprocess.DEVNULL)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0 and "Traceback" not in output, output[-4000:]
+    assert "checkpoint-6" in output and "incomplete" in output, output[-4000:]
+    assert re.search(r"resuming from \S*checkpoint-4\b", output), output[-4000:]
+    assert json.loads((run / "trainer_state.json").read_text())["global_step"] == 6
+    assert (run / "model.safetensors").is_file() and (run / "checkpoint-6" / "trainer_state.json").is_file()
