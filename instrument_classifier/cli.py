@@ -12,6 +12,8 @@ import importlib
 import sys
 from typing import List, Optional
 
+from . import __version__
+
 # name -> (module, one-line help)
 COMMANDS = {
     "synth": ("instrument_classifier.data.render", "render MusicNet label CSVs to a MusicNet-layout corpus with FluidSynth"),
@@ -30,6 +32,7 @@ def build_parser(command: Optional[str] = None) -> argparse.ArgumentParser:
         prog="instrument-classifier",
         description="Frame-level musical instrument recognition (MusicNet, Hugging Face models).",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, (module_name, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)

@@ -1,7 +1,8 @@
 """``instrument-classifier demo``: run the Space's Gradio app locally.
 
 The app is :func:`instrument_classifier.space_app.build_demo`, the same code ``space/app.py`` runs on
-Hugging Face Spaces; the example clips come from ``space/examples`` of a source checkout.
+Hugging Face Spaces; the example clips come from the Space's ``examples/`` (shipped in the wheel, or
+``space/examples`` of a source checkout).
 Serves on 127.0.0.1 by default (this machine only); ``--host 0.0.0.0`` exposes it to the network.
 """
 
@@ -25,7 +26,8 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-duration", type=_limit("--max-duration"), default=None, metavar="SECONDS",
                         help="longest accepted recording in seconds (default: $MAX_DURATION_S or 600)")
     parser.add_argument("--examples-dir", type=Path, default=None,
-                        help="folder with examples.csv and clips (default: space/examples of the checkout)")
+                        help="folder with examples.csv and clips (default: the Space's examples, in the installed "
+                             "package or space/examples of the checkout)")
     parser.add_argument("--open", action="store_true", help="open the page in a browser")
     parser.add_argument("--device", default="auto", metavar="auto|cuda|mps|cpu",
                         help="where the models run: auto (default: a CUDA GPU if there is one, else MPS, else the "

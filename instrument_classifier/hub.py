@@ -8,7 +8,8 @@
     left out; a folder without safetensors weights is refused.
 
 ``instrument-classifier push-space --repo-id USER/NAME``
-    Uploads ``space/`` as a Gradio Space together with the runtime part of this package
+    Uploads ``space/`` (from the checkout, or the copy an installed wheel carries as ``instrument_classifier/space``)
+    as a Gradio Space together with the runtime part of this package
     (``instrument_classifier/*.py``, ``modeling/``, ``data/`` code, and the bundled models in
     ``pretrained/``), placed next to ``app.py``. The Space therefore runs the exact code and models
     of this checkout, offline, with no ``pip install`` of this (unpublished) package; its
@@ -48,14 +49,25 @@ __all__ = [
 ]
 
 PACKAGE_DIR = Path(__file__).resolve().parent
-DEFAULT_SPACE_DIR = PACKAGE_DIR.parent / "space"
+
+
+def _default_space_dir() -> Path:
+    # A wheel carries the Space's folder in the package (setup.py copies space/ there); a checkout (or an
+    # editable install) has it next to the package.
+    shipped = PACKAGE_DIR / "space"
+    return shipped if (shipped / "app.py").is_file() else PACKAGE_DIR.parent / "space"
+
+
+#: the Space's folder: ``instrument_classifier/space`` of an installed wheel, else ``space/`` of the checkout
+DEFAULT_SPACE_DIR = _default_space_dir()
 
 # Never uploaded from a model folder: trainer state, pickled objects (unsafe to load), logs.
 _MODEL_EXCLUDE = ("checkpoint-*", "runs", "*.bin", "*.pt", "*.pth", "*.ckpt", "*.pkl", "*.tmp", ".*",
                   "__pycache__", "*.pyc", "trainer_state.json", "training_args.json")
 _SPACE_EXCLUDE = ("__pycache__", "*.pyc", ".*", "*.tmp", "flagged", ".gradio")
-# The package minus what only makes data (label excerpts and their script) and anything generated.
-_PACKAGE_EXCLUDE = ("excerpts", "__pycache__", "*.pyc", ".*", "*.tmp", "checkpoint-*", "runs", "*.bin", "*.pt", "*.pth")
+# The package minus what only makes data (label excerpts and their script), the Space's own folder that a wheel
+# carries (uploaded as the Space's top level instead), and anything generated.
+_PACKAGE_EXCLUDE = ("excerpts", "space", "__pycache__", "*.pyc", ".*", "*.tmp", "checkpoint-*", "runs", "*.bin", "*.pt", "*.pth")
 
 
 class HubError(ValueError):

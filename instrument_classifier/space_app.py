@@ -421,8 +421,11 @@ CSS = """
 
 
 def default_examples_dir() -> Optional[Path]:
-    """``space/examples`` of a source checkout, if present."""
-    folder = PACKAGE_DIR.parent / "space" / "examples"
+    """The Space's example clips: ``space/examples`` of the Space's folder (in an installed wheel, or the checkout's),
+    if present."""
+    from .hub import DEFAULT_SPACE_DIR
+
+    folder = DEFAULT_SPACE_DIR / "examples"
     return folder if folder.is_dir() else None
 
 
