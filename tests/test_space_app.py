@@ -228,6 +228,29 @@ def test_display_names_are_sanitised_and_duration_is_checked_from_the_header(tmp
     assert space_app.check_upload(path, space_app.AppLimits(max_duration_s=60)) == pytest.approx(40.0)
 
 
+def test_space_pins_are_the_tested_versions():
+    """space/requirements.txt says its pins are the versions the app is tested with: they must be this
+    environment's (transformers was pinned at 5.23 while the tests ran 5.25), and so must the Space's Gradio
+    (README's sdk_version) and Python."""
+    import re
+    import sys
+    from importlib.metadata import version
+
+    pins = {}
+    for line in (REPO_ROOT / "space" / "requirements.txt").read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            match = re.fullmatch(r"([A-Za-z0-9_.-]+)==([^\s;]+)", line)
+            assert match, f"space/requirements.txt: {line!r} is not pinned with =="
+            pins[match.group(1)] = match.group(2)
+    assert {"torch", "transformers", "huggingface_hub", "numpy", "soundfile", "matplotlib"} <= set(pins)
+    tested = {name: version(name).split("+")[0] for name in pins}  # torch's local tag: +cpu here, +cuXXX on the Hub
+    assert pins == tested
+    header = (REPO_ROOT / "space" / "README.md").read_text().split("---")[1]
+    assert f"sdk_version: {version('gradio')}" in header
+    assert f'python_version: "{sys.version_info.major}.{sys.version_info.minor}"' in header
+
+
 # --------------------------------------------------------------------------- real browser
 
 
