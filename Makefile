@@ -54,9 +54,19 @@ test: $(STAMP)
 
 # The generalisation recipe: several sample libraries, one held out; writes instrument_classifier/pretrained/.
 # MUSICNET: your MusicNet folder (musicnet.tar.gz unpacked; only train_labels/ and test_labels/ are read).
+# Then the musicnn classifier on the same renders (instrument_classifier/recipe_musicnn.py) -> pretrained/musicnn.
+# VPO: your clone of eodowd/VirtualPlayingOrchestra (default corpora/recipe/libraries/VirtualPlayingOrchestra);
+# MUSICNN_WEIGHTS: scripts/convert_musicnn.py's output (default musicnn_mtt.safetensors); REAL_DEV: labelled real
+# clips to tune the thresholds on (default ../shared/real-dev/manifest.csv; without it they are not tuned).
 MUSICNET ?= ../shared/musicnet
+VPO ?=
+MUSICNN_WEIGHTS ?=
+REAL_DEV ?=
 models: $(STAMP)
 	$(PY) -m instrument_classifier.recipe --musicnet $(MUSICNET) --workdir corpora/recipe --output instrument_classifier/pretrained
+	$(PY) -m instrument_classifier.recipe_musicnn --musicnet $(MUSICNET) --workdir corpora/recipe --output instrument_classifier/pretrained \
+	  $(if $(VPO),--sampler-library $(VPO)) $(if $(MUSICNN_WEIGHTS),--musicnn-weights $(MUSICNN_WEIGHTS)) \
+	  $(if $(REAL_DEV),--real-dev $(REAL_DEV))
 
 bench: $(STAMP)
 	for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b; done

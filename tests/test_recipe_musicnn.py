@@ -1,0 +1,298 @@
+"""The musicnn recipe stage (``python -m instrument_classifier.recipe_musicnn``) end to end, on real components at
+tiny scale: four shipped MusicNet label excerpts, three small SoundFonts (two training libraries, one held out,
+checked disjoint), a small DecentSampler library shaped like the Virtual Playing Orchestra (every preset of its
+note map, in a git checkout), a musicnn network with seeded random weights saved as safetensors, and real audio
+(excerpts of the Space's examples) as the labelled real clips the thresholds are tuned on.
+"""
+
+from __future__ import annotations
+
+import ast
+import csv
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from safetensors.torch import save_file
+
+from instrument_classifier import recipe, recipe_musicnn
+from instrument_classifier.data import sampler
+from instrument_classifier.recipe import Library, RecipeSettings
+from instrument_classifier.recipe_musicnn import MusicnnSettings, run_musicnn_recipe
+from test_soundfonts import tone, write_sf
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+EXCERPTS = REPO_ROOT / "instrument_classifier" / "data" / "excerpts"
+EXAMPLES = REPO_ROOT / "space" / "examples"
+SR = 44100
+#: wind quintet, piano quintet with contrabass, wind and strings octet (the validation piece), solo cello; test:
+#: a string quartet
+TRAIN_IDS, TEST_IDS = ("2082", "1727", "2221", "2285"), ("2106",)
+MUSICNET11 = (1, 7, 41, 42, 43, 44, 61, 69, 71, 72, 74)
+DISTRACTORS = (57, 66, 25)  # trumpet, alto sax, nylon guitar
+
+
+@pytest.fixture(scope="module")
+def backbone_file(tmp_path_factory):
+    """A musicnn state dict with seeded random weights and non-trivial batch-norm statistics, as safetensors."""
+    from instrument_classifier.modeling.musicnn_frontend import MusicnnFrontend
+
+    torch.manual_seed(0)
+    net = MusicnnFrontend()
+    for module in net.modules():
+        if isinstance(module, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)):
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.5, 2.0)
+    path = tmp_path_factory.mktemp("musicnn") / "musicnn_random.safetensors"
+    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(path))
+    # what convert_musicnn.py writes beside the weights: the licence text goes with every copy
+    path.with_suffix(".json").write_text(json.dumps({
+        "source": {"package": "musicnn", "version": "0.1.0"},
+        "licence": {"name": "ISC", "text": "ISC License\n\nCopyright (c) 2019, Jordi Pons (test copy)\n"}}))
+    return path
+
+
+def tiny_musicnet(root: Path) -> Path:
+    for split, ids in (("train", TRAIN_IDS), ("test", TEST_IDS)):
+        (root / f"{split}_labels").mkdir(parents=True)
+        for rid in ids:
+            shutil.copy(EXCERPTS / f"{split}_labels" / f"{rid}.csv", root / f"{split}_labels" / f"{rid}.csv")
+    with open(EXCERPTS / "musicnet_metadata.csv", newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r["id"] in TRAIN_IDS + TEST_IDS]
+    with open(root / "musicnet_metadata.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return root
+
+
+def tiny_soundfont(path: Path, seed: int, distractors=()) -> Path:
+    """One preset per program, each its own recording (seeded): libraries of other seeds share none."""
+    programs = list(MUSICNET11) + list(distractors)
+    presets = [(f"P{p}", p, [(i, (0, 127), (0, 127))]) for i, p in enumerate(programs)]
+    samples = [(f"s{p}", tone(110 * 2 ** (i / 7), seconds=1.5, seed=seed * 100 + i, vibrato=0.2 * seed), 45 + i)
+               for i, p in enumerate(programs)]
+    return write_sf(path, presets, samples)
+
+
+def fake_vpo(root: Path) -> Path:
+    """Every preset of sampler.VPO_INSTRUMENTS, each group one looped saw sample; a git checkout."""
+    groups = {}
+    for variants in sampler.VPO_INSTRUMENTS.values():
+        for variant in variants:
+            for articulation in sampler.ARTICULATIONS:
+                for layer in getattr(variant, articulation):
+                    groups[layer.preset] = max(groups.get(layer.preset, 0), *layer.groups)
+    (root / "Samples").mkdir(parents=True)
+    t = np.arange(int(1.5 * SR)) / SR
+    saw = sum(np.sin(2 * np.pi * 261.63 * k * t) / k for k in range(1, 12))
+    sf.write(root / "Samples" / "saw_c4.wav", (0.3 * saw / np.abs(saw).max()).astype(np.float32), SR,
+             subtype="PCM_16")
+    group = '<group><sample path="Samples\\saw_c4.wav" rootNote="60" loNote="0" hiNote="127"/></group>'
+    for preset, last in groups.items():
+        (root / preset).write_text(f"<DecentSampler><groups>{group * (last + 1)}</groups></DecentSampler>\n")
+    git = ["git", "-C", str(root), "-c", "user.name=t", "-c", "user.email=t@example.org"]
+    subprocess.run(["git", "init", "-q", str(root)], check=True)
+    subprocess.run(git + ["add", "-A"], check=True)
+    subprocess.run(git + ["commit", "-q", "-m", "fake VPO"], check=True)
+    return root
+
+
+def real_clips(folder: Path) -> Path:
+    """3-s excerpts of the Space's four examples (real renders of MusicNet test pieces), three per file, and one
+    1-s clip; a manifest with their instruments (durations given for some rows only)."""
+    folder.mkdir()
+    with open(EXAMPLES / "examples.csv", newline="") as f:
+        examples = list(csv.DictReader(f))
+    rows = []
+    for example in examples:
+        audio, sr = sf.read(EXAMPLES / example["file"], dtype="float32")
+        for k, start in enumerate((0.0, 3.5, 7.0)):
+            name = f"{Path(example['file']).stem}_{k}.wav"
+            sf.write(folder / name, audio[int(start * sr): int((start + 3) * sr)], sr)
+            rows.append([name, example["instruments"].replace(", ", ";"), "3.0" if k else ""])
+    audio, sr = sf.read(EXAMPLES / examples[0]["file"], dtype="float32")
+    sf.write(folder / "short.wav", audio[: sr], sr)
+    rows.append(["short.wav", examples[0]["instruments"].replace(", ", ";"), ""])
+    with open(folder / "manifest.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["file", "instruments", "duration_s"])
+        writer.writerows(rows)
+    return folder / "manifest.csv"
+
+
+@pytest.fixture
+def tiny_recipe(tmp_path, monkeypatch, backbone_file):
+    """Settings and inputs of a run that takes about a minute: 6-s excerpts, tiny libraries, one process."""
+    libraries = tmp_path / "soundfonts"
+    libraries.mkdir()
+    # FluidR3 plays the distractors as well, as the real one does
+    monkeypatch.setitem(recipe.LIBRARIES, "fluidr3", Library(
+        "fluidr3", str(tiny_soundfont(libraries / "fluidr3.sf2", 1, DISTRACTORS)), "test"))
+    monkeypatch.setitem(recipe.LIBRARIES, "musescore", Library(
+        "musescore", str(tiny_soundfont(libraries / "musescore.sf2", 2)), "test"))
+    monkeypatch.setitem(recipe.LIBRARIES, "merlin", Library(
+        "merlin", str(tiny_soundfont(libraries / "merlin.sf2", 3)), "test"))
+    monkeypatch.setattr(recipe, "MUSICNET_LABELS", tiny_musicnet(tmp_path / "musicnet"))
+    settings = RecipeSettings(excerpt_seconds=6.0, excerpt_stride_seconds=3.0, heldout_validation_seconds=6.0,
+                              num_proc=1)
+    mset = MusicnnSettings(vpo_start_seconds=0.0, vpo_seconds=6.0, distractor_start_seconds=2.0,
+                           distractor_seconds=6.0, batch_size=16)
+    return {"workdir": tmp_path / "work", "output": tmp_path / "pretrained", "settings": settings, "mset": mset,
+            "weights": backbone_file, "sampler_library": fake_vpo(tmp_path / "VirtualPlayingOrchestra"),
+            "real_dev": real_clips(tmp_path / "real-dev")}
+
+
+def _run(tiny, **changes):
+    kwargs = {**tiny, **changes}
+    return run_musicnn_recipe(kwargs.pop("workdir"), kwargs.pop("output"), kwargs.pop("settings"),
+                              kwargs.pop("mset"), **kwargs)
+
+
+def test_the_stage_builds_tunes_evaluates_and_exports_a_model_and_resumes(tiny_recipe, monkeypatch, capsys):
+    from instrument_classifier.inference import load_model, predict_timeline
+    from instrument_classifier.modeling import InstrumentMusicnnForAudioClassification
+
+    results = _run(tiny_recipe)
+    workdir, folder = tiny_recipe["workdir"], tiny_recipe["output"] / "musicnn"
+
+    # sources: the weights' hash, the checkout's commit
+    commit = subprocess.run(["git", "-C", str(tiny_recipe["sampler_library"]), "rev-parse", "HEAD"],
+                            capture_output=True, text=True, check=True).stdout.strip()
+    assert results["sources"]["sampler_library"]["commit"] == commit
+    assert results["sources"]["musicnn_weights"]["licence"] == "ISC"
+    info = json.loads((workdir / "render" / "vpo-dry" / "render_info.json").read_text())
+    assert info["renderer"] == "sampler" and info["library_commit"] == commit
+    distractors = json.loads((workdir / "render" / "fluidr3-distractors-dry" / "render_info.json").read_text())
+    assert distractors["distractors"]["probability"] == 0.5 and set(distractors["distractors"]["programs"]) == set(DISTRACTORS)
+
+    # one dataset of the four training corpora, validation and test from the held-out library
+    prepared = json.loads((workdir / "datasets" / "musicnn" / "prepare_info.json").read_text())
+    assert [Path(d).name for d in prepared["data_dirs"]] == [
+        "fluidr3-train", "musescore-train", "vpo-train", "fluidr3-distractors-train"]
+    assert [Path(d).name for d in prepared["validation_data_dirs"]] == ["merlin-validation"]
+    assert [Path(d).name for d in prepared["eval_data_dirs"]] == ["merlin-test"]
+    assert prepared["window_frames"] == prepared["hop_frames"] == 187
+    assert {r.split("/")[0] for r in prepared["splits"]["train"]["recording_ids"]} == {
+        "fluidr3-train", "musescore-train", "vpo-train", "fluidr3-distractors-train"}
+    assert {r.split("/")[0] for r in prepared["splits"]["validation"]["recording_ids"]} == {"merlin-validation"}
+
+    # thresholds: tuned on the real clips, in the exported config; the training's own from validation windows
+    tune = json.loads((workdir / "musicnn" / "tune-real-dev" / "metrics.json").read_text())
+    tuned = tune["model"]["tuned_thresholds"]
+    assert results["thresholds"]["real_dev"] == tuned and results["thresholds"]["exported"] == "real_dev"
+    assert tuned["Piano"] != 0.8 and tuned["Oboe"] == 0.8  # 6 piano clips: tuned; no oboe clip: the default cut
+    model, extractor = load_model(folder)
+    assert isinstance(model, InstrumentMusicnnForAudioClassification) and extractor.feature_type == "musicnn"
+    labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
+    assert model.config.thresholds == pytest.approx([tuned[label] for label in labels])
+    timeline = predict_timeline(model, extractor, EXAMPLES / "haydn_string_quartet_53.ogg")
+    assert timeline.window_probs.shape == (4, 11) and set(timeline.clip) == set(labels)
+
+    # results: real clips (all, cross-validated, the 12 of 2.5 s or more), then the held-out test windows
+    real = results["real_dev"]
+    assert real["num_clips"] == 13 and real["long_clips"]["num_clips"] == 12
+    assert set(real["cross_validated"]) >= {"f1_micro", "false_alarms_per_clip"}
+    assert set(results["merlin_test"]) == {"validation_thresholds", "tuned_thresholds"}
+    # (one test piece, a string quartet: its instruments play in every window, so no class has an AUC here)
+    assert 0.0 <= results["merlin_test"]["tuned_thresholds"]["f1_micro"] <= 1.0
+    assert json.loads((workdir / "recipe_musicnn_results.json").read_text()) == results
+    assert json.loads((folder / "recipe_musicnn_results.json").read_text()) == results
+
+    # the exported folder: weights, code, feature extractor, card, the musicnn licence; nothing else
+    files = {p.name for p in folder.iterdir()}
+    assert {"model.safetensors", "config.json", "preprocessor_config.json", "modeling_instrument_musicnn.py",
+            "musicnn_frontend.py", "README.md", "MUSICNN_LICENSE.md", "recipe_musicnn_results.json"} <= files
+    assert not any(name.endswith((".bin", ".pt", ".pkl", ".npz")) for name in files)
+    card = (folder / "README.md").read_text()
+    for phrase in ("FluidR3", "MuseScore", "Virtual Playing Orchestra", "distractors", "merlin",
+                   "CC BY-NC-SA 3.0", "ISC", "CC BY 4.0", "cross-validated", "development set"):
+        assert phrase in card, phrase
+    assert card.index("Results on real recordings") < card.index("synthetic held-out test")
+    assert f"| all 13 | tuned on them | {real['tuned']['roc_auc_macro']:.3f} |" in card
+    assert not [p for p in tiny_recipe["output"].iterdir() if p.name.startswith(".")]  # no temporary folders
+
+    log = json.loads((workdir / "recipe_musicnn_log.json").read_text())["steps"]
+    for step in ("sources", "render vpo train [0, 6) s", "perturb vpo (train)", "prepare datasets/musicnn",
+                 "train (linear probe)", "tune (real clips)", "evaluate"):
+        assert f"musicnn: {step}" in log, (step, list(log))
+    assert "render fluidr3 train [0, 6) s" in json.loads((workdir / "recipe_log.json").read_text())["steps"]
+
+    # a second run finds everything done: nothing is rendered, trained, tuned or evaluated again
+    def refuse(*args, **kwargs):
+        raise AssertionError("a finished step ran again")
+
+    from instrument_classifier.data import perturb_corpus, render
+    from instrument_classifier.evaluation import clips, evaluate_models
+
+    with pytest.MonkeyPatch.context() as patch:
+        for module, name in ((recipe, "run_recipe"), (sampler, "render_corpus"), (render, "render_corpus"),
+                             (perturb_corpus, "perturb_corpus"), (recipe_musicnn, "train_probe"),
+                             (recipe_musicnn, "export_model"), (clips, "evaluate_clips"),
+                             (evaluate_models, "evaluate_models")):
+            patch.setattr(module, name, refuse)
+        capsys.readouterr()
+        stamp = (folder / "model.safetensors").stat().st_mtime_ns
+        assert _run(tiny_recipe) == results
+        out = capsys.readouterr().out
+    assert out.count("done earlier, skipped") == 11, out  # every step, each render and perturb
+    assert (folder / "model.safetensors").stat().st_mtime_ns == stamp
+
+    # without labelled real clips the thresholds stay those of the held-out validation windows
+    missing = tiny_recipe["real_dev"].parent / "no-such-manifest.csv"
+    without = _run(tiny_recipe, real_dev=missing, stop_after="evaluate")
+    assert "no labelled real clips there" in capsys.readouterr().out
+    assert without["real_dev"] is None and without["thresholds"]["real_dev"] is None
+    assert without["thresholds"]["exported"] == "validation"
+    config = json.loads((workdir / "musicnn" / "model-tuned" / "config.json").read_text())
+    trained = json.loads((workdir / "musicnn" / "train.json").read_text())["validation_thresholds"]
+    assert config["thresholds"] == pytest.approx([trained[config["id2label"][str(i)]] for i in range(11)], abs=1e-4)
+    assert (folder / "model.safetensors").stat().st_mtime_ns == stamp  # stopped before the export
+    card = recipe_musicnn.model_card(without, tiny_recipe["settings"], tiny_recipe["mset"])
+    assert "no labelled real recordings" in card and "Results on real recordings" not in card
+
+
+def test_missing_weights_say_how_to_convert_them(tmp_path, capsys):
+    """The message carries convert_musicnn.py's own commands (checked against its docstring)."""
+    docstring = ast.get_docstring(ast.parse((REPO_ROOT / "scripts" / "convert_musicnn.py").read_text()))
+    for line in recipe_musicnn.CONVERSION_COMMANDS.splitlines():
+        assert line in docstring, line
+    labels = tiny_musicnet(tmp_path / "musicnet")
+    code = recipe_musicnn.main(["--workdir", str(tmp_path / "work"), "--musicnet", str(labels),
+                                "--musicnn-weights", str(tmp_path / "none.safetensors")])
+    err = capsys.readouterr().err
+    assert code == 2 and f"{tmp_path / 'none.safetensors'}: musicnn weights not found" in err
+    assert "scripts/convert_musicnn.py --wheel musicnn-0.1.0-py3-none-any.whl" in err
+    assert "pip download --no-deps musicnn==0.1.0" in err
+
+
+def test_missing_or_wrong_sources_are_refused_with_what_to_do(tmp_path, backbone_file):
+    from instrument_classifier.recipe import RecipeError
+
+    vpo = tmp_path / "VPO"
+    with pytest.raises(RecipeError) as missing:
+        recipe_musicnn.check_sources(backbone_file, vpo, tmp_path / "sources.json")
+    assert f"git clone https://github.com/eodowd/VirtualPlayingOrchestra {vpo}" in str(missing.value)
+    assert f"git -C {vpo} checkout f6d77b7971d900b7b3d97b9e3098aa345032e791" in str(missing.value)
+    vpo.mkdir()
+    with pytest.raises(RecipeError, match="not a Virtual Playing Orchestra checkout"):
+        recipe_musicnn.check_sources(backbone_file, vpo, tmp_path / "sources.json")
+    wrong = tmp_path / "wrong.safetensors"
+    save_file({"weight": torch.zeros(3)}, str(wrong))
+    with pytest.raises(RecipeError, match=f"{wrong}: not MTT_musicnn weights"):
+        recipe_musicnn.check_sources(wrong, vpo, tmp_path / "sources.json")
+    (tmp_path / "text.safetensors").write_text("not weights")
+    with pytest.raises(RecipeError, match="not a safetensors file"):
+        recipe_musicnn.check_sources(tmp_path / "text.safetensors", vpo, tmp_path / "sources.json")
+    assert not (tmp_path / "sources.json").exists()
+
+
+def test_make_models_runs_the_stage_after_the_recipe():
+    makefile = (REPO_ROOT / "Makefile").read_text()
+    models = makefile[makefile.index("\nmodels:"):].split("\n\n")[0]
+    assert models.index("-m instrument_classifier.recipe ") < models.index("-m instrument_classifier.recipe_musicnn ")
