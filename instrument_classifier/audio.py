@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Iterator, Tuple
+from typing import Iterator, Optional, Tuple
 
 import numpy as np
 import soundfile as sf
@@ -31,8 +31,13 @@ class AudioError(ValueError):
     """Audio that cannot be used; the message names the file."""
 
 
-def audio_info(path: str | os.PathLike) -> sf._SoundFileInfo:
-    """Header of an audio file; raises :class:`AudioError` for missing, empty or unreadable files."""
+def audio_info(path: str | os.PathLike, max_samples: Optional[int] = None) -> sf._SoundFileInfo:
+    """Header of an audio file; raises :class:`AudioError` for missing, empty, unreadable or truncated files.
+
+    A header without a length (a FLAC written to a pipe) is completed by decoding the file once to count its
+    frames (in blocks; remembered for the file's size and time), stopping past ``max_samples`` samples
+    (frames x channels) if given: then ``frames`` is a lower bound above that limit.
+    """
     path = os.fspath(path)
     if not os.path.exists(path):
         raise AudioError(f"{path}: no such audio file")
@@ -42,9 +47,12 @@ def audio_info(path: str | os.PathLike) -> sf._SoundFileInfo:
         info = sf.info(path)
     except Exception as exc:  # soundfile raises LibsndfileError/RuntimeError/TypeError
         raise AudioError(f"{path}: not a readable audio file ({_short(exc)})") from None
+    _check_complete(path, info)  # first: a cut Ogg can announce zero frames
+    if info.frames == UNKNOWN_LENGTH:
+        info.frames = _counted_frames(path, info, max_samples)
+        info.duration = info.frames / info.samplerate
     if info.frames == 0:
         raise AudioError(f"{path}: zero-length audio (no samples)")
-    _check_complete(path, info)
     return info
 
 
@@ -54,18 +62,92 @@ _SHORT_DATA = re.compile(r"^\s*(?:data|SSND)\s*:\s*(\d+)\s*\(should be (\d+)\)",
 _UNKNOWN_SIZES = (0xFFFFFFFF, 0x7FFFFFFF, 0x7FFFF000)
 
 
+# W64's log when the file is shorter than its riff chunk: "riff : 264704 (should be 132352)"
+_SHORT_W64 = re.compile(r"^\s*riff\s*:\s*(\d+)\s*\(should be (\d+)\)", re.MULTILINE)
+# the length a header declares in frames (RF64's ds64, AIFF's COMM, CAF, FLAC); libsndfile then reports
+# only the frames present
+_DECLARED_FRAMES = re.compile(r"^\s*Frames\s*:\s*(\d+)\s*$", re.MULTILINE)
+# libsndfile's log of an Ogg stream that does not end with its end-of-stream page
+_OGG_CUT = ("without an End-Of-Stream", "lacks an end-of-stream bit", "Junk after the last page")
+#: libsndfile's frame count when the header gives no length (SF_COUNT_MAX)
+UNKNOWN_LENGTH = 2**63 - 1
+#: an MP3's length in its header is an estimate (Xing/Info frame or bit rate): shortfalls within this share of
+#: it, plus two MPEG frames, are not truncation
+MP3_LENGTH_SLACK = 0.01
+
+
 def _check_complete(path: str, info) -> None:
-    # libsndfile silently decodes a truncated WAV as a shorter file; a half-copied recording must not pass
+    # libsndfile silently decodes a truncated file as a shorter one; a half-copied recording must not pass
     # for a complete one (its labels would then run past the audio, its prediction cover only a part).
-    match = _SHORT_DATA.search(getattr(info, "extra_info", "") or "")
-    if match is None:
-        return
-    declared, present = int(match.group(1)), int(match.group(2))
-    if declared > present and declared not in _UNKNOWN_SIZES:
-        raise AudioError(
-            f"{path}: truncated file: the header announces {declared} bytes of audio data but only {present} "
-            f"are present ({info.frames / info.samplerate:.2f} s of audio); was the download or copy interrupted?"
-        )
+    # Here what the header and libsndfile's log tell; stream_audio compares the decoded length at the end.
+    log = getattr(info, "extra_info", "") or ""
+    present_s = f"{info.frames / info.samplerate:.2f} s of audio" if info.frames != UNKNOWN_LENGTH else "audio"
+    short = [(int(m.group(1)), int(m.group(2))) for m in _SHORT_DATA.finditer(log)]
+    if info.format == "W64":
+        short += [(int(m.group(1)), int(m.group(2))) for m in _SHORT_W64.finditer(log)]
+    for declared, present in short:
+        if declared > present and declared not in _UNKNOWN_SIZES:
+            raise AudioError(
+                f"{path}: truncated file: the header announces {declared} bytes of audio data but only {present} "
+                f"are present ({present_s}); was the download or copy interrupted?"
+            )
+    declared = [int(m.group(1)) for m in _DECLARED_FRAMES.finditer(log)]
+    if declared and max(declared) > info.frames:
+        raise AudioError(f"{path}: truncated file: the header announces {max(declared)} frames but only "
+                         f"{info.frames} are present ({present_s}); was the download or copy interrupted?")
+    if info.format == "OGG" and any(marker in log for marker in _OGG_CUT):
+        raise AudioError(f"{path}: truncated file: the Ogg stream ends without its end-of-stream page "
+                         f"({present_s}); was the download or copy interrupted?")
+
+
+def _check_decoded_length(path: str, info, decoded: int) -> None:
+    """The decoded frames against the header's count (for Ogg: its last page's; FLAC: STREAMINFO)."""
+    expected = int(info.frames)
+    if info.format == "MPEG":
+        expected -= int(MP3_LENGTH_SLACK * expected) + 2 * 1152
+    if decoded < expected:
+        raise AudioError(f"{path}: truncated file: the header announces {info.frames} frames but the audio data "
+                         f"ends after {decoded} ({decoded / info.samplerate:.2f} s); was the download or copy "
+                         "interrupted?")
+
+
+_COUNTED: dict = {}  # (path, size, mtime_ns) -> frames, for headers without a length
+
+
+def _counted_frames(path: str, info, max_samples: Optional[int]) -> int:
+    stat = os.stat(path)
+    key = (os.path.abspath(path), stat.st_size, stat.st_mtime_ns)
+    if key in _COUNTED:
+        return _COUNTED[key]
+    limit = None if max_samples is None else max_samples // info.channels + 1
+    count = 0
+    try:
+        with sf.SoundFile(path) as f:
+            buffer = np.empty((max(1, BLOCK_SAMPLES // info.channels), info.channels), dtype=np.float32)
+            while limit is None or count < limit:
+                read = _read_unknown_length(f, buffer)
+                count += read
+                if read < len(buffer):
+                    break
+    except Exception as exc:
+        raise AudioError(f"{path}: audio data could not be decoded near sample {count} ({_short(exc)})") from None
+    if limit is None or count < limit:  # only a complete count is worth remembering
+        _COUNTED[key] = count
+    return count
+
+
+def _read_unknown_length(f: sf.SoundFile, buffer: np.ndarray) -> int:
+    """Decode up to ``len(buffer)`` frames into ``buffer`` from a file whose header gives no length.
+
+    SoundFile.read asks libsndfile for its position before each read (``tell``), which a FLAC without a
+    length cannot give ("psf_fseek() failed"); libsndfile's own read needs no position.
+    """
+    pointer = sf._ffi.cast("float *", buffer.ctypes.data)
+    read = sf._snd.sf_readf_float(f._file, pointer, len(buffer))
+    error = sf._snd.sf_error(f._file)
+    if error:
+        raise RuntimeError(sf._ffi.string(sf._snd.sf_error_number(error)).decode("utf-8", "replace"))
+    return int(read)
 
 
 def decoded_samples(info) -> int:
@@ -135,8 +217,12 @@ def stream_audio(
     try:
         with sf.SoundFile(path) as f:
             buffer = np.empty((blocksize, info.channels), dtype=np.float32)  # reused: one block's memory
+            unknown_length = f.frames == UNKNOWN_LENGTH
             while True:
-                block = f.read(dtype="float32", always_2d=True, out=buffer)  # a view of the rows read
+                if unknown_length:
+                    block = buffer[: _read_unknown_length(f, buffer)]
+                else:
+                    block = f.read(dtype="float32", always_2d=True, out=buffer)  # a view of the rows read
                 last = len(block) < blocksize
                 mono = _to_mono(block)
                 if not np.all(np.isfinite(mono)):  # position in the file, not in the block
@@ -149,6 +235,7 @@ def stream_audio(
                     yield mono
                 if last:
                     break
+        _check_decoded_length(path, info, offset)
     except AudioError:
         raise
     except Exception as exc:

@@ -225,7 +225,7 @@ def check_upload(path: str | os.PathLike, limits: AppLimits, name: Optional[str]
     if size > limits.max_upload_bytes:
         raise UploadRejected(f"{name}: {size / 2**20:.1f} MB is over this demo's {limits.max_upload_mb:g} MB limit")
     try:
-        info = audio_info(path)
+        info = audio_info(path, max_samples=limits.max_decoded_samples)  # a header without a length is counted
     except AudioError as exc:
         raise UploadRejected(_public(str(exc), path, name)) from None
     duration = info.frames / float(info.samplerate)

@@ -777,3 +777,87 @@ def test_training_killed_while_writing_a_checkpoint_resumes_from_the_last_comple
     assert re.search(r"resuming from \S*checkpoint-4\b", output), output[-4000:]
     assert json.loads((run / "trainer_state.json").read_text())["global_step"] == 6
     assert (run / "model.safetensors").is_file() and (run / "checkpoint-6" / "trainer_state.json").is_file()
+
+
+# Truncated files in the other containers (item 10): libsndfile reads them as shorter recordings. The check
+# used to know WAV and AIFF only.
+TRUNCATED_CONTAINERS = {
+    "rf64": ("RF64", "PCM_16"),  # cut in the data: libsndfile reports only the frames present
+    "w64": ("W64", "PCM_16"),
+    "ogg_page": ("OGG", "VORBIS"),  # cut between pages: the end-of-stream page is missing
+    "ogg_mid_page": ("OGG", "VORBIS"),  # cut inside the last page
+}
+
+
+def write_truncated(path: Path, case: str) -> Path:
+    """The reference in the case's container, cut short as an interrupted download would be."""
+    fmt, subtype = TRUNCATED_CONTAINERS[case]
+    sf.write(path, reference_audio(), SR, format=fmt, subtype=subtype)
+    data = path.read_bytes()
+    if case == "ogg_page":
+        cut = data.rfind(b"OggS")  # the last page, which carries the end-of-stream flag
+    elif case == "ogg_mid_page":
+        cut = data.rfind(b"OggS") + (len(data) - data.rfind(b"OggS")) // 2
+    else:
+        cut = len(data) * 3 // 4
+    path.write_bytes(data[:cut])
+    return path
+
+
+def write_streamed_flac(path: Path) -> Path:
+    """The reference as FLAC whose header gives no length (total samples 0, no MD5), as a FLAC encoder
+    writing to a pipe leaves it: legitimate, and it must be read in full."""
+    sf.write(path, reference_audio(), SR, format="FLAC", subtype="PCM_24")
+    data = bytearray(path.read_bytes())
+    assert data[:4] == b"fLaC" and data[4] & 0x7F == 0  # STREAMINFO first
+    fields = int.from_bytes(data[18:26], "big")  # rate (20 bits), channels (3), bits (5), total samples (36)
+    data[18:26] = (fields & ~((1 << 36) - 1)).to_bytes(8, "big")
+    data[26:42] = bytes(16)
+    path.write_bytes(bytes(data))
+    assert sf.info(path).frames == 2**63 - 1  # libsndfile: unknown length
+    return path
+
+
+@pytest.mark.parametrize("case", list(TRUNCATED_CONTAINERS))
+@pytest.mark.parametrize("loader", list(LOADERS))
+def test_truncated_files_in_every_container_are_refused(loader, case, tmp_path):
+    path = write_truncated(tmp_path / f"{case}.wav", case)
+    with pytest.raises(AudioError) as err:
+        LOADERS[loader](path)
+    assert str(path) in str(err.value) and "truncated" in str(err.value)
+
+
+@pytest.mark.parametrize("case", list(TRUNCATED_CONTAINERS))
+def test_predict_space_and_prepare_refuse_truncated_files_in_every_container(case, model_dir, space_classify,
+                                                                              tmp_path, capsys):
+    import gradio as gr
+
+    path = write_truncated(tmp_path / f"{case}.wav", case)
+    code, _, err = run_cli(["predict", path, "--model", model_dir, "--no-progress"], capsys)
+    assert_clear_failure(code, err, str(path), "truncated")
+    with pytest.raises(gr.Error) as refused:
+        space_classify(str(path), None)
+    assert path.name in refused.value.message and "truncated" in refused.value.message
+    corpus = small_corpus(tmp_path / "corpus")
+    write_truncated(corpus / "train_data" / "12.wav", case)
+    code, _, err = run_cli(prepare_argv(corpus, tmp_path / "out", tmp_path / "cache"), capsys)
+    assert_clear_failure(code, err, "12.wav", "truncated")
+
+
+def test_a_streamed_flac_without_length_is_read_in_full(model_dir, space_classify, tmp_path, capsys, extractor,
+                                                       ref_features):
+    """Before: ``psf_fseek() failed`` (soundfile asks libsndfile where it is, which FLAC cannot say here)."""
+    import json
+
+    path = write_streamed_flac(tmp_path / "streamed.flac")
+    for loader in LOADERS.values():
+        audio = loader(path)
+        assert len(audio) == len(reference_audio())
+        assert_features_match(extractor.extract(audio), ref_features)
+    out = tmp_path / "result.json"
+    code, _, err = run_cli(["predict", path, "--model", model_dir, "--format", "json", "--output", out,
+                            "--no-progress"], capsys)
+    assert code == 0, err
+    assert json.loads(out.read_text())[0]["duration_s"] == pytest.approx(badfiles.REF_SECONDS, abs=1e-3)
+    clip, *_ = space_classify(str(path), None)
+    assert set(clip) == set(json.loads(out.read_text())[0]["clip"])
