@@ -160,6 +160,27 @@ def _complete_checkpoint(folder: Path) -> bool:
     return isinstance(state, dict) and "global_step" in state
 
 
+def fall_back_to_loss_if_unscorable(training_args, val_labels: np.ndarray, source: str) -> None:
+    """Pick the best checkpoint (and stop early) by validation loss when the chosen metric cannot score validation.
+
+    ROC-AUC (and every macro average) needs a class with positive and negative windows; without one it is NaN
+    every epoch, NaN never counts as an improvement, so early stopping ended the run after its patience and no
+    best checkpoint was recorded.
+    """
+    metric = (training_args.metric_for_best_model or "").removeprefix("eval_")
+    if not (metric.startswith("roc_auc") or metric.endswith("_macro")):
+        return
+    positives = np.asarray(val_labels) > 0.5
+    if (positives.any(axis=0) & ~positives.all(axis=0)).any():
+        return
+    logger.warning("%s: no class has both positive and negative validation windows, so validation %s (ROC-AUC) "
+                   "is NaN every epoch; the best checkpoint and early stopping follow the validation loss instead. "
+                   "Prepare with more validation pieces (--validation_fraction) to use %s.",
+                   source, metric, metric)
+    training_args.metric_for_best_model = "loss"
+    training_args.greater_is_better = False
+
+
 def predict_probabilities(trainer, dataset):
     """``(y_true int (N, L), probabilities (N, L))`` on ``dataset`` (gathered over all processes)."""
     output = trainer.predict(dataset, metric_key_prefix="predict")
@@ -275,6 +296,7 @@ def main(argv: Optional[Sequence[str]] = None, callbacks: Optional[list] = None)
     if "test" in dataset and dataset["test"].num_rows:
         test_set = select_samples(dataset["test"], data_args.max_test_samples).with_format("numpy", columns=FEATURE_COLUMNS)
     labels = list(info["labels"])
+    fall_back_to_loss_if_unscorable(training_args, np.asarray(eval_set["labels"]), info["source"])
 
     # -- model --------------------------------------------------------------------------------
     overrides.update(parse_config_overrides(model_args.config_overrides))

@@ -861,3 +861,28 @@ def test_a_streamed_flac_without_length_is_read_in_full(model_dir, space_classif
     assert json.loads(out.read_text())[0]["duration_s"] == pytest.approx(badfiles.REF_SECONDS, abs=1e-3)
     clip, *_ = space_classify(str(path), None)
     assert set(clip) == set(json.loads(out.read_text())[0]["clip"])
+
+
+def test_training_on_a_validation_split_roc_auc_cannot_score_falls_back_to_the_loss(train_module, small_dataset,
+                                                                                 tmp_path, caplog):
+    """The small corpus's validation split is one piece: in both of its windows the same instruments play, so no
+    class has positives and negatives and macro ROC-AUC is NaN every epoch (item 11).
+
+    Before, early stopping ended the run after 6 of 20 epochs with no best checkpoint; now the best checkpoint
+    and early stopping follow the validation loss, and the run says so.
+    """
+    import json
+
+    from instrument_classifier.data.prepare import load_prepared
+
+    dataset, _, _ = load_prepared(small_dataset)
+    labels = np.asarray(dataset["validation"]["labels"]) > 0.5
+    assert not (labels.any(axis=0) & ~labels.all(axis=0)).any()  # no class can be scored
+    run = tmp_path / "run"
+    train_module.main(["--model_type", "cnn", "--config_overrides", "channels=[8,16]", "--dataset_path",
+                       str(small_dataset), "--output_dir", str(run), "--per_device_train_batch_size", "2",
+                       "--num_train_epochs", "8", "--early_stopping_patience", "2", "--seed", "0",
+                       "--report_to", "none", "--disable_tqdm", "true"])
+    assert "validation loss" in caplog.text and "ROC-AUC" in caplog.text, caplog.text[-3000:]
+    state = json.loads((run / "trainer_state.json").read_text())
+    assert state["best_model_checkpoint"] is not None and state["best_metric"] == state["best_metric"]  # not NaN
