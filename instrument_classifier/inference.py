@@ -182,6 +182,7 @@ def load_model(name_or_path: Optional[Union[str, os.PathLike]] = None, device: U
     from transformers import AutoFeatureExtractor, AutoModelForAudioClassification
 
     from . import modeling  # noqa: F401  (registers our classes: the package's code is used, never remote code)
+    from .config_checks import check_model_settings
     from .remote_code import NO_REMOTE_CODE, check_no_remote_code
 
     if name_or_path is None:
@@ -217,6 +218,7 @@ def load_model(name_or_path: Optional[Union[str, os.PathLike]] = None, device: U
     except (OSError, ValueError) as exc:
         raise ValueError(f"{source}: no usable preprocessor_config.json next to the model ({exc})") from None
     _check_compatible(model.config, feature_extractor, source)
+    check_model_settings(model.config, feature_extractor, source)  # a broken field named, not a MemoryError later
     return model.to(device).eval(), feature_extractor
 
 

@@ -886,3 +886,48 @@ def test_training_on_a_validation_split_roc_auc_cannot_score_falls_back_to_the_l
     assert "validation loss" in caplog.text and "ROC-AUC" in caplog.text, caplog.text[-3000:]
     state = json.loads((run / "trainer_state.json").read_text())
     assert state["best_model_checkpoint"] is not None and state["best_metric"] == state["best_metric"]  # not NaN
+
+
+BROKEN_CONFIGS = {  # case -> (file, field, value); the bundled CNN with one field broken (item 12)
+    "window_frames_1e8": ("config.json", "window_frames", 100_000_000),  # a 191-GiB MemoryError
+    "std_0": ("preprocessor_config.json", "std", 0.0),  # every score NaN; --format json wrote NaN
+}
+
+
+def _broken_model(dest: Path, case: str) -> Path:
+    import json
+
+    name, field, value = BROKEN_CONFIGS[case]
+    shutil.copytree(Path(__file__).resolve().parents[1] / "instrument_classifier" / "pretrained" / "cnn", dest,
+                    ignore=shutil.ignore_patterns("figures"))
+    config = json.loads((dest / name).read_text())
+    if isinstance(config[field], list):
+        config[field][3] = value
+    else:
+        config[field] = value
+    (dest / name).write_text(json.dumps(config))
+    return dest
+
+
+@pytest.mark.parametrize("case", list(BROKEN_CONFIGS))
+def test_broken_model_configs_are_refused_on_load_naming_file_and_field(case, audio_files, tmp_path, capsys):
+    import json
+
+    from instrument_classifier import space_app
+    from instrument_classifier.evaluation.evaluate_models import EvaluationError, load_model_for_evaluation
+
+    model = _broken_model(tmp_path / "model", case)
+    name, field, _ = BROKEN_CONFIGS[case]
+    out = tmp_path / "result.json"
+    try:
+        code, _, err = run_cli(["predict", audio_files["reference"], "--model", model, "--format", "json",
+                                "--output", out, "--no-progress"], capsys)
+    except MemoryError as exc:
+        pytest.fail(f"MemoryError: {exc}")
+    if code == 0:
+        json.loads(out.read_text(), parse_constant=lambda c: pytest.fail(f"{c} in the JSON output"))
+    assert_clear_failure(code, err, str(model / name), field)
+    with pytest.raises(EvaluationError, match=field):
+        load_model_for_evaluation(str(model))
+    with pytest.raises(RuntimeError, match=field):  # the Space's loader, at start-up
+        space_app.build_demo(models=[str(model)], examples_dir=None)

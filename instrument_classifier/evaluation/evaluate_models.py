@@ -117,6 +117,7 @@ def load_model_for_evaluation(name_or_path: str, device: str = "cpu"):
 
     from ..ensemble import InstrumentEnsemble, is_ensemble_folder
     from ..inference import quiet_weight_loading
+    from ..config_checks import ConfigError, check_model_settings
     from ..remote_code import NO_REMOTE_CODE, RemoteCodeError, check_no_remote_code
 
     path = Path(name_or_path).expanduser()
@@ -155,6 +156,10 @@ def load_model_for_evaluation(name_or_path: str, device: str = "cpu"):
         raise EvaluationError(f"{where}: cannot load the model: {exc}") from exc
     if getattr(model.config, "taxonomy", None) is None or not hasattr(model.config, "window_frames"):
         raise EvaluationError(f"{source}: not an instrument-classifier model (config has no taxonomy/window_frames)")
+    try:
+        check_model_settings(model.config, extractor, source)
+    except ConfigError as exc:
+        raise EvaluationError(str(exc)) from None
     model.to(device).eval()
     return model, extractor, source
 
