@@ -931,3 +931,16 @@ def test_broken_model_configs_are_refused_on_load_naming_file_and_field(case, au
         load_model_for_evaluation(str(model))
     with pytest.raises(RuntimeError, match=field):  # the Space's loader, at start-up
         space_app.build_demo(models=[str(model)], examples_dir=None)
+
+
+def test_evaluate_on_a_device_this_torch_does_not_have_is_a_message(model_dir, small_dataset, tmp_path, capsys):
+    """``evaluate --device cuda`` on a CPU-only torch ended in torch's ``AssertionError`` traceback (item 13)."""
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA: the refusal is for a torch without it")
+    out = tmp_path / "report"
+    code, _, err = run_cli(["evaluate", "--model", model_dir, "--dataset", small_dataset, "--output", out,
+                            "--device", "cuda"], capsys)
+    assert_clear_failure(code, err, "cuda")
+    assert not out.exists()
