@@ -30,6 +30,15 @@ with the reference, E = clear error, - = not applicable)::
 
 Single cases already tested elsewhere (test_prepare.py, test_musicnet_reader.py, test_render.py) are not
 repeated here; this file crosses the cases with the entry points.
+
+Hardening II (issue 20), at the end of the file: RF64, W64 and Ogg files cut short are refused by
+load_audio / stream_audio, predict, the Space handler and prepare (the pipeline decodes with its own code,
+shipped with the weights, and knows WAV and AIFF only), and a FLAC whose header gives no length is read in full
+by them; a stray quote in a 140-KB label file; ``predict x.wav --output x.wav``; ``prepare --output`` over a
+dataset with the user's files beside it; a training run killed while writing a checkpoint; a validation split
+ROC-AUC cannot score; broken model configs; ``evaluate --device cuda`` without CUDA. The security cases
+(model folders that would run their own code, decompression bombs, links in ``push-model``, ``nan`` limits)
+are in test_security.py.
 """
 
 from __future__ import annotations
