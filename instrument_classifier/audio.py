@@ -103,7 +103,7 @@ def _check_complete(path: str, info) -> None:
 def _check_decoded_length(path: str, info, decoded: int) -> None:
     """The decoded frames against the header's count (for Ogg: its last page's; FLAC: STREAMINFO)."""
     expected = int(info.frames)
-    if info.format == "MPEG":
+    if info.format == "MP3":
         expected -= int(MP3_LENGTH_SLACK * expected) + 2 * 1152
     if decoded < expected:
         raise AudioError(f"{path}: truncated file: the header announces {info.frames} frames but the audio data "
