@@ -54,7 +54,7 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence
 
 from . import recipe
-from .atomic_write import replace_dir, write_text
+from .atomic_write import replace_dir
 from .recipe import (
     LIBRARIES,
     REPO_ROOT,
@@ -84,6 +84,19 @@ CONVERSION_COMMANDS = (
 )
 LOG_FILE = "recipe_musicnn_log.json"
 RESULTS_FILE = "recipe_musicnn_results.json"
+#: musicnn 0.1.0's LICENSE.md, for weights converted without convert_musicnn.py's JSON beside them (which
+#: carries the text read from the wheel).
+MUSICNN_LICENCE = (
+    "Copyright (c) Music Technology Group, Universitat Pompeu Fabra 2019. Code developed by Jordi Pons "
+    "(www.jordipons.me).\n\n"
+    "Permission to use, copy, modify, and/or distribute this software for any purpose with or without fee is hereby "
+    "granted, provided that the above copyright notice and this permission notice appear in all copies.\n\n"
+    "THE SOFTWARE IS PROVIDED \"AS IS\" AND THE AUTHOR DISCLAIMS ALL WARRANTIES WITH REGARD TO THIS SOFTWARE "
+    "INCLUDING ALL IMPLIED WARRANTIES OF MERCHANTABILITY AND FITNESS. IN NO EVENT SHALL THE AUTHOR BE LIABLE FOR ANY "
+    "SPECIAL, DIRECT, INDIRECT, OR CONSEQUENTIAL DAMAGES OR ANY DAMAGES WHATSOEVER RESULTING FROM LOSS OF USE, DATA "
+    "OR PROFITS, WHETHER IN AN ACTION OF CONTRACT, NEGLIGENCE OR OTHER TORTIOUS ACTION, ARISING OUT OF OR IN "
+    "CONNECTION WITH THE USE OR PERFORMANCE OF THIS SOFTWARE.\n"
+)
 #: The export's weights budget, as recipe.py's (musicnn's weights are 3.2 MB).
 MAX_WEIGHTS_BYTES = 5 * 1024 * 1024
 #: Real clips shorter than this are reported apart: the one-second orchestra stems of real-dev are shorter than
@@ -233,7 +246,8 @@ def check_sources(weights: Path, vpo: Path, out: Path) -> dict:
         try:
             provenance = json.loads(provenance_file.read_text())
         except ValueError:
-            raise RecipeError(f"{provenance_file}: not JSON (convert_musicnn.py writes it beside the weights)") from None
+            raise RecipeError(f"{provenance_file}: not JSON (convert_musicnn.py writes it beside the "
+                              "weights)") from None
     if not vpo.is_dir():
         raise RecipeError(missing_vpo_message(vpo))
     missing = [name for name in _vpo_presets() if not (vpo / name).is_file()]
@@ -359,8 +373,9 @@ def validation_corpora(workdir: Path, settings: RecipeSettings, train_corpora: S
 # -- train -----------------------------------------------------------------------------------------------------
 
 def _representations(model, dataset, split: str, key: str, cache: Path, batch_size: int):
-    """``(x, y)`` of a prepared split: musicnn representations (cached per split fingerprint and backbone, the
-    slow part: about 40x real time on 2 cores) and window labels."""
+    """``(x, y)`` of a prepared split: musicnn representations and window labels, cached under ``key`` (the
+    split's fingerprint and the backbone's): reading every window is the slow part, about 40x real time on 2
+    cores, and a run interrupted after it, or one with another C, need not read them again."""
     import numpy as np
 
     from .training.linear_probe import window_representations
@@ -380,8 +395,7 @@ def _representations(model, dataset, split: str, key: str, cache: Path, batch_si
     return x, y
 
 
-def train_probe(dataset_path: Path, weights: Path, out: Path, key: str, cache: Path, mset: MusicnnSettings,
-                seed: int) -> dict:
+def train_probe(dataset_path: Path, weights: Path, out: Path, cache: Path, mset: MusicnnSettings, seed: int) -> dict:
     """Fit the linear head on the train windows, tune window thresholds on the validation windows, save to ``out``.
 
     Returns ``{"absent_labels", "train_windows", "validation_windows", "validation": window summary,
@@ -398,13 +412,18 @@ def train_probe(dataset_path: Path, weights: Path, out: Path, key: str, cache: P
     info = linear_probe._check_datasets([str(dataset_path)], fe)
     if info["taxonomy"] != model.config.taxonomy:
         model, fe = linear_probe.new_musicnn_classifier(str(weights), info["taxonomy"], fe)
-    data, _, _ = load_prepared(dataset_path)
+    data, prepared, _ = load_prepared(dataset_path)
+    backbone = _sha256(Path(weights))
+
+    def key(split: str) -> str:
+        return _digest({"split": prepared["split_fingerprints"][split], "backbone": backbone})
+
     labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
-    x, y = _representations(model, data, "train", key, cache, mset.batch_size)
+    x, y = _representations(model, data, "train", key("train"), cache, mset.batch_size)
     if len(x) == 0:
         raise RecipeError(f"{dataset_path}: no training windows")
     absent = linear_probe.fit_linear_head(model, x, y, C=mset.C, seed=seed)
-    x_val, y_val = _representations(model, data, "validation", key, cache, mset.batch_size)
+    x_val, y_val = _representations(model, data, "validation", key("validation"), cache, mset.batch_size)
     if len(x_val) == 0:
         raise RecipeError(f"{dataset_path}: no validation windows to tune the window thresholds on")
     with torch.inference_mode():
@@ -513,11 +532,22 @@ def _f(value, digits: int = 3) -> str:
     return "–" if value is None else f"{value:.{digits}f}"
 
 
+#: How the model card names recipe.LIBRARIES.
+LIBRARY_NAMES = {"fluidr3": "FluidR3 GM", "musescore": "MuseScore General (Lite)", "timgm6mb": "TimGM6mb",
+                 "gmbank": "sf_GMbank", "opl3": "OPL-3 FM", "merlin": "Merlin", "generaluser": "GeneralUser GS"}
+
+
+def library_name(name: str) -> str:
+    """The library as the card names it, with the instruments it leaves out (``recipe.describe_libraries``)."""
+    described = recipe.describe_libraries([name]) if name in LIBRARIES else name
+    return described.replace(name, LIBRARY_NAMES.get(name, name), 1)
+
+
 def model_card(results: dict, settings: RecipeSettings, mset: MusicnnSettings) -> str:
     """The exported folder's README.md: training data, real-recording numbers first, licences."""
     sources, real_dev, merlin = results["sources"], results.get("real_dev"), results["merlin_test"]
-    heldout = settings.heldout_library
-    train_libraries = recipe.describe_libraries(settings.train_libraries)
+    heldout = library_name(settings.heldout_library)
+    train_libraries = " and ".join(library_name(name) for name in settings.train_libraries)
     vpo_commit = sources["sampler_library"]["commit"]
     lines = [
         "---",
@@ -545,7 +575,7 @@ def model_card(results: dict, settings: RecipeSettings, mset: MusicnnSettings) -
         "",
         "## Training data",
         "",
-        f"No recording of musicians: MusicNet's train scores (labels CC BY 4.0), rendered to audio four ways, each "
+        "No recording of musicians: MusicNet's train scores (labels CC BY 4.0), rendered to audio four ways, each "
         "then \"recorded\" in drawn rooms with microphone EQ, noise and levels:",
         "",
         f"- with the General MIDI sample libraries {train_libraries} (recipe.py's training renders, "
@@ -554,7 +584,7 @@ def model_card(results: dict, settings: RecipeSettings, mset: MusicnnSettings) -
         f"samples of real players, with articulations and dynamics), [{mset.vpo_start_seconds:g}, "
         f"{mset.vpo_start_seconds + mset.vpo_seconds:g}) s of the pieces with an instrument it has (no piano or "
         "harpsichord);",
-        f"- with {mset.distractor_library} and distractors: each instrument track played, with probability "
+        f"- with {library_name(mset.distractor_library)} and distractors: each instrument track played, with probability "
         f"{mset.distractor_probability:g}, by another instrument (brass, saxophones, guitars, voices, organs, ...) "
         f"whose notes are left out of the labels, [{mset.distractor_start_seconds:g}, "
         f"{mset.distractor_start_seconds + mset.distractor_seconds:g}) s.",
@@ -627,9 +657,9 @@ def model_card(results: dict, settings: RecipeSettings, mset: MusicnnSettings) -
         "",
         "## Licences",
         "",
-        f"- The musicnn weights inside `model.safetensors`: ISC licence (musicnn 0.1.0, Jordi Pons, Music "
-        "Technology Group, Universitat Pompeu Fabra)"
-        + ("; its text is in `MUSICNN_LICENSE.md`." if sources["musicnn_weights"].get("licence_text") else "."),
+        "- The musicnn weights inside `model.safetensors`: ISC licence (musicnn 0.1.0, (c) Music Technology Group, "
+        "Universitat Pompeu Fabra 2019, code by Jordi Pons); its notice, which goes with every copy, is in "
+        "`MUSICNN_LICENSE.md`.",
         "- musicnn was trained on MagnaTagATune, licensed CC BY-NC-SA 3.0. Whether that licence reaches weights "
         "trained on it is unsettled; commercial users should check before relying on this model.",
         "- The labels the head was trained on: MusicNet (Thickstun, Harchaoui & Kakade), CC BY 4.0.",
@@ -660,9 +690,9 @@ def export_model(src: Path, folder: Path, results: dict, settings: RecipeSetting
         size = (tmp / "model.safetensors").stat().st_size
         if size > MAX_WEIGHTS_BYTES:
             raise RecipeError(f"{src}: model.safetensors is {size / 2**20:.1f} MB, above the 5 MB budget")
-        licence = results["sources"]["musicnn_weights"].get("licence_text")
-        if licence:  # the ISC licence asks that its notice go with every copy of the weights
-            (tmp / "MUSICNN_LICENSE.md").write_text(licence.rstrip() + "\n")
+        # the ISC licence asks that its notice go with every copy of the weights
+        licence = results["sources"]["musicnn_weights"].get("licence_text") or MUSICNN_LICENCE
+        (tmp / "MUSICNN_LICENSE.md").write_text(licence.rstrip() + "\n")
         (tmp / "README.md").write_text(model_card(results, settings, mset))
         _write_json(tmp / RESULTS_FILE, results)
         replace_dir(tmp, folder)
@@ -735,7 +765,7 @@ def run_musicnn_recipe(workdir: Path, output: Path, settings: RecipeSettings, ms
         return {}
 
     # prepare ---------------------------------------------------------------------------------------------------
-    from .data.prepare import build_dataset, load_prepared
+    from .data.prepare import build_dataset
     from .modeling.feature_extraction_instrument import InstrumentFeatureExtractor, default_feature_settings
 
     dataset_path = workdir / "datasets" / "musicnn"
@@ -767,9 +797,7 @@ def run_musicnn_recipe(workdir: Path, output: Path, settings: RecipeSettings, ms
     trained = _stamp_matches(home / "train.json", train_inputs, model_dir / "model.safetensors")
     done = trained is not None
     if not done:
-        key = _digest({"dataset": info["split_fingerprints"], "backbone": train_inputs["backbone_sha256"]})
-        result = train_probe(dataset_path, Path(weights), model_dir, key, home / "representations", mset,
-                             settings.seed)
+        result = train_probe(dataset_path, Path(weights), model_dir, home / "representations", mset, settings.seed)
         trained = {"inputs": _as_json(train_inputs), **result}
         _write_json(home / "train.json", trained)
     log.step("train (linear probe)", time.perf_counter() - t, done)
