@@ -41,6 +41,9 @@ def audio_info(path: str | os.PathLike, max_samples: Optional[int] = None) -> sf
     path = os.fspath(path)
     if not os.path.exists(path):
         raise AudioError(f"{path}: no such audio file")
+    if os.path.isdir(path):  # libsndfile would say "Format not recognised"
+        raise AudioError(f"{path}: a directory, not an audio file; give the files in it "
+                         f"(e.g. {os.path.join(path, '*.wav')})")
     if os.path.getsize(path) == 0:
         raise AudioError(f"{path}: empty file (0 bytes)")
     try:

@@ -205,7 +205,9 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--private", action="store_true", help="create the repository as private")
     parser.add_argument("--token", default=None,
                         help="Hub token with write access (default: HF_TOKEN or the `hf auth login` token)")
-    parser.add_argument("--commit-message", default=None)
+    parser.add_argument("--commit-message", default=None, metavar="TEXT",
+                        help="message of the one commit the upload makes (default: 'Upload <folder> model' or "
+                             "'Upload instrument-classifier Space')")
 
 
 def add_push_model_arguments(parser: argparse.ArgumentParser) -> None:

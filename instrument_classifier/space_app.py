@@ -475,16 +475,22 @@ def build_demo(models: Optional[Sequence[str] | Mapping[str, str]] = None, limit
     outputs_dir = _OutputDir()
     example_files, example_captions = _examples(Path(examples_dir) if examples_dir else default_examples_dir())
 
+    errors = _LastErrors()
+
+    def fail(request, message: str, title: str, print_exception: bool = False):
+        """Raise the error the API returns and the page shows as a toast; keep it for :func:`show_error`."""
+        errors.put(request, f"**{title}.** {message}")
+        return gr.Error(message, title=title, duration=ERROR_SECONDS, print_exception=print_exception)
+
     def classify(audio_path: Optional[str], model_name: Optional[str] = None, context: bool = False,
-                 progress=gr.Progress(track_tqdm=True)):
+                 request: gr.Request = None, progress=gr.Progress(track_tqdm=True)):
         if not audio_path:
             return None, None, None, None, None, ""
         name = display_name(audio_path)
         try:
             check_upload(audio_path, limits, name)
         except UploadRejected as exc:
-            raise gr.Error(str(exc), title="Cannot analyse this file", duration=ERROR_SECONDS,
-                           print_exception=False) from None
+            raise fail(request, str(exc), "Cannot analyse this file") from None
         model_name = model_name if model_name in registry.choices else registry.names[0]
         model, feature_extractor = registry.get(model_name)
         from .audio import AudioError
@@ -493,12 +499,11 @@ def build_demo(models: Optional[Sequence[str] | Mapping[str, str]] = None, limit
         try:
             timeline = predict_timeline(model, feature_extractor, audio_path, progress=True, context=context)
         except AudioError as exc:
-            raise gr.Error(_public(str(exc), audio_path, name), title="Cannot analyse this file",
-                           duration=ERROR_SECONDS, print_exception=False) from None
+            raise fail(request, _public(str(exc), audio_path, name), "Cannot analyse this file") from None
         except Exception:
             logger.exception("analysis of an upload failed")
-            raise gr.Error(f"{name}: the analysis failed unexpectedly; the file may be damaged.",
-                           title="Analysis failed", duration=ERROR_SECONDS) from None
+            raise fail(request, f"{name}: the analysis failed unexpectedly; the file may be damaged.",
+                       "Analysis failed", print_exception=True) from None
         thresholds = list(timeline.thresholds)  # the model's, or its recording context's
         rows = _segments_rows(timeline)
         csv_path = outputs_dir.new() / CSV_NAME
@@ -518,6 +523,16 @@ def build_demo(models: Optional[Sequence[str] | Mapping[str, str]] = None, limit
         table = {"headers": SEGMENT_COLUMNS, "data": rows}
         note = " · this model has no recording context" if requested and not context else ""
         return clip, image, table, str(csv_path), data, _summary(timeline, model_name, name) + note
+
+    def show_error(request: gr.Request = None):
+        """After a failed analysis: the outputs emptied and the reason in the summary. Without this, once the toast
+        fades only Gradio's bare red "Error" badges are left on the outputs."""
+        message = errors.pop(request) or "**The analysis failed.**"
+        return None, None, None, None, None, f"{message}\n\nUpload another recording, or try again."
+
+    # Gradio passes the request to a parameter annotated gr.Request; this module's annotations are strings (from
+    # __future__ import annotations) that name gr, imported in this function only, so they would not resolve
+    classify.__annotations__["request"] = show_error.__annotations__["request"] = gr.Request
 
     with gr.Blocks(title="Instrument activity", delete_cache=(1800, 3600)) as demo:
         bundled = set(bundled_models().values())
@@ -555,12 +570,40 @@ def build_demo(models: Optional[Sequence[str] | Mapping[str, str]] = None, limit
             timeline_json = gr.JSON(label="timeline")
         gr.Markdown(registry.describe() + "\n\n" + _api_markdown(), elem_id="about")
 
-        gr.on(triggers=[run.click, audio.change, model_choice.change, context_box.change], fn=classify,
-              inputs=[audio, model_choice, context_box],
-              outputs=[clip, timeline_image, segments, csv_file, timeline_json, summary],
-              api_name="classify", concurrency_limit=1)
+        outputs = [clip, timeline_image, segments, csv_file, timeline_json, summary]
+        analysis = gr.on(triggers=[run.click, audio.change, model_choice.change, context_box.change], fn=classify,
+                         inputs=[audio, model_choice, context_box], outputs=outputs, api_name="classify",
+                         concurrency_limit=1)
+        # the page's follow-up (API clients get the error itself): a readable message that stays
+        analysis.failure(show_error, inputs=None, outputs=outputs, api_visibility="private", queue=False)
     demo.queue(max_size=32)
     return demo
+
+
+class _LastErrors:
+    """The last error message of each browser session (``gr.Request.session_hash``), for the page's failure
+    handler; bounded, since API clients fail without ever asking for theirs."""
+
+    def __init__(self, size: int = 256):
+        from collections import OrderedDict
+
+        self._messages: "OrderedDict[str, str]" = OrderedDict()
+        self._size = size
+        self._lock = threading.Lock()
+
+    def put(self, request, message: str) -> None:
+        key = getattr(request, "session_hash", None)
+        if key is None:
+            return
+        with self._lock:
+            self._messages[key] = message
+            self._messages.move_to_end(key)
+            while len(self._messages) > self._size:
+                self._messages.popitem(last=False)
+
+    def pop(self, request) -> Optional[str]:
+        with self._lock:
+            return self._messages.pop(getattr(request, "session_hash", None), None)
 
 
 def _api_markdown() -> str:

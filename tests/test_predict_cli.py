@@ -170,6 +170,16 @@ def test_weight_loading_bars_only_in_verbose_mode(audio_files, capsys, monkeypat
     assert capsys.readouterr().err.count("Loading weights: 100%") >= 2  # both of the ensemble's members
 
 
+def test_a_directory_is_reported_as_a_directory(random_model, audio_files, tmp_path, capsys):
+    """It was "not a readable audio file (... Format not recognised.)"."""
+    folder = tmp_path / "takes"
+    folder.mkdir()
+    assert cli.main(["predict", "--model", str(random_model), str(folder), audio_files["good"]]) == 1
+    err = capsys.readouterr().err
+    assert f"error: {folder}: a directory, not an audio file; give the files in it (e.g. {folder}/*.wav)" in err
+    assert "Format not recognised" not in err and "1 of 2 file(s) failed" in err
+
+
 @pytest.mark.parametrize("argv,expected", [
     (["--threshold", "1.5"], "--threshold must be between 0 and 1"),
     (["--model", "/nonexistent/model"], "/nonexistent/model"),

@@ -309,6 +309,12 @@ def test_browser_upload_shows_labels_timeline_then_errors_and_recovers(server, b
         assert "not a readable audio file" in toast.inner_text()
         page.screenshot(path=str(ARTIFACTS / "space_error.png"))
         page.locator(".toast-close").first.click()
+        # once the toast is gone (closed, or faded after space_app.ERROR_SECONDS) the reason stays on the page,
+        # not bare red "Error" badges on every output
+        page.locator("#summary", has_text="Cannot analyse this file").wait_for(timeout=10_000)
+        assert "notes.wav: not a readable audio file" in page.locator("#summary").inner_text()
+        page.locator(".toast-body").wait_for(state="detached", timeout=10_000)
+        assert page.get_by_text("Error", exact=True).count() == 0  # there were 5, one per output
 
         _upload(page, rendered_corpus / "test_data" / "2106.wav")  # the page still works
         page.locator("#summary", has_text="2106.wav").wait_for(timeout=60_000)

@@ -682,7 +682,10 @@ def add_prepare_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", nargs="+", required=True, metavar="DIR",
                         help="MusicNet-layout folder(s) (original or Kaggle musicnet/musicnet/ nesting)")
     parser.add_argument("--output", required=True, metavar="DIR", help="where to write the dataset (replaced atomically)")
-    parser.add_argument("--taxonomy", choices=sorted(TAXONOMIES), default=DEFAULT_TAXONOMY)
+    parser.add_argument("--taxonomy", choices=sorted(TAXONOMIES), default=DEFAULT_TAXONOMY,
+                        help="the labels: musicnet11, the 11 instruments that occur in MusicNet, one class each "
+                             "(the bundled models'); seed12, the 12 instrument families of the original study, by "
+                             f"General MIDI program range (default {DEFAULT_TAXONOMY})")
     parser.add_argument("--window-frames", type=int, default=256, metavar="N", help="frames per window (default 256 = 2.97 s)")
     parser.add_argument("--hop-frames", type=int, default=None, metavar="N",
                         help="hop between train windows (default: half a window); validation/test never overlap")
