@@ -260,6 +260,23 @@ def test_bundled_model_decisions_and_segments_agree_on_real_clips(context):
         assert {s["label"] for s in summary["segments"]} == set(summary["detected"])
 
 
+@pytest.mark.parametrize("kind", ["cnn", "transformer"])
+def test_pipeline_scores_are_the_clip_scores(kind):
+    """The decision rule's clip scores are what pipeline("audio-classification") returns for a bundled model."""
+    from pathlib import Path
+
+    from transformers import pipeline
+
+    from instrument_classifier.modeling import InstrumentAudioClassificationPipeline
+
+    model, fe = load_model(inference.DEFAULT_MODEL_DIR.parent / kind, device="cpu")
+    clip = Path(__file__).resolve().parents[1] / "space" / "examples" / "beethoven_wind_sextet.ogg"
+    classifier = pipeline("audio-classification", model=model, feature_extractor=fe,
+                          pipeline_class=InstrumentAudioClassificationPipeline)
+    scores = {r["label"]: r["score"] for r in classifier(str(clip))}
+    assert scores == pytest.approx(predict_timeline(model, fe, str(clip)).clip, abs=1e-5)
+
+
 def test_load_model_safetensors_only_and_clear_errors(tmp_path, fitted_fe, monkeypatch):
     model, fe = model_and_fe("transformer", fitted_fe)
     folder = tmp_path / "model"
