@@ -14,6 +14,10 @@ are computed with ``torch.stft`` and a matrix product, several times faster.
 STFT with a long window (``n_fft=8192`` recommended): a pseudo-CQT. Unlike a true CQT, every band has the
 STFT's time resolution, and bands narrower than one FFT bin (below ~90 Hz at 8192) blur into their
 neighbours; in exchange the features stream block by block like the MFCCs.
+
+``feature_type="musicnn"`` gives the input of the musicnn front end (Pons & Serra, 2019): 96 Slaney mel bands
+of a 512-point STFT at 16 kHz, hop 256, compressed as ``log10(1 + 10000 * mel_power)`` (no ``top_db`` floor,
+no standardisation: the network's first batch norm rescales its input).
 """
 
 from __future__ import annotations
@@ -28,10 +32,10 @@ from transformers import BatchFeature, SequenceFeatureExtractor
 
 __all__ = [
     "InstrumentFeatureExtractor", "default_feature_settings", "feature_settings", "mel_filterbank",
-    "constant_q_filterbank", "constant_q_frequencies", "dct_matrix",
+    "constant_q_filterbank", "constant_q_frequencies", "dct_matrix", "musicnn_compression",
 ]
 
-FEATURE_TYPES = ("mfcc", "logmel", "cqt")
+FEATURE_TYPES = ("mfcc", "logmel", "cqt", "musicnn")
 #: First constant-Q band when ``fmin`` is 0: C1, the lowest C on a piano (the contrabass reaches E1 = 41.2 Hz).
 CQT_DEFAULT_FMIN = 32.703195662574764
 
@@ -105,6 +109,11 @@ def constant_q_frequencies(n_bins: int, bins_per_octave: int = 12, fmin: float =
     return fmin * 2.0 ** (np.arange(n_bins) / bins_per_octave)
 
 
+def musicnn_compression(mel_power: torch.Tensor) -> torch.Tensor:
+    """``log10(1 + 10000 * mel_power)``: the log compression musicnn was trained with (zero for silence)."""
+    return torch.log10(1.0 + 10000.0 * mel_power)
+
+
 def dct_matrix(n_out: int, n_in: int) -> np.ndarray:
     """Orthonormal DCT-II basis, shape ``(n_out, n_in)``; ``dct_matrix(n, m) @ x == scipy.fft.dct(x, norm='ortho')[:n]``."""
     k = np.arange(n_out)[:, None]
@@ -119,11 +128,13 @@ class InstrumentFeatureExtractor(SequenceFeatureExtractor):
 
     Parameters
     ----------
-    feature_type : {"mfcc", "logmel", "cqt"}
+    feature_type : {"mfcc", "logmel", "cqt", "musicnn"}
         ``"mfcc"``: ``n_coefficients`` MFCCs, the study's setting. ``"logmel"``:
         ``n_coefficients`` log-power mel bands (dB). ``"cqt"``: ``n_coefficients`` log-power
         constant-Q bands (dB) from ``fmin`` up, ``bins_per_octave`` to the octave (a pseudo-CQT,
-        see the module docstring; give it a long ``n_fft`` such as 8192).
+        see the module docstring; give it a long ``n_fft`` such as 8192). ``"musicnn"``:
+        ``n_coefficients`` mel bands compressed as musicnn's input (:func:`musicnn_compression`;
+        use :func:`default_feature_settings` for its 16-kHz grid).
     n_coefficients : int
         Number of MFCCs (13), of mel bands for ``logmel``, or of constant-Q bands for ``cqt``.
     sampling_rate : int
@@ -277,10 +288,13 @@ class InstrumentFeatureExtractor(SequenceFeatureExtractor):
                 spec = torch.stft(chunk, self.n_fft, self.hop_length, window=window, center=False, return_complex=True)
                 power = spec.real.square() + spec.imag.square()  # (freq, frames)
                 torch.matmul(mel, power, out=mel_power[:, first:last])
-            db = 10.0 * torch.log10(torch.clamp(mel_power, min=1e-10))
-            if self.top_db is not None:
-                db = torch.maximum(db, db.max() - self.top_db)
-            feats = dct @ db if self.feature_type == "mfcc" else db
+            if self.feature_type == "musicnn":
+                feats = musicnn_compression(mel_power)
+            else:
+                db = 10.0 * torch.log10(torch.clamp(mel_power, min=1e-10))
+                if self.top_db is not None:
+                    db = torch.maximum(db, db.max() - self.top_db)
+                feats = dct @ db if self.feature_type == "mfcc" else db
             feats = feats.T.contiguous().numpy()
         if self.include_deltas:
             orders = [feats]
@@ -382,12 +396,15 @@ def default_feature_settings(feature_type: str = "mfcc", n_coefficients: Optiona
     """Constructor arguments for ``feature_type`` with the package's defaults for it.
 
     13 MFCCs; 64 log-mel bands; 84 constant-Q bands (semitones from C1 to B7, 32.7 Hz to 3.95 kHz) from an
-    8192-point STFT, long enough (5.4 Hz) to separate semitones from about 90 Hz up.
+    8192-point STFT, long enough (5.4 Hz) to separate semitones from about 90 Hz up; musicnn's input (96 mel
+    bands at 16 kHz, n_fft 512, hop 256: 62.5 frames per second, unnormalised).
     """
     if feature_type not in FEATURE_TYPES:
         raise ValueError(f"feature_type must be one of {FEATURE_TYPES}, got {feature_type!r}")
     defaults = {"mfcc": {"n_coefficients": 13}, "logmel": {"n_coefficients": 64},
-                "cqt": {"n_coefficients": 84, "n_fft": 8192}}[feature_type]
+                "cqt": {"n_coefficients": 84, "n_fft": 8192},
+                "musicnn": {"n_coefficients": 96, "sampling_rate": 16000, "n_fft": 512, "hop_length": 256,
+                            "top_db": None, "do_normalize": False}}[feature_type]
     return {"feature_type": feature_type, **defaults, **({"n_coefficients": n_coefficients} if n_coefficients else {})}
 
 
