@@ -84,9 +84,10 @@ __all__ = [
     "stream_features",
 ]
 
-#: Where ``load_model(None)`` looks for the bundled default model.
-# The CNN and the Transformer blended: above either on held-out validation (BENCHMARKS.md, "The two models blended").
-DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "pretrained" / "ensemble"
+#: Where ``load_model(None)`` looks for the bundled default model: the classifier on the musicnn front end, the
+#: bundled model that is right most often on recordings of real musicians (its model card; BENCHMARKS.md). The
+#: MFCC CNN (``pretrained/cnn``) and the CNN + Transformer blend (``pretrained/ensemble``) are the fast choices.
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "pretrained" / "musicnn"
 #: Seconds of audio decoded and featurised at a time.
 BLOCK_SECONDS = 30.0
 #: Mel power of the first (``top_db`` reference) pass kept for the second, up to this size: recordings up to
@@ -161,8 +162,8 @@ def load_model(name_or_path: Optional[Union[str, os.PathLike]] = None, device: U
     ----------
     name_or_path : str or path-like, optional
         A model folder (``config.json``, ``model.safetensors``, ``preprocessor_config.json``) or a Hub
-        repo id. ``None`` loads the bundled default, ``instrument_classifier/pretrained/ensemble`` (the bundled
-        CNN and Transformer blended).
+        repo id. ``None`` loads the bundled default, ``instrument_classifier/pretrained/musicnn`` (a linear head
+        on the musicnn front end).
     device : str or torch.device
         Where to run the model: ``"auto"`` (default: a CUDA GPU if there is one, else Apple's MPS, else the CPU),
         ``"cuda"`` (or ``"cuda:N"``), ``"mps"`` or ``"cpu"``; see :func:`resolve_device`. A device that is not
@@ -173,7 +174,7 @@ def load_model(name_or_path: Optional[Union[str, os.PathLike]] = None, device: U
 
     Returns
     -------
-    model : InstrumentCNNForAudioClassification, InstrumentTransformerForAudioClassification or InstrumentEnsemble
+    model : InstrumentMusicnnForAudioClassification, InstrumentCNNForAudioClassification, ... or InstrumentEnsemble
         In eval mode. A folder with ``ensemble_config.json`` loads as an
         :class:`~instrument_classifier.ensemble.InstrumentEnsemble` of the models it lists.
     feature_extractor : InstrumentFeatureExtractor or None
@@ -515,7 +516,7 @@ def predict_timeline(
 
     Parameters
     ----------
-    model : InstrumentCNNForAudioClassification, InstrumentTransformerForAudioClassification or InstrumentEnsemble
+    model : InstrumentMusicnnForAudioClassification, InstrumentCNNForAudioClassification, ... or InstrumentEnsemble
     feature_extractor : InstrumentFeatureExtractor or None
         The model's (its normalisation statistics matter); ``None`` for an ensemble, whose members are each run
         with their own and whose window and frame probabilities are blended with its weights.

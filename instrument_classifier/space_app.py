@@ -57,7 +57,8 @@ logger = logging.getLogger(__name__)
 PACKAGE_DIR = Path(__file__).resolve().parent
 BUNDLED_DIR = PACKAGE_DIR / "pretrained"
 #: bundled folder name -> name shown in the selector (first = default)
-BUNDLED_NAMES = {"ensemble": "CNN + Transformer", "cnn": "CNN", "transformer": "Transformer"}
+BUNDLED_NAMES = {"musicnn": "musicnn (most accurate on real recordings)", "ensemble": "CNN + Transformer (fast)",
+                 "cnn": "CNN (fastest)", "transformer": "Transformer"}
 ENV_MODEL_ID = "MODEL_ID"
 OUTPUT_MAX_AGE_S = 3600  # per-request CSV folders older than this are deleted
 CSV_NAME = "instrument_segments.csv"
@@ -119,7 +120,7 @@ class UploadRejected(ValueError):
 
 
 def bundled_models() -> Dict[str, str]:
-    """``{display name: folder}`` of the bundled models that exist (the ensemble of both first)."""
+    """``{display name: folder}`` of the bundled models that exist (the default, the musicnn classifier, first)."""
     from .ensemble import CONFIG_NAME
 
     return {name: str(BUNDLED_DIR / key) for key, name in BUNDLED_NAMES.items()

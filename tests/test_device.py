@@ -57,10 +57,14 @@ def test_load_model_puts_the_models_on_the_gpu_when_there_is_one(monkeypatch):
 
     _machine(monkeypatch, cuda=True, mps=False)
     monkeypatch.setattr(torch.nn.Module, "to", record)
-    ensemble, _ = load_model(None)  # the bundled CNN + Transformer
+    load_model(None)  # the bundled default, one model
+    assert moved == [torch.device("cuda")]
+    moved.clear()
+    ensemble = inference.DEFAULT_MODEL_DIR.parent / "ensemble"  # the bundled CNN + Transformer: both members move
+    load_model(ensemble)
     assert moved == [torch.device("cuda")] * 2
     moved.clear()
-    load_model(None, device="cpu")
+    load_model(ensemble, device="cpu")
     assert moved == [torch.device("cpu")] * 2
     monkeypatch.setattr(torch.nn.Module, "to", real_to)
     _machine(monkeypatch, cuda=False, mps=False)

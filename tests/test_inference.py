@@ -243,13 +243,16 @@ def test_segments_only_for_detected_instruments_and_every_detected_one_has_one()
     assert {s.label for s in detected_segments(frames, rate, list("abc"), at_c, clip, windows, starts, window)} == {"a", "c"}
 
 
-@pytest.mark.parametrize("context", [False, True], ids=["plain", "context"])
-def test_bundled_model_decisions_and_segments_agree_on_real_clips(context):
-    """The space/examples clips through the bundled ensemble: a segment for each detected instrument, no other.
-    (Thresholding frames alone gave e.g. the piano sonata Cello, Contrabass, Viola and Violin segments.)"""
+@pytest.mark.parametrize("kind,context", [("musicnn", False), ("ensemble", False), ("ensemble", True)],
+                         ids=["default", "ensemble", "ensemble-context"])
+def test_bundled_model_decisions_and_segments_agree_on_real_clips(kind, context):
+    """The space/examples clips through the bundled default and ensemble: a segment for each detected instrument,
+    no other. (Thresholding frames alone gave e.g. the piano sonata Cello, Contrabass, Viola and Violin segments.)"""
     from pathlib import Path
 
-    model, fe = load_model(None)
+    from instrument_classifier.inference import DEFAULT_MODEL_DIR
+
+    model, fe = load_model(DEFAULT_MODEL_DIR.parent / kind)
     clips = sorted((Path(__file__).resolve().parents[1] / "space" / "examples").glob("*.ogg"))
     assert len(clips) == 4
     for clip in clips:

@@ -166,7 +166,10 @@ def test_weight_loading_bars_only_in_verbose_mode(audio_files, capsys, monkeypat
     _default_model(monkeypatch)
     assert cli.main(["predict", audio_files["good"], "--no-progress"]) == 0
     assert "Loading weights" not in capsys.readouterr().err
-    assert cli.main(["predict", audio_files["good"], "--no-progress", "--verbose"]) == 0
+    ensemble = str(inference.DEFAULT_MODEL_DIR.parent / "ensemble")
+    assert cli.main(["predict", "--model", ensemble, audio_files["good"], "--no-progress"]) == 0
+    assert "Loading weights" not in capsys.readouterr().err
+    assert cli.main(["predict", "--model", ensemble, audio_files["good"], "--no-progress", "--verbose"]) == 0
     assert capsys.readouterr().err.count("Loading weights: 100%") >= 2  # both of the ensemble's members
 
 

@@ -237,16 +237,16 @@ def test_bundled_models_carry_the_package_code_and_their_generalisation_numbers(
             f"{with_context['f1_micro']:.3f} |") in card
 
 
-def test_default_model_of_predict_and_the_space_is_the_best_bundled_model_on_heldout_data():
-    """predict's default and the Space's first choice: the bundled model (or blend) with the highest held-out AUC."""
+def test_default_model_of_predict_and_the_space_is_the_bundled_model_chosen_on_real_recordings():
+    """predict's default and the Space's first choice: the musicnn classifier, the bundled model chosen on real
+    recordings (its card reports them), which predict and the Space agree on."""
     from instrument_classifier import inference, space_app
 
     pretrained = Path(recipe.__file__).parent / "pretrained"
-    auc = {kind: json.loads((pretrained / kind / "recipe_results.json").read_text())["results"]["heldout"]["roc_auc_macro"]
-           for kind in ("ensemble", "cnn", "transformer")}
-    best = max(auc, key=auc.get)
-    assert inference.DEFAULT_MODEL_DIR == pretrained / best, auc
-    assert Path(next(iter(space_app.bundled_models().values()))) == pretrained / best, auc
+    assert inference.DEFAULT_MODEL_DIR == pretrained / "musicnn"
+    assert Path(next(iter(space_app.bundled_models().values()))) == pretrained / "musicnn"
+    card = (pretrained / "musicnn" / "README.md").read_text()
+    assert "### Real recordings" in card and card.index("### Real recordings") < card.index("### Synthetic held-out")
 
 
 def test_models_of_other_settings_are_set_aside_not_reused(tmp_path):

@@ -141,16 +141,27 @@ def test_recording_context_is_applied_when_asked_for(client, rendered_corpus):
 
     from instrument_classifier.context import RecordingContext
 
+    from instrument_classifier.inference import load_model
+
+    # the first offered model that has a tuned context (the default, the musicnn classifier, has none)
+    name, config = next((name, config) for name, config in
+                        ((name, load_model(folder)[0].config) for name, folder in _models().items())
+                        if getattr(config, "context", None))
     wav = handle_file(str(rendered_corpus / "test_data" / "2106.wav"))
-    *_, plain, plain_summary = client.predict(wav, api_name="/classify")
-    *_, blended, summary = client.predict(wav, context=True, api_name="/classify")
-    context = RecordingContext.from_config(_first_config(_models()))
+    *_, plain, plain_summary = client.predict(wav, name, api_name="/classify")
+    *_, blended, summary = client.predict(wav, name, True, api_name="/classify")
+    context = RecordingContext.from_config(config)
     assert "context" not in plain and "recording context" not in plain_summary
     assert blended["context"] == context.describe() and f"recording context: {context.describe()}" in summary
     assert blended["thresholds"] == pytest.approx(context.thresholds)
     starts = np.round(np.asarray(plain["window_times_s"]) * plain["frame_rate"])
     expected = context.apply(np.asarray(plain["window_probs"]), None, starts, 256)
     np.testing.assert_allclose(blended["window_probs"], expected, atol=2e-4)
+    # a model without a context (the default) says so and classifies without one
+    first = next(iter(_models()))
+    if not getattr(_first_config(_models()), "context", None):
+        *_, timeline, note = client.predict(wav, first, True, api_name="/classify")
+        assert "this model has no recording context" in note and "context" not in timeline
 
 
 def test_classify_endpoint_accepts_stereo_other_rates_and_formats(client, rendered_corpus, tmp_path):

@@ -35,6 +35,9 @@ __all__ = [
     "InstrumentMusicnnForAudioClassification", "InstrumentMusicnnPreTrainedModel", "InstrumentClassifierOutput",
 ]
 
+#: Windows through musicnn at once when no gradient is needed (bounds inference memory; see ``representation``).
+WINDOWS_PER_PASS = 8
+
 
 # Copied from modeling_instrument_cnn.InstrumentClassifierOutput (each modeling file is self-contained).
 @dataclass
@@ -189,9 +192,18 @@ class InstrumentMusicnnForAudioClassification(InstrumentMusicnnPreTrainedModel):
 
     def representation(self, input_features: torch.Tensor) -> torch.Tensor:
         """``(batch, time, 96)`` log-mel windows -> ``(batch, representation_size)``, before standardisation:
-        penultimate embedding, mean and max of the frame features, tag logits."""
-        out = self.musicnn(input_features, output_frame_features=False)
-        return torch.cat([out.penultimate, out.mean_pool, out.max_pool, out.logits], dim=1)
+        penultimate embedding, mean and max of the frame features, tag logits.
+
+        Windows go through musicnn ``WINDOWS_PER_PASS`` at a time: its front end holds about 25 MB of activations
+        per 3-s window (204 filters x 187 frames x 59 band positions, and the temporal maps), so a batch of 32
+        would take 0.8 GB; at inference, where nothing is kept for a backward pass, 8 at a time bounds that.
+        """
+        step = input_features.shape[0] if torch.is_grad_enabled() else WINDOWS_PER_PASS
+        parts = []
+        for first in range(0, input_features.shape[0], step):
+            out = self.musicnn(input_features[first : first + step], output_frame_features=False)
+            parts.append(torch.cat([out.penultimate, out.mean_pool, out.max_pool, out.logits], dim=1))
+        return torch.cat(parts) if len(parts) > 1 else parts[0]
 
     def _classify_window(self, features: torch.Tensor, mask: torch.Tensor | None):
         standardized = (self.representation(features) - self.representation_mean) / self.representation_scale

@@ -1,0 +1,462 @@
+"""MFCC (log-mel, constant-Q) feature extractor for the instrument classifiers.
+
+Self-contained (numpy, scipy, torch only): this file is copied next to the
+weights by ``save_pretrained`` so that ``AutoFeatureExtractor.from_pretrained(...,
+trust_remote_code=True)`` works without this package installed.
+
+The MFCCs equal ``librosa.feature.mfcc(y=y, sr=44100, n_mfcc=13, n_fft=2048,
+hop_length=512)`` (librosa 0.11 defaults otherwise: centred frames with zero
+padding, periodic Hann window, 128 Slaney mel bands, ``power_to_db`` with
+``top_db=80`` relative to the loudest bin of the input, orthonormal DCT-II), but
+are computed with ``torch.stft`` and a matrix product, several times faster.
+
+``feature_type="cqt"`` gives log-power constant-Q bands (semitones by default) read off the same kind of
+STFT with a long window (``n_fft=8192`` recommended): a pseudo-CQT. Unlike a true CQT, every band has the
+STFT's time resolution, and bands narrower than one FFT bin (below ~90 Hz at 8192) blur into their
+neighbours; in exchange the features stream block by block like the MFCCs.
+
+``feature_type="musicnn"`` gives the input of the musicnn front end (Pons & Serra, 2019): 96 Slaney mel bands
+of a 512-point STFT at 16 kHz, hop 256, compressed as ``log10(1 + 10000 * mel_power)`` (no ``top_db`` floor,
+no standardisation: the network's first batch norm rescales its input).
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from typing import List, Optional, Sequence, Union
+
+import numpy as np
+import torch
+from transformers import BatchFeature, SequenceFeatureExtractor
+
+__all__ = [
+    "InstrumentFeatureExtractor", "default_feature_settings", "feature_settings", "mel_filterbank",
+    "constant_q_filterbank", "constant_q_frequencies", "dct_matrix", "musicnn_compression",
+]
+
+FEATURE_TYPES = ("mfcc", "logmel", "cqt", "musicnn")
+#: First constant-Q band when ``fmin`` is 0: C1, the lowest C on a piano (the contrabass reaches E1 = 41.2 Hz).
+CQT_DEFAULT_FMIN = 32.703195662574764
+
+#: Frames per STFT block in :meth:`InstrumentFeatureExtractor.extract` (about 12 s at hop 512).
+_FRAMES_PER_BLOCK = 1024
+#: A 2-D input whose second axis is at most this long (and shorter than the first) is taken for
+#: multi-channel audio laid out (samples, channels) and refused, not read as a batch of tiny clips.
+_MAX_CHANNELS = 8
+
+
+def _hz_to_mel(freqs: np.ndarray) -> np.ndarray:
+    # Slaney's auditory toolbox scale (librosa's default, htk=False)
+    freqs = np.asanyarray(freqs, dtype=np.float64)
+    f_sp = 200.0 / 3
+    mels = freqs / f_sp
+    min_log_hz, logstep = 1000.0, math.log(6.4) / 27.0
+    min_log_mel = min_log_hz / f_sp
+    log_t = freqs >= min_log_hz
+    mels = np.where(log_t, min_log_mel + np.log(np.maximum(freqs, 1e-10) / min_log_hz) / logstep, mels)
+    return mels
+
+
+def _mel_to_hz(mels: np.ndarray) -> np.ndarray:
+    mels = np.asanyarray(mels, dtype=np.float64)
+    f_sp = 200.0 / 3
+    freqs = f_sp * mels
+    min_log_hz, logstep = 1000.0, math.log(6.4) / 27.0
+    min_log_mel = min_log_hz / f_sp
+    log_t = mels >= min_log_mel
+    return np.where(log_t, min_log_hz * np.exp(logstep * (mels - min_log_mel)), freqs)
+
+
+def mel_filterbank(sr: int, n_fft: int, n_mels: int = 128, fmin: float = 0.0, fmax: Optional[float] = None) -> np.ndarray:
+    """Slaney-normalised mel filterbank, shape ``(n_mels, 1 + n_fft // 2)``; equals ``librosa.filters.mel``."""
+    fmax = sr / 2.0 if fmax is None else float(fmax)
+    fftfreqs = np.fft.rfftfreq(n=n_fft, d=1.0 / sr)
+    mel_f = _mel_to_hz(np.linspace(_hz_to_mel(fmin), _hz_to_mel(fmax), n_mels + 2))
+    fdiff = np.diff(mel_f)
+    ramps = np.subtract.outer(mel_f, fftfreqs)
+    lower = -ramps[:-2] / fdiff[:-1, None]
+    upper = ramps[2:] / fdiff[1:, None]
+    weights = np.maximum(0, np.minimum(lower, upper))
+    enorm = 2.0 / (mel_f[2 : n_mels + 2] - mel_f[:n_mels])
+    return (weights * enorm[:, None]).astype(np.float32)
+
+
+def constant_q_filterbank(
+    sr: int, n_fft: int, n_bins: int, bins_per_octave: int = 12, fmin: float = CQT_DEFAULT_FMIN
+) -> np.ndarray:
+    """Constant-Q bands over an STFT, shape ``(n_bins, 1 + n_fft // 2)``.
+
+    Band ``k`` is centred at ``fmin * 2 ** (k / bins_per_octave)`` and is a triangle reaching its neighbours'
+    centres (at least one FFT bin wide on each side, so no band is empty); rows sum to 1, so a band's
+    value is the mean power under it.
+    """
+    centres = constant_q_frequencies(n_bins + 2, bins_per_octave, fmin * 2.0 ** (-1.0 / bins_per_octave))
+    if centres[-2] >= sr / 2.0:
+        raise ValueError(f"{n_bins} constant-Q bands from {fmin:.1f} Hz at {bins_per_octave} per octave reach "
+                         f"{centres[-2]:.0f} Hz, above the Nyquist frequency {sr / 2.0:.0f} Hz")
+    resolution = sr / n_fft
+    fftfreqs = np.fft.rfftfreq(n=n_fft, d=1.0 / sr)
+    lower = np.maximum(centres[1:-1] - centres[:-2], resolution)
+    upper = np.maximum(centres[2:] - centres[1:-1], resolution)
+    offset = fftfreqs[None, :] - centres[1:-1, None]
+    weights = np.maximum(0.0, 1.0 - np.where(offset < 0, -offset / lower[:, None], offset / upper[:, None]))
+    return (weights / weights.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def constant_q_frequencies(n_bins: int, bins_per_octave: int = 12, fmin: float = CQT_DEFAULT_FMIN) -> np.ndarray:
+    """Centre frequencies (Hz) of the constant-Q bands, as ``librosa.cqt_frequencies``."""
+    return fmin * 2.0 ** (np.arange(n_bins) / bins_per_octave)
+
+
+def musicnn_compression(mel_power: torch.Tensor) -> torch.Tensor:
+    """``log10(1 + 10000 * mel_power)``: the log compression musicnn was trained with (zero for silence)."""
+    return torch.log10(1.0 + 10000.0 * mel_power)
+
+
+def dct_matrix(n_out: int, n_in: int) -> np.ndarray:
+    """Orthonormal DCT-II basis, shape ``(n_out, n_in)``; ``dct_matrix(n, m) @ x == scipy.fft.dct(x, norm='ortho')[:n]``."""
+    k = np.arange(n_out)[:, None]
+    n = np.arange(n_in)[None, :]
+    basis = np.cos(np.pi * k * (2 * n + 1) / (2 * n_in)) * math.sqrt(2.0 / n_in)
+    basis[0] /= math.sqrt(2.0)
+    return basis.astype(np.float32)
+
+
+class InstrumentFeatureExtractor(SequenceFeatureExtractor):
+    r"""MFCC (or log-mel) frames for instrument classification.
+
+    Parameters
+    ----------
+    feature_type : {"mfcc", "logmel", "cqt", "musicnn"}
+        ``"mfcc"``: ``n_coefficients`` MFCCs, the study's setting. ``"logmel"``:
+        ``n_coefficients`` log-power mel bands (dB). ``"cqt"``: ``n_coefficients`` log-power
+        constant-Q bands (dB) from ``fmin`` up, ``bins_per_octave`` to the octave (a pseudo-CQT,
+        see the module docstring; give it a long ``n_fft`` such as 8192). ``"musicnn"``:
+        ``n_coefficients`` mel bands compressed as musicnn's input (:func:`musicnn_compression`;
+        use :func:`default_feature_settings` for its 16-kHz grid).
+    n_coefficients : int
+        Number of MFCCs (13), of mel bands for ``logmel``, or of constant-Q bands for ``cqt``.
+    sampling_rate : int
+        Rate the features are computed at; other rates are resampled to it.
+    n_fft, hop_length : int
+        STFT size and hop in samples (2048 and 512: 46 ms windows every 11.6 ms at 44.1 kHz).
+    n_mels, fmin, fmax :
+        Mel filterbank used for the MFCCs. For ``cqt``, ``fmin`` is the centre of the lowest band
+        (0 means C1, 32.7 Hz) and ``fmax`` is not used.
+    bins_per_octave : int
+        Constant-Q bands per octave (``cqt`` only; 12: semitones).
+    top_db : float or None
+        Dynamic-range floor relative to the loudest bin, as in ``librosa.power_to_db``.
+        Applied per call, so a file processed in blocks can differ from a whole-file
+        call in bins more than 80 dB below the block's loudest bin.
+    include_deltas : bool
+        Append time differences of every coefficient (``feature_size`` becomes
+        ``n_coefficients * (1 + delta_order)``).
+    delta_order : int
+        With ``include_deltas``: 1 appends the first differences (deltas), 2 also appends the
+        differences of those (delta-deltas).
+    do_normalize : bool
+        Standardise each coefficient with ``mean`` and ``std`` (fitted on the training split
+        with :meth:`fit_normalization`). Ignored while ``mean`` is ``None``.
+    mean, std : list of float or None
+        Per-coefficient statistics, saved with ``save_pretrained``.
+    """
+
+    model_input_names = ["input_features"]
+
+    def __init__(
+        self,
+        feature_type: str = "mfcc",
+        n_coefficients: int = 13,
+        sampling_rate: int = 44100,
+        n_fft: int = 2048,
+        hop_length: int = 512,
+        n_mels: int = 128,
+        fmin: float = 0.0,
+        fmax: Optional[float] = None,
+        bins_per_octave: int = 12,
+        top_db: Optional[float] = 80.0,
+        include_deltas: bool = False,
+        delta_order: int = 1,
+        do_normalize: bool = True,
+        mean: Optional[Sequence[float]] = None,
+        std: Optional[Sequence[float]] = None,
+        padding_value: float = 0.0,
+        **kwargs,
+    ):
+        if feature_type not in FEATURE_TYPES:
+            raise ValueError(f"feature_type must be one of {FEATURE_TYPES}, got {feature_type!r}")
+        if feature_type == "mfcc" and not 1 <= n_coefficients <= n_mels:
+            raise ValueError(f"n_coefficients must be in [1, n_mels={n_mels}] for MFCCs, got {n_coefficients}")
+        if hop_length <= 0 or n_fft <= 0:
+            raise ValueError("n_fft and hop_length must be positive")
+        if bins_per_octave < 1:
+            raise ValueError(f"bins_per_octave must be positive, got {bins_per_octave}")
+        if delta_order not in (1, 2):
+            raise ValueError(f"delta_order must be 1 or 2, got {delta_order!r}")
+        feature_size = n_coefficients * (1 + delta_order if include_deltas else 1)
+        kwargs.pop("feature_size", None)
+        super().__init__(feature_size=feature_size, sampling_rate=sampling_rate, padding_value=padding_value, **kwargs)
+        self.feature_type = feature_type
+        self.n_coefficients = n_coefficients
+        self.n_fft = n_fft
+        self.hop_length = hop_length
+        # the number of bands the power is summed into (MFCCs are a DCT of n_mels mel bands)
+        self.n_mels = n_mels if feature_type == "mfcc" else n_coefficients
+        self.fmin = fmin
+        self.fmax = fmax
+        self.bins_per_octave = bins_per_octave
+        if feature_type == "cqt":
+            self.filterbank()  # refuses bands above the Nyquist frequency now, not at the first call
+        self.top_db = top_db
+        self.include_deltas = include_deltas
+        self.delta_order = delta_order
+        self.do_normalize = do_normalize
+        if (mean is None) != (std is None):
+            raise ValueError("mean and std must be given together")
+        if mean is not None and (len(mean) != feature_size or len(std) != feature_size):
+            raise ValueError(f"mean/std must have {feature_size} entries, got {len(mean)}/{len(std)}")
+        self.mean = None if mean is None else [float(m) for m in mean]
+        self.std = None if std is None else [float(s) for s in std]
+        self._basis = None
+
+    # -- serialisation: keep derived tensors out of the json ------------------------------
+    def to_dict(self):
+        out = super().to_dict()
+        out.pop("_basis", None)
+        return out
+
+    @property
+    def frame_rate(self) -> float:
+        """Frames per second (86.13 at 44.1 kHz with hop 512)."""
+        return self.sampling_rate / self.hop_length
+
+    def num_frames(self, num_samples: int) -> int:
+        """Frames produced for ``num_samples`` samples (centred frames: ``1 + n // hop``)."""
+        return 1 + int(num_samples) // self.hop_length
+
+    def silence_to_window_end(self, num_samples: int, window_frames: int) -> int:
+        """Samples of digital silence that complete the last ``window_frames``-frame window of a recording,
+        as ``prepare`` pads it (``(total - 1) * hop`` samples give ``total`` frames); 0 for no audio."""
+        if num_samples <= 0:
+            return 0
+        total = -(-self.num_frames(num_samples) // window_frames) * window_frames
+        return max(0, (total - 1) * self.hop_length - int(num_samples))
+
+    @property
+    def _cqt_fmin(self) -> float:
+        return self.fmin or CQT_DEFAULT_FMIN  # fmin 0, the mel filterbank's default, means C1 for constant-Q bands
+
+    def filterbank(self) -> np.ndarray:
+        """Weights ``(n_mels, 1 + n_fft // 2)`` that sum STFT power into the bands: mel, or constant-Q for ``cqt``."""
+        if self.feature_type == "cqt":
+            return constant_q_filterbank(self.sampling_rate, self.n_fft, self.n_coefficients, self.bins_per_octave,
+                                         self._cqt_fmin)
+        return mel_filterbank(self.sampling_rate, self.n_fft, self.n_mels, self.fmin, self.fmax)
+
+    def band_frequencies(self) -> np.ndarray:
+        """Centre frequencies (Hz) of the ``n_mels`` bands the power is summed into."""
+        if self.feature_type == "cqt":
+            return constant_q_frequencies(self.n_coefficients, self.bins_per_octave, self._cqt_fmin)
+        fmax = self.sampling_rate / 2.0 if self.fmax is None else float(self.fmax)
+        return _mel_to_hz(np.linspace(_hz_to_mel(self.fmin), _hz_to_mel(fmax), self.n_mels + 2)[1:-1])
+
+    def _projection(self) -> torch.Tensor:
+        if self._basis is None:
+            dct = dct_matrix(self.n_coefficients, self.n_mels)
+            self._basis = (torch.from_numpy(self.filterbank()), torch.from_numpy(dct))
+        return self._basis
+
+    # -- the features --------------------------------------------------------------------
+    def extract(self, waveform: np.ndarray, normalize: Optional[bool] = None) -> np.ndarray:
+        """Features of one mono waveform at ``self.sampling_rate``; shape ``(frames, feature_size)``, float32."""
+        y = torch.from_numpy(np.ascontiguousarray(waveform, dtype=np.float32))
+        num_frames = self.num_frames(len(y))
+        # centred frames with zero padding, as librosa's default
+        y = torch.nn.functional.pad(y, (self.n_fft // 2, self.n_fft // 2))
+        window = torch.hann_window(self.n_fft, dtype=torch.float32)
+        mel, dct = self._projection()
+        mel_power = torch.empty((self.n_mels, num_frames), dtype=torch.float32)
+        with torch.no_grad():
+            # The STFT is taken in blocks of frames: the complex spectrogram of a long file would be
+            # ~16x the audio's size, and block-sized temporaries stay in cache (several times faster).
+            block = max(64, _FRAMES_PER_BLOCK * 2048 // self.n_fft)  # the same temporaries' size for a long n_fft
+            for first in range(0, num_frames, block):
+                last = min(num_frames, first + block)
+                chunk = y[first * self.hop_length : (last - 1) * self.hop_length + self.n_fft]
+                spec = torch.stft(chunk, self.n_fft, self.hop_length, window=window, center=False, return_complex=True)
+                power = spec.real.square() + spec.imag.square()  # (freq, frames)
+                torch.matmul(mel, power, out=mel_power[:, first:last])
+            if self.feature_type == "musicnn":
+                feats = musicnn_compression(mel_power)
+            else:
+                db = 10.0 * torch.log10(torch.clamp(mel_power, min=1e-10))
+                if self.top_db is not None:
+                    db = torch.maximum(db, db.max() - self.top_db)
+                feats = dct @ db if self.feature_type == "mfcc" else db
+            feats = feats.T.contiguous().numpy()
+        if self.include_deltas:
+            orders = [feats]
+            for _ in range(self.delta_order):
+                orders.append(_delta(orders[-1]))
+            feats = np.concatenate(orders, axis=1)
+        if (self.do_normalize if normalize is None else normalize) and self.mean is not None:
+            feats = self.normalize(feats)
+        return feats.astype(np.float32, copy=False)
+
+    def normalize(self, features: np.ndarray) -> np.ndarray:
+        """Standardise raw features with the fitted per-coefficient ``mean`` and ``std``."""
+        if self.mean is None:
+            raise ValueError("normalisation statistics are not fitted; call fit_normalization first")
+        mean = np.asarray(self.mean, dtype=np.float32)
+        std = np.asarray(self.std, dtype=np.float32)
+        return (features - mean) / std
+
+    def fit_normalization(self, feature_blocks) -> "InstrumentFeatureExtractor":
+        """Fit ``mean``/``std`` from an iterable of raw ``(frames, feature_size)`` arrays (training split only)."""
+        count, total, total_sq = 0, None, None
+        for block in feature_blocks:
+            block = np.asarray(block, dtype=np.float64).reshape(-1, self.feature_size)
+            s, sq = block.sum(0), np.square(block).sum(0)
+            total = s if total is None else total + s
+            total_sq = sq if total_sq is None else total_sq + sq
+            count += len(block)
+        if count == 0:
+            raise ValueError("cannot fit normalisation on zero frames")
+        mean = total / count
+        std = np.sqrt(np.maximum(total_sq / count - mean**2, 0.0))
+        self.mean = mean.tolist()
+        self.std = np.maximum(std, 1e-5).tolist()
+        return self
+
+    def resample(self, waveform: np.ndarray, sampling_rate: int) -> np.ndarray:
+        """Resample a mono waveform to ``self.sampling_rate`` (polyphase, scipy)."""
+        if sampling_rate == self.sampling_rate:
+            return waveform
+        from scipy.signal import resample_poly
+
+        g = math.gcd(int(sampling_rate), int(self.sampling_rate))
+        return resample_poly(waveform, self.sampling_rate // g, int(sampling_rate) // g).astype(np.float32)
+
+    def __call__(
+        self,
+        raw_audio: Union[np.ndarray, List[float], List[np.ndarray]],
+        sampling_rate: Optional[int] = None,
+        return_tensors: Optional[str] = None,
+        normalize: Optional[bool] = None,
+        return_attention_mask: bool = False,
+        **kwargs,
+    ) -> BatchFeature:
+        """Featurise one clip or a batch.
+
+        Parameters
+        ----------
+        raw_audio : np.ndarray or list
+            A mono float waveform ``(samples,)``, a batch ``(batch, samples)``, or a list
+            of mono waveforms. Stereo input must be downmixed first.
+        sampling_rate : int, optional
+            Rate of ``raw_audio``; resampled to ``self.sampling_rate`` if different.
+            Strongly recommended: without it the audio is assumed to be at the model rate.
+
+        Returns
+        -------
+        BatchFeature
+            ``input_features`` of shape ``(batch, frames, feature_size)``; clips of different
+            lengths are zero-padded and ``attention_mask`` marks real frames.
+        """
+        clips = _as_clip_list(raw_audio)
+        sr = self.sampling_rate if sampling_rate is None else int(sampling_rate)
+        if sr <= 0:
+            raise ValueError(f"sampling_rate must be positive, got {sampling_rate}")
+        feats = [self.extract(self.resample(c, sr), normalize=normalize) for c in clips]
+        lengths = [len(f) for f in feats]
+        longest = max(lengths)
+        batch = np.full((len(feats), longest, self.feature_size), self.padding_value, dtype=np.float32)
+        mask = np.zeros((len(feats), longest), dtype=np.int32)
+        for i, f in enumerate(feats):
+            batch[i, : len(f)] = f
+            mask[i, : len(f)] = 1
+        data = {"input_features": batch}
+        if return_attention_mask or len(set(lengths)) > 1:
+            data["attention_mask"] = mask
+        return BatchFeature(data, tensor_type=return_tensors)
+
+
+#: Settings that decide what the features are: a model and the data it sees must agree on them (mean/std may
+#: differ). A saved configuration that predates one of them had the constructor's default.
+_FEATURE_SETTINGS = {
+    name: param.default for name, param in inspect.signature(InstrumentFeatureExtractor).parameters.items()
+    if name in ("feature_type", "n_coefficients", "sampling_rate", "n_fft", "hop_length", "n_mels", "fmin", "fmax",
+                "bins_per_octave", "top_db", "include_deltas", "delta_order")
+}
+
+
+def default_feature_settings(feature_type: str = "mfcc", n_coefficients: Optional[int] = None) -> dict:
+    """Constructor arguments for ``feature_type`` with the package's defaults for it.
+
+    13 MFCCs; 64 log-mel bands; 84 constant-Q bands (semitones from C1 to B7, 32.7 Hz to 3.95 kHz) from an
+    8192-point STFT, long enough (5.4 Hz) to separate semitones from about 90 Hz up; musicnn's input (96 mel
+    bands at 16 kHz, n_fft 512, hop 256: 62.5 frames per second, unnormalised).
+    """
+    if feature_type not in FEATURE_TYPES:
+        raise ValueError(f"feature_type must be one of {FEATURE_TYPES}, got {feature_type!r}")
+    defaults = {"mfcc": {"n_coefficients": 13}, "logmel": {"n_coefficients": 64},
+                "cqt": {"n_coefficients": 84, "n_fft": 8192},
+                "musicnn": {"n_coefficients": 96, "sampling_rate": 16000, "n_fft": 512, "hop_length": 256,
+                            "top_db": None, "do_normalize": False}}[feature_type]
+    return {"feature_type": feature_type, **defaults, **({"n_coefficients": n_coefficients} if n_coefficients else {})}
+
+
+def feature_settings(extractor) -> dict:
+    """The settings of an :class:`InstrumentFeatureExtractor` (or its saved dict) that decide its features."""
+    config = extractor.to_dict() if hasattr(extractor, "to_dict") else dict(extractor)
+    return {key: config.get(key, default) for key, default in _FEATURE_SETTINGS.items()}
+
+
+def _delta(feats: np.ndarray) -> np.ndarray:
+    # centred first difference along time, edges repeated; cheap and local
+    padded = np.pad(feats, ((1, 1), (0, 0)), mode="edge")
+    return 0.5 * (padded[2:] - padded[:-2])
+
+
+def _as_clip_list(raw_audio) -> List[np.ndarray]:
+    if isinstance(raw_audio, torch.Tensor):
+        raw_audio = raw_audio.detach().cpu().numpy()
+    if isinstance(raw_audio, np.ndarray):
+        if raw_audio.ndim == 1:
+            clips = [raw_audio]
+        elif raw_audio.ndim == 2:
+            # (samples, channels) read from a stereo file would otherwise become a "batch" of thousands
+            # of 2-sample clips: slow and meaningless
+            if raw_audio.shape[1] <= _MAX_CHANNELS < raw_audio.shape[0]:
+                raise ValueError(
+                    f"got shape {raw_audio.shape}: this looks like multi-channel audio (samples, channels); "
+                    "pass mono audio, e.g. audio.mean(axis=1) (a batch has shape (batch, samples))"
+                )
+            clips = list(raw_audio)
+        else:
+            raise ValueError(
+                f"expected mono audio of shape (samples,) or a batch (batch, samples), got shape {raw_audio.shape}"
+            )
+    elif isinstance(raw_audio, (list, tuple)) and raw_audio and isinstance(raw_audio[0], (np.ndarray, list, tuple, torch.Tensor)):
+        clips = [np.asarray(c.detach().cpu().numpy() if isinstance(c, torch.Tensor) else c) for c in raw_audio]
+    elif isinstance(raw_audio, (list, tuple)):
+        clips = [np.asarray(raw_audio)]
+    else:
+        raise TypeError(f"expected a numpy array or a list of arrays, got {type(raw_audio).__name__}")
+    out = []
+    for i, clip in enumerate(clips):
+        if clip.ndim != 1:
+            raise ValueError(f"clip {i}: expected mono audio of shape (samples,), got shape {clip.shape}")
+        if not np.issubdtype(clip.dtype, np.floating):
+            raise TypeError(
+                f"clip {i}: expected float audio in [-1, 1], got dtype {clip.dtype} "
+                "(convert integer PCM with x / np.iinfo(x.dtype).max)"
+            )
+        if clip.size == 0:
+            raise ValueError(f"clip {i}: zero-length audio")
+        if not np.all(np.isfinite(clip)):
+            raise ValueError(f"clip {i}: audio contains NaN or infinite samples")
+        out.append(clip.astype(np.float32, copy=False))
+    return out

@@ -1,0 +1,243 @@
+"""Instrument classifier on the musicnn front end, a music-tagging CNN trained on real recordings.
+
+Self-contained HF model file (imports only ``torch``, ``transformers`` and its sibling files):
+``save_pretrained`` copies it, ``musicnn_frontend.py`` and the pipeline next to the safetensors weights, so
+``AutoModelForAudioClassification.from_pretrained(folder, trust_remote_code=True)`` works without the
+``instrument_classifier`` package, TensorFlow or pickle.
+
+Input is one window of musicnn log-mel frames of one recording, ``(batch, 187, 96)`` (3 s at 16 kHz; the
+feature extractor's ``feature_type="musicnn"``). musicnn (Pons & Serra, 2019; the ``MTT_musicnn`` weights of
+the musicnn 0.1.0 wheel, trained on MagnaTagATune) turns it into its penultimate embedding, the time mean and
+maximum of its per-frame features and its tag logits; the head, a linear layer on that representation
+standardised with statistics of the training windows, gives the instrument logits. The representation is
+pooled over the window, so every frame of a window gets the window's logits (``frame_logits``): the time
+resolution of this model is its window.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import PreTrainedModel
+from transformers import initialization as init
+from transformers.utils import ModelOutput
+
+from .configuration_instrument_musicnn import InstrumentMusicnnConfig
+from .musicnn_frontend import MusicnnConfig, MusicnnFrontend
+
+# Shipped with the weights: config.custom_pipelines names this class for pipeline("audio-classification").
+from .pipeline_instrument import InstrumentAudioClassificationPipeline  # noqa: F401
+
+__all__ = [
+    "InstrumentMusicnnForAudioClassification", "InstrumentMusicnnPreTrainedModel", "InstrumentClassifierOutput",
+]
+
+#: Windows through musicnn at once when no gradient is needed (bounds inference memory; see ``representation``).
+WINDOWS_PER_PASS = 8
+
+
+# Copied from modeling_instrument_cnn.InstrumentClassifierOutput (each modeling file is self-contained).
+@dataclass
+class InstrumentClassifierOutput(ModelOutput):
+    """Output of the instrument classifiers.
+
+    Attributes
+    ----------
+    loss : torch.Tensor, optional
+        Window BCE (+ ``frame_loss_weight`` x frame BCE), when labels are given.
+    logits : torch.Tensor, shape (batch, num_labels)
+        Clip logits: the window logits; for longer inputs, those of the windows (see ``classify_long_input``).
+    frame_logits : torch.Tensor, shape (batch, time, num_labels)
+        Logits of every input frame.
+    """
+
+    loss: torch.Tensor | None = None
+    logits: torch.Tensor | None = None
+    frame_logits: torch.Tensor | None = None
+
+
+# Copied from modeling_instrument_cnn.window_starts (each modeling file is self-contained).
+def window_starts(num_frames: int, window_frames: int) -> list[int]:
+    """Non-overlapping windows; the last one is aligned to the end (no padding, overlaps its neighbour)."""
+    if num_frames <= window_frames:
+        return [0]
+    starts = list(range(0, num_frames - window_frames + 1, window_frames))
+    if starts[-1] + window_frames < num_frames:
+        starts.append(num_frames - window_frames)
+    return starts
+
+
+# Copied from modeling_instrument_cnn.classify_long_input (each modeling file is self-contained).
+def classify_long_input(classify, features: torch.Tensor, mask: torch.Tensor | None, window_frames: int):
+    """Run ``classify(windows, mask) -> (frame_logits, logits)`` on windows of ``window_frames`` frames.
+
+    Inputs up to one window go through as they are. Longer inputs are cut into non-overlapping windows
+    (the last aligned to the end); each frame takes its logits from the first window that holds it. The clip
+    logits are the highest window logits, and from three windows on those of the mean of the two highest window
+    probabilities: one stray window weighs half (as ``inference.clip_scores``).
+    """
+    batch, num_frames, _ = features.shape
+    if num_frames <= window_frames:
+        return classify(features, mask)
+    starts = window_starts(num_frames, window_frames)
+    index = torch.tensor(starts, device=features.device)[:, None] + torch.arange(window_frames, device=features.device)
+    windows = features[:, index].flatten(0, 1)  # (B * n, W, F)
+    window_mask = None if mask is None else mask[:, index].flatten(0, 1)
+    frame_logits, logits = classify(windows, window_mask)
+    n = len(starts)
+    frame_logits = frame_logits.unflatten(0, (batch, n))
+    logits = logits.unflatten(0, (batch, n))
+    if window_mask is not None:  # windows made only of padding do not vote
+        empty = ~window_mask.unflatten(0, (batch, n)).any(dim=-1)
+        logits = logits.masked_fill(empty.unsqueeze(-1), torch.finfo(logits.dtype).min)
+    tail = (n - 1) * window_frames - starts[-1]
+    frames = torch.cat([frame_logits[:, :-1].flatten(1, 2), frame_logits[:, -1, tail:]], dim=1)
+    voting = torch.full((batch,), n, device=features.device) if window_mask is None else (~empty).sum(dim=1)
+    top = logits.topk(min(2, n), dim=1).values  # (B, 1 or 2, L), highest first
+    # the mean of the two probabilities, as logits (what inference.clip_scores computes from probabilities)
+    eps = torch.finfo(logits.dtype).eps
+    top2 = torch.logit(torch.sigmoid(top).mean(dim=1).clamp(eps, 1 - eps))
+    return frames, torch.where((voting >= 3)[:, None], top2, top[:, 0])
+
+
+# Copied from modeling_instrument_cnn.instrument_loss (each modeling file is self-contained).
+def instrument_loss(config, logits, frame_logits, labels, frame_labels, mask) -> torch.Tensor | None:
+    """``BCEWithLogits`` on clip labels (+ ``frame_loss_weight`` x frame BCE over real frames)."""
+    pos_weight = None
+    if config.pos_weight is not None:
+        pos_weight = torch.tensor(config.pos_weight, dtype=logits.dtype, device=logits.device)
+    loss = None
+    if labels is not None:
+        if labels.shape != logits.shape:
+            raise ValueError(f"labels must have shape {tuple(logits.shape)}, got {tuple(labels.shape)}")
+        loss = F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype), pos_weight=pos_weight)
+    if frame_labels is not None and config.frame_loss_weight > 0:
+        if frame_labels.shape != frame_logits.shape:
+            raise ValueError(f"frame_labels must have shape {tuple(frame_logits.shape)}, got {tuple(frame_labels.shape)}")
+        per_frame = F.binary_cross_entropy_with_logits(
+            frame_logits, frame_labels.to(frame_logits.dtype), pos_weight=pos_weight, reduction="none"
+        )
+        if mask is None:
+            frame_loss = per_frame.mean()
+        else:
+            weight = mask.unsqueeze(-1).to(per_frame.dtype)
+            frame_loss = (per_frame * weight).sum() / (weight.sum() * per_frame.shape[-1]).clamp(min=1.0)
+        frame_loss = config.frame_loss_weight * frame_loss
+        loss = frame_loss if loss is None else loss + frame_loss
+    return loss
+
+
+# Copied from modeling_instrument_cnn.check_features (each modeling file is self-contained).
+def check_features(config, input_features: torch.Tensor, attention_mask: torch.Tensor | None):
+    if input_features.ndim != 3 or input_features.shape[-1] != config.feature_size:
+        raise ValueError(
+            f"input_features must have shape (batch, time, {config.feature_size}), got {tuple(input_features.shape)}"
+        )
+    if input_features.shape[1] == 0:
+        raise ValueError("input_features has no frames")
+    if attention_mask is None:
+        return None
+    if attention_mask.shape != input_features.shape[:2]:
+        raise ValueError(
+            f"attention_mask must have shape {tuple(input_features.shape[:2])}, got {tuple(attention_mask.shape)}"
+        )
+    return attention_mask.bool()
+
+
+# -- the musicnn classifier -------------------------------------------------------------------------------
+
+class InstrumentMusicnnPreTrainedModel(PreTrainedModel):
+    config: InstrumentMusicnnConfig
+    config_class = InstrumentMusicnnConfig
+    base_model_prefix = "instrument_musicnn"
+    main_input_name = "input_features"
+    input_modalities = ("audio",)
+    # The loss is a mean over this process's batch; Trainer must not rescale it by the number of processes.
+    accepts_loss_kwargs = False
+
+    @torch.no_grad()
+    def _init_weights(self, module):
+        # Only the head starts from scratch; the musicnn weights come from the converted checkpoint.
+        if isinstance(module, nn.Linear) and module is getattr(self, "classifier", None):
+            init.zeros_(module.weight)
+            init.zeros_(module.bias)
+
+
+class InstrumentMusicnnForAudioClassification(InstrumentMusicnnPreTrainedModel):
+    """Multi-label instrument classifier on musicnn: window logits ``(B, L)``, frame logits ``(B, T, L)``."""
+
+    def __init__(self, config: InstrumentMusicnnConfig):
+        super().__init__(config)
+        self.musicnn = MusicnnFrontend(MusicnnConfig.from_dict(config.backbone))
+        size = config.representation_size
+        # Standardisation of the representation, fitted on the training windows with the head.
+        self.register_buffer("representation_mean", torch.zeros(size))
+        self.register_buffer("representation_scale", torch.ones(size))
+        self.classifier = nn.Linear(size, config.num_labels)
+        self.post_init()
+        self._apply_freeze()
+
+    def _apply_freeze(self) -> None:
+        for parameter in self.musicnn.parameters():
+            parameter.requires_grad_(not self.config.freeze_backbone)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if self.config.freeze_backbone:  # a frozen backbone keeps its batch-norm statistics and no dropout
+            self.musicnn.eval()
+        return self
+
+    def representation(self, input_features: torch.Tensor) -> torch.Tensor:
+        """``(batch, time, 96)`` log-mel windows -> ``(batch, representation_size)``, before standardisation:
+        penultimate embedding, mean and max of the frame features, tag logits.
+
+        Windows go through musicnn ``WINDOWS_PER_PASS`` at a time: its front end holds about 25 MB of activations
+        per 3-s window (204 filters x 187 frames x 59 band positions, and the temporal maps), so a batch of 32
+        would take 0.8 GB; at inference, where nothing is kept for a backward pass, 8 at a time bounds that.
+        """
+        step = input_features.shape[0] if torch.is_grad_enabled() else WINDOWS_PER_PASS
+        parts = []
+        for first in range(0, input_features.shape[0], step):
+            out = self.musicnn(input_features[first : first + step], output_frame_features=False)
+            parts.append(torch.cat([out.penultimate, out.mean_pool, out.max_pool, out.logits], dim=1))
+        return torch.cat(parts) if len(parts) > 1 else parts[0]
+
+    def _classify_window(self, features: torch.Tensor, mask: torch.Tensor | None):
+        standardized = (self.representation(features) - self.representation_mean) / self.representation_scale
+        logits = self.classifier(standardized)
+        return logits.unsqueeze(1).expand(-1, features.shape[1], -1), logits
+
+    def forward(
+        self,
+        input_features: torch.Tensor,
+        labels: torch.Tensor | None = None,
+        frame_labels: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> InstrumentClassifierOutput | tuple:
+        """Classify windows of musicnn log-mel features.
+
+        Parameters
+        ----------
+        input_features : torch.Tensor, shape (batch, time, 96)
+            The feature extractor's output (``feature_type="musicnn"``). Longer inputs than
+            ``config.window_frames`` are cut into windows (``classify_long_input``).
+        labels : torch.Tensor, shape (batch, num_labels), optional
+            Multi-hot window labels.
+        frame_labels : torch.Tensor, shape (batch, time, num_labels), optional
+            Multi-hot frame labels (used only with ``frame_loss_weight > 0``).
+        attention_mask : torch.Tensor, shape (batch, time), optional
+            1 for real frames, 0 for padding. Windows made only of padding do not vote for the clip; musicnn
+            pools over every frame of a window it reads.
+        """
+        mask = check_features(self.config, input_features, attention_mask)
+        frame_logits, logits = classify_long_input(
+            self._classify_window, input_features, mask, self.config.window_frames
+        )
+        loss = instrument_loss(self.config, logits, frame_logits, labels, frame_labels, mask)
+        output = InstrumentClassifierOutput(loss=loss, logits=logits, frame_logits=frame_logits)
+        return output if (return_dict if return_dict is not None else self.config.return_dict) else output.to_tuple()
