@@ -4,7 +4,7 @@ The public API, importable from the package itself::
 
     from instrument_classifier import load_model, predict_timeline
 
-    model, feature_extractor = load_model()            # the bundled ensemble; a folder or Hub id; device="auto"
+    model, feature_extractor = load_model()            # the bundled default; a folder or Hub id; device="auto"
     timeline = predict_timeline(model, feature_extractor, "quartet.flac")
     timeline.detected, timeline.clip, timeline.segments
 
