@@ -141,3 +141,29 @@ def rendered_corpus(tmp_path_factory) -> Path:
     for split, ids in RENDERED_CORPUS_IDS.items():
         render.render_corpus(None, None, out, split=split, ids=ids, max_seconds=10.0, seed=0, progress=False)
     return out
+
+
+@pytest.fixture(scope="session")
+def musicnn_backbone_file(tmp_path_factory) -> Path:
+    """A musicnn state dict with seeded random weights and non-trivial batch-norm statistics, saved as
+    ``scripts/convert_musicnn.py`` saves the real one (the converted MTT weights are not in git), with the
+    provenance file it writes beside them (the licence text goes with every copy)."""
+    import json
+
+    import torch
+    from safetensors.torch import save_file
+
+    from instrument_classifier.modeling.musicnn_frontend import MusicnnFrontend
+
+    torch.manual_seed(0)
+    net = MusicnnFrontend()
+    for module in net.modules():
+        if isinstance(module, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)):
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.5, 2.0)
+    path = tmp_path_factory.mktemp("musicnn") / "musicnn_random.safetensors"
+    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(path))
+    path.with_suffix(".json").write_text(json.dumps({
+        "source": {"package": "musicnn", "version": "0.1.0"},
+        "licence": {"name": "ISC", "text": "ISC License\n\nCopyright (c) 2019, Jordi Pons (test copy)\n"}}))
+    return path

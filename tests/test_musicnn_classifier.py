@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from safetensors.torch import save_file
 
 from instrument_classifier.data.musicnet import MUSICNET_SR, frame_activity, read_labels
 from instrument_classifier.inference import predict_timeline, stream_features
@@ -23,7 +22,7 @@ from instrument_classifier.modeling import (
     InstrumentMusicnnForAudioClassification,
 )
 from instrument_classifier.modeling.feature_extraction_instrument import default_feature_settings
-from instrument_classifier.modeling.musicnn_frontend import MusicnnFrontend, musicnn_log_mel
+from instrument_classifier.modeling.musicnn_frontend import musicnn_log_mel
 from instrument_classifier.training import linear_probe
 
 from pathlib import Path
@@ -38,17 +37,8 @@ def _mono(path):
 
 
 @pytest.fixture(scope="module")
-def backbone_file(tmp_path_factory):
-    """A musicnn state dict with seeded random weights and non-trivial batch-norm statistics, as safetensors."""
-    torch.manual_seed(0)
-    net = MusicnnFrontend()
-    for module in net.modules():
-        if isinstance(module, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)):
-            module.running_mean.uniform_(-0.5, 0.5)
-            module.running_var.uniform_(0.5, 2.0)
-    path = tmp_path_factory.mktemp("musicnn") / "musicnn_random.safetensors"
-    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(path))
-    return path
+def backbone_file(musicnn_backbone_file):
+    return musicnn_backbone_file
 
 
 def test_musicnn_features_equal_the_networks_own_preprocessing_and_stream_exactly():

@@ -37,23 +37,8 @@ DISTRACTORS = (57, 66, 25)  # trumpet, alto sax, nylon guitar
 
 
 @pytest.fixture(scope="module")
-def backbone_file(tmp_path_factory):
-    """A musicnn state dict with seeded random weights and non-trivial batch-norm statistics, as safetensors."""
-    from instrument_classifier.modeling.musicnn_frontend import MusicnnFrontend
-
-    torch.manual_seed(0)
-    net = MusicnnFrontend()
-    for module in net.modules():
-        if isinstance(module, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)):
-            module.running_mean.uniform_(-0.5, 0.5)
-            module.running_var.uniform_(0.5, 2.0)
-    path = tmp_path_factory.mktemp("musicnn") / "musicnn_random.safetensors"
-    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(path))
-    # what convert_musicnn.py writes beside the weights: the licence text goes with every copy
-    path.with_suffix(".json").write_text(json.dumps({
-        "source": {"package": "musicnn", "version": "0.1.0"},
-        "licence": {"name": "ISC", "text": "ISC License\n\nCopyright (c) 2019, Jordi Pons (test copy)\n"}}))
-    return path
+def backbone_file(musicnn_backbone_file):
+    return musicnn_backbone_file
 
 
 def tiny_musicnet(root: Path) -> Path:
