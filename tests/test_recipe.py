@@ -246,7 +246,7 @@ def test_default_model_of_predict_and_the_space_is_the_bundled_model_chosen_on_r
     assert inference.DEFAULT_MODEL_DIR == pretrained / "musicnn"
     assert Path(next(iter(space_app.bundled_models().values()))) == pretrained / "musicnn"
     card = (pretrained / "musicnn" / "README.md").read_text()
-    assert "### Real recordings" in card and card.index("### Real recordings") < card.index("### Synthetic held-out")
+    assert card.index("## Results on real recordings") < card.index("## Results on the synthetic held-out test")
 
 
 def test_models_of_other_settings_are_set_aside_not_reused(tmp_path):
