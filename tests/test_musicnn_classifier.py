@@ -192,3 +192,21 @@ def test_bundled_default_hears_real_soloists_and_stays_quiet_on_other_instrument
     false_per_clip = np.mean([len(predict_timeline(model, fe, REAL_DEV.parent / r["file"]).detected) for r in others])
     assert np.mean(heard) >= MIN_HEARD, heard
     assert false_per_clip <= MAX_FALSE_PER_CLIP, false_per_clip
+
+
+def test_bundled_default_folder_carries_the_package_code_and_safetensors_only():
+    """The committed default: today's code next to the weights (what trust_remote_code runs), the musicnn licence
+    notice, no pickle, within the 5 MB budget, and thresholds in [0, 1] for every label."""
+    from instrument_classifier import modeling
+    from instrument_classifier.inference import DEFAULT_MODEL_DIR, load_model
+
+    files = {p.name for p in DEFAULT_MODEL_DIR.iterdir()}
+    assert {"model.safetensors", "config.json", "preprocessor_config.json", "MUSICNN_LICENSE.md", "README.md"} <= files
+    assert not any(f.endswith((".bin", ".pt", ".pth", ".pkl", ".ckpt")) for f in files)
+    assert (DEFAULT_MODEL_DIR / "model.safetensors").stat().st_size <= 5 * 2**20
+    package = Path(modeling.__file__).parent
+    for code in sorted(f for f in files if f.endswith(".py")):
+        assert (DEFAULT_MODEL_DIR / code).read_text() == (package / code).read_text(), code
+    model, fe = load_model(None, device="cpu")
+    assert isinstance(model, InstrumentMusicnnForAudioClassification) and fe.feature_type == "musicnn"
+    assert len(model.config.thresholds) == 11 and all(0 <= t <= 1 for t in model.config.thresholds)
