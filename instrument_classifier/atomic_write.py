@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 from typing import Callable, Iterable, Optional
 
-__all__ = ["write_file", "write_text", "copy_file", "replace_dir", "overwritten_input"]
+__all__ = ["write_file", "write_text", "copy_file", "replace_dir", "write_dir", "overwritten_input"]
 
 
 def write_file(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
@@ -76,3 +76,18 @@ def replace_dir(tmp: str | os.PathLike, output: str | os.PathLike, old_prefix: O
     os.replace(tmp, output)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def write_dir(output: str | os.PathLike, write: Callable[[Path], None]) -> Path:
+    """Build a folder with ``write(tmp)`` in a temporary sibling of ``output``, then swap it in with
+    :func:`replace_dir`; if ``write`` fails, the temporary folder is removed and ``output`` is untouched."""
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{output.name}.tmp-", dir=output.parent))  # same file system: atomic
+    try:
+        write(tmp)
+        replace_dir(tmp, output)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return output

@@ -45,16 +45,14 @@ import argparse
 import csv
 import hashlib
 import json
-import shutil
 import sys
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence
 
 from . import recipe
-from .atomic_write import replace_dir
+from .atomic_write import write_dir
 from .recipe import (
     LIBRARIES,
     REPO_ROOT,
@@ -432,15 +430,7 @@ def train_probe(dataset_path: Path, weights: Path, out: Path, cache: Path, mset:
     thresholds = [float(t) for t in tune_thresholds(y_val, scores)]
     model.config.thresholds = thresholds
     metrics = compute_instrument_metrics(y_val, scores, thresholds, labels)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    try:
-        model.save_pretrained(staging)
-        fe.save_pretrained(staging)
-        replace_dir(staging, out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+    write_dir(out, lambda folder: (model.save_pretrained(folder), fe.save_pretrained(folder)))
     return {"absent_labels": absent, "train_windows": int(len(x)), "validation_windows": int(len(x_val)),
             "validation": _window_summary(metrics, None),
             "validation_thresholds": dict(zip(labels, np.round(thresholds, 4).tolist()))}
@@ -459,15 +449,7 @@ def _write_thresholds(src: Path, out: Path, thresholds: Optional[Dict[str, float
         if sorted(thresholds) != sorted(labels):
             raise RecipeError(f"tuned thresholds for {sorted(thresholds)}, but {src} has labels {labels}")
         model.config.thresholds = [float(thresholds[label]) for label in labels]
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    try:
-        model.save_pretrained(staging)
-        extractor.save_pretrained(staging)
-        replace_dir(staging, out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+    write_dir(out, lambda folder: (model.save_pretrained(folder), extractor.save_pretrained(folder)))
 
 
 def _clip_summary(metrics: dict) -> dict:
@@ -681,9 +663,8 @@ def export_model(src: Path, folder: Path, results: dict, settings: RecipeSetting
 
     model = InstrumentMusicnnForAudioClassification.from_pretrained(str(src), use_safetensors=True)
     extractor = InstrumentFeatureExtractor.from_pretrained(str(src))
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=folder.parent))
-    try:
+
+    def write(tmp: Path) -> None:
         # save_pretrained copies the package's current model code beside the weights (what trust_remote_code runs)
         model.save_pretrained(tmp)
         extractor.save_pretrained(tmp)
@@ -695,10 +676,8 @@ def export_model(src: Path, folder: Path, results: dict, settings: RecipeSetting
         (tmp / "MUSICNN_LICENSE.md").write_text(licence.rstrip() + "\n")
         (tmp / "README.md").write_text(model_card(results, settings, mset))
         _write_json(tmp / RESULTS_FILE, results)
-        replace_dir(tmp, folder)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+
+    write_dir(folder, write)
 
 
 def _exported(folder: Path, results: dict) -> bool:

@@ -176,9 +176,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--batch_size", type=int, default=64)
     args = parser.parse_args(argv)
 
-    import tempfile
-
-    from ..atomic_write import replace_dir
+    from ..atomic_write import write_dir
     from ..evaluation.metrics import compute_instrument_metrics, tune_thresholds
 
     model, fe = new_musicnn_classifier(args.backbone)
@@ -204,12 +202,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         metrics = compute_instrument_metrics(y_val, scores, model.config.thresholds)
         print(f"validation windows ({len(y_val)}): macro AUC {metrics['roc_auc_macro']:.3f}, "
               f"micro F1 {metrics['f1_micro']:.3f}")
-    output = Path(args.output_dir)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    staging = tempfile.mkdtemp(prefix=f".{output.name}.tmp-", dir=output.parent)  # same filesystem: atomic move
-    model.save_pretrained(staging)
-    fe.save_pretrained(staging)
-    replace_dir(staging, output)
+    write_dir(args.output_dir, lambda folder: (model.save_pretrained(folder), fe.save_pretrained(folder)))
     print(f"saved {args.output_dir}")
     return 0
 
