@@ -517,9 +517,13 @@ class FluidSynthRenderer:
     """
 
     def __init__(self, soundfont: str | os.PathLike, sample_rate: int = SAMPLE_RATE) -> None:
+        import contextlib
         import ctypes
 
-        import fluidsynth
+        # pyfluidsynth prints where it found the library when CI is set; keep stdout for our own output
+        # (predict --format json, the one-line benchmarks).
+        with contextlib.redirect_stdout(sys.stderr):
+            import fluidsynth
 
         self._fluidsynth = fluidsynth
         self.soundfont = Path(check_soundfont(soundfont))
