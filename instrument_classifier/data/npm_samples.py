@@ -13,7 +13,10 @@ Two families of packages on the npm registry hold recordings of musicians, one a
 :func:`build_library` downloads the pinned versions with ``npm pack`` (refusing a tarball whose SHA-1 is not the
 one the registry published for that version), unpacks them into a folder and writes one DecentSampler preset per
 instrument, so the sampler reads them as it reads the Virtual Playing Orchestra: ``synth --sampler-library DIR``
-with :data:`NPM_INSTRUMENTS` / :data:`NPM_DISTRACTORS` as the instrument maps. The folder's
+recognises the folder and plays it with :data:`NPM_INSTRUMENTS` / :data:`NPM_DISTRACTORS` as the instrument maps::
+
+    python -m instrument_classifier.data.npm_samples corpora/libraries/npm-samples
+    instrument-classifier synth --sampler-library corpora/libraries/npm-samples --distractors 0.5 --out corpora/npm The folder's
 ``library_info.json`` lists every package, version, checksum and sample licence. This package ships none of the
 samples; renders made from them are derived works under CC BY 3.0 (credit the sources above).
 
@@ -41,7 +44,11 @@ from ..atomic_write import write_dir
 from .render import RenderError
 from .sampler import Layer, Variant
 
-__all__ = ["NpmPackage", "NPM_PACKAGES", "NPM_INSTRUMENTS", "NPM_DISTRACTORS", "note_number", "build_library"]
+__all__ = ["NpmPackage", "NPM_PACKAGES", "NPM_INSTRUMENTS", "NPM_DISTRACTORS", "note_number", "build_library",
+           "is_npm_library"]
+
+#: ``library_info.json``'s ``builder``: marks a folder this module wrote (``synth`` then uses its instrument maps).
+BUILDER = "instrument_classifier.data.npm_samples"
 
 TONEJS_LICENCE = "CC BY 3.0 (samples; the package code is MIT)"
 SALAMANDER_LICENCE = "CC BY 3.0, Alexander Holm (Salamander Grand Piano V3; the package code is MIT)"
@@ -269,10 +276,19 @@ def build_library(output: str | Path, packages: Sequence[NpmPackage] = NPM_PACKA
             (folder / preset).write_text("\n".join(lines), encoding="utf-8")
         if tarballs is None:
             shutil.rmtree(cache)
-        (folder / "library_info.json").write_text(json.dumps({"packages": info}, indent=2) + "\n", encoding="utf-8")
+        (folder / "library_info.json").write_text(json.dumps({"builder": BUILDER, "packages": info}, indent=2) + "\n", encoding="utf-8")
 
     write_dir(output, write)
     return output
+
+
+def is_npm_library(root: str | Path) -> bool:
+    """Whether ``root`` is a library folder written by :func:`build_library` (its ``library_info.json`` says so)."""
+    try:
+        info = json.loads((Path(root) / "library_info.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(info, dict) and info.get("builder") == BUILDER
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

