@@ -400,7 +400,6 @@ def train_probe(dataset_path: Path, weights: Path, out: Path, cache: Path, mset:
     "validation_thresholds": {label: t}}``.
     """
     import numpy as np
-    import torch
 
     from .data.prepare import load_prepared
     from .evaluation.metrics import compute_instrument_metrics, tune_thresholds
@@ -424,9 +423,7 @@ def train_probe(dataset_path: Path, weights: Path, out: Path, cache: Path, mset:
     x_val, y_val = _representations(model, data, "validation", key("validation"), cache, mset.batch_size)
     if len(x_val) == 0:
         raise RecipeError(f"{dataset_path}: no validation windows to tune the window thresholds on")
-    with torch.inference_mode():
-        standardized = (torch.from_numpy(x_val) - model.representation_mean) / model.representation_scale
-        scores = torch.sigmoid(model.classifier(standardized.to(model.classifier.weight.dtype))).numpy()
+    scores = linear_probe.head_probabilities(model, x_val)
     thresholds = [float(t) for t in tune_thresholds(y_val, scores)]
     model.config.thresholds = thresholds
     metrics = compute_instrument_metrics(y_val, scores, thresholds, labels)

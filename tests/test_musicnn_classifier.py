@@ -111,11 +111,24 @@ def test_fit_linear_head_learns_separable_labels_and_leaves_rare_ones_undetected
     y[:3, 7] = 1  # Oboe: three windows, too few for a head
     absent = linear_probe.fit_linear_head(model, x, y, C=1.0)
     assert "Oboe" in absent and "Violin" not in absent
-    with torch.no_grad():
-        p = torch.sigmoid(model.classifier((torch.from_numpy(x) - model.representation_mean)
-                                           / model.representation_scale)).numpy()
+    p = linear_probe.head_probabilities(model, x)
     assert ((p[:, 2] > 0.5) == (y[:, 2] > 0)).mean() > 0.95
     assert p[:, 7].max() < 1e-3
+
+
+def test_head_probabilities_are_the_forward_pass_without_the_backbone(backbone_file):
+    model, _ = linear_probe.new_musicnn_classifier(str(backbone_file))
+    rng = np.random.default_rng(1)
+    reps = rng.normal(size=(300, model.config.representation_size)).astype(np.float32)
+    labels = np.zeros((300, 11), dtype=np.float32)
+    labels[:, 4] = reps[:, 3] > 0
+    linear_probe.fit_linear_head(model, reps, labels, C=1.0)
+    model.eval()
+    windows = torch.rand(4, 187, 96) * 4
+    with torch.no_grad():
+        forward = torch.sigmoid(model(input_features=windows).logits).numpy()
+        representations = model.representation(windows).numpy()
+    assert np.allclose(linear_probe.head_probabilities(model, representations), forward, atol=1e-6)
 
 
 def test_linear_probe_command_trains_a_model_that_predict_and_the_auto_classes_load(

@@ -26,7 +26,7 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 import torch
 
-__all__ = ["new_musicnn_classifier", "window_representations", "fit_linear_head", "main"]
+__all__ = ["new_musicnn_classifier", "window_representations", "fit_linear_head", "head_probabilities", "main"]
 
 #: Labels with fewer positive training windows than this get no head (their probability stays ~0).
 MIN_POSITIVES = 5
@@ -132,6 +132,15 @@ def fit_linear_head(model, representations: np.ndarray, labels: np.ndarray, C: f
     return absent
 
 
+def head_probabilities(model, representations: np.ndarray) -> np.ndarray:
+    """The head's label probabilities for :func:`window_representations` rows, as the model's forward pass gives
+    them (standardised, linear, sigmoid) without running the backbone again: ``(N, num_labels)`` float32."""
+    x = torch.from_numpy(np.asarray(representations, dtype=np.float32))
+    with torch.inference_mode():
+        standardized = (x - model.representation_mean) / model.representation_scale
+        return torch.sigmoid(model.classifier(standardized.to(model.classifier.weight.dtype))).float().numpy()
+
+
 def _split_arrays(model, datasets: Sequence[str], split: str, batch_size: int, progress: bool):
     from ..data.prepare import load_prepared
 
@@ -195,9 +204,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"no head for {', '.join(absent)} (fewer than {MIN_POSITIVES} positive windows)")
     x_val, y_val = _split_arrays(model, args.dataset, "validation", args.batch_size, progress=True)
     if x_val is not None:
-        with torch.inference_mode():
-            scores = torch.sigmoid(model.classifier((torch.from_numpy(x_val) - model.representation_mean)
-                                                    / model.representation_scale)).numpy()
+        scores = head_probabilities(model, x_val)
         model.config.thresholds = [float(t) for t in tune_thresholds(y_val, scores)]
         metrics = compute_instrument_metrics(y_val, scores, model.config.thresholds)
         print(f"validation windows ({len(y_val)}): macro AUC {metrics['roc_auc_macro']:.3f}, "
