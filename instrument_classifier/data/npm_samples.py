@@ -18,8 +18,8 @@ recognises the folder and plays it with :data:`NPM_INSTRUMENTS` / :data:`NPM_DIS
     python -m instrument_classifier.data.npm_samples corpora/libraries/npm-samples
     instrument-classifier synth --sampler-library corpora/libraries/npm-samples --distractors 0.5 --out corpora/npm
 
-The folder's ``library_info.json`` lists every package, version, checksum and sample licence. This package ships none of the
-samples; renders made from them are derived works under CC BY 3.0 (credit the sources above).
+The folder's ``library_info.json`` lists every package, version, checksum and sample licence. This package ships
+none of the samples; renders made from them are derived works under CC BY 3.0 (credit the sources above).
 
 What the library adds to the VPO: a recorded concert grand (the VPO has no piano), a cello recorded by a cellist
 outside any orchestral library, and recorded distractors the VPO lacks (saxophone, electric, steel-string and
