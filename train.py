@@ -41,7 +41,7 @@ import numpy as np
 import transformers
 from transformers import EarlyStoppingCallback, HfArgumentParser, set_seed
 
-from instrument_classifier.context import tune_context
+from instrument_classifier.evaluation.tuning import tune_context
 from instrument_classifier.evaluation.metrics import compute_instrument_metrics, tune_thresholds
 from instrument_classifier.training.arguments import (
     STUDY_SETTINGS,

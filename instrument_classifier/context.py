@@ -8,9 +8,10 @@ blended score is the weighted geometric mean ``p ** (1 - weight) * m ** weight``
 The price is time resolution: with ``radius_windows = k`` an instrument's entry is smeared over ``k``
 windows on either side, and with ``radius_windows = None`` (the whole recording) and ``weight = 1`` every
 window of a recording gets the same score, which answers "which instruments play" and no longer "when".
-:func:`tune_context` picks the radius and weight on validation data, with per-class thresholds for the
-blended scores; training stores the result in ``config.context`` (a dict, see :class:`RecordingContext`),
-and ``predict --context`` / ``evaluate`` apply it. Measured on held-out sample libraries in BENCHMARKS.md.
+:func:`~instrument_classifier.evaluation.tuning.tune_context` picks the radius and weight on validation data,
+with per-class thresholds for the blended scores; training stores the result in ``config.context`` (a dict, see
+:class:`RecordingContext`), and ``predict --context`` / ``evaluate`` apply it. Measured on held-out sample
+libraries in BENCHMARKS.md.
 """
 
 from __future__ import annotations
@@ -20,9 +21,10 @@ from typing import Iterable, List, Optional, Sequence
 
 import numpy as np
 
-__all__ = ["RecordingContext", "RADII", "WEIGHTS", "neighbour_means", "tune_context"]
+__all__ = ["RecordingContext", "RADII", "WEIGHTS", "blend", "neighbour_means"]
 
-#: Radii (in windows on either side; ``None``: the whole recording) and weights :func:`tune_context` tries.
+#: Radii (in windows on either side; ``None``: the whole recording) and weights
+#: :func:`~instrument_classifier.evaluation.tuning.tune_context` tries.
 RADII: tuple = (1, 2, 3, 5, 8, 16, None)
 WEIGHTS: tuple = (0.25, 0.5, 0.75, 1.0)
 
@@ -132,32 +134,3 @@ def neighbour_means(probs: np.ndarray, recordings: Optional[Sequence] = None, st
 
 def _unique(values: np.ndarray) -> Iterable:
     return dict.fromkeys(values.tolist())  # first-seen order, for any hashable ids
-
-
-def tune_context(y_true: np.ndarray, probs: np.ndarray, recordings: Sequence, starts: Sequence[int],
-                 window_frames: int, radii: Sequence[Optional[int]] = RADII,
-                 weights: Sequence[float] = WEIGHTS) -> RecordingContext:
-    """The radius and weight with the best validation micro F1, and thresholds for them; use validation data.
-
-    Every (radius, weight) gets per-class thresholds tuned on the blended validation scores
-    (:func:`~instrument_classifier.evaluation.metrics.tune_thresholds`); ties go to the narrower radius,
-    then the smaller weight (less time resolution given up).
-    """
-    from .evaluation.metrics import compute_instrument_metrics, tune_thresholds
-
-    y_true = np.asarray(y_true) > 0.5
-    base = compute_instrument_metrics(y_true, probs, thresholds=tune_thresholds(y_true, probs))["f1_micro"]
-    best, best_key = None, None
-    for radius in radii:
-        means = neighbour_means(probs, recordings, starts, radius, window_frames)
-        for weight in weights:
-            scores = blend(probs, means, weight)
-            thresholds = tune_thresholds(y_true, scores)
-            f1 = compute_instrument_metrics(y_true, scores, thresholds=thresholds)["f1_micro"]
-            key = (f1, -(np.inf if radius is None else radius), -weight)
-            if best_key is None or key > best_key:
-                best_key = key
-                best = RecordingContext(radius, float(weight), [float(t) for t in thresholds], float(f1), float(base))
-    if best is None:
-        raise ValueError("no context to try: give at least one radius and one weight")
-    return best

@@ -3,8 +3,9 @@
 The recipe's CNN reads MFCCs and its Transformer reads constant-Q bands. Their errors on an unseen sample library
 differ, so a blend of their probabilities ranks and decides better than either (BENCHMARKS.md), where two CNNs on
 the same features gained nothing. The blend weights, the per-class thresholds and the recording context are
-tuned on validation (:func:`tune_ensemble`) and saved in ``ensemble_config.json``; the members stay ordinary
-model folders, referred to by path (relative to the ensemble's folder) or Hub id::
+tuned on validation (:func:`~instrument_classifier.evaluation.tuning.tune_ensemble`) and saved in
+``ensemble_config.json``; the members stay ordinary model folders, referred to by path (relative to the
+ensemble's folder) or Hub id::
 
     {"model_type": "instrument_ensemble", "members": ["../cnn", "../transformer"], "weights": [0.7, 0.3],
      "labels": [...], "thresholds": [...], "context": {...} | null, ...}
@@ -16,7 +17,6 @@ the same grid: the members share the sampling rate, hop, window length and taxon
 
 from __future__ import annotations
 
-import itertools
 import json
 import os
 from dataclasses import asdict, dataclass, field
@@ -25,8 +25,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-__all__ = ["CONFIG_NAME", "EnsembleConfig", "InstrumentEnsemble", "is_ensemble_folder", "tune_ensemble",
-           "blend_probabilities"]
+__all__ = ["CONFIG_NAME", "EnsembleConfig", "InstrumentEnsemble", "is_ensemble_folder", "blend_probabilities"]
 
 CONFIG_NAME = "ensemble_config.json"
 
@@ -88,8 +87,9 @@ def is_ensemble_folder(name_or_path: os.PathLike | str) -> bool:
 class InstrumentEnsemble:
     """Member models with their own feature extractors, blended as :class:`EnsembleConfig` says.
 
-    Load with :func:`instrument_classifier.inference.load_model` (or :meth:`from_pretrained`); it returns the
-    ensemble and ``None`` for the feature extractor, since each member brings its own.
+    Load with :func:`instrument_classifier.inference.load_model`, which loads each member as it loads any model
+    (so this module needs nothing of inference's); it returns the ensemble and ``None`` for the feature
+    extractor, since each member brings its own.
     """
 
     def __init__(self, config: EnsembleConfig, members: Sequence[Tuple[object, object]], source: str = "ensemble"):
@@ -97,24 +97,6 @@ class InstrumentEnsemble:
         self.members = list(members)
         self.source = source
         self._check_members()
-
-    @classmethod
-    def from_pretrained(cls, folder: os.PathLike | str, device: str = "cpu") -> "InstrumentEnsemble":
-        from .inference import load_model
-
-        folder = Path(folder)
-        config = EnsembleConfig.load(folder)
-        members = []
-        for member in config.members:
-            local = (folder / member).resolve()
-            where = str(local) if local.exists() or member.startswith((".", "/")) else member  # else a Hub id
-            if is_ensemble_folder(where):
-                raise ValueError(f"{folder / CONFIG_NAME}: member {member} is an ensemble itself; list its models")
-            try:
-                members.append(load_model(where, device=device))
-            except (OSError, ValueError) as exc:
-                raise ValueError(f"{folder / CONFIG_NAME}: member {member!r} could not be loaded: {exc}") from None
-        return cls(config, members, source=str(folder))
 
     def _check_members(self) -> None:
         config = self.config
@@ -137,49 +119,3 @@ class InstrumentEnsemble:
 def blend_probabilities(probs: Sequence[np.ndarray], weights: Sequence[float]) -> np.ndarray:
     """The weighted mean of the members' probabilities (same shape each)."""
     return sum(float(w) * np.asarray(p, dtype=np.float64) for w, p in zip(weights, probs)).astype(np.float32)
-
-
-def weight_grid(num_members: int, step: float = 0.1) -> List[Tuple[float, ...]]:
-    """Every weighting of ``num_members`` members in steps of ``step`` that sums to 1 (the first member's
-    weight first, highest first)."""
-    units = int(round(1 / step))
-    grid = [tuple(k / units for k in combo) for combo in itertools.product(range(units + 1), repeat=num_members)
-            if sum(combo) == units]
-    return sorted(grid, reverse=True)
-
-
-def tune_ensemble(y_true: np.ndarray, member_probs: Sequence[np.ndarray], recordings: Sequence, starts: Sequence[int],
-                  window_frames: int, step: float = 0.1) -> dict:
-    """Blend weights, thresholds and recording context, all from **validation** windows.
-
-    The weights maximise validation macro ROC-AUC (the criterion that picks each member's checkpoint), on a
-    grid of ``step``; ties go to the weighting listed first by :func:`weight_grid` (more weight on the first
-    member). Then per-class thresholds (maximum F1) and the recording context are tuned on the blend.
-
-    Returns
-    -------
-    dict
-        ``weights``, ``thresholds``, ``context`` (a :class:`~instrument_classifier.context.RecordingContext`)
-        and ``validation`` (macro AUC and micro F1 of the blend; ``member_roc_auc_macro`` and ``member_f1_micro``:
-        each member's alone, in order).
-    """
-    from .context import tune_context
-    from .evaluation.metrics import compute_instrument_metrics, tune_thresholds
-
-    y_true = np.asarray(y_true) > 0.5
-    best, best_auc = None, -np.inf
-    for weights in weight_grid(len(member_probs), step):
-        auc = compute_instrument_metrics(y_true, blend_probabilities(member_probs, weights), thresholds=0.5)[
-            "roc_auc_macro"]
-        if auc > best_auc + 1e-12:
-            best, best_auc = weights, auc
-    blended = blend_probabilities(member_probs, best)
-    thresholds = tune_thresholds(y_true, blended)
-    alone = [compute_instrument_metrics(y_true, p, thresholds=tune_thresholds(y_true, p)) for p in member_probs]
-    validation = {"roc_auc_macro": float(best_auc),
-                  "f1_micro": float(compute_instrument_metrics(y_true, blended, thresholds=thresholds)["f1_micro"]),
-                  "member_roc_auc_macro": [float(m["roc_auc_macro"]) for m in alone],
-                  "member_f1_micro": [float(m["f1_micro"]) for m in alone]}
-    context = tune_context(y_true, blended, recordings, starts, window_frames)
-    return {"weights": [float(w) for w in best], "thresholds": [float(t) for t in thresholds], "context": context,
-            "validation": validation}

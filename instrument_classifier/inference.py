@@ -68,7 +68,8 @@ import torch
 
 from .audio import AudioError, audio_info, check_waveform, stream_audio
 from .context import RecordingContext, blend, neighbour_means
-from .ensemble import InstrumentEnsemble, blend_probabilities, is_ensemble_folder
+from .ensemble import CONFIG_NAME as ENSEMBLE_CONFIG_NAME
+from .ensemble import EnsembleConfig, InstrumentEnsemble, blend_probabilities, is_ensemble_folder
 
 __all__ = [
     "Segment",
@@ -200,7 +201,7 @@ def load_model(name_or_path: Optional[Union[str, os.PathLike]] = None, device: U
     if os.path.isdir(source) and is_ensemble_folder(source):  # members with their own feature extractors
         token = _VERBOSE_LOADING.set(verbose)  # the members' load_model calls inherit it
         try:
-            return InstrumentEnsemble.from_pretrained(source, device=device).eval(), None
+            return _load_ensemble(Path(source), device).eval(), None
         finally:
             _VERBOSE_LOADING.reset(token)
     if os.path.isfile(source):
@@ -211,16 +212,36 @@ def load_model(name_or_path: Optional[Union[str, os.PathLike]] = None, device: U
     elif source.lower().endswith(_UNSAFE_WEIGHTS):
         raise ValueError(f"{source}: pickled weights are refused; load a folder with model.safetensors")
     elif source.startswith((".", "/", "~")) or source.count("/") > 1:  # a local path, not a Hub repo id
-        raise FileNotFoundError(f"{source}: no such model folder")
+        raise FileNotFoundError(f"{source}: no such model folder (not found here, and not a Hub repo id)")
     with quiet_weight_loading(not verbose):
         model = AutoModelForAudioClassification.from_pretrained(source, use_safetensors=True, **NO_REMOTE_CODE)
     try:
         feature_extractor = AutoFeatureExtractor.from_pretrained(source, **NO_REMOTE_CODE)
     except (OSError, ValueError) as exc:
         raise ValueError(f"{source}: no usable preprocessor_config.json next to the model ({exc})") from None
+    if getattr(model.config, "taxonomy", None) is None or not hasattr(model.config, "window_frames"):
+        raise ValueError(f"{source}: not an instrument-classifier model (its config has no taxonomy/window_frames)")
     _check_compatible(model.config, feature_extractor, source)
     check_model_settings(model.config, feature_extractor, source)  # a broken field named, not a MemoryError later
     return model.to(device).eval(), feature_extractor
+
+
+def _load_ensemble(folder: Path, device: torch.device) -> InstrumentEnsemble:
+    """The ensemble of ``folder``: each member (a path relative to the folder, or a Hub id) loaded by
+    :func:`load_model`, with the same checks as any model."""
+    config = EnsembleConfig.load(folder)
+    members = []
+    for member in config.members:
+        local = (folder / member).resolve()
+        where = str(local) if local.exists() or member.startswith((".", "/")) else member  # else a Hub id
+        where_listed = folder / ENSEMBLE_CONFIG_NAME
+        if is_ensemble_folder(where):
+            raise ValueError(f"{where_listed}: member {member} is an ensemble itself; list its models")
+        try:
+            members.append(load_model(where, device=device))
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"{where_listed}: member {member!r} could not be loaded: {exc}") from None
+    return InstrumentEnsemble(config, members, source=str(folder))
 
 
 #: what ``--device`` accepts (``cuda:N`` too)

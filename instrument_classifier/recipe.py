@@ -624,7 +624,7 @@ def seed12_metrics(scores: dict, context: Optional[dict], dataset_path: Path, wi
 
 def build_ensemble(scores, datasets: Dict[str, Dict[str, Path]], settings: RecipeSettings):
     """Blend the trained models: weights, thresholds and context tuned on the held-out validation windows
-    (:func:`~instrument_classifier.ensemble.tune_ensemble`), then scored on both test sets as the models are.
+    (:func:`~instrument_classifier.evaluation.tuning.tune_ensemble`), then scored on both test sets as the models are.
 
     ``scores(model_type, kind, split)``: ``(y_true, probabilities)`` of a model on ``datasets[model_type][kind]``.
     Returns ``(EnsembleConfig, {kind: window summary, kind + "+context": ...})``.
@@ -632,7 +632,8 @@ def build_ensemble(scores, datasets: Dict[str, Dict[str, Path]], settings: Recip
     from .context import RecordingContext
     from .data.prepare import load_prepared
     from .data.taxonomy import get_taxonomy
-    from .ensemble import EnsembleConfig, blend_probabilities, tune_ensemble
+    from .ensemble import EnsembleConfig, blend_probabilities
+    from .evaluation.tuning import tune_ensemble
     from .evaluation.metrics import compute_instrument_metrics
 
     members = list(settings.models)
@@ -675,7 +676,7 @@ def build_ensemble(scores, datasets: Dict[str, Dict[str, Path]], settings: Recip
 
 def add_missing_context(model_dir: Path, dataset_path: Path) -> bool:
     """Tune the recording context on validation into ``model_dir/config.json`` if it has none; True if it did."""
-    from .context import tune_context
+    from .evaluation.tuning import tune_context
     from .data.prepare import load_prepared
 
     config_path = model_dir / "config.json"

@@ -11,7 +11,8 @@ import torch
 
 from conftest import SR, make_musicnet, synth_notes
 from instrument_classifier import cli
-from instrument_classifier.context import RecordingContext, blend, neighbour_means, tune_context
+from instrument_classifier.context import RecordingContext, blend, neighbour_means
+from instrument_classifier.evaluation.tuning import tune_context
 from instrument_classifier.data.prepare import build_dataset, load_prepared
 from instrument_classifier.evaluation.evaluate_models import evaluate_models, format_summary
 from instrument_classifier.evaluation.metrics import compute_instrument_metrics

@@ -12,7 +12,8 @@ import pytest
 import soundfile as sf
 
 from instrument_classifier import recipe
-from instrument_classifier.ensemble import CONFIG_NAME, EnsembleConfig, InstrumentEnsemble, tune_ensemble, weight_grid
+from instrument_classifier.ensemble import CONFIG_NAME, EnsembleConfig, InstrumentEnsemble
+from instrument_classifier.evaluation.tuning import tune_ensemble, weight_grid
 from instrument_classifier.inference import detected_segments, load_model, predict_timeline
 from instrument_classifier.recipe import RecipeSettings
 

@@ -124,7 +124,7 @@ def test_train_end_to_end_gives_a_loadable_model_with_validation_tuned_threshold
     present = (labels.sum(0) > 0) & (labels.sum(0) < len(labels))
     assert np.all(thresholds[~present] == 0.5) and not np.all(thresholds[present] == 0.5)
     # and so is the recording context that predict --context applies, with thresholds of its own
-    from instrument_classifier.context import tune_context
+    from instrument_classifier.evaluation.tuning import tune_context
 
     positions = load_prepared(tiny_dataset)[0]["validation"].select_columns(["recording_id", "start_frame"])
     context = tune_context(labels.astype(int), probs, positions["recording_id"], positions["start_frame"],

@@ -97,11 +97,10 @@ class EvaluationError(Exception):
 
 # -- models --------------------------------------------------------------------------------------------
 
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
-
-
 def load_model_for_evaluation(name_or_path: str, device: str = "cpu"):
-    """``(model, feature_extractor, source)`` from a saved model folder or a Hub id; safetensors only.
+    """``(model, feature_extractor, source)``: :func:`instrument_classifier.inference.load_model`'s model (the one
+    loader of predict, the Space and evaluate: safetensors only, no code from the folder, settings checked) and the
+    source it came from (the resolved folder, or the Hub id).
 
     An ensemble folder (``ensemble_config.json``) gives ``(InstrumentEnsemble, None, source)``: its members are
     scored each on the data matching its own features, and their probabilities blended with its weights.
@@ -109,59 +108,21 @@ def load_model_for_evaluation(name_or_path: str, device: str = "cpu"):
     Raises
     ------
     EvaluationError
-        The folder is missing, has no ``config.json`` / ``model.safetensors`` / feature extractor, or the
-        model cannot be loaded; the message names the path.
+        The model cannot be loaded: the folder is missing, has no ``config.json`` / ``model.safetensors`` /
+        feature extractor, is not an instrument-classifier model or asks to run its own code; the message names
+        the path.
     """
-    import instrument_classifier.modeling  # noqa: F401  (registers the model types with the Auto classes)
-    from transformers import AutoFeatureExtractor, AutoModelForAudioClassification
-
-    from ..ensemble import InstrumentEnsemble, is_ensemble_folder
-    from ..inference import quiet_weight_loading
-    from ..config_checks import ConfigError, check_model_settings
-    from ..remote_code import NO_REMOTE_CODE, RemoteCodeError, check_no_remote_code
+    from ..inference import load_model
 
     path = Path(name_or_path).expanduser()
-    if path.is_dir() and is_ensemble_folder(path):  # members with their own features, blended
-        try:
-            return InstrumentEnsemble.from_pretrained(path, device=device).eval(), None, str(path.resolve())
-        except (OSError, ValueError) as exc:
-            raise EvaluationError(str(exc)) from None
-    if path.exists():
-        if not path.is_dir():
-            raise EvaluationError(f"{path}: not a model folder (expected a directory with config.json and model.safetensors)")
-        if not (path / "config.json").is_file():
-            raise EvaluationError(f"{path}: not a model folder (no config.json)")
-        if not any((path / f).is_file() for f in ("model.safetensors", "model.safetensors.index.json")):
-            found = sorted(p.name for p in path.iterdir() if p.suffix in (".bin", ".pt", ".pth", ".ckpt"))
-            extra = f" (found {', '.join(found)}: pickle-based weights are not loaded)" if found else ""
-            raise EvaluationError(f"{path}: no model.safetensors{extra}")
-        if not (path / "preprocessor_config.json").is_file():
-            raise EvaluationError(f"{path}: no preprocessor_config.json (the feature extractor with the training "
-                                  "normalisation must be saved next to the model)")
-        source = str(path.resolve())
-        try:
-            check_no_remote_code(path)  # before transformers could ask "run the folder's code? [y/N]"
-        except RemoteCodeError as exc:
-            raise EvaluationError(str(exc)) from None
-    elif not _HUB_ID.match(str(name_or_path)) or ".." in str(name_or_path):
-        raise EvaluationError(f"{name_or_path}: model folder not found")
-    else:
-        source = str(name_or_path)
     try:
-        with quiet_weight_loading():  # transformers' "Loading weights" bar for every model: noise in a report run
-            model = AutoModelForAudioClassification.from_pretrained(source, use_safetensors=True, **NO_REMOTE_CODE)
-        extractor = AutoFeatureExtractor.from_pretrained(source, **NO_REMOTE_CODE)
-    except (OSError, ValueError, KeyError) as exc:
-        where = source if path.exists() else f"{source} (not a local folder; tried the Hugging Face Hub)"
-        raise EvaluationError(f"{where}: cannot load the model: {exc}") from exc
-    if getattr(model.config, "taxonomy", None) is None or not hasattr(model.config, "window_frames"):
-        raise EvaluationError(f"{source}: not an instrument-classifier model (config has no taxonomy/window_frames)")
-    try:
-        check_model_settings(model.config, extractor, source)
-    except ConfigError as exc:
-        raise EvaluationError(str(exc)) from None
-    model.to(device).eval()
-    return model, extractor, source
+        model, extractor = load_model(str(path) if path.exists() else str(name_or_path), device=device)
+    except (OSError, ValueError, KeyError) as exc:  # ConfigError, RemoteCodeError and DeviceError are ValueErrors
+        where = str(path) if path.exists() else f"{name_or_path} (not a local folder; tried the Hugging Face Hub)"
+        message = str(exc)
+        raise EvaluationError(message if str(path) in message or str(name_or_path) in message
+                              else f"{where}: cannot load the model: {message}") from None
+    return model, extractor, str(path.resolve()) if path.exists() else str(name_or_path)
 
 
 def _model_names(sources: Sequence[str], given: Sequence[str]) -> List[str]:
