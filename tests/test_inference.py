@@ -26,6 +26,7 @@ from instrument_classifier.modeling import (
     InstrumentTransformerConfig,
     InstrumentTransformerForAudioClassification,
 )
+from instrument_classifier.modeling import feature_extraction_instrument as feature_extraction
 from instrument_classifier.modeling.feature_extraction_instrument import default_feature_settings
 
 NOTES = [(0, 2 * SR, 1, 48), (SR // 2, 3 * SR, 41, 64), (2 * SR, 5 * SR, 74, 79), (4 * SR, 6 * SR, 43, 36)]
@@ -50,29 +51,36 @@ def small_blocks(monkeypatch):
     monkeypatch.setattr(inference, "BLOCK_SECONDS", 0.7)  # many blocks, edges at odd frame offsets
 
 
-@pytest.mark.parametrize("feature_type,deltas", [("mfcc", False), ("mfcc", True), ("cqt", True)])
-@pytest.mark.parametrize("cache_mb", [inference.FIRST_PASS_CACHE_MB, 0], ids=["first-pass-kept", "decoded-twice"])
-def test_streamed_features_equal_whole_file_features(tmp_path, music, small_blocks, feature_type, deltas, cache_mb,
-                                                     monkeypatch):
-    monkeypatch.setattr(inference, "FIRST_PASS_CACHE_MB", cache_mb)
+@pytest.mark.parametrize("feature_type,delta_order", [("mfcc", 0), ("mfcc", 1), ("mfcc", 2), ("logmel", 2),
+                                                       ("cqt", 1), ("musicnn", 2)])
+@pytest.mark.parametrize("cache_mb", [feature_extraction.FIRST_PASS_CACHE_MB, 0],
+                         ids=["first-pass-kept", "decoded-twice"])
+def test_streamed_features_equal_whole_file_features(tmp_path, music, small_blocks, feature_type, delta_order,
+                                                     cache_mb, monkeypatch):
+    monkeypatch.setattr(feature_extraction, "FIRST_PASS_CACHE_MB", cache_mb)
     decodes = []
     real_stream_audio = inference.stream_audio
     monkeypatch.setattr(inference, "stream_audio", lambda *a, **k: decodes.append(a) or real_stream_audio(*a, **k))
-    fe = InstrumentFeatureExtractor(**default_feature_settings(feature_type), include_deltas=deltas)
-    whole = fe.extract(music)
-    from_array = np.concatenate(list(stream_features(music, fe)))
+    fe = InstrumentFeatureExtractor(**default_feature_settings(feature_type), include_deltas=delta_order > 0,
+                                    delta_order=max(1, delta_order))
+    audio = fe.resample(music, SR)
+    whole = fe.extract(audio)
+    from_array = np.concatenate(list(stream_features(audio, fe)))
     path = tmp_path / "music.wav"
-    sf.write(path, music, SR, subtype="FLOAT")
+    sf.write(path, audio, fe.sampling_rate, subtype="FLOAT")
     from_file = np.concatenate(list(stream_features(path, fe)))
-    assert len(decodes) == (1 if cache_mb else 2)  # the file is read once when its first pass fits the cache
+    # the file is read once when its first pass fits the cache (always for musicnn features: no top_db floor)
+    assert len(decodes) == (1 if cache_mb or feature_type == "musicnn" else 2)
     span = float(whole.max() - whole.min())
-    assert from_array.shape == from_file.shape == whole.shape == (fe.num_frames(len(music)), fe.feature_size)
-    np.testing.assert_allclose(from_array, whole, atol=1e-5 * span, rtol=0)
-    np.testing.assert_allclose(from_file, whole, atol=1e-5 * span, rtol=0)
+    assert from_array.shape == from_file.shape == whole.shape == (fe.num_frames(len(audio)), fe.feature_size)
+    np.testing.assert_array_equal(from_array, whole)
+    np.testing.assert_array_equal(from_file, whole)
+    if feature_type == "musicnn":
+        return
     # the whole-file floor matters: the quiet block alone, floored at its own maximum, looks different
     quiet = slice(int(5.0 * SR), int(5.7 * SR))
     frames = slice(fe.num_frames(quiet.start) + 2, fe.num_frames(quiet.stop) - 4)
-    alone = fe.extract(music[quiet])[2:-4][: frames.stop - frames.start]
+    alone = fe.extract(audio[quiet])[2:-4][: frames.stop - frames.start]
     assert np.abs(alone - whole[frames]).max() > 1e-2 * span
 
 
@@ -345,11 +353,11 @@ MEMORY_SCRIPT = textwrap.dedent(
             thread.join()
         return max(samples), result
 
-    import instrument_classifier.inference as inference
-    # the first pass's mel power is kept up to a cap (FIRST_PASS_CACHE_MB, ~49 min by default); below it
+    import instrument_classifier.modeling.feature_extraction_instrument as feature_extraction
+    # the first pass's band power is kept up to a cap (FIRST_PASS_CACHE_MB, ~49 min by default); below it
     # memory grows by 44 kB per second of audio, by design. Both files here exceed a 1 MB cap, so both
     # take the bounded two-pass path, and what is compared is that path's memory at two lengths
-    inference.FIRST_PASS_CACHE_MB = 1
+    feature_extraction.FIRST_PASS_CACHE_MB = 1
     path, minutes = sys.argv[1], float(sys.argv[2])
     rng = np.random.default_rng(0)
     chunk = (0.1 * rng.standard_normal(10 * 44100)).astype(np.float32)  # cheap audio: one 10 s chunk repeated

@@ -72,14 +72,14 @@ def test_gain_augmentation_equals_a_level_change_of_the_audio(feature_type, n):
 
 def _equalise(audio: np.ndarray, extractor: InstrumentFeatureExtractor, a_db: np.ndarray) -> np.ndarray:
     """The audio through the EQ whose dB curve over the (continuous) band index is sum_k a_k cos(pi k (m + 1/2) / n)."""
-    from instrument_classifier.modeling.feature_extraction_instrument import _hz_to_mel
+    from transformers.audio_utils import hertz_to_mel
     n = extractor.n_mels
     freqs = np.fft.rfftfreq(len(audio), 1 / extractor.sampling_rate)
     if extractor.feature_type == "cqt":  # band centres sit at fmin * 2 ** (m / bins_per_octave)
         m = extractor.bins_per_octave * np.log2(np.maximum(freqs, 1.0) / extractor.band_frequencies()[0])
     else:
-        lo, hi = _hz_to_mel(0.0), _hz_to_mel(extractor.sampling_rate / 2)
-        m = (_hz_to_mel(freqs) - lo) / (hi - lo) * (n + 1) - 1  # band centres sit at m = 0..n-1
+        lo, hi = hertz_to_mel(0.0, "slaney"), hertz_to_mel(extractor.sampling_rate / 2, "slaney")
+        m = (hertz_to_mel(freqs, "slaney") - lo) / (hi - lo) * (n + 1) - 1  # band centres sit at m = 0..n-1
     k = np.arange(1, len(a_db) + 1)
     curve = (a_db[:, None] * np.cos(np.pi * k[:, None] * (m[None, :] + 0.5) / n)).sum(0)
     return np.fft.irfft(np.fft.rfft(audio) * 10 ** (curve / 20), n=len(audio)).astype(np.float32)

@@ -29,12 +29,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import partial
 from typing import Optional, Tuple
 
 import numpy as np
 import torch
+from transformers.audio_utils import hertz_to_mel
 
-from ..modeling.feature_extraction_instrument import _hz_to_mel, dct_matrix
+from ..modeling.feature_extraction_instrument import dct_matrix
 
 __all__ = ["FeatureAugmentation"]
 
@@ -139,7 +141,7 @@ class FeatureAugmentation:
         fe = feature_extractor
         n_mels, n = fe.n_mels, fe.n_coefficients
         # the bands' centres on the axis they are evenly spaced on: mel, or log-frequency for constant-Q bands
-        scale = np.log2 if fe.feature_type == "cqt" else _hz_to_mel
+        scale = np.log2 if fe.feature_type == "cqt" else partial(hertz_to_mel, mel_scale="slaney")
         centres_hz = fe.band_frequencies()
         centres = scale(centres_hz)
         # (n, n_mels): envelope -> features (the DCT of the MFCCs; log-mel bands are the envelope itself)
