@@ -99,6 +99,10 @@ def test_read_labels_values_bom_extra_and_reordered_columns(tmp_path):
     assert notes["note"].tolist() == [60, 72]
     assert notes["line"].tolist() == [2, 4]
     assert all(notes[f].dtype == np.int64 for f in ("start", "end", "instrument", "note"))
+    # the score columns, verbatim and in note order, for the renderer that writes them back
+    with_score, score = read_labels(path, with_score=True)
+    np.testing.assert_array_equal(with_score, notes)
+    assert score == [("0.0", "1.0", "Quarter"), ("1.0", "0.5", "Eighth")]
 
 
 def test_header_only_csv_has_no_notes(tmp_path):

@@ -193,29 +193,21 @@ class LabelRow:
 def read_label_rows(path: str | os.PathLike) -> List[LabelRow]:
     """Read a MusicNet label CSV, keeping all 7 columns.
 
-    Validated by :func:`~instrument_classifier.data.musicnet.read_labels`, the one parser of label files
+    Parsed and validated by :func:`~instrument_classifier.data.musicnet.read_labels`, the one parser of label files
     (header with BOM and extra columns tolerated, numbers, ``end >= start >= 0``, times within
     ``MAX_LABEL_SAMPLE``, GM program 1..128, MIDI pitch 0..127, no stray quotes); errors name the file and the
-    1-based line number. The score columns are then taken verbatim from the same rows.
+    1-based line number. The score columns are kept verbatim.
     """
     path = Path(path)
     if not path.is_file():
         raise RenderError(f"{path}: no such label file")
     try:
-        notes = read_labels(path)
+        notes, score = read_labels(path, with_score=True)
     except MusicNetError as exc:
         raise RenderError(str(exc)) from None
-    # valid now: one record per line, so a note's line number finds its record
-    reader = csv.reader(io.StringIO(path.read_text(encoding="utf-8-sig")))
-    header = [h.strip() for h in next(reader)]
-    score = [header.index(c) for c in ("start_beat", "end_beat", "note_value")]
-    records = {reader.line_num: record for record in reader}
-    rows: List[LabelRow] = []
-    for note in notes:
-        start_beat, end_beat, note_value = (records[int(note["line"])][i].strip() for i in score)
-        rows.append(LabelRow(int(note["start"]), int(note["end"]), int(note["instrument"]), int(note["note"]),
-                             start_beat, end_beat, note_value, int(note["line"])))
-    return rows
+    return [LabelRow(int(note["start"]), int(note["end"]), int(note["instrument"]), int(note["note"]),
+                     start_beat, end_beat, note_value, int(note["line"]))
+            for note, (start_beat, end_beat, note_value) in zip(notes, score)]
 
 
 def write_label_rows(path: str | os.PathLike, rows: Iterable[LabelRow]) -> None:
