@@ -118,6 +118,20 @@ def test_timeline_matches_the_model_on_whole_file_features(music, fitted_fe, sma
     assert timeline.labels == list(InstrumentCNNConfig().label2id)
 
 
+def test_a_model_on_delta_deltas_gets_its_39_features(music, small_blocks):
+    """delta_order=2 (prepare --delta-order 2): inference streams the extractor's 39 features, not 26."""
+    fe = InstrumentFeatureExtractor(include_deltas=True, delta_order=2)
+    fe.fit_normalization([fe.extract(music)])
+    torch.manual_seed(0)
+    model = InstrumentCNNForAudioClassification(InstrumentCNNConfig(feature_size=39, window_frames=128)).eval()
+    timeline = predict_timeline(model, fe, music)
+    feats = torch.from_numpy(fe.extract(np.pad(music, (0, (640 - 1) * 512 - len(music)))))[None]
+    assert feats.shape == (1, 640, 39)
+    with torch.no_grad():
+        windows = torch.sigmoid(torch.cat([model(feats[:, s : s + 128]).logits for s in range(0, 640, 128)]))
+    np.testing.assert_allclose(timeline.window_probs, windows.numpy(), atol=1e-5)
+
+
 def test_file_and_array_give_the_same_timeline(tmp_path, music, fitted_fe):
     model, fe = model_and_fe("cnn", fitted_fe)
     stereo = np.stack([music, music], axis=1)
@@ -196,7 +210,8 @@ def test_segments_from_a_synthetic_probability_track():
     assert merged.score == pytest.approx((200 * 0.9 + 90 * 0.8) / 300)  # mean over the merged frames, gap included
     # without merging, the two parts are separate; a larger min_duration drops the short one
     apart = segments_from_probs(probs, rate, ["a", "b", "c"], [0.5, 0.3, 0.6], min_duration_s=0.95, merge_gap_s=0.05)
-    assert [(s.label, round(s.start_s, 3), round(s.end_s, 3)) for s in apart if s.label == "a"] == [("a", 0.995, 2.995)]
+    a_segments = [(s.label, round(s.start_s, 3), round(s.end_s, 3)) for s in apart if s.label == "a"]
+    assert a_segments == [("a", 0.995, 2.995)]
     assert segments_from_probs(np.zeros((10, 1)), rate, ["a"], 0.5) == []
     whole = segments_from_probs(np.ones((10, 1)), rate, ["a"], 0.5, min_duration_s=0.0)
     assert whole == [Segment(0.0, 0.095, "a", 1.0)]
@@ -248,7 +263,8 @@ def test_segments_only_for_detected_instruments_and_every_detected_one_has_one()
                                   dict(zip("abc", clip.tolist())), segments, thresholds=thresholds)
     assert timeline.detected == ["a", "c"] == sorted({s.label for s in segments})
     at_c = [0.6, 0.6, float(clip[2])]
-    assert {s.label for s in detected_segments(frames, rate, list("abc"), at_c, clip, windows, starts, window)} == {"a", "c"}
+    segments = detected_segments(frames, rate, list("abc"), at_c, clip, windows, starts, window)
+    assert {s.label for s in segments} == {"a", "c"}
 
 
 @pytest.mark.parametrize("kind,context", [("musicnn", False), ("ensemble", False), ("ensemble", True)],
@@ -330,7 +346,9 @@ MEMORY_SCRIPT = textwrap.dedent(
     import json, resource, sys, threading, time
     import numpy as np, soundfile as sf, torch
     from instrument_classifier.inference import predict_timeline
-    from instrument_classifier.modeling import InstrumentCNNConfig, InstrumentCNNForAudioClassification, InstrumentFeatureExtractor
+    from instrument_classifier.modeling import (
+        InstrumentCNNConfig, InstrumentCNNForAudioClassification, InstrumentFeatureExtractor,
+    )
 
     def rss_mb():
         with open("/proc/self/statm") as f:
@@ -375,7 +393,8 @@ MEMORY_SCRIPT = textwrap.dedent(
     # pytest process would show up here as this script's peak
     with open("/proc/self/status") as f:
         peak_mb = next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) / 1024
-    print(json.dumps({"short_mb": short_mb, "long_mb": long_mb, "peak_mb": peak_mb, "frames": len(timeline.frame_probs)}))
+    print(json.dumps({"short_mb": short_mb, "long_mb": long_mb, "peak_mb": peak_mb,
+                      "frames": len(timeline.frame_probs)}))
     """
 )
 
