@@ -17,7 +17,7 @@ DATASET := outputs/default/dataset
 RUN_DIR := outputs/default
 EPOCHS ?= 12
 
-.PHONY: run test install apt models bench clean check-copies fix-copies
+.PHONY: run test install apt models bench clean check-copies fix-copies lint
 
 install: $(STAMP)
 
@@ -56,6 +56,10 @@ test: $(STAMP)
 # files of the bundled model folders (instrument_classifier/pretrained/*/) against their sources; tests run the check.
 check-copies: $(STAMP)
 	$(PY) scripts/check_copies.py
+
+# ruff with pyproject.toml's settings (lines up to 119 characters); tests/test_lint.py runs it too.
+lint: $(STAMP)
+	$(PY) -m ruff check .
 
 # Rewrite the copies from their sources (after editing instrument_classifier/modeling/; the weights stay).
 fix-copies: $(STAMP)

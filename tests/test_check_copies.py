@@ -27,7 +27,8 @@ def test_the_copies_in_this_checkout_equal_their_sources():
     for name in ("InstrumentClassifierOutput", "classify_long_input", "instrument_loss", "check_features"):
         assert {("modeling_instrument_transformer.py", name), ("modeling_instrument_musicnn.py", name)} <= marked
     for name in ("TAXONOMY_LABELS", "_fill_labels", "_validate_context"):
-        assert {("configuration_instrument_transformer.py", name), ("configuration_instrument_musicnn.py", name)} <= marked
+        copies = {("configuration_instrument_transformer.py", name), ("configuration_instrument_musicnn.py", name)}
+        assert copies <= marked
 
 
 @pytest.fixture
@@ -62,7 +63,8 @@ def test_a_changed_marked_block_fails_the_check_and_fix_restores_it(checkout):
 def test_a_changed_source_reaches_its_copies_with_fix(checkout):
     modeling = checkout / "instrument_classifier" / "modeling"
     source = modeling / "modeling_instrument_cnn.py"
-    source.write_text(source.read_text().replace('"""Output of the instrument classifiers.', '"""Output of the models.'))
+    text = source.read_text()
+    source.write_text(text.replace('"""Output of the instrument classifiers.', '"""Output of the models.'))
     problems = check_copies.check(checkout)
     assert sum("InstrumentClassifierOutput differs" in p for p in problems) == 2  # transformer and musicnn
     assert any(p.startswith("instrument_classifier/pretrained/cnn/modeling_instrument_cnn.py") for p in problems)
@@ -82,7 +84,8 @@ def test_a_changed_model_folder_file_fails_the_check(checkout):
         "instrument_classifier/modeling/feature_extraction_instrument.py"
     ]
     check_copies.check(checkout, fix=True)
-    assert copy.read_bytes() == (checkout / "instrument_classifier/modeling/feature_extraction_instrument.py").read_bytes()
+    original = checkout / "instrument_classifier" / "modeling" / "feature_extraction_instrument.py"
+    assert copy.read_bytes() == original.read_bytes()
 
 
 def test_replacements_and_malformed_markers(checkout):
@@ -102,9 +105,10 @@ def test_replacements_and_malformed_markers(checkout):
     extra.write_text("# Copied from modeling_instrument_cnn.InstrumentTimePooling\nclass A:\n    pass\n")
     with pytest.raises(ValueError, match="a marker must read"):
         check_copies.check(checkout)
-    extra.write_text("# Copied from instrument_classifier.modeling.modeling_instrument_cnn.Nothing\nclass A:\n    pass\n")
+    cnn = "# Copied from instrument_classifier.modeling.modeling_instrument_cnn"
+    extra.write_text(f"{cnn}.Nothing\nclass A:\n    pass\n")
     with pytest.raises(ValueError, match="defines no Nothing"):
         check_copies.check(checkout)
-    extra.write_text("# Copied from instrument_classifier.modeling.modeling_instrument_cnn.check_features\n\nX = 1\n")
+    extra.write_text(f"{cnn}.check_features\n\nX = 1\n")
     with pytest.raises(ValueError, match="not directly above"):
         check_copies.check(checkout)

@@ -261,7 +261,8 @@ def test_auto_feature_extractor_round_trip(tmp_path, tones):
     import instrument_classifier.modeling  # noqa: F401  (registers the Auto classes)
 
     assert feature_extractor_class_from_name("InstrumentFeatureExtractor") is not None
-    fe = InstrumentFeatureExtractor(include_deltas=True).fit_normalization([np.random.default_rng(0).normal(size=(50, 26))])
+    stats = [np.random.default_rng(0).normal(size=(50, 26))]
+    fe = InstrumentFeatureExtractor(include_deltas=True).fit_normalization(stats)
     fe.save_pretrained(tmp_path)
     loaded = AutoFeatureExtractor.from_pretrained(tmp_path)
     assert type(loaded).__name__ == "InstrumentFeatureExtractor"

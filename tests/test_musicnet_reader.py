@@ -175,7 +175,8 @@ def test_frame_activity_hand_computed_boundaries(tmp_path):
     path = write_csv(
         tmp_path / "hand.csv",
         f"{HEADER}\n"
-        f"{3 * hop + 256},{6 * hop + 256},41,60,0,1,Q\n"  # starts exactly where frame 3 ends, ends where frame 7 starts
+        # starts exactly where frame 3 ends, ends where frame 7 starts
+        f"{3 * hop + 256},{6 * hop + 256},41,60,0,1,Q\n"
         f"{10 * hop},{10 * hop + 1},74,72,0,1,Q\n"  # one sample, centre of frame 10
         f"{12 * hop},{12 * hop},1,50,0,1,Q\n"  # zero length: sounds nowhere
         f"0,256,1,48,0,1,Q\n"  # frame 0 only ([-256, 256) is frame 0)

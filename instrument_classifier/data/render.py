@@ -262,7 +262,8 @@ def find_labels_root(labels_dir: str | os.PathLike) -> Path:
 
 
 def read_metadata(root: Path) -> Tuple[List[str], Dict[str, Dict[str, str]]]:
-    """``(columns, {id: row})`` from ``musicnet_metadata.csv`` in ``root`` or up to two levels above; empty if absent."""
+    """``(columns, {id: row})`` from ``musicnet_metadata.csv`` in ``root`` or up to two levels above; empty if
+    absent."""
     for folder in (root, root.parent, root.parent.parent):
         path = folder / "musicnet_metadata.csv"
         if path.is_file():
@@ -609,7 +610,8 @@ def check_soundfont(soundfont: str | os.PathLike | None) -> Path:
 
 def render_notes(rows: Sequence[LabelRow], renderer: FluidSynthRenderer, settings: RenderSettings = RenderSettings(),
                  seed: int = 0, recording_id: str = "0", max_samples: Optional[int] = None,
-                 source: str = "", play_as: Optional[Mapping[int, int]] = None) -> Tuple[np.ndarray, List[LabelRow], Dict]:
+                 source: str = "", play_as: Optional[Mapping[int, int]] = None,
+                 ) -> Tuple[np.ndarray, List[LabelRow], Dict]:
     """Render already-clipped rows. Returns ``(audio float32 peak-normalised, rendered label rows, info)``.
 
     ``play_as`` (distractors): ``{track program: program}``, tracks played by another program. Their notes
@@ -982,7 +984,8 @@ def add_synth_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split", choices=SPLITS, default=None, help="render only this split (default: all)")
     parser.add_argument("--ids", nargs="+", default=None, metavar="ID",
                         help="render only these MusicNet ids (space- or comma-separated)")
-    parser.add_argument("--max-seconds", type=float, default=None, help="render at most this many seconds per recording")
+    parser.add_argument("--max-seconds", type=float, default=None,
+                        help="render at most this many seconds per recording")
     parser.add_argument("--start-seconds", type=float, default=0.0, help="start the rendered window here (default 0)")
     parser.add_argument("--seed", type=int, default=0,
                         help="seed of the velocity variation (and of the sampler's choices) (default 0)")

@@ -96,7 +96,8 @@ class FeatureAugmentation:
 
     @property
     def enabled(self) -> bool:
-        masks = (self.time_masks > 0 and self.time_mask_frames > 0) or (self.feature_masks > 0 and self.feature_mask_width > 0)
+        masks = ((self.time_masks > 0 and self.time_mask_frames > 0)
+                 or (self.feature_masks > 0 and self.feature_mask_width > 0))
         return self.prob > 0 and (masks or (self.gain_db > 0 and self.gain_scale is not None)
                                   or (self.eq_db > 0 and self.eq_basis is not None)
                                   or (self.warp > 0 and self.warp_maps is not None))
