@@ -17,7 +17,7 @@ DATASET := outputs/default/dataset
 RUN_DIR := outputs/default
 EPOCHS ?= 12
 
-.PHONY: run test install apt models bench clean
+.PHONY: run test install apt models bench clean check-copies fix-copies lint
 
 install: $(STAMP)
 
@@ -51,6 +51,19 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q
+
+# The code the self-contained model files repeat ("# Copied from instrument_classifier.modeling...") and the code
+# files of the bundled model folders (instrument_classifier/pretrained/*/) against their sources; tests run the check.
+check-copies: $(STAMP)
+	$(PY) scripts/check_copies.py
+
+# ruff with pyproject.toml's settings (lines up to 119 characters); tests/test_lint.py runs it too.
+lint: $(STAMP)
+	$(PY) -m ruff check .
+
+# Rewrite the copies from their sources (after editing instrument_classifier/modeling/; the weights stay).
+fix-copies: $(STAMP)
+	$(PY) scripts/check_copies.py --fix
 
 # The generalisation recipe: several sample libraries, one held out; writes instrument_classifier/pretrained/.
 # MUSICNET: your MusicNet folder (musicnet.tar.gz unpacked; only train_labels/ and test_labels/ are read).

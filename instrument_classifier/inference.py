@@ -9,19 +9,14 @@ How a recording is processed
    resampled to the model rate; arrays are processed in the same blocks. An ensemble's members share one
    decode: its blocks are kept for the other members up to ``DECODED_CACHE_MB`` (~12.7 min at 44.1 kHz),
    longer recordings are decoded again for each member instead.
-2. MFCCs are computed block-wise with exactly the frames of a whole-file call: frame ``t`` is centred
-   on sample ``t * hop`` (the signal is zero-padded by ``n_fft / 2`` at both ends, as librosa's centred
-   STFT), each block is extended by the ``n_fft - hop`` samples its last frames overlap into, so no
-   frame is computed twice or missed.
-3. The ``top_db`` floor. The feature extractor floors the log-mel power at ``top_db`` below the loudest
-   bin *of its input*. The training windows were cut from features of whole recordings, so the floor
-   there is relative to the loudest bin of the whole recording; a floor relative to each block would
-   give a quiet passage of a long file different features than the same passage in training (its
-   near-silent bands would not be clipped). So the reference is the whole file's loudest mel bin,
-   found in a first streaming pass (STFT + mel only, no model). Its mel power is kept for the second
-   pass up to ``FIRST_PASS_CACHE_MB`` (~49 min of audio); longer recordings are decoded and transformed
-   again instead. Streamed features therefore equal ``feature_extractor.extract(whole_file)`` up to
-   float rounding.
+2. The features are the feature extractor's, streamed: :meth:`InstrumentFeatureExtractor.extract_stream
+   <instrument_classifier.modeling.InstrumentFeatureExtractor.extract_stream>` gives exactly the frames of
+   ``extract(whole_file)`` block by block, in bounded memory.
+3. The ``top_db`` floor is relative to the loudest band of the whole recording, as in training (whose windows
+   were cut from whole recordings' features); a floor relative to each block would give a quiet passage of a
+   long file different features. So the extractor finds it in a first pass (STFT and bands only, no model) and
+   keeps that pass's band power for the second up to its ``FIRST_PASS_CACHE_MB`` (~49 min of audio); longer
+   recordings are decoded and transformed again instead.
 4. Frames are cut into non-overlapping windows of ``config.window_frames`` frames. The audio is followed by
    digital silence up to the end of the last window, exactly as the dataset builder pads a recording's
    last window: the model only ever saw a recording's end followed by silence. (Aligning the last window
@@ -50,8 +45,8 @@ How a recording is processed
    ``../shared/real-dev`` and ``space/examples``, and left 46 detected instruments without a segment.)
 
 Memory is one decoded block (for an ensemble: at most ``DECODED_CACHE_MB`` of them), its spectrogram, at most
-``FIRST_PASS_CACHE_MB`` of mel power, a batch of windows and the outputs (``frame_probs`` is 4 bytes x labels per frame, ~15 MB per hour); never the whole
-audio.
+``FIRST_PASS_CACHE_MB`` of band power, a batch of windows and the outputs (``frame_probs`` is 4 bytes x labels per
+frame, ~15 MB per hour); never the whole audio.
 """
 
 from __future__ import annotations
@@ -91,13 +86,9 @@ __all__ = [
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "pretrained" / "musicnn"
 #: Seconds of audio decoded and featurised at a time.
 BLOCK_SECONDS = 30.0
-#: Mel power of the first (``top_db`` reference) pass kept for the second, up to this size: recordings up to
-#: ~49 min (128 mel bands) are decoded and transformed once; longer ones twice, in the same bounded memory.
-FIRST_PASS_CACHE_MB = 128
 #: An ensemble's decoded (resampled, mono) audio is kept for its other members up to this size: recordings up to
 #: ~12.7 min at 44.1 kHz are decoded once for all members; longer ones once per member, in bounded memory.
 DECODED_CACHE_MB = 128
-_CHUNK_FRAMES = 1024  # frames of mel power computed (and handed on) at a time
 _UNSAFE_WEIGHTS = ("pytorch_model.bin", ".bin", ".pth", ".pt", ".ckpt", ".pkl")
 
 AudioInput = Union[str, os.PathLike, np.ndarray]
@@ -143,7 +134,8 @@ class Timeline:
             "detected": self.detected,
             "thresholds": {label: round(float(t), 4) for label, t in zip(self.labels, self.thresholds)},
             "segments": [
-                {"start_s": round(s.start_s, 3), "end_s": round(s.end_s, 3), "label": s.label, "score": round(s.score, 4)}
+                {"start_s": round(s.start_s, 3), "end_s": round(s.end_s, 3), "label": s.label,
+                 "score": round(s.score, 4)}
                 for s in self.segments
             ],
             "duration_s": round(float(self.duration_s), 3),
@@ -349,8 +341,12 @@ def _check_compatible(config, feature_extractor, source: str) -> None:
 BlockSource = Callable[[], Iterator[np.ndarray]]
 
 
-def _audio_blocks(audio: AudioInput, sampling_rate: Optional[int], target_sr: int) -> Tuple[BlockSource, float, str]:
-    """(a function returning a fresh iterator of mono float32 blocks at ``target_sr``, duration, name)."""
+def _audio_blocks(
+    audio: AudioInput, sampling_rate: Optional[int], feature_extractor
+) -> Tuple[BlockSource, float, str]:
+    """(a function returning a fresh iterator of mono float32 blocks at the feature extractor's rate, duration,
+    name); an array at another rate is resampled by the feature extractor (soxr, as files are)."""
+    target_sr = feature_extractor.sampling_rate
     if isinstance(audio, (str, os.PathLike)):
         path = os.fspath(audio)
         info = audio_info(path)
@@ -368,63 +364,9 @@ def _audio_blocks(audio: AudioInput, sampling_rate: Optional[int], target_sr: in
     rate = target_sr if sampling_rate is None else int(sampling_rate)
     if rate <= 0:
         raise ValueError(f"sampling_rate must be positive, got {sampling_rate}")
-    if rate != target_sr:
-        import soxr
-
-        audio = soxr.resample(audio, rate, target_sr, quality="HQ").astype(np.float32, copy=False)
+    audio = feature_extractor.resample(audio, rate)
     step = int(BLOCK_SECONDS * target_sr)
     return (lambda: (audio[i : i + step] for i in range(0, len(audio), step))), len(audio) / target_sr, name
-
-
-def _padded(blocks: Iterator[np.ndarray], pad: int) -> Iterator[np.ndarray]:
-    # the centred STFT's zero padding, at both ends of the whole signal
-    yield np.zeros(pad, dtype=np.float32)
-    yield from blocks
-    yield np.zeros(pad, dtype=np.float32)
-
-
-def _mel_power_blocks(blocks: Iterator[np.ndarray], feature_extractor) -> Iterator[torch.Tensor]:
-    """Band power ``(n_mels, frames)`` (mel or constant-Q) of consecutive frames, equal to the whole-file frames."""
-    fe = feature_extractor
-    n_fft, hop = fe.n_fft, fe.hop_length
-    bands = _banded_filterbank(fe.filterbank())
-    window = torch.hann_window(n_fft, dtype=torch.float32)
-    buffer = np.zeros(0, dtype=np.float32)
-    for block in _padded(blocks, n_fft // 2):
-        buffer = np.concatenate([buffer, block]) if len(buffer) else block
-        if len(buffer) < n_fft:
-            continue
-        count = (len(buffer) - n_fft) // hop + 1
-        for first in range(0, count, _CHUNK_FRAMES):  # bounded STFT temporaries, as the feature extractor does
-            last = min(count, first + _CHUNK_FRAMES)
-            chunk = torch.from_numpy(np.ascontiguousarray(buffer[first * hop : (last - 1) * hop + n_fft]))
-            with torch.no_grad():
-                spec = torch.stft(chunk, n_fft, hop, window=window, center=False, return_complex=True)
-                power = spec.real.square() + spec.imag.square()
-                mel_power = torch.empty((fe.n_mels, power.shape[1]), dtype=torch.float32)
-                for first_band, last_band, lo, hi, weights in bands:
-                    torch.matmul(weights, power[lo:hi], out=mel_power[first_band:last_band])
-                yield mel_power
-        buffer = buffer[count * hop :]  # keep the overlap the next frames need
-
-
-def _banded_filterbank(mel: np.ndarray, group: int = 16) -> List[Tuple[int, int, int, int, torch.Tensor]]:
-    """Groups of ``group`` mel bands with the FFT bins they cover: ``(first, last, lo, hi, weights)``.
-
-    A mel band is nonzero over ~16 of the 1025 bins, so ``mel @ power`` multiplies mostly zeros; by
-    groups of bands, over only their bins, it is ~5x less work, with the same result up to float rounding.
-    """
-    out = []
-    for first in range(0, len(mel), group):
-        last = min(len(mel), first + group)
-        nonzero = np.flatnonzero(mel[first:last].any(axis=0))
-        lo, hi = (int(nonzero[0]), int(nonzero[-1]) + 1) if len(nonzero) else (0, 1)
-        out.append((first, last, lo, hi, torch.from_numpy(np.ascontiguousarray(mel[first:last, lo:hi]))))
-    return out
-
-
-def _to_db(mel_power: torch.Tensor) -> torch.Tensor:
-    return 10.0 * torch.log10(torch.clamp(mel_power, min=1e-10))
 
 
 def stream_features(
@@ -448,75 +390,8 @@ def stream_features(
     normalize : bool, optional
         Standardise with the extractor's mean/std (default: ``feature_extractor.do_normalize``).
     """
-    fe = feature_extractor
-    blocks, _, _ = _audio_blocks(audio, sampling_rate, fe.sampling_rate)
-    yield from _features_from_blocks(blocks, fe, normalize)
-
-
-def _features_from_blocks(blocks: BlockSource, fe, normalize: Optional[bool]) -> Iterator[np.ndarray]:
-    """The loudest mel bin (the ``top_db`` reference) in a first pass over ``blocks()``, then the features,
-    from the first pass's mel power when it was kept, else from a second pass."""
-    from .modeling.feature_extraction_instrument import dct_matrix, musicnn_compression
-
-    floor, cached = None, None
-    if fe.top_db is not None and fe.feature_type != "musicnn":  # first pass: the whole signal's loudest mel bin (log is monotonic: max first)
-        capacity = FIRST_PASS_CACHE_MB * 2**20 // (4 * fe.n_mels)
-        # one buffer, mapped but not resident until written (a large allocation is its own mmap): the
-        # resident size follows the recording's length, and many small blocks cannot fragment the heap
-        store, filled, peak = torch.empty((fe.n_mels, capacity), dtype=torch.float32), 0, 0.0
-        for power in _mel_power_blocks(blocks(), fe):
-            peak = max(peak, float(power.max()))
-            if store is not None and filled + power.shape[1] <= capacity:
-                store[:, filled : filled + power.shape[1]] = power
-                filled += power.shape[1]
-            else:  # too long to keep: the second pass decodes and transforms again
-                store = None
-        floor = float(_to_db(torch.tensor(peak))) - fe.top_db
-        if store is not None:
-            cached = (store[:, i : min(filled, i + _CHUNK_FRAMES)] for i in range(0, filled, _CHUNK_FRAMES))
-    dct = torch.from_numpy(dct_matrix(fe.n_coefficients, fe.n_mels)) if fe.feature_type == "mfcc" else None
-    do_normalize = (fe.do_normalize if normalize is None else normalize) and fe.mean is not None
-    previous = None  # deltas need one frame of context on each side
-    for power in cached if cached is not None else _mel_power_blocks(blocks(), fe):
-        if fe.feature_type == "musicnn":
-            feats = musicnn_compression(power).T.contiguous().numpy()
-        else:
-            db = _to_db(power)
-            if floor is not None:
-                db = torch.clamp(db, min=floor)
-            feats = (dct @ db if dct is not None else db).T.contiguous().numpy()
-        if fe.include_deltas:
-            feats, previous = _delta_step(feats, previous)
-            if feats is None:
-                continue
-        yield fe.normalize(feats) if do_normalize else feats
-    if fe.include_deltas and previous is not None:
-        last = _delta_finish(previous)
-        yield fe.normalize(last) if do_normalize else last
-
-
-def _delta_step(feats: np.ndarray, previous: Optional[np.ndarray]):
-    """Emit frames whose both neighbours are known; keep the last two raw frames for the next block.
-
-    ``previous`` holds the raw frames not yet emitted plus one frame of left context (or ``None`` at the
-    start, where the first frame is its own left neighbour, as the extractor's edge padding does).
-    """
-    raw = feats if previous is None else np.concatenate([previous, feats])
-    left = raw[:1] if previous is None else raw[:0]  # edge padding at the signal start
-    padded = np.concatenate([left, raw])
-    if len(padded) < 3:
-        return None, padded
-    centre = padded[1:-1]
-    delta = 0.5 * (padded[2:] - padded[:-2])
-    out = np.concatenate([centre, delta], axis=1).astype(np.float32)
-    return out, padded[-2:]
-
-
-def _delta_finish(previous: np.ndarray) -> np.ndarray:
-    # the final frame (edge padding at the end): previous = [frame before, last frame] or [last, last]
-    padded = np.concatenate([previous, previous[-1:]])
-    centre = padded[1:-1]
-    return np.concatenate([centre, 0.5 * (padded[2:] - padded[:-2])], axis=1).astype(np.float32)
+    blocks, _, _ = _audio_blocks(audio, sampling_rate, feature_extractor)
+    yield from feature_extractor.extract_stream(blocks, normalize=normalize)
 
 
 # -- timeline ------------------------------------------------------------------------------------------
@@ -577,7 +452,7 @@ def predict_timeline(
     members = model.members if isinstance(model, InstrumentEnsemble) else [(model, feature_extractor)]
     for member, extractor in members:
         _check_compatible(member.config, extractor, type(member).__name__)
-    blocks, duration, name = _audio_blocks(audio, sampling_rate, members[0][1].sampling_rate)
+    blocks, duration, name = _audio_blocks(audio, sampling_rate, members[0][1])
     if len(members) > 1:  # an ensemble's members share the rate (checked when loading): decode for all at once
         blocks = _decoded_once(blocks)
     bar = _ProgressBar(name, duration, len(members), enabled=progress)
@@ -622,7 +497,7 @@ def _classify_recording(model, feature_extractor, blocks: BlockSource, name: str
     blocks, real_samples = _silence_to_window_end(blocks, feature_extractor, window)
     pending = np.zeros((0, config.feature_size), dtype=np.float32)  # frames not yet in a window
     done = 0  # frames placed in windows
-    for feats in _features_from_blocks(blocks, feature_extractor, None):
+    for feats in feature_extractor.extract_stream(blocks):
         advance(len(feats) / feature_extractor.frame_rate)
         pending = np.concatenate([pending, feats]) if len(pending) else feats
         while len(pending) >= window:

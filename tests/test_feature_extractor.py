@@ -54,8 +54,9 @@ def test_call_resamples_other_rates_like_librosa(tones, rate):
     audio = soxr.resample(tones, SR, rate).astype(np.float32)
     batch = fe(audio, sampling_rate=rate, return_tensors="np")
     ours = batch["input_features"][0]
-    # librosa's pipeline on the same input: polyphase resampling to 44.1 kHz, then MFCCs
-    resampled = librosa.resample(audio, orig_sr=rate, target_sr=SR, res_type="polyphase")
+    # librosa's pipeline on the same input: soxr's HQ resampling to 44.1 kHz (what the extractor and the
+    # package's audio reader use), then MFCCs
+    resampled = librosa.resample(audio, orig_sr=rate, target_sr=SR, res_type="soxr_hq")
     ref = librosa.feature.mfcc(y=resampled, sr=SR, n_mfcc=13, n_fft=2048, hop_length=512).T
     assert batch["input_features"].shape == (1, len(ref), 13)
     assert abs(len(ref) - 4 * fe.frame_rate) <= 2
@@ -158,6 +159,72 @@ def test_bad_settings_raise():
         InstrumentFeatureExtractor()(np.zeros(100, np.float32), sampling_rate=0)
 
 
+@pytest.fixture(scope="module")
+def quiet_ending() -> np.ndarray:
+    """7 s of tones whose last 3 s are 60 dB quieter (a block-relative top_db floor would differ there)."""
+    notes = [(0, 2 * SR, 1, 48), (SR // 2, 3 * SR, 41, 64), (2 * SR, 5 * SR, 74, 79), (4 * SR, 6 * SR, 43, 36)]
+    audio = synth_notes(notes, 7 * SR + 123, seed=4)
+    audio[4 * SR :] *= 1e-3
+    return audio
+
+
+@pytest.mark.parametrize("delta_order", [0, 1, 2])
+@pytest.mark.parametrize("feature_type", ["mfcc", "logmel", "cqt", "musicnn"])
+def test_streamed_features_equal_whole_recording_features_exactly(quiet_ending, feature_type, delta_order,
+                                                                  monkeypatch):
+    """extract_stream on blocks that never divide the hop gives extract()'s frames bit for bit: deltas (of both
+    orders) across block edges, the whole recording's top_db floor, STFT chunk edges, the second pass."""
+    from instrument_classifier.modeling import feature_extraction_instrument as module
+
+    settings = dict(default_feature_settings(feature_type), include_deltas=delta_order > 0,
+                    delta_order=max(1, delta_order))
+    fe = InstrumentFeatureExtractor(**settings)
+    audio = fe.resample(quiet_ending, SR)
+    whole = fe.extract(audio)
+    assert whole.shape == (fe.num_frames(len(audio)), fe.feature_size) and whole.dtype == np.float32
+    # short STFT chunks (64 to 400 frames instead of 1024 to 4096): several chunk edges in 7 s
+    monkeypatch.setattr(module, "_FRAMES_PER_BLOCK", 100)
+    rechunked = fe.extract(audio)
+    np.testing.assert_allclose(rechunked, whole, rtol=0, atol=1e-5 * float(whole.max() - whole.min()))
+    for size in (333, fe.hop_length - 1, 3 * fe.hop_length + 7, 50_001):
+        def blocks():
+            return (audio[i : i + size] for i in range(0, len(audio), size))
+
+        parts = list(fe.extract_stream(blocks))
+        assert all(part.dtype == np.float32 and part.shape[1] == fe.feature_size for part in parts)
+        np.testing.assert_array_equal(np.concatenate(parts), rechunked, err_msg=f"blocks of {size}")
+    # a one-shot iterator and a list give the same frames
+    np.testing.assert_array_equal(np.concatenate(list(fe.extract_stream(blocks()))), rechunked)
+    np.testing.assert_array_equal(np.concatenate(list(fe.extract_stream(list(blocks())))), rechunked)
+    # too long to keep the first pass: read and transformed again, the same frames
+    monkeypatch.setattr(module, "FIRST_PASS_CACHE_MB", 0)
+    read = []
+    again = np.concatenate(list(fe.extract_stream(lambda: read.append(1) or iter([audio[:12345], audio[12345:]]))))
+    np.testing.assert_array_equal(again, rechunked)
+    assert len(read) == (1 if feature_type == "musicnn" else 2)  # musicnn features have no top_db floor
+
+
+def test_streamed_features_of_very_short_audio_equal_whole_features(tones):
+    fe = InstrumentFeatureExtractor(include_deltas=True, delta_order=2)
+    for length in (1, 511, 512, 513, 2000):
+        whole = fe.extract(tones[:length])
+        streamed = np.concatenate(list(fe.extract_stream(tones[i : min(length, i + 100)]
+                                                         for i in range(0, length, 100))))
+        assert whole.shape == (1 + length // 512, 39)
+        np.testing.assert_array_equal(streamed, whole)
+
+
+def test_resampling_is_soxr_and_other_rates_need_it_only(tones, monkeypatch):
+    fe = InstrumentFeatureExtractor()
+    audio = soxr.resample(tones, SR, 22050).astype(np.float32)
+    np.testing.assert_array_equal(fe.resample(audio, 22050), soxr.resample(audio, 22050, SR, quality="HQ"))
+    assert fe.resample(tones, SR) is tones
+    monkeypatch.setitem(__import__("sys").modules, "soxr", None)  # an environment without soxr
+    assert fe.resample(tones, SR) is tones
+    with pytest.raises(ImportError, match="pip install soxr"):
+        fe.resample(audio, 22050)
+
+
 def test_batches_of_different_lengths_are_padded_with_a_mask(tones):
     fe = InstrumentFeatureExtractor()
     out = fe([tones[: SR // 2], tones[:SR]], sampling_rate=SR, return_tensors="np")
@@ -194,7 +261,8 @@ def test_auto_feature_extractor_round_trip(tmp_path, tones):
     import instrument_classifier.modeling  # noqa: F401  (registers the Auto classes)
 
     assert feature_extractor_class_from_name("InstrumentFeatureExtractor") is not None
-    fe = InstrumentFeatureExtractor(include_deltas=True).fit_normalization([np.random.default_rng(0).normal(size=(50, 26))])
+    stats = [np.random.default_rng(0).normal(size=(50, 26))]
+    fe = InstrumentFeatureExtractor(include_deltas=True).fit_normalization(stats)
     fe.save_pretrained(tmp_path)
     loaded = AutoFeatureExtractor.from_pretrained(tmp_path)
     assert type(loaded).__name__ == "InstrumentFeatureExtractor"

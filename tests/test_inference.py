@@ -26,6 +26,7 @@ from instrument_classifier.modeling import (
     InstrumentTransformerConfig,
     InstrumentTransformerForAudioClassification,
 )
+from instrument_classifier.modeling import feature_extraction_instrument as feature_extraction
 from instrument_classifier.modeling.feature_extraction_instrument import default_feature_settings
 
 NOTES = [(0, 2 * SR, 1, 48), (SR // 2, 3 * SR, 41, 64), (2 * SR, 5 * SR, 74, 79), (4 * SR, 6 * SR, 43, 36)]
@@ -50,29 +51,36 @@ def small_blocks(monkeypatch):
     monkeypatch.setattr(inference, "BLOCK_SECONDS", 0.7)  # many blocks, edges at odd frame offsets
 
 
-@pytest.mark.parametrize("feature_type,deltas", [("mfcc", False), ("mfcc", True), ("cqt", True)])
-@pytest.mark.parametrize("cache_mb", [inference.FIRST_PASS_CACHE_MB, 0], ids=["first-pass-kept", "decoded-twice"])
-def test_streamed_features_equal_whole_file_features(tmp_path, music, small_blocks, feature_type, deltas, cache_mb,
-                                                     monkeypatch):
-    monkeypatch.setattr(inference, "FIRST_PASS_CACHE_MB", cache_mb)
+@pytest.mark.parametrize("feature_type,delta_order", [("mfcc", 0), ("mfcc", 1), ("mfcc", 2), ("logmel", 2),
+                                                       ("cqt", 1), ("musicnn", 2)])
+@pytest.mark.parametrize("cache_mb", [feature_extraction.FIRST_PASS_CACHE_MB, 0],
+                         ids=["first-pass-kept", "decoded-twice"])
+def test_streamed_features_equal_whole_file_features(tmp_path, music, small_blocks, feature_type, delta_order,
+                                                     cache_mb, monkeypatch):
+    monkeypatch.setattr(feature_extraction, "FIRST_PASS_CACHE_MB", cache_mb)
     decodes = []
     real_stream_audio = inference.stream_audio
     monkeypatch.setattr(inference, "stream_audio", lambda *a, **k: decodes.append(a) or real_stream_audio(*a, **k))
-    fe = InstrumentFeatureExtractor(**default_feature_settings(feature_type), include_deltas=deltas)
-    whole = fe.extract(music)
-    from_array = np.concatenate(list(stream_features(music, fe)))
+    fe = InstrumentFeatureExtractor(**default_feature_settings(feature_type), include_deltas=delta_order > 0,
+                                    delta_order=max(1, delta_order))
+    audio = fe.resample(music, SR)
+    whole = fe.extract(audio)
+    from_array = np.concatenate(list(stream_features(audio, fe)))
     path = tmp_path / "music.wav"
-    sf.write(path, music, SR, subtype="FLOAT")
+    sf.write(path, audio, fe.sampling_rate, subtype="FLOAT")
     from_file = np.concatenate(list(stream_features(path, fe)))
-    assert len(decodes) == (1 if cache_mb else 2)  # the file is read once when its first pass fits the cache
+    # the file is read once when its first pass fits the cache (always for musicnn features: no top_db floor)
+    assert len(decodes) == (1 if cache_mb or feature_type == "musicnn" else 2)
     span = float(whole.max() - whole.min())
-    assert from_array.shape == from_file.shape == whole.shape == (fe.num_frames(len(music)), fe.feature_size)
-    np.testing.assert_allclose(from_array, whole, atol=1e-5 * span, rtol=0)
-    np.testing.assert_allclose(from_file, whole, atol=1e-5 * span, rtol=0)
+    assert from_array.shape == from_file.shape == whole.shape == (fe.num_frames(len(audio)), fe.feature_size)
+    np.testing.assert_array_equal(from_array, whole)
+    np.testing.assert_array_equal(from_file, whole)
+    if feature_type == "musicnn":
+        return
     # the whole-file floor matters: the quiet block alone, floored at its own maximum, looks different
     quiet = slice(int(5.0 * SR), int(5.7 * SR))
     frames = slice(fe.num_frames(quiet.start) + 2, fe.num_frames(quiet.stop) - 4)
-    alone = fe.extract(music[quiet])[2:-4][: frames.stop - frames.start]
+    alone = fe.extract(audio[quiet])[2:-4][: frames.stop - frames.start]
     assert np.abs(alone - whole[frames]).max() > 1e-2 * span
 
 
@@ -108,6 +116,20 @@ def test_timeline_matches_the_model_on_whole_file_features(music, fitted_fe, sma
     assert timeline.clip == pytest.approx(dict(zip(timeline.labels, top2.tolist())), abs=2e-4)
     assert timeline.duration_s == pytest.approx(len(music) / SR)
     assert timeline.labels == list(InstrumentCNNConfig().label2id)
+
+
+def test_a_model_on_delta_deltas_gets_its_39_features(music, small_blocks):
+    """delta_order=2 (prepare --delta-order 2): inference streams the extractor's 39 features, not 26."""
+    fe = InstrumentFeatureExtractor(include_deltas=True, delta_order=2)
+    fe.fit_normalization([fe.extract(music)])
+    torch.manual_seed(0)
+    model = InstrumentCNNForAudioClassification(InstrumentCNNConfig(feature_size=39, window_frames=128)).eval()
+    timeline = predict_timeline(model, fe, music)
+    feats = torch.from_numpy(fe.extract(np.pad(music, (0, (640 - 1) * 512 - len(music)))))[None]
+    assert feats.shape == (1, 640, 39)
+    with torch.no_grad():
+        windows = torch.sigmoid(torch.cat([model(feats[:, s : s + 128]).logits for s in range(0, 640, 128)]))
+    np.testing.assert_allclose(timeline.window_probs, windows.numpy(), atol=1e-5)
 
 
 def test_file_and_array_give_the_same_timeline(tmp_path, music, fitted_fe):
@@ -188,7 +210,8 @@ def test_segments_from_a_synthetic_probability_track():
     assert merged.score == pytest.approx((200 * 0.9 + 90 * 0.8) / 300)  # mean over the merged frames, gap included
     # without merging, the two parts are separate; a larger min_duration drops the short one
     apart = segments_from_probs(probs, rate, ["a", "b", "c"], [0.5, 0.3, 0.6], min_duration_s=0.95, merge_gap_s=0.05)
-    assert [(s.label, round(s.start_s, 3), round(s.end_s, 3)) for s in apart if s.label == "a"] == [("a", 0.995, 2.995)]
+    a_segments = [(s.label, round(s.start_s, 3), round(s.end_s, 3)) for s in apart if s.label == "a"]
+    assert a_segments == [("a", 0.995, 2.995)]
     assert segments_from_probs(np.zeros((10, 1)), rate, ["a"], 0.5) == []
     whole = segments_from_probs(np.ones((10, 1)), rate, ["a"], 0.5, min_duration_s=0.0)
     assert whole == [Segment(0.0, 0.095, "a", 1.0)]
@@ -240,7 +263,8 @@ def test_segments_only_for_detected_instruments_and_every_detected_one_has_one()
                                   dict(zip("abc", clip.tolist())), segments, thresholds=thresholds)
     assert timeline.detected == ["a", "c"] == sorted({s.label for s in segments})
     at_c = [0.6, 0.6, float(clip[2])]
-    assert {s.label for s in detected_segments(frames, rate, list("abc"), at_c, clip, windows, starts, window)} == {"a", "c"}
+    segments = detected_segments(frames, rate, list("abc"), at_c, clip, windows, starts, window)
+    assert {s.label for s in segments} == {"a", "c"}
 
 
 @pytest.mark.parametrize("kind,context", [("musicnn", False), ("ensemble", False), ("ensemble", True)],
@@ -322,7 +346,9 @@ MEMORY_SCRIPT = textwrap.dedent(
     import json, resource, sys, threading, time
     import numpy as np, soundfile as sf, torch
     from instrument_classifier.inference import predict_timeline
-    from instrument_classifier.modeling import InstrumentCNNConfig, InstrumentCNNForAudioClassification, InstrumentFeatureExtractor
+    from instrument_classifier.modeling import (
+        InstrumentCNNConfig, InstrumentCNNForAudioClassification, InstrumentFeatureExtractor,
+    )
 
     def rss_mb():
         with open("/proc/self/statm") as f:
@@ -345,11 +371,11 @@ MEMORY_SCRIPT = textwrap.dedent(
             thread.join()
         return max(samples), result
 
-    import instrument_classifier.inference as inference
-    # the first pass's mel power is kept up to a cap (FIRST_PASS_CACHE_MB, ~49 min by default); below it
+    import instrument_classifier.modeling.feature_extraction_instrument as feature_extraction
+    # the first pass's band power is kept up to a cap (FIRST_PASS_CACHE_MB, ~49 min by default); below it
     # memory grows by 44 kB per second of audio, by design. Both files here exceed a 1 MB cap, so both
     # take the bounded two-pass path, and what is compared is that path's memory at two lengths
-    inference.FIRST_PASS_CACHE_MB = 1
+    feature_extraction.FIRST_PASS_CACHE_MB = 1
     path, minutes = sys.argv[1], float(sys.argv[2])
     rng = np.random.default_rng(0)
     chunk = (0.1 * rng.standard_normal(10 * 44100)).astype(np.float32)  # cheap audio: one 10 s chunk repeated
@@ -367,7 +393,8 @@ MEMORY_SCRIPT = textwrap.dedent(
     # pytest process would show up here as this script's peak
     with open("/proc/self/status") as f:
         peak_mb = next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) / 1024
-    print(json.dumps({"short_mb": short_mb, "long_mb": long_mb, "peak_mb": peak_mb, "frames": len(timeline.frame_probs)}))
+    print(json.dumps({"short_mb": short_mb, "long_mb": long_mb, "peak_mb": peak_mb,
+                      "frames": len(timeline.frame_probs)}))
     """
 )
 

@@ -99,6 +99,10 @@ def test_read_labels_values_bom_extra_and_reordered_columns(tmp_path):
     assert notes["note"].tolist() == [60, 72]
     assert notes["line"].tolist() == [2, 4]
     assert all(notes[f].dtype == np.int64 for f in ("start", "end", "instrument", "note"))
+    # the score columns, verbatim and in note order, for the renderer that writes them back
+    with_score, score = read_labels(path, with_score=True)
+    np.testing.assert_array_equal(with_score, notes)
+    assert score == [("0.0", "1.0", "Quarter"), ("1.0", "0.5", "Eighth")]
 
 
 def test_header_only_csv_has_no_notes(tmp_path):
@@ -171,7 +175,8 @@ def test_frame_activity_hand_computed_boundaries(tmp_path):
     path = write_csv(
         tmp_path / "hand.csv",
         f"{HEADER}\n"
-        f"{3 * hop + 256},{6 * hop + 256},41,60,0,1,Q\n"  # starts exactly where frame 3 ends, ends where frame 7 starts
+        # starts exactly where frame 3 ends, ends where frame 7 starts
+        f"{3 * hop + 256},{6 * hop + 256},41,60,0,1,Q\n"
         f"{10 * hop},{10 * hop + 1},74,72,0,1,Q\n"  # one sample, centre of frame 10
         f"{12 * hop},{12 * hop},1,50,0,1,Q\n"  # zero length: sounds nowhere
         f"0,256,1,48,0,1,Q\n"  # frame 0 only ([-256, 256) is frame 0)

@@ -10,7 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from instrument_classifier.modeling.feature_extraction_instrument import InstrumentFeatureExtractor, default_feature_settings
+from instrument_classifier.modeling.feature_extraction_instrument import (
+    InstrumentFeatureExtractor,
+    default_feature_settings,
+)
 from instrument_classifier.training.class_weights import pos_weight_from_labels
 from instrument_classifier.training.collator import InstrumentDataCollator
 from instrument_classifier.training.errors import TrainingSetupError
@@ -71,15 +74,16 @@ def test_gain_augmentation_equals_a_level_change_of_the_audio(feature_type, n):
 
 
 def _equalise(audio: np.ndarray, extractor: InstrumentFeatureExtractor, a_db: np.ndarray) -> np.ndarray:
-    """The audio through the EQ whose dB curve over the (continuous) band index is sum_k a_k cos(pi k (m + 1/2) / n)."""
-    from instrument_classifier.modeling.feature_extraction_instrument import _hz_to_mel
+    """The audio through the EQ whose dB curve over the (continuous) band index is
+    sum_k a_k cos(pi k (m + 1/2) / n)."""
+    from transformers.audio_utils import hertz_to_mel
     n = extractor.n_mels
     freqs = np.fft.rfftfreq(len(audio), 1 / extractor.sampling_rate)
     if extractor.feature_type == "cqt":  # band centres sit at fmin * 2 ** (m / bins_per_octave)
         m = extractor.bins_per_octave * np.log2(np.maximum(freqs, 1.0) / extractor.band_frequencies()[0])
     else:
-        lo, hi = _hz_to_mel(0.0), _hz_to_mel(extractor.sampling_rate / 2)
-        m = (_hz_to_mel(freqs) - lo) / (hi - lo) * (n + 1) - 1  # band centres sit at m = 0..n-1
+        lo, hi = hertz_to_mel(0.0, "slaney"), hertz_to_mel(extractor.sampling_rate / 2, "slaney")
+        m = (hertz_to_mel(freqs, "slaney") - lo) / (hi - lo) * (n + 1) - 1  # band centres sit at m = 0..n-1
     k = np.arange(1, len(a_db) + 1)
     curve = (a_db[:, None] * np.cos(np.pi * k[:, None] * (m[None, :] + 0.5) / n)).sum(0)
     return np.fft.irfft(np.fft.rfft(audio) * 10 ** (curve / 20), n=len(audio)).astype(np.float32)
@@ -97,7 +101,8 @@ def test_eq_augmentation_equals_an_equaliser_on_the_audio(feature_type, n):
     basis = FeatureAugmentation.eq_basis_for(extractor, bands=4).numpy()
     predicted = a_db @ basis
     inner = slice(10, -10)  # frames away from the FFT filter's wrap-around at the ends
-    np.testing.assert_allclose(np.median(wet[inner] - dry[inner], axis=0), predicted, atol=0.02 * np.abs(predicted).max())
+    np.testing.assert_allclose(np.median(wet[inner] - dry[inner], axis=0), predicted,
+                               atol=0.02 * np.abs(predicted).max())
     assert np.all(basis[:, n:] == 0)  # deltas are untouched by a static EQ
 
     augment = FeatureAugmentation(eq_db=8.0, eq_basis=torch.from_numpy(basis))
@@ -127,7 +132,8 @@ def test_warp_augmentation_equals_a_stretched_spectral_envelope(feature_type, n)
 
     def formants(f):  # two resonances, smooth at the scale of a mel band
         octaves = np.log2(np.maximum(f, 20.0))
-        return 18 * np.exp(-((octaves - np.log2(700)) / 0.5) ** 2) + 12 * np.exp(-((octaves - np.log2(2500)) / 0.4) ** 2)
+        return (18 * np.exp(-((octaves - np.log2(700)) / 0.5) ** 2)
+                + 12 * np.exp(-((octaves - np.log2(2500)) / 0.4) ** 2))
 
     extractor = InstrumentFeatureExtractor(**default_feature_settings(feature_type, n), include_deltas=True)
     a, b = FeatureAugmentation.warp_maps_for(extractor, warp=0.15, steps=7)  # raw features: no normalisation yet
@@ -153,7 +159,8 @@ def test_warp_augmentation_equals_a_stretched_spectral_envelope(feature_type, n)
     torch.manual_seed(0)
     windows = torch.from_numpy(np.stack([extractor.extract(_tones(), normalize=True)] * 8))
     out = augment(windows)
-    per_window = [min(range(7), key=lambda k: float((windows[i] @ a[k] + b[k] - out[i]).abs().max())) for i in range(8)]
+    per_window = [min(range(7), key=lambda k: float((windows[i] @ a[k] + b[k] - out[i]).abs().max()))
+                  for i in range(8)]
     for i, k in enumerate(per_window):  # each window is one of the grid's warps, in every frame
         torch.testing.assert_close(out[i], windows[i] @ a[k] + b[k], atol=1e-4, rtol=0)
     assert len(set(per_window)) > 1

@@ -176,15 +176,25 @@ def _next_row(reader, path: Path) -> Optional[List[str]]:
     return fields
 
 
-def read_labels(csv_path: Union[str, os.PathLike]) -> Notes:
-    """Parse and validate one MusicNet label CSV.
+def read_labels(
+    csv_path: Union[str, os.PathLike], with_score: bool = False
+) -> Union[Notes, Tuple[Notes, List[Tuple[str, str, str]]]]:
+    """Parse and validate one MusicNet label CSV: the one parser of label files.
+
+    Parameters
+    ----------
+    csv_path : str or path-like
+    with_score : bool
+        Also return the score columns of every row, verbatim (the renderer writes them back).
 
     Returns
     -------
-    np.ndarray
+    notes : np.ndarray
         Structured array with int64 fields ``start``, ``end`` (samples at 44.1 kHz), ``instrument``
         (1-based GM program), ``note`` (MIDI pitch) and ``line`` (the row's line number), one entry per
         row in file order. A header-only CSV gives an empty array.
+    score : list of (str, str, str)
+        With ``with_score`` only: ``(start_beat, end_beat, note_value)`` of each note, stripped of spaces.
 
     Raises
     ------
@@ -210,7 +220,7 @@ def read_labels(csv_path: Union[str, os.PathLike]) -> Notes:
             f"{','.join(LABEL_COLUMNS)}"
         )
     col = {c: header.index(c) for c in LABEL_COLUMNS}
-    rows = []
+    rows, score = [], []
     while (fields := _next_row(reader, path)) is not None:
         line = reader.line_num
         if not any(f.strip() for f in fields):
@@ -237,7 +247,10 @@ def read_labels(csv_path: Union[str, os.PathLike]) -> Notes:
         if not 0 <= pitch <= 127:
             raise MusicNetError(f"{path}, row {line}: note {pitch} is not a MIDI pitch (0..127)")
         rows.append((start, end, program, pitch, line))
-    return np.array(rows, dtype=NOTE_DTYPE)
+        score.append((fields[col["start_beat"]].strip(), fields[col["end_beat"]].strip(),
+                      fields[col["note_value"]].strip()))
+    notes = np.array(rows, dtype=NOTE_DTYPE)
+    return (notes, score) if with_score else notes
 
 
 def label_indices(notes: Notes, taxonomy: Union[str, Taxonomy], source: Optional[str] = None) -> np.ndarray:

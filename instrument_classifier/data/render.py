@@ -193,29 +193,21 @@ class LabelRow:
 def read_label_rows(path: str | os.PathLike) -> List[LabelRow]:
     """Read a MusicNet label CSV, keeping all 7 columns.
 
-    Validated by :func:`~instrument_classifier.data.musicnet.read_labels`, the one parser of label files
+    Parsed and validated by :func:`~instrument_classifier.data.musicnet.read_labels`, the one parser of label files
     (header with BOM and extra columns tolerated, numbers, ``end >= start >= 0``, times within
     ``MAX_LABEL_SAMPLE``, GM program 1..128, MIDI pitch 0..127, no stray quotes); errors name the file and the
-    1-based line number. The score columns are then taken verbatim from the same rows.
+    1-based line number. The score columns are kept verbatim.
     """
     path = Path(path)
     if not path.is_file():
         raise RenderError(f"{path}: no such label file")
     try:
-        notes = read_labels(path)
+        notes, score = read_labels(path, with_score=True)
     except MusicNetError as exc:
         raise RenderError(str(exc)) from None
-    # valid now: one record per line, so a note's line number finds its record
-    reader = csv.reader(io.StringIO(path.read_text(encoding="utf-8-sig")))
-    header = [h.strip() for h in next(reader)]
-    score = [header.index(c) for c in ("start_beat", "end_beat", "note_value")]
-    records = {reader.line_num: record for record in reader}
-    rows: List[LabelRow] = []
-    for note in notes:
-        start_beat, end_beat, note_value = (records[int(note["line"])][i].strip() for i in score)
-        rows.append(LabelRow(int(note["start"]), int(note["end"]), int(note["instrument"]), int(note["note"]),
-                             start_beat, end_beat, note_value, int(note["line"])))
-    return rows
+    return [LabelRow(int(note["start"]), int(note["end"]), int(note["instrument"]), int(note["note"]),
+                     start_beat, end_beat, note_value, int(note["line"]))
+            for note, (start_beat, end_beat, note_value) in zip(notes, score)]
 
 
 def write_label_rows(path: str | os.PathLike, rows: Iterable[LabelRow]) -> None:
@@ -270,7 +262,8 @@ def find_labels_root(labels_dir: str | os.PathLike) -> Path:
 
 
 def read_metadata(root: Path) -> Tuple[List[str], Dict[str, Dict[str, str]]]:
-    """``(columns, {id: row})`` from ``musicnet_metadata.csv`` in ``root`` or up to two levels above; empty if absent."""
+    """``(columns, {id: row})`` from ``musicnet_metadata.csv`` in ``root`` or up to two levels above; empty if
+    absent."""
     for folder in (root, root.parent, root.parent.parent):
         path = folder / "musicnet_metadata.csv"
         if path.is_file():
@@ -617,7 +610,8 @@ def check_soundfont(soundfont: str | os.PathLike | None) -> Path:
 
 def render_notes(rows: Sequence[LabelRow], renderer: FluidSynthRenderer, settings: RenderSettings = RenderSettings(),
                  seed: int = 0, recording_id: str = "0", max_samples: Optional[int] = None,
-                 source: str = "", play_as: Optional[Mapping[int, int]] = None) -> Tuple[np.ndarray, List[LabelRow], Dict]:
+                 source: str = "", play_as: Optional[Mapping[int, int]] = None,
+                 ) -> Tuple[np.ndarray, List[LabelRow], Dict]:
     """Render already-clipped rows. Returns ``(audio float32 peak-normalised, rendered label rows, info)``.
 
     ``play_as`` (distractors): ``{track program: program}``, tracks played by another program. Their notes
@@ -991,7 +985,8 @@ def add_synth_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split", choices=SPLITS, default=None, help="render only this split (default: all)")
     parser.add_argument("--ids", nargs="+", default=None, metavar="ID",
                         help="render only these MusicNet ids (space- or comma-separated)")
-    parser.add_argument("--max-seconds", type=float, default=None, help="render at most this many seconds per recording")
+    parser.add_argument("--max-seconds", type=float, default=None,
+                        help="render at most this many seconds per recording")
     parser.add_argument("--start-seconds", type=float, default=0.0, help="start the rendered window here (default 0)")
     parser.add_argument("--seed", type=int, default=0,
                         help="seed of the velocity variation (and of the sampler's choices) (default 0)")

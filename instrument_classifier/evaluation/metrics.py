@@ -30,7 +30,7 @@ The same functions back the local ``evaluate`` module in ``instrument_metrics/``
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Union
+from typing import Dict, Optional, Sequence, Union
 
 import numpy as np
 
@@ -66,7 +66,9 @@ def _check_inputs(y_true: ArrayLike, y_score: ArrayLike, labels: Optional[Sequen
     y_true = np.asarray(y_true)
     y_score = np.asarray(y_score, dtype=np.float64)
     if y_true.ndim != 2 or y_score.ndim != 2:
-        raise ValueError(f"y_true and y_score must be 2-D (samples, classes), got shapes {y_true.shape} and {y_score.shape}")
+        raise ValueError(
+            f"y_true and y_score must be 2-D (samples, classes), got shapes {y_true.shape} and {y_score.shape}"
+        )
     if y_true.shape != y_score.shape:
         raise ValueError(f"y_true and y_score shapes differ: {y_true.shape} vs {y_score.shape}")
     if y_true.shape[0] == 0:

@@ -29,12 +29,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import partial
 from typing import Optional, Tuple
 
 import numpy as np
 import torch
+from transformers.audio_utils import hertz_to_mel
 
-from ..modeling.feature_extraction_instrument import _hz_to_mel, dct_matrix
+from ..modeling.feature_extraction_instrument import dct_matrix
 
 __all__ = ["FeatureAugmentation"]
 
@@ -94,7 +96,8 @@ class FeatureAugmentation:
 
     @property
     def enabled(self) -> bool:
-        masks = (self.time_masks > 0 and self.time_mask_frames > 0) or (self.feature_masks > 0 and self.feature_mask_width > 0)
+        masks = ((self.time_masks > 0 and self.time_mask_frames > 0)
+                 or (self.feature_masks > 0 and self.feature_mask_width > 0))
         return self.prob > 0 and (masks or (self.gain_db > 0 and self.gain_scale is not None)
                                   or (self.eq_db > 0 and self.eq_basis is not None)
                                   or (self.warp > 0 and self.warp_maps is not None))
@@ -139,7 +142,7 @@ class FeatureAugmentation:
         fe = feature_extractor
         n_mels, n = fe.n_mels, fe.n_coefficients
         # the bands' centres on the axis they are evenly spaced on: mel, or log-frequency for constant-Q bands
-        scale = np.log2 if fe.feature_type == "cqt" else _hz_to_mel
+        scale = np.log2 if fe.feature_type == "cqt" else partial(hertz_to_mel, mel_scale="slaney")
         centres_hz = fe.band_frequencies()
         centres = scale(centres_hz)
         # (n, n_mels): envelope -> features (the DCT of the MFCCs; log-mel bands are the envelope itself)

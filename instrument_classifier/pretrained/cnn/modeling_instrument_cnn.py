@@ -50,7 +50,7 @@ class InstrumentClassifierOutput(ModelOutput):
     frame_logits: torch.Tensor | None = None
 
 
-# -- shared by both models (copied in modeling_instrument_transformer: each file is self-contained) -------
+# -- shared by the models: the other modeling files copy these ("Copied from", scripts/check_copies.py) ----
 
 class InstrumentTimePooling(nn.Module):
     """Frame logits ``(B, T, L)`` -> window logits ``(B, L)``, ignoring masked frames.
@@ -78,40 +78,33 @@ class InstrumentTimePooling(nn.Module):
         return {"max": peak, "mean": mean, "meanmax": 0.5 * (peak + mean)}[self.kind]
 
 
-def window_starts(num_frames: int, window_frames: int) -> list[int]:
-    """Non-overlapping windows; the last one is aligned to the end (no padding, overlaps its neighbour)."""
-    if num_frames <= window_frames:
-        return [0]
-    starts = list(range(0, num_frames - window_frames + 1, window_frames))
-    if starts[-1] + window_frames < num_frames:
-        starts.append(num_frames - window_frames)
-    return starts
-
-
 def classify_long_input(classify, features: torch.Tensor, mask: torch.Tensor | None, window_frames: int):
     """Run ``classify(windows, mask) -> (frame_logits, logits)`` on windows of ``window_frames`` frames.
 
-    Inputs up to one window go through as they are. Longer inputs are cut into non-overlapping windows
-    (the last aligned to the end); each frame takes its logits from the first window that holds it. The clip
-    logits are the highest window logits, and from three windows on those of the mean of the two highest window
-    probabilities: one stray window weighs half (as ``inference.clip_scores``).
+    Inputs up to one window go through as they are. Longer inputs are cut into consecutive non-overlapping windows
+    from the first frame, as inference cuts a recording; a last window the input does not fill is completed with
+    zero frames, masked (left out of pooling; a window of padding only does not vote). The windows inference
+    classifies end in digital silence instead: pad the audio up to the end of its last window before extracting
+    the features (``feature_extractor.silence_to_window_end``, as the pipeline does), so that the input is a whole
+    number of windows. The clip logits are the highest window logits, and from three windows on those of the mean
+    of the two highest window probabilities: one stray window weighs half (as ``inference.clip_scores``).
     """
-    batch, num_frames, _ = features.shape
+    batch, num_frames, size = features.shape
     if num_frames <= window_frames:
         return classify(features, mask)
-    starts = window_starts(num_frames, window_frames)
-    index = torch.tensor(starts, device=features.device)[:, None] + torch.arange(window_frames, device=features.device)
-    windows = features[:, index].flatten(0, 1)  # (B * n, W, F)
-    window_mask = None if mask is None else mask[:, index].flatten(0, 1)
-    frame_logits, logits = classify(windows, window_mask)
-    n = len(starts)
-    frame_logits = frame_logits.unflatten(0, (batch, n))
+    n = -(-num_frames // window_frames)
+    missing = n * window_frames - num_frames
+    if missing:
+        features = torch.cat([features, features.new_zeros(batch, missing, size)], dim=1)
+        real = torch.ones(batch, num_frames, dtype=torch.bool, device=features.device) if mask is None else mask
+        mask = torch.cat([real, real.new_zeros(batch, missing)], dim=1)
+    window_mask = None if mask is None else mask.reshape(batch * n, window_frames)
+    frame_logits, logits = classify(features.reshape(batch * n, window_frames, size), window_mask)
+    frames = frame_logits.reshape(batch, n * window_frames, -1)[:, :num_frames]
     logits = logits.unflatten(0, (batch, n))
     if window_mask is not None:  # windows made only of padding do not vote
         empty = ~window_mask.unflatten(0, (batch, n)).any(dim=-1)
         logits = logits.masked_fill(empty.unsqueeze(-1), torch.finfo(logits.dtype).min)
-    tail = (n - 1) * window_frames - starts[-1]
-    frames = torch.cat([frame_logits[:, :-1].flatten(1, 2), frame_logits[:, -1, tail:]], dim=1)
     voting = torch.full((batch,), n, device=features.device) if window_mask is None else (~empty).sum(dim=1)
     top = logits.topk(min(2, n), dim=1).values  # (B, 1 or 2, L), highest first
     # the mean of the two probabilities, as logits (what inference.clip_scores computes from probabilities)
@@ -132,7 +125,9 @@ def instrument_loss(config, logits, frame_logits, labels, frame_labels, mask) ->
         loss = F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype), pos_weight=pos_weight)
     if frame_labels is not None and config.frame_loss_weight > 0:
         if frame_labels.shape != frame_logits.shape:
-            raise ValueError(f"frame_labels must have shape {tuple(frame_logits.shape)}, got {tuple(frame_labels.shape)}")
+            raise ValueError(
+                f"frame_labels must have shape {tuple(frame_logits.shape)}, got {tuple(frame_labels.shape)}"
+            )
         per_frame = F.binary_cross_entropy_with_logits(
             frame_logits, frame_labels.to(frame_logits.dtype), pos_weight=pos_weight, reduction="none"
         )
@@ -176,7 +171,8 @@ class InstrumentCNNEncoder(nn.Module):
         layers, in_channels = [], 1
         self.output_features = config.feature_size
         strides = config.feature_strides or [1] * len(config.conv_channels)
-        for channels, kernel, pool, stride in zip(config.conv_channels, config.kernel_sizes, config.pool_sizes, strides):
+        blocks = zip(config.conv_channels, config.kernel_sizes, config.pool_sizes, strides)
+        for channels, kernel, pool, stride in blocks:
             layers += [
                 nn.Conv2d(in_channels, channels, tuple(kernel), padding=(kernel[0] // 2, kernel[1] // 2)),
                 nn.ReLU(),

@@ -15,6 +15,7 @@ __all__ = ["InstrumentMusicnnConfig", "MUSICNN_MTT_ARCHITECTURE"]
 
 # Label lists of the taxonomies shipped by instrument_classifier.data.taxonomy, repeated here so
 # that a config can be built from a taxonomy name without the package (a test keeps them equal).
+# Copied from instrument_classifier.modeling.configuration_instrument_cnn.TAXONOMY_LABELS
 TAXONOMY_LABELS: dict[str, tuple[str, ...]] = {
     "seed12": (
         "Keyboard", "Guitar", "Strings", "Percussion", "Organ", "Bass", "Brass", "Woodwind", "Flute",
@@ -34,6 +35,7 @@ MUSICNN_MTT_ARCHITECTURE: dict[str, Any] = {
     "batch_norm_eps": 1e-3, "batch_norm_momentum": 0.01, "dropout": 0.5,
 }
 
+# Copied from instrument_classifier.modeling.configuration_instrument_cnn.CUSTOM_PIPELINES
 CUSTOM_PIPELINES = {
     "audio-classification": {
         "impl": "pipeline_instrument.InstrumentAudioClassificationPipeline",
@@ -119,7 +121,8 @@ class InstrumentMusicnnConfig(PreTrainedConfig):
     def representation_size(self) -> int:
         """Numbers per window the head reads: penultimate + mean and max of the frame features + tag logits."""
         b = self.backbone
-        frontend = len(b["timbral_kernel_mels"]) * b["timbral_filters"] + len(b["temporal_kernel_frames"]) * b["temporal_filters"]
+        frontend = (len(b["timbral_kernel_mels"]) * b["timbral_filters"]
+                    + len(b["temporal_kernel_frames"]) * b["temporal_filters"])
         frame_features = frontend + b["midend_layers"] * b["midend_filters"]
         return b["backend_units"] + 2 * frame_features + b["num_tags"]
 
@@ -150,10 +153,12 @@ class InstrumentMusicnnConfig(PreTrainedConfig):
         if unknown:
             raise ValueError(f"unknown backbone settings {unknown}; known: {sorted(MUSICNN_MTT_ARCHITECTURE)}")
         if self.backbone["n_mels"] != self.feature_size:
-            raise ValueError(f"backbone n_mels ({self.backbone['n_mels']}) must equal feature_size ({self.feature_size})")
+            raise ValueError(
+                f"backbone n_mels ({self.backbone['n_mels']}) must equal feature_size ({self.feature_size})"
+            )
 
 
-# Copied from configuration_instrument_cnn._fill_labels (each configuration file is self-contained).
+# Copied from instrument_classifier.modeling.configuration_instrument_cnn._fill_labels
 def _fill_labels(config: PreTrainedConfig, num_labels: int | None) -> None:
     """id2label/label2id from the taxonomy name unless given; ``num_labels`` must agree."""
     if config.id2label is None:
@@ -180,7 +185,7 @@ def _fill_labels(config: PreTrainedConfig, num_labels: int | None) -> None:
     config.label2id = {label: i for i, label in enumerate(labels)}
 
 
-# Copied from configuration_instrument_cnn._validate_context (each configuration file is self-contained).
+# Copied from instrument_classifier.modeling.configuration_instrument_cnn._validate_context
 def _validate_context(context: dict, num_labels: int) -> None:
     """``context`` as training stores it: ``radius_windows`` (int >= 0 or None), ``weight`` in (0, 1], thresholds."""
     radius, weight, thresholds = context.get("radius_windows"), context.get("weight"), context.get("thresholds")

@@ -1,14 +1,19 @@
 """MFCC (log-mel, constant-Q) feature extractor for the instrument classifiers.
 
-Self-contained (numpy, scipy, torch only): this file is copied next to the
-weights by ``save_pretrained`` so that ``AutoFeatureExtractor.from_pretrained(...,
+Self-contained (numpy, torch and transformers; soxr to resample other rates, imported only then): this file is
+copied next to the weights by ``save_pretrained`` so that ``AutoFeatureExtractor.from_pretrained(...,
 trust_remote_code=True)`` works without this package installed.
+
+:meth:`InstrumentFeatureExtractor.extract_stream` computes the features of a recording block by block, in
+bounded memory, exactly equal to :meth:`~InstrumentFeatureExtractor.extract` of the whole recording (which is
+that stream on one block); ``predict`` and the Space stream files through it.
 
 The MFCCs equal ``librosa.feature.mfcc(y=y, sr=44100, n_mfcc=13, n_fft=2048,
 hop_length=512)`` (librosa 0.11 defaults otherwise: centred frames with zero
 padding, periodic Hann window, 128 Slaney mel bands, ``power_to_db`` with
 ``top_db=80`` relative to the loudest bin of the input, orthonormal DCT-II), but
-are computed with ``torch.stft`` and a matrix product, several times faster.
+are computed with ``torch.stft`` and a matrix product, several times faster (the mel filterbank is
+``transformers.audio_utils.mel_filter_bank``; its ``spectrogram``, a numpy loop over frames, would be slower).
 
 ``feature_type="cqt"`` gives log-power constant-Q bands (semitones by default) read off the same kind of
 STFT with a long window (``n_fft=8192`` recommended): a pseudo-CQT. Unlike a true CQT, every band has the
@@ -24,11 +29,12 @@ from __future__ import annotations
 
 import inspect
 import math
-from typing import List, Optional, Sequence, Union
+from typing import Callable, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
 from transformers import BatchFeature, SequenceFeatureExtractor
+from transformers.audio_utils import hertz_to_mel, mel_filter_bank, mel_to_hertz
 
 __all__ = [
     "InstrumentFeatureExtractor", "default_feature_settings", "feature_settings", "mel_filterbank",
@@ -39,47 +45,24 @@ FEATURE_TYPES = ("mfcc", "logmel", "cqt", "musicnn")
 #: First constant-Q band when ``fmin`` is 0: C1, the lowest C on a piano (the contrabass reaches E1 = 41.2 Hz).
 CQT_DEFAULT_FMIN = 32.703195662574764
 
-#: Frames per STFT block in :meth:`InstrumentFeatureExtractor.extract` (about 12 s at hop 512).
+#: Frames per STFT chunk of :meth:`InstrumentFeatureExtractor.band_power` (about 12 s at hop 512, n_fft 2048).
 _FRAMES_PER_BLOCK = 1024
+#: Band power of the first (``top_db`` reference) pass kept for the second, up to this size: recordings up to
+#: ~49 min (128 bands, hop 512 at 44.1 kHz) are read and transformed once; longer ones twice, in bounded memory.
+FIRST_PASS_CACHE_MB = 128
 #: A 2-D input whose second axis is at most this long (and shorter than the first) is taken for
 #: multi-channel audio laid out (samples, channels) and refused, not read as a batch of tiny clips.
 _MAX_CHANNELS = 8
 
 
-def _hz_to_mel(freqs: np.ndarray) -> np.ndarray:
-    # Slaney's auditory toolbox scale (librosa's default, htk=False)
-    freqs = np.asanyarray(freqs, dtype=np.float64)
-    f_sp = 200.0 / 3
-    mels = freqs / f_sp
-    min_log_hz, logstep = 1000.0, math.log(6.4) / 27.0
-    min_log_mel = min_log_hz / f_sp
-    log_t = freqs >= min_log_hz
-    mels = np.where(log_t, min_log_mel + np.log(np.maximum(freqs, 1e-10) / min_log_hz) / logstep, mels)
-    return mels
-
-
-def _mel_to_hz(mels: np.ndarray) -> np.ndarray:
-    mels = np.asanyarray(mels, dtype=np.float64)
-    f_sp = 200.0 / 3
-    freqs = f_sp * mels
-    min_log_hz, logstep = 1000.0, math.log(6.4) / 27.0
-    min_log_mel = min_log_hz / f_sp
-    log_t = mels >= min_log_mel
-    return np.where(log_t, min_log_hz * np.exp(logstep * (mels - min_log_mel)), freqs)
-
-
-def mel_filterbank(sr: int, n_fft: int, n_mels: int = 128, fmin: float = 0.0, fmax: Optional[float] = None) -> np.ndarray:
-    """Slaney-normalised mel filterbank, shape ``(n_mels, 1 + n_fft // 2)``; equals ``librosa.filters.mel``."""
+def mel_filterbank(
+    sr: int, n_fft: int, n_mels: int = 128, fmin: float = 0.0, fmax: Optional[float] = None
+) -> np.ndarray:
+    """Slaney-normalised mel filterbank, shape ``(n_mels, 1 + n_fft // 2)``, float32; equals ``librosa.filters.mel``
+    (transformers' ``mel_filter_bank`` with Slaney's scale and normalisation)."""
     fmax = sr / 2.0 if fmax is None else float(fmax)
-    fftfreqs = np.fft.rfftfreq(n=n_fft, d=1.0 / sr)
-    mel_f = _mel_to_hz(np.linspace(_hz_to_mel(fmin), _hz_to_mel(fmax), n_mels + 2))
-    fdiff = np.diff(mel_f)
-    ramps = np.subtract.outer(mel_f, fftfreqs)
-    lower = -ramps[:-2] / fdiff[:-1, None]
-    upper = ramps[2:] / fdiff[1:, None]
-    weights = np.maximum(0, np.minimum(lower, upper))
-    enorm = 2.0 / (mel_f[2 : n_mels + 2] - mel_f[:n_mels])
-    return (weights * enorm[:, None]).astype(np.float32)
+    weights = mel_filter_bank(1 + n_fft // 2, n_mels, fmin, fmax, sr, norm="slaney", mel_scale="slaney")
+    return np.ascontiguousarray(weights.T, dtype=np.float32)
 
 
 def constant_q_filterbank(
@@ -115,7 +98,8 @@ def musicnn_compression(mel_power: torch.Tensor) -> torch.Tensor:
 
 
 def dct_matrix(n_out: int, n_in: int) -> np.ndarray:
-    """Orthonormal DCT-II basis, shape ``(n_out, n_in)``; ``dct_matrix(n, m) @ x == scipy.fft.dct(x, norm='ortho')[:n]``."""
+    """Orthonormal DCT-II basis, shape ``(n_out, n_in)``:
+    ``dct_matrix(n, m) @ x == scipy.fft.dct(x, norm='ortho')[:n]``."""
     k = np.arange(n_out)[:, None]
     n = np.arange(n_in)[None, :]
     basis = np.cos(np.pi * k * (2 * n + 1) / (2 * n_in)) * math.sqrt(2.0 / n_in)
@@ -147,9 +131,8 @@ class InstrumentFeatureExtractor(SequenceFeatureExtractor):
     bins_per_octave : int
         Constant-Q bands per octave (``cqt`` only; 12: semitones).
     top_db : float or None
-        Dynamic-range floor relative to the loudest bin, as in ``librosa.power_to_db``.
-        Applied per call, so a file processed in blocks can differ from a whole-file
-        call in bins more than 80 dB below the block's loudest bin.
+        Dynamic-range floor relative to the loudest bin of the whole recording, as in
+        ``librosa.power_to_db`` (also when it is streamed, :meth:`extract_stream`).
     include_deltas : bool
         Append time differences of every coefficient (``feature_size`` becomes
         ``n_coefficients * (1 + delta_order)``).
@@ -260,50 +243,140 @@ class InstrumentFeatureExtractor(SequenceFeatureExtractor):
         if self.feature_type == "cqt":
             return constant_q_frequencies(self.n_coefficients, self.bins_per_octave, self._cqt_fmin)
         fmax = self.sampling_rate / 2.0 if self.fmax is None else float(self.fmax)
-        return _mel_to_hz(np.linspace(_hz_to_mel(self.fmin), _hz_to_mel(fmax), self.n_mels + 2)[1:-1])
+        mels = np.linspace(hertz_to_mel(self.fmin, "slaney"), hertz_to_mel(fmax, "slaney"), self.n_mels + 2)
+        return mel_to_hertz(mels[1:-1], "slaney")
 
-    def _projection(self) -> torch.Tensor:
+    def _projection(self) -> Tuple[List[Tuple[int, int, int, int, torch.Tensor]], Optional[torch.Tensor]]:
+        """``(groups, dct)``: the filterbank by groups of 16 bands with the FFT bins they cover,
+        ``(first band, last band, first bin, last bin, weights)``, and the MFCCs' DCT matrix (``None`` for
+        other feature types). A mel band is nonzero over ~16 of the 1025 bins, so by groups over only their
+        bins the product is ~5x less work than by the whole matrix."""
         if self._basis is None:
-            dct = dct_matrix(self.n_coefficients, self.n_mels)
-            self._basis = (torch.from_numpy(self.filterbank()), torch.from_numpy(dct))
+            weights, groups = self.filterbank(), []
+            for first in range(0, len(weights), 16):
+                last = min(len(weights), first + 16)
+                nonzero = np.flatnonzero(weights[first:last].any(axis=0))
+                lo, hi = (int(nonzero[0]), int(nonzero[-1]) + 1) if len(nonzero) else (0, 1)
+                group = torch.from_numpy(np.ascontiguousarray(weights[first:last, lo:hi]))
+                groups.append((first, last, lo, hi, group))
+            dct = None
+            if self.feature_type == "mfcc":
+                dct = torch.from_numpy(dct_matrix(self.n_coefficients, self.n_mels))
+            self._basis = (groups, dct)
         return self._basis
 
     # -- the features --------------------------------------------------------------------
     def extract(self, waveform: np.ndarray, normalize: Optional[bool] = None) -> np.ndarray:
-        """Features of one mono waveform at ``self.sampling_rate``; shape ``(frames, feature_size)``, float32."""
-        y = torch.from_numpy(np.ascontiguousarray(waveform, dtype=np.float32))
-        num_frames = self.num_frames(len(y))
-        # centred frames with zero padding, as librosa's default
-        y = torch.nn.functional.pad(y, (self.n_fft // 2, self.n_fft // 2))
-        window = torch.hann_window(self.n_fft, dtype=torch.float32)
-        mel, dct = self._projection()
-        mel_power = torch.empty((self.n_mels, num_frames), dtype=torch.float32)
-        with torch.no_grad():
-            # The STFT is taken in blocks of frames: the complex spectrogram of a long file would be
-            # ~16x the audio's size, and block-sized temporaries stay in cache (several times faster).
-            block = max(64, _FRAMES_PER_BLOCK * 2048 // self.n_fft)  # the same temporaries' size for a long n_fft
-            for first in range(0, num_frames, block):
-                last = min(num_frames, first + block)
-                chunk = y[first * self.hop_length : (last - 1) * self.hop_length + self.n_fft]
-                spec = torch.stft(chunk, self.n_fft, self.hop_length, window=window, center=False, return_complex=True)
-                power = spec.real.square() + spec.imag.square()  # (freq, frames)
-                torch.matmul(mel, power, out=mel_power[:, first:last])
-            if self.feature_type == "musicnn":
-                feats = musicnn_compression(mel_power)
-            else:
-                db = 10.0 * torch.log10(torch.clamp(mel_power, min=1e-10))
-                if self.top_db is not None:
-                    db = torch.maximum(db, db.max() - self.top_db)
-                feats = dct @ db if self.feature_type == "mfcc" else db
-            feats = feats.T.contiguous().numpy()
+        """Features of one mono waveform at ``self.sampling_rate``; shape ``(frames, feature_size)``, float32.
+
+        The waveform is :meth:`extract_stream`'s one block, so a recording streamed in blocks gets these features.
+        """
+        parts = list(self.extract_stream([np.asarray(waveform, dtype=np.float32)], normalize=normalize))
+        return np.concatenate(parts) if len(parts) > 1 else parts[0]
+
+    def extract_stream(
+        self, blocks: Union[Iterable[np.ndarray], Callable[[], Iterator[np.ndarray]]], normalize: Optional[bool] = None
+    ) -> Iterator[np.ndarray]:
+        """Features of one recording that arrives block by block, in bounded memory.
+
+        The concatenated output equals :meth:`extract` of the concatenated blocks exactly, whatever the blocks'
+        sizes: the STFT is taken on chunks of frames counted from the recording's start (:meth:`band_power`),
+        and the ``top_db`` floor is relative to the loudest band of the whole recording, as in training, where
+        windows were cut from whole recordings' features. That reference needs a first pass over the audio
+        (not for ``musicnn``, which has no floor, or ``top_db=None``); its band power is kept for the second pass
+        up to ``FIRST_PASS_CACHE_MB`` (~49 min at 44.1 kHz with 128 bands), a longer recording is read again.
+
+        Parameters
+        ----------
+        blocks : iterable of np.ndarray, or a callable returning a fresh iterator of them
+            Consecutive mono float blocks at ``self.sampling_rate``, of any sizes. A callable is called, and a
+            list iterated, once per pass; a one-shot iterator (a generator) is kept whole for a second pass.
+        normalize : bool, optional
+            Standardise with ``mean`` and ``std`` (default ``do_normalize``; nothing while ``mean`` is ``None``).
+
+        Yields
+        ------
+        np.ndarray, shape (frames, feature_size), float32
+            Consecutive frames; ``num_frames(total samples)`` of them in all.
+        """
+        if not callable(blocks) and iter(blocks) is blocks:  # one pass only: keep the blocks for a second
+            blocks = list(blocks) if self.top_db is not None and self.feature_type != "musicnn" else blocks
+        read = blocks if callable(blocks) else (lambda: iter(blocks))
+        frames = self._frames(read)
         if self.include_deltas:
-            orders = [feats]
-            for _ in range(self.delta_order):
-                orders.append(_delta(orders[-1]))
-            feats = np.concatenate(orders, axis=1)
-        if (self.do_normalize if normalize is None else normalize) and self.mean is not None:
-            feats = self.normalize(feats)
-        return feats.astype(np.float32, copy=False)
+            frames = _with_deltas(frames, self.delta_order)
+        do_normalize = (self.do_normalize if normalize is None else normalize) and self.mean is not None
+        for feats in frames:
+            yield self.normalize(feats) if do_normalize else feats
+
+    def band_power(self, blocks: Iterable[np.ndarray]) -> Iterator[torch.Tensor]:
+        """Power of consecutive frames in the ``n_mels`` bands (mel, or constant-Q for ``cqt``), as ``(n_mels,
+        frames)`` float32 tensors, of the recording whose consecutive mono blocks ``blocks`` are.
+
+        Frame ``t`` is centred on sample ``t * hop_length`` of a signal zero-padded by ``n_fft // 2`` at both ends
+        (librosa's centred STFT, periodic Hann window): ``num_frames(total samples)`` frames. The STFT is taken in
+        chunks of frames counted from the first frame, whatever the blocks (bounded temporaries, which stay in
+        cache), so every frame is computed from the same numbers however the audio is cut.
+        """
+        n_fft, hop = self.n_fft, self.hop_length
+        chunk = max(64, _FRAMES_PER_BLOCK * 2048 // n_fft)  # the same temporaries' size for a long n_fft
+        chunk_samples = (chunk - 1) * hop + n_fft
+        window = torch.hann_window(n_fft, dtype=torch.float32)
+        groups, _ = self._projection()
+
+        def power_of(samples: np.ndarray, frames: int) -> torch.Tensor:
+            with torch.no_grad():
+                spec = torch.stft(torch.from_numpy(samples[: (frames - 1) * hop + n_fft]), n_fft, hop, window=window,
+                                  center=False, return_complex=True)
+                power = spec.real.square() + spec.imag.square()  # (freq, frames)
+                out = torch.empty((self.n_mels, frames), dtype=torch.float32)
+                for first, last, lo, hi, weights in groups:
+                    torch.matmul(weights, power[lo:hi], out=out[first:last])
+            return out
+
+        pad = np.zeros(n_fft // 2, dtype=np.float32)
+        pending, pending_samples = [pad], len(pad)  # samples from the first frame not yet computed on
+        total = done = 0  # samples read, frames computed
+        for block in blocks:
+            block = np.asarray(block, dtype=np.float32).reshape(-1)
+            total += len(block)
+            pending.append(block)
+            pending_samples += len(block)
+            if pending_samples < chunk_samples:
+                continue
+            buffer = np.concatenate(pending)
+            while len(buffer) >= chunk_samples:
+                yield power_of(buffer, chunk)
+                buffer, done = buffer[chunk * hop :], done + chunk
+            pending, pending_samples = [buffer], len(buffer)
+        buffer = np.concatenate(pending + [pad])
+        last_frame = self.num_frames(total)
+        while done < last_frame:
+            frames = min(chunk, last_frame - done)
+            yield power_of(buffer, frames)
+            buffer, done = buffer[frames * hop :], done + frames
+
+    def _frames(self, read: Callable[[], Iterator[np.ndarray]]) -> Iterator[np.ndarray]:
+        """Raw features (before deltas) ``(frames, n_coefficients)`` of the recording ``read()`` gives."""
+        _, dct = self._projection()
+        floor, kept = None, None
+        if self.top_db is not None and self.feature_type != "musicnn":
+            capacity, kept, peak = FIRST_PASS_CACHE_MB * 2**20 // (4 * self.n_mels), [], 0.0
+            for power in self.band_power(read()):
+                peak = max(peak, float(power.max()))  # the loudest bin's dB is the dB of the loudest power
+                if kept is not None and capacity >= power.shape[1]:
+                    kept.append(power)
+                    capacity -= power.shape[1]
+                else:  # too long to keep: the second pass reads and transforms again
+                    kept = None
+            floor = _to_db(torch.tensor(peak, dtype=torch.float32)) - self.top_db
+        for power in self.band_power(read()) if kept is None else kept:
+            if self.feature_type == "musicnn":
+                feats = musicnn_compression(power)
+            else:
+                db = _to_db(power) if floor is None else torch.maximum(_to_db(power), floor)
+                feats = db if dct is None else dct @ db
+            yield feats.T.contiguous().numpy()
 
     def normalize(self, features: np.ndarray) -> np.ndarray:
         """Standardise raw features with the fitted per-coefficient ``mean`` and ``std``."""
@@ -331,13 +404,18 @@ class InstrumentFeatureExtractor(SequenceFeatureExtractor):
         return self
 
     def resample(self, waveform: np.ndarray, sampling_rate: int) -> np.ndarray:
-        """Resample a mono waveform to ``self.sampling_rate`` (polyphase, scipy)."""
-        if sampling_rate == self.sampling_rate:
+        """Resample a mono waveform to ``self.sampling_rate`` with soxr (``quality="HQ"``), as the package reads
+        files. soxr is imported here only, so a model folder loads without it and needs it for other rates."""
+        if int(sampling_rate) == self.sampling_rate:
             return waveform
-        from scipy.signal import resample_poly
-
-        g = math.gcd(int(sampling_rate), int(self.sampling_rate))
-        return resample_poly(waveform, self.sampling_rate // g, int(sampling_rate) // g).astype(np.float32)
+        try:
+            import soxr
+        except ImportError:
+            raise ImportError(f"resampling {sampling_rate}-Hz audio to {self.sampling_rate} Hz needs soxr "
+                              "(pip install soxr), or pass audio at the model's rate") from None
+        audio = np.ascontiguousarray(waveform, dtype=np.float32)
+        resampled = soxr.resample(audio, int(sampling_rate), self.sampling_rate, quality="HQ")
+        return resampled.astype(np.float32, copy=False)
 
     def __call__(
         self,
@@ -414,10 +492,64 @@ def feature_settings(extractor) -> dict:
     return {key: config.get(key, default) for key, default in _FEATURE_SETTINGS.items()}
 
 
-def _delta(feats: np.ndarray) -> np.ndarray:
-    # centred first difference along time, edges repeated; cheap and local
-    padded = np.pad(feats, ((1, 1), (0, 0)), mode="edge")
-    return 0.5 * (padded[2:] - padded[:-2])
+def _to_db(power: torch.Tensor) -> torch.Tensor:
+    return 10.0 * torch.log10(torch.clamp(power, min=1e-10))
+
+
+class _StreamedDelta:
+    """``0.5 * (x[t + 1] - x[t - 1])`` of frames arriving in blocks, the first and last frame repeated at the
+    edges; a frame's delta is emitted once its right neighbour has arrived (one frame behind)."""
+
+    def __init__(self):
+        self.context = None  # the left neighbour of the first frame without a delta, then that frame
+
+    def push(self, frames: np.ndarray) -> np.ndarray:
+        if self.context is None:
+            if not len(frames):
+                return frames
+            frames = np.concatenate([frames[:1], frames])  # the first frame is its own left neighbour
+        padded = frames if self.context is None else np.concatenate([self.context, frames])
+        self.context = padded[-2:]
+        return 0.5 * (padded[2:] - padded[:-2])
+
+    def finish(self) -> np.ndarray:
+        if self.context is None:
+            return np.zeros((0, 0), dtype=np.float32)
+        padded = np.concatenate([self.context, self.context[-1:]])  # the last frame is its own right neighbour
+        return 0.5 * (padded[2:] - padded[:-2])
+
+
+def _with_deltas(frames: Iterator[np.ndarray], order: int) -> Iterator[np.ndarray]:
+    """``frames`` with their deltas (and, for ``order`` 2, the deltas of those) appended, block by block."""
+    stages = [_StreamedDelta() for _ in range(order)]
+    queues: List[List[np.ndarray]] = [[] for _ in range(order + 1)]  # per order, rows not yet emitted
+
+    def emit(levels: List[np.ndarray]) -> Optional[np.ndarray]:
+        for queue, rows in zip(queues, levels):
+            if len(rows):
+                queue.append(rows)
+        ready = min(sum(len(rows) for rows in queue) for queue in queues)
+        if not ready:
+            return None
+        joined = [np.concatenate(queue) for queue in queues]
+        for queue, rows in zip(queues, joined):
+            queue[:] = [rows[ready:]]
+        return np.concatenate([rows[:ready] for rows in joined], axis=1)
+
+    for feats in frames:
+        levels = [feats]
+        for stage in stages:
+            levels.append(stage.push(levels[-1]))
+        out = emit(levels)
+        if out is not None:
+            yield out
+    levels = [np.zeros((0, 0), dtype=np.float32)]
+    for stage in stages:  # each order's last frames go through the next order before it finishes
+        tail = stage.push(levels[-1]) if len(levels[-1]) else levels[-1]
+        levels.append(np.concatenate([part for part in (tail, stage.finish()) if len(part)] or [tail]))
+    out = emit(levels)
+    if out is not None:
+        yield out
 
 
 def _as_clip_list(raw_audio) -> List[np.ndarray]:
@@ -439,7 +571,8 @@ def _as_clip_list(raw_audio) -> List[np.ndarray]:
             raise ValueError(
                 f"expected mono audio of shape (samples,) or a batch (batch, samples), got shape {raw_audio.shape}"
             )
-    elif isinstance(raw_audio, (list, tuple)) and raw_audio and isinstance(raw_audio[0], (np.ndarray, list, tuple, torch.Tensor)):
+    elif isinstance(raw_audio, (list, tuple)) and raw_audio and isinstance(raw_audio[0], (np.ndarray, list, tuple,
+                                                                                          torch.Tensor)):
         clips = [np.asarray(c.detach().cpu().numpy() if isinstance(c, torch.Tensor) else c) for c in raw_audio]
     elif isinstance(raw_audio, (list, tuple)):
         clips = [np.asarray(raw_audio)]

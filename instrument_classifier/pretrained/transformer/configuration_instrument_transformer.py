@@ -15,6 +15,7 @@ __all__ = ["InstrumentTransformerConfig"]
 
 # Label lists of the taxonomies shipped by instrument_classifier.data.taxonomy, repeated here so
 # that a config can be built from a taxonomy name without the package (a test keeps them equal).
+# Copied from instrument_classifier.modeling.configuration_instrument_cnn.TAXONOMY_LABELS
 TAXONOMY_LABELS: dict[str, tuple[str, ...]] = {
     "seed12": (
         "Keyboard", "Guitar", "Strings", "Percussion", "Organ", "Bass", "Brass", "Woodwind", "Flute",
@@ -25,11 +26,14 @@ TAXONOMY_LABELS: dict[str, tuple[str, ...]] = {
         "Clarinet", "Flute",
     ),
 }
+# Copied from instrument_classifier.modeling.configuration_instrument_cnn.POOLING_TYPES
 POOLING_TYPES = ("attention", "max", "mean", "meanmax")
+# Copied from instrument_classifier.modeling.configuration_instrument_cnn.FEATURE_TYPES
 FEATURE_TYPES = ("mfcc", "logmel", "cqt")
 
 # `pipeline("audio-classification", model=folder, trust_remote_code=True)` uses this class, shipped next to
 # the weights (the modeling file imports it relatively, so save_pretrained copies it).
+# Copied from instrument_classifier.modeling.configuration_instrument_cnn.CUSTOM_PIPELINES
 CUSTOM_PIPELINES = {
     "audio-classification": {
         "impl": "pipeline_instrument.InstrumentAudioClassificationPipeline",
@@ -136,7 +140,7 @@ class InstrumentTransformerConfig(PreTrainedConfig):
                 raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
 
 
-# Copied from configuration_instrument_cnn (each configuration file is self-contained for trust_remote_code).
+# Copied from instrument_classifier.modeling.configuration_instrument_cnn._fill_labels
 def _fill_labels(config: PreTrainedConfig, num_labels: int | None) -> None:
     """id2label/label2id from the taxonomy name unless given; ``num_labels`` must agree."""
     if config.id2label is None:
@@ -163,6 +167,7 @@ def _fill_labels(config: PreTrainedConfig, num_labels: int | None) -> None:
     config.label2id = {label: i for i, label in enumerate(labels)}
 
 
+# Copied from instrument_classifier.modeling.configuration_instrument_cnn._validate_common
 def _validate_common(config: PreTrainedConfig) -> None:
     num_labels = config.num_labels
     if config.problem_type != "multi_label_classification":
@@ -189,6 +194,7 @@ def _validate_common(config: PreTrainedConfig) -> None:
         raise ValueError(f"pooling must be one of {POOLING_TYPES}, got {config.pooling!r}")
 
 
+# Copied from instrument_classifier.modeling.configuration_instrument_cnn._validate_context
 def _validate_context(context: dict, num_labels: int) -> None:
     """``context`` as training stores it: ``radius_windows`` (int >= 0 or None), ``weight`` in (0, 1], thresholds."""
     radius, weight, thresholds = context.get("radius_windows"), context.get("weight"), context.get("thresholds")
