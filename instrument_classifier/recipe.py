@@ -22,7 +22,7 @@ Steps (each skipped when its output is complete, so an interrupted run resumes w
                 the held-out library; datasets/indomain: the same train split, validation and test windows
                 from the training libraries' dry renders; one such pair per feature setting (the
                 Transformer's constant-Q bands: datasets/heldout-cqt84-deltas, ...)
-    train       train.py, CNN then Transformer, each on its datasets/heldout* (best checkpoint and thresholds on
+    train       ``instrument-classifier train``, CNN then Transformer, each on its datasets/heldout* (best checkpoint and thresholds on
                 the held-out validation pieces; test pieces never seen)
     evaluate    both models on the held-out and the in-domain test splits (``instrument-classifier evaluate``)
     ensemble    the models blended (:mod:`instrument_classifier.ensemble`): weights, thresholds and context
@@ -375,6 +375,25 @@ def dataset_paths(workdir: Path, settings: RecipeSettings, model_type: str) -> D
     return {kind: workdir / "datasets" / f"{kind}{suffix}" for kind in ("heldout", "indomain")}
 
 
+def train_command(arguments: Sequence[str]) -> List[str]:
+    """The command line that trains one model: the package's entry point in a new interpreter.
+
+    A process per model gives each training run its own memory and its own ``accelerate`` state; the module
+    (not a checkout's ``train.py``) is what an installed package has.
+    """
+    return [sys.executable, "-m", "instrument_classifier.training.run_train", *arguments]
+
+
+def train_environment() -> Dict[str, str]:
+    """The environment of :func:`train_command`: this very package first on the import path.
+
+    ``python -m`` would otherwise import whichever ``instrument_classifier`` the working directory or the
+    environment holds, which need not be the one running the recipe.
+    """
+    path = [str(Path(__file__).resolve().parent.parent), os.environ.get("PYTHONPATH", "")]
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in path if p)}
+
+
 def run_recipe(workdir: Path, output: Path, settings: RecipeSettings, stop_after: Optional[str] = None) -> dict:
     from .data.perturb_corpus import perturb_corpus
     from .data.prepare import build_dataset, plan_validation_pieces
@@ -481,14 +500,13 @@ def run_recipe(workdir: Path, output: Path, settings: RecipeSettings, stop_after
         out = models_dir / model_type
         done = (out / "model.safetensors").is_file() and (out / "all_results.json").is_file()
         seed = [] if "--seed" in args else ["--seed", str(settings.seed)]  # a model's own seed wins, once
-        command = [sys.executable, str(REPO_ROOT / "train.py"), "--model_type", model_type, "--dataset_path",
-                   str(datasets[model_type]["heldout"]), "--output_dir", str(out), *seed, *settings.common_train_args,
-                   *args]
-        timed(f"train {model_type}", lambda: subprocess.run(command, check=True, cwd=REPO_ROOT), done)
+        command = train_command(["--model_type", model_type, "--dataset_path", str(datasets[model_type]["heldout"]),
+                                 "--output_dir", str(out), *seed, *settings.common_train_args, *args])
+        timed(f"train {model_type}", lambda: subprocess.run(command, check=True, env=train_environment()), done)
     if stop_after == "train":
         return {}
 
-    # recording context: train.py tunes it on validation; a model trained before it did gets it here, and its
+    # recording context: training tunes it on validation; a model trained before it did gets it here, and its
     # earlier evaluation (made without the context) is made again
     t = time.perf_counter()
     added = [m for m in settings.models if add_missing_context(models_dir / m, datasets[m]["heldout"])]
