@@ -53,6 +53,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 from . import recipe
 from .atomic_write import write_dir
+from .training.model_card import usage_lines
 from .recipe import (
     LIBRARIES,
     REPO_ROOT,
@@ -549,11 +550,9 @@ def model_card(results: dict, settings: RecipeSettings, mset: MusicnnSettings) -
         "pooled frame features, tag logits) a linear head was fitted, one logistic regression per instrument "
         f"(C {mset.C:g}). Built by `make models` (`python -m instrument_classifier.recipe_musicnn`).",
         "",
-        "```python",
-        "from instrument_classifier.inference import load_model, predict_timeline",
-        "model, extractor = load_model(\"path/to/this/folder\")",
-        "timeline = predict_timeline(model, extractor, \"recording.flac\")",
-        "```",
+        "## How to use",
+        "",
+        *usage_lines("path/to/this/folder"),
         "",
         "## Training data",
         "",

@@ -222,3 +222,49 @@ def test_in_package_pipeline_class_needs_no_remote_code(model_folder, clip):
     assert local(clip[: 3 * SR]) == remote(clip[: 3 * SR])
     with pytest.raises(ValueError, match="trust_remote_code=True"):
         pipeline("audio-classification", model=str(folder))
+
+
+def test_pipeline_says_which_labels_are_detected_by_the_config_thresholds(model_folders, clip, tmp_path):
+    """detected = score >= config.thresholds[label], whatever scores function_to_apply shows."""
+    from transformers import pipeline
+
+    folder, model, fe = model_folders["cnn"]
+    scored = pipeline("audio-classification", model=str(folder), trust_remote_code=True)(clip[: 3 * SR])
+    # every other label's threshold below its score (detected), the others' above it
+    thresholds = {r["label"]: (r["score"] / 2 if i % 2 else (1 + r["score"]) / 2) for i, r in enumerate(scored)}
+    custom = tmp_path / "custom"
+    model.config.thresholds = [thresholds[model.config.id2label[i]] for i in range(model.config.num_labels)]
+    try:
+        model.save_pretrained(custom)
+    finally:
+        model.config.thresholds = [0.5] * model.config.num_labels
+    fe.save_pretrained(custom)
+    classifier = pipeline("audio-classification", model=str(custom), trust_remote_code=True)
+    result = classifier(clip[: 3 * SR])
+    assert [r["score"] for r in result] == pytest.approx([r["score"] for r in scored], abs=1e-6)
+    for r in result:
+        assert r["threshold"] == pytest.approx(thresholds[r["label"]])
+        assert r["detected"] is (r["score"] >= r["threshold"])
+    assert 0 < sum(r["detected"] for r in result) < len(result)
+    as_logits = classifier(clip[: 3 * SR], function_to_apply="none")
+    assert {r["label"]: r["detected"] for r in as_logits} == {r["label"]: r["detected"] for r in result}
+
+
+def test_pipeline_detects_what_predict_detects_with_the_bundled_default(clip):
+    """The bundled musicnn default: the pipeline's clip scores and detected set are predict_timeline's."""
+    from transformers import pipeline
+
+    from instrument_classifier.inference import DEFAULT_MODEL_DIR, load_model, predict_timeline
+
+    model, extractor = load_model(device="cpu")
+    classifier = pipeline("audio-classification", model=str(DEFAULT_MODEL_DIR), trust_remote_code=True)
+    rate = extractor.sampling_rate  # at the model's rate: no resampler in either path, the same samples
+    notes = [(0, 4 * SR, 41, 67), (2 * SR, 9 * SR, 1, 48)]
+    for audio in (clip, synth_notes(notes, 10 * SR, seed=3), clip[:SR]):  # 3 windows, 4 windows, a short clip
+        audio = soxr.resample(audio, SR, rate).astype(np.float32)
+        timeline = predict_timeline(model, extractor, audio, sampling_rate=rate)
+        result = classifier({"raw": audio, "sampling_rate": rate})
+        assert {r["label"]: r["score"] for r in result} == pytest.approx(timeline.clip, abs=1e-5)
+        assert sorted(r["label"] for r in result if r["detected"]) == sorted(timeline.detected)
+        assert {r["label"]: r["threshold"] for r in result} == pytest.approx(
+            dict(zip(timeline.labels, timeline.thresholds)))

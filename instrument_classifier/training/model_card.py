@@ -15,7 +15,7 @@ from typing import Dict, List, Optional, Sequence
 
 from ..atomic_write import write_text
 
-__all__ = ["describe_corpus", "build_model_card", "write_model_card"]
+__all__ = ["usage_lines", "describe_corpus", "build_model_card", "write_model_card"]
 
 #: (key in compute_instrument_metrics, Hub metric type, readable name) reported in the model-index.
 INDEX_METRICS = (
@@ -30,6 +30,61 @@ INDEX_METRICS = (
 TABLE_METRICS = ("roc_auc_macro", "roc_auc_micro", "hamming_loss", "precision_macro", "recall_macro", "f1_macro",
                  "f1_micro")
 MODEL_KINDS = {"instrument_cnn": "small CNN", "instrument_transformer": "small Transformer encoder"}
+
+
+def usage_lines(load_id: str, window_seconds: float = 2.97) -> List[str]:
+    """The card's "How to use": the pipeline with the tuned thresholds applied, as the command line decides.
+
+    The pipeline cuts a clip into windows of ``window_seconds`` and scores each label by its highest window (from
+    three windows on, the mean of the two highest): the clip score the thresholds were tuned on and that
+    ``instrument-classifier predict`` uses. Running the model on a whole clip's features at once scores other
+    windows (the last one aligned to the end, not padded), so a card shows the pipeline.
+
+    Parameters
+    ----------
+    load_id : str
+        The Hub id or the placeholder path shown in the snippet.
+    window_seconds : float
+        The model's window length, for the text.
+
+    Returns
+    -------
+    list of str
+        Markdown lines.
+    """
+    return [
+        "```python",
+        "from transformers import pipeline",
+        "",
+        f'classifier = pipeline("audio-classification", model="{load_id}", trust_remote_code=True)',
+        'result = classifier("recording.flac")  # a file, or {"raw": mono_float_array, "sampling_rate": rate}',
+        'detected = [r["label"] for r in result if r["detected"]]  # score >= the label\'s tuned threshold',
+        "for r in result:",
+        "    print(f\"{r['label']:<12} {r['score']:.2f}  threshold {r['threshold']:.2f}\")",
+        "```",
+        "",
+        f"The pipeline cuts the clip into {window_seconds:.2f}-s windows (the last one padded with silence, as the "
+        "training windows were) and gives each instrument the highest window probability, from three windows on "
+        "the mean of the two highest. An instrument is **detected** when that clip score reaches its threshold "
+        "(`config.thresholds`, tuned with the model): the same scores and the same rule as `instrument-classifier "
+        "predict`, the rule the thresholds were tuned for. The model code travels with the weights, so loading "
+        "needs `trust_remote_code=True` (read the `*.py` files first: they are short and import only `torch`, "
+        "`numpy`, `scipy` and `transformers`; reading files takes `soundfile`).",
+        "",
+        "With the `instrument-classifier` package (`pip install`), when each instrument plays:",
+        "",
+        "```python",
+        "from instrument_classifier import load_model, predict_timeline",
+        "",
+        f'model, extractor = load_model("{load_id}")',
+        'timeline = predict_timeline(model, extractor, "recording.flac")  # any length, streamed',
+        "print(timeline.detected)  # the same instruments as the pipeline's detected ones",
+        "for s in timeline.segments:",
+        '    print(f"{s.start_s:.1f}-{s.end_s:.1f} s {s.label}")',
+        "```",
+        "",
+        f"or `instrument-classifier predict --model {load_id} recording.flac`.",
+    ]
 
 
 def describe_corpus(info: dict) -> dict:
@@ -213,28 +268,11 @@ def build_model_card(
         "",
         "## How to use",
         "",
-        "The model code travels with the weights, so loading needs `trust_remote_code=True` (read "
-        "`modeling_*.py` first: it is short and only uses `torch` and `transformers`).",
+        *usage_lines(load_id, seconds),
         "",
-        "```python",
-        "import numpy as np",
-        "from transformers import AutoFeatureExtractor, AutoModelForAudioClassification, pipeline",
-        "",
-        f'model = AutoModelForAudioClassification.from_pretrained("{load_id}", trust_remote_code=True)',
-        f'extractor = AutoFeatureExtractor.from_pretrained("{load_id}", trust_remote_code=True)',
-        "audio = np.zeros(44100 * 5, dtype=np.float32)  # mono float audio",
-        "inputs = extractor(audio, sampling_rate=44100, return_tensors=\"pt\")",
-        "probs = model(**inputs).logits.sigmoid()[0]          # clip level",
-        "thresholds = model.config.thresholds                  # tuned on validation",
-        "playing = [model.config.id2label[i] for i, p in enumerate(probs) if p >= thresholds[i]]",
-        "",
-        f'classifier = pipeline("audio-classification", model="{load_id}", trust_remote_code=True)',
-        "```",
-        "",
-        "With the `instrument-classifier` package: `instrument-classifier predict --model "
-        f"{load_id} FILE.wav` prints a timeline of segments; `--context` blends each window with its neighbours "
-        "in the recording as `config.context` says (radius, weight and thresholds, tuned on validation): surer on "
-        "unfamiliar recordings, vaguer about when an instrument enters.",
+        "`predict --context` also blends each window with its neighbours in the recording as `config.context` "
+        "says (radius, weight and thresholds, tuned on validation): surer on unfamiliar recordings, vaguer about "
+        "when an instrument enters.",
         "",
         "## Labels",
         "",
