@@ -66,8 +66,8 @@ def usage_lines(load_id: str, window_seconds: float = 2.97) -> List[str]:
         f"The pipeline cuts the clip into {window_seconds:.2f}-s windows (the last one padded with silence, as the "
         "training windows were) and gives each instrument the highest window probability, from three windows on "
         "the mean of the two highest. An instrument is **detected** when that clip score reaches its threshold "
-        "(`config.thresholds`, tuned with the model): the same scores and the same rule as `instrument-classifier "
-        "predict`, the rule the thresholds were tuned for. The model code travels with the weights, so loading "
+        "(`config.thresholds`, tuned on scores of such windows): the same scores and the same rule as "
+        "`instrument-classifier predict`. The model code travels with the weights, so loading "
         "needs `trust_remote_code=True` (read the `*.py` files first: they are short and import only `torch`, "
         "`numpy`, `scipy` and `transformers`; reading files takes `soundfile`).",
         "",
@@ -87,14 +87,28 @@ def usage_lines(load_id: str, window_seconds: float = 2.97) -> List[str]:
     ]
 
 
-def describe_corpus(info: dict) -> dict:
+def describe_corpus(info: dict, part: str = "train") -> dict:
     """Where the audio came from: ``{"kind": "rendered"|"recorded"|"unknown", "soundfonts": [...], "text": str}``.
+
+    Parameters
+    ----------
+    info : dict
+        ``prepare_info.json`` of the dataset.
+    part : {"train", "evaluation"}
+        The training windows' corpora (``data_dirs``), or those of the validation and test windows
+        (``eval_data_dirs`` and ``validation_data_dirs`` when the dataset was prepared with held-out corpora, else
+        the same as training). A held-out sample library is never named as training data.
 
     A corpus rendered by ``instrument-classifier synth`` has a ``render_info.json`` naming its sample library.
     Folders that no longer exist (e.g. a dataset prepared on another machine) give ``"unknown"``.
     """
+    if part not in ("train", "evaluation"):
+        raise ValueError(f"part must be 'train' or 'evaluation', got {part!r}")
+    folders = list(info.get("data_dirs", []))
+    if part == "evaluation" and (info.get("eval_data_dirs") or info.get("validation_data_dirs")):
+        folders = list(info.get("eval_data_dirs") or []) + list(info.get("validation_data_dirs") or [])
     soundfonts, kinds = [], set()
-    for folder in list(info.get("data_dirs", [])) + list(info.get("eval_data_dirs", [])):
+    for folder in folders:
         render_info = Path(folder) / "render_info.json"
         if render_info.is_file():
             try:
@@ -218,13 +232,18 @@ def build_model_card(
     """
     from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-    corpus = describe_corpus(info)
+    corpus = describe_corpus(info, "train")
+    evaluation = describe_corpus(info, "evaluation")
+    held_out = bool(info.get("eval_data_dirs") or info.get("validation_data_dirs"))
     source = str(info.get("source", "MusicNet"))
     dataset_id = source if (source.count("/") == 1 and not Path(source).exists()) else None
-    dataset_type = dataset_id or "musicnet"
+    # a local folder is no dataset name a Hub reader can follow: name the audio instead
+    shown_source = dataset_id or f"a dataset prepared with `instrument-classifier prepare` (`{Path(source).name}`)"
+    dataset_type = dataset_id or ("musicnet-synthesized" if evaluation["kind"] == "rendered" else "musicnet")
     dataset_name = "MusicNet"
-    if corpus["kind"] == "rendered":
-        dataset_name = f"MusicNet rendered with {', '.join(corpus['soundfonts'])}"
+    if evaluation["kind"] == "rendered":
+        dataset_name = (f"MusicNet scores synthesized with {', '.join(evaluation['soundfonts'])}"
+                        + (" (sample libraries held out from training)" if held_out else ""))
     frame_metrics = frame_metrics or {}
     eval_results = []
     for level, by_split in (("window", metrics), ("frame", frame_metrics)):
@@ -249,7 +268,7 @@ def build_model_card(
         tags=["audio", "audio-classification", "music", "instrument-recognition", "multi-label", "musicnet",
               {"mfcc": "mfcc", "logmel": "log-mel", "cqt": "cqt"}.get(config.feature_type, config.feature_type),
               config.model_type, "custom_code"],
-        datasets=[dataset_id] if dataset_id else ["musicnet"],
+        datasets=[dataset_id] if dataset_id else None,  # "musicnet" would name the real recordings
         metrics=sorted({m[1] for m in INDEX_METRICS}),
         base_model=base_model,
         eval_results=eval_results or None,
@@ -283,7 +302,7 @@ def build_model_card(
         "",
         "## Training data and splits",
         "",
-        f"Audio: {corpus['text']}. Dataset: `{source}`, windows of {config.window_frames} frames "
+        f"Training audio: {corpus['text']}. Dataset: {shown_source}, windows of {config.window_frames} frames "
         f"({seconds:.2f} s), train windows overlapping by half, validation and test windows not overlapping.",
         "",
         "Splits are **by recording and piece**, never by frame: `test` is MusicNet's own test split; `validation` "
@@ -294,8 +313,10 @@ def build_model_card(
         *_split_rows(info),
         "",
     ]
-    if info.get("eval_data_dirs"):
-        lines += [f"Validation and test windows come from held-out corpora: {', '.join(Path(d).name for d in info['eval_data_dirs'])}.", ""]
+    if held_out:
+        folders = list(info.get("eval_data_dirs") or []) + list(info.get("validation_data_dirs") or [])
+        lines += [f"Validation and test windows come from corpora held out from training "
+                  f"({', '.join(Path(d).name for d in folders)}): {evaluation['text']}.", ""]
     lines += [
         "## Evaluation",
         "",
@@ -319,9 +340,12 @@ def build_model_card(
     if command:
         lines += ["```bash", command, "```", ""]
     limitation = (
-        "It was trained and evaluated on **synthesised renditions** of MusicNet scores "
-        f"({', '.join(corpus['soundfonts'])}), not on recordings of musicians: expect lower scores on real "
-        "recordings, other sample libraries, rooms and microphones than the numbers above."
+        "It was trained on **synthesised renditions** of MusicNet scores "
+        f"({', '.join(corpus['soundfonts'])})"
+        + (f" and evaluated on renditions with {', '.join(evaluation['soundfonts'])}"
+           if held_out and evaluation["soundfonts"] else "")
+        + ", not on recordings of musicians: expect lower scores on real recordings, other sample libraries, rooms "
+        "and microphones than the numbers above."
         if corpus["kind"] in ("rendered", "mixed") else
         "Its scores hold for audio like its training data; other recording conditions, genres and instruments "
         "will score lower."

@@ -349,7 +349,9 @@ def main(argv: Optional[Sequence[str]] = None, callbacks: Optional[list] = None,
             trainer.model.config, info, {"validation": results.get("validation"), "test": results.get("test")},
             describe_hyperparameters(trainer.model, model_args, data_args, training_args, trainer, augmentation),
             frame_metrics=frame_results, figures=figures,
-            model_name=(training_args.hub_model_id or Path(training_args.output_dir).resolve().name).split("/")[-1],
+            model_name=(training_args.hub_model_id.split("/")[-1] if training_args.hub_model_id else
+                        f"{Path(training_args.output_dir).resolve().name} (instrument-classifier "
+                        f"{trainer.model.config.model_type.removeprefix('instrument_')}, {info['taxonomy']})"),
             repo_id=training_args.hub_model_id, base_model=base_model,
             command=" ".join(["instrument-classifier train"] + [shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv)]),
         )
