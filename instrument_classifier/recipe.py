@@ -837,7 +837,7 @@ def _context_cost(context: dict) -> str:
 
 def export_models(models_dir: Path, output: Path, settings: RecipeSettings, results: dict, workdir: Path,
                   ensemble=None) -> None:
-    """Copy each trained model folder (no checkpoints) to ``output/<type>``, atomically, with the card section;
+    """Copy each trained model folder (no checkpoints) to ``output/<type>``, atomically, with the recipe's card;
     and the ensemble of them (an :class:`~instrument_classifier.ensemble.EnsembleConfig`) to ``output/ensemble``."""
     output.mkdir(parents=True, exist_ok=True)
     if ensemble is not None:
