@@ -204,7 +204,8 @@ def prefixed(prefix: str, metrics: dict) -> dict:
 
 def format_results_table(results: dict, labels: List[str]) -> str:
     """Window-level validation/test metrics as a small plain-text table."""
-    keys = ("roc_auc_macro", "roc_auc_micro", "hamming_loss", "precision_macro", "recall_macro", "f1_macro", "f1_micro")
+    keys = ("roc_auc_macro", "roc_auc_micro", "hamming_loss", "precision_macro", "recall_macro", "f1_macro",
+            "f1_micro")
     splits = [s for s in ("validation", "test") if results.get(s)]
     lines = [f"{'window level':18}" + "".join(f"{s:>12}" for s in splits)]
     for key in keys:
@@ -251,21 +252,28 @@ def describe_hyperparameters(model, model_args, data_args, training_args, traine
     state = trainer.state
     total_batch = (training_args.per_device_train_batch_size * training_args.gradient_accumulation_steps
                    * training_args.world_size)
+    optim = getattr(training_args.optim, "value", training_args.optim)
+    scheduler = getattr(training_args.lr_scheduler_type, "value", training_args.lr_scheduler_type)
     return {
         "architecture": f"{architecture}, dropout {config.dropout}, pooling {config.pooling}",
         "parameters": f"{model.num_parameters():,}",
         "fine-tuned from": model_args.model_name_or_path or "– (new model)",
-        "optimizer": f"{getattr(training_args.optim, 'value', training_args.optim)}, lr {training_args.learning_rate:g}, weight decay {training_args.weight_decay:g}",
-        "schedule": f"{getattr(training_args.lr_scheduler_type, 'value', training_args.lr_scheduler_type)}, warmup {training_args.warmup_steps:g}",
-        "batch size": f"{total_batch} ({training_args.per_device_train_batch_size} x {training_args.world_size} process(es) x {training_args.gradient_accumulation_steps} accumulation)",
-        "epochs": f"{state.epoch:g} of at most {training_args.num_train_epochs:g} (early stopping patience {training_args.early_stopping_patience})",
-        "checkpoint kept": (f"best: {Path(state.best_model_checkpoint).name}, validation {training_args.metric_for_best_model} "
-                            f"{round(state.best_metric, 4)}"
-                            if training_args.load_best_model_at_end and state.best_model_checkpoint else "the last step"),
-        "loss": f"window BCE + {config.frame_loss_weight:g} x frame BCE, pos_weight {'on' if config.pos_weight else 'off'}",
+        "optimizer": f"{optim}, lr {training_args.learning_rate:g}, weight decay {training_args.weight_decay:g}",
+        "schedule": f"{scheduler}, warmup {training_args.warmup_steps:g}",
+        "batch size": (f"{total_batch} ({training_args.per_device_train_batch_size} x {training_args.world_size} "
+                       f"process(es) x {training_args.gradient_accumulation_steps} accumulation)"),
+        "epochs": (f"{state.epoch:g} of at most {training_args.num_train_epochs:g} (early stopping patience "
+                   f"{training_args.early_stopping_patience})"),
+        "checkpoint kept": (f"best: {Path(state.best_model_checkpoint).name}, validation "
+                            f"{training_args.metric_for_best_model} {round(state.best_metric, 4)}"
+                            if training_args.load_best_model_at_end and state.best_model_checkpoint
+                            else "the last step"),
+        "loss": (f"window BCE + {config.frame_loss_weight:g} x frame BCE, pos_weight "
+                 f"{'on' if config.pos_weight else 'off'}"),
         "augmentation": (f"time masks {data_args.time_masks}x{data_args.time_mask_frames}, feature masks "
                          f"{data_args.feature_masks}x{data_args.feature_mask_width}, gain ±{data_args.gain_db:g} dB"
-                         + (f", EQ ±{data_args.eq_db:g} dB over {data_args.eq_bands} cosines" if data_args.eq_db > 0 else "")
+                         + (f", EQ ±{data_args.eq_db:g} dB over {data_args.eq_bands} cosines"
+                            if data_args.eq_db > 0 else "")
                          + (f", frequency warp ±{data_args.warp:.0%}" if data_args.warp > 0 else "")
                          if augmentation.enabled else "none"),
         "mixed precision": trainer.accelerator.mixed_precision,
@@ -298,13 +306,17 @@ def main(argv: Optional[Sequence[str]] = None, callbacks: Optional[list] = None,
     with training_args.main_process_first(desc="load or prepare the dataset"):
         dataset, info, data_extractor = load_training_data(data_args, cache_dir=model_args.cache_dir)
     if "validation" not in dataset or dataset["validation"].num_rows == 0:
-        raise TrainingSetupError(f"{info['source']}: the validation split is empty; the best checkpoint and the thresholds "
-                         "are chosen on it (prepare with a larger --validation-fraction or more train pieces)")
-    train_set = select_samples(dataset["train"], data_args.max_train_samples).with_format("numpy", columns=FEATURE_COLUMNS)
-    eval_set = select_samples(dataset["validation"], data_args.max_eval_samples).with_format("numpy", columns=FEATURE_COLUMNS)
+        raise TrainingSetupError(f"{info['source']}: the validation split is empty; the best checkpoint and the "
+                                 "thresholds are chosen on it (prepare with a larger --validation-fraction or more "
+                                 "train pieces)")
+    train_set = select_samples(dataset["train"], data_args.max_train_samples).with_format(
+        "numpy", columns=FEATURE_COLUMNS)
+    eval_set = select_samples(dataset["validation"], data_args.max_eval_samples).with_format(
+        "numpy", columns=FEATURE_COLUMNS)
     test_set = None
     if "test" in dataset and dataset["test"].num_rows:
-        test_set = select_samples(dataset["test"], data_args.max_test_samples).with_format("numpy", columns=FEATURE_COLUMNS)
+        test_set = select_samples(dataset["test"], data_args.max_test_samples).with_format(
+            "numpy", columns=FEATURE_COLUMNS)
     labels = list(info["labels"])
     fall_back_to_loss_if_unscorable(training_args, np.asarray(eval_set["labels"]), info["source"])
 
@@ -342,7 +354,9 @@ def main(argv: Optional[Sequence[str]] = None, callbacks: Optional[list] = None,
     results: dict = {}
     frame_results: dict = {}
     figures: List[str] = []
-    base_model = model_args.model_name_or_path if model_args.model_name_or_path and not os.path.isdir(model_args.model_name_or_path) else None
+    base_model = (model_args.model_name_or_path
+                  if model_args.model_name_or_path and not os.path.isdir(model_args.model_name_or_path) else None)
+    given = list(sys.argv[1:] if argv is None else argv)
 
     def model_card():
         return build_model_card(
@@ -353,7 +367,7 @@ def main(argv: Optional[Sequence[str]] = None, callbacks: Optional[list] = None,
                         f"{Path(training_args.output_dir).resolve().name} (instrument-classifier "
                         f"{trainer.model.config.model_type.removeprefix('instrument_')}, {info['taxonomy']})"),
             repo_id=training_args.hub_model_id, base_model=base_model,
-            command=" ".join(["instrument-classifier train"] + [shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv)]),
+            command=" ".join(["instrument-classifier train"] + [shlex.quote(str(a)) for a in given]),
         )
 
     trainer = InstrumentTrainer(
@@ -383,7 +397,8 @@ def main(argv: Optional[Sequence[str]] = None, callbacks: Optional[list] = None,
     y_val, p_val = predict_probabilities(trainer, eval_set)
     trainer.model.config.thresholds = [float(t) for t in tune_thresholds(y_val, p_val)]
     # recording context (``predict --context``): radius, weight and thresholds, also chosen on validation
-    positions = select_samples(dataset["validation"], data_args.max_eval_samples).select_columns(["recording_id", "start_frame"])
+    positions = select_samples(dataset["validation"], data_args.max_eval_samples).select_columns(
+        ["recording_id", "start_frame"])
     context = tune_context(y_val, p_val, positions["recording_id"], positions["start_frame"],
                            int(trainer.model.config.window_frames))
     trainer.model.config.context = context.to_dict()
@@ -395,15 +410,18 @@ def main(argv: Optional[Sequence[str]] = None, callbacks: Optional[list] = None,
     thresholds = trainer.model.config.thresholds
     results["validation"] = compute_instrument_metrics(y_val, p_val, thresholds=thresholds, labels=labels)
     eval_metrics = {**prefixed("eval", results["validation"]), "eval_samples": len(eval_set)}
-    trainer.log_metrics("eval", {**prefixed("eval", scalar_metrics(results["validation"])), "eval_samples": len(eval_set)})
+    trainer.log_metrics("eval", {**prefixed("eval", scalar_metrics(results["validation"])),
+                                 "eval_samples": len(eval_set)})
     trainer.save_metrics("eval", eval_metrics)
     if test_set is not None:
         y_test, p_test = predict_probabilities(trainer, test_set)
         results["test"] = compute_instrument_metrics(y_test, p_test, thresholds=thresholds, labels=labels)
         test_metrics = {**prefixed("test", results["test"]), "test_samples": len(test_set)}
-        trainer.log_metrics("test", {**prefixed("test", scalar_metrics(results["test"])), "test_samples": len(test_set)})
+        trainer.log_metrics("test", {**prefixed("test", scalar_metrics(results["test"])),
+                                     "test_samples": len(test_set)})
         if trainer.is_world_process_zero() and info.get("local_path") and data_args.max_test_samples is None:
-            # frame level and figures, by the evaluate command's code (the same numbers as `instrument-classifier evaluate`)
+            # frame level and figures, by the evaluate command's code (the numbers `instrument-classifier evaluate`
+            # gives)
             evaluated, figures[:] = evaluate_saved_model(training_args.output_dir, info["local_path"], "test")
             frame_results["test"] = evaluated["frame"]
             test_metrics.update(prefixed("test_frame", evaluated["frame"]))
