@@ -42,9 +42,9 @@ $(STAMP): pyproject.toml | apt
 run: $(STAMP)
 	$(CLI) synth --out $(CORPUS)
 	$(CLI) prepare --data-dir $(CORPUS) --output $(DATASET)
-	$(PY) train.py --model_type cnn --dataset_path $(DATASET) --output_dir $(RUN_DIR)/cnn \
+	$(CLI) train --model_type cnn --dataset_path $(DATASET) --output_dir $(RUN_DIR)/cnn \
 	  --num_train_epochs $(EPOCHS) --overwrite_output_dir
-	$(PY) train.py --model_type transformer --dataset_path $(DATASET) --output_dir $(RUN_DIR)/transformer \
+	$(CLI) train --model_type transformer --dataset_path $(DATASET) --output_dir $(RUN_DIR)/transformer \
 	  --num_train_epochs $(EPOCHS) --overwrite_output_dir
 	$(CLI) evaluate --model $(RUN_DIR)/cnn --model $(RUN_DIR)/transformer --dataset $(DATASET) \
 	  --split test --output $(RUN_DIR)/evaluation

@@ -18,6 +18,8 @@ from . import __version__
 COMMANDS = {
     "synth": ("instrument_classifier.data.render", "render MusicNet label CSVs to a MusicNet-layout corpus with FluidSynth"),
     "prepare": ("instrument_classifier.data.prepare", "build a `datasets` dataset of feature windows (MFCC, log-mel or constant-Q) from a MusicNet folder"),
+    "train": ("instrument_classifier.training.run_train",
+              "train a CNN or Transformer with the 🤗 Trainer (`instrument-classifier train --help` lists the flags)"),
     "evaluate": ("instrument_classifier.evaluation.evaluate_models", "evaluate models on a split: metrics.json, tables, figures"),
     "predict": ("instrument_classifier.predict", "which instruments play when, in audio files"),
     "demo": ("instrument_classifier.demo", "launch the Gradio demo (the Space) locally"),
@@ -45,6 +47,10 @@ def build_parser(command: Optional[str] = None) -> argparse.ArgumentParser:
 
 def main(argv: Optional[List[str]] = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["train"]:  # its flags are read by HfArgumentParser (transformers' dataclass arguments)
+        from .training.run_train import cli
+
+        return cli(argv[1:])
     # Import only the chosen subcommand's module: fast start, and heavy dependencies stay optional.
     command = next((a for a in argv if not a.startswith("-")), None)
     args = build_parser(command if command in COMMANDS else "").parse_args(argv)

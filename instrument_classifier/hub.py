@@ -1,11 +1,13 @@
 """Upload a model folder or the Gradio Space to the Hugging Face Hub.
 
 ``instrument-classifier push-model --repo-id USER/NAME [--model PATH]``
-    Uploads a model folder (a bundled default or a ``train.py`` output): safetensors weights,
+    Uploads a model folder (by default the bundled default, ``pretrained/musicnn``, or an ``instrument-classifier
+    train`` output): safetensors weights,
     ``config.json``, ``preprocessor_config.json``, the model code written by ``save_pretrained``
     (so ``from_pretrained(..., trust_remote_code=True)`` works without this package), the model card
     and result JSONs. Trainer checkpoints, TensorBoard runs and pickles (``*.bin``, ``*.pt``) are
-    left out; a folder without safetensors weights is refused.
+    left out; a folder without safetensors weights is refused, and so is an ensemble folder
+    (``ensemble_config.json``: paths to other folders, which only this package loads; push its members).
 
 ``instrument-classifier push-space --repo-id USER/NAME``
     Uploads ``space/`` (from the checkout, or the copy an installed wheel carries as ``instrument_classifier/space``)
@@ -112,9 +114,8 @@ def model_files(model_dir: str | os.PathLike) -> List[Path]:
     if not (model_dir / "config.json").is_file():
         from .ensemble import CONFIG_NAME, is_ensemble_folder
 
-        if is_ensemble_folder(model_dir):  # its weights live in the member folders
-            raise HubError(f"{model_dir}: an ensemble ({CONFIG_NAME}) of other model folders; push each member "
-                           "with its own --model")
+        if is_ensemble_folder(model_dir):
+            raise HubError(_ensemble_refusal(model_dir, CONFIG_NAME))
         raise HubError(f"{model_dir}: no config.json; not a saved model folder (save_pretrained writes one)")
     files = _walk(model_dir, _MODEL_EXCLUDE)
     if not any(f.suffix == ".safetensors" for f in files):
@@ -122,6 +123,22 @@ def model_files(model_dir: str | os.PathLike) -> List[Path]:
         hint = f" (found {', '.join(pickles)}: pickled weights are not uploaded)" if pickles else ""
         raise HubError(f"{model_dir}: no *.safetensors weights{hint}")
     return files
+
+
+def _ensemble_refusal(model_dir: Path, config_name: str) -> str:
+    """Why an ensemble folder is not pushed, and what to push instead."""
+    import json
+
+    try:
+        listed = json.loads((model_dir / config_name).read_text())["members"]
+        members = [str((model_dir / m).resolve()) for m in listed]
+    except (OSError, ValueError, KeyError, TypeError):
+        members = []
+    listed = f" ({', '.join(members)})" if members else ""
+    return (f"{model_dir}: an ensemble ({config_name}), a local-only choice: it holds no weights, only the paths "
+            f"of its member folders{listed} and the weights that blend them, and only this package can load it "
+            "(transformers' from_pretrained and pipeline cannot). Push the bundled default instead "
+            f"(--model {PACKAGE_DIR / 'pretrained' / 'musicnn'}), or push each member with its own --model")
 
 
 def space_files(space_dir: str | os.PathLike = DEFAULT_SPACE_DIR,
@@ -212,8 +229,9 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
 
 def add_push_model_arguments(parser: argparse.ArgumentParser) -> None:
     _add_common(parser)
-    parser.add_argument("--model", type=Path, default=PACKAGE_DIR / "pretrained" / "cnn",
-                        help="model folder to upload (default: the bundled CNN)")
+    parser.add_argument("--model", type=Path, default=PACKAGE_DIR / "pretrained" / "musicnn",
+                        help="model folder to upload (default: the bundled default model, pretrained/musicnn); "
+                             "an ensemble folder is refused (local only: push its members)")
 
 
 def add_push_space_arguments(parser: argparse.ArgumentParser) -> None:

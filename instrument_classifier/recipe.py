@@ -22,14 +22,19 @@ Steps (each skipped when its output is complete, so an interrupted run resumes w
                 the held-out library; datasets/indomain: the same train split, validation and test windows
                 from the training libraries' dry renders; one such pair per feature setting (the
                 Transformer's constant-Q bands: datasets/heldout-cqt84-deltas, ...)
-    train       train.py, CNN then Transformer, each on its datasets/heldout* (best checkpoint and thresholds on
-                the held-out validation pieces; test pieces never seen)
+    train       ``instrument-classifier train``, CNN then Transformer, each on its datasets/heldout* (best
+                checkpoint and thresholds on the held-out validation pieces; test pieces never seen)
     evaluate    both models on the held-out and the in-domain test splits (``instrument-classifier evaluate``)
     ensemble    the models blended (:mod:`instrument_classifier.ensemble`): weights, thresholds and context
                 tuned on the held-out validation pieces, scored on both test splits
     export      the model folders (safetensors, config with thresholds, code, feature extractor) into
-                ``--output/{cnn,transformer}`` with a model card section on generalisation, and
-                ``--output/ensemble`` (ensemble_config.json naming ``../cnn`` and ``../transformer``)
+                ``--output/{cnn,transformer}``, and ``--output/ensemble`` (ensemble_config.json naming ``../cnn``
+                and ``../transformer``), each with the recipe's model card (:func:`bundled_model_card`: the
+                synthesized training data, the held-out library for validation and test, limitations)
+    real clips  with ``--real-dev MANIFEST`` (default ../shared/real-dev/manifest.csv when present): each
+                exported folder measured on labelled real recordings (``evaluate --clips``), stored in its
+                recipe_results.json and reported first in its card; ``--cards-only`` redoes only this and the
+                cards, from the stored results (no training)
 
 Timings and numbers of every step go to ``WORKDIR/recipe_log.json`` and ``WORKDIR/recipe_results.json``.
 """
@@ -37,10 +42,12 @@ Timings and numbers of every step go to ``WORKDIR/recipe_log.json`` and ``WORKDI
 from __future__ import annotations
 
 import argparse
+import csv
 import functools
 import hashlib
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -57,6 +64,8 @@ __all__ = ["Library", "RecipeSettings", "LIBRARIES", "run_recipe", "main"]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 MUSICNET_LABELS = REPO_ROOT.parent / "shared" / "musicnet"
+#: labelled real recordings of the development checkout (``evaluate --clips`` manifest), reported first by the cards
+DEFAULT_REAL_DEV = REPO_ROOT.parent / "shared" / "real-dev" / "manifest.csv"
 MODELING_DIR = Path(__file__).resolve().parent / "modeling"
 
 
@@ -375,7 +384,27 @@ def dataset_paths(workdir: Path, settings: RecipeSettings, model_type: str) -> D
     return {kind: workdir / "datasets" / f"{kind}{suffix}" for kind in ("heldout", "indomain")}
 
 
-def run_recipe(workdir: Path, output: Path, settings: RecipeSettings, stop_after: Optional[str] = None) -> dict:
+def train_command(arguments: Sequence[str]) -> List[str]:
+    """The command line that trains one model: the package's entry point in a new interpreter.
+
+    A process per model gives each training run its own memory and its own ``accelerate`` state; the module
+    (not a checkout's ``train.py``) is what an installed package has.
+    """
+    return [sys.executable, "-m", "instrument_classifier.training.run_train", *arguments]
+
+
+def train_environment() -> Dict[str, str]:
+    """The environment of :func:`train_command`: this very package first on the import path.
+
+    ``python -m`` would otherwise import whichever ``instrument_classifier`` the working directory or the
+    environment holds, which need not be the one running the recipe.
+    """
+    path = [str(Path(__file__).resolve().parent.parent), os.environ.get("PYTHONPATH", "")]
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in path if p)}
+
+
+def run_recipe(workdir: Path, output: Path, settings: RecipeSettings, stop_after: Optional[str] = None,
+               real_dev: Optional[Path] = None) -> dict:
     from .data.perturb_corpus import perturb_corpus
     from .data.prepare import build_dataset, plan_validation_pieces
     from .modeling.feature_extraction_instrument import InstrumentFeatureExtractor, default_feature_settings
@@ -481,14 +510,13 @@ def run_recipe(workdir: Path, output: Path, settings: RecipeSettings, stop_after
         out = models_dir / model_type
         done = (out / "model.safetensors").is_file() and (out / "all_results.json").is_file()
         seed = [] if "--seed" in args else ["--seed", str(settings.seed)]  # a model's own seed wins, once
-        command = [sys.executable, str(REPO_ROOT / "train.py"), "--model_type", model_type, "--dataset_path",
-                   str(datasets[model_type]["heldout"]), "--output_dir", str(out), *seed, *settings.common_train_args,
-                   *args]
-        timed(f"train {model_type}", lambda: subprocess.run(command, check=True, cwd=REPO_ROOT), done)
+        command = train_command(["--model_type", model_type, "--dataset_path", str(datasets[model_type]["heldout"]),
+                                 "--output_dir", str(out), *seed, *settings.common_train_args, *args])
+        timed(f"train {model_type}", lambda: subprocess.run(command, check=True, env=train_environment()), done)
     if stop_after == "train":
         return {}
 
-    # recording context: train.py tunes it on validation; a model trained before it did gets it here, and its
+    # recording context: training tunes it on validation; a model trained before it did gets it here, and its
     # earlier evaluation (made without the context) is made again
     t = time.perf_counter()
     added = [m for m in settings.models if add_missing_context(models_dir / m, datasets[m]["heldout"])]
@@ -539,6 +567,10 @@ def run_recipe(workdir: Path, output: Path, settings: RecipeSettings, stop_after
     t = time.perf_counter()
     export_models(models_dir, output, settings, results, workdir, ensemble)
     log.step("export", time.perf_counter() - t, False)
+    if real_dev is not None:  # the cards report real recordings first
+        t = time.perf_counter()
+        write_bundled_cards(output, real_dev, [*settings.models, *(["ensemble"] if ensemble is not None else [])])
+        log.step("real recordings", time.perf_counter() - t, False)
     print(format_results(results))
     return results
 
@@ -736,8 +768,8 @@ def format_results(results: dict) -> str:
     return "\n".join(lines)
 
 
-def _card_section(model_type: str, results: dict, settings: RecipeSettings) -> str:
-    entry = results["models"][model_type]
+def _synthetic_results(entry: dict, settings: RecipeSettings) -> List[str]:
+    """The card's text on the synthetic held-out and in-domain tests (``entry``: one model's recipe results)."""
     seconds = settings.heldout_validation_seconds
     validation = ("the train pieces set aside from training, rendered in full" if seconds is None
                   else f"the first {seconds:g} s of the train pieces set aside from training")
@@ -754,17 +786,13 @@ def _card_section(model_type: str, results: dict, settings: RecipeSettings) -> s
             rows.append(f"| {name} | {m['roc_auc_macro']:.3f} | {m['f1_micro']:.3f} | {m['f1_macro']:.3f} | "
                         f"{seven} | {s12} |")
     context = entry.get("heldout+context", {}).get("context")
-    return "\n".join([
-        "",
-        "## Generalisation to an unseen sample library",
-        "",
-        f"Trained by `make models` (`python -m instrument_classifier.recipe`) on MusicNet's 320 train scores rendered "
-        f"with {describe_libraries(settings.train_libraries)} (velocity jitter ±{settings.velocity_jitter}, drawn rooms, EQ, "
-        f"noise and levels). The sample library **{settings.heldout_library}** shares no recording with them "
-        f"(checked sample by sample for the 11 MusicNet instruments) and was used only for validation (best "
-        f"checkpoint, thresholds) and test, always with a room and noise. Validation pieces: {validation}; "
-        f"test pieces: MusicNet's 10 test recordings, rendered in full. Window level (2.97 s), thresholds tuned on "
-        f"validation:",
+    return [
+        f"MusicNet's 320 train scores synthesized with {describe_libraries(settings.train_libraries)} (velocity "
+        f"jitter ±{settings.velocity_jitter}, drawn rooms, EQ, noise and levels) trained it. The sample library "
+        f"**{settings.heldout_library}** shares no recording with them (checked sample by sample for the 11 "
+        f"MusicNet instruments) and was used only for validation (best checkpoint, thresholds) and test, always "
+        f"with a room and noise. Validation pieces: {validation}; test pieces: MusicNet's 10 test recordings, "
+        f"rendered in full. Window level (2.97 s), thresholds tuned on validation:",
         "",
         "| test set | macro ROC-AUC | micro F1 | macro F1 | mean F1 (piano, violin, viola, cello, clarinet, bassoon, horn) "
         "| seed12 families, macro F1 |",
@@ -780,8 +808,7 @@ def _card_section(model_type: str, results: dict, settings: RecipeSettings) -> s
             f"{_describe_context(context)} (weight {context['weight']:g}); radius, weight and thresholds chosen on "
             f"validation. It trades time resolution for accuracy: {_context_cost(context)}",
         ]),
-        "",
-    ])
+    ]
 
 
 def describe_libraries(names: Sequence[str]) -> str:
@@ -811,7 +838,7 @@ def _context_cost(context: dict) -> str:
 
 def export_models(models_dir: Path, output: Path, settings: RecipeSettings, results: dict, workdir: Path,
                   ensemble=None) -> None:
-    """Copy each trained model folder (no checkpoints) to ``output/<type>``, atomically, with the card section;
+    """Copy each trained model folder (no checkpoints) to ``output/<type>``, atomically, with the recipe's card;
     and the ensemble of them (an :class:`~instrument_classifier.ensemble.EnsembleConfig`) to ``output/ensemble``."""
     output.mkdir(parents=True, exist_ok=True)
     if ensemble is not None:
@@ -836,11 +863,13 @@ def export_models(models_dir: Path, output: Path, settings: RecipeSettings, resu
             size = weights.stat().st_size
             if size > 5 * 1024 * 1024:
                 raise RecipeError(f"{src}: model.safetensors is {size / 2**20:.1f} MB, above the 5 MB budget")
-            card = tmp / "README.md"
-            text = card.read_text() if card.is_file() else f"# instrument-classifier {model_type}\n"
-            card.write_text(text.rstrip() + "\n" + _card_section(model_type, results, settings))
-            _write_json(tmp / "recipe_results.json", {"settings": results["settings"],
-                                                      "results": results["models"][model_type]})
+            recorded = {"settings": results["settings"], "results": results["models"][model_type]}
+            _write_json(tmp / "recipe_results.json", recorded)
+            # the card of train's output describes one run's dataset (the held-out library among its corpora);
+            # the bundled folder's card says what trained it, what tested it, and how it does on real recordings
+            config = json.loads((tmp / "config.json").read_text())
+            figures = sorted(f"figures/{p.name}" for p in (tmp / "figures").glob("*.png"))
+            write_text(tmp / "README.md", bundled_model_card(model_type, config, recorded, None, figures))
             replace_dir(tmp, output / model_type)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -852,30 +881,337 @@ def export_ensemble(config, folder: Path, settings: RecipeSettings, results: dic
     tmp = Path(tempfile.mkdtemp(prefix=".ensemble.tmp-", dir=folder.parent))
     try:
         config.save(tmp)
-        members = ", ".join(f"`{Path(m).name}` ({w:g})" for m, w in zip(config.members, config.weights))
-        val = config.validation
-        card = [
-            "# instrument-classifier ensemble",
-            "",
-            f"The bundled models blended: the weighted mean of their probabilities, with weights {members}. "
-            "Each member reads its own features (see its folder). Weights (the best validation macro ROC-AUC on a "
-            "0.1 grid), per-class thresholds and the recording context were tuned on the held-out validation "
-            f"pieces: macro ROC-AUC {val['roc_auc_macro']:.3f} and micro F1 {val['f1_micro']:.3f} there, against "
-            + ", ".join(f"{Path(m).name} {auc:.3f} / {f1:.3f}" for m, auc, f1 in
-                        zip(config.members, val["member_roc_auc_macro"], val["member_f1_micro"]))
-            + " alone.",
-            "",
-            "Load it like a model folder: `instrument_classifier.inference.load_model(\"path/to/ensemble\")` "
-            "(its members are loaded from the paths in `ensemble_config.json`), or `instrument-classifier predict "
-            "--model path/to/ensemble`.",
-        ]
-        (tmp / "README.md").write_text("\n".join(card) + "\n" + _card_section("ensemble", results, settings))
-        _write_json(tmp / "recipe_results.json", {"settings": results["settings"],
-                                                  "results": results["models"]["ensemble"]})
+        recorded = {"settings": results["settings"], "results": results["models"]["ensemble"]}
+        _write_json(tmp / "recipe_results.json", recorded)
+        config_json = json.loads((tmp / "ensemble_config.json").read_text())
+        write_text(tmp / "README.md", bundled_model_card("ensemble", config_json, recorded))
         replace_dir(tmp, folder)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+# -- model cards of the bundled MFCC models ------------------------------------------------------------------
+
+#: How the cards name recipe.LIBRARIES (the General MIDI sample libraries).
+LIBRARY_TITLES = {"fluidr3": "FluidR3 GM", "musescore": "MuseScore General (Lite)", "timgm6mb": "TimGM6mb",
+                  "gmbank": "sf_GMbank", "opl3": "OPL-3 FM", "merlin": "Merlin", "generaluser": "GeneralUser GS"}
+#: Real clips shorter than this are reported apart: the one-second orchestra stems of real-dev are shorter than
+#: one 3-s window (BENCHMARKS.md reports real-dev both ways).
+LONG_CLIP_SECONDS = 2.5
+#: What each bundled folder is, for its card title, summary and model-index name.
+BUNDLED_KINDS = {
+    "cnn": ("CNN", "a small CNN on 13 MFCCs and their deltas (26 values per 11.6-ms frame)"),
+    "transformer": ("Transformer", "a small Transformer encoder on 84 constant-Q bands and their deltas"),
+    "ensemble": ("ensemble", "the bundled CNN and Transformer blended (a weighted mean of their probabilities)"),
+}
+
+
+def library_title(name: str) -> str:
+    """The library as a card names it (``"Merlin"``), with the instruments it leaves out."""
+    described = describe_libraries([name]) if name in LIBRARIES else name
+    return described.replace(name, LIBRARY_TITLES.get(name, name), 1)
+
+
+def _false_alarms_by_label(report: Path) -> Dict[str, List[int]]:
+    """``{label: [clips where it is detected but does not play, clips where it does not play]}`` of a clip report."""
+    from .evaluation.clips import LABEL_SEPARATOR
+
+    with open(report / "clips.csv", newline="") as f:
+        reader = csv.reader(f)
+        header = next(reader)
+        rows = list(reader)
+    (detected,) = [i for i, name in enumerate(header) if name.endswith(":detected")]
+    prefix = header[detected][: -len("detected")]
+    labels = [name[len(prefix):] for name in header[detected + 1:]]
+    counts = {label: [0, 0] for label in labels}
+    for row in rows:
+        named = set(filter(None, row[2].split(LABEL_SEPARATOR)))
+        found = set(filter(None, row[detected].split(LABEL_SEPARATOR)))
+        for label in labels:
+            if label not in named:
+                counts[label][1] += 1
+                counts[label][0] += label in found
+    return counts
+
+
+def measure_real_clips(folder: Path, manifest: Path) -> dict:
+    """A bundled folder on labelled real recordings (``evaluate --clips --tune-thresholds``), for its card.
+
+    Returns a JSON-ready summary without local paths: all clips and those of at least
+    :data:`LONG_CLIP_SECONDS` with the folder's thresholds, what thresholds tuned on other clips of the set
+    reach (2-fold cross-validation), the clips with none of the labels, and each label's false detections.
+    """
+    from .evaluation.clips import evaluate_clips
+    from .local_paths import strip_local_paths
+    from .recipe_musicnn import _clip_summary, long_clip_metrics
+
+    manifest = Path(manifest)
+    with tempfile.TemporaryDirectory(prefix="recipe-real-clips-") as scratch:
+        report_dir = Path(scratch) / "report"
+        report = evaluate_clips(str(folder), manifest, output_dir=report_dir, tune=True, progress=False)
+        entry = _model_key(report, Path(folder).name)
+        summary = {
+            "manifest": strip_local_paths(str(manifest.resolve())),
+            "num_clips": report["num_clips"],
+            "clips_per_folder": {name: m["num_clips"] for name, m in entry["by_folder"].items()},
+            "all": _clip_summary(entry["clips"]),
+            "long_clips": long_clip_metrics(report_dir, manifest, LONG_CLIP_SECONDS),
+            "cross_validated": entry["tuned_cross_validated"],
+            "no_instrument": None if "no_instrument" not in entry else _clip_summary(entry["no_instrument"]),
+            "false_alarms": _false_alarms_by_label(report_dir),
+        }
+    return summary
+
+
+def _f3(value, digits: int = 3) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def _real_clip_section(real: Optional[dict], heldout: str) -> List[str]:
+    lines = ["## Results on real recordings", ""]
+    if real is None:
+        return lines + ["Not measured: no labelled real recordings were given to the recipe (`--real-dev`). The "
+                        "numbers below are on synthesized audio only and say little about recordings of musicians.",
+                        ""]
+    everything, long, cv = real["all"], real.get("long_clips"), real["cross_validated"]
+    none = real.get("no_instrument")
+    folders = ", ".join(f"{name} ({n})" for name, n in real["clips_per_folder"].items())
+    lines += [
+        f"The development set `{real['manifest']}`: {real['num_clips']} clips of musicians playing ({folders}); "
+        f"{none['num_clips'] if none else 0} of them hold none of the 11 instruments (other instruments and "
+        "voices). Clip level: an instrument's clip score is its highest 3-s window's (from three windows on, the "
+        "mean of the two highest), detected where it reaches the folder's threshold: what `predict` and the "
+        f"pipeline report. The thresholds were tuned on synthesized {heldout} validation pieces, never on these "
+        "clips.",
+        "",
+        "| clips | thresholds | macro ROC-AUC | micro F1 | false instruments per clip | exact set |",
+        "|---|---|---|---|---|---|",
+        f"| all {everything['num_clips']} | this folder's | {_f3(everything['roc_auc_macro'])} | "
+        f"{_f3(everything['f1_micro'])} | {_f3(everything['false_alarms_per_clip'], 2)} | "
+        f"{_f3(everything['exact_set_accuracy'])} |",
+    ]
+    if long is not None:
+        lines.append(f"| the {long['num_clips']} of {long['min_seconds']:g} s or more | this folder's | "
+                     f"{_f3(long['roc_auc_macro'])} | {_f3(long['f1_micro'])} | "
+                     f"{_f3(long['false_alarms_per_clip'], 2)} | {_f3(long['exact_set_accuracy'])} |")
+    lines.append(f"| all {everything['num_clips']} | tuned on other clips of the set (2-fold cross-validation, "
+                 f"{cv['repeats']} repeats) | {_f3(everything['roc_auc_macro'])} | {_f3(cv['f1_micro'])} | "
+                 f"{_f3(cv['false_alarms_per_clip'], 2)} | – |")
+    per_class = everything["per_class"]
+    lines += [
+        "",
+        "Per instrument (all clips): " + ", ".join(
+            f"{label} AUC {_f3(m['roc_auc'], 2)} / F1 {_f3(m['f1'], 2)} ({m['support']} clips)"
+            for label, m in per_class.items() if m["support"]) + ".",
+        "",
+    ]
+    return lines
+
+
+def _limitations(real: Optional[dict], train: str, heldout: str) -> List[str]:
+    lines = [
+        "## Limitations",
+        "",
+        f"- **Trained on synthesized audio only** ({train}, with drawn rooms and noise): no recording of a "
+        "musician was in its training data. On real recordings it is far weaker than on the synthetic test: "
+        "see the first table.",
+    ]
+    if real is not None:
+        worst = sorted(((n / total, label, n, total) for label, (n, total) in real["false_alarms"].items() if total),
+                       reverse=True)[:3]
+        lines.append("- It reports instruments that do not play: on the real clips "
+                     + ", ".join(f"{label} in {n} of the {total} clips without it" for _, label, n, total in worst)
+                     + (f"; on the clips with none of its instruments (guitar, voice, saxophone, trumpet) "
+                        f"{real['no_instrument']['false_alarms_per_clip']:.1f} instruments per clip"
+                        if real.get("no_instrument") else "") + ".")
+    lines += [
+        f"- On the synthetic test ({heldout}) a solo cello is also reported as piano in most of its windows, and "
+        "instruments that play softly inside an ensemble are missed (BENCHMARKS.md has the per-piece errors).",
+        "- Harpsichord, contrabass, oboe and flute are absent from MusicNet's test pieces: their synthetic results "
+        "are not measured, and harpsichord has few training windows.",
+        "- Only the 11 instruments of MusicNet (Western classical chamber and orchestral music); voices, "
+        "percussion, guitars and electronic sounds are out of scope and may be reported as one of the 11.",
+        "- Not for decisions about people; no personal data is involved.",
+        "",
+    ]
+    return lines
+
+
+def bundled_model_card(model_type: str, config: dict, recorded: dict, real: Optional[dict] = None,
+                       figures: Sequence[str] = ()) -> str:
+    """The README.md of a bundled MFCC folder (``cnn``, ``transformer`` or ``ensemble``), from stored results only.
+
+    Parameters
+    ----------
+    model_type : {"cnn", "transformer", "ensemble"}
+    config : dict
+        The folder's ``config.json`` (``ensemble_config.json`` for the ensemble): labels and thresholds.
+    recorded : dict
+        The folder's ``recipe_results.json``: ``{"settings": RecipeSettings as a dict, "results": {...}}``.
+    real : dict, optional
+        :func:`measure_real_clips` of the folder (real recordings), reported first.
+    figures : sequence of str
+        Images of the synthetic test, relative to the folder.
+
+    Returns
+    -------
+    str
+        The card: YAML front matter (licence, tags, a model-index naming the real and the synthetic test data
+        apart, no local path) and the text.
+    """
+    from huggingface_hub import EvalResult, ModelCardData
+
+    from .training.model_card import usage_lines
+
+    settings, results = recorded["settings"], recorded["results"]
+    title, what = BUNDLED_KINDS[model_type]
+    heldout = library_title(settings["heldout_library"])
+    train = " and ".join(library_title(name) for name in settings["train_libraries"])
+    is_ensemble = model_type == "ensemble"
+    name = f"instrument-classifier {title} (musicnet11, trained on synthesized audio)"
+    heldout_data = (f"MusicNet test scores synthesized with the held-out sample library {heldout}, with room and "
+                    "noise")
+    eval_results = []
+    if real is not None:
+        real_name = f"real recordings ({real['num_clips']} clips: " + ", ".join(real["clips_per_folder"]) + ")"
+        for key, metric_type, readable in (("roc_auc_macro", "roc_auc", "macro ROC-AUC"),
+                                           ("f1_micro", "f1", "micro F1")):
+            eval_results.append(EvalResult(
+                task_type="audio-classification", task_name="Instrument recognition (multi-label, clip level)",
+                dataset_type="real-dev", dataset_name=real_name, dataset_split="test", metric_type=metric_type,
+                metric_name=f"{readable} (real recordings, clip level)",
+                metric_value=round(float(real["all"][key]), 4)))
+    for key, metric_type, readable in (("roc_auc_macro", "roc_auc", "macro ROC-AUC"), ("f1_micro", "f1", "micro F1"),
+                                       ("f1_macro", "f1", "macro F1")):
+        eval_results.append(EvalResult(
+            task_type="audio-classification", task_name="Instrument recognition (multi-label, window level)",
+            dataset_type=f"musicnet-synthesized-{settings['heldout_library']}", dataset_name=heldout_data,
+            dataset_split="test", metric_type=metric_type,
+            metric_name=f"{readable} (synthetic held-out test, window level)",
+            metric_value=round(float(results["heldout"][key]), 4)))
+    tags = ["audio", "audio-classification", "music", "instrument-recognition", "multi-label", "musicnet",
+            "synthetic-training-data"]
+    tags += ["ensemble", "local-only"] if is_ensemble else [f"instrument_{model_type}", "custom_code"]
+    data = ModelCardData(
+        model_name=name, license="apache-2.0", library_name=None if is_ensemble else "transformers",
+        pipeline_tag="audio-classification", tags=tags, metrics=["roc_auc", "f1"], eval_results=eval_results)
+    labels = (list(config["labels"]) if is_ensemble else
+              [config["id2label"][str(i)] for i in range(len(config["id2label"]))])
+    thresholds = config["thresholds"]
+    lines = [
+        f"# {name}",
+        "",
+        f"Which of the {len(labels)} MusicNet instruments play ({', '.join(labels)}), per 2.97-s window and per "
+        f"clip: {what}. Trained by `make models` (`python -m instrument_classifier.recipe`) on **synthesized "
+        "renditions of MusicNet scores**, never on recordings of musicians; the package's default model, "
+        "`pretrained/musicnn`, hears real recordings much better (its card, and the first table below).",
+        "",
+        "## How to use",
+        "",
+    ]
+    if is_ensemble:
+        lines += [
+            "A local choice of the `instrument-classifier` package, not a transformers model: `ensemble_config.json` "
+            "names its members by relative paths (`../cnn`, `../transformer`) and the weights that blend them, so "
+            "it works next to them, inside the package, and is not pushed to the Hub (`push-model` refuses it: "
+            "push `pretrained/musicnn` or a member).",
+            "",
+            "```python",
+            "from instrument_classifier import load_model, predict_timeline",
+            "",
+            'model, _ = load_model("instrument_classifier/pretrained/ensemble")',
+            'timeline = predict_timeline(model, None, "recording.flac")',
+            "print(timeline.detected)  # clip score >= the ensemble's threshold (ensemble_config.json)",
+            "```",
+            "",
+            "or `instrument-classifier predict --model instrument_classifier/pretrained/ensemble recording.flac`.",
+            "",
+        ]
+    else:
+        lines += [*usage_lines("path/to/this/folder"), ""]
+    lines += _real_clip_section(real, heldout)
+    lines += [f"## Results on the synthetic held-out test ({heldout})", "",
+              *_synthetic_results(results, RecipeSettings(**settings)), ""]
+    if is_ensemble:
+        val = config["validation"]
+        members = ", ".join(f"`{Path(m).name}` ({w:g})" for m, w in zip(config["members"], config["weights"]))
+        lines += [
+            f"Blend weights {members}: the best validation macro ROC-AUC on a 0.1 grid; with the per-class "
+            f"thresholds and the recording context tuned on the same {heldout} validation pieces: macro ROC-AUC "
+            f"{val['roc_auc_macro']:.3f} and micro F1 {val['f1_micro']:.3f} there, against "
+            + ", ".join(f"{Path(m).name} {auc:.3f} / {f1:.3f}" for m, auc, f1 in
+                        zip(config["members"], val["member_roc_auc_macro"], val["member_f1_micro"])) + " alone.",
+            "",
+        ]
+    lines += [
+        "## Training and evaluation data",
+        "",
+        f"- **Training**: MusicNet's train scores (labels by Thickstun et al., CC BY 4.0) synthesized with the "
+        f"General MIDI sample libraries {train} (FluidSynth; velocity jitter ±{settings['velocity_jitter']}, "
+        f"{settings['excerpt_seconds']:g}-s excerpts), then \"recorded\" in drawn rooms with microphone EQ, noise and "
+        "levels. No real recording.",
+        f"- **Validation** (best checkpoint, decision thresholds, recording context): the train pieces set aside "
+        f"from training, synthesized with the held-out library {heldout} only, with room and noise.",
+        f"- **Test**: MusicNet's 10 test pieces synthesized with {heldout} (room and noise); {heldout} shares no "
+        "recording with the training libraries (checked sample by sample). Renderings, not musicians.",
+        "- **Real recordings** (first table): clips of musicians the model never trained on, used only to measure.",
+        "",
+        "| label | threshold |",
+        "| --- | ---: |",
+        *(f"| {label} | {t:.3f} |" for label, t in zip(labels, thresholds)),
+        "",
+    ]
+    if figures:
+        lines += [f"Figures of the synthetic test ({heldout}):", ""]
+        lines += [f"![{Path(f).stem.replace('_', ' ')}]({f})" for f in figures] + [""]
+    if not is_ensemble:
+        own = settings["models"].get(model_type, [])
+        seed = [] if "--seed" in own else ["--seed", str(settings["seed"])]  # as the train step runs it
+        args = " ".join(["--model_type", model_type, "--dataset_path", "datasets/heldout", *seed,
+                         *settings["common_train_args"], *(shlex.quote(a) for a in own)])
+        lines += ["## Training procedure", "", "```bash", f"instrument-classifier train {args}", "```", ""]
+    lines += _limitations(real, train, heldout)
+    lines += [
+        "## Credits and licences",
+        "",
+        "- MusicNet labels: John Thickstun, Zaid Harchaoui, Sham M. Kakade, *Learning Features of Music from "
+        "Scratch*, ICLR 2017 (CC BY 4.0).",
+        f"- Sample libraries used to synthesize the audio (not shipped): {train}; held out: {heldout}.",
+        "- The model, its thresholds and the code: Apache-2.0 (this package's licence).",
+        "",
+    ]
+    return f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(lines)
+
+
+def write_bundled_cards(output: Path, manifest: Optional[Path] = None,
+                        model_types: Sequence[str] = ("cnn", "transformer", "ensemble")) -> List[Path]:
+    """Rewrite the README.md of the bundled MFCC folders in ``output`` from what they store (no training).
+
+    With ``manifest`` (labelled real clips), each folder is measured on them first and the summary is stored in
+    its ``recipe_results.json`` (``"real_dev"``); without, a summary stored earlier is used.
+
+    Returns
+    -------
+    list of Path
+        The cards written.
+    """
+    written = []
+    for model_type in model_types:
+        folder = Path(output) / model_type
+        results_file = folder / "recipe_results.json"
+        if not results_file.is_file():
+            raise RecipeError(f"{results_file}: missing; export the models first (make models)")
+        recorded = json.loads(results_file.read_text())
+        if manifest is not None:
+            recorded["real_dev"] = measure_real_clips(folder, Path(manifest))
+            _write_json(results_file, recorded)
+        config_name = "ensemble_config.json" if model_type == "ensemble" else "config.json"
+        config = json.loads((folder / config_name).read_text())
+        figures = sorted(f"figures/{p.name}" for p in (folder / "figures").glob("*.png"))
+        card = bundled_model_card(model_type, config, recorded, recorded.get("real_dev"), figures)
+        written.append(write_text(folder / "README.md", card))
+    return written
 
 
 # -- command line -------------------------------------------------------------------------------------------
@@ -889,7 +1225,14 @@ def build_parser() -> argparse.ArgumentParser:
                              f"{MUSICNET_LABELS}, the development checkout's)")
     parser.add_argument("--output", type=Path, default=Path("instrument_classifier/pretrained"),
                         help="where the two model folders go")
-    parser.add_argument("--stop-after", choices=["render", "prepare", "train"], default=None)
+    parser.add_argument("--stop-after", choices=["render", "prepare", "train"], default=None,
+                        help="stop after this step (the steps before it are done or reused)")
+    parser.add_argument("--real-dev", type=Path, default=None, metavar="MANIFEST",
+                        help="labelled real clips (an `evaluate --clips` manifest) the cards report first (default: "
+                             f"{DEFAULT_REAL_DEV} when it exists; the models are never tuned on them)")
+    parser.add_argument("--cards-only", action="store_true",
+                        help="only rewrite the model cards of the folders in --output from their recipe_results.json "
+                             "(measuring them on --real-dev first); no rendering or training")
     parser.add_argument("--num-proc", type=int, default=None, help="worker processes for render/perturb/prepare")
     parser.add_argument("--train-libraries", nargs="+", choices=sorted(LIBRARIES), default=None,
                         help=f"sample libraries to train on (default: {' '.join(RecipeSettings().train_libraries)}); "
@@ -931,6 +1274,18 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     settings = settings_from_args(args, parser)
+    if args.real_dev is not None and not args.real_dev.expanduser().is_file():
+        parser.error(f"--real-dev: {args.real_dev}: no such manifest")  # asked for by name: a typo, not "absent"
+    real_dev = args.real_dev.expanduser() if args.real_dev is not None else (
+        DEFAULT_REAL_DEV if DEFAULT_REAL_DEV.is_file() else None)
+    if args.cards_only:
+        try:
+            for card in write_bundled_cards(args.output, real_dev):
+                print(f"wrote {card}")
+        except RecipeError as exc:
+            print(f"recipe: error: {exc}", file=sys.stderr)
+            return 2
+        return 0
     from .data.musicnet import MusicNetError, find_musicnet_root
 
     try:  # the folder itself, or the musicnet/ that musicnet.tar.gz unpacks inside it
@@ -941,7 +1296,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         parser.error(f"--musicnet: {MUSICNET_LABELS} has no train_labels/ (the MusicNet label CSVs)")
     started = time.perf_counter()
     try:
-        run_recipe(args.workdir, args.output, settings, stop_after=args.stop_after)
+        run_recipe(args.workdir, args.output, settings, stop_after=args.stop_after, real_dev=real_dev)
     except RecipeError as exc:
         print(f"recipe: error: {exc}", file=sys.stderr)
         return 2

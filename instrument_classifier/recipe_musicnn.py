@@ -53,8 +53,12 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 from . import recipe
 from .atomic_write import write_dir
+from .local_paths import strip_local_paths
+from .training.model_card import usage_lines
 from .recipe import (
+    DEFAULT_REAL_DEV,
     LIBRARIES,
+    LONG_CLIP_SECONDS,
     REPO_ROOT,
     RecipeError,
     RecipeSettings,
@@ -64,13 +68,13 @@ from .recipe import (
     _window_summary,
     _write_json,
     fetch_library,
+    library_title,
 )
 
 __all__ = ["MusicnnSettings", "run_musicnn_recipe", "check_sources", "main", "STEPS"]
 
 STEPS = ("sources", "render", "prepare", "train", "tune", "evaluate", "export")
 DEFAULT_WEIGHTS = REPO_ROOT / "musicnn_mtt.safetensors"
-DEFAULT_REAL_DEV = REPO_ROOT.parent / "shared" / "real-dev" / "manifest.csv"
 VPO_URL = "https://github.com/eodowd/VirtualPlayingOrchestra"
 #: The VPO commit the experiments of BENCHMARKS.md rendered with; another commit is used, with a warning.
 VPO_COMMIT = "f6d77b7971d900b7b3d97b9e3098aa345032e791"
@@ -97,9 +101,6 @@ MUSICNN_LICENCE = (
 )
 #: The export's weights budget, as recipe.py's (musicnn's weights are 3.2 MB).
 MAX_WEIGHTS_BYTES = 5 * 1024 * 1024
-#: Real clips shorter than this are reported apart: the one-second orchestra stems of real-dev are shorter than
-#: one 3-s window (BENCHMARKS.md reports real-dev both ways).
-LONG_CLIP_SECONDS = 2.5
 
 
 @dataclass
@@ -511,22 +512,11 @@ def _f(value, digits: int = 3) -> str:
     return "–" if value is None else f"{value:.{digits}f}"
 
 
-#: How the model card names recipe.LIBRARIES.
-LIBRARY_NAMES = {"fluidr3": "FluidR3 GM", "musescore": "MuseScore General (Lite)", "timgm6mb": "TimGM6mb",
-                 "gmbank": "sf_GMbank", "opl3": "OPL-3 FM", "merlin": "Merlin", "generaluser": "GeneralUser GS"}
-
-
-def library_name(name: str) -> str:
-    """The library as the card names it, with the instruments it leaves out (``recipe.describe_libraries``)."""
-    described = recipe.describe_libraries([name]) if name in LIBRARIES else name
-    return described.replace(name, LIBRARY_NAMES.get(name, name), 1)
-
-
 def model_card(results: dict, settings: RecipeSettings, mset: MusicnnSettings) -> str:
     """The exported folder's README.md: training data, real-recording numbers first, licences."""
     sources, real_dev, merlin = results["sources"], results.get("real_dev"), results["merlin_test"]
-    heldout = library_name(settings.heldout_library)
-    train_libraries = " and ".join(library_name(name) for name in settings.train_libraries)
+    heldout = library_title(settings.heldout_library)
+    train_libraries = " and ".join(library_title(name) for name in settings.train_libraries)
     vpo_commit = sources["sampler_library"]["commit"]
     lines = [
         "---",
@@ -546,11 +536,9 @@ def model_card(results: dict, settings: RecipeSettings, mset: MusicnnSettings) -
         "pooled frame features, tag logits) a linear head was fitted, one logistic regression per instrument "
         f"(C {mset.C:g}). Built by `make models` (`python -m instrument_classifier.recipe_musicnn`).",
         "",
-        "```python",
-        "from instrument_classifier.inference import load_model, predict_timeline",
-        "model, extractor = load_model(\"path/to/this/folder\")",
-        "timeline = predict_timeline(model, extractor, \"recording.flac\")",
-        "```",
+        "## How to use",
+        "",
+        *usage_lines("path/to/this/folder"),
         "",
         "## Training data",
         "",
@@ -563,9 +551,9 @@ def model_card(results: dict, settings: RecipeSettings, mset: MusicnnSettings) -
         f"samples of real players, with articulations and dynamics), [{mset.vpo_start_seconds:g}, "
         f"{mset.vpo_start_seconds + mset.vpo_seconds:g}) s of the pieces with an instrument it has (no piano or "
         "harpsichord);",
-        f"- with {library_name(mset.distractor_library)} and distractors: each instrument track played, with probability "
-        f"{mset.distractor_probability:g}, by another instrument (brass, saxophones, guitars, voices, organs, ...) "
-        f"whose notes are left out of the labels, [{mset.distractor_start_seconds:g}, "
+        f"- with {library_title(mset.distractor_library)} and distractors: each instrument track played, with "
+        f"probability {mset.distractor_probability:g}, by another instrument (brass, saxophones, guitars, voices, "
+        f"organs, ...) whose notes are left out of the labels, [{mset.distractor_start_seconds:g}, "
         f"{mset.distractor_start_seconds + mset.distractor_seconds:g}) s.",
         "",
         f"Held out: the sample library {heldout}, which shares no recording with the training libraries (checked "
@@ -672,7 +660,7 @@ def export_model(src: Path, folder: Path, results: dict, settings: RecipeSetting
         licence = results["sources"]["musicnn_weights"].get("licence_text") or MUSICNN_LICENCE
         (tmp / "MUSICNN_LICENSE.md").write_text(licence.rstrip() + "\n")
         (tmp / "README.md").write_text(model_card(results, settings, mset))
-        _write_json(tmp / RESULTS_FILE, results)
+        _write_json(tmp / RESULTS_FILE, strip_local_paths(results))  # shipped and pushed: no folder of this machine
 
     write_dir(folder, write)
 
@@ -682,7 +670,7 @@ def _exported(folder: Path, results: dict) -> bool:
     from . import modeling
 
     try:
-        if json.loads((folder / RESULTS_FILE).read_text()) != _as_json(results):
+        if json.loads((folder / RESULTS_FILE).read_text()) != _as_json(strip_local_paths(results)):
             return False
     except (OSError, ValueError):
         return False

@@ -113,12 +113,28 @@ def test_push_model_missing_folder_names_it(recorder, tmp_path, capsys):
     assert recorder.calls == []
 
 
-def test_push_model_of_an_ensemble_says_to_push_its_members(recorder, capsys):
-    ensemble = REPO_ROOT / "instrument_classifier" / "pretrained" / "ensemble"
+def test_push_model_of_an_ensemble_says_why_not_and_what_to_push(recorder, capsys):
+    pretrained = REPO_ROOT / "instrument_classifier" / "pretrained"
+    ensemble = pretrained / "ensemble"
     assert cli.main(["push-model", "--repo-id", "a/b", "--model", str(ensemble)]) == 2
     err = capsys.readouterr().err
-    assert str(ensemble) in err and "push each member" in err
+    assert str(ensemble) in err and "local-only" in err and "holds no weights" in err
+    assert "from_pretrained" in err and "push each member" in err
+    assert str(pretrained / "musicnn") in err  # what to push instead
+    assert str(pretrained / "cnn") in err and str(pretrained / "transformer") in err  # its members, by path
     assert recorder.calls == []
+
+
+def test_push_model_by_default_pushes_the_bundled_default_model(recorder, capsys):
+    """The default model (musicnn) is shareable: weights, code, its licence notice and card, nothing else."""
+    assert cli.main(["push-model", "--repo-id", "someone/instrument-musicnn"]) == 0
+    (upload,) = recorder.named("upload_folder")
+    files = set(upload[2]["files"])
+    folder = REPO_ROOT / "instrument_classifier" / "pretrained" / "musicnn"
+    assert files == {p.name for p in folder.iterdir() if p.is_file()}
+    assert {"model.safetensors", "config.json", "preprocessor_config.json", "README.md", "MUSICNN_LICENSE.md",
+            "modeling_instrument_musicnn.py", "musicnn_frontend.py", "pipeline_instrument.py"} <= files
+    assert "someone/instrument-musicnn" in capsys.readouterr().out
 
 
 def test_push_space_uploads_app_package_and_models(recorder, capsys):

@@ -97,6 +97,12 @@ def test_push_space_and_version_work_from_the_installed_wheel(wheel, tmp_path):
     version = subprocess.run([sys.executable, "-m", "instrument_classifier.cli", "--version"], capture_output=True,
                              text=True, cwd=tmp_path, env=env, timeout=60)
     assert version.stdout.strip() == f"instrument-classifier {__version__}"
+    # training is a command of the installed wheel's package (train.py of a checkout is only a wrapper around it)
+    assert "train.py" not in zipfile.ZipFile(wheel).namelist()  # no top-level script: the module
+    train = subprocess.run([sys.executable, "-m", "instrument_classifier.cli", "train", "--help"], capture_output=True,
+                           text=True, cwd=tmp_path, env=env, timeout=300)
+    assert train.returncode == 0, train.stderr[-3000:]
+    assert train.stdout.startswith("usage: instrument-classifier train") and "--dataset_path" in train.stdout
 
 
 def test_version_of_the_installed_command():

@@ -222,3 +222,95 @@ def test_in_package_pipeline_class_needs_no_remote_code(model_folder, clip):
     assert local(clip[: 3 * SR]) == remote(clip[: 3 * SR])
     with pytest.raises(ValueError, match="trust_remote_code=True"):
         pipeline("audio-classification", model=str(folder))
+
+
+def test_pipeline_says_which_labels_are_detected_by_the_config_thresholds(model_folders, clip, tmp_path):
+    """detected = score >= config.thresholds[label], whatever scores function_to_apply shows."""
+    from transformers import pipeline
+
+    folder, model, fe = model_folders["cnn"]
+    scored = pipeline("audio-classification", model=str(folder), trust_remote_code=True)(clip[: 3 * SR])
+    # every other label's threshold below its score (detected), the others' above it
+    thresholds = {r["label"]: (r["score"] / 2 if i % 2 else (1 + r["score"]) / 2) for i, r in enumerate(scored)}
+    custom = tmp_path / "custom"
+    model.config.thresholds = [thresholds[model.config.id2label[i]] for i in range(model.config.num_labels)]
+    try:
+        model.save_pretrained(custom)
+    finally:
+        model.config.thresholds = [0.5] * model.config.num_labels
+    fe.save_pretrained(custom)
+    classifier = pipeline("audio-classification", model=str(custom), trust_remote_code=True)
+    result = classifier(clip[: 3 * SR])
+    assert [r["score"] for r in result] == pytest.approx([r["score"] for r in scored], abs=1e-6)
+    for r in result:
+        assert r["threshold"] == pytest.approx(thresholds[r["label"]])
+        assert r["detected"] is (r["score"] >= r["threshold"])
+    assert 0 < sum(r["detected"] for r in result) < len(result)
+    as_logits = classifier(clip[: 3 * SR], function_to_apply="none")
+    assert {r["label"]: r["detected"] for r in as_logits} == {r["label"]: r["detected"] for r in result}
+
+
+def test_pipeline_detects_what_predict_detects_with_the_bundled_default(clip):
+    """The bundled musicnn default: the pipeline's clip scores and detected set are predict_timeline's."""
+    from transformers import pipeline
+
+    from instrument_classifier.inference import DEFAULT_MODEL_DIR, load_model, predict_timeline
+
+    model, extractor = load_model(device="cpu")
+    classifier = pipeline("audio-classification", model=str(DEFAULT_MODEL_DIR), trust_remote_code=True)
+    rate = extractor.sampling_rate  # at the model's rate: no resampler in either path, the same samples
+    notes = [(0, 4 * SR, 41, 67), (2 * SR, 9 * SR, 1, 48)]
+    for audio in (clip, synth_notes(notes, 10 * SR, seed=3), clip[:SR]):  # 3 windows, 4 windows, a short clip
+        audio = soxr.resample(audio, SR, rate).astype(np.float32)
+        timeline = predict_timeline(model, extractor, audio, sampling_rate=rate)
+        result = classifier({"raw": audio, "sampling_rate": rate})
+        assert {r["label"]: r["score"] for r in result} == pytest.approx(timeline.clip, abs=1e-5)
+        assert sorted(r["label"] for r in result if r["detected"]) == sorted(timeline.detected)
+        assert {r["label"]: r["threshold"] for r in result} == pytest.approx(
+            dict(zip(timeline.labels, timeline.thresholds)))
+
+
+def test_the_pushed_default_model_loads_without_the_package(clip, tmp_path, monkeypatch):
+    """push-model's upload of the bundled default (HfApi mocked at its network calls), loaded in a fresh
+    environment with transformers alone: the same logits as the package, and the pipeline detects what predict
+    does."""
+    import shutil
+
+    import huggingface_hub
+
+    from instrument_classifier import hub
+    from instrument_classifier.inference import DEFAULT_MODEL_DIR, load_model, predict_timeline
+
+    pushed = tmp_path / "pushed"
+
+    def upload_folder(self, *, repo_id, folder_path, **kwargs):  # what the Hub repo would hold
+        shutil.copytree(folder_path, pushed)
+        return "mock-commit"
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.HfApi, "create_repo", lambda self, repo_id, **kwargs: None)
+    monkeypatch.setattr(huggingface_hub.HfApi, "upload_folder", upload_folder)
+    assert hub.push_model("someone/instrument-musicnn", DEFAULT_MODEL_DIR) == "mock-commit"
+
+    wave = soxr.resample(clip, SR, 22050).astype(np.float32)
+    np.save(tmp_path / "wave.npy", wave)
+    script = FRESH_SCRIPT.format(site=sysconfig.get_paths()["purelib"], folders={"musicnn": str(pushed)},
+                                 out=str(tmp_path))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    env.update(HF_HOME=str(tmp_path / "hf_home"), HF_HUB_OFFLINE="1")
+    proc = subprocess.run([sys.executable, "-I", "-S", "-c", script], cwd=tmp_path, env=env, stdin=subprocess.DEVNULL,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads((tmp_path / "result.json").read_text())["musicnn"]
+    assert all(m.startswith("transformers_modules.") for m in result["classes"]), result["classes"]
+
+    model, extractor = load_model(str(DEFAULT_MODEL_DIR), device="cpu")
+    ours = extractor(wave, sampling_rate=22050, return_tensors="pt")["input_features"]
+    with torch.no_grad():
+        np.testing.assert_allclose(np.load(tmp_path / "musicnn_logits.npy"), model(ours).logits.numpy(), atol=1e-5)
+    timeline = predict_timeline(model, extractor, wave, sampling_rate=22050)
+    # both resample 22.05 -> 16 kHz, with different resamplers: scores agree to ~1e-3, decisions away from a cut
+    assert {r["label"]: r["score"] for r in result["pipeline"]} == pytest.approx(timeline.clip, abs=5e-3)
+    clear = [r for r in result["pipeline"] if abs(r["score"] - r["threshold"]) > 5e-3]
+    assert len(clear) >= 9
+    assert all(r["detected"] is (r["label"] in timeline.detected) for r in clear)

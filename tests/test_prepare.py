@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 from types import SimpleNamespace
@@ -472,51 +473,76 @@ def test_cli_prepare_constant_q_bands_take_a_long_stft(tmp_path):
     assert len(extractor.mean) == 84  # normalisation fitted on the bands
 
 
-def test_push_to_hub_uploads_splits_info_and_feature_extractor(built):
+def test_push_to_hub_is_one_commit_with_a_dataset_card_and_no_local_path(built):
+    """HfApi mocked at its network calls: one create_commit holding the shards, the card, the info and the
+    feature extractor; nothing uploaded names the machine's folders."""
+    import yaml
     from huggingface_hub import CommitInfo, HfApi
-    from huggingface_hub.errors import EntryNotFoundError
 
     import pyarrow.parquet as pq
 
-    uploads, commits, files, folders = {}, [], [], []
+    commits, repos = [], []
     commit = CommitInfo(commit_url="https://huggingface.co/datasets/me/notes/commit/" + "0" * 40,
                         commit_message="m", commit_description="", oid="0" * 40)
 
-    def preupload(self, repo_id, additions, **kw):
-        for op in additions:  # read the parquet shard while it exists
-            uploads[op.path_in_repo] = pq.read_table(op.path_or_fileobj)
+    def create_commit(self, repo_id, operations, **kw):
+        contents = {}
+        for op in operations:  # read each file while the staging folder exists
+            contents[op.path_in_repo] = Path(op.path_or_fileobj).read_bytes()
+        commits.append((repo_id, kw, contents))
+        return commit
 
-    def tree(self, repo_id, path_in_repo=None, **kw):  # an empty new repo
-        if path_in_repo:
-            raise EntryNotFoundError(path_in_repo)
-        return iter([])
+    def refuse(self, *args, **kwargs):
+        raise AssertionError("a second upload: the push must be one commit")
 
-    with mock.patch.multiple(
-        HfApi,
-        repo_info=lambda self, repo_id, **kw: SimpleNamespace(id=repo_id, sha="0" * 40),
-        create_repo=mock.DEFAULT,
-        preupload_lfs_files=preupload,
-        create_commit=lambda self, repo_id, operations, **kw: commits.append((repo_id, operations)) or commit,
-        list_repo_tree=tree,
-        get_paths_info=lambda self, *a, **kw: [],
-        upload_file=lambda self, **kw: files.append(kw) or commit,
-        upload_folder=lambda self, **kw: folders.append(kw) or commit,
-    ):
+    with mock.patch.multiple(HfApi, create_repo=lambda self, repo_id, **kw: repos.append((repo_id, kw)),
+                             create_commit=create_commit, upload_file=refuse, upload_folder=refuse,
+                             preupload_lfs_files=refuse):
         url = push_prepared(built.out, "me/notes")
     assert url.endswith("datasets/me/notes")
+    assert repos == [("me/notes", {"repo_type": "dataset", "private": None, "exist_ok": True})]
+    (repo_id, kw, contents), = commits
+    assert repo_id == "me/notes" and kw["repo_type"] == "dataset"
     ds, info, _ = load_prepared(built.out)
-    assert sorted(uploads) == [f"data/{s}-00000-of-00001.parquet" for s in ("test", "train", "validation")]
+    assert sorted(p for p in contents if p.startswith("data/")) == [
+        f"data/{s}-00000-of-00001.parquet" for s in ("test", "train", "validation")]
     for split in ds:
-        table = uploads[f"data/{split}-00000-of-00001.parquet"]
+        table = pq.read_table(io.BytesIO(contents[f"data/{split}-00000-of-00001.parquet"]))
         assert table.num_rows == ds[split].num_rows
         assert set(table.column_names) == {"input_features", "labels", "frame_labels", "recording_id", "piece_id",
                                            "start_frame"}
-    (repo_id, operations), = commits
-    assert repo_id == "me/notes" and "README.md" in [op.path_in_repo for op in operations]
-    assert files[0]["path_in_repo"] == "prepare_info.json" and files[0]["repo_type"] == "dataset"
-    assert json.loads(Path(files[0]["path_or_fileobj"]).read_text())["fingerprint"] == info["fingerprint"]
-    assert folders[0]["path_in_repo"] == "feature_extractor" and folders[0]["repo_id"] == "me/notes"
-    assert (Path(folders[0]["folder_path"]) / "preprocessor_config.json").is_file()
+    assert {"README.md", "prepare_info.json", "feature_extractor/preprocessor_config.json"} <= set(contents)
+    for name, data in contents.items():  # the corpus, the dataset folder and the cache are all under root
+        assert str(built.root).encode() not in data, f"{name} names a local folder"
+    pushed_info = json.loads(contents["prepare_info.json"])
+    assert pushed_info["fingerprint"] == info["fingerprint"] and pushed_info["labels"] == info["labels"]
+    assert pushed_info["data_dirs"] == [f"{built.root.name}/corpus"]  # the folder's own name is kept
+    card = contents["README.md"].decode()
+    meta = yaml.safe_load(card.split("---\n")[1])
+    assert meta["license"] == "cc-by-4.0" and meta["task_categories"] == ["audio-classification"]
+    assert meta["label_names"] == info["labels"] and "musicnet" in meta["tags"]
+    assert {c["split"] for c in meta["configs"][0]["data_files"]} == {"train", "validation", "test"}
+    assert "Thickstun" in card and "ICLR" in card and "@inproceedings" in card and "CC BY 4.0" in card
+    for i, label in enumerate(info["labels"]):
+        assert f"| {i} | {label} |" in card
+
+
+def test_dataset_card_names_the_sample_libraries_and_the_held_out_one_apart(built, tmp_path):
+    from instrument_classifier.data.prepare import dataset_card
+
+    ds, info, _ = load_prepared(built.out)
+    folders = {}
+    for name, soundfont in (("fluidr3", "FluidR3_GM.sf2"), ("merlin", "Merlin.sf2")):
+        folders[name] = tmp_path / name
+        folders[name].mkdir()
+        (folders[name] / "render_info.json").write_text(json.dumps({"soundfont": f"/usr/share/{soundfont}"}))
+    info = {**info, "data_dirs": [str(folders["fluidr3"])], "eval_data_dirs": [str(folders["merlin"])]}
+    card = dataset_card(ds, info, "me/notes")
+    (training,) = [line for line in card.splitlines() if line.startswith("- Training windows:")]
+    (held,) = [line for line in card.splitlines() if line.startswith("- Validation and test windows:")]
+    assert "FluidR3_GM.sf2" in training and "Merlin" not in training
+    assert "Merlin.sf2" in held and "held out" in held
+    assert "synthetic-audio" in card.split("---")[1] and str(tmp_path) not in card
 
 
 def test_prepare_rendered_musicnet_excerpts(rendered_corpus, tmp_path):

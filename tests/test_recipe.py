@@ -155,12 +155,14 @@ def test_library_table_points_at_existing_packages():
 def _results(settings):
     metrics = {"roc_auc_macro": 0.9, "f1_micro": 0.8, "f1_macro": 0.7, "hamming_loss": 0.1, "mean_f1_7": 0.75,
                "per_class_f1": {}, "skipped_classes": [], "seed12": {"f1_macro": 0.85}}
-    return {"settings": {"train_libraries": settings.train_libraries},
+    return {"settings": json.loads(json.dumps(asdict(settings))),
             "models": {m: {"heldout": dict(metrics), "indomain": {**metrics, "roc_auc_macro": 0.99}}
                        for m in settings.models}}
 
 
-def test_export_copies_model_folders_with_a_generalisation_card(tmp_path):
+def test_export_copies_model_folders_with_the_recipe_card(tmp_path):
+    """The folder's card is the recipe's (what trained it, what tested it), not the run's, which lists the held-out
+    library among its dataset's corpora."""
     from instrument_classifier.modeling import InstrumentCNNConfig, InstrumentCNNForAudioClassification
 
     settings = RecipeSettings()
@@ -184,8 +186,11 @@ def test_export_copies_model_folders_with_a_generalisation_card(tmp_path):
     assert "training_args.bin" not in files  # no pickle in a model we ship
     assert (out / "cnn" / "figures" / "test_heatmap.png").read_bytes() == b"png"  # the card shows it
     card = (out / "cnn" / "README.md").read_text()
-    assert card.startswith("# card from train.py") and "Generalisation to an unseen sample library" in card
+    assert card.startswith("---\n") and "card from train.py" not in card
     assert "| held-out library (merlin) + room/noise | 0.900 | 0.800 | 0.700 | 0.750 | 0.850 |" in card
+    (training,) = [line for line in card.splitlines() if line.startswith("- **Training**")]
+    assert "FluidR3 GM" in training and "Merlin" not in training
+    assert "## Results on real recordings\n\nNot measured" in card  # no --real-dev given: said, not hidden
     # a second export replaces the folder, leaving no temporary folders behind
     export_models(tmp_path / "models", out, settings, _results(settings), tmp_path)
     assert sorted(p.name for p in out.iterdir()) == ["cnn"]

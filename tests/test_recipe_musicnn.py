@@ -192,7 +192,11 @@ def test_the_stage_builds_tunes_evaluates_and_exports_a_model_and_resumes(tiny_r
     # (one test piece, a string quartet: its instruments play in every window, so no class has an AUC here)
     assert 0.0 <= results["merlin_test"]["tuned_thresholds"]["f1_micro"] <= 1.0
     assert json.loads((workdir / "recipe_musicnn_results.json").read_text()) == results
-    assert json.loads((folder / "recipe_musicnn_results.json").read_text()) == results
+    # the shipped copy names no folder of this machine (it is pushed with the model)
+    from instrument_classifier.local_paths import strip_local_paths
+
+    shipped = (folder / "recipe_musicnn_results.json").read_text()
+    assert json.loads(shipped) == strip_local_paths(results) and '": "/' not in shipped
 
     # the exported folder: weights, code, feature extractor, card, the musicnn licence; nothing else
     files = {p.name for p in folder.iterdir()}

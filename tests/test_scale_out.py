@@ -35,7 +35,6 @@ def _write(dest: Path, content) -> None:
 def pushed(tmp_path_factory):
     """``(prepared folder, local mirror of the pushed dataset repo)``."""
     from huggingface_hub import CommitInfo, HfApi
-    from huggingface_hub.errors import EntryNotFoundError
 
     root = tmp_path_factory.mktemp("scale_out")
     build_dataset(small_corpus(root / "corpus"), root / "prepared", cache_dir=root / "cache", progress=False)
@@ -43,40 +42,12 @@ def pushed(tmp_path_factory):
     commit = CommitInfo(commit_url="https://huggingface.co/datasets/me/windows/commit/" + "0" * 40,
                         commit_message="m", commit_description="", oid="0" * 40)
 
-    def preupload(self, repo_id, additions, **kw):
-        for op in additions:  # the parquet shards, while their temporary files exist
-            _write(repo / op.path_in_repo, op.path_or_fileobj)
-
-    def create_commit(self, repo_id, operations, **kw):
+    def create_commit(self, repo_id, operations, **kw):  # the one commit of the push: every file
         for op in operations:
-            if hasattr(op, "path_or_fileobj") and not (repo / op.path_in_repo).exists():
-                _write(repo / op.path_in_repo, op.path_or_fileobj)  # README.md (dataset card with configs)
+            _write(repo / op.path_in_repo, op.path_or_fileobj)
         return commit
 
-    def upload_file(self, path_or_fileobj, path_in_repo, **kw):
-        _write(repo / path_in_repo, path_or_fileobj)
-        return commit
-
-    def upload_folder(self, folder_path, path_in_repo, **kw):
-        shutil.copytree(folder_path, repo / path_in_repo, dirs_exist_ok=True)
-        return commit
-
-    def tree(self, repo_id, path_in_repo=None, **kw):  # a new, empty repo
-        if path_in_repo:
-            raise EntryNotFoundError(path_in_repo)
-        return iter([])
-
-    with mock.patch.multiple(
-        HfApi,
-        repo_info=lambda self, repo_id, **kw: SimpleNamespace(id=repo_id, sha="0" * 40),
-        create_repo=mock.DEFAULT,
-        preupload_lfs_files=preupload,
-        create_commit=create_commit,
-        list_repo_tree=tree,
-        get_paths_info=lambda self, *a, **kw: [],
-        upload_file=upload_file,
-        upload_folder=upload_folder,
-    ):
+    with mock.patch.multiple(HfApi, create_repo=mock.DEFAULT, create_commit=create_commit):
         push_prepared(root / "prepared", "me/windows")
     return root / "prepared", repo
 

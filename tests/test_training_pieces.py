@@ -242,3 +242,48 @@ def test_model_card_names_the_features_deltas_included():
     info = {"feature_extractor": {"n_coefficients": 84, "include_deltas": True}}
     assert _describe_features(SimpleNamespace(feature_type="cqt", feature_size=168), info) == (
         "84 constant-Q bands and their deltas (168 values)")
+
+
+def test_train_is_a_command_of_the_installed_package(tmp_path, capsys):
+    """`instrument-classifier train` runs the package's entry point with the same flags as the checkout's train.py."""
+    from instrument_classifier import cli
+
+    missing = tmp_path / "missing"
+    assert cli.main(["train", "--model_type", "cnn", "--dataset_path", str(missing), "--output_dir",
+                     str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("instrument-classifier train: error: ") and str(missing) in err
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["train", "--help"])
+    assert exit_info.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert text.startswith("usage: instrument-classifier train")
+    for flag in ("--model_type", "--dataset_path", "--per_device_train_batch_size", "--use_pos_weight"):
+        assert flag in text
+    assert "train" in cli.COMMANDS
+
+
+def test_train_runs_as_a_module_outside_the_checkout(tmp_path):
+    """What the recipe runs (recipe.train_command): no repo-root train.py needed, from any working directory."""
+    import subprocess
+
+    from instrument_classifier import recipe
+
+    command = recipe.train_command(["--model_type", "cnn", "--dataset_path", str(tmp_path / "missing"),
+                                    "--output_dir", str(tmp_path / "out")])
+    assert "train.py" not in " ".join(command)
+    proc = subprocess.run(command, cwd=tmp_path, env=recipe.train_environment(), capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert f"instrument-classifier train: error: {tmp_path / 'missing'}" in proc.stderr
+
+
+def test_checkout_train_py_is_the_package_entry_point():
+    sys.path.insert(0, str(REPO))
+    import train
+
+    from instrument_classifier.training import run_train
+
+    assert train.main is run_train.main and train.cli is run_train.cli
+    text = (REPO / "train.py").read_text()
+    assert len(text.splitlines()) < 30 and 'cli(prog="train.py")' in text

@@ -93,6 +93,7 @@ __all__ = [
     "choose_validation_pieces",
     "plan_validation_pieces",
     "push_prepared",
+    "dataset_card",
     "add_prepare_arguments",
     "run_prepare",
 ]
@@ -642,18 +643,170 @@ def load_prepared(path: PathLike):
     return load_from_disk(str(path)), info, extractor
 
 
+#: Shards of a pushed split are kept under this size (as ``Dataset.push_to_hub``'s default).
+MAX_SHARD_BYTES = 500 * 2**20
+
+MUSICNET_CITATION = """@inproceedings{thickstun2017learning,
+  title     = {Learning Features of Music from Scratch},
+  author    = {John Thickstun and Zaid Harchaoui and Sham M. Kakade},
+  booktitle = {International Conference on Learning Representations (ICLR)},
+  year      = {2017},
+  url       = {https://arxiv.org/abs/1611.09827}
+}"""
+
+
+def dataset_card(dataset, info: dict, repo_id: str) -> str:
+    """The ``README.md`` of a pushed dataset: YAML front matter and text.
+
+    Front matter: licence (CC BY 4.0, MusicNet's), ``task_categories``, tags, the label names in the order of the
+    multi-hot ``labels`` / ``frame_labels`` vectors (``label_names``), the parquet files of each split
+    (``configs``) and the features (``dataset_info``). Text: what a row is, where the audio came from (the sample
+    libraries of a rendered corpus, held-out ones named apart), the splits, the attribution MusicNet's licence
+    asks for and its citation.
+
+    Parameters
+    ----------
+    dataset : datasets.DatasetDict
+        The prepared splits.
+    info : dict
+        ``prepare_info.json``.
+    repo_id : str
+        The dataset repository, for the loading example.
+    """
+    from huggingface_hub import DatasetCardData
+
+    from ..training.model_card import describe_corpus
+
+    labels = list(info["labels"])
+    train, held_out = describe_corpus(info, "train"), describe_corpus(info, "evaluation")
+    separate = bool(info.get("eval_data_dirs") or info.get("validation_data_dirs"))
+    rendered = "rendered" in (train["kind"], held_out["kind"]) or "mixed" in (train["kind"], held_out["kind"])
+    fe = info.get("feature_extractor") or {}
+    windows = sum(ds.num_rows for ds in dataset.values())
+    size = next(name for limit, name in ((1e3, "n<1K"), (1e4, "1K<n<10K"), (1e5, "10K<n<100K"),
+                                         (1e6, "100K<n<1M"), (float("inf"), "n>1M")) if windows < limit)
+    data = DatasetCardData(
+        license="cc-by-4.0",
+        task_categories=["audio-classification"],
+        tags=["music", "instrument-recognition", "multi-label", "musicnet", "audio-features",
+              fe.get("feature_type", "mfcc"), *(["synthetic-audio"] if rendered else [])],
+        size_categories=[size],
+        pretty_name=f"MusicNet instrument windows ({info['taxonomy']}, {fe.get('feature_type', 'mfcc')})",
+        source_datasets=["MusicNet (Thickstun et al., 2017)"],
+        label_names=labels,
+        configs=[{"config_name": "default",
+                  "data_files": [{"split": split, "path": f"data/{split}-*"} for split in dataset]}],
+        dataset_info={"features": next(iter(dataset.values())).features._to_yaml_list(),
+                      "splits": [{"name": split, "num_examples": ds.num_rows} for split, ds in dataset.items()]},
+    )
+    seconds = info["window_frames"] / info["frame_rate"]
+    rows = ["| split | recordings | windows |", "| --- | ---: | ---: |"]
+    rows += [f"| {split} | {stats['recordings']} | {stats['windows']} |" for split, stats in info["splits"].items()]
+    label_rows = ["| index | label | train windows with it |", "| ---: | --- | ---: |"]
+    counts = info["splits"].get("train", {}).get("label_counts", {})
+    label_rows += [f"| {i} | {label} | {counts.get(label, '–')} |" for i, label in enumerate(labels)]
+    audio = [f"- Training windows: {train['text']}."]
+    if separate:
+        audio.append(f"- Validation and test windows: {held_out['text']} (held out from training).")
+    lines = [
+        f"# {data.pretty_name}",
+        "",
+        f"Feature windows of MusicNet recordings for multi-label instrument recognition, made by "
+        f"`instrument-classifier prepare`: each row is one window of {info['window_frames']} frames "
+        f"({seconds:.2f} s) with its features, which instruments play in it, and which play in each frame. "
+        "No audio is included.",
+        "",
+        "## Columns",
+        "",
+        f"- `input_features`: ({info['window_frames']}, {fe.get('feature_size', '?')}) float32, "
+        f"{fe.get('feature_type', 'mfcc')} features (raw; the train mean/std are in "
+        "`feature_extractor/preprocessor_config.json`).",
+        f"- `labels`: {len(labels)} floats, multi-hot: `labels[i]` is 1 when the instrument `label_names[i]` "
+        "plays in the window (the names, in order, are below, in this card's `label_names` and in "
+        "`prepare_info.json`'s `labels`).",
+        f"- `frame_labels`: ({info['window_frames']}, {len(labels)}) uint8, the same per frame.",
+        "- `recording_id`, `piece_id`, `start_frame`: where the window comes from (splits are by piece).",
+        "",
+        "## Labels",
+        "",
+        f"Taxonomy `{info['taxonomy']}`:",
+        "",
+        *label_rows,
+        "",
+        "## Audio source",
+        "",
+        *audio,
+        "",
+        ("Synthesized audio: MusicNet's scores (note labels) played by sample libraries, not recordings of "
+         "musicians; models trained on it hear real recordings worse." if rendered else
+         "MusicNet's recordings of musicians (or audio in its layout)."),
+        "",
+        "## Splits",
+        "",
+        "`test` holds MusicNet's test pieces; `validation` is a share of its train pieces set aside before "
+        f"training (validation fraction {info.get('validation_fraction')}, seed {info.get('seed')}); no piece is "
+        "in two splits. Train windows overlap by half, validation and test windows do not.",
+        "",
+        *rows,
+        "",
+        "## Use",
+        "",
+        "```python",
+        "from datasets import load_dataset",
+        "",
+        f'train = load_dataset("{repo_id}", split="train", streaming=True)',
+        "```",
+        "",
+        f"or train on it: `instrument-classifier train --dataset_path {repo_id} --model_type cnn --output_dir run`.",
+        "",
+        "## Licence and attribution",
+        "",
+        "CC BY 4.0, as MusicNet's labels: derived from MusicNet by John Thickstun, Zaid Harchaoui and Sham M. "
+        "Kakade (https://zenodo.org/records/5120004), licensed CC BY 4.0; the windows and features were computed "
+        "by instrument-classifier. Cite MusicNet when you use it:",
+        "",
+        "```bibtex",
+        MUSICNET_CITATION,
+        "```",
+        "",
+    ]
+    return f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(lines)
+
+
 def push_prepared(path: PathLike, repo_id: str, private: Optional[bool] = None, token: Optional[str] = None) -> str:
-    """Upload a prepared dataset to the Hub: the splits as parquet, plus prepare_info.json and the feature extractor."""
-    from huggingface_hub import HfApi
+    """Upload a prepared dataset to the Hub in **one commit**: the splits as parquet shards
+    (``data/{split}-NNNNN-of-NNNNN.parquet``), a dataset card (``README.md``, :func:`dataset_card`),
+    ``prepare_info.json`` without local paths, and the feature extractor (``feature_extractor/``).
+
+    Returns
+    -------
+    str
+        The dataset's URL.
+    """
+    from huggingface_hub import CommitOperationAdd, HfApi
+
+    from ..local_paths import strip_local_paths
 
     path = Path(path)
-    dataset, _, _ = load_prepared(path)
-    dataset.push_to_hub(repo_id, private=private, token=token, commit_message="instrument-classifier prepare")
+    dataset, info, _ = load_prepared(path)
+    public_info = strip_local_paths(info)  # where the corpora were on this machine is nobody's business
     api = HfApi(token=token)
-    api.upload_file(path_or_fileobj=str(path / INFO_FILE), path_in_repo=INFO_FILE, repo_id=repo_id,
-                    repo_type="dataset", commit_message="prepare_info.json")
-    api.upload_folder(folder_path=str(path / EXTRACTOR_DIR), path_in_repo=EXTRACTOR_DIR, repo_id=repo_id,
-                      repo_type="dataset", commit_message="feature extractor (train normalisation)")
+    with tempfile.TemporaryDirectory(prefix="push-dataset-") as staging:
+        staging = Path(staging)
+        (staging / "data").mkdir()
+        for split, ds in dataset.items():
+            shards = max(1, -(-ds.data.nbytes // MAX_SHARD_BYTES))
+            for i in range(shards):
+                ds.shard(shards, i, contiguous=True).to_parquet(
+                    str(staging / "data" / f"{split}-{i:05d}-of-{shards:05d}.parquet"))
+        (staging / "README.md").write_text(dataset_card(dataset, info, repo_id))  # reads render_info.json; no path
+        (staging / INFO_FILE).write_text(json.dumps(public_info, indent=2) + "\n")
+        shutil.copytree(path / EXTRACTOR_DIR, staging / EXTRACTOR_DIR)
+        operations = [CommitOperationAdd(path_in_repo=f.relative_to(staging).as_posix(), path_or_fileobj=str(f))
+                      for f in sorted(staging.rglob("*")) if f.is_file()]
+        api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
+        api.create_commit(repo_id=repo_id, repo_type="dataset", operations=operations,
+                          commit_message="instrument-classifier prepare: windows, card, info, feature extractor")
     return f"https://huggingface.co/datasets/{repo_id}"
 
 
@@ -707,7 +860,10 @@ def add_prepare_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--delta-order", type=int, choices=[1, 2], default=1,
                         help="with --include-deltas: 2 also appends delta-deltas (default 1)")
     parser.add_argument("--cache-dir", default=None, metavar="DIR", help="datasets cache (default: the datasets cache)")
-    parser.add_argument("--push-to-hub", default=None, metavar="REPO_ID", help="also upload the dataset to this Hub repo")
+    parser.add_argument("--push-to-hub", default=None, metavar="REPO_ID",
+                        help="also upload the dataset to this Hub dataset repo, in one commit: parquet shards, a "
+                             "dataset card (CC BY 4.0, label names, audio source, MusicNet citation), "
+                             "prepare_info.json without local paths, the feature extractor")
 
 
 def run_prepare(args: argparse.Namespace) -> int:

@@ -1,7 +1,9 @@
-"""Training pieces used by ``train.py``: arguments, data, collator, augmentation, model set-up, metrics, model card.
+"""Training: the entry point ``run_train`` (``instrument-classifier train``) and its pieces: arguments, data,
+collator, augmentation, model set-up, metrics, model card.
 
 Each module does one thing:
 
+- ``run_train``: the entry point (``HfArgumentParser`` over the argument dataclasses, the 🤗 Trainer run).
 - ``arguments``: ``ModelArguments``, ``DataArguments``, ``InstrumentTrainingArguments`` (HfArgumentParser).
 - ``data_loading``: a prepared folder, a Hub dataset or MusicNet folders -> ``(DatasetDict, info, extractor)``.
 - ``collator``: stacks windows, normalises RAW features with the train mean/std.

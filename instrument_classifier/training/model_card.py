@@ -15,7 +15,7 @@ from typing import Dict, List, Optional, Sequence
 
 from ..atomic_write import write_text
 
-__all__ = ["describe_corpus", "build_model_card", "write_model_card"]
+__all__ = ["usage_lines", "describe_corpus", "build_model_card", "write_model_card"]
 
 #: (key in compute_instrument_metrics, Hub metric type, readable name) reported in the model-index.
 INDEX_METRICS = (
@@ -32,14 +32,83 @@ TABLE_METRICS = ("roc_auc_macro", "roc_auc_micro", "hamming_loss", "precision_ma
 MODEL_KINDS = {"instrument_cnn": "small CNN", "instrument_transformer": "small Transformer encoder"}
 
 
-def describe_corpus(info: dict) -> dict:
+def usage_lines(load_id: str, window_seconds: float = 2.97) -> List[str]:
+    """The card's "How to use": the pipeline with the tuned thresholds applied, as the command line decides.
+
+    The pipeline cuts a clip into windows of ``window_seconds`` and scores each label by its highest window (from
+    three windows on, the mean of the two highest): the clip score the thresholds were tuned on and that
+    ``instrument-classifier predict`` uses. Running the model on a whole clip's features at once scores other
+    windows (the last one aligned to the end, not padded), so a card shows the pipeline.
+
+    Parameters
+    ----------
+    load_id : str
+        The Hub id or the placeholder path shown in the snippet.
+    window_seconds : float
+        The model's window length, for the text.
+
+    Returns
+    -------
+    list of str
+        Markdown lines.
+    """
+    return [
+        "```python",
+        "from transformers import pipeline",
+        "",
+        f'classifier = pipeline("audio-classification", model="{load_id}", trust_remote_code=True)',
+        'result = classifier("recording.flac")  # a file, or {"raw": mono_float_array, "sampling_rate": rate}',
+        'detected = [r["label"] for r in result if r["detected"]]  # score >= the label\'s tuned threshold',
+        "for r in result:",
+        "    print(f\"{r['label']:<12} {r['score']:.2f}  threshold {r['threshold']:.2f}\")",
+        "```",
+        "",
+        f"The pipeline cuts the clip into {window_seconds:.2f}-s windows (the last one padded with silence, as the "
+        "training windows were) and gives each instrument the highest window probability, from three windows on "
+        "the mean of the two highest. An instrument is **detected** when that clip score reaches its threshold "
+        "(`config.thresholds`, tuned on scores of such windows): the same scores and the same rule as "
+        "`instrument-classifier predict`. The model code travels with the weights, so loading "
+        "needs `trust_remote_code=True` (read the `*.py` files first: they are short and import only `torch`, "
+        "`numpy`, `scipy` and `transformers`; reading files takes `soundfile`).",
+        "",
+        "With the `instrument-classifier` package (`pip install`), when each instrument plays:",
+        "",
+        "```python",
+        "from instrument_classifier import load_model, predict_timeline",
+        "",
+        f'model, extractor = load_model("{load_id}")',
+        'timeline = predict_timeline(model, extractor, "recording.flac")  # any length, streamed',
+        "print(timeline.detected)  # the same instruments as the pipeline's detected ones",
+        "for s in timeline.segments:",
+        '    print(f"{s.start_s:.1f}-{s.end_s:.1f} s {s.label}")',
+        "```",
+        "",
+        f"or `instrument-classifier predict --model {load_id} recording.flac`.",
+    ]
+
+
+def describe_corpus(info: dict, part: str = "train") -> dict:
     """Where the audio came from: ``{"kind": "rendered"|"recorded"|"unknown", "soundfonts": [...], "text": str}``.
+
+    Parameters
+    ----------
+    info : dict
+        ``prepare_info.json`` of the dataset.
+    part : {"train", "evaluation"}
+        The training windows' corpora (``data_dirs``), or those of the validation and test windows
+        (``eval_data_dirs`` and ``validation_data_dirs`` when the dataset was prepared with held-out corpora, else
+        the same as training). A held-out sample library is never named as training data.
 
     A corpus rendered by ``instrument-classifier synth`` has a ``render_info.json`` naming its sample library.
     Folders that no longer exist (e.g. a dataset prepared on another machine) give ``"unknown"``.
     """
+    if part not in ("train", "evaluation"):
+        raise ValueError(f"part must be 'train' or 'evaluation', got {part!r}")
+    folders = list(info.get("data_dirs", []))
+    if part == "evaluation" and (info.get("eval_data_dirs") or info.get("validation_data_dirs")):
+        folders = list(info.get("eval_data_dirs") or []) + list(info.get("validation_data_dirs") or [])
     soundfonts, kinds = [], set()
-    for folder in list(info.get("data_dirs", [])) + list(info.get("eval_data_dirs", [])):
+    for folder in folders:
         render_info = Path(folder) / "render_info.json"
         if render_info.is_file():
             try:
@@ -163,13 +232,18 @@ def build_model_card(
     """
     from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-    corpus = describe_corpus(info)
+    corpus = describe_corpus(info, "train")
+    evaluation = describe_corpus(info, "evaluation")
+    held_out = bool(info.get("eval_data_dirs") or info.get("validation_data_dirs"))
     source = str(info.get("source", "MusicNet"))
     dataset_id = source if (source.count("/") == 1 and not Path(source).exists()) else None
-    dataset_type = dataset_id or "musicnet"
+    # a local folder is no dataset name a Hub reader can follow: name the audio instead
+    shown_source = dataset_id or f"a dataset prepared with `instrument-classifier prepare` (`{Path(source).name}`)"
+    dataset_type = dataset_id or ("musicnet-synthesized" if evaluation["kind"] == "rendered" else "musicnet")
     dataset_name = "MusicNet"
-    if corpus["kind"] == "rendered":
-        dataset_name = f"MusicNet rendered with {', '.join(corpus['soundfonts'])}"
+    if evaluation["kind"] == "rendered":
+        dataset_name = (f"MusicNet scores synthesized with {', '.join(evaluation['soundfonts'])}"
+                        + (" (sample libraries held out from training)" if held_out else ""))
     frame_metrics = frame_metrics or {}
     eval_results = []
     for level, by_split in (("window", metrics), ("frame", frame_metrics)):
@@ -194,7 +268,7 @@ def build_model_card(
         tags=["audio", "audio-classification", "music", "instrument-recognition", "multi-label", "musicnet",
               {"mfcc": "mfcc", "logmel": "log-mel", "cqt": "cqt"}.get(config.feature_type, config.feature_type),
               config.model_type, "custom_code"],
-        datasets=[dataset_id] if dataset_id else ["musicnet"],
+        datasets=[dataset_id] if dataset_id else None,  # "musicnet" would name the real recordings
         metrics=sorted({m[1] for m in INDEX_METRICS}),
         base_model=base_model,
         eval_results=eval_results or None,
@@ -213,28 +287,11 @@ def build_model_card(
         "",
         "## How to use",
         "",
-        "The model code travels with the weights, so loading needs `trust_remote_code=True` (read "
-        "`modeling_*.py` first: it is short and only uses `torch` and `transformers`).",
+        *usage_lines(load_id, seconds),
         "",
-        "```python",
-        "import numpy as np",
-        "from transformers import AutoFeatureExtractor, AutoModelForAudioClassification, pipeline",
-        "",
-        f'model = AutoModelForAudioClassification.from_pretrained("{load_id}", trust_remote_code=True)',
-        f'extractor = AutoFeatureExtractor.from_pretrained("{load_id}", trust_remote_code=True)',
-        "audio = np.zeros(44100 * 5, dtype=np.float32)  # mono float audio",
-        "inputs = extractor(audio, sampling_rate=44100, return_tensors=\"pt\")",
-        "probs = model(**inputs).logits.sigmoid()[0]          # clip level",
-        "thresholds = model.config.thresholds                  # tuned on validation",
-        "playing = [model.config.id2label[i] for i, p in enumerate(probs) if p >= thresholds[i]]",
-        "",
-        f'classifier = pipeline("audio-classification", model="{load_id}", trust_remote_code=True)',
-        "```",
-        "",
-        "With the `instrument-classifier` package: `instrument-classifier predict --model "
-        f"{load_id} FILE.wav` prints a timeline of segments; `--context` blends each window with its neighbours "
-        "in the recording as `config.context` says (radius, weight and thresholds, tuned on validation): surer on "
-        "unfamiliar recordings, vaguer about when an instrument enters.",
+        "`predict --context` also blends each window with its neighbours in the recording as `config.context` "
+        "says (radius, weight and thresholds, tuned on validation): surer on unfamiliar recordings, vaguer about "
+        "when an instrument enters.",
         "",
         "## Labels",
         "",
@@ -245,7 +302,7 @@ def build_model_card(
         "",
         "## Training data and splits",
         "",
-        f"Audio: {corpus['text']}. Dataset: `{source}`, windows of {config.window_frames} frames "
+        f"Training audio: {corpus['text']}. Dataset: {shown_source}, windows of {config.window_frames} frames "
         f"({seconds:.2f} s), train windows overlapping by half, validation and test windows not overlapping.",
         "",
         "Splits are **by recording and piece**, never by frame: `test` is MusicNet's own test split; `validation` "
@@ -256,8 +313,10 @@ def build_model_card(
         *_split_rows(info),
         "",
     ]
-    if info.get("eval_data_dirs"):
-        lines += [f"Validation and test windows come from held-out corpora: {', '.join(Path(d).name for d in info['eval_data_dirs'])}.", ""]
+    if held_out:
+        folders = list(info.get("eval_data_dirs") or []) + list(info.get("validation_data_dirs") or [])
+        lines += [f"Validation and test windows come from corpora held out from training "
+                  f"({', '.join(Path(d).name for d in folders)}): {evaluation['text']}.", ""]
     lines += [
         "## Evaluation",
         "",
@@ -281,9 +340,12 @@ def build_model_card(
     if command:
         lines += ["```bash", command, "```", ""]
     limitation = (
-        "It was trained and evaluated on **synthesised renditions** of MusicNet scores "
-        f"({', '.join(corpus['soundfonts'])}), not on recordings of musicians: expect lower scores on real "
-        "recordings, other sample libraries, rooms and microphones than the numbers above."
+        "It was trained on **synthesised renditions** of MusicNet scores "
+        f"({', '.join(corpus['soundfonts'])})"
+        + (f" and evaluated on renditions with {', '.join(evaluation['soundfonts'])}"
+           if held_out and evaluation["soundfonts"] else "")
+        + ", not on recordings of musicians: expect lower scores on real recordings, other sample libraries, rooms "
+        "and microphones than the numbers above."
         if corpus["kind"] in ("rendered", "mixed") else
         "Its scores hold for audio like its training data; other recording conditions, genres and instruments "
         "will score lower."

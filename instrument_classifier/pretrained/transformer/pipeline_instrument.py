@@ -10,6 +10,11 @@ returns this pipeline (with ``instrument_classifier`` installed, ``trust_remote_
 Differences from transformers' stock ``AudioClassificationPipeline``:
 
 * every label is scored (``top_k=None``), with sigmoid probabilities: several instruments can play at once;
+* each result also says whether the instrument is detected: ``{"label", "score", "threshold", "detected"}``,
+  with ``detected = score >= threshold`` and the label's threshold from ``config.thresholds`` (tuned with the
+  model, 0.5 where a config has none). This is the rule of ``instrument-classifier predict`` and
+  ``inference.predict_timeline`` (``Timeline.detected``) on the same clip score, so the pipeline and the
+  command line detect the same instruments. ``[r["label"] for r in result if r["detected"]]`` lists them;
 * audio at any rate is resampled by the feature extractor (scipy polyphase), not torchaudio;
   pass ``{"raw": array, "sampling_rate": sr}``, or ``sampling_rate=sr`` to the call;
   a bare array is taken to be at the model's rate, as in the stock pipeline;
@@ -97,11 +102,17 @@ class InstrumentAudioClassificationPipeline(AudioClassificationPipeline):
         return processed
 
     def postprocess(self, model_outputs, top_k=None, function_to_apply=None):
+        config = self.model.config
         logits = model_outputs.logits[0].float()
+        probabilities = logits.sigmoid().tolist()
         scores = logits if function_to_apply == "none" else logits.sigmoid()
-        top_k = self.model.config.num_labels if top_k is None else min(top_k, self.model.config.num_labels)
+        thresholds = list(getattr(config, "thresholds", None) or [0.5] * config.num_labels)
+        top_k = config.num_labels if top_k is None else min(top_k, config.num_labels)
         values, ids = scores.topk(top_k)
-        return [{"label": self.model.config.id2label[i], "score": s} for s, i in zip(values.tolist(), ids.tolist())]
+        # detected on the probability whatever function_to_apply shows: the thresholds were tuned on probabilities
+        return [{"label": config.id2label[i], "score": s, "threshold": float(thresholds[i]),
+                 "detected": probabilities[i] >= float(thresholds[i])}
+                for s, i in zip(values.tolist(), ids.tolist())]
 
 
 def _decode(data: bytes) -> dict:
