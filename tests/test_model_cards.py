@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 import yaml
@@ -30,7 +29,8 @@ def front_matter(card: str) -> dict:
 
 
 def local_paths(text: str) -> list:
-    return [m.group(0).strip() for m in LOCAL_PATH.finditer(text) if not m.group(0).strip("`'\"(=[:, ").startswith("//")]
+    found = (m.group(0).strip() for m in LOCAL_PATH.finditer(text))
+    return [path for path in found if not path.strip("`'\"(=[:, ").startswith("//")]
 
 
 @pytest.mark.parametrize("name", BUNDLED)

@@ -15,7 +15,7 @@ Differences from transformers' stock ``AudioClassificationPipeline``:
   model, 0.5 where a config has none). This is the rule of ``instrument-classifier predict`` and
   ``inference.predict_timeline`` (``Timeline.detected``) on the same clip score, so the pipeline and the
   command line detect the same instruments. ``[r["label"] for r in result if r["detected"]]`` lists them;
-* audio at any rate is resampled by the feature extractor (scipy polyphase), not torchaudio;
+* audio at any rate is resampled by the feature extractor (soxr, as ``predict`` does), not torchaudio;
   pass ``{"raw": array, "sampling_rate": sr}``, or ``sampling_rate=sr`` to the call;
   a bare array is taken to be at the model's rate, as in the stock pipeline;
 * stereo arrays are downmixed; file paths and bytes are decoded with soundfile (no ffmpeg);
