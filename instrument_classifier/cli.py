@@ -1,8 +1,10 @@
 """The ``instrument-classifier`` command line: one entry point, one subcommand per task.
 
-Each subcommand lives in the module that does the work; that module exposes
-``add_arguments(parser)`` and ``run(args) -> int``. Modules are imported lazily
-so ``--help`` and light subcommands stay fast.
+Each subcommand lives in the module that does the work; for a command ``name`` that module exposes
+``add_<name>_arguments(parser)`` and ``run_<name>(args) -> int`` (``-`` becomes ``_``: ``run_push_model``);
+``train`` is the exception, its flags are the ``HfArgumentParser`` dataclasses of
+:mod:`instrument_classifier.training.run_train`. Only the chosen command's module is imported, so ``--help``
+and light commands start fast and heavy dependencies stay optional.
 """
 
 from __future__ import annotations
@@ -16,11 +18,15 @@ from . import __version__
 
 # name -> (module, one-line help)
 COMMANDS = {
-    "synth": ("instrument_classifier.data.render", "render MusicNet label CSVs to a MusicNet-layout corpus with FluidSynth"),
-    "prepare": ("instrument_classifier.data.prepare", "build a `datasets` dataset of feature windows (MFCC, log-mel or constant-Q) from a MusicNet folder"),
+    "synth": ("instrument_classifier.data.render",
+              "render MusicNet label CSVs to a MusicNet-layout corpus (FluidSynth, or recorded samples)"),
+    "prepare": ("instrument_classifier.data.prepare",
+                "build a `datasets` dataset of feature windows (MFCC, log-mel, constant-Q or musicnn mel bands) "
+                "from a MusicNet folder"),
     "train": ("instrument_classifier.training.run_train",
               "train a CNN or Transformer with the 🤗 Trainer (`instrument-classifier train --help` lists the flags)"),
-    "evaluate": ("instrument_classifier.evaluation.evaluate_models", "evaluate models on a split: metrics.json, tables, figures"),
+    "evaluate": ("instrument_classifier.evaluation.evaluate_models",
+                 "evaluate models on a split or on labelled recordings: metrics.json, tables, figures"),
     "predict": ("instrument_classifier.predict", "which instruments play when, in audio files"),
     "demo": ("instrument_classifier.demo", "launch the Gradio demo (the Space) locally"),
     "push-model": ("instrument_classifier.hub", "upload a trained or bundled model to the Hugging Face Hub"),
