@@ -76,8 +76,17 @@ from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
+import torch
+from datasets import Array2D, Dataset, DatasetDict, Features, Value, load_from_disk
+from datasets import List as FeatureList  # typing.List is taken
+from datasets.exceptions import DatasetGenerationError
+from huggingface_hub import CommitOperationAdd, DatasetCardData, HfApi
+from tqdm.auto import tqdm
 
 from ..atomic_write import replace_dir
+from ..local_paths import strip_local_paths
+from ..modeling.feature_extraction_instrument import InstrumentFeatureExtractor, default_feature_settings
+from ..training.model_card import describe_corpus
 from ..audio import AudioError, audio_info, load_audio
 from .musicnet import (
     MUSICNET_SR, MusicNetError, find_musicnet_root, frame_activity, label_indices, list_recordings, read_labels,
@@ -297,16 +306,11 @@ def _recording_rows(job: dict, extractor, taxonomy, window_frames: int, hop_fram
 
 def _generate_rows(jobs: List[dict], split: str, extractor_config: dict, taxonomy: str, window_frames: int,
                    hop_frames: int, skip_bad: bool, progress: bool, in_worker: bool) -> Iterator[dict]:
-    from tqdm.auto import tqdm
 
     if in_worker:
-        import torch
-
         # A forked worker inherits the parent's OpenMP pool in a broken state: torch would deadlock if the
         # parent had already run a parallel op. One thread per worker also avoids oversubscription.
         torch.set_num_threads(1)
-
-    from ..modeling.feature_extraction_instrument import InstrumentFeatureExtractor
 
     extractor = InstrumentFeatureExtractor(**extractor_config)
     taxonomy = get_taxonomy(taxonomy)
@@ -322,11 +326,9 @@ def _generate_rows(jobs: List[dict], split: str, extractor_config: dict, taxonom
 
 
 def _features(window_frames: int, feature_size: int, num_labels: int):
-    from datasets import Array2D, Features, List, Value
-
     return Features({
         "input_features": Array2D((window_frames, feature_size), "float32"),
-        "labels": List(Value("float32"), length=num_labels),
+        "labels": FeatureList(Value("float32"), length=num_labels),
         "frame_labels": Array2D((window_frames, num_labels), "uint8"),
         "recording_id": Value("string"),
         "piece_id": Value("string"),
@@ -351,8 +353,6 @@ def _input_error(exc: BaseException) -> Optional[Exception]:
 
 def _generate_split(split: str, jobs: List[dict], fingerprint: str, features, gen_kwargs: dict, num_proc: int,
                     cache_dir: Optional[str]):
-    from datasets import Dataset
-    from datasets.exceptions import DatasetGenerationError
 
     def empty():
         return Dataset.from_dict({name: [] for name in features}, features=features, split=split)
@@ -514,9 +514,6 @@ def build_dataset(
     datasets.DatasetDict
         ``train``, ``validation``, ``test`` (or the ``splits`` asked for), memory-mapped from ``output``.
     """
-    from datasets import DatasetDict, load_from_disk
-
-    from ..modeling.feature_extraction_instrument import InstrumentFeatureExtractor
 
     output = Path(output)
     data_dirs = [data_dirs] if isinstance(data_dirs, (str, os.PathLike)) else list(data_dirs)
@@ -629,9 +626,6 @@ def _read_info(path: Path) -> dict:
 
 def load_prepared(path: PathLike):
     """``(DatasetDict, prepare_info dict, InstrumentFeatureExtractor with train mean/std)`` from ``prepare``'s output."""
-    from datasets import load_from_disk
-
-    from ..modeling.feature_extraction_instrument import InstrumentFeatureExtractor
 
     path = Path(path)
     if not (path / INFO_FILE).is_file():
@@ -673,9 +667,6 @@ def dataset_card(dataset, info: dict, repo_id: str) -> str:
     repo_id : str
         The dataset repository, for the loading example.
     """
-    from huggingface_hub import DatasetCardData
-
-    from ..training.model_card import describe_corpus
 
     labels = list(info["labels"])
     train, held_out = describe_corpus(info, "train"), describe_corpus(info, "evaluation")
@@ -783,9 +774,6 @@ def push_prepared(path: PathLike, repo_id: str, private: Optional[bool] = None, 
     str
         The dataset's URL.
     """
-    from huggingface_hub import CommitOperationAdd, HfApi
-
-    from ..local_paths import strip_local_paths
 
     path = Path(path)
     dataset, info, _ = load_prepared(path)
@@ -867,8 +855,6 @@ def add_prepare_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_prepare(args: argparse.Namespace) -> int:
-    from ..modeling.feature_extraction_instrument import InstrumentFeatureExtractor, default_feature_settings
-
     extractor = InstrumentFeatureExtractor(**default_feature_settings(args.feature_type, args.n_coefficients),
                                            include_deltas=args.include_deltas, delta_order=args.delta_order)
     started = time.perf_counter()

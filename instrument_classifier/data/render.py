@@ -53,9 +53,12 @@ distractor corpus must not be prepared with ``seed12``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
+import ctypes
 import io
 import json
+import multiprocessing
 import os
 import sys
 import warnings
@@ -65,8 +68,11 @@ from pathlib import Path
 from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
+import soundfile as sf
+from tqdm.auto import tqdm
 
 from ..atomic_write import write_file, write_text
+from .augment import random_smooth_eq
 from .musicnet import LABEL_COLUMNS, MusicNetError, read_labels
 from .taxonomy import MUSICNET_PROGRAMS
 
@@ -245,7 +251,6 @@ def default_labels_dir() -> Path:
 
 def write_wav(path: str | os.PathLike, audio: np.ndarray, sample_rate: int) -> None:
     """``audio`` as a 16-bit PCM WAV, written atomically."""
-    import soundfile as sf
 
     write_file(path, lambda tmp: sf.write(tmp, audio, sample_rate, subtype="PCM_16", format="WAV"))
 
@@ -510,11 +515,9 @@ class FluidSynthRenderer:
     """
 
     def __init__(self, soundfont: str | os.PathLike, sample_rate: int = SAMPLE_RATE) -> None:
-        import contextlib
-        import ctypes
-
-        # pyfluidsynth prints where it found the library when CI is set; keep stdout for our own output
-        # (predict --format json, the one-line benchmarks).
+        # Imported here: pyfluidsynth is the optional 'synth' extra, and loading it needs the FluidSynth library.
+        # It prints where it found the library when CI is set; keep stdout for our own output (predict
+        # --format json, the one-line benchmarks).
         with contextlib.redirect_stdout(sys.stderr):
             import fluidsynth
 
@@ -659,7 +662,6 @@ INSTRUMENT_EQ_BANDS = 4
 def _render_with_instrument_eq(plan: RenderPlan, renderer: FluidSynthRenderer, num_samples: int,
                                settings: RenderSettings, seed: int, recording_id: str, source: str) -> np.ndarray:
     """Render each instrument (program) on its own, filter it with its own random smooth EQ, and mix."""
-    from .augment import random_smooth_eq
 
     rng = _recording_rng(seed, recording_id, EQ_STREAM)
     mix = np.zeros(num_samples, dtype=np.float32)
@@ -902,7 +904,6 @@ def _run_jobs(jobs: Sequence[_Job], initializer, initargs: tuple, render_job, de
 
     ``initializer(*initargs)`` sets up each worker; ``close()`` releases the serial run's resources.
     """
-    from tqdm.auto import tqdm
 
     results: List[Dict] = []
     bar = tqdm(total=len(jobs), desc=desc, unit="rec", disable=not progress)
@@ -917,7 +918,6 @@ def _run_jobs(jobs: Sequence[_Job], initializer, initargs: tuple, render_job, de
                 if close is not None:
                     close()
         else:
-            import multiprocessing
 
             # spawn: a fresh interpreter per worker, safe whatever the parent loaded (torch, a synth, ...)
             context = multiprocessing.get_context("spawn")
@@ -1020,6 +1020,7 @@ def run_synth(args: argparse.Namespace) -> int:
         options["distractor_programs"] = tuple(args.distractor_programs)
     try:
         if sampler_library is not None:
+            # imported here: sampler (and npm_samples, built on it) import this module
             from .npm_samples import NPM_DISTRACTORS, NPM_INSTRUMENTS, is_npm_library
             from .sampler import render_corpus as render_with_samples
 
@@ -1049,6 +1050,4 @@ def run_synth(args: argparse.Namespace) -> int:
 
 
 def _wav_seconds(path: Path) -> float:
-    import soundfile as sf
-
     return sf.info(path).duration

@@ -25,6 +25,19 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
+from safetensors.torch import load_file
+from sklearn.linear_model import LogisticRegression
+from tqdm.auto import tqdm
+
+from ..atomic_write import write_dir
+from ..data.prepare import load_prepared
+from ..evaluation.metrics import compute_instrument_metrics, tune_thresholds
+from ..modeling import InstrumentMusicnnConfig, InstrumentMusicnnForAudioClassification
+from ..modeling.feature_extraction_instrument import (
+    InstrumentFeatureExtractor,
+    default_feature_settings,
+    feature_settings,
+)
 
 __all__ = ["new_musicnn_classifier", "window_representations", "fit_linear_head", "head_probabilities", "main"]
 
@@ -47,10 +60,6 @@ def new_musicnn_classifier(backbone: str, taxonomy: str = "musicnet11", feature_
     feature_extractor : InstrumentFeatureExtractor, optional
         Default: ``feature_type="musicnn"`` with its default settings.
     """
-    from safetensors.torch import load_file
-
-    from ..modeling import InstrumentMusicnnConfig, InstrumentMusicnnForAudioClassification
-    from ..modeling.feature_extraction_instrument import InstrumentFeatureExtractor, default_feature_settings
 
     fe = feature_extractor or InstrumentFeatureExtractor(**default_feature_settings("musicnn"))
     if fe.feature_type != "musicnn":
@@ -76,7 +85,6 @@ def new_musicnn_classifier(backbone: str, taxonomy: str = "musicnet11", feature_
 @torch.inference_mode()
 def window_representations(model, dataset, batch_size: int = 64, progress: bool = False) -> np.ndarray:
     """The head's input (before standardisation) for every window of a prepared split: ``(N, size)`` float32."""
-    from tqdm.auto import tqdm
 
     model.eval()
     rows = dataset.with_format("numpy", columns=["input_features"])
@@ -104,7 +112,6 @@ def fit_linear_head(model, representations: np.ndarray, labels: np.ndarray, C: f
         Inverse L2 strength of each logistic regression on the standardised representation; small values keep
         the head close to the musicnn features' broad directions, which carry over from rendered to real audio.
     """
-    from sklearn.linear_model import LogisticRegression
 
     x = np.asarray(representations, dtype=np.float64)
     y = (np.asarray(labels) > 0.5).astype(np.int64)
@@ -142,8 +149,6 @@ def head_probabilities(model, representations: np.ndarray) -> np.ndarray:
 
 
 def _split_arrays(model, datasets: Sequence[str], split: str, batch_size: int, progress: bool):
-    from ..data.prepare import load_prepared
-
     reps, labels = [], []
     for path in datasets:
         data, info, _ = load_prepared(path)
@@ -159,9 +164,6 @@ def _split_arrays(model, datasets: Sequence[str], split: str, batch_size: int, p
 
 
 def _check_datasets(datasets: Sequence[str], feature_extractor) -> Dict[str, object]:
-    from ..data.prepare import load_prepared
-    from ..modeling.feature_extraction_instrument import feature_settings
-
     infos = []
     for path in datasets:
         _, info, extractor = load_prepared(path)
@@ -184,9 +186,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--C", type=float, default=1e-3, help="inverse L2 strength of the logistic regressions")
     parser.add_argument("--batch_size", type=int, default=64)
     args = parser.parse_args(argv)
-
-    from ..atomic_write import write_dir
-    from ..evaluation.metrics import compute_instrument_metrics, tune_thresholds
 
     model, fe = new_musicnn_classifier(args.backbone)
     info = _check_datasets(args.dataset, fe)
