@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import sys
 import zlib
@@ -27,6 +28,8 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
+import soundfile as sf
+from tqdm.auto import tqdm
 
 from ..atomic_write import copy_file, write_text
 from .augment import apply_perturbation, sample_perturbation
@@ -48,8 +51,6 @@ def recording_rng(seed: int, key: str) -> np.random.Generator:
 
 
 def _perturb_one(job: tuple) -> Dict:
-    import soundfile as sf
-
     src_wav, src_csv, out_dir, split, rid, strength, seed = job
     key = f"{split}/{rid}"
     try:
@@ -106,7 +107,6 @@ def perturb_corpus(
     list of Path
         The perturbed wav files (including ones already done by an earlier run).
     """
-    from tqdm.auto import tqdm
 
     src, out = Path(src_dir), Path(out_dir)
     if strength not in ("train", "test", "none"):
@@ -146,8 +146,6 @@ def perturb_corpus(
             results = map(_perturb_one, jobs)
             pool = None
         else:
-            import multiprocessing
-
             pool = multiprocessing.get_context("spawn").Pool(min(num_proc, len(jobs)))
             results = pool.imap_unordered(_perturb_one, jobs)
         try:

@@ -70,7 +70,9 @@ from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
+import soundfile as sf
 
+from .augment import random_smooth_eq
 from .render import (
     DISTRACTOR_COMPASS,
     DISTRACTOR_PROGRAMS,
@@ -765,7 +767,6 @@ class SampleLibrary:
         """``(mono float32 audio from the zone's start to its end, sample rate, loop (start, end exclusive))``."""
         key = (zone.path, zone.start, zone.end)
         if key not in self._audio:
-            import soundfile as sf
 
             try:
                 audio, rate = sf.read(str(zone.path), dtype="float32", always_2d=True)
@@ -1030,7 +1031,6 @@ def render_notes(rows: Sequence[LabelRow], library: SampleLibrary, settings: Sam
             _envelope(segment, zone, articulation, hold, release, settings, sr)
             out[row.start:row.start + length] += segment
     if tracks is not None:
-        from .augment import random_smooth_eq
 
         eq_rng = _recording_rng(seed, recording_id, EQ_STREAM)
         for program in programs:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import io
+import json
 import struct
 import sys
 from dataclasses import dataclass, field
@@ -32,6 +33,8 @@ from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
+import soundfile as sf
+from scipy.signal import resample_poly
 
 from .taxonomy import MUSICNET_PROGRAMS
 
@@ -108,8 +111,6 @@ class SoundFont:
 
 
 def _decode_ogg(data: bytes, path: Path, ref: SampleRef) -> np.ndarray:
-    import soundfile as sf
-
     try:
         audio, _ = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
     except RuntimeError as exc:
@@ -231,8 +232,6 @@ def read_soundfont(path) -> SoundFont:
 # -- comparing recordings ------------------------------------------------------------------------
 
 def _fingerprint_audio(audio: np.ndarray, rate: int, seconds: float) -> np.ndarray:
-    from scipy.signal import resample_poly
-
     if rate != COMPARE_RATE:
         g = np.gcd(int(rate), COMPARE_RATE)
         audio = resample_poly(audio, COMPARE_RATE // g, int(rate) // g)
@@ -408,8 +407,6 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 2
     print(format_report(report))
     if args.json:
-        import json
-
         serial = {k: ({f"{a}|{b}": v for (a, b), v in report[k].items()} if k in ("shared", "matrix", "matches")
                       else report[k]) for k in report}
         args.json.write_text(json.dumps(serial, indent=2) + "\n")
