@@ -11,7 +11,7 @@ window of a recording gets the same score, which answers "which instruments play
 :func:`~instrument_classifier.evaluation.tuning.tune_context` picks the radius and weight on validation data,
 with per-class thresholds for the blended scores; training stores the result in ``config.context`` (a dict, see
 :class:`RecordingContext`), and ``predict --context`` / ``evaluate`` apply it. Measured on held-out sample
-libraries in BENCHMARKS.md.
+libraries in docs/experiments.md ("More context at inference").
 """
 
 from __future__ import annotations

@@ -1,11 +1,11 @@
 """Several trained models, each on its own features, as one classifier: a weighted mean of their probabilities.
 
 The recipe's CNN reads MFCCs and its Transformer reads constant-Q bands. Their errors on an unseen sample library
-differ, so a blend of their probabilities ranks and decides better than either (BENCHMARKS.md), where two CNNs on
-the same features gained nothing. The blend weights, the per-class thresholds and the recording context are
-tuned on validation (:func:`~instrument_classifier.evaluation.tuning.tune_ensemble`) and saved in
-``ensemble_config.json``; the members stay ordinary model folders, referred to by path (relative to the
-ensemble's folder) or Hub id::
+differ, so a blend of their probabilities ranks and decides better than either, where two CNNs on the same
+features gained nothing (docs/experiments.md, "The two models blended"). The blend weights, the per-class
+thresholds and the recording context are tuned on validation
+(:func:`~instrument_classifier.evaluation.tuning.tune_ensemble`) and saved in ``ensemble_config.json``; the members
+stay ordinary model folders, referred to by path (relative to the ensemble's folder) or Hub id::
 
     {"model_type": "instrument_ensemble", "members": ["../cnn", "../transformer"], "weights": [0.7, 0.3],
      "labels": [...], "thresholds": [...], "context": {...} | null, ...}

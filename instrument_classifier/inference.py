@@ -21,8 +21,9 @@ How a recording is processed
    digital silence up to the end of the last window, exactly as the dataset builder pads a recording's
    last window: the model only ever saw a recording's end followed by silence. (Aligning the last window
    to the end instead put the cut at the window's very edge, a frame pattern no training window has; some
-   models read it as a piano's decay, BENCHMARKS.md.) The padding's frames are classified but not
-   returned. Windows are classified ``batch_size`` at a time; each frame takes its window's probabilities.
+   models read it as a piano's decay; docs/experiments.md, "A recording's last window".) The padding's frames
+   are classified but not returned. Windows are classified ``batch_size`` at a time; each frame takes its
+   window's probabilities.
 5. With ``context=True`` each window's probabilities are blended with the mean of its neighbours' in the
    recording, as ``config.context`` says (radius, weight, thresholds; tuned on validation by training, see
    :mod:`instrument_classifier.context`); every frame is blended with the mean of the window it came from.
@@ -41,8 +42,8 @@ How a recording is processed
    exists only for a detected instrument, and every detected instrument has at least one segment.
    ``predict`` (table, JSON, CSV), the Space and ``evaluate --clips`` all report ``detected`` and these
    segments; the pipeline's score of a label is its clip score. (Thresholding every frame on its own, as
-   before, the bundled ensemble gave 295 segments of undetected instruments in 96 of the 138 clips of
-   ``../shared/real-dev`` and ``space/examples``, and left 46 detected instruments without a segment.)
+   before, gave segments of undetected instruments in most clips tested and left detected instruments without
+   a segment.)
 
 Memory is one decoded block (for an ensemble: at most ``DECODED_CACHE_MB`` of them), its spectrogram, at most
 ``FIRST_PASS_CACHE_MB`` of band power, a batch of windows and the outputs (``frame_probs`` is 4 bytes x labels per
@@ -81,7 +82,7 @@ __all__ = [
 ]
 
 #: Where ``load_model(None)`` looks for the bundled default model: the classifier on the musicnn front end, the
-#: bundled model that is right most often on recordings of real musicians (its model card; BENCHMARKS.md). The
+#: bundled model that is right most often on recordings of real musicians (its model card; docs/experiments.md). The
 #: MFCC CNN (``pretrained/cnn``) and the CNN + Transformer blend (``pretrained/ensemble``) are the fast choices.
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "pretrained" / "musicnn"
 #: Seconds of audio decoded and featurised at a time.
@@ -619,11 +620,11 @@ def clip_scores(window_probs: np.ndarray) -> np.ndarray:
     """Each label's score for a whole recording from its window probabilities ``(n_windows, L)``.
 
     The highest window probability, and from three windows on the mean of the two highest: a single stray window
-    weighs half, so it decides a recording only with a second window's support (on the real development set's
-    15-s duo mixes this removes 8 of 30 false instruments and loses 2 of 32 true ones; the second highest alone
-    loses 3 and a violin that the model hears in one of its two windows, BENCHMARKS.md). A clip of up to two
-    windows keeps its highest: its second window is mostly the padding silence. The models' own long-input
-    forward (and so the pipeline) aggregates the same way, on logits.
+    weighs half, so it decides a recording only with a second window's support (on real duo recordings it removes
+    about a quarter of the false instruments for few true ones; the second highest alone loses more, see
+    docs/experiments.md, "Decisions"). A clip of up to two windows keeps its highest: its second window is mostly
+    the padding silence. The models' own long-input forward (and so the pipeline) aggregates the same way, on
+    logits.
     """
     ranked = np.sort(np.asarray(window_probs), axis=0)
     return (ranked[-1] + ranked[-2]) / 2 if len(ranked) >= 3 else ranked[-1]

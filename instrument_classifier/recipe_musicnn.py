@@ -6,10 +6,10 @@
 :class:`~instrument_classifier.modeling.InstrumentMusicnnForAudioClassification` keeps musicnn (``MTT_musicnn``, a
 tagger trained on real recordings) frozen and learns one linear head on its representation of 3-s windows
 (:mod:`instrument_classifier.training.linear_probe`). On the real development clips that front end carries over
-where MFCC models do not (BENCHMARKS.md, "A front end learned from real music: musicnn"), and training audio closer
-to real playing (recorded samples) and tracks of other instruments (distractors) moved it further ("Training audio
-from recorded samples, and distractors"). This module builds exactly that model; ``recipe.py`` keeps building the
-CNN and the Transformer, and this stage reuses its renders.
+where MFCC models do not (docs/experiments.md, "A front end learned from real music: musicnn"), and training audio
+closer to real playing (recorded samples) and tracks of other instruments (distractors) moved it further
+("Training audio from recorded samples, and distractors"). This module builds exactly that model; ``recipe.py``
+keeps building the CNN and the Transformer, and this stage reuses its renders.
 
 Steps (each skipped when its output is complete, so an interrupted run resumes where it stopped)::
 
@@ -76,7 +76,7 @@ __all__ = ["MusicnnSettings", "run_musicnn_recipe", "check_sources", "main", "ST
 STEPS = ("sources", "render", "prepare", "train", "tune", "evaluate", "export")
 DEFAULT_WEIGHTS = REPO_ROOT / "musicnn_mtt.safetensors"
 VPO_URL = "https://github.com/eodowd/VirtualPlayingOrchestra"
-#: The VPO commit the experiments of BENCHMARKS.md rendered with; another commit is used, with a warning.
+#: The VPO commit the experiments of docs/experiments.md rendered with; another commit is used, with a warning.
 VPO_COMMIT = "f6d77b7971d900b7b3d97b9e3098aa345032e791"
 #: scripts/convert_musicnn.py's docstring: how the weights are made (a test keeps the two equal).
 CONVERSION_COMMANDS = (
@@ -108,15 +108,15 @@ class MusicnnSettings:
     """What decides the musicnn model beyond :class:`~instrument_classifier.recipe.RecipeSettings` (whose training
     libraries, held-out library, taxonomy, seed and worker count it shares); recorded in the results."""
 
-    # VPO renders of the train pieces, as BENCHMARKS.md made them (synth --sampler-library ... --start-seconds 60
+    # VPO renders of the train pieces, as the experiments made them (synth --sampler-library ... --start-seconds 60
     # --max-seconds 45 --seed 3; synth's velocity 80 and jitter 15): a window of each piece neither training
     # library renders ([0, 45) and [30, 75) s), so the recorded samples bring new music too
     vpo_start_seconds: float = 60.0
     vpo_seconds: float = 45.0
     vpo_seed: int = 3
     vpo_perturbation_seed: int = 102
-    # distractors (synth --distractors 0.5): FluidR3, [20, 65) s; with them the probe's false instruments on the
-    # 50 real-dev clips with none of the 11 fell from 1.34 to 0.46 per clip (BENCHMARKS.md)
+    # distractors (synth --distractors 0.5): FluidR3, [20, 65) s; with them the probe makes far fewer false
+    # detections on real clips with none of the 11 (docs/experiments.md, "Training audio from recorded samples")
     distractor_library: str = "fluidr3"
     distractor_probability: float = 0.5
     distractor_start_seconds: float = 20.0
@@ -128,7 +128,8 @@ class MusicnnSettings:
     # musicnn's own patch: 187 frames at 62.5 frames per second
     window_frames: int = 187
     hop_frames: int = 187
-    # inverse L2 strength of the logistic regressions: C 0.001 beat 0.01 on real-dev (BENCHMARKS.md table)
+    # inverse L2 strength of the logistic regressions: the smaller C did better on real clips
+    # (docs/experiments.md, "A front end learned from real music: musicnn")
     C: float = 1e-3
     batch_size: int = 64
 

@@ -31,7 +31,7 @@ with the reference, E = clear error, - = not applicable)::
 Single cases already tested elsewhere (test_prepare.py, test_musicnet_reader.py, test_render.py) are not
 repeated here; this file crosses the cases with the entry points.
 
-Hardening II (issue 20), at the end of the file: RF64, W64 and Ogg files cut short are refused by
+Inputs that lost data or were silently wrong, at the end of the file: RF64, W64 and Ogg files cut short are refused by
 load_audio / stream_audio, predict, the Space handler and prepare (the pipeline decodes with its own code,
 shipped with the weights, and knows WAV and AIFF only), and a FLAC whose header gives no length is read in full
 by them; a stray quote in a 140-KB label file; ``predict x.wav --output x.wav``; ``prepare --output`` over a
@@ -650,12 +650,12 @@ def test_output_path_of_the_wrong_kind_is_refused_and_left_alone(command, tmp_pa
     assert after == before
 
 
-# -- Hardening II (issue 20): inputs that lost data or were silently wrong -----------------------------------
+# -- inputs that lost data or were silently wrong -----------------------------------------------------------
 
 @pytest.mark.parametrize("spelling", ["same", "relative", "linked_folder"])
 def test_predict_refuses_to_write_its_results_over_an_input(spelling, audio_files, model_dir, tmp_path, capsys,
                                                             monkeypatch):
-    """``predict x.wav --output x.wav`` replaced the recording with its results (item 5)."""
+    """``predict x.wav --output x.wav`` used to replace the recording with its results."""
     audio = tmp_path / "x.wav"
     shutil.copyfile(audio_files["reference"], audio)
     before = audio.read_bytes()
@@ -671,7 +671,7 @@ def test_predict_refuses_to_write_its_results_over_an_input(spelling, audio_file
 
 @pytest.mark.parametrize("foreign", ["NOTES.txt", "my_runs/run1/log.txt"])
 def test_prepare_never_replaces_a_dataset_folder_holding_other_files(foreign, tmp_path, previous_dataset, capsys):
-    """A DatasetDict with the user's notes or runs beside it was replaced, notes and all (item 6).
+    """A DatasetDict with the user's notes or runs beside it used to be replaced, notes and all.
 
     Now the folder is replaced only when it holds nothing but what ``prepare`` writes, as ``evaluate`` does
     for its reports.
@@ -689,7 +689,7 @@ def test_prepare_never_replaces_a_dataset_folder_holding_other_files(foreign, tm
 
 @pytest.mark.parametrize("skip_bad", [False, True])
 def test_a_stray_quote_in_a_long_label_file_is_an_error_naming_file_and_row(skip_bad, tmp_path, capsys):
-    """Past 128 KB the run-on quoted field was a ``_csv.Error`` traceback, with ``--skip-bad`` too (item 8).
+    """Past 128 KB the run-on quoted field was a ``_csv.Error`` traceback, with ``--skip-bad`` too.
 
     (Shorter files kept the rows before the quote and dropped the rest silently: the ``stray_quote`` column
     of the matrix above.)
@@ -742,7 +742,7 @@ def small_dataset(tmp_path_factory) -> Path:
 @pytest.mark.parametrize("how", ["--resume_from_checkpoint true", "rerun without the flag"])
 def test_training_killed_while_writing_a_checkpoint_resumes_from_the_last_complete_one(how, train_module,
                                                                                        small_dataset, tmp_path):
-    """A run killed while ``checkpoint-6`` is written leaves it without ``trainer_state.json`` (item 7).
+    """A run killed while ``checkpoint-6`` is written leaves it without ``trainer_state.json``.
 
     Before, ``--resume_from_checkpoint true`` picked it and ended in a ``ValueError`` traceback, and a rerun
     without the flag failed on the missing ``trainer_state.json``. Now both skip it, say so, and resume from
@@ -788,7 +788,7 @@ def test_training_killed_while_writing_a_checkpoint_resumes_from_the_last_comple
     assert (run / "model.safetensors").is_file() and (run / "checkpoint-6" / "trainer_state.json").is_file()
 
 
-# Truncated files in the other containers (item 10): libsndfile reads them as shorter recordings. The check
+# Truncated files in the other containers: libsndfile reads them as shorter recordings. The check
 # used to know WAV and AIFF only.
 TRUNCATED_CONTAINERS = {
     "rf64": ("RF64", "PCM_16"),  # cut in the data: libsndfile reports only the frames present
@@ -875,7 +875,7 @@ def test_a_streamed_flac_without_length_is_read_in_full(model_dir, space_classif
 def test_training_on_a_validation_split_roc_auc_cannot_score_falls_back_to_the_loss(train_module, small_dataset,
                                                                                  tmp_path, caplog):
     """The small corpus's validation split is one piece: in both of its windows the same instruments play, so no
-    class has positives and negatives and macro ROC-AUC is NaN every epoch (item 11).
+    class has positives and negatives and macro ROC-AUC is NaN every epoch.
 
     Before, early stopping ended the run after 6 of 20 epochs with no best checkpoint; now the best checkpoint
     and early stopping follow the validation loss, and the run says so.
@@ -897,7 +897,7 @@ def test_training_on_a_validation_split_roc_auc_cannot_score_falls_back_to_the_l
     assert state["best_model_checkpoint"] is not None and state["best_metric"] == state["best_metric"]  # not NaN
 
 
-BROKEN_CONFIGS = {  # case -> (file, field, value); the bundled CNN with one field broken (item 12)
+BROKEN_CONFIGS = {  # case -> (file, field, value); the bundled CNN with one field broken
     "window_frames_1e8": ("config.json", "window_frames", 100_000_000),  # a 191-GiB MemoryError
     "std_0": ("preprocessor_config.json", "std", 0.0),  # every score NaN; --format json wrote NaN
 }
@@ -943,7 +943,7 @@ def test_broken_model_configs_are_refused_on_load_naming_file_and_field(case, au
 
 
 def test_evaluate_on_a_device_this_torch_does_not_have_is_a_message(model_dir, small_dataset, tmp_path, capsys):
-    """``evaluate --device cuda`` on a CPU-only torch ended in torch's ``AssertionError`` traceback (item 13)."""
+    """``evaluate --device cuda`` on a CPU-only torch ended in torch's ``AssertionError`` traceback."""
     import torch
 
     if torch.cuda.is_available():

@@ -1,4 +1,4 @@
-"""Smoke test of ``bench/bench_predict.py`` (issue 23): a --quick run on the bundled CNN, without AST, prints one
+"""Smoke test of ``bench/bench_predict.py``: a --quick run on the bundled CNN, without AST, prints one
 line with a real-time factor per length, the startup time and the peak RSS (~30 s on a quiet 2-core machine)."""
 
 from __future__ import annotations

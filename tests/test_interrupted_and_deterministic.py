@@ -1,4 +1,4 @@
-"""Interrupted work and determinism (issue 6, items 2 and 3).
+"""Interrupted work and determinism.
 
 * ``prepare`` killed mid-run (SIGKILL to its whole process group, as a job scheduler or the out-of-memory
   killer would) leaves no partial output; the rerun completes and its files equal an uninterrupted run's,

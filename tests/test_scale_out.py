@@ -1,4 +1,4 @@
-"""Scaling out (issue 6, item 4): what ``prepare --push-to-hub`` uploads streams back with ``datasets``.
+"""Scaling out: what ``prepare --push-to-hub`` uploads streams back with ``datasets``.
 
 The Hub is unreachable here, so ``HfApi`` is mocked at its boundary and every file the push uploads is
 written into a local folder laid out as the dataset repo would be. ``load_dataset(that folder,

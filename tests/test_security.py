@@ -1,4 +1,4 @@
-"""Security (issue 6, item 5): loading never unpickles nor runs code from a model folder; uploads cannot
+"""Security: loading never unpickles nor runs code from a model folder; uploads cannot
 choose where they land.
 
 * Model folders are loaded from safetensors only. A ``pytorch_model.bin`` whose unpickling would create a
@@ -254,7 +254,7 @@ def test_the_app_checks_the_size_itself_too(tmp_path):
     assert space_app.check_upload(path, space_app.AppLimits(max_upload_mb=1.0)) == pytest.approx(6.0)
 
 
-# -- untrusted model folders (issue 20, item 1) ----------------------------------------------------------
+# -- untrusted model folders -----------------------------------------------------------------------------
 #
 # transformers runs code shipped in a model folder when its config.json names a model type it does not know
 # and maps it to the folder's own files (``auto_map``), or when preprocessor_config.json maps the feature
@@ -348,7 +348,7 @@ def test_entry_points_refuse_a_folder_that_needs_its_own_code(entry, kind, stdin
     assert str(evil) in proc.stderr and "code" in proc.stderr, proc.stderr[-3000:]
 
 
-# -- push-model: nothing outside the model folder (issue 20, item 3) ---------------------------------------
+# -- push-model: nothing outside the model folder ----------------------------------------------------------
 
 def test_push_model_never_uploads_what_a_link_points_to_outside_the_folder(model_dir, tmp_path, monkeypatch, capsys):
     """A link ``notes.txt -> /some/secret`` in the model folder: refused, nothing staged or sent.
@@ -380,7 +380,7 @@ def test_push_model_never_uploads_what_a_link_points_to_outside_the_folder(model
     assert "card-copy.md" in upload[2]["files"] and "notes.txt" not in upload[2]["files"]
 
 
-# -- the Space's limits are numbers (issue 20, item 4) -----------------------------------------------------
+# -- the Space's limits are numbers --------------------------------------------------------------------------
 
 @pytest.mark.parametrize("how", ["--max-duration nan", "MAX_DURATION_S=nan", "--max-upload-mb inf",
                                  "MAX_UPLOAD_MB=-inf"])
@@ -425,7 +425,7 @@ def test_app_limits_must_be_positive_finite_numbers(field, value, monkeypatch):
         space_app.AppLimits.from_env()
 
 
-# -- decompression bombs (issue 20, item 2) ----------------------------------------------------------------
+# -- decompression bombs -------------------------------------------------------------------------------------
 #
 # A few KB of FLAC or Ogg Vorbis can declare 8 channels at 655 kHz, or 255 channels at 192 kHz: blocks sized in
 # seconds then hold gigabytes of decoded samples, and the Space spent minutes of CPU on a "10-minute" file.

@@ -221,7 +221,7 @@ def clip_set_metrics(y_true: np.ndarray, scores: np.ndarray, decisions: np.ndarr
 #: to four clips says more about those clips than about the instrument.
 MIN_TUNING_CLIPS = 5
 #: Their threshold instead: high, because on real recordings a wrong detection costs more than a miss of a label
-#: the clips cannot vouch for (cross-validated on real-dev in BENCHMARKS.md).
+#: the clips cannot vouch for (cross-validated on real recordings: docs/experiments.md, "Decisions").
 UNTUNED_THRESHOLD = 0.8
 
 
