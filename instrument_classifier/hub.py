@@ -28,12 +28,17 @@ from __future__ import annotations
 
 import argparse
 import fnmatch
+import json
 import os
 import shutil
 import sys
 import tempfile
 from pathlib import Path
 from typing import Iterable, List, Optional
+
+from huggingface_hub import HfApi
+
+from .ensemble import CONFIG_NAME, is_ensemble_folder
 
 __all__ = [
     "HubError",
@@ -112,7 +117,6 @@ def model_files(model_dir: str | os.PathLike) -> List[Path]:
     if not model_dir.is_dir():
         raise HubError(f"{model_dir}: no such model folder")
     if not (model_dir / "config.json").is_file():
-        from .ensemble import CONFIG_NAME, is_ensemble_folder
 
         if is_ensemble_folder(model_dir):
             raise HubError(_ensemble_refusal(model_dir, CONFIG_NAME))
@@ -127,7 +131,6 @@ def model_files(model_dir: str | os.PathLike) -> List[Path]:
 
 def _ensemble_refusal(model_dir: Path, config_name: str) -> str:
     """Why an ensemble folder is not pushed, and what to push instead."""
-    import json
 
     try:
         listed = json.loads((model_dir / config_name).read_text())["members"]
@@ -172,8 +175,6 @@ def stage_files(pairs: Iterable[tuple[Path, Path]], dest: str | os.PathLike) -> 
 
 
 def _api(token: Optional[str]):
-    from huggingface_hub import HfApi
-
     return HfApi(token=token)
 
 

@@ -12,7 +12,11 @@ import os
 from pathlib import Path
 from typing import Optional, Tuple
 
+from datasets import load_dataset
+from huggingface_hub import snapshot_download
+
 from ..data.prepare import EXTRACTOR_DIR, INFO_FILE, build_dataset, load_prepared
+from ..modeling.feature_extraction_instrument import InstrumentFeatureExtractor, default_feature_settings
 from .errors import TrainingSetupError
 
 __all__ = ["load_training_data", "default_prepared_dir", "select_samples"]
@@ -38,8 +42,6 @@ def default_prepared_dir(data_args) -> Path:
 
 
 def _prepare_from_music_dirs(data_args):
-    from ..modeling.feature_extraction_instrument import InstrumentFeatureExtractor, default_feature_settings
-
     window = data_args.window_frames or 256
     extractor = InstrumentFeatureExtractor(**default_feature_settings(data_args.feature_type, data_args.n_coefficients),
                                            include_deltas=data_args.include_deltas, delta_order=data_args.delta_order)
@@ -55,11 +57,6 @@ def _prepare_from_music_dirs(data_args):
 
 
 def _load_from_hub(repo_id: str, revision: Optional[str], cache_dir: Optional[str]):
-    from datasets import load_dataset
-    from huggingface_hub import snapshot_download
-
-    from ..modeling.feature_extraction_instrument import InstrumentFeatureExtractor
-
     folder = Path(snapshot_download(repo_id, repo_type="dataset", revision=revision, cache_dir=cache_dir,
                                     allow_patterns=[INFO_FILE, f"{EXTRACTOR_DIR}/*"]))
     if not (folder / INFO_FILE).is_file():

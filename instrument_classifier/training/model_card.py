@@ -13,7 +13,10 @@ import os
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
 from ..atomic_write import write_text
+from ..data.taxonomy import MUSICNET_PROGRAMS, _ranges, get_taxonomy
 
 __all__ = ["usage_lines", "describe_corpus", "build_model_card", "write_model_card"]
 
@@ -152,8 +155,6 @@ def _fmt(value, digits: int = 3) -> str:
 
 
 def _taxonomy_rows(config, info: dict) -> List[str]:
-    from ..data.taxonomy import MUSICNET_PROGRAMS, _ranges, get_taxonomy
-
     taxonomy = None
     try:
         taxonomy = get_taxonomy(info["taxonomy"])
@@ -230,7 +231,6 @@ def build_model_card(
     command : str, optional
         The training command line.
     """
-    from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
     corpus = describe_corpus(info, "train")
     evaluation = describe_corpus(info, "evaluation")

@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Dict, Optional, Tuple
+
+from transformers import AutoConfig, AutoFeatureExtractor, AutoModelForAudioClassification
+
+from ..modeling import MODEL_CLASSES  # importing registers our model types with the Auto classes
+from ..modeling.feature_extraction_instrument import feature_settings
+from ..remote_code import RemoteCodeError, check_no_remote_code
 
 from .errors import TrainingSetupError
 
@@ -73,14 +80,10 @@ def apply_config_overrides(config, overrides: Dict[str, object]):
 
 
 def _model_classes():
-    from ..modeling import MODEL_CLASSES  # importing registers the Auto classes and register_for_auto_class
-
     return MODEL_CLASSES
 
 
 def _check_feature_settings(model_extractor, data_extractor, source: str) -> None:
-    from ..modeling.feature_extraction_instrument import feature_settings
-
     model_cfg, data_cfg = feature_settings(model_extractor), feature_settings(data_extractor)
     differ = [k for k in model_cfg if model_cfg[k] != data_cfg[k]]
     if differ:
@@ -99,11 +102,6 @@ def build_model(model_args, info: dict, data_extractor, overrides: Optional[Dict
     """
     overrides = dict(overrides or {})
     if model_args.model_name_or_path:
-        from transformers import AutoConfig, AutoFeatureExtractor, AutoModelForAudioClassification
-
-        import instrument_classifier.modeling  # noqa: F401  (registers our model types with the Auto classes)
-
-        from ..remote_code import RemoteCodeError, check_no_remote_code
 
         # False unless the user said --trust_remote_code true: never transformers' "run the code? [y/N]" prompt
         hub = {"trust_remote_code": bool(model_args.trust_remote_code), "revision": model_args.model_revision,
@@ -154,7 +152,6 @@ def build_model(model_args, info: dict, data_extractor, overrides: Optional[Dict
 
 def _check_safetensors(source: str) -> None:
     """Refuse a local model folder without safetensors weights (a pickle can run code when loaded)."""
-    from pathlib import Path
 
     folder = Path(source)
     if folder.is_dir() and not any(folder.glob("*.safetensors")):
