@@ -17,6 +17,7 @@ import re
 from typing import Iterator, Optional, Tuple
 
 import numpy as np
+import soxr
 import soundfile as sf
 
 __all__ = ["AudioError", "TARGET_SR", "BLOCK_SAMPLES", "audio_info", "decoded_samples", "load_audio", "stream_audio",
@@ -213,7 +214,6 @@ def stream_audio(
     blocksize = max(1, min(int(block_seconds * info.samplerate), BLOCK_SAMPLES // max(1, info.channels)))
     resampler = None
     if info.samplerate != sr:
-        import soxr
 
         resampler = soxr.ResampleStream(info.samplerate, sr, 1, dtype="float32", quality="HQ")
     offset = 0

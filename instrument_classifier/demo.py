@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 __all__ = ["add_demo_arguments", "run_demo"]
@@ -37,7 +38,7 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
 def _limit(option: str):
     """argparse type of a limit: a positive, finite number (``nan`` or ``inf`` would limit nothing)."""
     def parse(text: str) -> float:
-        from .space_app import parse_limit
+        from .space_app import parse_limit  # gradio: see run_demo
 
         try:
             return parse_limit(option, text)
@@ -48,8 +49,7 @@ def _limit(option: str):
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    from dataclasses import replace
-
+    # imported when the demo runs: `instrument-classifier --help` imports this module, and gradio takes seconds
     from .inference import DeviceError, resolve_device
     from .space_app import AppLimits, build_demo, launch_kwargs
 

@@ -25,6 +25,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from .atomic_write import write_text
+
 __all__ = ["CONFIG_NAME", "EnsembleConfig", "InstrumentEnsemble", "is_ensemble_folder", "blend_probabilities"]
 
 CONFIG_NAME = "ensemble_config.json"
@@ -56,8 +58,6 @@ class EnsembleConfig:
         return len(self.labels)
 
     def save(self, folder: os.PathLike) -> Path:
-        from .atomic_write import write_text
-
         path = Path(folder) / CONFIG_NAME
         write_text(path, json.dumps(asdict(self), indent=2) + "\n")
         return path

@@ -61,11 +61,17 @@ from typing import Callable, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
+from transformers import AutoFeatureExtractor, AutoModelForAudioClassification
+from transformers.utils import logging as hf_logging
 
+from . import modeling  # noqa: F401  (registers our classes: the package's code is used, never remote code)
 from .audio import AudioError, audio_info, check_waveform, stream_audio
+from .config_checks import check_model_settings
 from .context import RecordingContext, blend, neighbour_means
 from .ensemble import CONFIG_NAME as ENSEMBLE_CONFIG_NAME
 from .ensemble import EnsembleConfig, InstrumentEnsemble, blend_probabilities, is_ensemble_folder
+from .remote_code import NO_REMOTE_CODE, check_no_remote_code
 
 __all__ = [
     "Segment",
@@ -174,11 +180,6 @@ def load_model(name_or_path: Optional[Union[str, os.PathLike]] = None, device: U
     feature_extractor : InstrumentFeatureExtractor or None
         ``None`` for an ensemble: each member brings its own.
     """
-    from transformers import AutoFeatureExtractor, AutoModelForAudioClassification
-
-    from . import modeling  # noqa: F401  (registers our classes: the package's code is used, never remote code)
-    from .config_checks import check_model_settings
-    from .remote_code import NO_REMOTE_CODE, check_no_remote_code
 
     if name_or_path is None:
         if not is_ensemble_folder(DEFAULT_MODEL_DIR) and not (DEFAULT_MODEL_DIR / "config.json").is_file():
@@ -294,7 +295,6 @@ def quiet_weight_loading(quiet: bool = True) -> Iterator[None]:
     """Within the block, transformers' "Loading weights" bars are not shown (transformers 5 prints one per
     ``from_pretrained``: two per ``predict`` of the ensemble, on every run); its other bars, such as Hub downloads,
     are. ``quiet=False`` changes nothing."""
-    from transformers.utils import logging as hf_logging
 
     set_hook = getattr(hf_logging, "set_tqdm_hook", None)
     if not quiet or set_hook is None:  # (a transformers without the hook prints them)
@@ -522,8 +522,6 @@ class _ProgressBar:
     never passes the total (the silence padding the last window is not counted)."""
 
     def __init__(self, name: str, duration: float, members: int, enabled: bool):
-        from tqdm.auto import tqdm
-
         self.duration, self.members = float(duration), members
         self.total = max(1, int(round(duration)))
         self.done = [0.0] * members  # seconds of audio each member has classified

@@ -84,6 +84,7 @@ def run_predict(args: argparse.Namespace) -> int:
               "Give another file name", file=sys.stderr)
         return 2
 
+    # imported once the arguments are checked: a wrong flag is reported before torch and transformers load
     from .inference import DeviceError, load_model, resolve_device
 
     try:  # before loading: "cuda" on a machine without it is a usage error, not a failed model

@@ -22,6 +22,9 @@ import os
 from pathlib import Path
 from typing import Optional
 
+from transformers import CONFIG_MAPPING
+from transformers.models.auto.feature_extraction_auto import feature_extractor_class_from_name
+
 __all__ = ["NO_REMOTE_CODE", "RemoteCodeError", "check_no_remote_code"]
 
 #: keyword arguments for every ``from_pretrained`` of this package
@@ -51,6 +54,8 @@ def check_no_remote_code(folder: str | os.PathLike) -> None:
     folder = Path(folder)
     if not folder.is_dir():
         return
+    # imported here, not at the top: modeling's shipped copies must not depend on this module, and loading it
+    # (torch, the model classes) is only needed once a folder is really checked
     from . import modeling  # noqa: F401  (registers our model types and feature extractor: known, not remote)
 
     config = _read_json(folder / "config.json")
@@ -80,14 +85,10 @@ def _read_json(path: Path) -> dict:
 
 
 def _known_model_type(model_type: Optional[str]) -> bool:
-    from transformers import CONFIG_MAPPING
-
     return isinstance(model_type, str) and model_type in CONFIG_MAPPING
 
 
 def _known_extractor(name: Optional[str]) -> bool:
-    from transformers.models.auto.feature_extraction_auto import feature_extractor_class_from_name
-
     return isinstance(name, str) and feature_extractor_class_from_name(name) is not None
 
 

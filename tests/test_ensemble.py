@@ -123,7 +123,7 @@ def test_ensemble_decodes_a_file_once_and_shows_one_bar_named_after_it(bundled, 
             super().update(n)
             self.counts.append(self.n)
 
-    monkeypatch.setattr(tqdm.auto, "tqdm", Recorded)
+    monkeypatch.setattr(inference, "tqdm", Recorded)  # the progress bar inference draws
     timeline = predict_timeline(ensemble, None, str(path), progress=True)
     assert len(decodes) == 1
     assert [bar.desc for bar in bars] == ["sextet twice.wav"]

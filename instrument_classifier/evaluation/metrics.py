@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Dict, Optional, Sequence, Union
 
 import numpy as np
+from sklearn.metrics import hamming_loss, precision_recall_fscore_support, roc_auc_score
 
 __all__ = [
     "METRIC_PATH",
@@ -148,7 +149,6 @@ def compute_instrument_metrics(
         ``{label: {"roc_auc", "precision", "recall", "f1", "support"}}`` (support = number of positives).
         Plain Python types, ready for ``json.dump``.
     """
-    from sklearn.metrics import hamming_loss, precision_recall_fscore_support, roc_auc_score
 
     y_true, y_score, labels = _check_inputs(y_true, y_score, labels)
     y_pred = binarize(y_score, thresholds)
