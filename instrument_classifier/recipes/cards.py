@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import List, Optional, Sequence
 
 from ..atomic_write import replace_dir, write_text
+from ..evaluation.report import fmt, markdown_table
 from .common import LIBRARIES, MODELING_DIR, RecipeError, RecipeSettings, write_json
 from .real_clips import measure_real_clips
 
@@ -29,8 +30,8 @@ def _synthetic_results(entry: dict, settings: RecipeSettings) -> List[str]:
             m = entry[key]
             seven = "–" if m["mean_f1_7"] is None else f"{m['mean_f1_7']:.3f}"
             s12 = f"{m['seed12']['f1_macro']:.3f}" if "seed12" in m else "–"
-            rows.append(f"| {name} | {m['roc_auc_macro']:.3f} | {m['f1_micro']:.3f} | {m['f1_macro']:.3f} | "
-                        f"{seven} | {s12} |")
+            rows.append([name, f"{m['roc_auc_macro']:.3f}", f"{m['f1_micro']:.3f}", f"{m['f1_macro']:.3f}",
+                         seven, s12])
     context = entry.get("heldout+context", {}).get("context")
     return [
         f"MusicNet's 320 train scores synthesized with {describe_libraries(settings.train_libraries)} (velocity "
@@ -40,10 +41,9 @@ def _synthetic_results(entry: dict, settings: RecipeSettings) -> List[str]:
         f"with a room and noise. Validation pieces: {validation}; test pieces: MusicNet's 10 test recordings, "
         f"rendered in full. Window level (2.97 s), thresholds tuned on validation:",
         "",
-        "| test set | macro ROC-AUC | micro F1 | macro F1 "
-        "| mean F1 (piano, violin, viola, cello, clarinet, bassoon, horn) | seed12 families, macro F1 |",
-        "|---|---|---|---|---|---|",
-        *rows,
+        *markdown_table(["test set", "macro ROC-AUC", "micro F1", "macro F1",
+                         "mean F1 (piano, violin, viola, cello, clarinet, bassoon, horn)",
+                         "seed12 families, macro F1"], rows),
         "",
         "seed12 families: the musicnet11 scores seen as instrument families (a family's score is its highest "
         "member's), family thresholds tuned on validation. Macro averages cover the classes present in the test "
@@ -150,11 +150,6 @@ BUNDLED_KINDS = {
 }
 
 
-def num(value, digits: int = 3) -> str:
-    """A table cell of the cards: ``value`` to ``digits`` decimals, "–" for none."""
-    return "–" if value is None else f"{value:.{digits}f}"
-
-
 def library_title(name: str) -> str:
     """The library as a card names it (``"Merlin"``), with the instruments it leaves out."""
     described = describe_libraries([name]) if name in LIBRARIES else name
@@ -178,24 +173,24 @@ def _real_clip_section(real: Optional[dict], heldout: str) -> List[str]:
         f"pipeline report. The thresholds were tuned on synthesized {heldout} validation pieces, never on these "
         "clips.",
         "",
-        "| clips | thresholds | macro ROC-AUC | micro F1 | false instruments per clip | exact set |",
-        "|---|---|---|---|---|---|",
-        f"| all {everything['num_clips']} | this folder's | {num(everything['roc_auc_macro'])} | "
-        f"{num(everything['f1_micro'])} | {num(everything['false_alarms_per_clip'], 2)} | "
-        f"{num(everything['exact_set_accuracy'])} |",
     ]
+    rows = [[f"all {everything['num_clips']}", "this folder's", fmt(everything["roc_auc_macro"]),
+             fmt(everything["f1_micro"]), fmt(everything["false_alarms_per_clip"], 2),
+             fmt(everything["exact_set_accuracy"])]]
     if long is not None:
-        lines.append(f"| the {long['num_clips']} of {long['min_seconds']:g} s or more | this folder's | "
-                     f"{num(long['roc_auc_macro'])} | {num(long['f1_micro'])} | "
-                     f"{num(long['false_alarms_per_clip'], 2)} | {num(long['exact_set_accuracy'])} |")
-    lines.append(f"| all {everything['num_clips']} | tuned on other clips of the set (2-fold cross-validation, "
-                 f"{cv['repeats']} repeats) | {num(everything['roc_auc_macro'])} | {num(cv['f1_micro'])} | "
-                 f"{num(cv['false_alarms_per_clip'], 2)} | – |")
+        rows.append([f"the {long['num_clips']} of {long['min_seconds']:g} s or more", "this folder's",
+                     fmt(long["roc_auc_macro"]), fmt(long["f1_micro"]), fmt(long["false_alarms_per_clip"], 2),
+                     fmt(long["exact_set_accuracy"])])
+    rows.append([f"all {everything['num_clips']}",
+                 f"tuned on other clips of the set (2-fold cross-validation, {cv['repeats']} repeats)",
+                 fmt(everything["roc_auc_macro"]), fmt(cv["f1_micro"]), fmt(cv["false_alarms_per_clip"], 2), "–"])
+    lines += markdown_table(["clips", "thresholds", "macro ROC-AUC", "micro F1", "false instruments per clip",
+                             "exact set"], rows)
     per_class = everything["per_class"]
     lines += [
         "",
         "Per instrument (all clips): " + ", ".join(
-            f"{label} AUC {num(m['roc_auc'], 2)} / F1 {num(m['f1'], 2)} ({m['support']} clips)"
+            f"{label} AUC {fmt(m['roc_auc'], 2)} / F1 {fmt(m['f1'], 2)} ({m['support']} clips)"
             for label, m in per_class.items() if m["support"]) + ".",
         "",
     ]

@@ -10,22 +10,23 @@ tagger trained on real recordings) frozen and learns one linear head on its repr
 (:mod:`instrument_classifier.training.linear_probe`). On the real development clips that front end carries over
 where MFCC models do not (BENCHMARKS.md, "A front end learned from real music: musicnn"), and training audio closer
 to real playing (recorded samples) and tracks of other instruments (distractors) moved it further ("Training audio
-from recorded samples, and distractors"). This module builds exactly that model; ``recipe.py`` keeps building the
-CNN and the Transformer, and this stage reuses its renders.
+from recorded samples, and distractors"). This module builds exactly that model; the MFCC recipe
+(:mod:`~instrument_classifier.recipes.mfcc`) keeps building the CNN and the Transformer, and this stage reuses its
+renders.
 
 Steps (each skipped when its output is complete, so an interrupted run resumes where it stopped)::
 
     sources   the musicnn weights (``scripts/convert_musicnn.py``'s safetensors) and a Virtual Playing Orchestra
               checkout: checked, their sha256 and git commit recorded in musicnn/sources.json. Nothing of either
               is shipped but the converted weights inside the model (ISC licence, kept with them)
-    render    recipe.py's renders up to perturb (FluidR3 and MuseScore training excerpts, the held-out Merlin
+    render    the MFCC recipe's renders up to perturb (FluidR3 and MuseScore training excerpts, the held-out Merlin
               validation and test pieces; run here if missing), plus two training corpora of the train pieces:
               VPO's recorded samples ([60, 105) s, seed 3) and FluidR3 with distractors (each track played by
               another instrument with probability 0.5, its notes left out of the labels; [20, 65) s), each
               perturbed with the recipe's "train" conditions (seeds 102 and 103)
     prepare   datasets/musicnn: musicnn windows (187 frames = 3 s at 16 kHz, hop 187) of the four training
               corpora; validation windows from the held-out library's validation renders, test windows from its
-              test renders (as recipe.py's datasets/heldout)
+              test renders (as the MFCC recipe's datasets/heldout)
     train     the linear probe: the musicnn representation of every window (cached in musicnn/representations),
               one logistic regression per label (C 0.001), window thresholds tuned on the held-out validation
               windows -> musicnn/model
@@ -37,7 +38,7 @@ Steps (each skipped when its output is complete, so an interrupted run resumes w
     export    OUTPUT/musicnn: the model folder (save_pretrained), its feature extractor, a model card, the
               licence of the musicnn weights, recipe_musicnn_results.json
 
-Timings go to ``WORKDIR/recipe_musicnn_log.json`` (recipe.py's own steps, when run from here, to its
+Timings go to ``WORKDIR/recipe_musicnn_log.json`` (the MFCC recipe's own steps, when run from here, to its
 ``recipe_log.json``).
 """
 
@@ -53,10 +54,11 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence
 
 from ..atomic_write import write_dir
+from ..evaluation.report import fmt, markdown_table
 from ..local_paths import strip_local_paths
 from ..training.model_card import usage_lines
 from . import common, mfcc
-from .cards import num, library_title
+from .cards import library_title
 from .real_clips import LONG_CLIP_SECONDS, clip_summary, long_clip_metrics
 from .common import (
     DEFAULT_REAL_DEV,
@@ -101,7 +103,7 @@ MUSICNN_LICENCE = (
     "OR PROFITS, WHETHER IN AN ACTION OF CONTRACT, NEGLIGENCE OR OTHER TORTIOUS ACTION, ARISING OUT OF OR IN "
     "CONNECTION WITH THE USE OR PERFORMANCE OF THIS SOFTWARE.\n"
 )
-#: The export's weights budget, as recipe.py's (musicnn's weights are 3.2 MB).
+#: The export's weights budget, as the MFCC recipe's (musicnn's weights are 3.2 MB).
 MAX_WEIGHTS_BYTES = 5 * 1024 * 1024
 
 
@@ -258,8 +260,8 @@ def check_sources(weights: Path, vpo: Path, out: Path) -> dict:
 # -- render ------------------------------------------------------------------------------------------------------
 
 def recipe_corpora(workdir: Path, settings: RecipeSettings) -> Dict[str, object]:
-    """The folders recipe.py's render step makes that this stage reads: ``train`` (the perturbed training renders,
-    one per training library), ``validation`` and ``test`` (the held-out library's, perturbed)."""
+    """The folders the MFCC recipe's render step makes that this stage reads: ``train`` (the perturbed training
+    renders, one per training library), ``validation`` and ``test`` (the held-out library's, perturbed)."""
     h = settings.heldout_library
     return {"train": [workdir / "train" / f"{name}-{settings.train_perturbation}"
                       for name in settings.train_libraries],
@@ -268,12 +270,13 @@ def recipe_corpora(workdir: Path, settings: RecipeSettings) -> Dict[str, object]
 
 def _render_once(dry: Path, render: Callable[[], None]) -> None:
     render()
-    (dry / ".done-train").write_text("ok\n")  # as recipe._render: a render with its marker is complete
+    (dry / ".done-train").write_text("ok\n")  # as renders.render: a render with its marker is complete
 
 
 def render_training_corpora(workdir: Path, output: Path, settings: RecipeSettings, mset: MusicnnSettings,
                             vpo: Path, vpo_commit: str, log: StepLog) -> List[Path]:
-    """recipe.py's renders (if missing), then the VPO and distractor corpora; returns the four training corpora."""
+    """The MFCC recipe's renders (if missing), then the VPO and distractor corpora; returns the four training
+    corpora."""
     from ..data import render as fluidsynth
     from ..data import sampler
     from ..data.perturb_corpus import perturb_corpus
@@ -325,11 +328,11 @@ def render_training_corpora(workdir: Path, output: Path, settings: RecipeSetting
 
 def validation_corpora(workdir: Path, settings: RecipeSettings, train_corpora: Sequence[Path],
                        log: StepLog) -> List[Path]:
-    """The held-out validation corpora for ``train_corpora``: recipe.py's, plus the pieces it lacks.
+    """The held-out validation corpora for ``train_corpora``: the MFCC recipe's, plus the pieces it lacks.
 
-    ``prepare`` chooses the validation pieces from the labels of all training corpora. recipe.py rendered those
+    ``prepare`` chooses the validation pieces from the labels of all training corpora. The MFCC recipe rendered those
     it chose from its own two; the VPO excerpts ([60, 105) s) can bring an instrument neither of them hears and
-    so change the choice. Pieces recipe.py did not render are rendered here as it would have (same seeds) into
+    so change the choice. Pieces the MFCC recipe did not render are rendered here as it would have (same seeds) into
     ``heldout/<library>-validation-musicnn``.
     """
     from ..data.perturb_corpus import perturb_corpus
@@ -515,28 +518,29 @@ def model_card(results: dict, settings: RecipeSettings, mset: MusicnnSettings) -
             "tuning reaches on clips it did not see (2-fold over the clips, "
             f"{cv['repeats']} repeats). Real recordings kept unseen judge the model; they are not reported here.",
             "",
-            "| clips | thresholds | macro ROC-AUC | micro F1 | false instruments per clip | exact set |",
-            "|---|---|---|---|---|---|",
         ]
         everything, long, before = real_dev["tuned"], real_dev.get("long_clips"), real_dev["validation_thresholds"]
-        lines.append(f"| all {everything['num_clips']} | tuned on them | {num(everything['roc_auc_macro'])} | "
-                     f"{num(everything['f1_micro'])} | {num(everything['false_alarms_per_clip'], 2)} | "
-                     f"{num(everything['exact_set_accuracy'])} |")
-        lines.append(f"| all {everything['num_clips']} | tuned on other clips (cross-validated) | "
-                     f"{num(everything['roc_auc_macro'])} | {num(cv['f1_micro'])} | "
-                     f"{num(cv['false_alarms_per_clip'], 2)} | – |")
+        clip_rows = [
+            [f"all {everything['num_clips']}", "tuned on them", fmt(everything["roc_auc_macro"]),
+             fmt(everything["f1_micro"]), fmt(everything["false_alarms_per_clip"], 2),
+             fmt(everything["exact_set_accuracy"])],
+            [f"all {everything['num_clips']}", "tuned on other clips (cross-validated)",
+             fmt(everything["roc_auc_macro"]), fmt(cv["f1_micro"]), fmt(cv["false_alarms_per_clip"], 2), "–"],
+        ]
         if long is not None:
-            lines.append(f"| the {long['num_clips']} of {long['min_seconds']:g} s or more | tuned on all | "
-                         f"{num(long['roc_auc_macro'])} | {num(long['f1_micro'])} | "
-                         f"{num(long['false_alarms_per_clip'], 2)} | {num(long['exact_set_accuracy'])} |")
-        lines.append(f"| all {before['num_clips']} | {heldout} validation windows (before tuning) | "
-                     f"{num(before['roc_auc_macro'])} | {num(before['f1_micro'])} | "
-                     f"{num(before['false_alarms_per_clip'], 2)} | {num(before['exact_set_accuracy'])} |")
+            clip_rows.append([f"the {long['num_clips']} of {long['min_seconds']:g} s or more", "tuned on all",
+                              fmt(long["roc_auc_macro"]), fmt(long["f1_micro"]),
+                              fmt(long["false_alarms_per_clip"], 2), fmt(long["exact_set_accuracy"])])
+        clip_rows.append([f"all {before['num_clips']}", f"{heldout} validation windows (before tuning)",
+                          fmt(before["roc_auc_macro"]), fmt(before["f1_micro"]),
+                          fmt(before["false_alarms_per_clip"], 2), fmt(before["exact_set_accuracy"])])
+        lines += markdown_table(["clips", "thresholds", "macro ROC-AUC", "micro F1", "false instruments per clip",
+                                 "exact set"], clip_rows)
         per_class = everything["per_class"]
         lines += [
             "",
             "Per instrument (all clips, tuned thresholds): "
-            + ", ".join(f"{label} AUC {num(m['roc_auc'], 2)} / F1 {num(m['f1'], 2)} ({m['support']} clips)"
+            + ", ".join(f"{label} AUC {fmt(m['roc_auc'], 2)} / F1 {fmt(m['f1'], 2)} ({m['support']} clips)"
                         for label, m in per_class.items() if m["support"]) + ".",
             "",
         ]
@@ -549,11 +553,10 @@ def model_card(results: dict, settings: RecipeSettings, mset: MusicnnSettings) -
         f"MusicNet's test pieces rendered in full with {heldout} + rooms and noise, window level (3-s windows). "
         "Renderings, not musicians: this protocol checks that nothing was lost on the synthetic benchmark.",
         "",
-        "| thresholds | macro ROC-AUC | micro F1 | macro F1 | mean F1 (piano, violin, viola, cello, clarinet, "
-        "bassoon, horn) |",
-        "|---|---|---|---|---|",
-        *(f"| {name} | {num(m['roc_auc_macro'])} | {num(m['f1_micro'])} | {num(m['f1_macro'])} | "
-          f"{num(m['mean_f1_7'])} |" for name, m in rows),
+        *markdown_table(["thresholds", "macro ROC-AUC", "micro F1", "macro F1",
+                         "mean F1 (piano, violin, viola, cello, clarinet, bassoon, horn)"],
+                        ([name, fmt(m["roc_auc_macro"]), fmt(m["f1_micro"]), fmt(m["f1_macro"]), fmt(m["mean_f1_7"])]
+                         for name, m in rows)),
         "",
         "## Licences",
         "",
@@ -623,8 +626,8 @@ def run_musicnn_recipe(workdir: Path, output: Path, settings: RecipeSettings, ms
     Parameters
     ----------
     workdir : Path
-        recipe.py's work folder (its renders are reused); this stage adds ``musicnn/``, ``datasets/musicnn`` and
-        its renders beside recipe.py's.
+        The MFCC recipe's work folder (its renders are reused); this stage adds ``musicnn/``, ``datasets/musicnn`` and
+        its renders beside the MFCC recipe's.
     output : Path
         The model goes to ``output/musicnn``.
     settings, mset : RecipeSettings, MusicnnSettings
@@ -796,17 +799,17 @@ def format_results(results: dict) -> str:
     else:
         m, cv = real["tuned"], real["cross_validated"]
         lines.append(f"real clips ({real['num_clips']}, the development set the thresholds were tuned on): macro AUC "
-                     f"{num(m['roc_auc_macro'])}, micro F1 {num(m['f1_micro'])}, false instruments per clip "
-                     f"{num(m['false_alarms_per_clip'], 2)}; tuned on other clips (cross-validated): micro F1 "
-                     f"{num(cv['f1_micro'])}, false per clip {num(cv['false_alarms_per_clip'], 2)}")
+                     f"{fmt(m['roc_auc_macro'])}, micro F1 {fmt(m['f1_micro'])}, false instruments per clip "
+                     f"{fmt(m['false_alarms_per_clip'], 2)}; tuned on other clips (cross-validated): micro F1 "
+                     f"{fmt(cv['f1_micro'])}, false per clip {fmt(cv['false_alarms_per_clip'], 2)}")
         if real.get("long_clips"):
             long = real["long_clips"]
             lines.append(f"  the {long['num_clips']} clips of {long['min_seconds']:g} s or more: macro AUC "
-                         f"{num(long['roc_auc_macro'])}, micro F1 {num(long['f1_micro'])}, false per clip "
-                         f"{num(long['false_alarms_per_clip'], 2)}")
+                         f"{fmt(long['roc_auc_macro'])}, micro F1 {fmt(long['f1_micro'])}, false per clip "
+                         f"{fmt(long['false_alarms_per_clip'], 2)}")
     for name, m in results["merlin_test"].items():
-        lines.append(f"held-out test windows, {name.replace('_', ' ')}: macro AUC {num(m['roc_auc_macro'])}, micro F1 "
-                     f"{num(m['f1_micro'])}, macro F1 {num(m['f1_macro'])}")
+        lines.append(f"held-out test windows, {name.replace('_', ' ')}: macro AUC {fmt(m['roc_auc_macro'])}, micro F1 "
+                     f"{fmt(m['f1_micro'])}, macro F1 {fmt(m['f1_macro'])}")
     return "\n".join(lines)
 
 
@@ -849,7 +852,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         parser.error(f"--musicnet: {exc}")
     if not (musicnet / "train_labels").is_dir():
         parser.error(f"--musicnet: {musicnet} has no train_labels/ (the MusicNet label CSVs)")
-    common.MUSICNET_LABELS = musicnet  # recipe.py's renders (run from here when missing) read it there
+    common.MUSICNET_LABELS = musicnet  # the MFCC recipe's renders (run from here when missing) read it there
     settings = RecipeSettings()
     if args.num_proc is not None:
         settings.num_proc = args.num_proc
