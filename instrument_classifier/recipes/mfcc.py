@@ -45,27 +45,26 @@ import argparse
 import functools
 import json
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Optional, Sequence
 
+from ..evaluation.evaluate_models import evaluate_models
 from ..evaluation.predict_split import predict_split
 from . import common
 from .cards import export_models, write_bundled_cards
-from .common import DEFAULT_REAL_DEV, LIBRARIES, RecipeError, RecipeSettings, StepLog, timed, write_json
-from .renders import corpus_done, forget_renders_of_another_plan, render
+from .common import DEFAULT_REAL_DEV, LIBRARIES, RecipeError, RecipeSettings, StepLog, write_json
+from .renders import render_corpora
 from .results import format_results, summarise
 from .sources import check_overlap, fetch_library, require_disjoint
 from .train_models import (
     add_missing_context,
     build_ensemble,
     dataset_paths,
-    forget_results_of_other_settings,
+    prepare_datasets,
     seed12_metrics,
-    train_command,
-    train_environment,
+    train_all,
 )
 
 __all__ = ["run_recipe", "main"]
@@ -93,10 +92,6 @@ def run_recipe(workdir: Path, output: Path, settings: RecipeSettings, stop_after
     dict
         The results written to ``WORKDIR/recipe_results.json`` (``{}`` when stopped early).
     """
-    from ..data.perturb_corpus import perturb_corpus
-    from ..data.prepare import build_dataset, plan_validation_pieces
-    from ..modeling.feature_extraction_instrument import InstrumentFeatureExtractor, default_feature_settings
-
     workdir.mkdir(parents=True, exist_ok=True)
     log = StepLog(workdir)
     if not (common.MUSICNET_LABELS / "train_labels").is_dir():
@@ -116,85 +111,19 @@ def run_recipe(workdir: Path, output: Path, settings: RecipeSettings, stop_after
     require_disjoint(overlap, overlap_path)
 
     # render and perturb ------------------------------------------------------------------------------
-    render_dir, train_dir, eval_dir = workdir / "render", workdir / "train", workdir / "heldout"
-    train_corpora, indomain_corpora = [], []
-    for i, (name, path) in enumerate(train_paths.items()):
-        dry, excluded = render_dir / f"{name}-dry", LIBRARIES[name].excluded_programs
-        start = i * settings.excerpt_stride_seconds
-        noisy = train_dir / f"{name}-{settings.train_perturbation}"
-        forget_renders_of_another_plan(
-            {"start": start, "seconds": settings.excerpt_seconds, "seed": settings.seed + i + 1,
-             "velocity": settings.velocity, "velocity_jitter": settings.velocity_jitter,
-             "omitted_programs": list(excluded), "perturbation": settings.train_perturbation,
-             "instrument_eq_db": settings.instrument_eq_db}, [dry, noisy])
-        timed(log, f"render {name} train [{start:.0f}, {start + settings.excerpt_seconds:.0f}) s",
-              lambda: render(path, dry, "train", settings.excerpt_seconds, start, settings.seed + i + 1, settings,
-                              excluded, eq_db=settings.instrument_eq_db),
-              (dry / ".done-train").is_file())
-        timed(log, f"render {name} test",
-              lambda: render(path, dry, "test", None, 0.0, settings.seed + i + 1, settings, excluded),
-              (dry / ".done-test").is_file())
-        timed(log, f"perturb {name} ({settings.train_perturbation})",
-              lambda: perturb_corpus(dry, noisy, settings.train_perturbation, settings.seed + 100 + i, split="train",
-                                     num_proc=settings.num_proc),
-              corpus_done(noisy))
-        train_corpora.append(noisy)
-        indomain_corpora.append(dry)
-    (h_name, h_path), = heldout_paths.items()
-    h_dry, h_test = render_dir / f"{h_name}-dry", eval_dir / f"{h_name}-test"
-    h_val_dry, h_val = render_dir / f"{h_name}-validation-dry", eval_dir / f"{h_name}-validation"
-    h_excluded = LIBRARIES[h_name].excluded_programs
-    validation_pieces = plan_validation_pieces(train_corpora, settings.taxonomy, seed=settings.seed)
-    forget_renders_of_another_plan({"pieces": validation_pieces, "seconds": settings.heldout_validation_seconds,
-                                     "seed": settings.seed}, [h_val_dry, h_val], "validation_plan.json")
-    timed(log, f"render {h_name} (held out) {len(validation_pieces)} validation pieces",
-          lambda: render(h_path, h_val_dry, "train", settings.heldout_validation_seconds, 0.0, settings.seed + 50,
-                          settings, h_excluded, ids=validation_pieces),
-          (h_val_dry / ".done-train").is_file())
-    timed(log, f"render {h_name} (held out) test",
-          lambda: render(h_path, h_dry, "test", None, 0.0, settings.seed + 50, settings, h_excluded),
-          (h_dry / ".done-test").is_file())
-    timed(log, f"perturb {h_name} validation (test conditions)",
-          lambda: perturb_corpus(h_val_dry, h_val, "test", settings.seed + 200, num_proc=settings.num_proc),
-          corpus_done(h_val))
-    timed(log, f"perturb {h_name} test (test conditions)",
-          lambda: perturb_corpus(h_dry, h_test, "test", settings.seed + 200, split="test", num_proc=settings.num_proc),
-          corpus_done(h_test))
+    train_corpora, indomain_corpora, h_test, h_val = render_corpora(workdir, settings, train_paths, heldout_paths, log)
     if stop_after == "render":
         return {}
 
     # prepare ----------------------------------------------------------------------------------------
     datasets = {m: dataset_paths(workdir, settings, m) for m in settings.models}  # model -> {kind: path}
-    prepared = set()
-    for model_type in settings.models:
-        features = settings.features_of(model_type)
-        extractor = InstrumentFeatureExtractor(
-            **default_feature_settings(features["feature_type"], features["n_coefficients"]),
-            include_deltas=features["include_deltas"])
-        for kind, eval_dirs, val_dirs in (("heldout", [h_test], [h_val]), ("indomain", indomain_corpora, None)):
-            path = datasets[model_type][kind]
-            if path in prepared:
-                continue
-            t = time.perf_counter()
-            build_dataset(train_corpora, path, taxonomy=settings.taxonomy, window_frames=settings.window_frames,
-                          hop_frames=settings.hop_frames, num_proc=settings.num_proc, seed=settings.seed,
-                          eval_data_dirs=eval_dirs, validation_data_dirs=val_dirs, feature_extractor=extractor,
-                          cache_dir=workdir / "datasets" / ".cache")
-            prepared.add(path)
-            log.step(f"prepare {path.name}", time.perf_counter() - t, False)
+    prepare_datasets(workdir, settings, datasets, train_corpora, indomain_corpora, h_test, h_val, log)
     if stop_after == "prepare":
         return {}
 
     # train --------------------------------------------------------------------------------------------
     models_dir = workdir / "models"
-    forget_results_of_other_settings(workdir, settings)
-    for model_type, args in settings.models.items():
-        out = models_dir / model_type
-        done = (out / "model.safetensors").is_file() and (out / "all_results.json").is_file()
-        seed = [] if "--seed" in args else ["--seed", str(settings.seed)]  # a model's own seed wins, once
-        command = train_command(["--model_type", model_type, "--dataset_path", str(datasets[model_type]["heldout"]),
-                                 "--output_dir", str(out), *seed, *settings.common_train_args, *args])
-        timed(log, f"train {model_type}", lambda: subprocess.run(command, check=True, env=train_environment()), done)
+    train_all(workdir, settings, datasets, log)
     if stop_after == "train":
         return {}
 
@@ -207,8 +136,6 @@ def run_recipe(workdir: Path, output: Path, settings: RecipeSettings, stop_after
     log.step("recording context", time.perf_counter() - t, not added)
 
     # evaluate ---------------------------------------------------------------------------------------
-    from ..evaluation.evaluate_models import evaluate_models
-
     model_paths = [str(models_dir / m) for m in settings.models]
     reports = {}
     for kind in ("heldout", "indomain"):

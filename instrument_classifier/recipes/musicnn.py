@@ -1,5 +1,4 @@
-"""The recipe of the musicnn classifier, the default model-to-be: ``make models`` runs it after the MFCC
-recipe (:mod:`~instrument_classifier.recipes.mfcc`).
+"""The recipe of the musicnn classifier, the default model-to-be: ``make models`` runs it after the MFCC recipe.
 
     python -m instrument_classifier.recipe_musicnn --workdir corpora/recipe \\
         --output instrument_classifier/pretrained \\
@@ -59,7 +58,6 @@ from ..local_paths import strip_local_paths
 from ..training.model_card import usage_lines
 from . import common, mfcc
 from .cards import library_title
-from .real_clips import LONG_CLIP_SECONDS, clip_summary, long_clip_metrics
 from .common import (
     DEFAULT_REAL_DEV,
     LIBRARIES,
@@ -71,6 +69,7 @@ from .common import (
     timed,
     write_json,
 )
+from .real_clips import LONG_CLIP_SECONDS, clip_summary, long_clip_metrics
 from .renders import corpus_done, forget_renders_of_another_plan, render
 from .results import model_key, window_summary
 from .sources import fetch_library

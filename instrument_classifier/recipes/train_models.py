@@ -6,13 +6,16 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
 import sys
+import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
+from ..data.prepare import build_dataset
 from ..evaluation.predict_split import predict_split
-from .common import RecipeSettings, write_json
+from .common import RecipeSettings, StepLog, timed, write_json
 from .results import window_summary
 
 
@@ -204,3 +207,47 @@ def add_missing_context(model_dir: Path, dataset_path: Path) -> bool:
     print(f"[recipe] {model_dir.name}: recording context {context.describe()} (validation micro F1 "
           f"{context.validation_f1_micro:.3f}, without {context.validation_f1_micro_without:.3f})", flush=True)
     return True
+
+
+def prepare_datasets(workdir: Path, settings: RecipeSettings, datasets: Dict[str, Dict[str, Path]],
+                     train_corpora: Sequence[Path], indomain_corpora: Sequence[Path], h_test: Path, h_val: Path,
+                     log: StepLog) -> None:
+    """The prepare step: each distinct dataset of ``datasets`` (:func:`dataset_paths`) built once.
+
+    ``heldout`` datasets take their validation and test windows from the held-out library (``h_val``,
+    ``h_test``), ``indomain`` ones from the training libraries' dry renders; both share the training windows.
+    """
+    # the feature extractor loads torch: when a recipe runs, not when its command line is parsed
+    from ..modeling.feature_extraction_instrument import InstrumentFeatureExtractor, default_feature_settings
+
+    prepared = set()
+    for model_type in settings.models:
+        features = settings.features_of(model_type)
+        extractor = InstrumentFeatureExtractor(
+            **default_feature_settings(features["feature_type"], features["n_coefficients"]),
+            include_deltas=features["include_deltas"])
+        for kind, eval_dirs, val_dirs in (("heldout", [h_test], [h_val]), ("indomain", indomain_corpora, None)):
+            path = datasets[model_type][kind]
+            if path in prepared:
+                continue
+            t = time.perf_counter()
+            build_dataset(train_corpora, path, taxonomy=settings.taxonomy, window_frames=settings.window_frames,
+                          hop_frames=settings.hop_frames, num_proc=settings.num_proc, seed=settings.seed,
+                          eval_data_dirs=eval_dirs, validation_data_dirs=val_dirs, feature_extractor=extractor,
+                          cache_dir=workdir / "datasets" / ".cache")
+            prepared.add(path)
+            log.step(f"prepare {path.name}", time.perf_counter() - t, False)
+
+
+def train_all(workdir: Path, settings: RecipeSettings, datasets: Dict[str, Dict[str, Path]], log: StepLog) -> None:
+    """The train step: each model of ``settings.models`` trained in its own process on its held-out dataset
+    (skipped when its folder holds a finished run made with the same settings)."""
+    models_dir = workdir / "models"
+    forget_results_of_other_settings(workdir, settings)
+    for model_type, args in settings.models.items():
+        out = models_dir / model_type
+        done = (out / "model.safetensors").is_file() and (out / "all_results.json").is_file()
+        seed = [] if "--seed" in args else ["--seed", str(settings.seed)]  # a model's own seed wins, once
+        command = train_command(["--model_type", model_type, "--dataset_path", str(datasets[model_type]["heldout"]),
+                                 "--output_dir", str(out), *seed, *settings.common_train_args, *args])
+        timed(log, f"train {model_type}", lambda: subprocess.run(command, check=True, env=train_environment()), done)
