@@ -20,9 +20,9 @@ import torch
 from safetensors.torch import save_file
 
 from instrument_classifier.data import sampler
-from instrument_classifier.recipes import common, mfcc, musicnn
-from instrument_classifier.recipes.common import Library, RecipeSettings
-from instrument_classifier.recipes.musicnn import MusicnnSettings, run_musicnn_recipe
+from instrument_classifier.recipes import common, mfcc, musicnn, musicnn_card, musicnn_sources
+from instrument_classifier.recipes.common import Library, MusicnnSettings, RecipeSettings
+from instrument_classifier.recipes.musicnn import run_musicnn_recipe
 from test_soundfonts import tone, write_sf
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -248,7 +248,7 @@ def test_the_stage_builds_tunes_evaluates_and_exports_a_model_and_resumes(tiny_r
     trained = json.loads((workdir / "musicnn" / "train.json").read_text())["validation_thresholds"]
     assert config["thresholds"] == pytest.approx([trained[config["id2label"][str(i)]] for i in range(11)], abs=1e-4)
     assert (folder / "model.safetensors").stat().st_mtime_ns == stamp  # stopped before the export
-    card = musicnn.model_card(without, tiny_recipe["settings"], tiny_recipe["mset"])
+    card = musicnn_card.model_card(without, tiny_recipe["settings"], tiny_recipe["mset"])
     assert "no labelled real recordings" in card and "Results on real recordings" not in card
 
     # validation pieces recipe.py did not render (the new corpora changed prepare's choice) are rendered here
@@ -270,7 +270,7 @@ def test_the_stage_builds_tunes_evaluates_and_exports_a_model_and_resumes(tiny_r
 def test_missing_weights_say_how_to_convert_them(tmp_path, capsys):
     """The message carries convert_musicnn.py's own commands (checked against its docstring)."""
     docstring = ast.get_docstring(ast.parse((REPO_ROOT / "scripts" / "convert_musicnn.py").read_text()))
-    for line in musicnn.CONVERSION_COMMANDS.splitlines():
+    for line in musicnn_sources.CONVERSION_COMMANDS.splitlines():
         assert line in docstring, line
     labels = tiny_musicnet(tmp_path / "musicnet")
     code = musicnn.main(["--workdir", str(tmp_path / "work"), "--musicnet", str(labels),
@@ -286,19 +286,19 @@ def test_missing_or_wrong_sources_are_refused_with_what_to_do(tmp_path, backbone
 
     vpo = tmp_path / "VPO"
     with pytest.raises(RecipeError) as missing:
-        musicnn.check_sources(backbone_file, vpo, tmp_path / "sources.json")
+        musicnn_sources.check_sources(backbone_file, vpo, tmp_path / "sources.json")
     assert f"git clone https://github.com/eodowd/VirtualPlayingOrchestra {vpo}" in str(missing.value)
     assert f"git -C {vpo} checkout f6d77b7971d900b7b3d97b9e3098aa345032e791" in str(missing.value)
     vpo.mkdir()
     with pytest.raises(RecipeError, match="not a Virtual Playing Orchestra checkout"):
-        musicnn.check_sources(backbone_file, vpo, tmp_path / "sources.json")
+        musicnn_sources.check_sources(backbone_file, vpo, tmp_path / "sources.json")
     wrong = tmp_path / "wrong.safetensors"
     save_file({"weight": torch.zeros(3)}, str(wrong))
     with pytest.raises(RecipeError, match=f"{wrong}: not MTT_musicnn weights"):
-        musicnn.check_sources(wrong, vpo, tmp_path / "sources.json")
+        musicnn_sources.check_sources(wrong, vpo, tmp_path / "sources.json")
     (tmp_path / "text.safetensors").write_text("not weights")
     with pytest.raises(RecipeError, match="not a safetensors file"):
-        musicnn.check_sources(tmp_path / "text.safetensors", vpo, tmp_path / "sources.json")
+        musicnn_sources.check_sources(tmp_path / "text.safetensors", vpo, tmp_path / "sources.json")
     assert not (tmp_path / "sources.json").exists()
 
 

@@ -9,8 +9,12 @@ import tempfile
 from pathlib import Path
 from typing import List, Optional, Sequence
 
+from huggingface_hub import EvalResult, ModelCardData
+
 from ..atomic_write import replace_dir, write_text
+from ..data.taxonomy import get_taxonomy
 from ..evaluation.report import fmt, markdown_table
+from ..training.model_card import usage_lines
 from .common import LIBRARIES, MODELING_DIR, RecipeError, RecipeSettings, write_json
 from .real_clips import measure_real_clips
 
@@ -59,8 +63,6 @@ def _synthetic_results(entry: dict, settings: RecipeSettings) -> List[str]:
 
 def describe_libraries(names: Sequence[str]) -> str:
     """``"fluidr3, timgm6mb (without Cello, Oboe)"``: the libraries and the instruments each leaves out."""
-    from ..data.taxonomy import get_taxonomy
-
     musicnet11 = get_taxonomy("musicnet11")
     parts = []
     for name in names:
@@ -248,10 +250,6 @@ def bundled_model_card(model_type: str, config: dict, recorded: dict, real: Opti
         The card: YAML front matter (licence, tags, a model-index naming the real and the synthetic test data
         apart, no local path) and the text.
     """
-    from huggingface_hub import EvalResult, ModelCardData
-
-    from ..training.model_card import usage_lines
-
     settings, results = recorded["settings"], recorded["results"]
     title, what = BUNDLED_KINDS[model_type]
     heldout = library_title(settings["heldout_library"])

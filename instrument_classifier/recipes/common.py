@@ -134,6 +134,36 @@ class RecipeSettings:
                 "include_deltas": self.include_deltas, **own}
 
 
+@dataclass
+class MusicnnSettings:
+    """What decides the musicnn model beyond :class:`RecipeSettings` (whose training
+    libraries, held-out library, taxonomy, seed and worker count it shares); recorded in the results."""
+
+    # VPO renders of the train pieces, as BENCHMARKS.md made them (synth --sampler-library ... --start-seconds 60
+    # --max-seconds 45 --seed 3; synth's velocity 80 and jitter 15): a window of each piece neither training
+    # library renders ([0, 45) and [30, 75) s), so the recorded samples bring new music too
+    vpo_start_seconds: float = 60.0
+    vpo_seconds: float = 45.0
+    vpo_seed: int = 3
+    vpo_perturbation_seed: int = 102
+    # distractors (synth --distractors 0.5): FluidR3, [20, 65) s; with them the probe's false instruments on the
+    # 50 real-dev clips with none of the 11 fell from 1.34 to 0.46 per clip (BENCHMARKS.md)
+    distractor_library: str = "fluidr3"
+    distractor_probability: float = 0.5
+    distractor_start_seconds: float = 20.0
+    distractor_seconds: float = 45.0
+    distractor_seed: int = 4
+    distractor_perturbation_seed: int = 103
+    velocity: int = 80
+    velocity_jitter: int = 15
+    # musicnn's own patch: 187 frames at 62.5 frames per second
+    window_frames: int = 187
+    hop_frames: int = 187
+    # inverse L2 strength of the logistic regressions: C 0.001 beat 0.01 on real-dev (BENCHMARKS.md table)
+    C: float = 1e-3
+    batch_size: int = 64
+
+
 class StepLog:
     """Step timings, printed as they happen and kept in ``WORKDIR/file_name`` (merged across resumed runs).
 
@@ -165,6 +195,11 @@ class StepLog:
 
 def write_json(path: Path, data) -> None:
     write_text(path, json.dumps(data, indent=2) + "\n")
+
+
+def as_json(value):
+    """``value`` as read back from a JSON file (tuples are lists, keys strings)."""
+    return json.loads(json.dumps(value))
 
 
 def sha256(path: Path) -> str:

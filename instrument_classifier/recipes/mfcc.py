@@ -50,6 +50,8 @@ import time
 from pathlib import Path
 from typing import Optional, Sequence
 
+from ..data.musicnet import MusicNetError, find_musicnet_root
+from ..data.taxonomy import get_taxonomy
 from ..evaluation.evaluate_models import evaluate_models
 from ..evaluation.predict_split import predict_split
 from . import common
@@ -155,8 +157,6 @@ def run_recipe(workdir: Path, output: Path, settings: RecipeSettings, stop_after
 
     seed12 = {}
     if settings.taxonomy == "musicnet11":
-        from ..data.taxonomy import get_taxonomy
-
         t = time.perf_counter()
         for model_type in settings.models:
             config = json.loads((models_dir / model_type / "config.json").read_text())
@@ -254,7 +254,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             print(f"recipe: error: {exc}", file=sys.stderr)
             return 2
         return 0
-    from ..data.musicnet import MusicNetError, find_musicnet_root
 
     try:  # the folder itself, or the musicnet/ that musicnet.tar.gz unpacks inside it
         common.MUSICNET_LABELS = find_musicnet_root(args.musicnet.expanduser())

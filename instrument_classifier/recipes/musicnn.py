@@ -48,92 +48,36 @@ import hashlib
 import json
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence
 
 from ..atomic_write import write_dir
-from ..evaluation.report import fmt, markdown_table
-from ..local_paths import strip_local_paths
-from ..training.model_card import usage_lines
+from ..evaluation.report import fmt
 from . import common, mfcc
-from .cards import library_title
 from .common import (
     DEFAULT_REAL_DEV,
     LIBRARIES,
-    REPO_ROOT,
+    MusicnnSettings,
     RecipeError,
     RecipeSettings,
     StepLog,
+    as_json,
     sha256,
     timed,
     write_json,
 )
+from .musicnn_card import RESULTS_FILE, export_model, is_exported
+from .musicnn_sources import DEFAULT_WEIGHTS, VPO_URL, check_sources
 from .real_clips import LONG_CLIP_SECONDS, clip_summary, long_clip_metrics
 from .renders import corpus_done, forget_renders_of_another_plan, render
 from .results import model_key, window_summary
 from .sources import fetch_library
 
-__all__ = ["MusicnnSettings", "run_musicnn_recipe", "check_sources", "main", "STEPS"]
+__all__ = ["run_musicnn_recipe", "main", "STEPS"]
 
 STEPS = ("sources", "render", "prepare", "train", "tune", "evaluate", "export")
-DEFAULT_WEIGHTS = REPO_ROOT / "musicnn_mtt.safetensors"
-VPO_URL = "https://github.com/eodowd/VirtualPlayingOrchestra"
-#: The VPO commit the experiments of BENCHMARKS.md rendered with; another commit is used, with a warning.
-VPO_COMMIT = "f6d77b7971d900b7b3d97b9e3098aa345032e791"
-#: scripts/convert_musicnn.py's docstring: how the weights are made (a test keeps the two equal).
-CONVERSION_COMMANDS = (
-    "python scripts/convert_musicnn.py --wheel musicnn-0.1.0-py3-none-any.whl \\\n"
-    "    --output musicnn_mtt.safetensors\n"
-    "python scripts/convert_musicnn.py --output ...   # from the installed musicnn package"
-)
 LOG_FILE = "recipe_musicnn_log.json"
-RESULTS_FILE = "recipe_musicnn_results.json"
-#: musicnn 0.1.0's LICENSE.md, for weights converted without convert_musicnn.py's JSON beside them (which
-#: carries the text read from the wheel).
-MUSICNN_LICENCE = (
-    "Copyright (c) Music Technology Group, Universitat Pompeu Fabra 2019. Code developed by Jordi Pons "
-    "(www.jordipons.me).\n\n"
-    "Permission to use, copy, modify, and/or distribute this software for any purpose with or without fee is hereby "
-    "granted, provided that the above copyright notice and this permission notice appear in all copies.\n\n"
-    "THE SOFTWARE IS PROVIDED \"AS IS\" AND THE AUTHOR DISCLAIMS ALL WARRANTIES WITH REGARD TO THIS SOFTWARE "
-    "INCLUDING ALL IMPLIED WARRANTIES OF MERCHANTABILITY AND FITNESS. IN NO EVENT SHALL THE AUTHOR BE LIABLE FOR ANY "
-    "SPECIAL, DIRECT, INDIRECT, OR CONSEQUENTIAL DAMAGES OR ANY DAMAGES WHATSOEVER RESULTING FROM LOSS OF USE, DATA "
-    "OR PROFITS, WHETHER IN AN ACTION OF CONTRACT, NEGLIGENCE OR OTHER TORTIOUS ACTION, ARISING OUT OF OR IN "
-    "CONNECTION WITH THE USE OR PERFORMANCE OF THIS SOFTWARE.\n"
-)
-#: The export's weights budget, as the MFCC recipe's (musicnn's weights are 3.2 MB).
-MAX_WEIGHTS_BYTES = 5 * 1024 * 1024
-
-
-@dataclass
-class MusicnnSettings:
-    """What decides the musicnn model beyond :class:`~instrument_classifier.recipe.RecipeSettings` (whose training
-    libraries, held-out library, taxonomy, seed and worker count it shares); recorded in the results."""
-
-    # VPO renders of the train pieces, as BENCHMARKS.md made them (synth --sampler-library ... --start-seconds 60
-    # --max-seconds 45 --seed 3; synth's velocity 80 and jitter 15): a window of each piece neither training
-    # library renders ([0, 45) and [30, 75) s), so the recorded samples bring new music too
-    vpo_start_seconds: float = 60.0
-    vpo_seconds: float = 45.0
-    vpo_seed: int = 3
-    vpo_perturbation_seed: int = 102
-    # distractors (synth --distractors 0.5): FluidR3, [20, 65) s; with them the probe's false instruments on the
-    # 50 real-dev clips with none of the 11 fell from 1.34 to 0.46 per clip (BENCHMARKS.md)
-    distractor_library: str = "fluidr3"
-    distractor_probability: float = 0.5
-    distractor_start_seconds: float = 20.0
-    distractor_seconds: float = 45.0
-    distractor_seed: int = 4
-    distractor_perturbation_seed: int = 103
-    velocity: int = 80
-    velocity_jitter: int = 15
-    # musicnn's own patch: 187 frames at 62.5 frames per second
-    window_frames: int = 187
-    hop_frames: int = 187
-    # inverse L2 strength of the logistic regressions: C 0.001 beat 0.01 on real-dev (BENCHMARKS.md table)
-    C: float = 1e-3
-    batch_size: int = 64
 
 
 # -- bookkeeping ---------------------------------------------------------------------------------------------
@@ -141,10 +85,6 @@ class MusicnnSettings:
 def step_log(workdir: Path) -> StepLog:
     """This recipe's step log: ``WORKDIR/recipe_musicnn_log.json``, its step names starting with "musicnn: "."""
     return StepLog(workdir, LOG_FILE, prefix="musicnn: ")
-
-
-def _as_json(value):
-    return json.loads(json.dumps(value))  # as read back from a file (tuples are lists, keys strings)
 
 
 def _digest(value) -> str:
@@ -163,97 +103,10 @@ def _stamp_matches(stamp: Path, inputs: dict, *outputs: Path) -> Optional[dict]:
         data = json.loads(stamp.read_text())
     except ValueError:
         return None
-    return data if data.get("inputs") == _as_json(inputs) else None
+    return data if data.get("inputs") == as_json(inputs) else None
 
 
 # -- sources ---------------------------------------------------------------------------------------------------
-
-def missing_weights_message(weights: Path) -> str:
-    return (f"{weights}: musicnn weights not found. scripts/convert_musicnn.py converts them from the musicnn 0.1.0 "
-            "wheel (ISC licence), in a Python with tensorflow 2.15 (tensorflow-cpu==2.15.1 with numpy 1.26), torch, "
-            "numpy and safetensors, run from the repository:\n\n"
-            "    pip download --no-deps musicnn==0.1.0\n"
-            + "\n".join(f"    {line}" for line in CONVERSION_COMMANDS.splitlines())
-            + f"\n\nthen pass the file with --musicnn-weights (default {DEFAULT_WEIGHTS}).")
-
-
-def missing_vpo_message(vpo: Path) -> str:
-    return (f"{vpo}: the Virtual Playing Orchestra sample library is not there. Get it (about 1 GB; its samples are "
-            "never shipped, see the licences in README.md) with\n\n"
-            f"    git clone {VPO_URL} {vpo}\n"
-            f"    git -C {vpo} checkout {VPO_COMMIT}\n\n"
-            "or pass your clone with --sampler-library.")
-
-
-def check_weights(weights: Path) -> None:
-    """Refuse a file that is not a musicnn (``MTT_musicnn``) state dict of ``MusicnnFrontend`` (names, shapes)."""
-    from safetensors import safe_open
-
-    from ..modeling.musicnn_frontend import MusicnnFrontend
-
-    expected = {k: tuple(v.shape) for k, v in MusicnnFrontend().state_dict().items()}
-    try:
-        with safe_open(str(weights), framework="pt") as f:
-            found = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
-    except Exception as exc:  # safetensors raises its own error types for a file that is not safetensors
-        raise RecipeError(f"{weights}: not a safetensors file ({exc})") from None
-    if found != expected:
-        wrong = sorted(set(found) ^ set(expected)) or sorted(k for k in found if found[k] != expected[k])
-        raise RecipeError(f"{weights}: not MTT_musicnn weights of musicnn_frontend.MusicnnFrontend (tensors differ: "
-                          f"{', '.join(wrong[:4])}{', ...' if len(wrong) > 4 else ''}); make them with "
-                          "scripts/convert_musicnn.py")
-
-
-def _vpo_presets() -> List[str]:
-    from ..data.sampler import ARTICULATIONS, VPO_INSTRUMENTS
-
-    return sorted({layer.preset for variants in VPO_INSTRUMENTS.values() for variant in variants
-                   for articulation in ARTICULATIONS for layer in getattr(variant, articulation)})
-
-
-def check_sources(weights: Path, vpo: Path, out: Path) -> dict:
-    """Check the musicnn weights and the VPO checkout, and record them in ``out`` (JSON); returns the record.
-
-    Raises
-    ------
-    RecipeError
-        Either is missing (the message says how to make or get it) or is not what it should be.
-    """
-    from ..data.sampler import library_commit
-
-    weights, vpo = Path(weights).expanduser(), Path(vpo).expanduser()
-    if not weights.is_file():
-        raise RecipeError(missing_weights_message(weights))
-    check_weights(weights)
-    provenance_file = weights.with_suffix(".json")  # convert_musicnn.py writes it beside the weights
-    provenance = {}
-    if provenance_file.is_file():
-        try:
-            provenance = json.loads(provenance_file.read_text())
-        except ValueError:
-            raise RecipeError(f"{provenance_file}: not JSON (convert_musicnn.py writes it beside the "
-                              "weights)") from None
-    if not vpo.is_dir():
-        raise RecipeError(missing_vpo_message(vpo))
-    missing = [name for name in _vpo_presets() if not (vpo / name).is_file()]
-    if missing:
-        raise RecipeError(f"{vpo}: not a Virtual Playing Orchestra checkout, it lacks {', '.join(missing[:3])}"
-                          f"{', ...' if len(missing) > 3 else ''} ({VPO_URL} at {VPO_COMMIT})")
-    commit = library_commit(vpo) or "unknown"
-    if commit not in ("unknown", VPO_COMMIT):
-        print(f"[recipe musicnn] warning: {vpo} is at commit {commit}, not {VPO_COMMIT} (the one measured in "
-              "BENCHMARKS.md); its note maps may differ", flush=True)
-    licence = provenance.get("licence", {})
-    record = {
-        "musicnn_weights": {
-            "path": str(weights.resolve()), "sha256": sha256(weights),
-            "source": provenance.get("source", {}), "licence": licence.get("name"),
-            "licence_text": licence.get("text"), "provenance_file": str(provenance_file) if provenance else None,
-        },
-        "sampler_library": {"path": str(vpo.resolve()), "commit": commit, "url": VPO_URL},
-    }
-    write_json(out, record)
-    return record
 
 
 # -- render ------------------------------------------------------------------------------------------------------
@@ -447,173 +300,6 @@ def _model_entry(report: dict, folder: Path) -> dict:
 
 # -- the card ----------------------------------------------------------------------------------------------------
 
-def model_card(results: dict, settings: RecipeSettings, mset: MusicnnSettings) -> str:
-    """The exported folder's README.md: training data, real-recording numbers first, licences."""
-    sources, real_dev, merlin = results["sources"], results.get("real_dev"), results["merlin_test"]
-    heldout = library_title(settings.heldout_library)
-    train_libraries = " and ".join(library_title(name) for name in settings.train_libraries)
-    vpo_commit = sources["sampler_library"]["commit"]
-    lines = [
-        "---",
-        "library_name: transformers",
-        "license: other",
-        "license_name: musicnn-isc-and-training-data",
-        "pipeline_tag: audio-classification",
-        "tags: [audio, audio-classification, music, instrument-recognition, multi-label, musicnet, musicnn, "
-        "instrument_musicnn]",
-        "---",
-        "",
-        "# instrument-classifier musicnn",
-        "",
-        f"Which of the {len(results['labels'])} MusicNet instruments play ({', '.join(results['labels'])}), window by "
-        "window (3 s) and per clip. The front end is musicnn's `MTT_musicnn` (Pons & Serra 2019), a music tagger "
-        "trained on real recordings, kept frozen; on its representation of each window (penultimate embedding, "
-        "pooled frame features, tag logits) a linear head was fitted, one logistic regression per instrument "
-        f"(C {mset.C:g}). Built by `make models` (`python -m instrument_classifier.recipe_musicnn`).",
-        "",
-        "## How to use",
-        "",
-        *usage_lines("path/to/this/folder"),
-        "",
-        "## Training data",
-        "",
-        "No recording of musicians: MusicNet's train scores (labels CC BY 4.0), rendered to audio four ways, each "
-        "then \"recorded\" in drawn rooms with microphone EQ, noise and levels:",
-        "",
-        f"- with the General MIDI sample libraries {train_libraries} (recipe.py's training renders, "
-        f"{settings.excerpt_seconds:g}-s excerpts);",
-        f"- with the recorded multi-samples of the Virtual Playing Orchestra ({VPO_URL}, commit {vpo_commit}; "
-        f"samples of real players, with articulations and dynamics), [{mset.vpo_start_seconds:g}, "
-        f"{mset.vpo_start_seconds + mset.vpo_seconds:g}) s of the pieces with an instrument it has (no piano or "
-        "harpsichord);",
-        f"- with {library_title(mset.distractor_library)} and distractors: each instrument track played, with "
-        f"probability {mset.distractor_probability:g}, by another instrument (brass, saxophones, guitars, voices, "
-        f"organs, ...) whose notes are left out of the labels, [{mset.distractor_start_seconds:g}, "
-        f"{mset.distractor_start_seconds + mset.distractor_seconds:g}) s.",
-        "",
-        f"Held out: the sample library {heldout}, which shares no recording with the training libraries (checked "
-        "sample by sample), plays the validation pieces (window thresholds before the real-clip tuning) and "
-        "MusicNet's test pieces (the synthetic test below).",
-        "",
-    ]
-    if real_dev is None:
-        lines += [
-            "Decision thresholds: tuned per instrument on the held-out validation windows (no labelled real "
-            "recordings were given to tune them on).",
-            "",
-        ]
-    else:
-        cv = real_dev["cross_validated"]
-        lines += [
-            f"Decision thresholds: tuned on the {real_dev['num_clips']} labelled real clips of the development set "
-            f"(`{Path(real_dev['manifest']).parent.name}`, `evaluate --clips --tune-thresholds`): micro-F1 cuts for "
-            "the instruments with at least 5 clips, 0.8 for the others.",
-            "",
-            "## Results on real recordings (the development set)",
-            "",
-            "Clip level: a clip's score per instrument is its highest window's (from three windows on, the mean of "
-            "the two highest); an instrument is detected where its score reaches its threshold. These are the clips "
-            "the thresholds were tuned on, so the tuned row is optimistic; the cross-validated row is what the same "
-            "tuning reaches on clips it did not see (2-fold over the clips, "
-            f"{cv['repeats']} repeats). Real recordings kept unseen judge the model; they are not reported here.",
-            "",
-        ]
-        everything, long, before = real_dev["tuned"], real_dev.get("long_clips"), real_dev["validation_thresholds"]
-        clip_rows = [
-            [f"all {everything['num_clips']}", "tuned on them", fmt(everything["roc_auc_macro"]),
-             fmt(everything["f1_micro"]), fmt(everything["false_alarms_per_clip"], 2),
-             fmt(everything["exact_set_accuracy"])],
-            [f"all {everything['num_clips']}", "tuned on other clips (cross-validated)",
-             fmt(everything["roc_auc_macro"]), fmt(cv["f1_micro"]), fmt(cv["false_alarms_per_clip"], 2), "–"],
-        ]
-        if long is not None:
-            clip_rows.append([f"the {long['num_clips']} of {long['min_seconds']:g} s or more", "tuned on all",
-                              fmt(long["roc_auc_macro"]), fmt(long["f1_micro"]),
-                              fmt(long["false_alarms_per_clip"], 2), fmt(long["exact_set_accuracy"])])
-        clip_rows.append([f"all {before['num_clips']}", f"{heldout} validation windows (before tuning)",
-                          fmt(before["roc_auc_macro"]), fmt(before["f1_micro"]),
-                          fmt(before["false_alarms_per_clip"], 2), fmt(before["exact_set_accuracy"])])
-        lines += markdown_table(["clips", "thresholds", "macro ROC-AUC", "micro F1", "false instruments per clip",
-                                 "exact set"], clip_rows)
-        per_class = everything["per_class"]
-        lines += [
-            "",
-            "Per instrument (all clips, tuned thresholds): "
-            + ", ".join(f"{label} AUC {fmt(m['roc_auc'], 2)} / F1 {fmt(m['f1'], 2)} ({m['support']} clips)"
-                        for label, m in per_class.items() if m["support"]) + ".",
-            "",
-        ]
-    rows = [("window thresholds tuned on the held-out validation windows", merlin["validation_thresholds"])]
-    if real_dev is not None:
-        rows.append(("the clip thresholds tuned on real clips (this folder's)", merlin["tuned_thresholds"]))
-    lines += [
-        f"## Results on the synthetic held-out test ({heldout})",
-        "",
-        f"MusicNet's test pieces rendered in full with {heldout} + rooms and noise, window level (3-s windows). "
-        "Renderings, not musicians: this protocol checks that nothing was lost on the synthetic benchmark.",
-        "",
-        *markdown_table(["thresholds", "macro ROC-AUC", "micro F1", "macro F1",
-                         "mean F1 (piano, violin, viola, cello, clarinet, bassoon, horn)"],
-                        ([name, fmt(m["roc_auc_macro"]), fmt(m["f1_micro"]), fmt(m["f1_macro"]), fmt(m["mean_f1_7"])]
-                         for name, m in rows)),
-        "",
-        "## Licences",
-        "",
-        "- The musicnn weights inside `model.safetensors`: ISC licence (musicnn 0.1.0, (c) Music Technology Group, "
-        "Universitat Pompeu Fabra 2019, code by Jordi Pons); its notice, which goes with every copy, is in "
-        "`MUSICNN_LICENSE.md`.",
-        "- musicnn was trained on MagnaTagATune, licensed CC BY-NC-SA 3.0. Whether that licence reaches weights "
-        "trained on it is unsettled; commercial users should check before relying on this model.",
-        "- The labels the head was trained on: MusicNet (Thickstun, Harchaoui & Kakade), CC BY 4.0.",
-        "- The training audio was rendered from sample libraries and is not shipped: FluidR3 GM, MuseScore General, "
-        "and the Virtual Playing Orchestra, whose samples come from Sonatina Symphonic Orchestra (CC Sampling Plus "
-        "1.0), Mattias Westlund (CC BY-SA 3.0), No Budget Orchestra (CC BY-SA 4.0), VSCO 2 CE (CC0), the University "
-        "of Iowa MIS (free for any use), freesound user stamperadam (CC0) and the Philharmonia Orchestra (free to "
-        "use, not to be redistributed as samples).",
-        "- The head, the thresholds and the code: this package's licence.",
-        "",
-    ]
-    return "\n".join(lines)
-
-
-def export_model(src: Path, folder: Path, results: dict, settings: RecipeSettings, mset: MusicnnSettings) -> None:
-    """``folder`` (replaced atomically): the model and feature extractor saved again from ``src``, README.md,
-    recipe_musicnn_results.json and the musicnn licence text."""
-    from ..modeling import InstrumentFeatureExtractor, InstrumentMusicnnForAudioClassification
-
-    model = InstrumentMusicnnForAudioClassification.from_pretrained(str(src), use_safetensors=True)
-    extractor = InstrumentFeatureExtractor.from_pretrained(str(src))
-
-    def write(tmp: Path) -> None:
-        # save_pretrained copies the package's current model code beside the weights (what trust_remote_code runs)
-        model.save_pretrained(tmp)
-        extractor.save_pretrained(tmp)
-        size = (tmp / "model.safetensors").stat().st_size
-        if size > MAX_WEIGHTS_BYTES:
-            raise RecipeError(f"{src}: model.safetensors is {size / 2**20:.1f} MB, above the 5 MB budget")
-        # the ISC licence asks that its notice go with every copy of the weights
-        licence = results["sources"]["musicnn_weights"].get("licence_text") or MUSICNN_LICENCE
-        (tmp / "MUSICNN_LICENSE.md").write_text(licence.rstrip() + "\n")
-        (tmp / "README.md").write_text(model_card(results, settings, mset))
-        write_json(tmp / RESULTS_FILE, strip_local_paths(results))  # shipped and pushed: no folder of this machine
-
-    write_dir(folder, write)
-
-
-def _exported(folder: Path, results: dict) -> bool:
-    """``folder`` holds these results and today's model code (else the export is made again)."""
-    from .. import modeling
-
-    try:
-        if json.loads((folder / RESULTS_FILE).read_text()) != _as_json(strip_local_paths(results)):
-            return False
-    except (OSError, ValueError):
-        return False
-    package = Path(modeling.__file__).parent
-    code = sorted(folder.glob("*.py"))
-    return bool(code) and (folder / "README.md").is_file() and all(
-        (package / c.name).is_file() and c.read_bytes() == (package / c.name).read_bytes() for c in code)
-
 
 # -- the stage -----------------------------------------------------------------------------------------------------
 
@@ -697,7 +383,7 @@ def run_musicnn_recipe(workdir: Path, output: Path, settings: RecipeSettings, ms
     done = trained is not None
     if not done:
         result = train_probe(dataset_path, Path(weights), model_dir, home / "representations", mset, settings.seed)
-        trained = {"inputs": _as_json(train_inputs), **result}
+        trained = {"inputs": as_json(train_inputs), **result}
         write_json(home / "train.json", trained)
     log.step("train (linear probe)", time.perf_counter() - t, done)
     if stop_after == "train":
@@ -718,7 +404,7 @@ def run_musicnn_recipe(workdir: Path, output: Path, settings: RecipeSettings, ms
     tuned = _stamp_matches(home / "tune.json", tune_inputs, tuned_dir / "model.safetensors")
     done = tuned is not None
     if not done:
-        tuned = {"inputs": _as_json(tune_inputs), "thresholds": None, "report": None}
+        tuned = {"inputs": as_json(tune_inputs), "thresholds": None, "report": None}
         if manifest is not None:
             report_dir = home / "tune-real-dev"
             report = evaluate_clips(str(model_dir), manifest, output_dir=report_dir, tune=True)
@@ -744,7 +430,7 @@ def run_musicnn_recipe(workdir: Path, output: Path, settings: RecipeSettings, ms
     if not done:
         report = evaluate_models([str(model_dir), str(tuned_dir)], dataset=dataset_path, split="test",
                                  output_dir=home / "evaluation" / "heldout")
-        evaluated = {"inputs": _as_json(eval_inputs), "merlin_test": {
+        evaluated = {"inputs": as_json(eval_inputs), "merlin_test": {
             "validation_thresholds": window_summary(_model_entry(report, model_dir)["window"], None),
             "tuned_thresholds": window_summary(_model_entry(report, tuned_dir)["window"], None)}}
         if manifest is not None:
@@ -763,7 +449,7 @@ def run_musicnn_recipe(workdir: Path, output: Path, settings: RecipeSettings, ms
         write_json(home / "evaluate.json", evaluated)
     labels = list(info["labels"])
     results = {
-        "settings": {"recipe": _as_json(asdict(settings)), "musicnn": _as_json(asdict(mset))},
+        "settings": {"recipe": as_json(asdict(settings)), "musicnn": as_json(asdict(mset))},
         "sources": sources,
         "labels": labels,
         "dataset": {split: {k: v for k, v in entry.items() if k in ("recordings", "windows", "label_counts")}
@@ -782,7 +468,7 @@ def run_musicnn_recipe(workdir: Path, output: Path, settings: RecipeSettings, ms
 
     # export ----------------------------------------------------------------------------------------------------
     t = time.perf_counter()
-    done = _exported(output / "musicnn", results)
+    done = is_exported(output / "musicnn", results)
     if not done:
         export_model(tuned_dir, output / "musicnn", results, settings, mset)
     log.step(f"export {output / 'musicnn'}", time.perf_counter() - t, done)

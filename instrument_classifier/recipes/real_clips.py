@@ -7,8 +7,12 @@ import tempfile
 from pathlib import Path
 from typing import Dict, List, Optional
 
-from .results import model_key
+import numpy as np
 
+from ..audio import audio_info
+from ..evaluation.clips import LABEL_SEPARATOR, clip_set_metrics, evaluate_clips
+from ..local_paths import strip_local_paths
+from .results import model_key
 
 #: Real clips shorter than this are reported apart: the one-second orchestra stems of real-dev are shorter than
 #: one 3-s window (BENCHMARKS.md reports real-dev both ways).
@@ -29,11 +33,6 @@ def long_clip_metrics(report: Path, manifest: Path, min_seconds: float = LONG_CL
     Durations come from the manifest's ``duration_s`` column where it has one, else from the audio headers.
     ``None`` when no clip is that long.
     """
-    import numpy as np
-
-    from ..audio import audio_info
-    from ..evaluation.clips import LABEL_SEPARATOR, clip_set_metrics
-
     durations = {}
     with open(manifest, newline="", encoding="utf-8-sig") as f:
         for row in csv.DictReader(f):
@@ -68,8 +67,6 @@ def long_clip_metrics(report: Path, manifest: Path, min_seconds: float = LONG_CL
 
 def _false_alarms_by_label(report: Path) -> Dict[str, List[int]]:
     """``{label: [clips where it is detected but does not play, clips where it does not play]}`` of a clip report."""
-    from ..evaluation.clips import LABEL_SEPARATOR
-
     with open(report / "clips.csv", newline="") as f:
         reader = csv.reader(f)
         header = next(reader)
@@ -95,9 +92,6 @@ def measure_real_clips(folder: Path, manifest: Path) -> dict:
     :data:`LONG_CLIP_SECONDS` with the folder's thresholds, what thresholds tuned on other clips of the set
     reach (2-fold cross-validation), the clips with none of the labels, and each label's false detections.
     """
-    from ..evaluation.clips import evaluate_clips
-    from ..local_paths import strip_local_paths
-
     manifest = Path(manifest)
     with tempfile.TemporaryDirectory(prefix="recipe-real-clips-") as scratch:
         report_dir = Path(scratch) / "report"

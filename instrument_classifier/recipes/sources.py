@@ -11,6 +11,8 @@ import zipfile
 from pathlib import Path
 from typing import Dict, Optional, Sequence
 
+from ..data.soundfonts import overlap_report
+from ..data.taxonomy import MUSICNET_PROGRAMS
 from .common import Library, RecipeError, sha256, write_json
 
 
@@ -49,9 +51,6 @@ def check_overlap(train: Dict[str, Path], heldout: Dict[str, Path], out: Path,
     ``excluded``: library name -> programs it is not used for (``Library.excluded_programs``); those
     presets are left out of its side of the comparison. Cached in ``out`` per inputs.
     """
-    from ..data.soundfonts import overlap_report
-    from ..data.taxonomy import MUSICNET_PROGRAMS
-
     excluded = {n: sorted(v) for n, v in (excluded or {}).items() if v}
 
     def played(name: str, path: Path):

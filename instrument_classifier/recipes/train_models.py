@@ -13,8 +13,15 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
-from ..data.prepare import build_dataset
+import numpy as np
+
+from ..context import RecordingContext
+from ..data.prepare import build_dataset, load_prepared
+from ..data.taxonomy import get_taxonomy
+from ..ensemble import EnsembleConfig, blend_probabilities
+from ..evaluation.metrics import compute_instrument_metrics, tune_thresholds
 from ..evaluation.predict_split import predict_split
+from ..evaluation.tuning import tune_context, tune_ensemble
 from .common import RecipeSettings, StepLog, timed, write_json
 from .results import window_summary
 
@@ -99,10 +106,6 @@ def train_environment() -> Dict[str, str]:
 def family_view(y, p, labels: Sequence[str], taxonomy: str = "seed12"):
     """musicnet11 labels and scores seen through a coarser taxonomy: a family plays if any member plays,
     its score is the highest member score. Returns ``(y, p, family labels)``."""
-    import numpy as np
-
-    from ..data.taxonomy import get_taxonomy
-
     fine, coarse = get_taxonomy("musicnet11"), get_taxonomy(taxonomy)
     member = [coarse.label_of(fine.programs_of(label)[0]) for label in labels]
     families = [f for f in coarse.labels if f in member]
@@ -119,10 +122,6 @@ def seed12_metrics(scores: dict, context: Optional[dict], dataset_path: Path, wi
     Returns ``{False: metrics}``, and ``True: metrics`` with the instrument scores first blended as the
     recording ``context`` (a stored :class:`~instrument_classifier.context.RecordingContext`) says, if given.
     """
-    from ..context import RecordingContext
-    from ..data.prepare import load_prepared
-    from ..evaluation.metrics import compute_instrument_metrics, tune_thresholds
-
     views = {False: scores}
     if context:
         context, (dataset, _, _) = RecordingContext(**context), load_prepared(dataset_path)
@@ -145,13 +144,6 @@ def build_ensemble(scores, datasets: Dict[str, Dict[str, Path]], settings: Recip
     ``scores(model_type, kind, split)``: ``(y_true, probabilities)`` of a model on ``datasets[model_type][kind]``.
     Returns ``(EnsembleConfig, {kind: window summary, kind + "+context": ...})``.
     """
-    from ..context import RecordingContext
-    from ..data.prepare import load_prepared
-    from ..data.taxonomy import get_taxonomy
-    from ..ensemble import EnsembleConfig, blend_probabilities
-    from ..evaluation.metrics import compute_instrument_metrics
-    from ..evaluation.tuning import tune_ensemble
-
     members = list(settings.models)
     labels = list(get_taxonomy(settings.taxonomy).labels)
 
@@ -192,9 +184,6 @@ def build_ensemble(scores, datasets: Dict[str, Dict[str, Path]], settings: Recip
 
 def add_missing_context(model_dir: Path, dataset_path: Path) -> bool:
     """Tune the recording context on validation into ``model_dir/config.json`` if it has none; True if it did."""
-    from ..data.prepare import load_prepared
-    from ..evaluation.tuning import tune_context
-
     config_path = model_dir / "config.json"
     config = json.loads(config_path.read_text())
     if config.get("context"):
