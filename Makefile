@@ -67,7 +67,7 @@ fix-copies: $(STAMP)
 
 # The generalisation recipe: several sample libraries, one held out; writes instrument_classifier/pretrained/.
 # MUSICNET: your MusicNet folder (musicnet.tar.gz unpacked; only train_labels/ and test_labels/ are read).
-# Then the musicnn classifier on the same renders (instrument_classifier/recipe_musicnn.py) -> pretrained/musicnn.
+# Then the musicnn classifier on the same renders (instrument_classifier/recipes/musicnn.py) -> pretrained/musicnn.
 # VPO: your clone of eodowd/VirtualPlayingOrchestra (default corpora/recipe/libraries/VirtualPlayingOrchestra);
 # MUSICNN_WEIGHTS: scripts/convert_musicnn.py's output (default musicnn_mtt.safetensors); REAL_DEV: labelled real
 # clips to tune the thresholds on (default ../shared/real-dev/manifest.csv; without it they are not tuned).

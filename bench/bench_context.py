@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from instrument_classifier.context import blend, neighbour_means  # noqa: E402
 from instrument_classifier.data.prepare import load_prepared  # noqa: E402
 from instrument_classifier.evaluation.metrics import compute_instrument_metrics, mean_f1, tune_thresholds  # noqa: E402
-from instrument_classifier.recipe import predict_split  # noqa: E402
+from instrument_classifier.evaluation.predict_split import predict_split  # noqa: E402
 
 
 def _neighbours(text: str) -> Optional[int]:

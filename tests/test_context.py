@@ -22,7 +22,7 @@ from instrument_classifier.modeling import (
     InstrumentCNNForAudioClassification,
     InstrumentFeatureExtractor,
 )
-from instrument_classifier.recipe import add_missing_context
+from instrument_classifier.recipes.train_models import add_missing_context
 
 NOTES = [(0, 2 * SR, 1, 48), (SR // 2, 5 * SR, 41, 64), (3 * SR, 8 * SR, 74, 79)]
 
@@ -187,7 +187,7 @@ def test_recipe_tunes_a_context_into_a_model_trained_without_one(prepared, tmp_p
     folder = _save(tmp_path / "cnn", extractor)
     assert add_missing_context(folder, root / "dataset") is True
     stored = json.loads((folder / "config.json").read_text())["context"]
-    from instrument_classifier.recipe import predict_split
+    from instrument_classifier.evaluation.predict_split import predict_split
 
     y, p = predict_split(folder, root / "dataset", "validation")
     rows = dataset["validation"].select_columns(["recording_id", "start_frame"])

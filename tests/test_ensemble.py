@@ -11,13 +11,14 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from instrument_classifier import recipe
+import instrument_classifier
 from instrument_classifier.ensemble import CONFIG_NAME, EnsembleConfig, InstrumentEnsemble
 from instrument_classifier.evaluation.tuning import tune_ensemble, weight_grid
 from instrument_classifier.inference import detected_segments, load_model, predict_timeline
-from instrument_classifier.recipe import RecipeSettings
+from instrument_classifier.evaluation.predict_split import predict_split
+from instrument_classifier.recipes.common import RecipeSettings
 
-PRETRAINED = Path(recipe.__file__).parent / "pretrained"
+PRETRAINED = Path(instrument_classifier.__file__).parent / "pretrained"
 EXAMPLE = Path(__file__).resolve().parents[1] / "space" / "examples" / "beethoven_wind_sextet.ogg"
 
 
@@ -181,7 +182,7 @@ def test_evaluate_scores_an_ensemble_as_the_blend_of_its_members(rendered_corpus
     results = evaluate_models([PRETRAINED / "ensemble", PRETRAINED / "cnn"], dataset=list(datasets.values()),
                               split="test", output_dir=tmp_path / "report", progress=False)
     config = EnsembleConfig.load(PRETRAINED / "ensemble")
-    runs = {m: recipe.predict_split(PRETRAINED / m, datasets[m], "test") for m in datasets}
+    runs = {m: predict_split(PRETRAINED / m, datasets[m], "test") for m in datasets}
     y = runs["cnn"][0]
     blended = config.weights[0] * runs["cnn"][1] + config.weights[1] * runs["transformer"][1]
     expected = compute_instrument_metrics(y, blended, thresholds=config.thresholds, labels=config.labels)

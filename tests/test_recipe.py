@@ -13,21 +13,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from instrument_classifier import recipe
-from instrument_classifier.recipe import (
-    LIBRARIES,
-    MUSICNET_LABELS,
-    Library,
-    RecipeError,
-    RecipeSettings,
-    check_overlap,
-    export_models,
-    family_view,
-    fetch_library,
-    require_disjoint,
-)
+import instrument_classifier
+from instrument_classifier.recipes import common, mfcc, renders, train_models
+from instrument_classifier.recipes.cards import export_models
+from instrument_classifier.recipes.common import LIBRARIES, MUSICNET_LABELS, Library, RecipeError, RecipeSettings
+from instrument_classifier.recipes.sources import check_overlap, fetch_library, require_disjoint
+from instrument_classifier.recipes.train_models import family_view
 from test_soundfonts import tone, write_sf
 
+PACKAGE = Path(instrument_classifier.__file__).parent
 MUSICNET11 = ("Piano", "Harpsichord", "Violin", "Viola", "Cello", "Contrabass", "French Horn", "Oboe", "Bassoon",
               "Clarinet", "Flute")
 
@@ -89,7 +83,7 @@ def test_a_partial_library_renders_the_piece_without_the_instruments_it_must_not
     if not (MUSICNET_LABELS / "test_labels").is_dir():
         pytest.skip(f"{MUSICNET_LABELS} (the real MusicNet label CSVs, ../shared/musicnet) not here")
     assert 43 in lib.excluded_programs
-    recipe._render(Path(lib.path), tmp_path, "test", 4.0, 0.0, 0, RecipeSettings(), lib.excluded_programs,
+    renders.render(Path(lib.path), tmp_path, "test", 4.0, 0.0, 0, RecipeSettings(), lib.excluded_programs,
                    ids=["2106"])
     source = {row.instrument for row in read_label_rows(MUSICNET_LABELS / "test_labels" / "2106.csv")}
     rendered = {row.instrument for row in read_label_rows(tmp_path / "test_labels" / "2106.csv")}
@@ -99,21 +93,21 @@ def test_a_partial_library_renders_the_piece_without_the_instruments_it_must_not
 
 def test_recipe_refuses_to_train_on_the_heldout_library(capsys):
     with pytest.raises(SystemExit) as exit_info:
-        recipe.main(["--train-libraries", RecipeSettings().heldout_library, "fluidr3"])
+        mfcc.main(["--train-libraries", RecipeSettings().heldout_library, "fluidr3"])
     assert exit_info.value.code == 2 and "held-out library" in capsys.readouterr().err
 
 
 def test_recipe_variants_from_the_command_line_and_models_only_with_stop_after(capsys):
-    parser = recipe.build_parser()
+    parser = mfcc.build_parser()
     args = parser.parse_args(["--excerpt-seconds", "90", "--excerpt-stride-seconds", "45", "--instrument-eq-db", "10",
                               "--models", "cnn", "--stop-after", "train"])
-    settings = recipe.settings_from_args(args, parser)
+    settings = mfcc.settings_from_args(args, parser)
     assert (settings.excerpt_seconds, settings.excerpt_stride_seconds, settings.instrument_eq_db) == (90, 45, 10)
     assert list(settings.models) == ["cnn"] and settings.models["cnn"] == RecipeSettings().models["cnn"]
-    defaults = recipe.settings_from_args(parser.parse_args([]), parser)
+    defaults = mfcc.settings_from_args(parser.parse_args([]), parser)
     assert asdict(defaults) == asdict(RecipeSettings())
     with pytest.raises(SystemExit) as exit_info:  # a partial run must not export one model as the bundled pair
-        recipe.main(["--models", "cnn"])
+        mfcc.main(["--models", "cnn"])
     assert exit_info.value.code == 2 and "--stop-after train" in capsys.readouterr().err
 
 
@@ -121,21 +115,21 @@ def test_recipe_takes_the_musicnet_labels_from_a_flag(tmp_path, monkeypatch, cap
     """`make models MUSICNET=DIR`: the user's MusicNet folder instead of the development checkout's ../shared."""
     import shutil
 
-    assert recipe.build_parser().parse_args([]).musicnet == Path(recipe.__file__).parents[1].parent / "shared" / "musicnet"
-    monkeypatch.setattr(recipe, "MUSICNET_LABELS", MUSICNET_LABELS)  # main sets it; restored after the test
+    assert mfcc.build_parser().parse_args([]).musicnet == PACKAGE.parents[1] / "shared" / "musicnet"
+    monkeypatch.setattr(common, "MUSICNET_LABELS", MUSICNET_LABELS)  # main sets it; restored after the test
     seen = []
-    monkeypatch.setattr(recipe, "run_recipe", lambda *args, **kwargs: seen.append(recipe.MUSICNET_LABELS))
-    excerpts = Path(recipe.__file__).parent / "data" / "excerpts"
+    monkeypatch.setattr(mfcc, "run_recipe", lambda *args, **kwargs: seen.append(common.MUSICNET_LABELS))
+    excerpts = PACKAGE / "data" / "excerpts"
     downloads = tmp_path / "downloads"  # as musicnet.tar.gz unpacks: musicnet/{train,test}_labels/ (+ _data/)
     for split in ("train_labels", "test_labels"):
         shutil.copytree(excerpts / split, downloads / "musicnet" / split)
-    assert recipe.main(["--musicnet", str(downloads), "--workdir", str(tmp_path / "work")]) == 0
+    assert mfcc.main(["--musicnet", str(downloads), "--workdir", str(tmp_path / "work")]) == 0
     assert seen == [downloads / "musicnet"]
-    assert recipe.main(["--musicnet", str(downloads / "musicnet"), "--workdir", str(tmp_path / "work")]) == 0
+    assert mfcc.main(["--musicnet", str(downloads / "musicnet"), "--workdir", str(tmp_path / "work")]) == 0
     assert seen[-1] == downloads / "musicnet"
     (tmp_path / "empty").mkdir()
     with pytest.raises(SystemExit):
-        recipe.main(["--musicnet", str(tmp_path / "empty")])
+        mfcc.main(["--musicnet", str(tmp_path / "empty")])
     assert f"--musicnet: {tmp_path / 'empty'}: not a MusicNet folder" in capsys.readouterr().err
 
 
@@ -178,7 +172,7 @@ def test_export_copies_model_folders_with_the_recipe_card(tmp_path):
     (src / "modeling_instrument_cnn.py").write_text("# the code as it was at training time\n")
     out = tmp_path / "pretrained"
     export_models(tmp_path / "models", out, settings, _results(settings), tmp_path)
-    package_code = Path(recipe.__file__).parent / "modeling" / "modeling_instrument_cnn.py"
+    package_code = PACKAGE / "modeling" / "modeling_instrument_cnn.py"
     assert (out / "cnn" / "modeling_instrument_cnn.py").read_text() == package_code.read_text()
     files = sorted(p.name for p in (out / "cnn").iterdir())
     assert "model.safetensors" in files and "config.json" in files and "recipe_results.json" in files
@@ -214,7 +208,7 @@ def test_bundled_models_carry_the_package_code_and_their_generalisation_numbers(
     from instrument_classifier import modeling
     from instrument_classifier.inference import load_model
 
-    folder = Path(recipe.__file__).parent / "pretrained" / model_type
+    folder = PACKAGE / "pretrained" / model_type
     files = {p.name for p in folder.iterdir()}
     assert "model.safetensors" in files and not any(f.endswith((".bin", ".pt", ".pth", ".pkl")) for f in files)
     assert (folder / "model.safetensors").stat().st_size <= 5 * 2**20
@@ -247,7 +241,7 @@ def test_default_model_of_predict_and_the_space_is_the_bundled_model_chosen_on_r
     recordings (its card reports them), which predict and the Space agree on."""
     from instrument_classifier import inference, space_app
 
-    pretrained = Path(recipe.__file__).parent / "pretrained"
+    pretrained = PACKAGE / "pretrained"
     assert inference.DEFAULT_MODEL_DIR == pretrained / "musicnn"
     assert Path(next(iter(space_app.bundled_models().values()))) == pretrained / "musicnn"
     card = (pretrained / "musicnn" / "README.md").read_text()
@@ -260,18 +254,18 @@ def test_models_of_other_settings_are_set_aside_not_reused(tmp_path):
     (tmp_path / "models" / "cnn").mkdir(parents=True)
     (tmp_path / "models" / "cnn" / "model.safetensors").write_bytes(b"old")
     (tmp_path / "evaluation" / "heldout").mkdir(parents=True)
-    recipe._forget_results_of_other_settings(tmp_path, settings)  # no stamp: made by unknown settings
+    train_models.forget_results_of_other_settings(tmp_path, settings)  # no stamp: made by unknown settings
     assert (tmp_path / "models.previous" / "cnn" / "model.safetensors").read_bytes() == b"old"
     assert (tmp_path / "evaluation.previous" / "heldout").is_dir() and not (tmp_path / "evaluation").exists()
 
     (tmp_path / "models" / "cnn").mkdir()
     (tmp_path / "models" / "cnn" / "model.safetensors").write_bytes(b"new")
     settings.num_proc = 7
-    recipe._forget_results_of_other_settings(tmp_path, settings)
+    train_models.forget_results_of_other_settings(tmp_path, settings)
     assert (tmp_path / "models" / "cnn" / "model.safetensors").read_bytes() == b"new"  # reused
 
     settings.include_deltas = not settings.include_deltas
-    recipe._forget_results_of_other_settings(tmp_path, settings)
+    train_models.forget_results_of_other_settings(tmp_path, settings)
     assert (tmp_path / "models.previous" / "cnn" / "model.safetensors").read_bytes() == b"new"
     assert not (tmp_path / "models" / "cnn").exists()
 
@@ -284,16 +278,16 @@ def test_training_renders_without_a_plan_or_of_another_excerpt_are_rendered_agai
         (folder / "train_data").mkdir(parents=True)
         (folder / "train_data" / "1727.wav").write_bytes(b"audio")
     plan = {"start": 0.0, "seconds": 90.0, "seed": 1}
-    recipe._forget_renders_of_another_plan(plan, [dry, perturbed])
+    renders.forget_renders_of_another_plan(plan, [dry, perturbed])
     assert not (dry / "train_data").exists() and not perturbed.exists()
     assert json.loads((dry / "render_plan.json").read_text()) == plan
 
     for folder in (dry, perturbed):
         (folder / "train_data").mkdir(parents=True)
         (folder / "train_data" / "1727.wav").write_bytes(b"audio")
-    recipe._forget_renders_of_another_plan(plan, [dry, perturbed])
+    renders.forget_renders_of_another_plan(plan, [dry, perturbed])
     assert (dry / "train_data" / "1727.wav").is_file() and (perturbed / "train_data" / "1727.wav").is_file()
-    recipe._forget_renders_of_another_plan({**plan, "start": 45.0}, [dry, perturbed])
+    renders.forget_renders_of_another_plan({**plan, "start": 45.0}, [dry, perturbed])
     assert not (dry / "train_data").exists() and not perturbed.exists()
 
 
@@ -301,14 +295,14 @@ def test_heldout_validation_renders_of_another_plan_are_removed_not_reused(tmp_p
     """Validation renders are reused for the same pieces and settings only; otherwise both copies go."""
     dry, perturbed = tmp_path / "render" / "merlin-validation-dry", tmp_path / "heldout" / "merlin-validation"
     plan = {"pieces": ["1727", "1734"], "seconds": None, "seed": 0}
-    recipe._forget_renders_of_another_plan(plan, [dry, perturbed], "validation_plan.json")  # first run: nothing to remove
+    renders.forget_renders_of_another_plan(plan, [dry, perturbed], "validation_plan.json")  # first run: nothing to remove
     for folder in (dry, perturbed):
         (folder / "train_data").mkdir(parents=True)
         (folder / "train_data" / "1727.wav").write_bytes(b"audio")
-    recipe._forget_renders_of_another_plan(plan, [dry, perturbed], "validation_plan.json")
+    renders.forget_renders_of_another_plan(plan, [dry, perturbed], "validation_plan.json")
     assert (dry / "train_data" / "1727.wav").is_file() and (perturbed / "train_data" / "1727.wav").is_file()
 
-    recipe._forget_renders_of_another_plan({**plan, "seconds": 45.0}, [dry, perturbed], "validation_plan.json")
+    renders.forget_renders_of_another_plan({**plan, "seconds": 45.0}, [dry, perturbed], "validation_plan.json")
     assert not (dry / "train_data").exists() and not perturbed.exists()
     assert json.loads((dry / "validation_plan.json").read_text())["seconds"] == 45.0
 
@@ -316,14 +310,14 @@ def test_heldout_validation_renders_of_another_plan_are_removed_not_reused(tmp_p
 def test_a_change_to_one_models_settings_retrains_that_model_only(tmp_path):
     """Per-model stamps: the Transformer's own features or arguments changed -> the CNN is kept."""
     settings = RecipeSettings()
-    recipe._forget_results_of_other_settings(tmp_path, settings)  # first run: stamps, nothing to set aside
+    train_models.forget_results_of_other_settings(tmp_path, settings)  # first run: stamps, nothing to set aside
     for model_type in ("cnn", "transformer"):
         (tmp_path / "models" / model_type).mkdir(parents=True)
         (tmp_path / "models" / model_type / "model.safetensors").write_bytes(model_type.encode())
     (tmp_path / "evaluation" / "heldout").mkdir(parents=True)
 
     settings.model_features = {"transformer": {"feature_type": "logmel"}}
-    recipe._forget_results_of_other_settings(tmp_path, settings)
+    train_models.forget_results_of_other_settings(tmp_path, settings)
     assert (tmp_path / "models" / "cnn" / "model.safetensors").read_bytes() == b"cnn"
     assert (tmp_path / "models.previous" / "transformer" / "model.safetensors").read_bytes() == b"transformer"
     assert not (tmp_path / "models" / "transformer").exists()
@@ -334,18 +328,18 @@ def test_a_change_to_one_models_settings_retrains_that_model_only(tmp_path):
               if k not in ("num_proc", "model_features")}
     (tmp_path / "models" / "recipe_settings.json").write_text(json.dumps(legacy))
     settings = RecipeSettings(model_features={})
-    recipe._forget_results_of_other_settings(tmp_path, settings)
+    train_models.forget_results_of_other_settings(tmp_path, settings)
     assert (tmp_path / "models" / "cnn" / "model.safetensors").read_bytes() == b"cnn"
 
 
 def test_each_feature_setting_gets_its_own_datasets(tmp_path):
     settings = RecipeSettings(model_features={"transformer": {"feature_type": "cqt"}})
-    assert recipe.dataset_paths(tmp_path, settings, "cnn") == {
+    assert train_models.dataset_paths(tmp_path, settings, "cnn") == {
         "heldout": tmp_path / "datasets" / "heldout", "indomain": tmp_path / "datasets" / "indomain"}
-    assert recipe.dataset_paths(tmp_path, settings, "transformer")["heldout"] == \
+    assert train_models.dataset_paths(tmp_path, settings, "transformer")["heldout"] == \
         tmp_path / "datasets" / "heldout-cqt84-deltas"
     assert settings.features_of("transformer") == {"feature_type": "cqt", "n_coefficients": None,
                                                    "include_deltas": True}
     # the shared settings, given again as a model's own, are the shared datasets
     same = RecipeSettings(model_features={"cnn": {"feature_type": "mfcc", "n_coefficients": 13}})
-    assert recipe.dataset_paths(tmp_path, same, "cnn")["heldout"] == tmp_path / "datasets" / "heldout"
+    assert train_models.dataset_paths(tmp_path, same, "cnn")["heldout"] == tmp_path / "datasets" / "heldout"

@@ -19,10 +19,10 @@ import soundfile as sf
 import torch
 from safetensors.torch import save_file
 
-from instrument_classifier import recipe, recipe_musicnn
 from instrument_classifier.data import sampler
-from instrument_classifier.recipe import Library, RecipeSettings
-from instrument_classifier.recipe_musicnn import MusicnnSettings, run_musicnn_recipe
+from instrument_classifier.recipes import common, mfcc, musicnn, musicnn_card, musicnn_sources
+from instrument_classifier.recipes.common import Library, MusicnnSettings, RecipeSettings
+from instrument_classifier.recipes.musicnn import run_musicnn_recipe
 from test_soundfonts import tone, write_sf
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -121,13 +121,13 @@ def tiny_recipe(tmp_path, monkeypatch, backbone_file):
     libraries = tmp_path / "soundfonts"
     libraries.mkdir()
     # FluidR3 plays the distractors as well, as the real one does
-    monkeypatch.setitem(recipe.LIBRARIES, "fluidr3", Library(
+    monkeypatch.setitem(common.LIBRARIES, "fluidr3", Library(
         "fluidr3", str(tiny_soundfont(libraries / "fluidr3.sf2", 1, DISTRACTORS)), "test"))
-    monkeypatch.setitem(recipe.LIBRARIES, "musescore", Library(
+    monkeypatch.setitem(common.LIBRARIES, "musescore", Library(
         "musescore", str(tiny_soundfont(libraries / "musescore.sf2", 2)), "test"))
-    monkeypatch.setitem(recipe.LIBRARIES, "merlin", Library(
+    monkeypatch.setitem(common.LIBRARIES, "merlin", Library(
         "merlin", str(tiny_soundfont(libraries / "merlin.sf2", 3)), "test"))
-    monkeypatch.setattr(recipe, "MUSICNET_LABELS", tiny_musicnet(tmp_path / "musicnet"))
+    monkeypatch.setattr(common, "MUSICNET_LABELS", tiny_musicnet(tmp_path / "musicnet"))
     settings = RecipeSettings(excerpt_seconds=6.0, excerpt_stride_seconds=3.0, heldout_validation_seconds=6.0,
                               num_proc=1)
     mset = MusicnnSettings(vpo_start_seconds=0.0, vpo_seconds=6.0, distractor_start_seconds=2.0,
@@ -226,9 +226,9 @@ def test_the_stage_builds_tunes_evaluates_and_exports_a_model_and_resumes(tiny_r
     from instrument_classifier.evaluation import clips, evaluate_models
 
     with pytest.MonkeyPatch.context() as patch:
-        for module, name in ((recipe, "run_recipe"), (sampler, "render_corpus"), (render, "render_corpus"),
-                             (perturb_corpus, "perturb_corpus"), (recipe_musicnn, "train_probe"),
-                             (recipe_musicnn, "export_model"), (clips, "evaluate_clips"),
+        for module, name in ((mfcc, "run_recipe"), (sampler, "render_corpus"), (render, "render_corpus"),
+                             (perturb_corpus, "perturb_corpus"), (musicnn, "train_probe"),
+                             (musicnn, "export_model"), (clips, "evaluate_clips"),
                              (evaluate_models, "evaluate_models")):
             patch.setattr(module, name, refuse)
         capsys.readouterr()
@@ -248,21 +248,21 @@ def test_the_stage_builds_tunes_evaluates_and_exports_a_model_and_resumes(tiny_r
     trained = json.loads((workdir / "musicnn" / "train.json").read_text())["validation_thresholds"]
     assert config["thresholds"] == pytest.approx([trained[config["id2label"][str(i)]] for i in range(11)], abs=1e-4)
     assert (folder / "model.safetensors").stat().st_mtime_ns == stamp  # stopped before the export
-    card = recipe_musicnn.model_card(without, tiny_recipe["settings"], tiny_recipe["mset"])
+    card = musicnn_card.model_card(without, tiny_recipe["settings"], tiny_recipe["mset"])
     assert "no labelled real recordings" in card and "Results on real recordings" not in card
 
     # validation pieces recipe.py did not render (the new corpora changed prepare's choice) are rendered here
     from instrument_classifier.data import prepare
 
     train_corpora = [Path(d) for d in prepared["data_dirs"]]
-    log = recipe_musicnn._Log(workdir)
+    log = musicnn.step_log(workdir)
     extra = workdir / "heldout" / "merlin-validation-musicnn"
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(prepare, "plan_validation_pieces", lambda *args, **kwargs: ["2221", "2285"])
-        assert recipe_musicnn.validation_corpora(workdir, tiny_recipe["settings"], train_corpora, log) == [
+        assert musicnn.validation_corpora(workdir, tiny_recipe["settings"], train_corpora, log) == [
             workdir / "heldout" / "merlin-validation", extra]
     assert sorted(p.name for p in (extra / "train_data").iterdir()) == ["2285.wav"]
-    assert recipe_musicnn.validation_corpora(workdir, tiny_recipe["settings"], train_corpora, log) == [
+    assert musicnn.validation_corpora(workdir, tiny_recipe["settings"], train_corpora, log) == [
         workdir / "heldout" / "merlin-validation"]
     assert not extra.exists()  # made for another choice of pieces
 
@@ -270,10 +270,10 @@ def test_the_stage_builds_tunes_evaluates_and_exports_a_model_and_resumes(tiny_r
 def test_missing_weights_say_how_to_convert_them(tmp_path, capsys):
     """The message carries convert_musicnn.py's own commands (checked against its docstring)."""
     docstring = ast.get_docstring(ast.parse((REPO_ROOT / "scripts" / "convert_musicnn.py").read_text()))
-    for line in recipe_musicnn.CONVERSION_COMMANDS.splitlines():
+    for line in musicnn_sources.CONVERSION_COMMANDS.splitlines():
         assert line in docstring, line
     labels = tiny_musicnet(tmp_path / "musicnet")
-    code = recipe_musicnn.main(["--workdir", str(tmp_path / "work"), "--musicnet", str(labels),
+    code = musicnn.main(["--workdir", str(tmp_path / "work"), "--musicnet", str(labels),
                                 "--musicnn-weights", str(tmp_path / "none.safetensors")])
     err = capsys.readouterr().err
     assert code == 2 and f"{tmp_path / 'none.safetensors'}: musicnn weights not found" in err
@@ -282,23 +282,23 @@ def test_missing_weights_say_how_to_convert_them(tmp_path, capsys):
 
 
 def test_missing_or_wrong_sources_are_refused_with_what_to_do(tmp_path, backbone_file):
-    from instrument_classifier.recipe import RecipeError
+    from instrument_classifier.recipes.common import RecipeError
 
     vpo = tmp_path / "VPO"
     with pytest.raises(RecipeError) as missing:
-        recipe_musicnn.check_sources(backbone_file, vpo, tmp_path / "sources.json")
+        musicnn_sources.check_sources(backbone_file, vpo, tmp_path / "sources.json")
     assert f"git clone https://github.com/eodowd/VirtualPlayingOrchestra {vpo}" in str(missing.value)
     assert f"git -C {vpo} checkout f6d77b7971d900b7b3d97b9e3098aa345032e791" in str(missing.value)
     vpo.mkdir()
     with pytest.raises(RecipeError, match="not a Virtual Playing Orchestra checkout"):
-        recipe_musicnn.check_sources(backbone_file, vpo, tmp_path / "sources.json")
+        musicnn_sources.check_sources(backbone_file, vpo, tmp_path / "sources.json")
     wrong = tmp_path / "wrong.safetensors"
     save_file({"weight": torch.zeros(3)}, str(wrong))
     with pytest.raises(RecipeError, match=f"{wrong}: not MTT_musicnn weights"):
-        recipe_musicnn.check_sources(wrong, vpo, tmp_path / "sources.json")
+        musicnn_sources.check_sources(wrong, vpo, tmp_path / "sources.json")
     (tmp_path / "text.safetensors").write_text("not weights")
     with pytest.raises(RecipeError, match="not a safetensors file"):
-        recipe_musicnn.check_sources(tmp_path / "text.safetensors", vpo, tmp_path / "sources.json")
+        musicnn_sources.check_sources(tmp_path / "text.safetensors", vpo, tmp_path / "sources.json")
     assert not (tmp_path / "sources.json").exists()
 
 

@@ -264,15 +264,15 @@ def test_train_is_a_command_of_the_installed_package(tmp_path, capsys):
 
 
 def test_train_runs_as_a_module_outside_the_checkout(tmp_path):
-    """What the recipe runs (recipe.train_command): no repo-root train.py needed, from any working directory."""
+    """What the recipe runs (train_models.train_command): no repo-root train.py needed, from any working directory."""
     import subprocess
 
-    from instrument_classifier import recipe
+    from instrument_classifier.recipes import train_models
 
-    command = recipe.train_command(["--model_type", "cnn", "--dataset_path", str(tmp_path / "missing"),
-                                    "--output_dir", str(tmp_path / "out")])
+    command = train_models.train_command(["--model_type", "cnn", "--dataset_path", str(tmp_path / "missing"),
+                                          "--output_dir", str(tmp_path / "out")])
     assert "train.py" not in " ".join(command)
-    proc = subprocess.run(command, cwd=tmp_path, env=recipe.train_environment(), capture_output=True, text=True,
+    proc = subprocess.run(command, cwd=tmp_path, env=train_models.train_environment(), capture_output=True, text=True,
                           timeout=300)
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert f"instrument-classifier train: error: {tmp_path / 'missing'}" in proc.stderr

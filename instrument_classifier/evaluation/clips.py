@@ -56,7 +56,10 @@ from typing import Dict, List, Optional, Sequence, Union
 import numpy as np
 
 from ..atomic_write import replace_dir
+from .errors import EvaluationError
+from .evaluate_models import parse_thresholds
 from .metrics import compute_instrument_metrics, tune_thresholds_micro
+from .report import check_output, fmt, markdown_table, md_escape, unique_model_names
 
 __all__ = ["ManifestError", "ClipRow", "read_manifest", "evaluate_clips", "clip_set_metrics", "format_clip_summary",
            "tune_clip_thresholds", "cross_validated_tuning", "CLIP_OUTPUT_FILES"]
@@ -325,15 +328,14 @@ def evaluate_clips(
 
     from ..audio import AudioError
     from ..inference import load_model, predict_timeline
-    from .evaluate_models import EvaluationError, _check_output, _model_names, _parse_thresholds
 
     models = [models] if isinstance(models, (str, os.PathLike)) else [str(m) for m in models]
     if not models:
         raise ManifestError("no model given")
     if batch_size < 1:
         raise ManifestError(f"batch size must be >= 1, got {batch_size}")
-    fixed = _parse_thresholds(thresholds)
-    output = None if output_dir is None else _check_output(Path(output_dir), CLIP_OUTPUT_FILES)
+    fixed = parse_thresholds(thresholds)
+    output = None if output_dir is None else check_output(Path(output_dir), CLIP_OUTPUT_FILES)
     manifest = Path(manifest).expanduser().resolve()
     if not manifest.is_file():
         raise ManifestError(f"{manifest}: manifest not found")
@@ -358,7 +360,7 @@ def evaluate_clips(
     rows = read_manifest(manifest, labels, skip_bad=skip_bad, skipped=skipped)
     y_true = np.array([[label in row.instruments for label in labels] for row in rows], dtype=np.int8)
     sources = [str(Path(m).resolve()) if Path(m).exists() else str(m) for m in models]
-    names = _model_names(sources, models)
+    names = unique_model_names(sources, models)
     cut = None if fixed is None else [fixed] * len(labels)
     scores = np.zeros((len(models), len(rows), len(labels)))
     decisions = np.zeros((len(models), len(rows), len(labels)), dtype=np.int8)
@@ -429,20 +431,16 @@ def _model_entries(results: Dict) -> List[str]:
     return [k for k in results if k not in CLIP_RESERVED_KEYS]
 
 
-def _fmt(value, digits: int = 3) -> str:
-    return "–" if value is None else f"{value:.{digits}f}"
-
-
 SUMMARY_COLUMNS = (
     ("clips", lambda m: str(m["num_clips"])),
-    ("ROC-AUC macro", lambda m: _fmt(m["roc_auc_macro"])),
-    ("F1 micro", lambda m: _fmt(m["f1_micro"])),
-    ("F1 macro", lambda m: _fmt(m["f1_macro"])),
-    ("precision micro", lambda m: _fmt(m["precision_micro"])),
-    ("recall micro", lambda m: _fmt(m["recall_micro"])),
-    ("false alarms/clip", lambda m: _fmt(m["false_alarms_per_clip"], 2)),
-    ("misses/clip", lambda m: _fmt(m["misses_per_clip"], 2)),
-    ("exact set", lambda m: _fmt(m["exact_set_accuracy"])),
+    ("ROC-AUC macro", lambda m: fmt(m["roc_auc_macro"])),
+    ("F1 micro", lambda m: fmt(m["f1_micro"])),
+    ("F1 macro", lambda m: fmt(m["f1_macro"])),
+    ("precision micro", lambda m: fmt(m["precision_micro"])),
+    ("recall micro", lambda m: fmt(m["recall_micro"])),
+    ("false alarms/clip", lambda m: fmt(m["false_alarms_per_clip"], 2)),
+    ("misses/clip", lambda m: fmt(m["misses_per_clip"], 2)),
+    ("exact set", lambda m: fmt(m["exact_set_accuracy"])),
 )
 
 
@@ -474,10 +472,6 @@ def format_clip_summary(results: Dict) -> str:
     return "\n".join(lines)
 
 
-def _md(text) -> str:
-    return str(text).replace("|", "\\|")
-
-
 def format_clip_markdown(results: Dict) -> str:
     """metrics.md of a clip evaluation."""
     lines = [
@@ -493,18 +487,18 @@ def format_clip_markdown(results: Dict) -> str:
         "detects it. ROC-AUC uses the scores, precision / recall / F1 the decisions. Macro averages cover the "
         "labels with both positive and negative clips; micro figures and false alarms count every label.",
         "",
-        "| model | clips of | " + " | ".join(title for title, _ in SUMMARY_COLUMNS) + " |",
-        "|---|---|" + "---|" * len(SUMMARY_COLUMNS),
     ]
-    lines += ["| " + " | ".join(_md(v) for v in row) + " |" for row in _summary_rows(results)]
+    lines += markdown_table(["model", "clips of"] + [title for title, _ in SUMMARY_COLUMNS], _summary_rows(results))
     for name in _model_entries(results):
         m = results[name]["clips"]
-        lines += ["", f"## {_md(name)}", "", f"Source: `{results[name]['source']}`", "",
-                  "| instrument | clips | ROC-AUC | precision | recall | F1 | threshold |", "|---|---|---|---|---|---|---|"]
-        for label, threshold in zip(results["labels"], results[name]["thresholds"] or [None] * len(results["labels"])):
-            c = m["per_class"][label]
-            lines.append(f"| {_md(label)} | {c['support']} | {_fmt(c['roc_auc'])} | {_fmt(c['precision'])} | "
-                         f"{_fmt(c['recall'])} | {_fmt(c['f1'])} | {_fmt(threshold)} |")
+        lines += ["", f"## {md_escape(name)}", "", f"Source: `{results[name]['source']}`", ""]
+        thresholds = results[name]["thresholds"] or [None] * len(results["labels"])
+        lines += markdown_table(
+            ["instrument", "clips", "ROC-AUC", "precision", "recall", "F1", "threshold"],
+            ([label, m["per_class"][label]["support"], fmt(m["per_class"][label]["roc_auc"]),
+              fmt(m["per_class"][label]["precision"]), fmt(m["per_class"][label]["recall"]),
+              fmt(m["per_class"][label]["f1"]), fmt(threshold)]
+             for label, threshold in zip(results["labels"], thresholds)))
     return "\n".join(lines) + "\n"
 
 

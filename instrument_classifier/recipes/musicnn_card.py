@@ -1,0 +1,187 @@
+"""The musicnn folder's export: its model card (training data, real-recording numbers first, licences) and the
+folder written in one rename."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ..atomic_write import write_dir
+from ..evaluation.report import fmt, markdown_table
+from ..local_paths import strip_local_paths
+from ..training.model_card import usage_lines
+from .cards import library_title
+from .common import MusicnnSettings, RecipeError, RecipeSettings, as_json, write_json
+from .musicnn_sources import MUSICNN_LICENCE, VPO_URL
+
+RESULTS_FILE = "recipe_musicnn_results.json"
+#: The export's weights budget, as the MFCC recipe's (musicnn's weights are 3.2 MB).
+MAX_WEIGHTS_BYTES = 5 * 1024 * 1024
+
+
+def model_card(results: dict, settings: RecipeSettings, mset: MusicnnSettings) -> str:
+    """The exported folder's README.md: training data, real-recording numbers first, licences."""
+    sources, real_dev, merlin = results["sources"], results.get("real_dev"), results["merlin_test"]
+    heldout = library_title(settings.heldout_library)
+    train_libraries = " and ".join(library_title(name) for name in settings.train_libraries)
+    vpo_commit = sources["sampler_library"]["commit"]
+    lines = [
+        "---",
+        "library_name: transformers",
+        "license: other",
+        "license_name: musicnn-isc-and-training-data",
+        "pipeline_tag: audio-classification",
+        "tags: [audio, audio-classification, music, instrument-recognition, multi-label, musicnet, musicnn, "
+        "instrument_musicnn]",
+        "---",
+        "",
+        "# instrument-classifier musicnn",
+        "",
+        f"Which of the {len(results['labels'])} MusicNet instruments play ({', '.join(results['labels'])}), window by "
+        "window (3 s) and per clip. The front end is musicnn's `MTT_musicnn` (Pons & Serra 2019), a music tagger "
+        "trained on real recordings, kept frozen; on its representation of each window (penultimate embedding, "
+        "pooled frame features, tag logits) a linear head was fitted, one logistic regression per instrument "
+        f"(C {mset.C:g}). Built by `make models` (`python -m instrument_classifier.recipe_musicnn`).",
+        "",
+        "## How to use",
+        "",
+        *usage_lines("path/to/this/folder"),
+        "",
+        "## Training data",
+        "",
+        "No recording of musicians: MusicNet's train scores (labels CC BY 4.0), rendered to audio four ways, each "
+        "then \"recorded\" in drawn rooms with microphone EQ, noise and levels:",
+        "",
+        f"- with the General MIDI sample libraries {train_libraries} (recipe.py's training renders, "
+        f"{settings.excerpt_seconds:g}-s excerpts);",
+        f"- with the recorded multi-samples of the Virtual Playing Orchestra ({VPO_URL}, commit {vpo_commit}; "
+        f"samples of real players, with articulations and dynamics), [{mset.vpo_start_seconds:g}, "
+        f"{mset.vpo_start_seconds + mset.vpo_seconds:g}) s of the pieces with an instrument it has (no piano or "
+        "harpsichord);",
+        f"- with {library_title(mset.distractor_library)} and distractors: each instrument track played, with "
+        f"probability {mset.distractor_probability:g}, by another instrument (brass, saxophones, guitars, voices, "
+        f"organs, ...) whose notes are left out of the labels, [{mset.distractor_start_seconds:g}, "
+        f"{mset.distractor_start_seconds + mset.distractor_seconds:g}) s.",
+        "",
+        f"Held out: the sample library {heldout}, which shares no recording with the training libraries (checked "
+        "sample by sample), plays the validation pieces (window thresholds before the real-clip tuning) and "
+        "MusicNet's test pieces (the synthetic test below).",
+        "",
+    ]
+    if real_dev is None:
+        lines += [
+            "Decision thresholds: tuned per instrument on the held-out validation windows (no labelled real "
+            "recordings were given to tune them on).",
+            "",
+        ]
+    else:
+        cv = real_dev["cross_validated"]
+        lines += [
+            f"Decision thresholds: tuned on the {real_dev['num_clips']} labelled real clips of the development set "
+            f"(`{Path(real_dev['manifest']).parent.name}`, `evaluate --clips --tune-thresholds`): micro-F1 cuts for "
+            "the instruments with at least 5 clips, 0.8 for the others.",
+            "",
+            "## Results on real recordings (the development set)",
+            "",
+            "Clip level: a clip's score per instrument is its highest window's (from three windows on, the mean of "
+            "the two highest); an instrument is detected where its score reaches its threshold. These are the clips "
+            "the thresholds were tuned on, so the tuned row is optimistic; the cross-validated row is what the same "
+            "tuning reaches on clips it did not see (2-fold over the clips, "
+            f"{cv['repeats']} repeats). Real recordings kept unseen judge the model; they are not reported here.",
+            "",
+        ]
+        everything, long, before = real_dev["tuned"], real_dev.get("long_clips"), real_dev["validation_thresholds"]
+        clip_rows = [
+            [f"all {everything['num_clips']}", "tuned on them", fmt(everything["roc_auc_macro"]),
+             fmt(everything["f1_micro"]), fmt(everything["false_alarms_per_clip"], 2),
+             fmt(everything["exact_set_accuracy"])],
+            [f"all {everything['num_clips']}", "tuned on other clips (cross-validated)",
+             fmt(everything["roc_auc_macro"]), fmt(cv["f1_micro"]), fmt(cv["false_alarms_per_clip"], 2), "–"],
+        ]
+        if long is not None:
+            clip_rows.append([f"the {long['num_clips']} of {long['min_seconds']:g} s or more", "tuned on all",
+                              fmt(long["roc_auc_macro"]), fmt(long["f1_micro"]),
+                              fmt(long["false_alarms_per_clip"], 2), fmt(long["exact_set_accuracy"])])
+        clip_rows.append([f"all {before['num_clips']}", f"{heldout} validation windows (before tuning)",
+                          fmt(before["roc_auc_macro"]), fmt(before["f1_micro"]),
+                          fmt(before["false_alarms_per_clip"], 2), fmt(before["exact_set_accuracy"])])
+        lines += markdown_table(["clips", "thresholds", "macro ROC-AUC", "micro F1", "false instruments per clip",
+                                 "exact set"], clip_rows)
+        per_class = everything["per_class"]
+        lines += [
+            "",
+            "Per instrument (all clips, tuned thresholds): "
+            + ", ".join(f"{label} AUC {fmt(m['roc_auc'], 2)} / F1 {fmt(m['f1'], 2)} ({m['support']} clips)"
+                        for label, m in per_class.items() if m["support"]) + ".",
+            "",
+        ]
+    rows = [("window thresholds tuned on the held-out validation windows", merlin["validation_thresholds"])]
+    if real_dev is not None:
+        rows.append(("the clip thresholds tuned on real clips (this folder's)", merlin["tuned_thresholds"]))
+    lines += [
+        f"## Results on the synthetic held-out test ({heldout})",
+        "",
+        f"MusicNet's test pieces rendered in full with {heldout} + rooms and noise, window level (3-s windows). "
+        "Renderings, not musicians: this protocol checks that nothing was lost on the synthetic benchmark.",
+        "",
+        *markdown_table(["thresholds", "macro ROC-AUC", "micro F1", "macro F1",
+                         "mean F1 (piano, violin, viola, cello, clarinet, bassoon, horn)"],
+                        ([name, fmt(m["roc_auc_macro"]), fmt(m["f1_micro"]), fmt(m["f1_macro"]), fmt(m["mean_f1_7"])]
+                         for name, m in rows)),
+        "",
+        "## Licences",
+        "",
+        "- The musicnn weights inside `model.safetensors`: ISC licence (musicnn 0.1.0, (c) Music Technology Group, "
+        "Universitat Pompeu Fabra 2019, code by Jordi Pons); its notice, which goes with every copy, is in "
+        "`MUSICNN_LICENSE.md`.",
+        "- musicnn was trained on MagnaTagATune, licensed CC BY-NC-SA 3.0. Whether that licence reaches weights "
+        "trained on it is unsettled; commercial users should check before relying on this model.",
+        "- The labels the head was trained on: MusicNet (Thickstun, Harchaoui & Kakade), CC BY 4.0.",
+        "- The training audio was rendered from sample libraries and is not shipped: FluidR3 GM, MuseScore General, "
+        "and the Virtual Playing Orchestra, whose samples come from Sonatina Symphonic Orchestra (CC Sampling Plus "
+        "1.0), Mattias Westlund (CC BY-SA 3.0), No Budget Orchestra (CC BY-SA 4.0), VSCO 2 CE (CC0), the University "
+        "of Iowa MIS (free for any use), freesound user stamperadam (CC0) and the Philharmonia Orchestra (free to "
+        "use, not to be redistributed as samples).",
+        "- The head, the thresholds and the code: this package's licence.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def export_model(src: Path, folder: Path, results: dict, settings: RecipeSettings, mset: MusicnnSettings) -> None:
+    """``folder`` (replaced atomically): the model and feature extractor saved again from ``src``, README.md,
+    recipe_musicnn_results.json and the musicnn licence text."""
+    from ..modeling import InstrumentFeatureExtractor, InstrumentMusicnnForAudioClassification
+
+    model = InstrumentMusicnnForAudioClassification.from_pretrained(str(src), use_safetensors=True)
+    extractor = InstrumentFeatureExtractor.from_pretrained(str(src))
+
+    def write(tmp: Path) -> None:
+        # save_pretrained copies the package's current model code beside the weights (what trust_remote_code runs)
+        model.save_pretrained(tmp)
+        extractor.save_pretrained(tmp)
+        size = (tmp / "model.safetensors").stat().st_size
+        if size > MAX_WEIGHTS_BYTES:
+            raise RecipeError(f"{src}: model.safetensors is {size / 2**20:.1f} MB, above the 5 MB budget")
+        # the ISC licence asks that its notice go with every copy of the weights
+        licence = results["sources"]["musicnn_weights"].get("licence_text") or MUSICNN_LICENCE
+        (tmp / "MUSICNN_LICENSE.md").write_text(licence.rstrip() + "\n")
+        (tmp / "README.md").write_text(model_card(results, settings, mset))
+        write_json(tmp / RESULTS_FILE, strip_local_paths(results))  # shipped and pushed: no folder of this machine
+
+    write_dir(folder, write)
+
+
+def is_exported(folder: Path, results: dict) -> bool:
+    """``folder`` holds these results and today's model code (else the export is made again)."""
+    from .. import modeling
+
+    try:
+        if json.loads((folder / RESULTS_FILE).read_text()) != as_json(strip_local_paths(results)):
+            return False
+    except (OSError, ValueError):
+        return False
+    package = Path(modeling.__file__).parent
+    code = sorted(folder.glob("*.py"))
+    return bool(code) and (folder / "README.md").is_file() and all(
+        (package / c.name).is_file() and c.read_bytes() == (package / c.name).read_bytes() for c in code)
