@@ -217,7 +217,7 @@ def _limitations(real: Optional[dict], train: str, heldout: str) -> List[str]:
                         if real.get("no_instrument") else "") + ".")
     lines += [
         f"- On the synthetic test ({heldout}) a solo cello is also reported as piano in most of its windows, and "
-        "instruments that play softly inside an ensemble are missed (BENCHMARKS.md has the per-piece errors).",
+        "instruments that play softly inside an ensemble are missed (docs/experiments.md has the per-piece errors).",
         "- Harpsichord, contrabass, oboe and flute are absent from MusicNet's test pieces: their synthetic results "
         "are not measured, and harpsichord has few training windows.",
         "- Only the 11 instruments of MusicNet (Western classical chamber and orchestral music); voices, "

@@ -44,7 +44,7 @@ class Library:
 
 
 #: Sample libraries obtainable here (Debian packages and one PyPI wheel). Which ones share recordings is
-#: measured by ``python -m instrument_classifier.data.soundfonts`` (see BENCHMARKS.md).
+#: measured by ``python -m instrument_classifier.data.soundfonts`` (see docs/experiments.md).
 LIBRARIES: Dict[str, Library] = {
     "fluidr3": Library("fluidr3", "/usr/share/sounds/sf2/FluidR3_GM.sf2", "fluid-soundfont-gm"),
     "musescore": Library("musescore", "/usr/share/sounds/sf3/MuseScore_General_Lite.sf3",
@@ -73,15 +73,15 @@ class RecipeSettings:
     # FluidR3 GM and MuseScore General: libraries with velocity layers that share no sample with Merlin.
     # GeneralUser GS as a third (without five programs, see LIBRARIES) moved held-out validation by +0.01 / +0.02
     # AUC and not its F1, for 1.5x the training time; OPL-3 (FM synthesis) lowered held-out scores; TimGM6mb /
-    # sf_GMbank share harpsichord, cello, oboe and bassoon samples with Merlin (BENCHMARKS.md).
+    # sf_GMbank share harpsichord, cello, oboe and bassoon samples with Merlin (docs/experiments.md).
     train_libraries: List[str] = field(default_factory=lambda: ["fluidr3", "musescore"])
     heldout_library: str = "merlin"
     # 90-s excerpts (stride 45; twice the audio, 2.3x the CNN's training time): validation AUC 0.912 -> 0.918,
-    # micro F1 0.824 -> 0.815; within seed noise, not adopted (BENCHMARKS.md)
+    # micro F1 0.824 -> 0.815; within seed noise, not adopted (docs/experiments.md)
     excerpt_seconds: float = 45.0  # per training library and train piece
     excerpt_stride_seconds: float = 30.0  # library i renders [i * stride, i * stride + excerpt) of each piece
     # The held-out validation pieces in full (None) rather than 45-s excerpts: about 3900 windows instead of 480,
-    # so the checkpoint and the per-class thresholds are chosen on 8x more held-out audio (BENCHMARKS.md)
+    # so the checkpoint and the per-class thresholds are chosen on 8x more held-out audio (docs/experiments.md)
     heldout_validation_seconds: Optional[float] = None
     velocity: int = 80
     velocity_jitter: int = 25
@@ -92,7 +92,7 @@ class RecipeSettings:
     taxonomy: str = "musicnet11"
     feature_type: str = "mfcc"
     n_coefficients: int = 13
-    # deltas: held-out validation macro AUC 0.84 -> 0.90 for the CNN (BENCHMARKS.md); the largest single gain
+    # deltas: held-out validation macro AUC 0.84 -> 0.90 for the CNN (docs/experiments.md); the largest single gain
     include_deltas: bool = True
     window_frames: int = 256
     hop_frames: int = 256  # non-overlapping train windows: the compute budget goes to more pieces, not overlap
@@ -102,7 +102,7 @@ class RecipeSettings:
     # validation AUC 0.898 -> 0.916; ±20 dB: 0.908. The Transformer lost with it (0.827 -> 0.809). A third
     # convolution, seed 1: full validation 0.910 -> 0.920, the best of four runs (two seeds x two depths). Its
     # earlier failure on the Space's string quartet was the end-aligned last window of inference, which no
-    # training window resembles; inference now pads it with silence as prepare does (BENCHMARKS.md)
+    # training window resembles; inference now pads it with silence as prepare does (docs/experiments.md)
     models: Dict[str, List[str]] = field(default_factory=lambda: {
         "cnn": ["--num_train_epochs", "3", "--learning_rate", "2e-3", "--config_overrides",
                 "dropout=0.4,conv_channels=[32,64,64],kernel_sizes=[[3,3],[3,3],[3,3]],pool_sizes=[[3,3],[3,3],[3,3]]",
@@ -112,7 +112,7 @@ class RecipeSettings:
     # Feature settings of one model over the shared ones above (feature_type, n_coefficients, include_deltas);
     # each distinct setting gets its own datasets. Constant-Q bands (84 semitones, with deltas) for the
     # Transformer: full held-out validation AUC 0.841 -> 0.857 with MFCC-13 + deltas; for the CNN they trailed
-    # MFCCs by 0.02-0.03 (BENCHMARKS.md)
+    # MFCCs by 0.02-0.03 (docs/experiments.md)
     model_features: Dict[str, Dict[str, object]] = field(default_factory=lambda: {
         "transformer": {"feature_type": "cqt"},
     })
@@ -139,15 +139,15 @@ class MusicnnSettings:
     """What decides the musicnn model beyond :class:`RecipeSettings` (whose training
     libraries, held-out library, taxonomy, seed and worker count it shares); recorded in the results."""
 
-    # VPO renders of the train pieces, as BENCHMARKS.md made them (synth --sampler-library ... --start-seconds 60
-    # --max-seconds 45 --seed 3; synth's velocity 80 and jitter 15): a window of each piece neither training
-    # library renders ([0, 45) and [30, 75) s), so the recorded samples bring new music too
+    # VPO renders of the train pieces, as docs/experiments.md records them (synth --sampler-library ...
+    # --start-seconds 60 --max-seconds 45 --seed 3; synth's velocity 80 and jitter 15): a window of each piece
+    # neither training library renders ([0, 45) and [30, 75) s), so the recorded samples bring new music too
     vpo_start_seconds: float = 60.0
     vpo_seconds: float = 45.0
     vpo_seed: int = 3
     vpo_perturbation_seed: int = 102
     # distractors (synth --distractors 0.5): FluidR3, [20, 65) s; with them the probe's false instruments on the
-    # 50 real-dev clips with none of the 11 fell from 1.34 to 0.46 per clip (BENCHMARKS.md)
+    # 50 real-dev clips with none of the 11 fell from 1.34 to 0.46 per clip (docs/experiments.md)
     distractor_library: str = "fluidr3"
     distractor_probability: float = 0.5
     distractor_start_seconds: float = 20.0
@@ -159,7 +159,7 @@ class MusicnnSettings:
     # musicnn's own patch: 187 frames at 62.5 frames per second
     window_frames: int = 187
     hop_frames: int = 187
-    # inverse L2 strength of the logistic regressions: C 0.001 beat 0.01 on real-dev (BENCHMARKS.md table)
+    # inverse L2 strength of the logistic regressions: C 0.001 beat 0.01 on real-dev (docs/experiments.md)
     C: float = 1e-3
     batch_size: int = 64
 

@@ -206,7 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--train-libraries", nargs="+", choices=sorted(LIBRARIES), default=None,
                         help=f"sample libraries to train on (default: {' '.join(RecipeSettings().train_libraries)}); "
                              "each must share no recording with the held-out one")
-    # variants of the recipe, for experiments (BENCHMARKS.md); the bundled models use the defaults
+    # variants of the recipe, for experiments (docs/experiments.md); the bundled models use the defaults
     parser.add_argument("--excerpt-seconds", type=float, default=None,
                         help="seconds each training library renders of each train piece "
                              f"(default {RecipeSettings.excerpt_seconds:g})")

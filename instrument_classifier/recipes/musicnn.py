@@ -7,9 +7,9 @@
 :class:`~instrument_classifier.modeling.InstrumentMusicnnForAudioClassification` keeps musicnn (``MTT_musicnn``, a
 tagger trained on real recordings) frozen and learns one linear head on its representation of 3-s windows
 (:mod:`instrument_classifier.training.linear_probe`). On the real development clips that front end carries over
-where MFCC models do not (BENCHMARKS.md, "A front end learned from real music: musicnn"), and training audio closer
-to real playing (recorded samples) and tracks of other instruments (distractors) moved it further ("Training audio
-from recorded samples, and distractors"). This module builds exactly that model; the MFCC recipe
+where MFCC models do not (docs/experiments.md, "A front end learned from real music: musicnn"), and training
+audio closer to real playing (recorded samples) and tracks of other instruments (distractors) moved it further
+("Training audio from recorded samples, and distractors"). This module builds exactly that model; the MFCC recipe
 (:mod:`~instrument_classifier.recipes.mfcc`) keeps building the CNN and the Transformer, and this stage reuses its
 renders.
 

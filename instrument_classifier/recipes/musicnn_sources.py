@@ -11,7 +11,7 @@ from .common import REPO_ROOT, RecipeError, sha256, write_json
 
 DEFAULT_WEIGHTS = REPO_ROOT / "musicnn_mtt.safetensors"
 VPO_URL = "https://github.com/eodowd/VirtualPlayingOrchestra"
-#: The VPO commit the experiments of BENCHMARKS.md rendered with; another commit is used, with a warning.
+#: The VPO commit the experiments of docs/experiments.md rendered with; another commit is used, with a warning.
 VPO_COMMIT = "f6d77b7971d900b7b3d97b9e3098aa345032e791"
 #: scripts/convert_musicnn.py's docstring: how the weights are made (a test keeps the two equal).
 CONVERSION_COMMANDS = (
@@ -108,7 +108,7 @@ def check_sources(weights: Path, vpo: Path, out: Path) -> dict:
     commit = library_commit(vpo) or "unknown"
     if commit not in ("unknown", VPO_COMMIT):
         print(f"[recipe musicnn] warning: {vpo} is at commit {commit}, not {VPO_COMMIT} (the one measured in "
-              "BENCHMARKS.md); its note maps may differ", flush=True)
+              "docs/experiments.md); its note maps may differ", flush=True)
     licence = provenance.get("licence", {})
     record = {
         "musicnn_weights": {

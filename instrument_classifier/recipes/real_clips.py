@@ -15,7 +15,7 @@ from ..local_paths import strip_local_paths
 from .results import model_key
 
 #: Real clips shorter than this are reported apart: the one-second orchestra stems of real-dev are shorter than
-#: one 3-s window (BENCHMARKS.md reports real-dev both ways).
+#: one 3-s window (docs/experiments.md reports real-dev both ways).
 LONG_CLIP_SECONDS = 2.5
 
 
