@@ -7,6 +7,11 @@ import json
 from pathlib import Path
 from typing import List
 
+from safetensors import safe_open
+
+from ..data.sampler import ARTICULATIONS, VPO_INSTRUMENTS, library_commit
+from ..modeling.musicnn_frontend import MusicnnFrontend
+
 from .common import REPO_ROOT, RecipeError, sha256, write_json
 
 DEFAULT_WEIGHTS = REPO_ROOT / "musicnn_mtt.safetensors"
@@ -53,9 +58,6 @@ def missing_vpo_message(vpo: Path) -> str:
 
 def check_weights(weights: Path) -> None:
     """Refuse a file that is not a musicnn (``MTT_musicnn``) state dict of ``MusicnnFrontend`` (names, shapes)."""
-    from safetensors import safe_open
-
-    from ..modeling.musicnn_frontend import MusicnnFrontend
 
     expected = {k: tuple(v.shape) for k, v in MusicnnFrontend().state_dict().items()}
     try:
@@ -71,8 +73,6 @@ def check_weights(weights: Path) -> None:
 
 
 def _vpo_presets() -> List[str]:
-    from ..data.sampler import ARTICULATIONS, VPO_INSTRUMENTS
-
     return sorted({layer.preset for variants in VPO_INSTRUMENTS.values() for variant in variants
                    for articulation in ARTICULATIONS for layer in getattr(variant, articulation)})
 
@@ -85,7 +85,6 @@ def check_sources(weights: Path, vpo: Path, out: Path) -> dict:
     RecipeError
         Either is missing (the message says how to make or get it) or is not what it should be.
     """
-    from ..data.sampler import library_commit
 
     weights, vpo = Path(weights).expanduser(), Path(vpo).expanduser()
     if not weights.is_file():
