@@ -252,13 +252,11 @@ def test_the_stage_builds_tunes_evaluates_and_exports_a_model_and_resumes(tiny_r
     assert "no labelled real recordings" in card and "Results on real recordings" not in card
 
     # validation pieces recipe.py did not render (the new corpora changed prepare's choice) are rendered here
-    from instrument_classifier.data import prepare
-
     train_corpora = [Path(d) for d in prepared["data_dirs"]]
     log = musicnn.step_log(workdir)
     extra = workdir / "heldout" / "merlin-validation-musicnn"
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(prepare, "plan_validation_pieces", lambda *args, **kwargs: ["2221", "2285"])
+        patch.setattr(musicnn, "plan_validation_pieces", lambda *args, **kwargs: ["2221", "2285"])
         assert musicnn.validation_corpora(workdir, tiny_recipe["settings"], train_corpora, log) == [
             workdir / "heldout" / "merlin-validation", extra]
     assert sorted(p.name for p in (extra / "train_data").iterdir()) == ["2285.wav"]

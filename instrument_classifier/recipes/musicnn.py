@@ -52,6 +52,22 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence
 
+import numpy as np
+
+from ..data import render as fluidsynth
+from ..data import sampler
+from ..data.musicnet import MusicNetError, find_musicnet_root
+from ..data.perturb_corpus import perturb_corpus
+from ..data.prepare import build_dataset, load_prepared, plan_validation_pieces
+from ..data.render import RenderError
+from ..evaluation.clips import ManifestError, evaluate_clips
+from ..evaluation.evaluate_models import evaluate_models
+from ..evaluation.metrics import compute_instrument_metrics, tune_thresholds
+from ..modeling import InstrumentFeatureExtractor, InstrumentMusicnnForAudioClassification
+from ..modeling.feature_extraction_instrument import default_feature_settings
+from ..training import linear_probe
+from ..training.linear_probe import window_representations
+
 from ..atomic_write import write_dir
 from ..evaluation.report import fmt
 from . import common, mfcc
@@ -129,9 +145,6 @@ def render_training_corpora(workdir: Path, output: Path, settings: RecipeSetting
                             vpo: Path, vpo_commit: str, log: StepLog) -> List[Path]:
     """The MFCC recipe's renders (if missing), then the VPO and distractor corpora; returns the four training
     corpora."""
-    from ..data import render as fluidsynth
-    from ..data import sampler
-    from ..data.perturb_corpus import perturb_corpus
 
     corpora = recipe_corpora(workdir, settings)
     ready = all(corpus_done(c) for c in [*corpora["train"], corpora["validation"], corpora["test"]])
@@ -187,8 +200,6 @@ def validation_corpora(workdir: Path, settings: RecipeSettings, train_corpora: S
     so change the choice. Pieces the MFCC recipe did not render are rendered here as it would have (same seeds) into
     ``heldout/<library>-validation-musicnn``.
     """
-    from ..data.perturb_corpus import perturb_corpus
-    from ..data.prepare import plan_validation_pieces
 
     corpora = recipe_corpora(workdir, settings)
     pieces = plan_validation_pieces(train_corpora, settings.taxonomy, seed=settings.seed)
@@ -218,9 +229,6 @@ def _representations(model, dataset, split: str, key: str, cache: Path, batch_si
     """``(x, y)`` of a prepared split: musicnn representations and window labels, cached under ``key`` (the
     split's fingerprint and the backbone's): reading every window is the slow part, about 40x real time on 2
     cores, and a run interrupted after it, or one with another C, need not read them again."""
-    import numpy as np
-
-    from ..training.linear_probe import window_representations
 
     path = cache / f"{split}-{key}.npz"
     if path.is_file():
@@ -243,11 +251,6 @@ def train_probe(dataset_path: Path, weights: Path, out: Path, cache: Path, mset:
     Returns ``{"absent_labels", "train_windows", "validation_windows", "validation": window summary,
     "validation_thresholds": {label: t}}``.
     """
-    import numpy as np
-
-    from ..data.prepare import load_prepared
-    from ..evaluation.metrics import compute_instrument_metrics, tune_thresholds
-    from ..training import linear_probe
 
     model, fe = linear_probe.new_musicnn_classifier(str(weights))
     info = linear_probe._check_datasets([str(dataset_path)], fe)
@@ -281,7 +284,6 @@ def train_probe(dataset_path: Path, weights: Path, out: Path, cache: Path, mset:
 
 def _write_thresholds(src: Path, out: Path, thresholds: Optional[Dict[str, float]]) -> None:
     """``src`` saved again to ``out`` (atomically) with ``thresholds`` ({label: t}) in its config, if given."""
-    from ..modeling import InstrumentFeatureExtractor, InstrumentMusicnnForAudioClassification
 
     model = InstrumentMusicnnForAudioClassification.from_pretrained(str(src), use_safetensors=True)
     extractor = InstrumentFeatureExtractor.from_pretrained(str(src))
@@ -350,8 +352,6 @@ def run_musicnn_recipe(workdir: Path, output: Path, settings: RecipeSettings, ms
         return {}
 
     # prepare ---------------------------------------------------------------------------------------------------
-    from ..data.prepare import build_dataset
-    from ..modeling.feature_extraction_instrument import InstrumentFeatureExtractor, default_feature_settings
 
     dataset_path = workdir / "datasets" / "musicnn"
 
@@ -390,7 +390,6 @@ def run_musicnn_recipe(workdir: Path, output: Path, settings: RecipeSettings, ms
         return {}
 
     # tune ------------------------------------------------------------------------------------------------------
-    from ..evaluation.clips import evaluate_clips
 
     manifest = None if real_dev is None else Path(real_dev).expanduser().resolve()
     if manifest is not None and not manifest.is_file():
@@ -420,7 +419,6 @@ def run_musicnn_recipe(workdir: Path, output: Path, settings: RecipeSettings, ms
         return {}
 
     # evaluate --------------------------------------------------------------------------------------------------
-    from ..evaluation.evaluate_models import evaluate_models
 
     eval_inputs = {"tuned": _digest(tuned["inputs"]), "test": info["split_fingerprints"].get("test"),
                    "min_seconds": LONG_CLIP_SECONDS}
@@ -523,10 +521,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    from ..data.musicnet import MusicNetError, find_musicnet_root
-    from ..data.render import RenderError
-    from ..evaluation.clips import ManifestError
-
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.real_dev is not None and not args.real_dev.expanduser().is_file():
