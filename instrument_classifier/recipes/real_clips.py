@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import tempfile
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Set, Tuple
 
 import numpy as np
 
@@ -27,6 +27,21 @@ def clip_summary(metrics: dict) -> dict:
                           for label, m in metrics["per_class"].items()}}
 
 
+def _clip_rows(report: Path) -> Tuple[List[str], List[Tuple[str, Set[str], Set[str], List[float]]]]:
+    """The labels and, per clip, ``(file, labels that play, labels detected, clip scores)`` of the ``clips.csv``
+    of an ``evaluate --clips`` report of one model."""
+    with open(report / "clips.csv", newline="") as f:
+        reader = csv.reader(f)
+        header = next(reader)
+        rows = list(reader)
+    (detected,) = [i for i, name in enumerate(header) if name.endswith(":detected")]
+    prefix = header[detected][: -len("detected")]
+    labels = [name[len(prefix):] for name in header[detected + 1:]]
+    return labels, [(row[0], set(filter(None, row[2].split(LABEL_SEPARATOR))),
+                     set(filter(None, row[detected].split(LABEL_SEPARATOR))), [float(v) for v in row[detected + 1:]])
+                    for row in rows]
+
+
 def long_clip_metrics(report: Path, manifest: Path, min_seconds: float = LONG_CLIP_SECONDS) -> Optional[dict]:
     """Clip metrics of an ``evaluate --clips`` report (one model) on its clips of at least ``min_seconds``.
 
@@ -38,26 +53,18 @@ def long_clip_metrics(report: Path, manifest: Path, min_seconds: float = LONG_CL
         for row in csv.DictReader(f):
             if (row.get("duration_s") or "").strip():
                 durations[row["file"].strip()] = float(row["duration_s"])
-    with open(report / "clips.csv", newline="") as f:
-        reader = csv.reader(f)
-        header = next(reader)
-        rows = list(reader)
-    (detected,) = [i for i, name in enumerate(header) if name.endswith(":detected")]
-    prefix = header[detected][: -len("detected")]
-    labels = [name[len(prefix):] for name in header[detected + 1:]]
+    labels, rows = _clip_rows(report)
     keep, y, scores, decisions = [], [], [], []
-    for row in rows:
-        seconds = durations.get(row[0])
+    for file, named, found, clip_scores in rows:
+        seconds = durations.get(file)
         if seconds is None:
-            seconds = audio_info(manifest.parent / row[0]).duration
+            seconds = audio_info(manifest.parent / file).duration
         if seconds < min_seconds:
             continue
-        named = set(filter(None, row[2].split(LABEL_SEPARATOR)))
-        found = set(filter(None, row[detected].split(LABEL_SEPARATOR)))
-        keep.append(row[0])
+        keep.append(file)
         y.append([label in named for label in labels])
         decisions.append([label in found for label in labels])
-        scores.append([float(v) for v in row[detected + 1:]])
+        scores.append(clip_scores)
     if not keep:
         return None
     metrics = clip_set_metrics(np.array(y, dtype=np.int8), np.array(scores), np.array(decisions, dtype=np.int8),
@@ -67,17 +74,9 @@ def long_clip_metrics(report: Path, manifest: Path, min_seconds: float = LONG_CL
 
 def _false_alarms_by_label(report: Path) -> Dict[str, List[int]]:
     """``{label: [clips where it is detected but does not play, clips where it does not play]}`` of a clip report."""
-    with open(report / "clips.csv", newline="") as f:
-        reader = csv.reader(f)
-        header = next(reader)
-        rows = list(reader)
-    (detected,) = [i for i, name in enumerate(header) if name.endswith(":detected")]
-    prefix = header[detected][: -len("detected")]
-    labels = [name[len(prefix):] for name in header[detected + 1:]]
+    labels, rows = _clip_rows(report)
     counts = {label: [0, 0] for label in labels}
-    for row in rows:
-        named = set(filter(None, row[2].split(LABEL_SEPARATOR)))
-        found = set(filter(None, row[detected].split(LABEL_SEPARATOR)))
+    for _, named, found, _ in rows:
         for label in labels:
             if label not in named:
                 counts[label][1] += 1
