@@ -25,6 +25,8 @@ from typing import Optional
 from transformers import CONFIG_MAPPING
 from transformers.models.auto.feature_extraction_auto import feature_extractor_class_from_name
 
+from . import modeling  # noqa: F401  (registers our model types and feature extractor: known, not remote)
+
 __all__ = ["NO_REMOTE_CODE", "RemoteCodeError", "check_no_remote_code"]
 
 #: keyword arguments for every ``from_pretrained`` of this package
@@ -54,10 +56,6 @@ def check_no_remote_code(folder: str | os.PathLike) -> None:
     folder = Path(folder)
     if not folder.is_dir():
         return
-    # imported here, not at the top: modeling's shipped copies must not depend on this module, and loading it
-    # (torch, the model classes) is only needed once a folder is really checked
-    from . import modeling  # noqa: F401  (registers our model types and feature extractor: known, not remote)
-
     config = _read_json(folder / "config.json")
     if config.get("auto_map") and not _known_model_type(config.get("model_type")):
         raise RemoteCodeError(
