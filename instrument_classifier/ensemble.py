@@ -12,7 +12,10 @@ stay ordinary model folders, referred to by path (relative to the ensemble's fol
 
 :func:`instrument_classifier.inference.load_model` loads such a folder like a model folder, and
 ``predict_timeline`` runs every member on the audio and blends their window and frame probabilities, which lie on
-the same grid: the members share the sampling rate, hop, window length and taxonomy (checked when loading).
+the same grid: the members share the sampling rate, the window length in samples and the taxonomy (checked when
+loading). Their hops may differ (musicnn reads 16-ms frames, YAMNet 8-ms ones, both in windows of 47 872
+samples): the ensemble's frame grid is then its ``hop_length``, the first member's, and each other member's frame
+probabilities are read off at the same times (:func:`frames_on_grid`).
 """
 
 from __future__ import annotations
@@ -27,7 +30,10 @@ import numpy as np
 
 from .atomic_write import write_text
 
-__all__ = ["CONFIG_NAME", "EnsembleConfig", "InstrumentEnsemble", "is_ensemble_folder", "blend_probabilities"]
+__all__ = [
+    "CONFIG_NAME", "EnsembleConfig", "InstrumentEnsemble", "is_ensemble_folder", "blend_probabilities",
+    "frames_on_grid",
+]
 
 CONFIG_NAME = "ensemble_config.json"
 
@@ -100,14 +106,15 @@ class InstrumentEnsemble:
 
     def _check_members(self) -> None:
         config = self.config
+        window_samples = config.window_frames * config.hop_length
         for (model, extractor), name in zip(self.members, config.members):
             mc = model.config
             labels = [mc.id2label[i] for i in range(mc.num_labels)]
-            theirs = (labels, mc.taxonomy, int(mc.window_frames), extractor.sampling_rate, extractor.hop_length)
-            ours = (config.labels, config.taxonomy, config.window_frames, config.sampling_rate, config.hop_length)
+            theirs = (labels, mc.taxonomy, int(mc.window_frames) * extractor.hop_length, extractor.sampling_rate)
+            ours = (config.labels, config.taxonomy, window_samples, config.sampling_rate)
             if theirs != ours:
-                raise ValueError(f"{self.source}: member {name} does not fit the ensemble (labels, taxonomy, window, "
-                                 f"sampling rate, hop: {theirs[1:]} and {len(labels)} labels vs {ours[1:]} and "
+                raise ValueError(f"{self.source}: member {name} does not fit the ensemble (labels, taxonomy, window "
+                                 f"samples, sampling rate: {theirs[1:]} and {len(labels)} labels vs {ours[1:]} and "
                                  f"{len(ours[0])} labels)")
 
     def eval(self) -> "InstrumentEnsemble":
@@ -119,3 +126,13 @@ class InstrumentEnsemble:
 def blend_probabilities(probs: Sequence[np.ndarray], weights: Sequence[float]) -> np.ndarray:
     """The weighted mean of the members' probabilities (same shape each)."""
     return sum(float(w) * np.asarray(p, dtype=np.float64) for w, p in zip(weights, probs)).astype(np.float32)
+
+
+def frames_on_grid(frame_probs: np.ndarray, hop_length: int, grid_hop_length: int, num_frames: int) -> np.ndarray:
+    """A member's frame probabilities ``(frames, L)`` at hop ``hop_length``, read at the ``num_frames`` frames of
+    the ensemble's grid (hop ``grid_hop_length``, the same rate): each grid frame takes the member frame centred at
+    or just before its centre, so every frame keeps the window it belongs to (both grids start at sample 0)."""
+    if hop_length == grid_hop_length and len(frame_probs) == num_frames:
+        return frame_probs
+    index = np.arange(num_frames, dtype=np.int64) * grid_hop_length // hop_length
+    return frame_probs[np.minimum(index, len(frame_probs) - 1)]

@@ -70,7 +70,7 @@ from .audio import AudioError, audio_info, check_waveform, stream_audio
 from .config_checks import check_model_settings
 from .context import RecordingContext, blend, neighbour_means
 from .ensemble import CONFIG_NAME as ENSEMBLE_CONFIG_NAME
-from .ensemble import EnsembleConfig, InstrumentEnsemble, blend_probabilities, is_ensemble_folder
+from .ensemble import EnsembleConfig, InstrumentEnsemble, blend_probabilities, frames_on_grid, is_ensemble_folder
 from .remote_code import NO_REMOTE_CODE, check_no_remote_code
 
 __all__ = [
@@ -463,8 +463,13 @@ def predict_timeline(
     finally:
         bar.close()
     frame_probs, window_probs, window_starts, frame_owners = runs[0]
-    if len(runs) > 1:  # the members' probabilities lie on the same grid: blended with the ensemble's weights
-        frame_probs = blend_probabilities([r[0] for r in runs], config.weights)
+    if len(runs) > 1:  # the members' windows coincide (same samples): blended with the ensemble's weights
+        if len({len(r[1]) for r in runs}) != 1:
+            raise RuntimeError(f"{name}: the ensemble's members cut {[len(r[1]) for r in runs]} windows")
+        grid_hop = members[0][1].hop_length
+        frame_probs = blend_probabilities(
+            [frames_on_grid(r[0], extractor.hop_length, grid_hop, len(frame_probs))
+             for r, (_, extractor) in zip(runs, members)], config.weights)
         window_probs = blend_probabilities([r[1] for r in runs], config.weights)
     return _finish_timeline(labels, duration, members[0][1].frame_rate, frame_probs, window_probs, window_starts,
                             frame_owners, int(config.window_frames), thresholds, recording_context, min_duration_s,

@@ -194,3 +194,40 @@ def test_evaluate_scores_an_ensemble_as_the_blend_of_its_members(rendered_corpus
     # the CNN alone, in the same run, is scored as it would be on its own
     alone = evaluate_models(PRETRAINED / "cnn", dataset=datasets["cnn"], split="test", progress=False)
     assert results["cnn"]["window"] == alone["cnn"]["window"]
+
+
+def test_members_with_different_hops_blend_on_the_first_members_grid(tmp_path):
+    """Members may read frames at different hops when their windows hold the same samples (musicnn's 16-ms frames
+    and YAMNet's 8-ms ones): windows blend one to one, and each frame of the ensemble's grid takes the other
+    member's frame at the same time. A member whose window holds other samples is refused."""
+    cnn, extractor = load_model(PRETRAINED / "cnn")
+    fine = tmp_path / "cnn-hop256"
+    cnn.config.window_frames, cnn.config.hop_length = 2 * cnn.config.window_frames, cnn.config.hop_length // 2
+    cnn.save_pretrained(fine)
+    extractor.hop_length = extractor.hop_length // 2
+    extractor.save_pretrained(fine)
+    folder = tmp_path / "ensemble"
+    config = EnsembleConfig.load(PRETRAINED / "ensemble")
+    config.members, config.weights = [str(PRETRAINED / "cnn"), str(fine)], [0.6, 0.4]
+    folder.mkdir()
+    config.save(folder)
+    ensemble, _ = load_model(folder)
+    audio, sr = sf.read(EXAMPLE, dtype="float32")
+    audio = audio[: 13 * sr]  # five windows of 3 s, the last one padded
+    timeline = predict_timeline(ensemble, None, audio, sampling_rate=sr)
+    coarse, fine_run = [predict_timeline(m, fe, audio, sampling_rate=sr) for m, fe in ensemble.members]
+    assert len(fine_run.frame_probs) == 2 * len(coarse.frame_probs) - 1
+    np.testing.assert_allclose(timeline.window_probs, 0.6 * coarse.window_probs + 0.4 * fine_run.window_probs,
+                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(timeline.frame_probs, 0.6 * coarse.frame_probs + 0.4 * fine_run.frame_probs[::2],
+                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(timeline.window_times_s, coarse.window_times_s)
+    np.testing.assert_allclose(fine_run.window_times_s, coarse.window_times_s)
+
+    config.members = [str(PRETRAINED / "cnn"), str(PRETRAINED / "cnn")]
+    cnn.config.window_frames = cnn.config.window_frames + 2
+    cnn.save_pretrained(fine)
+    config.members[1] = str(fine)
+    config.save(folder)
+    with pytest.raises(ValueError, match="does not fit the ensemble"):
+        load_model(folder)
