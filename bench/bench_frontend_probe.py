@@ -34,9 +34,11 @@ import soundfile as sf
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench_real_recordings import REAL_DEV, cross_validated  # noqa: E402
+from bench_real_recordings import REAL_DEV  # noqa: E402
 from instrument_classifier.data.taxonomy import get_taxonomy  # noqa: E402
-from instrument_classifier.evaluation.clips import clip_set_metrics, read_manifest  # noqa: E402
+from instrument_classifier.evaluation.clips import (  # noqa: E402
+    clip_set_metrics, cross_validated_tuning, read_manifest,
+)
 
 PATCH_SECONDS = 187 * 256 / 16000  # musicnn's patch: 187 frames of 16 ms
 
@@ -138,7 +140,8 @@ def main(argv=None) -> int:
             scores[:, j] = [probe.predict_proba(scaler.transform(f))[:, 1].max() for f in per_clip]
         everything = clip_set_metrics(y_clips, scores, scores >= 0.5, labels)
         long = clip_set_metrics(y_clips[long_enough], scores[long_enough], scores[long_enough] >= 0.5, labels)
-        f1, false_alarms = cross_validated(y_clips, scores, 0.5, repeats=10)
+        cv = cross_validated_tuning(y_clips, scores, repeats=10)
+        f1, false_alarms = cv["f1_micro"], cv["false_alarms_per_clip"]
         parts.append((name, everything["roc_auc_macro"], long["roc_auc_macro"], f1, false_alarms, len(x_train)))
     text = "; ".join(f"{n} ({k} patches): macro AUC {a:.3f} (>= 2.5 s: {b:.3f}), CV micro F1 {f:.3f}, "
                      f"false alarms/clip {fa:.2f}" for n, a, b, f, fa, k in parts)
