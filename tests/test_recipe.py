@@ -14,9 +14,15 @@ import numpy as np
 import pytest
 
 import instrument_classifier
-from instrument_classifier.recipes import common, mfcc, renders, train_models
+from instrument_classifier.recipes import mfcc, renders, train_models
 from instrument_classifier.recipes.cards import export_models
-from instrument_classifier.recipes.common import LIBRARIES, MUSICNET_LABELS, Library, RecipeError, RecipeSettings
+from instrument_classifier.recipes.common import (
+    DEFAULT_MUSICNET_LABELS,
+    LIBRARIES,
+    Library,
+    RecipeError,
+    RecipeSettings,
+)
 from instrument_classifier.recipes.sources import check_overlap, fetch_library, require_disjoint
 from instrument_classifier.recipes.train_models import family_view
 from test_soundfonts import tone, write_sf
@@ -80,12 +86,12 @@ def test_a_partial_library_renders_the_piece_without_the_instruments_it_must_not
     lib = LIBRARIES["timgm6mb"]
     if not Path(lib.path).is_file():
         pytest.skip("timgm6mb-soundfont not installed")
-    if not (MUSICNET_LABELS / "test_labels").is_dir():
-        pytest.skip(f"{MUSICNET_LABELS} (the real MusicNet label CSVs, ../shared/musicnet) not here")
+    if not (DEFAULT_MUSICNET_LABELS / "test_labels").is_dir():
+        pytest.skip(f"{DEFAULT_MUSICNET_LABELS} (the real MusicNet label CSVs, ../shared/musicnet) not here")
     assert 43 in lib.excluded_programs
     renders.render(Path(lib.path), tmp_path, "test", 4.0, 0.0, 0, RecipeSettings(), lib.excluded_programs,
-                   ids=["2106"])
-    source = {row.instrument for row in read_label_rows(MUSICNET_LABELS / "test_labels" / "2106.csv")}
+                   ids=["2106"], musicnet=DEFAULT_MUSICNET_LABELS)
+    source = {row.instrument for row in read_label_rows(DEFAULT_MUSICNET_LABELS / "test_labels" / "2106.csv")}
     rendered = {row.instrument for row in read_label_rows(tmp_path / "test_labels" / "2106.csv")}
     assert 43 in source and rendered == source - {43} and rendered
     assert (tmp_path / ".done-test").is_file() and (tmp_path / "test_data" / "2106.wav").is_file()
@@ -116,9 +122,8 @@ def test_recipe_takes_the_musicnet_labels_from_a_flag(tmp_path, monkeypatch, cap
     import shutil
 
     assert mfcc.build_parser().parse_args([]).musicnet == PACKAGE.parents[1] / "shared" / "musicnet"
-    monkeypatch.setattr(common, "MUSICNET_LABELS", MUSICNET_LABELS)  # main sets it; restored after the test
     seen = []
-    monkeypatch.setattr(mfcc, "run_recipe", lambda *args, **kwargs: seen.append(common.MUSICNET_LABELS))
+    monkeypatch.setattr(mfcc, "run_recipe", lambda *args, **kwargs: seen.append(kwargs["musicnet"]))
     excerpts = PACKAGE / "data" / "excerpts"
     downloads = tmp_path / "downloads"  # as musicnet.tar.gz unpacks: musicnet/{train,test}_labels/ (+ _data/)
     for split in ("train_labels", "test_labels"):
