@@ -148,13 +148,15 @@ def md_escape(text: str) -> str:
     return str(text).replace("|", "\\|")
 
 
-def markdown_table(header: Sequence[str], rows: Iterable[Sequence[object]]) -> List[str]:
+def markdown_table(header: Sequence[str], rows: Iterable[Sequence[object]], align: str = "") -> List[str]:
     """The lines of a markdown table: ``header``, its rule, then one line per row, every cell escaped.
 
-    The one table writer of the evaluation reports (metrics.md of ``evaluate`` and of ``evaluate --clips``) and
-    of the recipes' model cards.
+    The one table writer of the evaluation reports (metrics.md of ``evaluate`` and of ``evaluate --clips``), of
+    the recipes' model cards and of a trained model's card. ``align`` has one letter per column, ``l`` (left,
+    the default for columns it does not reach) or ``r`` (right, for numbers).
     """
-    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header),
+    rule = "".join("---:|" if a == "r" else "---|" for a in align.ljust(len(header), "l"))
+    return ["| " + " | ".join(header) + " |", "|" + rule,
             *("| " + " | ".join(md_escape(cell) for cell in row) + " |" for row in rows)]
 
 
