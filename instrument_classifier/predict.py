@@ -159,6 +159,7 @@ def predict_files(model, feature_extractor, paths: Sequence[str], threshold: Opt
     from .audio import AudioError, audio_info
     from .inference import predict_timeline
 
+    # as in run_predict: `predict --help` imports this module; inference loads torch and transformers
     num_labels = len(model.config.id2label)
     thresholds = None if threshold is None else [float(threshold)] * num_labels
     results, failed = [], []

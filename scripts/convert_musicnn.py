@@ -57,7 +57,8 @@ OPTIMIZER_VARIABLE = re.compile(r"(^beta[12]_power$)|(/Adam(_1)?$)")
 
 
 def load_frontend_module():
-    """Import ``musicnn_frontend.py`` by path: it needs only numpy and torch, not the package's transformers."""
+    """Import ``musicnn_frontend.py`` by path: it needs only numpy, torch and safetensors, not the package's
+    transformers."""
     spec = importlib.util.spec_from_file_location("musicnn_frontend", FRONTEND_FILE)
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up while the class is created

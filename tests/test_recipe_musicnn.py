@@ -20,7 +20,16 @@ import torch
 from safetensors.torch import save_file
 
 from instrument_classifier.data import sampler
-from instrument_classifier.recipes import common, mfcc, musicnn, musicnn_card, musicnn_renders, musicnn_sources
+from instrument_classifier.recipes import (
+    common,
+    mfcc,
+    musicnn,
+    musicnn_card,
+    musicnn_evaluation,
+    musicnn_renders,
+    musicnn_sources,
+    renders,
+)
 from instrument_classifier.recipes.common import Library, MusicnnSettings, RecipeSettings
 from instrument_classifier.recipes.musicnn import run_musicnn_recipe
 from test_soundfonts import tone, write_sf
@@ -225,10 +234,13 @@ def test_the_stage_builds_tunes_evaluates_and_exports_a_model_and_resumes(tiny_r
     from instrument_classifier.evaluation import clips, evaluate_models
 
     with pytest.MonkeyPatch.context() as patch:
+        # each name where it is defined and where the recipe's modules read it
         for module, name in ((mfcc, "run_recipe"), (sampler, "render_corpus"), (render, "render_corpus"),
-                             (perturb_corpus, "perturb_corpus"), (musicnn, "train_probe"),
+                             (renders, "render_corpus"), (perturb_corpus, "perturb_corpus"),
+                             (musicnn_renders, "perturb_corpus"), (musicnn, "train_probe"),
                              (musicnn, "export_model"), (clips, "evaluate_clips"),
-                             (evaluate_models, "evaluate_models")):
+                             (musicnn_evaluation, "evaluate_clips"), (evaluate_models, "evaluate_models"),
+                             (musicnn_evaluation, "evaluate_models")):
             patch.setattr(module, name, refuse)
         capsys.readouterr()
         stamp = (folder / "model.safetensors").stat().st_mtime_ns

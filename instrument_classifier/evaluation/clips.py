@@ -54,12 +54,14 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Union
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from ..atomic_write import replace_dir
+from ..audio import AudioError
+from ..inference import load_model, predict_timeline
 from .errors import EvaluationError
-from .evaluate_models import parse_thresholds
 from .metrics import compute_instrument_metrics, tune_thresholds_micro
-from .report import check_output, fmt, markdown_table, md_escape, unique_model_names
+from .report import check_output, fmt, markdown_table, md_escape, parse_thresholds, unique_model_names
 
 __all__ = ["ManifestError", "ClipRow", "read_manifest", "evaluate_clips", "clip_set_metrics", "format_clip_summary",
            "tune_clip_thresholds", "cross_validated_tuning", "CLIP_OUTPUT_FILES"]
@@ -324,11 +326,6 @@ def evaluate_clips(
     ManifestError
         A bad manifest or row (named), or models with different labels; nothing is written then.
     """
-    from tqdm.auto import tqdm
-
-    from ..audio import AudioError
-    from ..inference import load_model, predict_timeline
-
     models = [models] if isinstance(models, (str, os.PathLike)) else [str(m) for m in models]
     if not models:
         raise ManifestError("no model given")

@@ -8,7 +8,9 @@ import shutil
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
+from ..data.perturb_corpus import perturb_corpus
 from ..data.prepare import plan_validation_pieces
+from ..data.render import render_corpus
 from .common import LIBRARIES, RecipeSettings, StepLog, timed, write_json
 
 
@@ -21,8 +23,6 @@ def render(soundfont: Path, out: Path, split: str, seconds: Optional[float], sta
             eq_db: float = 0.0, *, musicnet: Path) -> None:
     """Render the pieces of ``split`` in ``musicnet`` (the MusicNet label CSVs) with ``soundfont`` into ``out``,
     unless an earlier render left its marker there."""
-    from ..data.render import render_corpus
-
     marker = out / f".done-{split}"
     if marker.is_file():
         return
@@ -73,9 +73,6 @@ def render_corpora(workdir: Path, settings: RecipeSettings, train_paths: Dict[st
         ``(train corpora, in-domain corpora, held-out test corpus, held-out validation corpus)``: the perturbed
         training renders, the training libraries' dry renders, and the held-out library's perturbed renders.
     """
-    # perturbing loads scipy: when a recipe runs, not when its command line is parsed
-    from ..data.perturb_corpus import perturb_corpus
-
     render_dir, train_dir, eval_dir = workdir / "render", workdir / "train", workdir / "heldout"
     train_corpora, indomain_corpora = [], []
     for i, (name, path) in enumerate(train_paths.items()):

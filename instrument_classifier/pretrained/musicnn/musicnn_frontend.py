@@ -6,8 +6,8 @@ Universitat Pompeu Fabra; trained on MagnaTagATune) re-implemented from its desc
 state dict for :class:`MusicnnFrontend`. Neither TensorFlow nor pickle is needed at run time: the
 weights are read from safetensors.
 
-Self-contained (imports only ``numpy`` and ``torch``), so the conversion script can load this file by
-path in an environment without ``transformers``, and it can be copied next to the weights.
+Self-contained (imports only ``numpy``, ``torch`` and ``safetensors``), so the conversion script can load this
+file by path in an environment without ``transformers``, and it can be copied next to the weights.
 
 Pipeline, as in ``musicnn.extractor``:
 
@@ -26,6 +26,7 @@ its own outputs.
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, fields
 from typing import List, Optional, Tuple, Union
@@ -33,6 +34,8 @@ from typing import List, Optional, Tuple, Union
 import numpy as np
 import torch
 import torch.nn.functional as F
+from safetensors import safe_open
+from safetensors.torch import load_file
 from torch import nn
 
 __all__ = [
@@ -595,11 +598,6 @@ class MusicnnFrontend(nn.Module):
         MusicnnFrontend
             In eval mode.
         """
-        import json
-
-        from safetensors import safe_open
-        from safetensors.torch import load_file
-
         if config is None:
             with safe_open(path, framework="pt") as handle:
                 metadata = handle.metadata() or {}
