@@ -33,7 +33,8 @@ def synthetic_audio(minutes: float, seed: int = 0) -> np.ndarray:
         t = int(rng.integers(0, SR // 2))
         while t < total:
             length = int(rng.uniform(0.5, 1.5) * SR)
-            notes.append((t, min(total, t + length), int(rng.choice(programs)), int(rng.integers(36 + 12 * voice, 72 + 12 * voice))))
+            pitch = int(rng.integers(36 + 12 * voice, 72 + 12 * voice))
+            notes.append((t, min(total, t + length), int(rng.choice(programs)), pitch))
             t += length
     return synth_notes(notes, total, seed=seed)
 
@@ -80,7 +81,8 @@ def main() -> int:
     diff = float(np.abs(ours - ref.T).max() / (ref.max() - ref.min()))
     print(
         f"bench_features: {seconds / 60:.1f} min of {source} at 44.1 kHz, MFCC-13, median of {args.repeats}: "
-        f"InstrumentFeatureExtractor.extract {seconds / ours_t:.0f} audio-s/s ({ours_t:.2f} s, torch {torch.get_num_threads()} threads) | "
+        f"InstrumentFeatureExtractor.extract {seconds / ours_t:.0f} audio-s/s ({ours_t:.2f} s, "
+        f"torch {torch.get_num_threads()} threads) | "
         f"librosa.feature.mfcc {seconds / ref_t:.0f} audio-s/s ({ref_t:.2f} s) | "
         f"speed-up over librosa {ref_t / ours_t:.1f}x | max diff {diff:.1e} of range"
     )

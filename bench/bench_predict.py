@@ -297,7 +297,8 @@ def main() -> int:
         f"bench_predict: predict --format json, fresh process, load included, real time x on "
         f"{' / '.join(lengths_label(m) for m in minutes)} of rendered excerpts (FLAC), device {args.device}, "
         f"{os.cpu_count()} CPUs, load {load_before:.1f} -> {os.getloadavg()[0]:.1f}, startup = 1-s file "
-        f"(median of {repeats}), peak RSS on 1 s/{'/'.join(lengths_label(m) for m in minutes)}: {default_note}" + " | ".join(parts)
+        f"(median of {repeats}), peak RSS on 1 s/{'/'.join(lengths_label(m) for m in minutes)}: {default_note}"
+        + " | ".join(parts)
     )
     return 0
 

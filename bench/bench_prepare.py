@@ -122,7 +122,8 @@ def main() -> int:
         info = json.loads((tmp / "out1" / "prepare_info.json").read_text())
     windows = "/".join(str(info["splits"][s]["windows"]) for s in ("train", "validation", "test"))
     print(
-        f"bench_prepare: {audio_s / 60:.1f} min of audio in {len(wavs)} recordings -> {windows} train/val/test windows, "
+        f"bench_prepare: {audio_s / 60:.1f} min of audio in {len(wavs)} recordings -> {windows} train/val/test "
+        "windows, "
         f"--num-proc {args.num_proc}: "
         f"cold {cold:.1f} s ({audio_s / cold:.0f} audio-s/s), peak RSS of process tree {peak / 2**30:.2f} GiB | "
         f"cached rerun {warm:.1f} s, peak {warm_peak / 2**30:.2f} GiB"

@@ -141,7 +141,8 @@ def main() -> None:
                                     config.num_labels)
         extractor = InstrumentFeatureExtractor().fit_normalization([raw["input_features"]])
         normalised = torch.from_numpy(extractor.normalize(raw["input_features"]))
-        tensors = (normalised, torch.from_numpy(raw["labels"]), torch.from_numpy(raw["frame_labels"].astype(np.float32)))
+        tensors = (normalised, torch.from_numpy(raw["labels"]),
+                   torch.from_numpy(raw["frame_labels"].astype(np.float32)))
         trainer_speeds, loop_speeds = [], []
         for r in range(args.rounds):
             trainer_speeds.append(trainer_round(args.model_type, dataset, extractor, args.batch_size, args.warmup,

@@ -209,7 +209,8 @@ def clip_set_metrics(y_true: np.ndarray, scores: np.ndarray, decisions: np.ndarr
     from_scores = compute_instrument_metrics(y_true, scores, 0.5, labels)
     out = dict(from_decisions)
     out["roc_auc_macro"], out["roc_auc_micro"] = from_scores["roc_auc_macro"], from_scores["roc_auc_micro"]
-    out["per_class"] = {label: {**from_decisions["per_class"][label], "roc_auc": from_scores["per_class"][label]["roc_auc"]}
+    out["per_class"] = {label: {**from_decisions["per_class"][label],
+                                "roc_auc": from_scores["per_class"][label]["roc_auc"]}
                         for label in labels}
     false_alarms = ((decisions == 1) & (y_true == 0)).sum(axis=1)
     out.update({
@@ -475,7 +476,8 @@ def format_clip_markdown(results: Dict) -> str:
         "# Evaluation on labelled clips",
         "",
         f"Manifest: `{results['manifest']}`, {results['num_clips']} clips"
-        + (f", {len(results['skipped_rows'])} rows skipped (listed in metrics.json)" if results["skipped_rows"] else "")
+        + (f", {len(results['skipped_rows'])} rows skipped (listed in metrics.json)"
+           if results["skipped_rows"] else "")
         + ". " + ("Recording context applied. " if results["context"] else "")
         + ("Decisions at each model's tuned thresholds." if results["thresholds"] == "config"
            else f"Decision threshold {results['thresholds']} for every label."),

@@ -441,7 +441,8 @@ class MusicnnTimbralBlock(nn.Module):
         super().__init__()
         self.time_padding = config.timbral_kernel_frames // 2
         self.conv = nn.Conv2d(1, config.timbral_filters, kernel_size=(config.timbral_kernel_frames, kernel_mels))
-        self.norm = nn.BatchNorm2d(config.timbral_filters, eps=config.batch_norm_eps, momentum=config.batch_norm_momentum)
+        self.norm = nn.BatchNorm2d(config.timbral_filters, eps=config.batch_norm_eps,
+                                   momentum=config.batch_norm_momentum)
 
     def forward(self, spectrogram: torch.Tensor) -> torch.Tensor:
         """``(batch, 1, time, mels)`` -> ``(batch, filters, time)``."""
@@ -461,7 +462,8 @@ class MusicnnTemporalBlock(nn.Module):
         super().__init__()
         self.time_padding = ((kernel_frames - 1) // 2, kernel_frames - 1 - (kernel_frames - 1) // 2)
         self.conv = nn.Conv2d(1, config.temporal_filters, kernel_size=(kernel_frames, 1))
-        self.norm = nn.BatchNorm2d(config.temporal_filters, eps=config.batch_norm_eps, momentum=config.batch_norm_momentum)
+        self.norm = nn.BatchNorm2d(config.temporal_filters, eps=config.batch_norm_eps,
+                                   momentum=config.batch_norm_momentum)
 
     def forward(self, spectrogram: torch.Tensor) -> torch.Tensor:
         """``(batch, 1, time, mels)`` -> ``(batch, filters, time)``."""
@@ -501,7 +503,8 @@ class MusicnnMidEndLayer(nn.Module):
             in_channels, config.midend_filters, kernel_size=config.midend_kernel_frames,
             padding=config.midend_kernel_frames // 2,
         )
-        self.norm = nn.BatchNorm1d(config.midend_filters, eps=config.batch_norm_eps, momentum=config.batch_norm_momentum)
+        self.norm = nn.BatchNorm1d(config.midend_filters, eps=config.batch_norm_eps,
+                                   momentum=config.batch_norm_momentum)
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
         return self.norm(F.relu(self.conv(hidden)))
@@ -534,7 +537,8 @@ class MusicnnBackEnd(nn.Module):
         self.pool_norm = nn.BatchNorm1d(pooled, eps=config.batch_norm_eps, momentum=config.batch_norm_momentum)
         self.dropout = nn.Dropout(config.dropout)
         self.dense = nn.Linear(pooled, config.backend_units)
-        self.dense_norm = nn.BatchNorm1d(config.backend_units, eps=config.batch_norm_eps, momentum=config.batch_norm_momentum)
+        self.dense_norm = nn.BatchNorm1d(config.backend_units, eps=config.batch_norm_eps,
+                                         momentum=config.batch_norm_momentum)
         self.classifier = nn.Linear(config.backend_units, config.num_tags)
 
     def forward(self, frame_features: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -601,7 +605,8 @@ class MusicnnFrontend(nn.Module):
         if config is None:
             with safe_open(path, framework="pt") as handle:
                 metadata = handle.metadata() or {}
-            config = MusicnnConfig.from_dict(json.loads(metadata["config"])) if "config" in metadata else MusicnnConfig()
+            config = (MusicnnConfig.from_dict(json.loads(metadata["config"])) if "config" in metadata
+                      else MusicnnConfig())
         model = cls(config)
         model.load_state_dict(load_file(path), strict=True)
         return model.eval()
