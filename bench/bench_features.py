@@ -14,17 +14,21 @@ import sys
 import time
 from pathlib import Path
 
+import librosa
 import numpy as np
+import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from conftest import synth_notes  # noqa: E402
+
+from instrument_classifier.audio import load_audio  # noqa: E402
+from instrument_classifier.modeling.feature_extraction_instrument import InstrumentFeatureExtractor  # noqa: E402
 
 SR = 44100
 
 
 def synthetic_audio(minutes: float, seed: int = 0) -> np.ndarray:
     """Two voices of harmonic tones from the test fixtures' instrument timbres, changing every 0.5-1.5 s."""
-    from conftest import synth_notes
-
     rng = np.random.default_rng(seed)
     total = int(minutes * 60 * SR)
     programs = [1, 7, 41, 42, 43, 44, 61, 69, 71, 72, 74]
@@ -57,14 +61,7 @@ def main() -> int:
     parser.add_argument("--audio", default=None, help="use this file (first --minutes) instead of synthetic tones")
     args = parser.parse_args()
 
-    import librosa
-    import torch
-
-    from instrument_classifier.modeling.feature_extraction_instrument import InstrumentFeatureExtractor
-
     if args.audio:
-        from instrument_classifier.audio import load_audio
-
         audio = load_audio(args.audio)[0][: int(args.minutes * 60 * SR)]
         source = Path(args.audio).name
     else:

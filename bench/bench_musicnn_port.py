@@ -30,6 +30,7 @@ import os
 import re
 import sys
 import time
+import warnings
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -66,6 +67,7 @@ def load_frontend_module():
 
 def reference_signal(spec: dict):
     """The synthetic test signals; ``tests/test_musicnn_frontend.py`` builds them from the same specs."""
+    # once ensure_tensorflow has picked the Python: the top imports only the standard library
     import numpy as np
 
     n = int(round(spec["seconds"] * SR))
@@ -90,6 +92,7 @@ SYNTHETIC = {
 
 def upstream_log_mel(waveform):
     """musicnn.extractor.batch_data's spectrogram, on a waveform already loaded at 16 kHz."""
+    # once ensure_tensorflow has picked the Python: the top imports only the standard library
     import librosa
     import numpy as np
 
@@ -105,8 +108,7 @@ class TFMusicnn:
                "penultimate")
 
     def __init__(self, threads: int):
-        import warnings
-
+        # once ensure_tensorflow has picked the Python: the top imports only the standard library
         import musicnn
         import tensorflow as tf
         from musicnn import models
@@ -134,6 +136,7 @@ class TFMusicnn:
 
 
 def run_torch(model, patches):
+    # once ensure_tensorflow has picked the Python: the top imports only the standard library
     import torch
 
     with torch.inference_mode():
@@ -143,6 +146,7 @@ def run_torch(model, patches):
 
 def one_at_a_time(run, patches):
     """Run patch by patch (the reference: no batch effects), concatenating every output."""
+    # once ensure_tensorflow has picked the Python: the top imports only the standard library
     import numpy as np
 
     outs = [run(patches[i : i + 1]) for i in range(len(patches))]
@@ -151,6 +155,7 @@ def one_at_a_time(run, patches):
 
 def load_clips(real_dev: Path, per_folder: int):
     """A few real-dev clips per folder (read in place), then the synthetic signals."""
+    # once ensure_tensorflow has picked the Python: the top imports only the standard library
     import librosa
 
     clips = []
@@ -168,6 +173,7 @@ def load_clips(real_dev: Path, per_folder: int):
 
 def write_fixture(path: Path, tf_model, frontend) -> None:
     """Tags of the sine and noise signals through the whole upstream pipeline (librosa log-mel + TF)."""
+    # once ensure_tensorflow has picked the Python: the top imports only the standard library
     import numpy as np
 
     record = {
@@ -204,6 +210,7 @@ def main() -> int:
 
     ensure_tensorflow()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    # once ensure_tensorflow has picked the Python: the top imports only the standard library
     import numpy as np
     import torch
 

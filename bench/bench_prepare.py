@@ -27,13 +27,14 @@ import soundfile as sf
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
+from conftest import make_musicnet  # noqa: E402
+
+from instrument_classifier.data.musicnet import find_musicnet_root  # noqa: E402
 
 SR = 44100
 
 
 def synthetic_corpus(root: Path, minutes: float, seconds_each: float = 30.0, seed: int = 0) -> Path:
-    from conftest import make_musicnet
-
     rng = np.random.default_rng(seed)
     programs = [1, 7, 41, 42, 43, 44, 61, 69, 71, 72, 74]
     count = max(2, round(minutes * 60 / seconds_each))
@@ -109,8 +110,6 @@ def main() -> int:
     parser.add_argument("--num-proc", type=int, default=2)
     parser.add_argument("--minutes", type=float, default=10.0, help="size of the synthetic corpus (no --data-dir)")
     args = parser.parse_args()
-
-    from instrument_classifier.data.musicnet import find_musicnet_root
 
     with tempfile.TemporaryDirectory(prefix="bench_prepare-") as tmp:
         tmp = Path(tmp)

@@ -37,13 +37,13 @@ import tempfile
 import zipfile
 from dataclasses import dataclass
 from email.parser import HeaderParser
+from importlib import metadata
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
-
-if TYPE_CHECKING:
-    import torch
+import torch
+from safetensors.torch import save_file
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 FRONTEND_FILE = REPO_ROOT / "instrument_classifier" / "modeling" / "musicnn_frontend.py"
@@ -146,8 +146,6 @@ def source_from_wheel(wheel: Path, workdir: Path) -> CheckpointSource:
 
 def source_from_installed_package() -> CheckpointSource:
     """Find the installed ``musicnn`` with importlib (without importing it: that would import TensorFlow)."""
-    from importlib import metadata
-
     spec = importlib.util.find_spec(PACKAGE)
     if spec is None or not spec.submodule_search_locations:
         raise SystemExit("musicnn is not installed in this Python: pip install --no-deps musicnn==0.1.0, "
@@ -274,8 +272,6 @@ def build_mapping(config) -> List[Tuple[str, str, str]]:
 def convert(variables: Dict[str, np.ndarray], model) -> Tuple[Dict[str, torch.Tensor], List[dict], List[str]]:
     """Fill ``model``'s state dict from the checkpoint; returns the state dict, the mapping record and the
     skipped optimizer variables. Raises ``SystemExit`` on any unused, reused, missing or misshapen entry."""
-    import torch
-
     target = model.state_dict()
     mapping = build_mapping(model.config)
     state: Dict[str, torch.Tensor] = {}
@@ -342,9 +338,6 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--output", type=Path, required=True,
                         help="the .safetensors file to write; the .json goes beside it")
     args = parser.parse_args(argv)
-
-    import torch
-    from safetensors.torch import save_file
 
     frontend = load_frontend_module()
     with tempfile.TemporaryDirectory() as workdir:
