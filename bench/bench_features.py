@@ -14,17 +14,21 @@ import sys
 import time
 from pathlib import Path
 
+import librosa
 import numpy as np
+import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from conftest import synth_notes  # noqa: E402
+
+from instrument_classifier.audio import load_audio  # noqa: E402
+from instrument_classifier.modeling.feature_extraction_instrument import InstrumentFeatureExtractor  # noqa: E402
 
 SR = 44100
 
 
 def synthetic_audio(minutes: float, seed: int = 0) -> np.ndarray:
     """Two voices of harmonic tones from the test fixtures' instrument timbres, changing every 0.5-1.5 s."""
-    from conftest import synth_notes
-
     rng = np.random.default_rng(seed)
     total = int(minutes * 60 * SR)
     programs = [1, 7, 41, 42, 43, 44, 61, 69, 71, 72, 74]
@@ -33,7 +37,8 @@ def synthetic_audio(minutes: float, seed: int = 0) -> np.ndarray:
         t = int(rng.integers(0, SR // 2))
         while t < total:
             length = int(rng.uniform(0.5, 1.5) * SR)
-            notes.append((t, min(total, t + length), int(rng.choice(programs)), int(rng.integers(36 + 12 * voice, 72 + 12 * voice))))
+            pitch = int(rng.integers(36 + 12 * voice, 72 + 12 * voice))
+            notes.append((t, min(total, t + length), int(rng.choice(programs)), pitch))
             t += length
     return synth_notes(notes, total, seed=seed)
 
@@ -56,14 +61,7 @@ def main() -> int:
     parser.add_argument("--audio", default=None, help="use this file (first --minutes) instead of synthetic tones")
     args = parser.parse_args()
 
-    import librosa
-    import torch
-
-    from instrument_classifier.modeling.feature_extraction_instrument import InstrumentFeatureExtractor
-
     if args.audio:
-        from instrument_classifier.audio import load_audio
-
         audio = load_audio(args.audio)[0][: int(args.minutes * 60 * SR)]
         source = Path(args.audio).name
     else:
@@ -80,7 +78,8 @@ def main() -> int:
     diff = float(np.abs(ours - ref.T).max() / (ref.max() - ref.min()))
     print(
         f"bench_features: {seconds / 60:.1f} min of {source} at 44.1 kHz, MFCC-13, median of {args.repeats}: "
-        f"InstrumentFeatureExtractor.extract {seconds / ours_t:.0f} audio-s/s ({ours_t:.2f} s, torch {torch.get_num_threads()} threads) | "
+        f"InstrumentFeatureExtractor.extract {seconds / ours_t:.0f} audio-s/s ({ours_t:.2f} s, "
+        f"torch {torch.get_num_threads()} threads) | "
         f"librosa.feature.mfcc {seconds / ref_t:.0f} audio-s/s ({ref_t:.2f} s) | "
         f"speed-up over librosa {ref_t / ours_t:.1f}x | max diff {diff:.1e} of range"
     )

@@ -31,6 +31,10 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+import torch
+from scipy.signal import resample_poly
+from sklearn.linear_model import LogisticRegression
+from sklearn.preprocessing import StandardScaler
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -39,16 +43,13 @@ from instrument_classifier.data.taxonomy import get_taxonomy  # noqa: E402
 from instrument_classifier.evaluation.clips import (  # noqa: E402
     clip_set_metrics, cross_validated_tuning, read_manifest,
 )
+from instrument_classifier.modeling.feature_extraction_instrument import InstrumentFeatureExtractor  # noqa: E402
+from instrument_classifier.modeling.musicnn_frontend import MusicnnFrontend  # noqa: E402
 
 PATCH_SECONDS = 187 * 256 / 16000  # musicnn's patch: 187 frames of 16 ms
 
 
 def musicnn_features(weights: Path):
-    import torch
-    from scipy.signal import resample_poly
-
-    from instrument_classifier.modeling.musicnn_frontend import MusicnnFrontend
-
     model = MusicnnFrontend.from_safetensors(str(weights)).eval()
 
     def features(audio: np.ndarray, rate: int) -> np.ndarray:
@@ -61,8 +62,6 @@ def musicnn_features(weights: Path):
 
 
 def mfcc_features():
-    from instrument_classifier.modeling.feature_extraction_instrument import InstrumentFeatureExtractor
-
     extractor = InstrumentFeatureExtractor(include_deltas=True)
     patch = int(round(PATCH_SECONDS * extractor.frame_rate))
 
@@ -107,10 +106,6 @@ def main(argv=None) -> int:
         print("bench_frontend_probe: skipped, needs the real development set and converted musicnn weights "
               "(--musicnn-weights or MUSICNN_WEIGHTS)")
         return 0
-    import torch
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.preprocessing import StandardScaler
-
     torch.set_num_threads(1)
     taxonomy = get_taxonomy("musicnet11")
     labels = list(taxonomy.labels)

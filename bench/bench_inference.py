@@ -29,6 +29,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+import soundfile as sf
+import torch
 
 SR = 44100
 REPO = Path(__file__).resolve().parents[1]
@@ -36,9 +38,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 def write_audio(path: Path, minutes: float, seed: int = 0) -> None:
     """Two voices of harmonic tones with the test fixtures' instrument timbres, written block by block."""
-    import soundfile as sf
-
     sys.path.insert(0, str(REPO / "tests"))
+    # here, not at the top: the workers (this script again) report their peak RSS, and only this process writes
     from conftest import synth_notes
 
     rng = np.random.default_rng(seed)
@@ -66,9 +67,7 @@ def peak_rss_mb() -> float:
 
 
 def worker_ours(model_type: str, path: str, repeats: int) -> dict:
-    import soundfile as sf
-    import torch
-
+    # each worker imports only what it runs: its peak RSS is reported
     from instrument_classifier.inference import predict_timeline
     from instrument_classifier.modeling import MODEL_CLASSES, InstrumentFeatureExtractor
 
@@ -97,9 +96,8 @@ def worker_ours(model_type: str, path: str, repeats: int) -> dict:
 
 
 def worker_ast(path: str, minutes: float, batch: int = 4) -> dict:
-    import soundfile as sf
+    # each worker imports only what it runs: its peak RSS is reported
     import soxr
-    import torch
     from transformers import ASTConfig, ASTFeatureExtractor, ASTForAudioClassification
 
     torch.manual_seed(0)
@@ -143,8 +141,6 @@ def main() -> None:
     parser.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.threads:
-        import torch
-
         torch.set_num_threads(args.threads)
     if args.worker:
         kind, *rest = args.worker

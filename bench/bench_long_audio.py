@@ -20,7 +20,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import badfiles  # noqa: E402
+import torch  # noqa: E402
 from bench_prepare import run_sampled  # noqa: E402
+
+from instrument_classifier.modeling import MODEL_CLASSES  # noqa: E402
+from instrument_classifier.modeling.feature_extraction_instrument import InstrumentFeatureExtractor  # noqa: E402
 
 
 def model_folder(tmp: Path, given: str | None) -> str:
@@ -29,11 +34,6 @@ def model_folder(tmp: Path, given: str | None) -> str:
     bundled = REPO / "instrument_classifier" / "pretrained" / "transformer"
     if (bundled / "config.json").is_file():
         return str(bundled)
-    import torch
-
-    from instrument_classifier.modeling import MODEL_CLASSES
-    from instrument_classifier.modeling.feature_extraction_instrument import InstrumentFeatureExtractor
-
     torch.manual_seed(0)
     config_class, model_class = MODEL_CLASSES["cnn"]
     model_class(config_class(taxonomy="seed12")).save_pretrained(tmp / "model")
@@ -58,8 +58,6 @@ def main() -> int:
     parser.add_argument("--rate", type=int, default=8000, help="sampling rate of the files (resampled to 44.1 kHz)")
     parser.add_argument("--model", default=None)
     args = parser.parse_args()
-
-    import badfiles
 
     with tempfile.TemporaryDirectory(prefix="bench_long_audio-") as tmp:
         tmp = Path(tmp)

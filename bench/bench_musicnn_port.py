@@ -12,8 +12,9 @@ rather than trusting ``musicnn.extractor.extractor()``, which returns the first 
 mid-end features for every later patch (and crashes on clips shorter than 187 frames).
 
 Needs TensorFlow (2.15.1), ``musicnn==0.1.0``, torch, librosa and safetensors, e.g. a venv at
-``.tfenv/`` beside this repository's ``.venv/`` (or ``$MUSICNN_TF_PYTHON``), which this script re-runs itself with when the current
-Python lacks TensorFlow; without one it says so and exits. Weights: ``scripts/convert_musicnn.py``.
+``.tfenv/`` beside this repository's ``.venv/`` (or ``$MUSICNN_TF_PYTHON``), which this script re-runs itself
+with when the current Python lacks TensorFlow; without one it says so and exits. Weights:
+``scripts/convert_musicnn.py``.
 
     python bench/bench_musicnn_port.py [--weights FILE] [--hop-frames 62] [--real-dev DIR]
     python bench/bench_musicnn_port.py --write-fixture tests/fixtures/musicnn_tf_reference.json
@@ -29,11 +30,13 @@ import os
 import re
 import sys
 import time
+import warnings
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_TF_PYTHON = str(REPO_ROOT / ".tfenv" / "bin" / "python")  # or $MUSICNN_TF_PYTHON
-DEFAULT_WEIGHTS = str(REPO_ROOT / "musicnn_mtt.safetensors")  # scripts/convert_musicnn.py's output, or $MUSICNN_WEIGHTS
+# scripts/convert_musicnn.py's output, or $MUSICNN_WEIGHTS
+DEFAULT_WEIGHTS = str(REPO_ROOT / "musicnn_mtt.safetensors")
 DEFAULT_REAL_DEV = str(REPO_ROOT.parent / "shared" / "real-dev")
 SR = 16000
 
@@ -64,6 +67,7 @@ def load_frontend_module():
 
 def reference_signal(spec: dict):
     """The synthetic test signals; ``tests/test_musicnn_frontend.py`` builds them from the same specs."""
+    # once ensure_tensorflow has picked the Python: the top imports only the standard library
     import numpy as np
 
     n = int(round(spec["seconds"] * SR))
@@ -88,6 +92,7 @@ SYNTHETIC = {
 
 def upstream_log_mel(waveform):
     """musicnn.extractor.batch_data's spectrogram, on a waveform already loaded at 16 kHz."""
+    # once ensure_tensorflow has picked the Python: the top imports only the standard library
     import librosa
     import numpy as np
 
@@ -99,11 +104,11 @@ def upstream_log_mel(waveform):
 class TFMusicnn:
     """musicnn's own graph and checkpoint; ``run`` feeds one batch and returns every output."""
 
-    OUTPUTS = ("probabilities", "logits", "timbral", "temporal", "cnn1", "cnn2", "cnn3", "mean_pool", "max_pool", "penultimate")
+    OUTPUTS = ("probabilities", "logits", "timbral", "temporal", "cnn1", "cnn2", "cnn3", "mean_pool", "max_pool",
+               "penultimate")
 
     def __init__(self, threads: int):
-        import warnings
-
+        # once ensure_tensorflow has picked the Python: the top imports only the standard library
         import musicnn
         import tensorflow as tf
         from musicnn import models
@@ -117,10 +122,12 @@ class TFMusicnn:
             self.is_training = tf.compat.v1.placeholder(tf.bool)
             logits, timbral, temporal, cnn1, cnn2, cnn3, mean_pool, max_pool, penultimate = models.define_model(
                 self.x, self.is_training, "MTT_musicnn", 50)
-            self.fetches = [tf.nn.sigmoid(logits), logits, timbral, temporal, cnn1, cnn2, cnn3, mean_pool, max_pool, penultimate]
+            self.fetches = [tf.nn.sigmoid(logits), logits, timbral, temporal, cnn1, cnn2, cnn3, mean_pool, max_pool,
+                            penultimate]
             config = tf.compat.v1.ConfigProto(intra_op_parallelism_threads=threads, inter_op_parallelism_threads=1)
             self.session = tf.compat.v1.Session(graph=self.graph, config=config)
-            tf.compat.v1.train.Saver().restore(self.session, os.path.join(os.path.dirname(musicnn.__file__), "MTT_musicnn") + "/")
+            checkpoint = os.path.join(os.path.dirname(musicnn.__file__), "MTT_musicnn") + "/"
+            tf.compat.v1.train.Saver().restore(self.session, checkpoint)
 
     def run(self, patches):
         values = self.session.run(self.fetches, feed_dict={self.x: patches, self.is_training: False})
@@ -129,6 +136,7 @@ class TFMusicnn:
 
 
 def run_torch(model, patches):
+    # once ensure_tensorflow has picked the Python: the top imports only the standard library
     import torch
 
     with torch.inference_mode():
@@ -138,6 +146,7 @@ def run_torch(model, patches):
 
 def one_at_a_time(run, patches):
     """Run patch by patch (the reference: no batch effects), concatenating every output."""
+    # once ensure_tensorflow has picked the Python: the top imports only the standard library
     import numpy as np
 
     outs = [run(patches[i : i + 1]) for i in range(len(patches))]
@@ -146,6 +155,7 @@ def one_at_a_time(run, patches):
 
 def load_clips(real_dev: Path, per_folder: int):
     """A few real-dev clips per folder (read in place), then the synthetic signals."""
+    # once ensure_tensorflow has picked the Python: the top imports only the standard library
     import librosa
 
     clips = []
@@ -163,6 +173,7 @@ def load_clips(real_dev: Path, per_folder: int):
 
 def write_fixture(path: Path, tf_model, frontend) -> None:
     """Tags of the sine and noise signals through the whole upstream pipeline (librosa log-mel + TF)."""
+    # once ensure_tensorflow has picked the Python: the top imports only the standard library
     import numpy as np
 
     record = {
@@ -199,6 +210,7 @@ def main() -> int:
 
     ensure_tensorflow()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    # once ensure_tensorflow has picked the Python: the top imports only the standard library
     import numpy as np
     import torch
 
@@ -229,7 +241,8 @@ def main() -> int:
         upstream = upstream_log_mel(waveform)
         ours = frontend.musicnn_log_mel(waveform).numpy()
         log_mel_diff = max(log_mel_diff, float(np.abs(upstream - ours).max()))
-        tf_full = one_at_a_time(tf_model.run, frontend.musicnn_patches(upstream, hop_frames=args.hop_frames)[0].numpy())
+        upstream_patches = frontend.musicnn_patches(upstream, hop_frames=args.hop_frames)[0].numpy()
+        tf_full = one_at_a_time(tf_model.run, upstream_patches)
         for key in end_to_end:
             end_to_end[key] = max(end_to_end[key], float(np.abs(tf_full[key] - torch_out[key]).max()))
 
@@ -237,7 +250,8 @@ def main() -> int:
     patches = np.concatenate(all_patches)
     timings = {}
     for label, run_tf, run_pt in (
-        ("batch 1", lambda: one_at_a_time(tf_model.run, patches), lambda: one_at_a_time(lambda p: run_torch(model, p), patches)),
+        ("batch 1", lambda: one_at_a_time(tf_model.run, patches),
+         lambda: one_at_a_time(lambda p: run_torch(model, p), patches)),
         ("batch 32", lambda: [tf_model.run(patches[i : i + 32]) for i in range(0, len(patches), 32)],
          lambda: [run_torch(model, patches[i : i + 32]) for i in range(0, len(patches), 32)]),
     ):
@@ -254,7 +268,8 @@ def main() -> int:
         f"taggram {diffs['probabilities']:.2e}, penultimate {diffs['penultimate']:.2e}, other outputs {others:.2e}; "
         f"whole pipeline taggram {end_to_end['probabilities']:.2e}, penultimate {end_to_end['penultimate']:.2e} "
         f"(log-mel {log_mel_diff:.2e}); speed torch/TF "
-        + ", ".join(f"{tf_t / pt_t:.2f}x at {label} ({1e3 * pt_t / len(patches):.1f} vs {1e3 * tf_t / len(patches):.1f} ms/patch)"
+        + ", ".join(f"{tf_t / pt_t:.2f}x at {label} ({1e3 * pt_t / len(patches):.1f} vs "
+                    f"{1e3 * tf_t / len(patches):.1f} ms/patch)"
                     for label, (tf_t, pt_t) in timings.items())
         + f", {args.threads} threads"
     )

@@ -89,6 +89,7 @@ def run_measured(cmd: list, out: Path) -> dict:
 
 def ast_worker(path: str, device: str) -> dict:
     """AST over the whole file in consecutive 10.24-s chunks, streamed (bounded memory whatever the length)."""
+    # this script imports only the standard library at the top: the --measure wrapper it also runs stays small
     import numpy as np
     import soundfile as sf
     import soxr
@@ -134,7 +135,7 @@ def ast_worker(path: str, device: str) -> dict:
 def render_pool(seconds: float):
     """The shipped excerpts rendered with FluidR3 GM, in id order (train, then test), until ``seconds`` of audio
     (or all of them): a list of float32 arrays at 44.1 kHz."""
-    from instrument_classifier.data import render
+    from instrument_classifier.data import render  # as in ast_worker: the top imports only the standard library
 
     root = render.default_labels_dir()
     files = sorted(root.glob("train_labels/*.csv")) + sorted(root.glob("test_labels/*.csv"))
@@ -152,7 +153,7 @@ def render_pool(seconds: float):
 
 def write_looped(path: Path, pool, seconds: float) -> None:
     """``seconds`` of the pool, concatenated and looped, written piece by piece as 16-bit FLAC."""
-    import soundfile as sf
+    import soundfile as sf  # as in ast_worker
 
     remaining = int(round(seconds * SR))
     with sf.SoundFile(path, "w", SR, 1, subtype="PCM_16", format="FLAC") as f:
@@ -218,6 +219,7 @@ def main() -> int:
     models = []  # (label, --model value or None)
     default_note = ""
     if not args.no_default:
+        # as in ast_worker: the top imports only the standard library
         from instrument_classifier.ensemble import is_ensemble_folder
         from instrument_classifier.inference import DEFAULT_MODEL_DIR
 
@@ -297,7 +299,8 @@ def main() -> int:
         f"bench_predict: predict --format json, fresh process, load included, real time x on "
         f"{' / '.join(lengths_label(m) for m in minutes)} of rendered excerpts (FLAC), device {args.device}, "
         f"{os.cpu_count()} CPUs, load {load_before:.1f} -> {os.getloadavg()[0]:.1f}, startup = 1-s file "
-        f"(median of {repeats}), peak RSS on 1 s/{'/'.join(lengths_label(m) for m in minutes)}: {default_note}" + " | ".join(parts)
+        f"(median of {repeats}), peak RSS on 1 s/{'/'.join(lengths_label(m) for m in minutes)}: {default_note}"
+        + " | ".join(parts)
     )
     return 0
 

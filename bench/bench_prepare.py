@@ -27,13 +27,14 @@ import soundfile as sf
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
+from conftest import make_musicnet  # noqa: E402
+
+from instrument_classifier.data.musicnet import find_musicnet_root  # noqa: E402
 
 SR = 44100
 
 
 def synthetic_corpus(root: Path, minutes: float, seconds_each: float = 30.0, seed: int = 0) -> Path:
-    from conftest import make_musicnet
-
     rng = np.random.default_rng(seed)
     programs = [1, 7, 41, 42, 43, 44, 61, 69, 71, 72, 74]
     count = max(2, round(minutes * 60 / seconds_each))
@@ -110,8 +111,6 @@ def main() -> int:
     parser.add_argument("--minutes", type=float, default=10.0, help="size of the synthetic corpus (no --data-dir)")
     args = parser.parse_args()
 
-    from instrument_classifier.data.musicnet import find_musicnet_root
-
     with tempfile.TemporaryDirectory(prefix="bench_prepare-") as tmp:
         tmp = Path(tmp)
         data_dirs = args.data_dir or [synthetic_corpus(tmp / "synthetic", args.minutes)]
@@ -122,7 +121,8 @@ def main() -> int:
         info = json.loads((tmp / "out1" / "prepare_info.json").read_text())
     windows = "/".join(str(info["splits"][s]["windows"]) for s in ("train", "validation", "test"))
     print(
-        f"bench_prepare: {audio_s / 60:.1f} min of audio in {len(wavs)} recordings -> {windows} train/val/test windows, "
+        f"bench_prepare: {audio_s / 60:.1f} min of audio in {len(wavs)} recordings -> {windows} train/val/test "
+        "windows, "
         f"--num-proc {args.num_proc}: "
         f"cold {cold:.1f} s ({audio_s / cold:.0f} audio-s/s), peak RSS of process tree {peak / 2**30:.2f} GiB | "
         f"cached rerun {warm:.1f} s, peak {warm_peak / 2**30:.2f} GiB"

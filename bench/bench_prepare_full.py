@@ -31,6 +31,8 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_prepare import TreeRSS, run_sampled  # noqa: E402
 
+from instrument_classifier.data.render import render_corpus  # noqa: E402
+
 SPLITS = ("train", "test")
 
 
@@ -55,8 +57,6 @@ class TreeRSSSeries(TreeRSS):
 
 def render_missing(labels: Path, corpus: Path, render_proc: int) -> tuple:
     """Render the recordings of ``labels`` not yet in ``corpus``; ``(count rendered, seconds taken)``."""
-    from instrument_classifier.data.render import render_corpus
-
     started, count = time.perf_counter(), 0
     for split in SPLITS:
         wanted = sorted(p.stem for p in (labels / f"{split}_labels").glob("*.csv"))

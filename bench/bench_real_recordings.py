@@ -44,7 +44,8 @@ def main(argv=None) -> int:
     if not args.manifest.is_file():
         print(f"bench_real_recordings: skipped, no manifest at {args.manifest}")
         return 0
-    models = args.model or [str(Path(__file__).resolve().parents[1] / "instrument_classifier" / "pretrained" / "ensemble")]
+    models = args.model or [str(Path(__file__).resolve().parents[1] / "instrument_classifier" / "pretrained"
+                                / "ensemble")]
     t = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         results = evaluate_clips(models, args.manifest, output_dir=Path(tmp) / "report", context=args.context,
@@ -68,7 +69,8 @@ def main(argv=None) -> int:
                 f"{long['false_alarms_per_clip']:.2f}")
         if args.tune:
             cv = cross_validated_tuning(y, s, repeats=args.repeats)
-            line += (f"; thresholds tuned on real clips (tune_clip_thresholds), 2-fold CV: micro F1 {cv['f1_micro']:.3f}, "
+            line += ("; thresholds tuned on real clips (tune_clip_thresholds), 2-fold CV: "
+                     f"micro F1 {cv['f1_micro']:.3f}, "
                      f"false alarms/clip {cv['false_alarms_per_clip']:.2f}")
         print(line + f" ({seconds:.0f} s for all models)")
     return 0

@@ -21,17 +21,23 @@ import tempfile
 import time
 from pathlib import Path
 
+import datasets
 import numpy as np
 import torch
-from transformers import PrinterCallback, TrainerCallback
+import transformers
+from datasets import Array2D, Dataset, Features, List, Value, load_from_disk
+from transformers import PrinterCallback, TrainerCallback, get_scheduler
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from instrument_classifier.modeling import MODEL_CLASSES  # noqa: E402
+from instrument_classifier.modeling.feature_extraction_instrument import InstrumentFeatureExtractor  # noqa: E402
+from instrument_classifier.training.arguments import InstrumentTrainingArguments  # noqa: E402
+from instrument_classifier.training.collator import InstrumentDataCollator  # noqa: E402
+from instrument_classifier.training.trainer import InstrumentTrainer  # noqa: E402
 
 
 def make_dataset(folder: Path, windows: int, frames: int, features: int, labels: int, seed: int = 0):
     """Random RAW-feature windows with sparse multi-hot labels, saved to disk and memory-mapped back."""
-    from datasets import Array2D, Dataset, Features, List, Value, load_from_disk
-
     rng = np.random.default_rng(seed)
     frame_labels = (rng.random((windows, frames, labels)) < 0.15).astype(np.uint8)
     data = {
@@ -47,8 +53,6 @@ def make_dataset(folder: Path, windows: int, frames: int, features: int, labels:
 
 
 def new_model(model_type: str, seed: int = 0):
-    from instrument_classifier.modeling import MODEL_CLASSES
-
     torch.manual_seed(seed)
     config_class, model_class = MODEL_CLASSES[model_type]
     return model_class(config_class())
@@ -65,10 +69,6 @@ class StepClock(TrainerCallback):
 
 
 def trainer_round(model_type, dataset, extractor, batch_size, warmup, steps, workdir) -> float:
-    from instrument_classifier.training.arguments import InstrumentTrainingArguments
-    from instrument_classifier.training.collator import InstrumentDataCollator
-    from instrument_classifier.training.trainer import InstrumentTrainer
-
     args = InstrumentTrainingArguments(
         output_dir=str(workdir), per_device_train_batch_size=batch_size, max_steps=warmup + steps,
         eval_strategy="no", save_strategy="no", logging_strategy="no", load_best_model_at_end=False,
@@ -85,10 +85,6 @@ def trainer_round(model_type, dataset, extractor, batch_size, warmup, steps, wor
 
 
 def loop_round(model_type, tensors, batch_size, warmup, steps) -> float:
-    from transformers import get_scheduler
-
-    from instrument_classifier.training.arguments import InstrumentTrainingArguments
-
     defaults = InstrumentTrainingArguments(output_dir="unused", report_to="none")
     model = new_model(model_type).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=defaults.learning_rate, weight_decay=defaults.weight_decay,
@@ -126,14 +122,8 @@ def main() -> None:
     parser.add_argument("--windows", type=int, default=512)
     args = parser.parse_args()
     logging.disable(logging.WARNING)
-    import datasets
-    import transformers
-
     datasets.disable_progress_bars()
     transformers.utils.logging.set_verbosity_error()
-
-    from instrument_classifier.modeling import MODEL_CLASSES
-    from instrument_classifier.modeling.feature_extraction_instrument import InstrumentFeatureExtractor
 
     config = MODEL_CLASSES[args.model_type][0]()
     with tempfile.TemporaryDirectory(prefix="bench-training-") as tmp:
@@ -141,7 +131,8 @@ def main() -> None:
                                     config.num_labels)
         extractor = InstrumentFeatureExtractor().fit_normalization([raw["input_features"]])
         normalised = torch.from_numpy(extractor.normalize(raw["input_features"]))
-        tensors = (normalised, torch.from_numpy(raw["labels"]), torch.from_numpy(raw["frame_labels"].astype(np.float32)))
+        tensors = (normalised, torch.from_numpy(raw["labels"]),
+                   torch.from_numpy(raw["frame_labels"].astype(np.float32)))
         trainer_speeds, loop_speeds = [], []
         for r in range(args.rounds):
             trainer_speeds.append(trainer_round(args.model_type, dataset, extractor, args.batch_size, args.warmup,

@@ -54,7 +54,7 @@ def build_parser(command: Optional[str] = None) -> argparse.ArgumentParser:
 def main(argv: Optional[List[str]] = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["train"]:  # its flags are read by HfArgumentParser (transformers' dataclass arguments)
-        from .training.run_train import cli
+        from .training.run_train import cli  # loads torch and transformers: only when `train` is the command
 
         return cli(argv[1:])
     # Import only the chosen subcommand's module: fast start, and heavy dependencies stay optional.

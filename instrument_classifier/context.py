@@ -83,7 +83,8 @@ class RecordingContext:
 
 def blend(probs: np.ndarray, means: np.ndarray, weight: float) -> np.ndarray:
     """``probs ** (1 - weight) * means ** weight`` (float32)."""
-    return (np.asarray(probs, np.float64) ** (1.0 - weight) * np.asarray(means, np.float64) ** weight).astype(np.float32)
+    blended = np.asarray(probs, np.float64) ** (1.0 - weight) * np.asarray(means, np.float64) ** weight
+    return blended.astype(np.float32)
 
 
 def neighbour_means(probs: np.ndarray, recordings: Optional[Sequence] = None, starts: Optional[Sequence[int]] = None,

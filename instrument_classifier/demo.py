@@ -38,7 +38,7 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
 def _limit(option: str):
     """argparse type of a limit: a positive, finite number (``nan`` or ``inf`` would limit nothing)."""
     def parse(text: str) -> float:
-        from .space_app import parse_limit  # gradio: see run_demo
+        from .space_app import parse_limit  # space_app loads torch: see run_demo
 
         try:
             return parse_limit(option, text)
@@ -49,7 +49,8 @@ def _limit(option: str):
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    # imported when the demo runs: `instrument-classifier --help` imports this module, and gradio takes seconds
+    # imported when the demo runs: `instrument-classifier demo --help` imports this module, and space_app loads
+    # torch, transformers and matplotlib (seconds); gradio (the optional [space] extra) loads in build_demo
     from .inference import DeviceError, resolve_device
     from .space_app import AppLimits, build_demo, launch_kwargs
 

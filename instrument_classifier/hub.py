@@ -74,7 +74,8 @@ _MODEL_EXCLUDE = ("checkpoint-*", "runs", "*.bin", "*.pt", "*.pth", "*.ckpt", "*
 _SPACE_EXCLUDE = ("__pycache__", "*.pyc", ".*", "*.tmp", "flagged", ".gradio")
 # The package minus what only makes data (label excerpts and their script), the Space's own folder that a wheel
 # carries (uploaded as the Space's top level instead), and anything generated.
-_PACKAGE_EXCLUDE = ("excerpts", "space", "__pycache__", "*.pyc", ".*", "*.tmp", "checkpoint-*", "runs", "*.bin", "*.pt", "*.pth")
+_PACKAGE_EXCLUDE = ("excerpts", "space", "__pycache__", "*.pyc", ".*", "*.tmp", "checkpoint-*", "runs", "*.bin",
+                    "*.pt", "*.pth")
 
 
 class HubError(ValueError):

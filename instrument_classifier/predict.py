@@ -44,11 +44,14 @@ CSV_COLUMNS = ("file", "kind", "start_s", "end_s", "instrument", "score", "thres
 
 def add_predict_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("audio", nargs="+", metavar="AUDIO",
-                        help="audio files (any format libsndfile reads: wav, flac, ogg, mp3, ...; any rate, mono or stereo)")
+                        help="audio files (any format libsndfile reads: wav, flac, ogg, mp3, ...; any rate, "
+                             "mono or stereo)")
     parser.add_argument("--model", default=None, metavar="PATH_OR_ID",
-                        help="model folder (or ensemble folder) or Hub id (default: the bundled CNN + Transformer ensemble)")
+                        help="model folder (or ensemble folder) or Hub id (default: the bundled CNN + Transformer "
+                             "ensemble)")
     parser.add_argument("--format", choices=FORMATS, default="table",
-                        help="table (readable), json (list of {file, duration_s, clip, detected, thresholds, segments}), "
+                        help="table (readable), json (list of {file, duration_s, clip, detected, thresholds, "
+                             "segments}), "
                              "or csv (per file a 'clip' row per instrument: score, threshold, detected; then a "
                              "'segment' row per segment)")
     parser.add_argument("--threshold", type=float, default=None, metavar="T",
@@ -156,6 +159,7 @@ def predict_files(model, feature_extractor, paths: Sequence[str], threshold: Opt
     failed : list of str
         The files that could not be processed (each was reported on stderr).
     """
+    # as in run_predict: `predict --help` imports this module; inference loads torch and transformers
     from .audio import AudioError, audio_info
     from .inference import predict_timeline
 
@@ -221,7 +225,8 @@ def _table(record: Dict) -> str:
         width = max(len(s["label"]) for s in record["segments"])
         lines.append(f"  {'start':>9}  {'end':>9}  {'instrument':<{width}}  score")
         for s in record["segments"]:
-            lines.append(f"  {_clock(s['start_s']):>9}  {_clock(s['end_s']):>9}  {s['label']:<{width}}  {s['score']:.2f}")
+            lines.append(f"  {_clock(s['start_s']):>9}  {_clock(s['end_s']):>9}  {s['label']:<{width}}  "
+                         f"{s['score']:.2f}")
     else:
         lines.append("  no segments above threshold")
     return "\n".join(lines) + "\n\n"

@@ -59,7 +59,8 @@ def check_no_remote_code(folder: str | os.PathLike) -> None:
     config = _read_json(folder / "config.json")
     if config.get("auto_map") and not _known_model_type(config.get("model_type")):
         raise RemoteCodeError(
-            f"{folder}: config.json has model_type {config.get('model_type')!r}, which is not an instrument-classifier "
+            f"{folder}: config.json has model_type {config.get('model_type')!r}, which is not an "
+            "instrument-classifier "
             f"or transformers model, and an auto_map to code in the folder ({_modules(config['auto_map'])}); "
             "refusing to run a model folder's code. Use a model saved by this package (train.py, save_pretrained)."
         )

@@ -31,13 +31,22 @@ import tempfile
 import threading
 import time
 import uuid
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence
 
+import matplotlib
 import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, MultipleLocator
 
 from .atomic_write import write_text
+from .audio import AudioError, audio_info, decoded_samples
+from .ensemble import CONFIG_NAME
+from .hub import DEFAULT_SPACE_DIR
+from .inference import load_model, predict_timeline
 
 __all__ = [
     "AppLimits",
@@ -121,8 +130,6 @@ class UploadRejected(ValueError):
 
 def bundled_models() -> Dict[str, str]:
     """``{display name: folder}`` of the bundled models that exist (the default, the musicnn classifier, first)."""
-    from .ensemble import CONFIG_NAME
-
     return {name: str(BUNDLED_DIR / key) for key, name in BUNDLED_NAMES.items()
             if (BUNDLED_DIR / key / "config.json").is_file() or (BUNDLED_DIR / key / CONFIG_NAME).is_file()}
 
@@ -162,8 +169,6 @@ class ModelRegistry:
     """Loads each offered model once (at start-up) through :func:`instrument_classifier.inference.load_model`."""
 
     def __init__(self, choices: Mapping[str, str], device="auto"):
-        from .inference import load_model
-
         self.choices = dict(choices)
         self._models = {}
         for name, where in self.choices.items():
@@ -215,8 +220,6 @@ def check_upload(path: str | os.PathLike, limits: AppLimits, name: Optional[str]
         Too large, empty, not a readable audio file, zero-length, longer than ``limits.max_duration_s``, or more
         samples to decode than ``limits.max_decoded_samples``.
     """
-    from .audio import AudioError, audio_info, decoded_samples
-
     path = os.fspath(path)
     name = name or display_name(path)
     try:
@@ -279,11 +282,6 @@ def render_timeline(timeline, thresholds: Optional[Sequence[float]] = None, min_
     (row bottom = 0, row top = 1) and the dotted line the label's threshold. Rows of the other
     instruments are left out and counted.
     """
-    import matplotlib
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-    from matplotlib.ticker import FuncFormatter, MultipleLocator
-
     labels = list(timeline.labels)
     probs = np.asarray(timeline.frame_probs, dtype=np.float32).reshape(-1, len(labels))
     duration = float(timeline.duration_s)
@@ -424,8 +422,6 @@ CSS = """
 def default_examples_dir() -> Optional[Path]:
     """The Space's example clips: ``space/examples`` of the Space's folder (in an installed wheel, or the checkout's),
     if present."""
-    from .hub import DEFAULT_SPACE_DIR
-
     folder = DEFAULT_SPACE_DIR / "examples"
     return folder if folder.is_dir() else None
 
@@ -467,9 +463,7 @@ def build_demo(models: Optional[Sequence[str] | Mapping[str, str]] = None, limit
         Its ``classify`` endpoint takes ``(audio file, model name, recording context on/off)`` and returns
         ``(clip confidences, timeline image, segments table, segments CSV, timeline JSON, summary)``.
     """
-    import gradio as gr
-
-    from .inference import predict_timeline
+    import gradio as gr  # optional (the [space] extra): needed to build the app, not to import this module
 
     limits = limits or AppLimits.from_env()
     registry = ModelRegistry(resolve_models(models), device=device)
@@ -494,8 +488,6 @@ def build_demo(models: Optional[Sequence[str] | Mapping[str, str]] = None, limit
             raise fail(request, str(exc), "Cannot analyse this file") from None
         model_name = model_name if model_name in registry.choices else registry.names[0]
         model, feature_extractor = registry.get(model_name)
-        from .audio import AudioError
-
         requested, context = bool(context), bool(context) and bool(getattr(model.config, "context", None))
         try:
             timeline = predict_timeline(model, feature_extractor, audio_path, progress=True, context=context)
@@ -586,8 +578,6 @@ class _LastErrors:
     handler; bounded, since API clients fail without ever asking for theirs."""
 
     def __init__(self, size: int = 256):
-        from collections import OrderedDict
-
         self._messages: "OrderedDict[str, str]" = OrderedDict()
         self._size = size
         self._lock = threading.Lock()
@@ -627,7 +617,7 @@ def _plain(value):
 
 def launch_kwargs(limits: Optional[AppLimits] = None) -> dict:
     """Keyword arguments for ``Blocks.launch``: the server-side upload limit, theme and CSS (Gradio 6)."""
-    import gradio as gr
+    import gradio as gr  # optional, as in build_demo
 
     limits = limits or AppLimits.from_env()
     return {

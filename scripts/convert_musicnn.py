@@ -37,13 +37,13 @@ import tempfile
 import zipfile
 from dataclasses import dataclass
 from email.parser import HeaderParser
+from importlib import metadata
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
-
-if TYPE_CHECKING:
-    import torch
+import torch
+from safetensors.torch import save_file
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 FRONTEND_FILE = REPO_ROOT / "instrument_classifier" / "modeling" / "musicnn_frontend.py"
@@ -57,7 +57,8 @@ OPTIMIZER_VARIABLE = re.compile(r"(^beta[12]_power$)|(/Adam(_1)?$)")
 
 
 def load_frontend_module():
-    """Import ``musicnn_frontend.py`` by path: it needs only numpy and torch, not the package's transformers."""
+    """Import ``musicnn_frontend.py`` by path: it needs only numpy, torch and safetensors, not the package's
+    transformers."""
     spec = importlib.util.spec_from_file_location("musicnn_frontend", FRONTEND_FILE)
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up while the class is created
@@ -123,7 +124,8 @@ def source_from_wheel(wheel: Path, workdir: Path) -> CheckpointSource:
     with zipfile.ZipFile(io.BytesIO(wheel_bytes)) as archive:
         names = archive.namelist()
         dist_info = next(n.split("/")[0] for n in names if n.endswith(".dist-info/METADATA"))
-        version, licence, classifiers, homepage, author = _metadata_fields(archive.read(f"{dist_info}/METADATA").decode())
+        metadata_text = archive.read(f"{dist_info}/METADATA").decode()
+        version, licence, classifiers, homepage, author = _metadata_fields(metadata_text)
         licence_text = archive.read(f"{dist_info}/LICENSE.md").decode() if f"{dist_info}/LICENSE.md" in names else ""
         record = _record_hashes(archive.read(f"{dist_info}/RECORD").decode())
         prefix = f"{PACKAGE}/{MODEL_NAME}/"
@@ -135,7 +137,8 @@ def source_from_wheel(wheel: Path, workdir: Path) -> CheckpointSource:
         (workdir / Path(name).name).write_bytes(data)
     return CheckpointSource(
         checkpoint_prefix=str(workdir) + os.sep,  # the files are '.index', '.data-...': an empty basename
-        package_version=version, wheel_sha256=_sha256_hex(wheel_bytes), wheel_sha256_from=f"computed from {wheel.name}",
+        package_version=version, wheel_sha256=_sha256_hex(wheel_bytes),
+        wheel_sha256_from=f"computed from {wheel.name}",
         licence=licence, licence_classifiers=classifiers, licence_text=licence_text, homepage=homepage, author=author,
         checkpoint_files=hashes,
     )
@@ -143,11 +146,10 @@ def source_from_wheel(wheel: Path, workdir: Path) -> CheckpointSource:
 
 def source_from_installed_package() -> CheckpointSource:
     """Find the installed ``musicnn`` with importlib (without importing it: that would import TensorFlow)."""
-    from importlib import metadata
-
     spec = importlib.util.find_spec(PACKAGE)
     if spec is None or not spec.submodule_search_locations:
-        raise SystemExit("musicnn is not installed in this Python: pip install --no-deps musicnn==0.1.0, or pass --wheel")
+        raise SystemExit("musicnn is not installed in this Python: pip install --no-deps musicnn==0.1.0, "
+                         "or pass --wheel")
     package_dir = Path(list(spec.submodule_search_locations)[0])
     dist = metadata.distribution(PACKAGE)
     version, licence, classifiers, homepage, author = _metadata_fields(dist.read_text("METADATA"))
@@ -214,7 +216,8 @@ TRANSFORMS: Dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "identity": _identity,
 }
 
-BATCH_NORM_VARIABLES = {"gamma": "weight", "beta": "bias", "moving_mean": "running_mean", "moving_variance": "running_var"}
+BATCH_NORM_VARIABLES = {"gamma": "weight", "beta": "bias", "moving_mean": "running_mean",
+                        "moving_variance": "running_var"}
 
 
 def build_mapping(config) -> List[Tuple[str, str, str]]:
@@ -269,8 +272,6 @@ def build_mapping(config) -> List[Tuple[str, str, str]]:
 def convert(variables: Dict[str, np.ndarray], model) -> Tuple[Dict[str, torch.Tensor], List[dict], List[str]]:
     """Fill ``model``'s state dict from the checkpoint; returns the state dict, the mapping record and the
     skipped optimizer variables. Raises ``SystemExit`` on any unused, reused, missing or misshapen entry."""
-    import torch
-
     target = model.state_dict()
     mapping = build_mapping(model.config)
     state: Dict[str, torch.Tensor] = {}
@@ -332,12 +333,11 @@ def state_dict_sha256(state: Dict[str, torch.Tensor]) -> str:
 
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--wheel", type=Path, help="musicnn wheel to read the checkpoint from (default: the installed musicnn)")
-    parser.add_argument("--output", type=Path, required=True, help="the .safetensors file to write; the .json goes beside it")
+    parser.add_argument("--wheel", type=Path,
+                        help="musicnn wheel to read the checkpoint from (default: the installed musicnn)")
+    parser.add_argument("--output", type=Path, required=True,
+                        help="the .safetensors file to write; the .json goes beside it")
     args = parser.parse_args(argv)
-
-    import torch
-    from safetensors.torch import save_file
 
     frontend = load_frontend_module()
     with tempfile.TemporaryDirectory() as workdir:
@@ -345,7 +345,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         variables, tf_version = read_checkpoint(source.checkpoint_prefix)
     known = KNOWN_WHEEL_SHA256.get(source.package_version)
     if known and source.wheel_sha256 and source.wheel_sha256 != known:
-        raise SystemExit(f"wheel sha256 {source.wheel_sha256} is not the published {known} of musicnn {source.package_version}")
+        raise SystemExit(f"wheel sha256 {source.wheel_sha256} is not the published {known} of musicnn "
+                         f"{source.package_version}")
 
     model = frontend.MusicnnFrontend(frontend.MusicnnConfig())
     state, record, optimizer = convert(variables, model)
@@ -355,14 +356,16 @@ def main(argv: Optional[List[str]] = None) -> int:
     # Smoke check of the converted model: finite tags for silence and for noise.
     with torch.no_grad():
         patches = torch.stack([torch.zeros(frontend.PATCH_FRAMES, frontend.N_MELS),
-                               torch.rand(frontend.PATCH_FRAMES, frontend.N_MELS, generator=torch.Generator().manual_seed(0))])
+                               torch.rand(frontend.PATCH_FRAMES, frontend.N_MELS,
+                                          generator=torch.Generator().manual_seed(0))])
         probabilities = model.eval()(patches, output_frame_features=False).probabilities
     if not torch.isfinite(probabilities).all():
         raise SystemExit("converted model gives non-finite outputs")
 
     args.output.parent.mkdir(parents=True, exist_ok=True)
     config = model.config.to_dict()
-    provenance = f"{PACKAGE}=={source.package_version} {MODEL_NAME} (wheel sha256 {source.wheel_sha256}); licence {source.licence}"
+    provenance = (f"{PACKAGE}=={source.package_version} {MODEL_NAME} (wheel sha256 {source.wheel_sha256}); "
+                  f"licence {source.licence}")
     save_file({k: v.contiguous() for k, v in state.items()}, str(args.output),
               metadata={"format": "pt", "config": json.dumps(config), "source": provenance})
     info = {
@@ -376,8 +379,10 @@ def main(argv: Optional[List[str]] = None) -> int:
             "checkpoint_files_sha256": source.checkpoint_files,
             "homepage": source.homepage,
             "author": source.author,
-            "paper": "Pons & Serra, musicnn: pre-trained convolutional neural networks for music audio tagging, ISMIR 2019 LBD",
-            "training_data": "MagnaTagATune (reported test ROC-AUC 0.9067, PR-AUC 0.3831 in the wheel's experiment.result)",
+            "paper": "Pons & Serra, musicnn: pre-trained convolutional neural networks for music audio tagging, "
+                     "ISMIR 2019 LBD",
+            "training_data": "MagnaTagATune (reported test ROC-AUC 0.9067, PR-AUC 0.3831 in the wheel's "
+                             "experiment.result)",
         },
         "licence": {"name": source.licence, "classifiers": source.licence_classifiers, "text": source.licence_text},
         "read_with": f"tensorflow {tf_version} tf.compat.v1.train.NewCheckpointReader",
@@ -390,8 +395,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         "skipped_optimizer_variables": optimizer,
     }
     args.output.with_suffix(".json").write_text(json.dumps(info, indent=1) + "\n")
-    print(f"wrote {args.output} ({len(record)} tensors, {n_weights:,} weights from {sum(1 for r in record if r['tf'])} "
-          f"checkpoint variables; skipped {len(optimizer)} optimizer variables) and {args.output.with_suffix('.json').name}")
+    print(f"wrote {args.output} ({len(record)} tensors, {n_weights:,} weights from "
+          f"{sum(1 for r in record if r['tf'])} checkpoint variables; skipped {len(optimizer)} optimizer variables) "
+          f"and {args.output.with_suffix('.json').name}")
     return 0
 
 

@@ -107,7 +107,8 @@ def make_musicnet(root: Path, recordings: Dict[str, Dict] | None = None, layout:
     meta_dir.mkdir(parents=True, exist_ok=True)
     with open(meta_dir / "musicnet_metadata.csv", "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["id", "composer", "composition", "movement", "ensemble", "source", "transcriber", "catalog_name", "seconds"])
+        w.writerow(["id", "composer", "composition", "movement", "ensemble", "source", "transcriber", "catalog_name",
+                    "seconds"])
         for rid, rec in recordings.items():
             w.writerow([rid, "Synthetic", "Tones", "1", "Test", "tests", "tests", "T1", rec["num_samples"] // SR])
     return root

@@ -69,7 +69,8 @@ def test_manifest_rows_paths_and_labels(clips):
 
 def test_manifest_label_names_ignore_case_and_spaces(tmp_path):
     sf.write(tmp_path / "a.wav", np.zeros(4410, dtype=np.float32), 44100)
-    manifest = write_manifest(tmp_path / "m.csv", [["a.wav", " violin ; FRENCH HORN", ""]], header=("file", "instruments", "other_sounds"))
+    manifest = write_manifest(tmp_path / "m.csv", [["a.wav", " violin ; FRENCH HORN", ""]],
+                              header=("file", "instruments", "other_sounds"))
     assert read_manifest(manifest, LABELS)[0].instruments == ["Violin", "French Horn"]
 
 

@@ -110,7 +110,8 @@ def test_predict_with_context_blends_windows_and_frames_as_the_config_says(tmp_p
     # every frame is blended with the neighbourhood of the window it was taken from (the first that holds it)
     owner = np.minimum(np.arange(len(plain.frame_probs)) // 64, 12)
     np.testing.assert_allclose(with_context.frame_probs, np.sqrt(plain.frame_probs * means[owner]), rtol=1e-4)
-    assert with_context.clip == pytest.approx(dict(zip(plain.labels, np.sort(with_context.window_probs, 0)[-2:].mean(0))), abs=1e-6)
+    top_two = np.sort(with_context.window_probs, 0)[-2:].mean(0)
+    assert with_context.clip == pytest.approx(dict(zip(plain.labels, top_two)), abs=1e-6)
     # segments at the context's thresholds, not config.thresholds
     assert with_context.segments == segments_from_probs(with_context.frame_probs, fe.frame_rate, plain.labels,
                                                         [0.3] * 12, duration_s=plain.duration_s)
@@ -154,7 +155,8 @@ def test_evaluate_scores_a_model_with_its_context_as_predict_applies_it(prepared
     window_p = torch.sigmoid(out.logits).numpy()
     means = neighbour_means(window_p, rows["recording_id"], rows["start_frame"], None, model.config.window_frames)
     labels = list(model.config.label2id)
-    expected = compute_instrument_metrics(rows["labels"].astype(int), blend(window_p, means, 0.75), [0.45] * 12, labels)
+    expected = compute_instrument_metrics(rows["labels"].astype(int), blend(window_p, means, 0.75), [0.45] * 12,
+                                          labels)
     assert entry["context"]["window"]["f1_micro"] == pytest.approx(expected["f1_micro"], abs=1e-6)
     assert entry["context"]["window"]["roc_auc_macro"] == pytest.approx(expected["roc_auc_macro"], abs=1e-6)
     frame_p = torch.sigmoid(out.frame_logits).numpy()

@@ -31,7 +31,8 @@ from instrument_classifier.data.sampler import Layer, Variant
 from instrument_classifier.data.taxonomy import MUSICNET_PROGRAMS
 
 SR = 44100
-pytestmark = pytest.mark.skipif(not DEFAULT_SOUNDFONT.is_file(), reason="FluidR3 GM not installed (apt fluid-soundfont-gm)")
+pytestmark = pytest.mark.skipif(not DEFAULT_SOUNDFONT.is_file(),
+                                reason="FluidR3 GM not installed (apt fluid-soundfont-gm)")
 HEADER = ",".join(LABEL_COLUMNS) + "\n"
 
 
@@ -170,7 +171,8 @@ def test_draws_are_seeded_per_recording(tmp_path):
     render_corpus(None, None, tmp_path / "c", ids=ids, max_seconds=6, seed=8, distractor_probability=0.5,
                   progress=False)
     files_a, files_b = corpus_files(tmp_path / "a"), corpus_files(tmp_path / "b")
-    assert files_a.keys() == files_b.keys() and all(files_a[k] == files_b[k] for k in files_a if k != "render_info.json")
+    assert files_a.keys() == files_b.keys() and all(files_a[k] == files_b[k] for k in files_a
+                                                    if k != "render_info.json")
     assert recordings(tmp_path / "a") == json.loads(files_b["render_info.json"].replace(b"OUT", str(tmp_path / "a")
                                                                                        .encode()))["recordings"]
     # a recording's draws do not depend on the others rendered with it

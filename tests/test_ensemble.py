@@ -61,8 +61,8 @@ def test_bundled_ensemble_was_tuned_on_validation_by_todays_recipe():
     assert {k: v for k, v in recorded["settings"].items() if k != "num_proc"} == current
     card = (folder / "README.md").read_text()
     held_out = recorded["results"]["heldout"]
-    assert f"| held-out library (merlin) + room/noise | {held_out['roc_auc_macro']:.3f} | {held_out['f1_micro']:.3f} |" \
-        in card
+    assert (f"| held-out library (merlin) + room/noise | {held_out['roc_auc_macro']:.3f} | "
+            f"{held_out['f1_micro']:.3f} |") in card
 
 
 @pytest.fixture(scope="module")

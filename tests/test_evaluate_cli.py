@@ -74,7 +74,8 @@ def expected_metrics(model_dir: Path, split, extractor, thresholds):
     with torch.inference_mode():
         out = model(input_features=torch.from_numpy(extractor.normalize(rows["input_features"])))
     labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
-    window = compute_instrument_metrics(rows["labels"].astype(int), torch.sigmoid(out.logits).numpy(), thresholds, labels)
+    window = compute_instrument_metrics(rows["labels"].astype(int), torch.sigmoid(out.logits).numpy(), thresholds,
+                                        labels)
     frame_true = rows["frame_labels"].reshape(-1, len(labels))
     frame = compute_instrument_metrics(frame_true, torch.sigmoid(out.frame_logits).numpy().reshape(-1, len(labels)),
                                        thresholds, labels)
@@ -115,7 +116,8 @@ def test_two_models_end_to_end(setup, capsys):
             assert ISSUE_KEYS <= set(results[name][level])
             assert tuple(results[name][level]) == METRIC_KEYS
             assert set(results[name][level]["per_class"]) == set(setup.info["labels"])
-            assert set(results[name][level]["per_class"]["Keyboard"]) == {"roc_auc", "precision", "recall", "f1", "support"}
+            assert set(results[name][level]["per_class"]["Keyboard"]) == {"roc_auc", "precision", "recall", "f1",
+                                                                          "support"}
     # the config thresholds are used (0.4 were saved in the CNN's config)
     assert results["cnn"]["thresholds"] == [0.4] * 12 and results["transformer"]["thresholds"] == [0.5] * 12
 
@@ -177,7 +179,8 @@ def test_data_dir_prepares_with_each_models_feature_settings(setup, tmp_path, ca
     deltas = InstrumentFeatureExtractor(include_deltas=True).fit_normalization(
         [np.random.default_rng(0).normal(size=(50, 26))])
     model = save_model(tmp_path / "deltas", "cnn", deltas, seed=2)
-    rc = main(["evaluate", "--model", str(model), "--dataset", str(setup.dataset_path), "--output", str(tmp_path / "o1")])
+    rc = main(["evaluate", "--model", str(model), "--dataset", str(setup.dataset_path),
+               "--output", str(tmp_path / "o1")])
     err = capsys.readouterr().err
     assert rc == 2 and "does not match dataset" in err and "include_deltas: model True, dataset False" in err
     assert str(setup.dataset_path.resolve()) in err and not (tmp_path / "o1").exists()
@@ -194,7 +197,8 @@ def test_data_dir_prepares_with_each_models_feature_settings(setup, tmp_path, ca
     assert (tmp_path / "o2" / "roc_deltas.png").is_file()
 
     # ... and so does a second prepared dataset of the same recordings: each model takes the one it matches
-    build_dataset(setup.corpus, tmp_path / "ds_deltas", feature_extractor=InstrumentFeatureExtractor(include_deltas=True),
+    build_dataset(setup.corpus, tmp_path / "ds_deltas",
+                  feature_extractor=InstrumentFeatureExtractor(include_deltas=True),
                   cache_dir=tmp_path / "cache", progress=False)
     rc = main(["evaluate", "--model", str(model), "--model", str(setup.cnn), "--dataset", str(setup.dataset_path),
                str(tmp_path / "ds_deltas"), "--output", str(tmp_path / "o3")])
@@ -288,14 +292,16 @@ def test_output_that_is_not_a_report_is_never_replaced(setup, tmp_path, capsys):
     assert sorted(p.name for p in precious.iterdir()) == ["notes.txt"]
     # a path with '..' is resolved first: the refusal names the real folder
     sneaky = tmp_path / "elsewhere" / ".." / "precious"
-    assert main(["evaluate", "--model", str(setup.cnn), "--dataset", str(setup.dataset_path), "--output", str(sneaky)]) == 2
+    assert main(["evaluate", "--model", str(setup.cnn), "--dataset", str(setup.dataset_path),
+                 "--output", str(sneaky)]) == 2
     assert str(precious) in capsys.readouterr().err
     # an earlier report with a file of the user's in it is not replaced either
     report = tmp_path / "report"
     report.mkdir()
     (report / "metrics.json").write_text("{}")
     (report / "my_notes.md").write_text("keep me")
-    assert main(["evaluate", "--model", str(setup.cnn), "--dataset", str(setup.dataset_path), "--output", str(report)]) == 2
+    assert main(["evaluate", "--model", str(setup.cnn), "--dataset", str(setup.dataset_path),
+                 "--output", str(report)]) == 2
     assert "my_notes.md" in capsys.readouterr().err and (report / "my_notes.md").read_text() == "keep me"
     with pytest.raises(EvaluationError, match="exactly one"):
         evaluate_models(setup.cnn, dataset=setup.dataset_path, data_dir=setup.corpus)

@@ -145,7 +145,8 @@ def test_predict_killed_mid_run_leaves_the_previous_output_file(model_dir, tmp_p
                               daemon=True)
     reader.start()
     try:
-        _wait_for(lambda: b"six_minutes.wav" in seen, proc)  # the progress bar, named after the file: it is being analysed
+        # the progress bar, named after the file: it is being analysed
+        _wait_for(lambda: b"six_minutes.wav" in seen, proc)
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()

@@ -65,7 +65,8 @@ def test_hand_computed_values_and_per_class_thresholds():
     m = compute_instrument_metrics(y, s, thresholds=[0.5, 0.75], labels=["a", "b"])
     # a at 0.5: predicted rows 0, 1 -> TP 1, FP 1, FN 1; b at 0.75: predicted row 0 -> TP 1, FN 1
     assert m["per_class"]["a"] == {"roc_auc": 0.75, "precision": 0.5, "recall": 0.5, "f1": 0.5, "support": 2}
-    assert m["per_class"]["b"] == {"roc_auc": 1.0, "precision": 1.0, "recall": 0.5, "f1": pytest.approx(2 / 3), "support": 2}
+    assert m["per_class"]["b"] == {"roc_auc": 1.0, "precision": 1.0, "recall": 0.5, "f1": pytest.approx(2 / 3),
+                                   "support": 2}
     assert m["precision_macro"] == 0.75 and m["recall_macro"] == 0.5
     assert m["f1_macro"] == pytest.approx((0.5 + 2 / 3) / 2)
     # micro: TP 2, FP 1, FN 2
@@ -220,7 +221,8 @@ def test_evaluate_module_matches_direct_computation():
     y[:, 2] = 0
     labels, t = ["p", "q", "r"], [0.4, 0.5, 0.6]
     metric = evaluate.load(str(METRIC_PATH))
-    assert metric.compute(predictions=s, references=y, thresholds=t, labels=labels) == compute_instrument_metrics(y, s, t, labels)
+    assert metric.compute(predictions=s, references=y, thresholds=t, labels=labels) == \
+        compute_instrument_metrics(y, s, t, labels)
     for start in range(0, 60, 25):  # batched, as in an evaluation loop
         metric.add_batch(predictions=s[start : start + 25], references=y[start : start + 25])
     out = metric.compute(thresholds=t, labels=labels)
@@ -236,7 +238,8 @@ case = json.loads(sys.stdin.read())
 out = {"package": instrument_classifier.__file__, "metric_path": str(METRIC_PATH)}
 for name, path in (("installed", str(METRIC_PATH)), ("repo", case["repo_path"])):
     metric = evaluate.load(path)
-    out[name] = metric.compute(predictions=case["s"], references=case["y"], thresholds=case["t"], labels=case["labels"])
+    out[name] = metric.compute(predictions=case["s"], references=case["y"], thresholds=case["t"],
+                               labels=case["labels"])
 print(json.dumps(out))
 """
 
@@ -252,8 +255,8 @@ def test_evaluate_module_loads_offline_from_a_wheel_install(tmp_path):
     subprocess.run(pip + ["wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path / "dist"), str(src)],
                    check=True, capture_output=True)
     wheel = next((tmp_path / "dist").glob("instrument_classifier-*.whl"))
-    subprocess.run(pip + ["install", "--no-deps", "--no-compile", "-q", "--target", str(tmp_path / "site"), str(wheel)],
-                   check=True, capture_output=True)
+    subprocess.run(pip + ["install", "--no-deps", "--no-compile", "-q", "--target", str(tmp_path / "site"),
+                          str(wheel)], check=True, capture_output=True)
 
     y, s = random_case(n=40, num_classes=3, seed=11)
     y[:, 1] = 1

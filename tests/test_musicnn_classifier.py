@@ -197,7 +197,8 @@ def test_bundled_default_hears_real_soloists_and_stays_quiet_on_other_instrument
     model, fe = load_model(None, device="cpu")
     with open(REAL_DEV, newline="") as f:
         rows = [r for r in csv.DictReader(f) if r["file"].startswith("medley-solos/")]
-    picked = {label: [r for r in rows if r["instruments"] == label][:5] for label in ("Piano", "Violin", "Clarinet", "Flute")}
+    picked = {label: [r for r in rows if r["instruments"] == label][:5]
+              for label in ("Piano", "Violin", "Clarinet", "Flute")}
     others = [r for r in rows if not r["instruments"]][:12]
     heard = [label in predict_timeline(model, fe, REAL_DEV.parent / r["file"]).detected
              for label, chosen in picked.items() for r in chosen]

@@ -161,7 +161,8 @@ def test_shapes_and_size():
     }
     assert {k: tuple(v.shape) for k, v in out.to_dict().items()} == expected
     torch.testing.assert_close(out.probabilities, torch.sigmoid(out.logits))
-    torch.testing.assert_close(out.frame_features, torch.cat([out.timbral, out.temporal, out.cnn1, out.cnn2, out.cnn3], -1))
+    torch.testing.assert_close(out.frame_features,
+                               torch.cat([out.timbral, out.temporal, out.cnn1, out.cnn2, out.cnn3], -1))
     torch.testing.assert_close(out.max_pool, out.frame_features.amax(1))
     # fully convolutional before the pooling: other lengths run too
     with torch.no_grad():
@@ -239,6 +240,7 @@ def test_converted_weights_reproduce_tensorflow_tags(signal):
     assert out.probabilities.shape == expected.shape
     # TF ran on musicnn's librosa log-mel, this on ours: both float32 models, fixture rounded to 1e-7.
     np.testing.assert_allclose(out.probabilities.numpy(), expected, rtol=0, atol=5e-5)
-    np.testing.assert_allclose(out.penultimate[:, :8].numpy(), np.array(reference["penultimate_first8"]), rtol=0, atol=2e-4)
+    np.testing.assert_allclose(out.penultimate[:, :8].numpy(), np.array(reference["penultimate_first8"]),
+                               rtol=0, atol=2e-4)
     # the tags are not flat: the fixture discriminates (a wrong mapping would move the top tag)
     assert out.probabilities.argmax(1).tolist() == expected.argmax(1).tolist()

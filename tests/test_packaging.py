@@ -90,7 +90,8 @@ def test_push_space_and_version_work_from_the_installed_wheel(wheel, tmp_path):
     assert result["examples"] == str(site / "instrument_classifier" / "space" / "examples")
     files = set(result["files"])
     for name in ("app.py", "README.md", "requirements.txt", "examples/examples.csv",
-                 "instrument_classifier/space_app.py", "instrument_classifier/pretrained/ensemble/ensemble_config.json"):
+                 "instrument_classifier/space_app.py",
+                 "instrument_classifier/pretrained/ensemble/ensemble_config.json"):
         assert name in files, name
     assert len([f for f in files if f.startswith("examples/") and f.endswith(".ogg")]) == 4
     assert not any(f.startswith("instrument_classifier/space/") for f in files)  # the app once, at the top

@@ -186,7 +186,8 @@ def test_pipeline_long_clip_is_the_mean_of_the_two_highest_windows(mfcc_model_fo
     classifier = pipeline("audio-classification", model=str(folder), trust_remote_code=True)
     window = model.config.window_frames
     assert fe.num_frames(len(clip)) % window  # the last window is partly silence
-    feats = fe(silence_to_window_end(clip, window, fe.hop_length), sampling_rate=SR, return_tensors="pt")["input_features"]
+    feats = fe(silence_to_window_end(clip, window, fe.hop_length), sampling_rate=SR,
+               return_tensors="pt")["input_features"]
     assert feats.shape[1] > 2 * window and feats.shape[1] % window == 0
     starts = list(range(0, feats.shape[1], window))
     with torch.no_grad():

@@ -101,7 +101,8 @@ def test_json_and_csv_reproduce_the_table(audio_files, capsys, monkeypatch):
         assert {row["instrument"]: float(row["threshold"]) for row in clip_rows} == \
             pytest.approx(r["thresholds"], abs=1e-4)
         assert {row["instrument"] for row in clip_rows if row["detected"] == "1"} == set(r["detected"])
-        assert [float(row["end_s"]) for row in clip_rows] == [pytest.approx(r["duration_s"], abs=1e-3)] * len(r["clip"])
+        assert [float(row["end_s"]) for row in clip_rows] == \
+            [pytest.approx(r["duration_s"], abs=1e-3)] * len(r["clip"])
         segment_rows = [row for row in rows if row["file"] == r["file"] and row["kind"] == "segment"]
         assert [(row["instrument"], float(row["start_s"]), float(row["end_s"])) for row in segment_rows] == \
             [(s["label"], pytest.approx(s["start_s"], abs=1e-3), pytest.approx(s["end_s"], abs=1e-3))

@@ -550,7 +550,8 @@ def test_prepare_rendered_musicnet_excerpts(rendered_corpus, tmp_path):
     ds = build(rendered_corpus, tmp_path / "out", tmp_path / "cache", taxonomy="musicnet11")
     _, info, extractor = load_prepared(tmp_path / "out")
     tax = get_taxonomy("musicnet11")
-    assert {p for s in ds for p in ds[s]["piece_id"]} == {"1727", "2082", "2127", "2221", "2285", "2106", "2416", "2628"}
+    assert {p for s in ds for p in ds[s]["piece_id"]} == {"1727", "2082", "2127", "2221", "2285", "2106", "2416",
+                                                          "2628"}
     assert set(ds["test"]["piece_id"]) == {"2106", "2416", "2628"}
     for split in ds:
         d = ds[split].with_format("numpy")[:]

@@ -14,9 +14,15 @@ import numpy as np
 import pytest
 
 import instrument_classifier
-from instrument_classifier.recipes import common, mfcc, renders, train_models
+from instrument_classifier.recipes import mfcc, renders, train_models
 from instrument_classifier.recipes.cards import export_models
-from instrument_classifier.recipes.common import LIBRARIES, MUSICNET_LABELS, Library, RecipeError, RecipeSettings
+from instrument_classifier.recipes.common import (
+    DEFAULT_MUSICNET_LABELS,
+    LIBRARIES,
+    Library,
+    RecipeError,
+    RecipeSettings,
+)
 from instrument_classifier.recipes.sources import check_overlap, fetch_library, require_disjoint
 from instrument_classifier.recipes.train_models import family_view
 from test_soundfonts import tone, write_sf
@@ -41,7 +47,8 @@ def test_family_view_is_any_member_and_max_score():
 
 def test_overlap_check_refuses_a_heldout_library_sharing_a_recording(tmp_path):
     violin, other_violin, flute = tone(440, seed=1, vibrato=0.3), tone(440, seed=2, vibrato=1.0), tone(660, seed=3)
-    train = write_sf(tmp_path / "train.sf2", [("Violin", 41, [(0, (0, 127), (0, 127))]), ("Flute", 74, [(1, (0, 127), (0, 127))])],
+    train = write_sf(tmp_path / "train.sf2",
+                     [("Violin", 41, [(0, (0, 127), (0, 127))]), ("Flute", 74, [(1, (0, 127), (0, 127))])],
                      [("vln", violin, 69), ("fl", flute, 76)])
     leaky = write_sf(tmp_path / "leaky.sf2", [("Flute", 74, [(0, (0, 127), (0, 127))])], [("fl", 0.7 * flute, 76)])
     clean = write_sf(tmp_path / "clean.sf2", [("Violin", 41, [(0, (0, 127), (0, 127))])], [("vln", other_violin, 69)])
@@ -52,16 +59,19 @@ def test_overlap_check_refuses_a_heldout_library_sharing_a_recording(tmp_path):
     with pytest.raises(RecipeError, match="leaky\\|train"):
         require_disjoint(bad, tmp_path / "bad.json")
     # cached while the inputs are unchanged
-    assert check_overlap({"train": train}, {"leaky": leaky}, tmp_path / "bad.json") == json.loads((tmp_path / "bad.json").read_text())
+    assert check_overlap({"train": train}, {"leaky": leaky}, tmp_path / "bad.json") == \
+        json.loads((tmp_path / "bad.json").read_text())
 
 
 def test_overlap_check_leaves_out_the_programs_a_library_is_not_used_for(tmp_path):
     # the training library's bassoon preset plays the held-out library's oboe recording (as GeneralUser's
     # bassoon plays Merlin's oboe): shared unless the bassoon is excluded from training renders
     oboe, violin, other_violin = tone(330, seed=4), tone(440, seed=1, vibrato=0.3), tone(440, seed=2, vibrato=1.0)
-    train = write_sf(tmp_path / "train.sf2", [("Violin", 41, [(0, (0, 127), (0, 127))]), ("Bassoon", 71, [(1, (0, 127), (0, 127))])],
+    train = write_sf(tmp_path / "train.sf2",
+                     [("Violin", 41, [(0, (0, 127), (0, 127))]), ("Bassoon", 71, [(1, (0, 127), (0, 127))])],
                      [("vln", violin, 69), ("ob", oboe, 64)])
-    heldout = write_sf(tmp_path / "heldout.sf2", [("Violin", 41, [(0, (0, 127), (0, 127))]), ("Oboe", 69, [(1, (0, 127), (0, 127))])],
+    heldout = write_sf(tmp_path / "heldout.sf2",
+                       [("Violin", 41, [(0, (0, 127), (0, 127))]), ("Oboe", 69, [(1, (0, 127), (0, 127))])],
                        [("vln", other_violin, 69), ("ob", 0.5 * oboe, 64)])
     shared = check_overlap({"train": train}, {"heldout": heldout}, tmp_path / "all.json")
     assert shared["pairs"]["heldout|train"]["heldout_samples_found_in_train"] == 0.5  # the oboe, not the violin
@@ -80,12 +90,12 @@ def test_a_partial_library_renders_the_piece_without_the_instruments_it_must_not
     lib = LIBRARIES["timgm6mb"]
     if not Path(lib.path).is_file():
         pytest.skip("timgm6mb-soundfont not installed")
-    if not (MUSICNET_LABELS / "test_labels").is_dir():
-        pytest.skip(f"{MUSICNET_LABELS} (the real MusicNet label CSVs, ../shared/musicnet) not here")
+    if not (DEFAULT_MUSICNET_LABELS / "test_labels").is_dir():
+        pytest.skip(f"{DEFAULT_MUSICNET_LABELS} (the real MusicNet label CSVs, ../shared/musicnet) not here")
     assert 43 in lib.excluded_programs
     renders.render(Path(lib.path), tmp_path, "test", 4.0, 0.0, 0, RecipeSettings(), lib.excluded_programs,
-                   ids=["2106"])
-    source = {row.instrument for row in read_label_rows(MUSICNET_LABELS / "test_labels" / "2106.csv")}
+                   ids=["2106"], musicnet=DEFAULT_MUSICNET_LABELS)
+    source = {row.instrument for row in read_label_rows(DEFAULT_MUSICNET_LABELS / "test_labels" / "2106.csv")}
     rendered = {row.instrument for row in read_label_rows(tmp_path / "test_labels" / "2106.csv")}
     assert 43 in source and rendered == source - {43} and rendered
     assert (tmp_path / ".done-test").is_file() and (tmp_path / "test_data" / "2106.wav").is_file()
@@ -116,9 +126,8 @@ def test_recipe_takes_the_musicnet_labels_from_a_flag(tmp_path, monkeypatch, cap
     import shutil
 
     assert mfcc.build_parser().parse_args([]).musicnet == PACKAGE.parents[1] / "shared" / "musicnet"
-    monkeypatch.setattr(common, "MUSICNET_LABELS", MUSICNET_LABELS)  # main sets it; restored after the test
     seen = []
-    monkeypatch.setattr(mfcc, "run_recipe", lambda *args, **kwargs: seen.append(common.MUSICNET_LABELS))
+    monkeypatch.setattr(mfcc, "run_recipe", lambda *args, **kwargs: seen.append(kwargs["musicnet"]))
     excerpts = PACKAGE / "data" / "excerpts"
     downloads = tmp_path / "downloads"  # as musicnet.tar.gz unpacks: musicnet/{train,test}_labels/ (+ _data/)
     for split in ("train_labels", "test_labels"):
@@ -232,8 +241,8 @@ def test_bundled_models_carry_the_package_code_and_their_generalisation_numbers(
     assert f"| held-out library (merlin) + room/noise | {results['heldout']['roc_auc_macro']:.3f} |" in card
     assert f"| training libraries (fluidr3, musescore), dry | {results['indomain']['roc_auc_macro']:.3f} |" in card
     with_context = results["heldout+context"]
-    assert (f"| held-out library (merlin) + room/noise, with recording context | {with_context['roc_auc_macro']:.3f} | "
-            f"{with_context['f1_micro']:.3f} |") in card
+    assert (f"| held-out library (merlin) + room/noise, with recording context | "
+            f"{with_context['roc_auc_macro']:.3f} | {with_context['f1_micro']:.3f} |") in card
 
 
 def test_default_model_of_predict_and_the_space_is_the_bundled_model_chosen_on_real_recordings():
@@ -295,7 +304,8 @@ def test_heldout_validation_renders_of_another_plan_are_removed_not_reused(tmp_p
     """Validation renders are reused for the same pieces and settings only; otherwise both copies go."""
     dry, perturbed = tmp_path / "render" / "merlin-validation-dry", tmp_path / "heldout" / "merlin-validation"
     plan = {"pieces": ["1727", "1734"], "seconds": None, "seed": 0}
-    renders.forget_renders_of_another_plan(plan, [dry, perturbed], "validation_plan.json")  # first run: nothing to remove
+    # first run: nothing to remove
+    renders.forget_renders_of_another_plan(plan, [dry, perturbed], "validation_plan.json")
     for folder in (dry, perturbed):
         (folder / "train_data").mkdir(parents=True)
         (folder / "train_data" / "1727.wav").write_bytes(b"audio")

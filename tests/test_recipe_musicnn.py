@@ -20,7 +20,16 @@ import torch
 from safetensors.torch import save_file
 
 from instrument_classifier.data import sampler
-from instrument_classifier.recipes import common, mfcc, musicnn, musicnn_card, musicnn_sources
+from instrument_classifier.recipes import (
+    common,
+    mfcc,
+    musicnn,
+    musicnn_card,
+    musicnn_evaluation,
+    musicnn_renders,
+    musicnn_sources,
+    renders,
+)
 from instrument_classifier.recipes.common import Library, MusicnnSettings, RecipeSettings
 from instrument_classifier.recipes.musicnn import run_musicnn_recipe
 from test_soundfonts import tone, write_sf
@@ -127,14 +136,13 @@ def tiny_recipe(tmp_path, monkeypatch, backbone_file):
         "musescore", str(tiny_soundfont(libraries / "musescore.sf2", 2)), "test"))
     monkeypatch.setitem(common.LIBRARIES, "merlin", Library(
         "merlin", str(tiny_soundfont(libraries / "merlin.sf2", 3)), "test"))
-    monkeypatch.setattr(common, "MUSICNET_LABELS", tiny_musicnet(tmp_path / "musicnet"))
     settings = RecipeSettings(excerpt_seconds=6.0, excerpt_stride_seconds=3.0, heldout_validation_seconds=6.0,
                               num_proc=1)
     mset = MusicnnSettings(vpo_start_seconds=0.0, vpo_seconds=6.0, distractor_start_seconds=2.0,
                            distractor_seconds=6.0, batch_size=16)
     return {"workdir": tmp_path / "work", "output": tmp_path / "pretrained", "settings": settings, "mset": mset,
             "weights": backbone_file, "sampler_library": fake_vpo(tmp_path / "VirtualPlayingOrchestra"),
-            "real_dev": real_clips(tmp_path / "real-dev")}
+            "real_dev": real_clips(tmp_path / "real-dev"), "musicnet": tiny_musicnet(tmp_path / "musicnet")}
 
 
 def _run(tiny, **changes):
@@ -226,10 +234,13 @@ def test_the_stage_builds_tunes_evaluates_and_exports_a_model_and_resumes(tiny_r
     from instrument_classifier.evaluation import clips, evaluate_models
 
     with pytest.MonkeyPatch.context() as patch:
+        # each name where it is defined and where the recipe's modules read it
         for module, name in ((mfcc, "run_recipe"), (sampler, "render_corpus"), (render, "render_corpus"),
-                             (perturb_corpus, "perturb_corpus"), (musicnn, "train_probe"),
+                             (renders, "render_corpus"), (perturb_corpus, "perturb_corpus"),
+                             (musicnn_renders, "perturb_corpus"), (musicnn, "train_probe"),
                              (musicnn, "export_model"), (clips, "evaluate_clips"),
-                             (evaluate_models, "evaluate_models")):
+                             (musicnn_evaluation, "evaluate_clips"), (evaluate_models, "evaluate_models"),
+                             (musicnn_evaluation, "evaluate_models")):
             patch.setattr(module, name, refuse)
         capsys.readouterr()
         stamp = (folder / "model.safetensors").stat().st_mtime_ns
@@ -253,14 +264,14 @@ def test_the_stage_builds_tunes_evaluates_and_exports_a_model_and_resumes(tiny_r
 
     # validation pieces recipe.py did not render (the new corpora changed prepare's choice) are rendered here
     train_corpora = [Path(d) for d in prepared["data_dirs"]]
-    log = musicnn.step_log(workdir)
+    log, labels = musicnn.step_log(workdir), tiny_recipe["musicnet"]
     extra = workdir / "heldout" / "merlin-validation-musicnn"
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(musicnn, "plan_validation_pieces", lambda *args, **kwargs: ["2221", "2285"])
-        assert musicnn.validation_corpora(workdir, tiny_recipe["settings"], train_corpora, log) == [
+        patch.setattr(musicnn_renders, "plan_validation_pieces", lambda *args, **kwargs: ["2221", "2285"])
+        assert musicnn_renders.validation_corpora(workdir, tiny_recipe["settings"], train_corpora, log, labels) == [
             workdir / "heldout" / "merlin-validation", extra]
     assert sorted(p.name for p in (extra / "train_data").iterdir()) == ["2285.wav"]
-    assert musicnn.validation_corpora(workdir, tiny_recipe["settings"], train_corpora, log) == [
+    assert musicnn_renders.validation_corpora(workdir, tiny_recipe["settings"], train_corpora, log, labels) == [
         workdir / "heldout" / "merlin-validation"]
     assert not extra.exists()  # made for another choice of pieces
 

@@ -24,7 +24,8 @@ from instrument_classifier.data.taxonomy import MUSICNET_PROGRAMS
 
 SR = 44100
 MUSICNET_TEST_IDS = {"1759", "1819", "2106", "2191", "2298", "2303", "2382", "2416", "2556", "2628"}
-pytestmark = pytest.mark.skipif(not DEFAULT_SOUNDFONT.is_file(), reason="FluidR3 GM not installed (apt fluid-soundfont-gm)")
+pytestmark = pytest.mark.skipif(not DEFAULT_SOUNDFONT.is_file(),
+                                reason="FluidR3 GM not installed (apt fluid-soundfont-gm)")
 
 
 def write_csv(path: Path, notes, header=("start_time", "end_time", "instrument", "note", "start_beat", "end_beat",
@@ -157,7 +158,8 @@ def test_velocity_jitter_is_seeded_and_results_do_not_depend_on_rendering_order(
 def test_parallel_rendering_equals_serial(tmp_path):
     root = tmp_path / "labels"
     for rid in ("11", "12", "13"):
-        write_csv(root / "train_labels" / f"{rid}.csv", [(s(0.1), s(0.9), 72, 50 + int(rid)), (s(0.5), s(1.5), 71, 40)])
+        write_csv(root / "train_labels" / f"{rid}.csv",
+                  [(s(0.1), s(0.9), 72, 50 + int(rid)), (s(0.5), s(1.5), 71, 40)])
     serial = render_corpus(root, None, tmp_path / "serial", progress=False)
     parallel = render_corpus(root, None, tmp_path / "parallel", num_proc=2, progress=False)
     assert [p.name for p in serial] == [p.name for p in parallel] == ["11.wav", "12.wav", "13.wav"]

@@ -71,7 +71,8 @@ def test_pushed_layout_streams_back_row_for_row(pushed):
                                       expected["frame_labels"])
         assert [r["recording_id"] for r in rows] == list(expected["recording_id"])
     # what training needs besides the rows travels with them
-    assert (repo / "prepare_info.json").is_file() and (repo / "feature_extractor" / "preprocessor_config.json").is_file()
+    assert (repo / "prepare_info.json").is_file()
+    assert (repo / "feature_extractor" / "preprocessor_config.json").is_file()
 
 
 def test_streamed_windows_split_between_nodes_without_overlap(pushed):

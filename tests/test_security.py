@@ -117,7 +117,8 @@ def test_trust_remote_code_would_run_the_folders_code(model_dir, tmp_path):
 
     marker = _with_tampered_code(model_dir, tmp_path / "tampered")
     code = ("from transformers import AutoModelForAudioClassification\n"
-            f"AutoModelForAudioClassification.from_pretrained({str(tmp_path / 'tampered')!r}, trust_remote_code=True)\n")
+            f"AutoModelForAudioClassification.from_pretrained({str(tmp_path / 'tampered')!r}, "
+            "trust_remote_code=True)\n")
     env = dict(os.environ, HF_MODULES_CACHE=str(tmp_path / "modules"))  # not the user's module cache
     proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
                           timeout=300)

@@ -1,4 +1,5 @@
-"""SoundFont reading and cross-library recording overlap, on small SF2/SF3 files written here (and FluidR3 if present)."""
+"""SoundFont reading and cross-library recording overlap, on small SF2/SF3 files written here (and FluidR3 if
+present)."""
 
 from __future__ import annotations
 
@@ -71,8 +72,8 @@ def write_sf(path: Path, presets, samples, compressed: bool = False, pad: bool =
     pdta = b"".join(_chunk(c, d) for c, d in [(b"phdr", phdr), (b"pbag", pbag), (b"pmod", b"\0" * 10), (b"pgen", pgen),
                                               (b"inst", inst), (b"ibag", ibag), (b"imod", b"\0" * 10), (b"igen", igen),
                                               (b"shdr", shdr)])
-    body = b"sfbk" + _list(b"INFO", _chunk(b"ifil", struct.pack("<HH", 2, 1))) + _list(b"sdta", _chunk(b"smpl", smpl), pad) \
-        + _list(b"pdta", pdta)
+    body = (b"sfbk" + _list(b"INFO", _chunk(b"ifil", struct.pack("<HH", 2, 1)))
+            + _list(b"sdta", _chunk(b"smpl", smpl), pad) + _list(b"pdta", pdta))
     path.write_bytes(b"RIFF" + struct.pack("<I", len(body)) + body)
     return path
 

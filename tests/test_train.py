@@ -84,8 +84,8 @@ def validation_windows(dataset_path: Path):
     ("transformer", ["--config_overrides", "d_model=32,num_layers=1,num_heads=2,dim_feedforward=64",
                      "--time_masks", "2", "--feature_masks", "1", "--gain_db", "6", "--eq_db", "6", "--warp", "0.1"]),
 ])
-def test_train_end_to_end_gives_a_loadable_model_with_validation_tuned_thresholds(tiny_dataset, rendered_corpus, tmp_path,
-                                                                                 model_type, extra):
+def test_train_end_to_end_gives_a_loadable_model_with_validation_tuned_thresholds(tiny_dataset, rendered_corpus,
+                                                                                 tmp_path, model_type, extra):
     from huggingface_hub import ModelCard
     from transformers import AutoFeatureExtractor, AutoModelForAudioClassification
 
@@ -138,7 +138,8 @@ def test_train_end_to_end_gives_a_loadable_model_with_validation_tuned_threshold
         assert model.config.pos_weight == pytest.approx(pos_weight_from_labels(train_labels))
         assert model.config.frame_loss_weight == 0.25
     else:
-        assert (model.config.hidden_size, model.config.num_attention_heads, model.config.intermediate_size) == (32, 2, 64)
+        assert (model.config.hidden_size, model.config.num_attention_heads,
+                model.config.intermediate_size) == (32, 2, 64)
 
     results = json.loads((out / "all_results.json").read_text())
     for key in ("train_loss", "eval_roc_auc_macro", "eval_f1_macro", "test_roc_auc_macro", "test_hamming_loss",
@@ -182,7 +183,8 @@ def test_fine_tune_keeps_weights_and_normalisation_and_swaps_the_head_for_a_new_
     convs = [k for k in old_weights if k.startswith("encoder.")]
     assert convs and all(torch.allclose(old_weights[k], new_weights[k], atol=1e-6) for k in convs)
     assert new_weights["classifier.weight"].shape[0] == 11 != old_weights["classifier.weight"].shape[0]
-    assert AutoFeatureExtractor.from_pretrained(tuned, trust_remote_code=True).mean == pytest.approx(preprocessor["mean"])
+    assert AutoFeatureExtractor.from_pretrained(tuned, trust_remote_code=True).mean == \
+        pytest.approx(preprocessor["mean"])
 
 
 # -- two processes (gloo DDP) with bf16: same first-step loss as one process ----------------------------------
@@ -196,8 +198,8 @@ def test_two_process_bf16_ddp_matches_one_process_first_step_loss(tiny_dataset, 
     """
     from transformers import AutoModelForAudioClassification
 
-    common = ["--model_type", "cnn", "--dataset_path", tiny_dataset, "--max_train_samples", "8", "--num_train_epochs", "1",
-              "--logging_steps", "1", "--dropout", "0", "--bf16", "--use_cpu", *COMMON]
+    common = ["--model_type", "cnn", "--dataset_path", tiny_dataset, "--max_train_samples", "8",
+              "--num_train_epochs", "1", "--logging_steps", "1", "--dropout", "0", "--bf16", "--use_cpu", *COMMON]
     one = tmp_path / "one"
     two = tmp_path / "two"
     train_in_process([*common, "--output_dir", one, "--per_device_train_batch_size", "8"])
@@ -249,7 +251,8 @@ def test_resume_after_kill_continues_from_checkpoint_and_runs_are_deterministic(
 
     argv = [str(a) for a in [*args, "--output_dir", killed]]
     code = KILL_AFTER_SAVE.format(repo=str(REPO), step=4, argv=argv)
-    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=_env(), capture_output=True, text=True, timeout=300)
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=_env(), capture_output=True, text=True,
+                          timeout=300)
     assert proc.returncode == 3, proc.stderr[-4000:]
     assert (killed / "checkpoint-4" / "trainer_state.json").is_file()
     assert not (killed / "model.safetensors").exists() and not (killed / "all_results.json").exists()
@@ -285,7 +288,8 @@ def test_push_to_hub_uploads_model_folder_with_card(tiny_dataset, tmp_path, monk
         files = sorted(filter_repo_objects(files, allow_patterns=allow_patterns,
                                            ignore_patterns=list(ignore_patterns or []) + [".git/*", ".cache/*"]))
         readme = (root / "README.md").read_text() if (root / "README.md").is_file() else None
-        uploads.append({"repo_id": repo_id, "folder": root, "path_in_repo": path_in_repo, "files": files, "readme": readme})
+        uploads.append({"repo_id": repo_id, "folder": root, "path_in_repo": path_in_repo, "files": files,
+                        "readme": readme})
         if run_as_future:
             done = Future()
             done.set_result(None)
@@ -324,10 +328,11 @@ def test_push_to_hub_uploads_model_folder_with_card(tiny_dataset, tmp_path, monk
     assert index["name"] == "instrument-cnn"
     assert all(r["dataset"]["name"].startswith("MusicNet scores synthesized with ") for r in index["results"])
     reported = {(r["dataset"]["split"], m["name"]): m["value"] for r in index["results"] for m in r["metrics"]}
-    assert reported[("test", "macro ROC-AUC (test, window level)")] == pytest.approx(results["test"]["roc_auc_macro"], abs=1e-4)
+    assert reported[("test", "macro ROC-AUC (test, window level)")] == \
+        pytest.approx(results["test"]["roc_auc_macro"], abs=1e-4)
     assert ("validation", "micro F1 (validation, window level)") in reported
-    for section in ("## Labels", "## Training data and splits", "by recording and piece", "tuned on the **validation**",
-                    "## Intended use and limitations", "synthesised",
+    for section in ("## Labels", "## Training data and splits", "by recording and piece",
+                    "tuned on the **validation**", "## Intended use and limitations", "synthesised",
                     'pipeline("audio-classification", model="user/instrument-cnn", trust_remote_code=True)',
                     'if r["detected"]]', "![test roc curves](figures/test_roc_curves.png)"):
         assert section in card.text, section

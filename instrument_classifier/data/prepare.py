@@ -45,10 +45,11 @@ instead and listed in ``prepare_info.json["skipped"]``; the summary prints how m
 Caching and memory
 ------------------
 Rows are generated recording by recording with ``Dataset.from_generator`` (memory is one recording's audio
-and STFT per worker, about 1.5 GB for MusicNet's longest, 18-minute recording; never the corpus), sharded by recording list so ``num_proc`` workers produce identical rows in
-the same order. Each split gets a ``fingerprint`` hashing the code version, every parameter and every input
-file's (path, size, mtime_ns): a rerun reuses the ``datasets`` cache, a changed label or audio file or
-parameter rebuilds. If ``output`` already holds a dataset with the same fingerprint it is kept as is.
+and STFT per worker, about 1.5 GB for MusicNet's longest, 18-minute recording; never the corpus), sharded by
+recording list so ``num_proc`` workers produce identical rows in the same order. Each split gets a
+``fingerprint`` hashing the code version, every parameter and every input file's (path, size, mtime_ns): a
+rerun reuses the ``datasets`` cache, a changed label or audio file or parameter rebuilds. If ``output``
+already holds a dataset with the same fingerprint it is kept as is.
 
 Output (written to a temporary folder next to ``output`` and moved into place with ``os.replace``; a run that
 is killed leaves no partial ``output``, the next run deletes its temporary folder and, with the same cache,
@@ -256,7 +257,8 @@ def plan_validation_pieces(data_dirs: Union[PathLike, Sequence[PathLike]], taxon
         Sorted MusicNet ids.
     """
     data_dirs = [data_dirs] if isinstance(data_dirs, (str, os.PathLike)) else list(data_dirs)
-    train_pool = [j for j in _plan_corpora(data_dirs, get_taxonomy(taxonomy).name, skip_bad, []) if j["split"] == "train"]
+    train_pool = [j for j in _plan_corpora(data_dirs, get_taxonomy(taxonomy).name, skip_bad, [])
+                  if j["split"] == "train"]
     return sorted(_validation_pieces(train_pool, {j["piece_id"] for j in train_pool}, validation_fraction, seed))
 
 
@@ -408,7 +410,8 @@ def _check_output(output: Path) -> None:
     foreign = sorted(p.name for p in output.iterdir() if p.name not in _OUTPUT_ENTRIES) if output.is_dir() else []
     if foreign:
         raise FileExistsError(
-            f"{output}: holds a prepared dataset and also {', '.join(foreign[:5])}{' ...' if len(foreign) > 5 else ''}, "
+            f"{output}: holds a prepared dataset and also "
+            f"{', '.join(foreign[:5])}{' ...' if len(foreign) > 5 else ''}, "
             "which prepare did not write; refusing to replace the folder. Move them out, or choose another --output."
         )
 
@@ -524,7 +527,8 @@ def build_dataset(
     taxonomy = get_taxonomy(taxonomy).name
     labels = list(get_taxonomy(taxonomy).labels)
     if window_frames < 1 or not 1 <= hop_frames <= window_frames:
-        raise ValueError(f"need window_frames >= 1 and 1 <= hop_frames <= window_frames, got {window_frames}/{hop_frames}")
+        raise ValueError("need window_frames >= 1 and 1 <= hop_frames <= window_frames, "
+                         f"got {window_frames}/{hop_frames}")
     if not 0 <= validation_fraction < 1:
         raise ValueError(f"validation_fraction must be in [0, 1), got {validation_fraction}")
     extractor = InstrumentFeatureExtractor() if feature_extractor is None else feature_extractor
@@ -552,7 +556,8 @@ def build_dataset(
                   "skip_bad": skip_bad, "progress": progress}
     params = {k: v for k, v in gen_kwargs.items() if k != "progress"}
     fingerprints = {
-        split: _fingerprint(split, split_jobs, {**params, "hop_frames": hop_frames if split == "train" else window_frames})
+        split: _fingerprint(split, split_jobs,
+                            {**params, "hop_frames": hop_frames if split == "train" else window_frames})
         for split, split_jobs in splits.items()
     }
     fingerprint = hashlib.sha256(json.dumps(fingerprints, sort_keys=True).encode()).hexdigest()[:40]
@@ -594,7 +599,8 @@ def build_dataset(
         present = sorted(set(ds["recording_id"]))
         for job in splits[split]:  # failed while decoding in a worker (skip_bad): count it too
             if job["recording_id"] not in present:
-                info["skipped"].append({"recording": job["recording_id"], "reason": "unusable audio or labels (see warnings)"})
+                info["skipped"].append({"recording": job["recording_id"],
+                                        "reason": "unusable audio or labels (see warnings)"})
         info["splits"][split] = {
             "recordings": len(present),
             "windows": ds.num_rows,
@@ -625,7 +631,8 @@ def _read_info(path: Path) -> dict:
 
 
 def load_prepared(path: PathLike):
-    """``(DatasetDict, prepare_info dict, InstrumentFeatureExtractor with train mean/std)`` from ``prepare``'s output."""
+    """``(DatasetDict, prepare_info dict, InstrumentFeatureExtractor with train mean/std)`` from ``prepare``'s
+    output."""
 
     path = Path(path)
     if not (path / INFO_FILE).is_file():
@@ -822,19 +829,22 @@ def format_summary(info: dict) -> str:
 def add_prepare_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", nargs="+", required=True, metavar="DIR",
                         help="MusicNet-layout folder(s) (original or Kaggle musicnet/musicnet/ nesting)")
-    parser.add_argument("--output", required=True, metavar="DIR", help="where to write the dataset (replaced atomically)")
+    parser.add_argument("--output", required=True, metavar="DIR",
+                        help="where to write the dataset (replaced atomically)")
     parser.add_argument("--taxonomy", choices=sorted(TAXONOMIES), default=DEFAULT_TAXONOMY,
                         help="the labels: musicnet11, the 11 instruments that occur in MusicNet, one class each "
                              "(the bundled models'); seed12, the 12 instrument families of the original study, by "
                              f"General MIDI program range (default {DEFAULT_TAXONOMY})")
-    parser.add_argument("--window-frames", type=int, default=256, metavar="N", help="frames per window (default 256 = 2.97 s)")
+    parser.add_argument("--window-frames", type=int, default=256, metavar="N",
+                        help="frames per window (default 256 = 2.97 s)")
     parser.add_argument("--hop-frames", type=int, default=None, metavar="N",
                         help="hop between train windows (default: half a window); validation/test never overlap")
     parser.add_argument("--validation-fraction", type=float, default=0.1, metavar="F",
                         help="share of train pieces held out for validation, by piece (default 0.1)")
     parser.add_argument("--num-proc", type=int, default=1, metavar="N", help="feature extraction processes")
     parser.add_argument("--seed", type=int, default=0, help="seed of the validation split")
-    parser.add_argument("--skip-bad", action="store_true", help="skip unusable recordings with a warning instead of failing")
+    parser.add_argument("--skip-bad", action="store_true",
+                        help="skip unusable recordings with a warning instead of failing")
     parser.add_argument("--eval-data-dir", nargs="+", default=None, metavar="DIR",
                         help="held-out corpora for validation and test windows (e.g. another sample library)")
     parser.add_argument("--validation-data-dir", nargs="+", default=None, metavar="DIR",
@@ -847,7 +857,8 @@ def add_prepare_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--include-deltas", action="store_true", help="append first-order deltas")
     parser.add_argument("--delta-order", type=int, choices=[1, 2], default=1,
                         help="with --include-deltas: 2 also appends delta-deltas (default 1)")
-    parser.add_argument("--cache-dir", default=None, metavar="DIR", help="datasets cache (default: the datasets cache)")
+    parser.add_argument("--cache-dir", default=None, metavar="DIR",
+                        help="datasets cache (default: the datasets cache)")
     parser.add_argument("--push-to-hub", default=None, metavar="REPO_ID",
                         help="also upload the dataset to this Hub dataset repo, in one commit: parquet shards, a "
                              "dataset card (CC BY 4.0, label names, audio source, MusicNet citation), "

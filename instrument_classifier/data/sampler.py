@@ -167,8 +167,8 @@ _COMMENT = re.compile(r"<!--.*?-->|<\?.*?\?>|<!\[CDATA\[.*?\]\]>|<!DOCTYPE[^>]*>
 _UI_BLOCK = re.compile(r"<ui\b(?:[^<>\"']|\"[^\"]*\"|'[^']*')*/>|<ui\b.*?</ui\s*>", re.S)
 
 # attributes a <sample> inherits from its <group> and from <groups> (DecentSampler's cascade)
-_INHERITED = ("path", "rootNote", "loNote", "hiNote", "loVel", "hiVel", "tuning", "start", "end", "loopStart", "loopEnd",
-              "loopEnabled", "attack", "decay", "sustain", "release", "trigger", "seqPosition")
+_INHERITED = ("path", "rootNote", "loNote", "hiNote", "loVel", "hiVel", "tuning", "start", "end", "loopStart",
+              "loopEnd", "loopEnabled", "attack", "decay", "sustain", "release", "trigger", "seqPosition")
 
 
 def _blank(match: re.Match) -> str:
@@ -541,8 +541,10 @@ VPO_DISTRACTORS: Dict[int, Tuple[Variant, ...]] = {
     48: (Variant("timpani", sustain=(Layer("timpani-hit.dspreset", (0,), one_shot=True),)),),
     53: (Variant("choir", sustain=(Layer("choir-MIXED-sustain.dspreset", (0,), keys=(0, 66)),
                                    Layer("choir-MIXED-sustain.dspreset", (1,), keys=(67, 127)))),),
-    57: (Variant("trumpets", sustain=(Layer(_BRASS, (5,), velocity=(88, 127)), Layer(_BRASS, (6,), velocity=(0, 87)))),),
-    58: (Variant("trombones", sustain=(Layer(_BRASS, (3,), velocity=(88, 127)), Layer(_BRASS, (4,), velocity=(0, 87)))),),
+    57: (Variant("trumpets", sustain=(Layer(_BRASS, (5,), velocity=(88, 127)),
+                                      Layer(_BRASS, (6,), velocity=(0, 87)))),),
+    58: (Variant("trombones", sustain=(Layer(_BRASS, (3,), velocity=(88, 127)),
+                                       Layer(_BRASS, (4,), velocity=(0, 87)))),),
     59: (Variant("tuba", sustain=(Layer(_BRASS, (0,)),)),),
 }
 
@@ -953,7 +955,8 @@ def _ramp(kind: str, n: int) -> np.ndarray:
 
 def render_notes(rows: Sequence[LabelRow], library: SampleLibrary, settings: SamplerSettings = SamplerSettings(),
                  seed: int = 0, recording_id: str = "0", max_samples: Optional[int] = None,
-                 source: str = "", play_as: Optional[Mapping[int, int]] = None) -> Tuple[np.ndarray, List[LabelRow], Dict]:
+                 source: str = "",
+                 play_as: Optional[Mapping[int, int]] = None) -> Tuple[np.ndarray, List[LabelRow], Dict]:
     """Render already-clipped rows. Returns ``(audio float32 peak-normalised, rendered label rows, info)``.
 
     Every row's program must be in ``library.instruments`` (leave the others out first). Seeded by ``seed``

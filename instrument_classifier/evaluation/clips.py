@@ -54,12 +54,14 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Union
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from ..atomic_write import replace_dir
+from ..audio import AudioError
+from ..inference import load_model, predict_timeline
 from .errors import EvaluationError
-from .evaluate_models import parse_thresholds
 from .metrics import compute_instrument_metrics, tune_thresholds_micro
-from .report import check_output, fmt, markdown_table, md_escape, unique_model_names
+from .report import check_output, fmt, markdown_table, md_escape, parse_thresholds, unique_model_names
 
 __all__ = ["ManifestError", "ClipRow", "read_manifest", "evaluate_clips", "clip_set_metrics", "format_clip_summary",
            "tune_clip_thresholds", "cross_validated_tuning", "CLIP_OUTPUT_FILES"]
@@ -207,7 +209,8 @@ def clip_set_metrics(y_true: np.ndarray, scores: np.ndarray, decisions: np.ndarr
     from_scores = compute_instrument_metrics(y_true, scores, 0.5, labels)
     out = dict(from_decisions)
     out["roc_auc_macro"], out["roc_auc_micro"] = from_scores["roc_auc_macro"], from_scores["roc_auc_micro"]
-    out["per_class"] = {label: {**from_decisions["per_class"][label], "roc_auc": from_scores["per_class"][label]["roc_auc"]}
+    out["per_class"] = {label: {**from_decisions["per_class"][label],
+                                "roc_auc": from_scores["per_class"][label]["roc_auc"]}
                         for label in labels}
     false_alarms = ((decisions == 1) & (y_true == 0)).sum(axis=1)
     out.update({
@@ -324,11 +327,6 @@ def evaluate_clips(
     ManifestError
         A bad manifest or row (named), or models with different labels; nothing is written then.
     """
-    from tqdm.auto import tqdm
-
-    from ..audio import AudioError
-    from ..inference import load_model, predict_timeline
-
     models = [models] if isinstance(models, (str, os.PathLike)) else [str(m) for m in models]
     if not models:
         raise ManifestError("no model given")
@@ -478,7 +476,8 @@ def format_clip_markdown(results: Dict) -> str:
         "# Evaluation on labelled clips",
         "",
         f"Manifest: `{results['manifest']}`, {results['num_clips']} clips"
-        + (f", {len(results['skipped_rows'])} rows skipped (listed in metrics.json)" if results["skipped_rows"] else "")
+        + (f", {len(results['skipped_rows'])} rows skipped (listed in metrics.json)"
+           if results["skipped_rows"] else "")
         + ". " + ("Recording context applied. " if results["context"] else "")
         + ("Decisions at each model's tuned thresholds." if results["thresholds"] == "config"
            else f"Decision threshold {results['thresholds']} for every label."),

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Dict, List, Sequence
 
 from ..data.prepare import build_dataset, load_prepared
+from ..modeling.feature_extraction_instrument import feature_settings
 from .errors import EvaluationError
 
 
@@ -18,8 +19,6 @@ def model_labels(model) -> List[str]:
 
 def mismatches(model, extractor, info: dict) -> List[str]:
     """Differences between a model's settings and a prepared dataset's, as ``"what: model X, dataset Y"``."""
-    from ..modeling.feature_extraction_instrument import feature_settings  # loads torch: when a model is checked
-
     diffs = []
     config = model.config
     if config.taxonomy != info["taxonomy"]:
@@ -71,8 +70,6 @@ def prepare_groups(models: list, data_dir: Path, split: str, work: Path, progres
 
 
 def group_key(entry: dict) -> str:
-    from ..modeling.feature_extraction_instrument import feature_settings  # loads torch: when a model is checked
-
     config = entry["model"].config
     return json.dumps({"taxonomy": config.taxonomy, "window_frames": int(config.window_frames),
                        **feature_settings(entry["extractor"])}, sort_keys=True)

@@ -53,8 +53,13 @@ import tempfile
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Union
 
+from ..audio import AudioError
 from ..context import RecordingContext, blend, neighbour_means
+from ..data.musicnet import MusicNetError
+from ..data.taxonomy import UnknownInstrumentError
 from ..ensemble import blend_probabilities
+from ..inference import DeviceError, load_model, resolve_device
+from .clips import ManifestError, evaluate_clips, format_clip_summary
 from .datasets import (
     group_key,
     load_split,
@@ -67,7 +72,15 @@ from .datasets import (
 from .errors import EvaluationError
 from .metrics import compute_instrument_metrics
 from .predict_split import predict_windows, references
-from .report import PathLike, check_output, model_names, roc_points, unique_model_names, write_report
+from .report import (
+    PathLike,
+    check_output,
+    model_names,
+    parse_thresholds,
+    roc_points,
+    unique_model_names,
+    write_report,
+)
 
 # this module's public names before the report moved to report.py; ``from ...evaluate_models import`` keeps working
 from .report import format_markdown, format_summary, plot_heatmap, plot_roc_curves  # noqa: E402  isort: skip
@@ -101,8 +114,6 @@ def load_model_for_evaluation(name_or_path: str, device: str = "cpu"):
         feature extractor, is not an instrument-classifier model or asks to run its own code; the message names
         the path.
     """
-    from ..inference import load_model  # loads torch: when a model is loaded, not on --help
-
     path = Path(name_or_path).expanduser()
     try:
         model, extractor = load_model(str(path) if path.exists() else str(name_or_path), device=device)
@@ -290,19 +301,6 @@ def _with_context(context: RecordingContext, split_ds, window_frames: int, windo
     }
 
 
-def parse_thresholds(value) -> Optional[float]:
-    """``None`` for ``"config"`` (each model's tuned thresholds), else one threshold in (0, 1) for every class."""
-    if isinstance(value, str) and value == "config":
-        return None
-    try:
-        t = float(value)
-    except (TypeError, ValueError):
-        raise EvaluationError(f"thresholds must be 'config' or a number in (0, 1), got {value!r}") from None
-    if not 0.0 < t < 1.0:
-        raise EvaluationError(f"thresholds must be 'config' or a number in (0, 1), got {value!r}")
-    return t
-
-
 def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", action="append", required=True, metavar="PATH_OR_ID",
                         help="model folder or Hub id (repeat to compare models)")
@@ -334,12 +332,6 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    # the errors of the modules a run reaches; inference loads torch, so after the arguments are parsed
-    from ..audio import AudioError
-    from ..data.musicnet import MusicNetError
-    from ..data.taxonomy import UnknownInstrumentError
-    from ..inference import DeviceError, resolve_device
-
     try:  # before anything is loaded: "cuda" on a machine without it is a usage error, not a traceback
         args.device = str(resolve_device(args.device))
     except DeviceError as exc:
@@ -366,9 +358,6 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 
 def _run_clip_evaluation(args: argparse.Namespace) -> int:
-    # clips imports this module (parse_thresholds): loaded here, when --clips is given
-    from .clips import ManifestError, evaluate_clips, format_clip_summary
-
     try:
         results = evaluate_clips(args.model, args.clips, output_dir=args.output, thresholds=args.thresholds,
                                  context=args.context, skip_bad=args.skip_bad, batch_size=args.batch_size,

@@ -11,6 +11,13 @@ from pathlib import Path
 from typing import Optional, Tuple
 
 import numpy as np
+import torch
+from tqdm.auto import tqdm
+from transformers import AutoModelForAudioClassification
+
+from .. import modeling  # noqa: F401  (registers the model classes with the Auto* factories)
+from ..data.prepare import load_prepared
+from ..modeling.feature_extraction_instrument import InstrumentFeatureExtractor
 
 __all__ = ["references", "predict_windows", "predict_split"]
 
@@ -47,10 +54,6 @@ def predict_windows(model, extractor, split_ds, batch_size: int = 64, device: st
         Window probabilities ``(N, L)`` and frame probabilities ``(N * T, L)`` (``None`` without ``frames``),
         float32.
     """
-    # torch and tqdm load when a model runs, not when a command line is parsed
-    import torch
-    from tqdm.auto import tqdm
-
     normalize = bool(getattr(extractor, "do_normalize", True)) and getattr(extractor, "mean", None) is not None
     windows, frame_out = [], []
     rows = split_ds.with_format("numpy", columns=["input_features"])
@@ -88,13 +91,6 @@ def predict_split(model_dir: Path, dataset_path: Path, split: str, batch_size: i
     tuple of ndarray
         The windows' ``labels`` as stored ``(N, L)`` and the model's probabilities ``(N, L)``.
     """
-    # transformers and the model classes load when a model runs, not when a command line is parsed
-    from transformers import AutoModelForAudioClassification
-
-    from .. import modeling  # noqa: F401  (registers the model classes with the Auto* factories)
-    from ..data.prepare import load_prepared
-    from ..modeling.feature_extraction_instrument import InstrumentFeatureExtractor
-
     model = AutoModelForAudioClassification.from_pretrained(str(model_dir), trust_remote_code=False).eval()
     extractor = InstrumentFeatureExtractor.from_pretrained(str(model_dir))
     dataset, _, _ = load_prepared(dataset_path)

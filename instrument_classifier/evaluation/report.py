@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence, Union
 
 import numpy as np
+from matplotlib.figure import Figure  # figures drawn straight to files: no pyplot, no global backend
+from sklearn.metrics import roc_curve
 
 from ..atomic_write import replace_dir
 from .errors import EvaluationError
@@ -112,6 +114,19 @@ def write_report(results: Dict, curves: Dict[str, dict], output: Path) -> None:
         raise
 
 
+def parse_thresholds(value) -> Optional[float]:
+    """``None`` for ``"config"`` (each model's tuned thresholds), else one threshold in (0, 1) for every class."""
+    if isinstance(value, str) and value == "config":
+        return None
+    try:
+        t = float(value)
+    except (TypeError, ValueError):
+        raise EvaluationError(f"thresholds must be 'config' or a number in (0, 1), got {value!r}") from None
+    if not 0.0 < t < 1.0:
+        raise EvaluationError(f"thresholds must be 'config' or a number in (0, 1), got {value!r}")
+    return t
+
+
 def fmt(value, digits: int = 3) -> str:
     """A number as the tables show it: ``digits`` decimals, "–" for none (a metric undefined on this data)."""
     return "–" if value is None else f"{value:.{digits}f}"
@@ -148,13 +163,15 @@ def md_escape(text: str) -> str:
     return str(text).replace("|", "\\|")
 
 
-def markdown_table(header: Sequence[str], rows: Iterable[Sequence[object]]) -> List[str]:
+def markdown_table(header: Sequence[str], rows: Iterable[Sequence[object]], align: str = "") -> List[str]:
     """The lines of a markdown table: ``header``, its rule, then one line per row, every cell escaped.
 
-    The one table writer of the evaluation reports (metrics.md of ``evaluate`` and of ``evaluate --clips``) and
-    of the recipes' model cards.
+    The one table writer of the evaluation reports (metrics.md of ``evaluate`` and of ``evaluate --clips``), of
+    the recipes' model cards and of a trained model's card. ``align`` has one letter per column, ``l`` (left,
+    the default for columns it does not reach) or ``r`` (right, for numbers).
     """
-    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header),
+    rule = "".join("---:|" if a == "r" else "---|" for a in align.ljust(len(header), "l"))
+    return ["| " + " | ".join(header) + " |", "|" + rule,
             *("| " + " | ".join(md_escape(cell) for cell in row) + " |" for row in rows)]
 
 
@@ -216,8 +233,6 @@ def format_markdown(results: Dict, figures: Optional[Dict[str, str]] = None) -> 
 
 def roc_points(window_true, window_prob, frame_true, frame_prob, metrics: Dict) -> dict:
     """Per level, per class present: ``(fpr, tpr, auc)`` for the ROC figure (AUC from ``metrics``)."""
-    from sklearn.metrics import roc_curve  # scikit-learn loads when a report is written, not on --help
-
     out = {}
     for level, y, s in (("window", window_true, window_prob), ("frame", frame_true, frame_prob)):
         out[level] = {}
@@ -228,24 +243,14 @@ def roc_points(window_true, window_prob, frame_true, frame_prob, metrics: Dict) 
     return out
 
 
-def _pyplot():
-    # matplotlib loads when a figure is drawn, with its file-only backend chosen before pyplot
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only; no display on servers and CI
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def plot_heatmap(results: Dict, path: PathLike) -> np.ndarray:
     """The study's Figure 1: models (rows) x macro ROC-AUC, 1 − Hamming, precision, recall, F1 (columns).
 
     Two panels, window and frame level. Returns the window-level matrix (NaN where undefined).
     """
-    plt = _pyplot()
     names = model_names(results)
-    fig, axes = plt.subplots(1, 2, figsize=(11, 1.2 + 0.55 * len(names)), squeeze=False, constrained_layout=True)
+    fig = Figure(figsize=(11, 1.2 + 0.55 * len(names)), constrained_layout=True)
+    axes = fig.subplots(1, 2, squeeze=False)
     matrices = {}
     for ax, level in zip(axes[0], ("window", "frame")):
         matrix = np.array([[np.nan if f(results[n][level]) is None else f(results[n][level])
@@ -263,14 +268,13 @@ def plot_heatmap(results: Dict, path: PathLike) -> np.ndarray:
     fig.colorbar(image, ax=axes[0].tolist(), shrink=0.9)
     fig.suptitle(f"{results['split']} split: {results['num_windows']} windows")
     fig.savefig(path, dpi=120, metadata={"Title": "metrics heatmap", "Description": "models: " + ", ".join(names)})
-    plt.close(fig)
     return matrices["window"]
 
 
 def plot_roc_curves(curves: dict, path: PathLike, title: str = "") -> None:
     """The study's Figure 2: per-class ROC curves of one model, window and frame level side by side."""
-    plt = _pyplot()
-    fig, axes = plt.subplots(1, 2, figsize=(11, 5), constrained_layout=True)
+    fig = Figure(figsize=(11, 5), constrained_layout=True)
+    axes = fig.subplots(1, 2)
     for ax, level in zip(axes, ("window", "frame")):
         for label, (fpr, tpr, auc) in curves[level].items():
             ax.plot(fpr, tpr, linewidth=1.3, label=f"{label} ({auc:.3f})")
@@ -284,4 +288,3 @@ def plot_roc_curves(curves: dict, path: PathLike, title: str = "") -> None:
     fig.suptitle(f"ROC curves: {title}")
     fig.savefig(path, dpi=120, metadata={"Title": f"ROC curves: {title}",
                                          "Description": "classes: " + ", ".join(curves["window"])})
-    plt.close(fig)

@@ -130,7 +130,8 @@ def _decode(data: bytes) -> dict:
         raise ValueError(f"not a readable audio file ({detail})") from None
     # libsndfile reads a WAV/AIFF cut short as a shorter recording: refuse it (its log says "should be")
     short = re.search(r"^\s*(?:data|SSND)\s*:\s*(\d+)\s*\(should be (\d+)\)", info.extra_info or "", re.MULTILINE)
-    if short and int(short.group(1)) > int(short.group(2)) and int(short.group(1)) not in (0xFFFFFFFF, 0x7FFFFFFF, 0x7FFFF000):
+    if (short and int(short.group(1)) > int(short.group(2))
+            and int(short.group(1)) not in (0xFFFFFFFF, 0x7FFFFFFF, 0x7FFFF000)):
         raise ValueError(f"truncated file: the header announces {short.group(1)} bytes of audio data, "
                          f"{short.group(2)} are present")
     return {"raw": audio.mean(axis=1), "sampling_rate": rate}

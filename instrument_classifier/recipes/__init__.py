@@ -12,5 +12,8 @@ trains the musicnn classifier on the same renders. The other modules are their s
     real_clips        a bundled folder measured on labelled real recordings
     cards             the MFCC folders' export and model cards
     musicnn_sources   the musicnn weights and the VirtualPlayingOrchestra samples, checked and recorded
+    musicnn_renders   the musicnn stage's training corpora (VPO, distractors) and extra validation pieces
+    musicnn_probe     the linear head on cached musicnn representations, window thresholds on validation
+    musicnn_evaluation  clip thresholds tuned on real recordings; held-out test and real-clip results
     musicnn_card      the musicnn folder's card and export
 """

@@ -17,9 +17,9 @@ from typing import Callable, Dict, List, Optional, Tuple
 from ..atomic_write import write_text
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-#: The MusicNet label CSVs the renders read. Each recipe's ``main`` sets it from ``--musicnet``; the steps read it
-#: as ``common.MUSICNET_LABELS`` at call time, so that they see that setting.
-MUSICNET_LABELS = REPO_ROOT.parent / "shared" / "musicnet"
+#: The MusicNet label CSVs the renders read unless told otherwise (the development checkout's). Each recipe's
+#: ``main`` takes another from ``--musicnet`` and passes it down to the steps as their ``musicnet`` argument.
+DEFAULT_MUSICNET_LABELS = REPO_ROOT.parent / "shared" / "musicnet"
 #: labelled real recordings of the development checkout (``evaluate --clips`` manifest), reported first by the cards
 DEFAULT_REAL_DEV = REPO_ROOT.parent / "shared" / "real-dev" / "manifest.csv"
 MODELING_DIR = REPO_ROOT / "instrument_classifier" / "modeling"
@@ -220,3 +220,8 @@ def timed(log: StepLog, name: str, fn: Callable[[], None], done: bool) -> None:
     if not done:
         fn()
     log.step(name, time.perf_counter() - t, done)
+
+
+def digest(value) -> str:
+    """A short fingerprint (16 hex digits of sha256) of a JSON value: what a step's stamp or cache key names."""
+    return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()[:16]

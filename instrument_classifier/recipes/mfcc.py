@@ -54,9 +54,16 @@ from ..data.musicnet import MusicNetError, find_musicnet_root
 from ..data.taxonomy import get_taxonomy
 from ..evaluation.evaluate_models import evaluate_models
 from ..evaluation.predict_split import predict_split
-from . import common
 from .cards import export_models, write_bundled_cards
-from .common import DEFAULT_REAL_DEV, LIBRARIES, RecipeError, RecipeSettings, StepLog, write_json
+from .common import (
+    DEFAULT_MUSICNET_LABELS,
+    DEFAULT_REAL_DEV,
+    LIBRARIES,
+    RecipeError,
+    RecipeSettings,
+    StepLog,
+    write_json,
+)
 from .renders import render_corpora
 from .results import format_results, summarise
 from .sources import check_overlap, fetch_library, require_disjoint
@@ -73,7 +80,7 @@ __all__ = ["run_recipe", "main"]
 
 
 def run_recipe(workdir: Path, output: Path, settings: RecipeSettings, stop_after: Optional[str] = None,
-               real_dev: Optional[Path] = None) -> dict:
+               real_dev: Optional[Path] = None, musicnet: Path = DEFAULT_MUSICNET_LABELS) -> dict:
     """Run the recipe's steps in ``workdir`` (each skipped when its output is complete) and export to ``output``.
 
     Parameters
@@ -88,6 +95,8 @@ def run_recipe(workdir: Path, output: Path, settings: RecipeSettings, stop_after
         Return ``{}`` after this step.
     real_dev : Path, optional
         Labelled real clips (an ``evaluate --clips`` manifest) the cards report first.
+    musicnet : Path
+        The MusicNet folder whose label CSVs (``train_labels/``, ``test_labels/``) are rendered.
 
     Returns
     -------
@@ -96,8 +105,8 @@ def run_recipe(workdir: Path, output: Path, settings: RecipeSettings, stop_after
     """
     workdir.mkdir(parents=True, exist_ok=True)
     log = StepLog(workdir)
-    if not (common.MUSICNET_LABELS / "train_labels").is_dir():
-        raise RecipeError(f"{common.MUSICNET_LABELS}: MusicNet label CSVs not found (train_labels/, test_labels/)")
+    if not (musicnet / "train_labels").is_dir():
+        raise RecipeError(f"{musicnet}: MusicNet label CSVs not found (train_labels/, test_labels/)")
 
     # libraries and their overlap ---------------------------------------------------------------------------
     t = time.perf_counter()
@@ -113,7 +122,8 @@ def run_recipe(workdir: Path, output: Path, settings: RecipeSettings, stop_after
     require_disjoint(overlap, overlap_path)
 
     # render and perturb ------------------------------------------------------------------------------
-    train_corpora, indomain_corpora, h_test, h_val = render_corpora(workdir, settings, train_paths, heldout_paths, log)
+    train_corpora, indomain_corpora, h_test, h_val = render_corpora(workdir, settings, train_paths, heldout_paths, log,
+                                                                    musicnet)
     if stop_after == "render":
         return {}
 
@@ -188,10 +198,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m instrument_classifier.recipe",
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("--workdir", type=Path, default=Path("corpora/recipe"), help="renders, datasets, runs")
-    parser.add_argument("--musicnet", type=Path, default=common.MUSICNET_LABELS, metavar="DIR",
+    parser.add_argument("--musicnet", type=Path, default=DEFAULT_MUSICNET_LABELS, metavar="DIR",
                         help="your MusicNet folder: the one musicnet.tar.gz unpacks (or the folder holding it); only "
                              f"its train_labels/ and test_labels/ are read, the audio is not needed (default: "
-                             f"{common.MUSICNET_LABELS}, the development checkout's)")
+                             f"{DEFAULT_MUSICNET_LABELS}, the development checkout's)")
     parser.add_argument("--output", type=Path, default=Path("instrument_classifier/pretrained"),
                         help="where the two model folders go")
     parser.add_argument("--stop-after", choices=["render", "prepare", "train"], default=None,
@@ -256,14 +266,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 0
 
     try:  # the folder itself, or the musicnet/ that musicnet.tar.gz unpacks inside it
-        common.MUSICNET_LABELS = find_musicnet_root(args.musicnet.expanduser())
+        musicnet = find_musicnet_root(args.musicnet.expanduser())
     except MusicNetError as exc:
         parser.error(f"--musicnet: {exc}")
-    if not (common.MUSICNET_LABELS / "train_labels").is_dir():
-        parser.error(f"--musicnet: {common.MUSICNET_LABELS} has no train_labels/ (the MusicNet label CSVs)")
+    if not (musicnet / "train_labels").is_dir():
+        parser.error(f"--musicnet: {musicnet} has no train_labels/ (the MusicNet label CSVs)")
     started = time.perf_counter()
     try:
-        run_recipe(args.workdir, args.output, settings, stop_after=args.stop_after, real_dev=real_dev)
+        run_recipe(args.workdir, args.output, settings, stop_after=args.stop_after, real_dev=real_dev,
+                   musicnet=musicnet)
     except RecipeError as exc:
         print(f"recipe: error: {exc}", file=sys.stderr)
         return 2

@@ -6,9 +6,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from .. import modeling
 from ..atomic_write import write_dir
 from ..evaluation.report import fmt, markdown_table
 from ..local_paths import strip_local_paths
+from ..modeling import InstrumentFeatureExtractor, InstrumentMusicnnForAudioClassification
 from ..training.model_card import usage_lines
 from .cards import library_title
 from .common import MusicnnSettings, RecipeError, RecipeSettings, as_json, write_json
@@ -151,8 +153,6 @@ def model_card(results: dict, settings: RecipeSettings, mset: MusicnnSettings) -
 def export_model(src: Path, folder: Path, results: dict, settings: RecipeSettings, mset: MusicnnSettings) -> None:
     """``folder`` (replaced atomically): the model and feature extractor saved again from ``src``, README.md,
     recipe_musicnn_results.json and the musicnn licence text."""
-    from ..modeling import InstrumentFeatureExtractor, InstrumentMusicnnForAudioClassification
-
     model = InstrumentMusicnnForAudioClassification.from_pretrained(str(src), use_safetensors=True)
     extractor = InstrumentFeatureExtractor.from_pretrained(str(src))
 
@@ -174,8 +174,6 @@ def export_model(src: Path, folder: Path, results: dict, settings: RecipeSetting
 
 def is_exported(folder: Path, results: dict) -> bool:
     """``folder`` holds these results and today's model code (else the export is made again)."""
-    from .. import modeling
-
     try:
         if json.loads((folder / RESULTS_FILE).read_text()) != as_json(strip_local_paths(results)):
             return False

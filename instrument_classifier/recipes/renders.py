@@ -8,8 +8,9 @@ import shutil
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
+from ..data.perturb_corpus import perturb_corpus
 from ..data.prepare import plan_validation_pieces
-from . import common
+from ..data.render import render_corpus
 from .common import LIBRARIES, RecipeSettings, StepLog, timed, write_json
 
 
@@ -19,13 +20,13 @@ def corpus_done(folder: Path) -> bool:
 
 def render(soundfont: Path, out: Path, split: str, seconds: Optional[float], start: float, seed: int,
             settings: RecipeSettings, excluded_programs: Sequence[int] = (), ids: Optional[Sequence[str]] = None,
-            eq_db: float = 0.0) -> None:
-    from ..data.render import render_corpus
-
+            eq_db: float = 0.0, *, musicnet: Path) -> None:
+    """Render the pieces of ``split`` in ``musicnet`` (the MusicNet label CSVs) with ``soundfont`` into ``out``,
+    unless an earlier render left its marker there."""
     marker = out / f".done-{split}"
     if marker.is_file():
         return
-    render_corpus(common.MUSICNET_LABELS, soundfont, out, split=split, ids=ids, max_seconds=seconds,
+    render_corpus(musicnet, soundfont, out, split=split, ids=ids, max_seconds=seconds,
                   start_seconds=start, seed=seed, velocity=settings.velocity, velocity_jitter=settings.velocity_jitter,
                   num_proc=settings.num_proc, instrument_eq_db=eq_db, omit_programs=excluded_programs)
     marker.write_text("ok\n")
@@ -45,7 +46,8 @@ def forget_renders_of_another_plan(plan: dict, folders: Sequence[Path], plan_nam
 
 
 def render_corpora(workdir: Path, settings: RecipeSettings, train_paths: Dict[str, Path],
-                   heldout_paths: Dict[str, Path], log: StepLog) -> Tuple[List[Path], List[Path], Path, Path]:
+                   heldout_paths: Dict[str, Path], log: StepLog,
+                   musicnet: Path) -> Tuple[List[Path], List[Path], Path, Path]:
     """The MFCC recipe's render and perturb steps, each skipped when its output is complete.
 
     Every training library renders its own excerpt of each train piece and the test pieces in full, then the
@@ -62,6 +64,8 @@ def render_corpora(workdir: Path, settings: RecipeSettings, train_paths: Dict[st
         ``{library name: sample library file}`` of the training libraries and of the one held out.
     log : StepLog
         Where the steps' timings go.
+    musicnet : Path
+        The MusicNet folder whose label CSVs are rendered.
 
     Returns
     -------
@@ -69,9 +73,6 @@ def render_corpora(workdir: Path, settings: RecipeSettings, train_paths: Dict[st
         ``(train corpora, in-domain corpora, held-out test corpus, held-out validation corpus)``: the perturbed
         training renders, the training libraries' dry renders, and the held-out library's perturbed renders.
     """
-    # perturbing loads scipy: when a recipe runs, not when its command line is parsed
-    from ..data.perturb_corpus import perturb_corpus
-
     render_dir, train_dir, eval_dir = workdir / "render", workdir / "train", workdir / "heldout"
     train_corpora, indomain_corpora = [], []
     for i, (name, path) in enumerate(train_paths.items()):
@@ -85,10 +86,11 @@ def render_corpora(workdir: Path, settings: RecipeSettings, train_paths: Dict[st
              "instrument_eq_db": settings.instrument_eq_db}, [dry, noisy])
         timed(log, f"render {name} train [{start:.0f}, {start + settings.excerpt_seconds:.0f}) s",
               lambda: render(path, dry, "train", settings.excerpt_seconds, start, settings.seed + i + 1, settings,
-                             excluded, eq_db=settings.instrument_eq_db),
+                             excluded, eq_db=settings.instrument_eq_db, musicnet=musicnet),
               (dry / ".done-train").is_file())
         timed(log, f"render {name} test",
-              lambda: render(path, dry, "test", None, 0.0, settings.seed + i + 1, settings, excluded),
+              lambda: render(path, dry, "test", None, 0.0, settings.seed + i + 1, settings, excluded,
+                             musicnet=musicnet),
               (dry / ".done-test").is_file())
         timed(log, f"perturb {name} ({settings.train_perturbation})",
               lambda: perturb_corpus(dry, noisy, settings.train_perturbation, settings.seed + 100 + i, split="train",
@@ -105,10 +107,11 @@ def render_corpora(workdir: Path, settings: RecipeSettings, train_paths: Dict[st
                                      "seed": settings.seed}, [h_val_dry, h_val], "validation_plan.json")
     timed(log, f"render {h_name} (held out) {len(validation_pieces)} validation pieces",
           lambda: render(h_path, h_val_dry, "train", settings.heldout_validation_seconds, 0.0, settings.seed + 50,
-                         settings, h_excluded, ids=validation_pieces),
+                         settings, h_excluded, ids=validation_pieces, musicnet=musicnet),
           (h_val_dry / ".done-train").is_file())
     timed(log, f"render {h_name} (held out) test",
-          lambda: render(h_path, h_dry, "test", None, 0.0, settings.seed + 50, settings, h_excluded),
+          lambda: render(h_path, h_dry, "test", None, 0.0, settings.seed + 50, settings, h_excluded,
+                         musicnet=musicnet),
           (h_dry / ".done-test").is_file())
     timed(log, f"perturb {h_name} validation (test conditions)",
           lambda: perturb_corpus(h_val_dry, h_val, "test", settings.seed + 200, num_proc=settings.num_proc),

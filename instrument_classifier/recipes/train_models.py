@@ -22,6 +22,7 @@ from ..ensemble import EnsembleConfig, blend_probabilities
 from ..evaluation.metrics import compute_instrument_metrics, tune_thresholds
 from ..evaluation.predict_split import predict_split
 from ..evaluation.tuning import tune_context, tune_ensemble
+from ..modeling.feature_extraction_instrument import InstrumentFeatureExtractor, default_feature_settings
 from .common import RecipeSettings, StepLog, timed, write_json
 from .results import window_summary
 
@@ -77,7 +78,6 @@ def dataset_paths(workdir: Path, settings: RecipeSettings, model_type: str) -> D
     features = settings.features_of(model_type)
     suffix = ""
     if features != settings.features_of(""):  # "": a model without features of its own
-        from ..modeling.feature_extraction_instrument import default_feature_settings
 
         n = default_feature_settings(features["feature_type"], features["n_coefficients"])["n_coefficients"]
         suffix = f"-{features['feature_type']}{n}" + ("-deltas" if features["include_deltas"] else "")
@@ -206,8 +206,6 @@ def prepare_datasets(workdir: Path, settings: RecipeSettings, datasets: Dict[str
     ``heldout`` datasets take their validation and test windows from the held-out library (``h_val``,
     ``h_test``), ``indomain`` ones from the training libraries' dry renders; both share the training windows.
     """
-    # the feature extractor loads torch: when a recipe runs, not when its command line is parsed
-    from ..modeling.feature_extraction_instrument import InstrumentFeatureExtractor, default_feature_settings
 
     prepared = set()
     for model_type in settings.models:

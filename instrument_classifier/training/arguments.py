@@ -55,7 +55,8 @@ class ModelArguments:
         metadata={"help": "Allow code from --model_name_or_path on the Hub (our own models do not need it here)."},
     )
     cache_dir: Optional[str] = field(default=None, metadata={"help": "Where Hub downloads are cached."})
-    model_revision: str = field(default="main", metadata={"help": "Hub branch, tag or commit of --model_name_or_path."})
+    model_revision: str = field(default="main",
+                                metadata={"help": "Hub branch, tag or commit of --model_name_or_path."})
     study_settings: bool = field(
         default=False,
         metadata={"help": "Use the original study's hyperparameters (see STUDY_SETTINGS) instead of ours; explicit "
@@ -97,18 +98,22 @@ class DataArguments:
         default=None,
         metadata={"help": "Frames per window for --data_dir (default 256 = 2.97 s); must match a prepared dataset's."},
     )
-    hop_frames: Optional[int] = field(default=None, metadata={"help": "Train window hop for --data_dir (default half a window)."})
-    validation_fraction: float = field(default=0.1, metadata={"help": "Share of train pieces for validation (--data_dir)."})
+    hop_frames: Optional[int] = field(default=None,
+                                      metadata={"help": "Train window hop for --data_dir (default half a window)."})
+    validation_fraction: float = field(default=0.1,
+                                       metadata={"help": "Share of train pieces for validation (--data_dir)."})
     split_seed: int = field(default=0, metadata={"help": "Seed of the by-piece validation split (--data_dir)."})
-    feature_type: str = field(default="mfcc", metadata={"help": "Features for --data_dir.", "choices": ["mfcc", "logmel", "cqt"]})
+    feature_type: str = field(default="mfcc",
+                              metadata={"help": "Features for --data_dir.", "choices": ["mfcc", "logmel", "cqt"]})
     n_coefficients: Optional[int] = field(default=None, metadata={
         "help": "MFCCs (13), mel bands (64) or constant-Q bands (84: C1 to B7, with n_fft 8192) for --data_dir."})
     include_deltas: bool = field(default=False, metadata={"help": "Append first-order deltas (--data_dir)."})
-    delta_order: int = field(default=1, metadata={"help": "With --include_deltas: 2 also appends delta-deltas (--data_dir).",
-                                                  "choices": [1, 2]})
+    delta_order: int = field(default=1, metadata={
+        "help": "With --include_deltas: 2 also appends delta-deltas (--data_dir).", "choices": [1, 2]})
     preprocessing_num_workers: int = field(default=1, metadata={"help": "Feature extraction processes (--data_dir)."})
     max_train_samples: Optional[int] = field(default=None, metadata={"help": "Use only the first N training windows."})
-    max_eval_samples: Optional[int] = field(default=None, metadata={"help": "Use only the first N validation windows."})
+    max_eval_samples: Optional[int] = field(default=None,
+                                            metadata={"help": "Use only the first N validation windows."})
     max_test_samples: Optional[int] = field(default=None, metadata={"help": "Use only the first N test windows."})
     overwrite_output_dir: bool = field(
         default=False,
@@ -171,7 +176,8 @@ class InstrumentTrainingArguments(TrainingArguments):
     output_dir: Optional[str] = field(default=None, metadata={"help": "Where the model, checkpoints and results go."})
     learning_rate: float = field(default=1e-3, metadata={"help": "Peak AdamW learning rate."})
     weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay."})
-    warmup_steps: float = field(default=0.05, metadata={"help": "Warmup steps (int) or share of all steps (float < 1)."})
+    warmup_steps: float = field(default=0.05,
+                                metadata={"help": "Warmup steps (int) or share of all steps (float < 1)."})
     lr_scheduler_type: SchedulerType | str = field(default="cosine", metadata={"help": "Learning-rate decay."})
     num_train_epochs: float = field(default=20.0, metadata={"help": "Maximum epochs (early stopping may end sooner)."})
     per_device_train_batch_size: int = field(default=32, metadata={"help": "Windows per batch and device."})
@@ -190,9 +196,11 @@ class InstrumentTrainingArguments(TrainingArguments):
         metadata={"help": "Batch keys gathered as targets during evaluation (frame_labels still reach the loss)."},
     )
     dataloader_pin_memory: bool = field(default=False, metadata={"help": "Pin batches in memory (useful on GPUs)."})
-    report_to: None | str | List[str] = field(default="none", metadata={"help": "Logging integrations, e.g. tensorboard."})
+    report_to: None | str | List[str] = field(default="none",
+                                              metadata={"help": "Logging integrations, e.g. tensorboard."})
     ddp_find_unused_parameters: Optional[bool] = field(
-        default=False, metadata={"help": "Every parameter takes part in every step: skip DDP's unused-parameter search."}
+        default=False,
+        metadata={"help": "Every parameter takes part in every step: skip DDP's unused-parameter search."}
     )
     early_stopping_patience: Optional[int] = field(
         default=4, metadata={"help": "Stop after this many evaluations without improvement (0 or None: never)."}

@@ -35,7 +35,8 @@ class InstrumentDataCollator:
 
     def __init__(self, mean: Sequence[float], std: Sequence[float], with_frame_labels: bool = True):
         if mean is None or std is None:
-            raise ValueError("the feature extractor has no normalisation statistics (mean/std); prepare the dataset again")
+            raise ValueError("the feature extractor has no normalisation statistics (mean/std); "
+                             "prepare the dataset again")
         self.mean = np.asarray(mean, dtype=np.float32)
         self.std = np.asarray(std, dtype=np.float32)
         if self.mean.shape != self.std.shape or self.mean.ndim != 1:
@@ -50,7 +51,8 @@ class InstrumentDataCollator:
         features = np.stack([np.asarray(r["input_features"], dtype=np.float32) for r in rows])
         if features.shape[-1] != self.mean.shape[0]:
             raise ValueError(
-                f"windows have {features.shape[-1]} features per frame but the normalisation has {self.mean.shape[0]}: "
+                f"windows have {features.shape[-1]} features per frame but the normalisation has "
+                f"{self.mean.shape[0]}: "
                 "dataset and feature extractor do not match"
             )
         batch = {

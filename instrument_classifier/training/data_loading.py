@@ -34,7 +34,8 @@ def default_prepared_dir(data_args) -> Path:
         "hop_frames": data_args.hop_frames,
         "validation_fraction": data_args.validation_fraction,
         "split_seed": data_args.split_seed,
-        "features": [data_args.feature_type, data_args.n_coefficients, data_args.include_deltas, data_args.delta_order],
+        "features": [data_args.feature_type, data_args.n_coefficients, data_args.include_deltas,
+                     data_args.delta_order],
     }
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
     base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "instrument_classifier" / "prepared"
@@ -43,14 +44,15 @@ def default_prepared_dir(data_args) -> Path:
 
 def _prepare_from_music_dirs(data_args):
     window = data_args.window_frames or 256
-    extractor = InstrumentFeatureExtractor(**default_feature_settings(data_args.feature_type, data_args.n_coefficients),
-                                           include_deltas=data_args.include_deltas, delta_order=data_args.delta_order)
+    settings = default_feature_settings(data_args.feature_type, data_args.n_coefficients)
+    extractor = InstrumentFeatureExtractor(**settings, include_deltas=data_args.include_deltas,
+                                           delta_order=data_args.delta_order)
     output = Path(data_args.prepared_dir) if data_args.prepared_dir else default_prepared_dir(data_args)
     build_dataset(
         data_args.data_dir, output, taxonomy=data_args.taxonomy or "seed12", window_frames=window,
         hop_frames=data_args.hop_frames or max(1, window // 2), validation_fraction=data_args.validation_fraction,
-        num_proc=data_args.preprocessing_num_workers, seed=data_args.split_seed, eval_data_dirs=data_args.eval_data_dir,
-        feature_extractor=extractor,
+        num_proc=data_args.preprocessing_num_workers, seed=data_args.split_seed,
+        eval_data_dirs=data_args.eval_data_dir, feature_extractor=extractor,
     )
     dataset, info, extractor = load_prepared(output)
     return dataset, {**info, "local_path": str(output.resolve())}, extractor
@@ -81,7 +83,8 @@ def load_training_data(data_args, cache_dir: Optional[str] = None) -> Tuple[obje
         ``dataset_path`` is neither a folder nor a Hub id.
     """
     if bool(data_args.dataset_path) == bool(data_args.data_dir):
-        raise TrainingSetupError("give exactly one of --dataset_path (prepared dataset or Hub id) and --data_dir (MusicNet folder)")
+        raise TrainingSetupError("give exactly one of --dataset_path (prepared dataset or Hub id) and "
+                                 "--data_dir (MusicNet folder)")
     if data_args.data_dir:
         dataset, info, extractor = _prepare_from_music_dirs(data_args)
         source = ", ".join(data_args.data_dir)
@@ -96,8 +99,8 @@ def load_training_data(data_args, cache_dir: Optional[str] = None) -> Tuple[obje
             dataset, info, extractor = _load_from_hub(path, data_args.dataset_revision, cache_dir)
         source = path
         if data_args.taxonomy and data_args.taxonomy != info["taxonomy"]:
-            raise TrainingSetupError(f"{source}: prepared with taxonomy {info['taxonomy']!r}, not {data_args.taxonomy!r}; "
-                             "prepare it again with --taxonomy or drop the flag")
+            raise TrainingSetupError(f"{source}: prepared with taxonomy {info['taxonomy']!r}, "
+                                     f"not {data_args.taxonomy!r}; prepare it again with --taxonomy or drop the flag")
         if data_args.window_frames and data_args.window_frames != info["window_frames"]:
             raise TrainingSetupError(f"{source}: prepared with windows of {info['window_frames']} frames, not "
                              f"{data_args.window_frames}; prepare it again or drop --window_frames")
@@ -106,7 +109,8 @@ def load_training_data(data_args, cache_dir: Optional[str] = None) -> Tuple[obje
             raise TrainingSetupError(f"{source}: no {split!r} split (found {sorted(dataset)})")
     missing = [c for c in REQUIRED_COLUMNS if c not in dataset["train"].column_names]
     if missing:
-        raise TrainingSetupError(f"{source}: train split lacks columns {missing}; is it a prepared instrument dataset?")
+        raise TrainingSetupError(f"{source}: train split lacks columns {missing}; "
+                                 "is it a prepared instrument dataset?")
     if dataset["train"].num_rows == 0:
         raise TrainingSetupError(f"{source}: the train split is empty")
     if extractor.mean is None:

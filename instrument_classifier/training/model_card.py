@@ -17,6 +17,7 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from ..atomic_write import write_text
 from ..data.taxonomy import MUSICNET_PROGRAMS, _ranges, get_taxonomy
+from ..evaluation.report import fmt, markdown_table
 
 __all__ = ["usage_lines", "describe_corpus", "build_model_card", "write_model_card"]
 
@@ -141,17 +142,14 @@ def describe_corpus(info: dict, part: str = "train") -> dict:
 def _describe_features(config, info: dict) -> str:
     """"13 MFCCs and their deltas (26 values)", from the dataset's feature extractor when known."""
     fe = info.get("feature_extractor") or {}
-    kind = {"mfcc": "MFCCs", "logmel": "log-mel bands", "cqt": "constant-Q bands"}.get(config.feature_type, config.feature_type)
+    kind = {"mfcc": "MFCCs", "logmel": "log-mel bands", "cqt": "constant-Q bands"}.get(config.feature_type,
+                                                                                       config.feature_type)
     if fe.get("include_deltas"):
         order = fe.get("delta_order", 1)
         deltas = "deltas and delta-deltas" if order == 2 else "deltas"
         n = fe.get("n_coefficients", config.feature_size // (1 + order))
         return f"{n} {kind} and their {deltas} ({config.feature_size} values)"
     return f"{config.feature_size} {kind}"
-
-
-def _fmt(value, digits: int = 3) -> str:
-    return "–" if value is None else f"{value:.{digits}f}"
 
 
 def _taxonomy_rows(config, info: dict) -> List[str]:
@@ -161,39 +159,36 @@ def _taxonomy_rows(config, info: dict) -> List[str]:
     except (KeyError, ValueError):
         pass
     counts = info.get("splits", {}).get("train", {}).get("label_counts", {})
-    rows = ["| label | GM programs | MusicNet instruments | train windows | threshold |", "| --- | --- | --- | ---: | ---: |"]
+    rows = []
     for i in range(config.num_labels):
         label = config.id2label[i]
         programs = taxonomy.programs_of(label) if taxonomy else ()
-        in_musicnet = ", ".join(f"{MUSICNET_PROGRAMS[p].lower()} ({p})" for p in programs if p in MUSICNET_PROGRAMS) or "–"
-        rows.append(f"| {label} | {_ranges(programs) if programs else '–'} | {in_musicnet} | {counts.get(label, '–')} | "
-                    f"{config.thresholds[i]:.3f} |")
-    return rows
+        in_musicnet = ", ".join(f"{MUSICNET_PROGRAMS[p].lower()} ({p})" for p in programs
+                                if p in MUSICNET_PROGRAMS) or "–"
+        rows.append([label, _ranges(programs) if programs else "–", in_musicnet, counts.get(label, "–"),
+                     f"{config.thresholds[i]:.3f}"])
+    return markdown_table(["label", "GM programs", "MusicNet instruments", "train windows", "threshold"], rows,
+                          align="lllrr")
 
 
 def _split_rows(info: dict) -> List[str]:
-    rows = ["| split | recordings | pieces | windows |", "| --- | ---: | ---: | ---: |"]
-    for split, stats in info.get("splits", {}).items():
-        rows.append(f"| {split} | {stats.get('recordings', '–')} | {len(stats.get('pieces', []))} | {stats.get('windows', '–')} |")
-    return rows
+    rows = [[split, stats.get("recordings", "–"), len(stats.get("pieces", [])), stats.get("windows", "–")]
+            for split, stats in info.get("splits", {}).items()]
+    return markdown_table(["split", "recordings", "pieces", "windows"], rows, align="lrrr")
 
 
 def _results_rows(columns: Dict[str, Optional[dict]]) -> List[str]:
     names = [name for name, m in columns.items() if m]
-    rows = ["| metric | " + " | ".join(names) + " |", "| --- |" + " ---: |" * len(names)]
-    for key in TABLE_METRICS:
-        rows.append(f"| {key} | " + " | ".join(_fmt(columns[n].get(key)) for n in names) + " |")
-    rows.append("| classes skipped (absent or always present) | "
-                + " | ".join(", ".join(columns[n]["skipped_classes"]) or "none" for n in names) + " |")
-    return rows
+    rows = [[key, *(fmt(columns[n].get(key)) for n in names)] for key in TABLE_METRICS]
+    rows.append(["classes skipped (absent or always present)",
+                 *(", ".join(columns[n]["skipped_classes"]) or "none" for n in names)])
+    return markdown_table(["metric", *names], rows, align="l" + "r" * len(names))
 
 
 def _per_class_rows(metrics: dict) -> List[str]:
-    rows = ["| label | support | ROC-AUC | precision | recall | F1 |", "| --- | ---: | ---: | ---: | ---: | ---: |"]
-    for label, m in metrics["per_class"].items():
-        rows.append(f"| {label} | {m['support']} | {_fmt(m['roc_auc'])} | {_fmt(m['precision'])} | {_fmt(m['recall'])} | "
-                    f"{_fmt(m['f1'])} |")
-    return rows
+    rows = [[label, m["support"], fmt(m["roc_auc"]), fmt(m["precision"]), fmt(m["recall"]), fmt(m["f1"])]
+            for label, m in metrics["per_class"].items()]
+    return markdown_table(["label", "support", "ROC-AUC", "precision", "recall", "F1"], rows, align="lrrrrr")
 
 
 def build_model_card(
@@ -334,9 +329,7 @@ def build_model_card(
         lines += ["Per class, test split:", "", *_per_class_rows(test), ""]
     if figures:
         lines += ["## Figures", ""] + [f"![{Path(f).stem.replace('_', ' ')}]({f})" for f in figures] + [""]
-    lines += ["## Training procedure", "", "| hyperparameter | value |", "| --- | --- |"]
-    lines += [f"| {k} | {v} |" for k, v in hyperparameters.items()]
-    lines += [""]
+    lines += ["## Training procedure", "", *markdown_table(["hyperparameter", "value"], hyperparameters.items()), ""]
     if command:
         lines += ["```bash", command, "```", ""]
     limitation = (

@@ -69,7 +69,8 @@ def apply_config_overrides(config, overrides: Dict[str, object]):
     unknown = sorted(k for k in overrides if k not in known)
     if unknown:
         fields = sorted(k for k in known if not k.startswith("_") and k not in ("transformers_version", "model_type"))
-        raise TrainingSetupError(f"unknown config field(s) {unknown} for {type(config).__name__}; fields: {', '.join(fields)}")
+        raise TrainingSetupError(f"unknown config field(s) {unknown} for {type(config).__name__}; "
+                                 f"fields: {', '.join(fields)}")
     for key, value in overrides.items():
         setattr(config, key, value)
     # the configs normalise and check their fields in __post_init__: rebuild to get the same checks
@@ -92,7 +93,8 @@ def _check_feature_settings(model_extractor, data_extractor, source: str) -> Non
                          "dataset with the model's feature settings")
 
 
-def build_model(model_args, info: dict, data_extractor, overrides: Optional[Dict[str, object]] = None) -> Tuple[object, object]:
+def build_model(model_args, info: dict, data_extractor,
+                overrides: Optional[Dict[str, object]] = None) -> Tuple[object, object]:
     """The model to train and the feature extractor whose normalisation it uses (saved with it).
 
     A new model (``model_args.model_type``) is configured for the dataset: its taxonomy, window length and
@@ -129,12 +131,14 @@ def build_model(model_args, info: dict, data_extractor, overrides: Optional[Dict
                              label2id={label: i for i, label in enumerate(info["labels"])},
                              thresholds=None, context=None, pos_weight=None)
         config = apply_config_overrides(config, overrides)
-        model = AutoModelForAudioClassification.from_pretrained(source, config=config, ignore_mismatched_sizes=new_labels,
+        model = AutoModelForAudioClassification.from_pretrained(source, config=config,
+                                                                ignore_mismatched_sizes=new_labels,
                                                                 use_safetensors=True, **hub)  # never unpickle
         return model, extractor
 
     if model_args.model_type not in ("cnn", "transformer"):
-        raise TrainingSetupError("give --model_type cnn|transformer for a new model, or --model_name_or_path to fine-tune one")
+        raise TrainingSetupError("give --model_type cnn|transformer for a new model, "
+                                 "or --model_name_or_path to fine-tune one")
     config_class, model_class = _model_classes()[model_args.model_type]
     config = config_class(
         taxonomy=info["taxonomy"],

@@ -30,6 +30,7 @@ and a model card ``README.md``; plus ``train_results.json``, ``eval_results.json
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import os
@@ -44,9 +45,14 @@ from typing import List, Optional, Sequence
 import numpy as np
 import transformers
 from transformers import EarlyStoppingCallback, HfArgumentParser, set_seed
+from transformers.trainer_utils import SchedulerType
 
-from instrument_classifier.evaluation.tuning import tune_context
+from instrument_classifier.audio import AudioError
+from instrument_classifier.data.musicnet import MusicNetError
+from instrument_classifier.data.taxonomy import UnknownInstrumentError
+from instrument_classifier.evaluation.evaluate_models import evaluate_models, model_names
 from instrument_classifier.evaluation.metrics import compute_instrument_metrics, tune_thresholds
+from instrument_classifier.evaluation.tuning import tune_context
 from instrument_classifier.training.arguments import (
     STUDY_SETTINGS,
     DataArguments,
@@ -94,8 +100,6 @@ def parse_arguments(argv: Optional[Sequence[str]] = None, prog: Optional[str] = 
 
 def apply_study_settings(model_args, training_args, explicit: set) -> dict:
     """The original study's hyperparameters where the user did not say otherwise; returns config overrides."""
-    from transformers.trainer_utils import SchedulerType
-
     if model_args.model_type not in STUDY_SETTINGS:
         raise TrainingSetupError("--study_settings needs --model_type cnn|transformer")
     settings = STUDY_SETTINGS[model_args.model_type]
@@ -226,8 +230,6 @@ def evaluate_saved_model(output_dir: str, dataset_path: str, split: str = "test"
 
     Returns ``(metrics entry {"window", "frame", ...}, [figure paths relative to output_dir])``.
     """
-    from instrument_classifier.evaluation.evaluate_models import evaluate_models, model_names
-
     figures_dir = Path(output_dir) / "figures"
     with tempfile.TemporaryDirectory(prefix="train-evaluate-") as scratch:
         report = Path(scratch) / "report"
@@ -442,8 +444,6 @@ def add_train_arguments(parser) -> None:
     ``instrument-classifier train ...`` hands its arguments to :func:`cli` before argparse sees them: they are
     the three argument dataclasses' flags, read by ``HfArgumentParser``.
     """
-    import argparse
-
     parser.add_argument("arguments", nargs=argparse.REMAINDER,
                         help="the training flags (--model_type, --dataset_path, --output_dir, the Trainer's ...) "
                              "or one JSON file of them; `instrument-classifier train --help` lists them")
@@ -473,10 +473,6 @@ def cli(argv: Optional[Sequence[str]] = None, prog: str = PROG) -> int:
     int
         The exit code: 0, or 2 for a setup error (the message names the file or argument).
     """
-    from instrument_classifier.audio import AudioError
-    from instrument_classifier.data.musicnet import MusicNetError
-    from instrument_classifier.data.taxonomy import UnknownInstrumentError
-
     try:
         main(argv, prog=prog)
     except (TrainingSetupError, MusicNetError, AudioError, UnknownInstrumentError, FileNotFoundError,

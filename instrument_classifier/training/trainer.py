@@ -34,7 +34,8 @@ class InstrumentTrainer(Trainer):
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         if self.augmentation is not None and model.training:
             inputs = {**inputs, "input_features": self.augmentation(inputs["input_features"])}
-        return super().compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
+        return super().compute_loss(model, inputs, return_outputs=return_outputs,
+                                    num_items_in_batch=num_items_in_batch)
 
     def create_model_card(self, **kwargs) -> None:
         if self.model_card is None:

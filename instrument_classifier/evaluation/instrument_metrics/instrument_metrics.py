@@ -42,7 +42,8 @@ Returns:
     ({label: {roc_auc, precision, recall, f1, support}}).
 Examples:
     >>> metric = evaluate.load("path/to/instrument_metrics")
-    >>> out = metric.compute(predictions=[[0.9, 0.2], [0.1, 0.7]], references=[[1, 0], [0, 1]], labels=["Piano", "Violin"])
+    >>> out = metric.compute(predictions=[[0.9, 0.2], [0.1, 0.7]], references=[[1, 0], [0, 1]],
+    ...                      labels=["Piano", "Violin"])
     >>> out["f1_macro"]
     1.0
 """

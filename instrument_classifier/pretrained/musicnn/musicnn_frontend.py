@@ -6,8 +6,8 @@ Universitat Pompeu Fabra; trained on MagnaTagATune) re-implemented from its desc
 state dict for :class:`MusicnnFrontend`. Neither TensorFlow nor pickle is needed at run time: the
 weights are read from safetensors.
 
-Self-contained (imports only ``numpy`` and ``torch``), so the conversion script can load this file by
-path in an environment without ``transformers``, and it can be copied next to the weights.
+Self-contained (imports only ``numpy``, ``torch`` and ``safetensors``), so the conversion script can load this
+file by path in an environment without ``transformers``, and it can be copied next to the weights.
 
 Pipeline, as in ``musicnn.extractor``:
 
@@ -26,6 +26,7 @@ its own outputs.
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, fields
 from typing import List, Optional, Tuple, Union
@@ -33,6 +34,8 @@ from typing import List, Optional, Tuple, Union
 import numpy as np
 import torch
 import torch.nn.functional as F
+from safetensors import safe_open
+from safetensors.torch import load_file
 from torch import nn
 
 __all__ = [
@@ -438,7 +441,8 @@ class MusicnnTimbralBlock(nn.Module):
         super().__init__()
         self.time_padding = config.timbral_kernel_frames // 2
         self.conv = nn.Conv2d(1, config.timbral_filters, kernel_size=(config.timbral_kernel_frames, kernel_mels))
-        self.norm = nn.BatchNorm2d(config.timbral_filters, eps=config.batch_norm_eps, momentum=config.batch_norm_momentum)
+        self.norm = nn.BatchNorm2d(config.timbral_filters, eps=config.batch_norm_eps,
+                                   momentum=config.batch_norm_momentum)
 
     def forward(self, spectrogram: torch.Tensor) -> torch.Tensor:
         """``(batch, 1, time, mels)`` -> ``(batch, filters, time)``."""
@@ -458,7 +462,8 @@ class MusicnnTemporalBlock(nn.Module):
         super().__init__()
         self.time_padding = ((kernel_frames - 1) // 2, kernel_frames - 1 - (kernel_frames - 1) // 2)
         self.conv = nn.Conv2d(1, config.temporal_filters, kernel_size=(kernel_frames, 1))
-        self.norm = nn.BatchNorm2d(config.temporal_filters, eps=config.batch_norm_eps, momentum=config.batch_norm_momentum)
+        self.norm = nn.BatchNorm2d(config.temporal_filters, eps=config.batch_norm_eps,
+                                   momentum=config.batch_norm_momentum)
 
     def forward(self, spectrogram: torch.Tensor) -> torch.Tensor:
         """``(batch, 1, time, mels)`` -> ``(batch, filters, time)``."""
@@ -498,7 +503,8 @@ class MusicnnMidEndLayer(nn.Module):
             in_channels, config.midend_filters, kernel_size=config.midend_kernel_frames,
             padding=config.midend_kernel_frames // 2,
         )
-        self.norm = nn.BatchNorm1d(config.midend_filters, eps=config.batch_norm_eps, momentum=config.batch_norm_momentum)
+        self.norm = nn.BatchNorm1d(config.midend_filters, eps=config.batch_norm_eps,
+                                   momentum=config.batch_norm_momentum)
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
         return self.norm(F.relu(self.conv(hidden)))
@@ -531,7 +537,8 @@ class MusicnnBackEnd(nn.Module):
         self.pool_norm = nn.BatchNorm1d(pooled, eps=config.batch_norm_eps, momentum=config.batch_norm_momentum)
         self.dropout = nn.Dropout(config.dropout)
         self.dense = nn.Linear(pooled, config.backend_units)
-        self.dense_norm = nn.BatchNorm1d(config.backend_units, eps=config.batch_norm_eps, momentum=config.batch_norm_momentum)
+        self.dense_norm = nn.BatchNorm1d(config.backend_units, eps=config.batch_norm_eps,
+                                         momentum=config.batch_norm_momentum)
         self.classifier = nn.Linear(config.backend_units, config.num_tags)
 
     def forward(self, frame_features: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -595,15 +602,11 @@ class MusicnnFrontend(nn.Module):
         MusicnnFrontend
             In eval mode.
         """
-        import json
-
-        from safetensors import safe_open
-        from safetensors.torch import load_file
-
         if config is None:
             with safe_open(path, framework="pt") as handle:
                 metadata = handle.metadata() or {}
-            config = MusicnnConfig.from_dict(json.loads(metadata["config"])) if "config" in metadata else MusicnnConfig()
+            config = (MusicnnConfig.from_dict(json.loads(metadata["config"])) if "config" in metadata
+                      else MusicnnConfig())
         model = cls(config)
         model.load_state_dict(load_file(path), strict=True)
         return model.eval()
