@@ -204,6 +204,28 @@ def test_linear_probe_trains_a_yamnet_model_that_predict_and_the_pipeline_use(ba
     classifier = pipeline("audio-classification", model=str(output), trust_remote_code=True)
     result = classifier(str(wav))
     assert sorted(r["label"] for r in result) == sorted(model.config.label2id)
+    # evaluate --clips reads the folder as predict does
+    from instrument_classifier.cli import main as cli_main
+
+    manifest = tmp_path / "clips.csv"
+    manifest.write_text("file,instruments\ntone.wav,Violin\n")
+    report = tmp_path / "report"
+    assert cli_main(["evaluate", "--model", str(output), "--clips", str(manifest), "--output", str(report)]) == 0
+    assert json.loads((report / "metrics.json").read_text())["num_clips"] == 1
+    # an ensemble with the bundled musicnn classifier blends window by window (same samples per window)
+    from instrument_classifier.ensemble import EnsembleConfig
+
+    pretrained = Path(__file__).resolve().parents[1] / "instrument_classifier" / "pretrained"
+    config = EnsembleConfig.load(pretrained / "ensemble")
+    config.members, config.weights = [str(pretrained / "musicnn"), str(output)], [0.5, 0.5]
+    config.window_frames, config.hop_length, config.sampling_rate = 187, 256, 16000
+    (tmp_path / "ensemble").mkdir()
+    config.save(tmp_path / "ensemble")
+    ensemble, _ = load_model(tmp_path / "ensemble")
+    blended = predict_timeline(ensemble, None, wav)
+    runs = [predict_timeline(m, member_fe, wav) for m, member_fe in ensemble.members]
+    np.testing.assert_allclose(blended.window_probs, 0.5 * runs[0].window_probs + 0.5 * runs[1].window_probs,
+                               rtol=1e-5, atol=1e-6)
     # YAMNet weights are not taken for musicnn's
     with pytest.raises(ValueError, match="not musicnn weights"):
         linear_probe.main(["--backbone-type", "musicnn", "--backbone", str(backbone_file), "--dataset", str(dataset),
