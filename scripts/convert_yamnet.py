@@ -105,7 +105,8 @@ class TfliteModel:
         return np.ascontiguousarray(array, dtype=np.float32)
 
     def run(self, waveform: np.ndarray) -> None:
-        self.interpreter.set_tensor(self.interpreter.get_input_details()[0]["index"], waveform[None].astype(np.float32))
+        index = self.interpreter.get_input_details()[0]["index"]
+        self.interpreter.set_tensor(index, waveform[None].astype(np.float32))
         self.interpreter.invoke()
 
     def tensor(self, index: int) -> np.ndarray:
@@ -116,7 +117,8 @@ def convert(tflite: TfliteModel, model) -> Tuple[Dict[str, np.ndarray], List[Tup
     """The torch state dict (numpy arrays) and, per torch convolution, its tflite operator."""
     torch_convs = [("stem.conv", model.stem.conv)]
     for i, block in enumerate(model.blocks):
-        torch_convs += [(f"blocks.{i}.depthwise.conv", block.depthwise.conv), (f"blocks.{i}.pointwise", block.pointwise)]
+        torch_convs += [(f"blocks.{i}.depthwise.conv", block.depthwise.conv),
+                        (f"blocks.{i}.pointwise", block.pointwise)]
     if len(torch_convs) != len(tflite.convs):
         raise ValueError(f"the tflite has {len(tflite.convs)} convolutions, YamnetFrontend {len(torch_convs)}")
     state, pairs = {}, []

@@ -72,7 +72,8 @@ def test_a_changed_source_reaches_its_copies_with_fix(checkout):
     assert any(p.startswith("instrument_classifier/pretrained/cnn/modeling_instrument_cnn.py") for p in problems)
     check_copies.check(checkout, fix=True)
     assert check_copies.check(checkout) == []
-    for name in ("modeling_instrument_transformer.py", "modeling_instrument_musicnn.py", "modeling_instrument_yamnet.py"):
+    for name in ("modeling_instrument_transformer.py", "modeling_instrument_musicnn.py",
+                 "modeling_instrument_yamnet.py"):
         assert '"""Output of the models.' in (modeling / name).read_text()
     assert '"""Output of the models.' in (checkout / "instrument_classifier/pretrained/musicnn/"
                                           "modeling_instrument_musicnn.py").read_text()

@@ -36,12 +36,14 @@ from instrument_classifier.modeling.yamnet_frontend import (
 from instrument_classifier.training import linear_probe
 
 YAMNET_WEIGHTS = os.environ.get("YAMNET_WEIGHTS")
-needs_weights = pytest.mark.skipif(not YAMNET_WEIGHTS, reason="YAMNET_WEIGHTS (scripts/convert_yamnet.py's file) unset")
+needs_weights = pytest.mark.skipif(not YAMNET_WEIGHTS,
+                                   reason="YAMNET_WEIGHTS (scripts/convert_yamnet.py's file) unset")
 
 
 @pytest.fixture(scope="module")
 def backbone_file(tmp_path_factory) -> Path:
-    """A YamnetFrontend state dict with seeded random weights, saved as scripts/convert_yamnet.py saves the real one."""
+    """A YamnetFrontend state dict with seeded random weights, saved as scripts/convert_yamnet.py saves the real
+    one."""
     from safetensors.torch import save_file
 
     torch.manual_seed(0)

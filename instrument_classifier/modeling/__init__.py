@@ -1,7 +1,7 @@
 """The instrument classifiers as Hugging Face models, registered with the Auto classes.
 
-Importing this package registers ``instrument_cnn``, ``instrument_transformer``, ``instrument_musicnn`` and ``instrument_yamnet`` with
-``AutoConfig``, ``AutoModel`` and ``AutoModelForAudioClassification``, and the MFCC feature
+Importing this package registers ``instrument_cnn``, ``instrument_transformer``, ``instrument_musicnn`` and
+``instrument_yamnet`` with ``AutoConfig``, ``AutoModel`` and ``AutoModelForAudioClassification``, and the MFCC feature
 extractor with ``AutoFeatureExtractor``, so saved folders load with the Auto classes in this
 environment. ``register_for_auto_class`` makes ``save_pretrained`` copy the (self-contained)
 configuration, modeling, pipeline and feature-extraction files next to the weights and write an

@@ -2,10 +2,11 @@
 regression per label.
 
 With the backbone frozen, a training window's representation (musicnn's penultimate embedding, pooled frame
-features and tag logits; YAMNet's embedding and AudioSet logits pooled over the window's patches) never changes. So it is computed once, and each label's head is the solution of one
-convex problem (L2-regularised logistic regression, balanced class weights) instead of epochs of gradient steps
-that run the backbone again every time. ``train.py --model_name_or_path <a musicnn model folder>`` still
-fine-tunes such a model by gradient (the head, or everything with ``freeze_backbone`` off).
+features and tag logits; YAMNet's embedding and AudioSet logits pooled over the window's patches) never changes.
+So it is computed once, and each label's head is the solution of one convex problem (L2-regularised logistic
+regression, balanced class weights) instead of epochs of gradient steps that run the backbone again every time.
+``train.py --model_name_or_path <a musicnn model folder>`` still fine-tunes such a model by gradient (the head, or
+everything with ``freeze_backbone`` off).
 
 Command line::
 
@@ -89,7 +90,8 @@ def new_classifier(backbone: str, taxonomy: str = "musicnet11", feature_extracto
     config_class, model_class, attribute, _ = BACKBONES[backbone_type]
     fe = feature_extractor or InstrumentFeatureExtractor(**default_feature_settings(backbone_type))
     if fe.feature_type != backbone_type:
-        raise ValueError(f"the {backbone_type} classifier reads feature_type {backbone_type!r}, got {fe.feature_type!r}")
+        raise ValueError(f"the {backbone_type} classifier reads feature_type {backbone_type!r}, "
+                         f"got {fe.feature_type!r}")
     path = Path(backbone)
     if path.is_dir():
         source = model_class.from_pretrained(str(path), use_safetensors=True)

@@ -320,8 +320,9 @@ class InstrumentFeatureExtractor(SequenceFeatureExtractor):
         sizes: the STFT is taken on chunks of frames counted from the recording's start (:meth:`band_power`),
         and the ``top_db`` floor is relative to the loudest band of the whole recording, as in training, where
         windows were cut from whole recordings' features. That reference needs a first pass over the audio
-        (not for ``musicnn`` and ``yamnet``, which have no floor, or ``top_db=None``); its band power is kept for the second pass
-        up to ``FIRST_PASS_CACHE_MB`` (~49 min at 44.1 kHz with 128 bands), a longer recording is read again.
+        (not for ``musicnn`` and ``yamnet``, which have no floor, or ``top_db=None``); its band power is kept for the
+        second pass up to ``FIRST_PASS_CACHE_MB`` (~49 min at 44.1 kHz with 128 bands), a longer recording is read
+        again.
 
         Parameters
         ----------
