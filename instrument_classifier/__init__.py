@@ -43,6 +43,8 @@ _EXPORTS = {
     "InstrumentTransformerForAudioClassification": "modeling",
     "InstrumentMusicnnConfig": "modeling",
     "InstrumentMusicnnForAudioClassification": "modeling",
+    "InstrumentYamnetConfig": "modeling",
+    "InstrumentYamnetForAudioClassification": "modeling",
     "InstrumentAudioClassificationPipeline": "modeling",
     "InstrumentEnsemble": "ensemble",
     # data and evaluation
@@ -96,4 +98,6 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names above are
         InstrumentMusicnnForAudioClassification,
         InstrumentTransformerConfig,
         InstrumentTransformerForAudioClassification,
+        InstrumentYamnetConfig,
+        InstrumentYamnetForAudioClassification,
     )

@@ -25,9 +25,11 @@ def test_the_copies_in_this_checkout_equal_their_sources():
               for c in check_copies.find_copies(p)}
     # the models' shared code is marked in each file that repeats it
     for name in ("InstrumentClassifierOutput", "classify_long_input", "instrument_loss", "check_features"):
-        assert {("modeling_instrument_transformer.py", name), ("modeling_instrument_musicnn.py", name)} <= marked
+        assert {("modeling_instrument_transformer.py", name), ("modeling_instrument_musicnn.py", name),
+                ("modeling_instrument_yamnet.py", name)} <= marked
     for name in ("TAXONOMY_LABELS", "_fill_labels", "_validate_context"):
-        copies = {("configuration_instrument_transformer.py", name), ("configuration_instrument_musicnn.py", name)}
+        copies = {("configuration_instrument_transformer.py", name), ("configuration_instrument_musicnn.py", name),
+                  ("configuration_instrument_yamnet.py", name)}
         assert copies <= marked
 
 
@@ -66,11 +68,12 @@ def test_a_changed_source_reaches_its_copies_with_fix(checkout):
     text = source.read_text()
     source.write_text(text.replace('"""Output of the instrument classifiers.', '"""Output of the models.'))
     problems = check_copies.check(checkout)
-    assert sum("InstrumentClassifierOutput differs" in p for p in problems) == 2  # transformer and musicnn
+    assert sum("InstrumentClassifierOutput differs" in p for p in problems) == 3  # transformer, musicnn and yamnet
     assert any(p.startswith("instrument_classifier/pretrained/cnn/modeling_instrument_cnn.py") for p in problems)
     check_copies.check(checkout, fix=True)
     assert check_copies.check(checkout) == []
-    for name in ("modeling_instrument_transformer.py", "modeling_instrument_musicnn.py"):
+    for name in ("modeling_instrument_transformer.py", "modeling_instrument_musicnn.py",
+                 "modeling_instrument_yamnet.py"):
         assert '"""Output of the models.' in (modeling / name).read_text()
     assert '"""Output of the models.' in (checkout / "instrument_classifier/pretrained/musicnn/"
                                           "modeling_instrument_musicnn.py").read_text()

@@ -24,11 +24,11 @@ def save_model_folder(folder, model_type: str, taxonomy: str = "musicnet11"):
     config_class, model_class = MODEL_CLASSES[model_type]
     torch.manual_seed(1)
     rng = np.random.default_rng(0)
-    if model_type == "musicnn":  # its own 16-kHz log-mel input, unnormalised; a random (seeded) backbone
+    if model_type in ("musicnn", "yamnet"):  # their own 16-kHz log-mel input, unnormalised; a random (seeded) backbone
         model = model_class(config_class(taxonomy=taxonomy, window_frames=128)).eval()
         with torch.no_grad():
             model.classifier.weight.normal_(0.0, 0.05)  # the head starts at zero: give the logits something to show
-        fe = InstrumentFeatureExtractor(**default_feature_settings("musicnn"))
+        fe = InstrumentFeatureExtractor(**default_feature_settings(model_type))
     else:
         model = model_class(config_class(taxonomy=taxonomy, window_frames=128)).eval()
         fe = InstrumentFeatureExtractor().fit_normalization([rng.normal(-20, 40, size=(500, 13))])
@@ -52,7 +52,7 @@ def model_folder(request, model_folders):
     return model_folders[request.param]
 
 
-@pytest.fixture(params=sorted(t for t in MODEL_CLASSES if t != "musicnn"))
+@pytest.fixture(params=sorted(t for t in MODEL_CLASSES if t not in ("musicnn", "yamnet")))
 def mfcc_model_folder(request, model_folders):
     """The models on 44.1-kHz MFCC-grid features: the tests that build their windows by hand at that rate."""
     return model_folders[request.param]

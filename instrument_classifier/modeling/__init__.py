@@ -1,7 +1,7 @@
 """The instrument classifiers as Hugging Face models, registered with the Auto classes.
 
-Importing this package registers ``instrument_cnn``, ``instrument_transformer`` and ``instrument_musicnn`` with
-``AutoConfig``, ``AutoModel`` and ``AutoModelForAudioClassification``, and the MFCC feature
+Importing this package registers ``instrument_cnn``, ``instrument_transformer``, ``instrument_musicnn`` and
+``instrument_yamnet`` with ``AutoConfig``, ``AutoModel`` and ``AutoModelForAudioClassification``, and the MFCC feature
 extractor with ``AutoFeatureExtractor``, so saved folders load with the Auto classes in this
 environment. ``register_for_auto_class`` makes ``save_pretrained`` copy the (self-contained)
 configuration, modeling, pipeline and feature-extraction files next to the weights and write an
@@ -18,10 +18,12 @@ from transformers import (
 from .configuration_instrument_cnn import InstrumentCNNConfig
 from .configuration_instrument_musicnn import InstrumentMusicnnConfig
 from .configuration_instrument_transformer import InstrumentTransformerConfig
+from .configuration_instrument_yamnet import InstrumentYamnetConfig
 from .feature_extraction_instrument import InstrumentFeatureExtractor
 from .modeling_instrument_cnn import InstrumentCNNForAudioClassification
 from .modeling_instrument_musicnn import InstrumentMusicnnForAudioClassification
 from .modeling_instrument_transformer import InstrumentTransformerForAudioClassification
+from .modeling_instrument_yamnet import InstrumentYamnetForAudioClassification
 from .pipeline_instrument import InstrumentAudioClassificationPipeline
 
 __all__ = [
@@ -31,6 +33,8 @@ __all__ = [
     "InstrumentTransformerForAudioClassification",
     "InstrumentMusicnnConfig",
     "InstrumentMusicnnForAudioClassification",
+    "InstrumentYamnetConfig",
+    "InstrumentYamnetForAudioClassification",
     "InstrumentFeatureExtractor",
     "InstrumentAudioClassificationPipeline",
     "MODEL_CLASSES",
@@ -41,6 +45,7 @@ MODEL_CLASSES = {
     "cnn": (InstrumentCNNConfig, InstrumentCNNForAudioClassification),
     "transformer": (InstrumentTransformerConfig, InstrumentTransformerForAudioClassification),
     "musicnn": (InstrumentMusicnnConfig, InstrumentMusicnnForAudioClassification),
+    "yamnet": (InstrumentYamnetConfig, InstrumentYamnetForAudioClassification),
 }
 
 for _config_class, _model_class in MODEL_CLASSES.values():
@@ -54,4 +59,5 @@ for _config_class, _model_class in MODEL_CLASSES.values():
 AutoFeatureExtractor.register(InstrumentCNNConfig, InstrumentFeatureExtractor, exist_ok=True)
 AutoFeatureExtractor.register(InstrumentTransformerConfig, InstrumentFeatureExtractor, exist_ok=True)
 AutoFeatureExtractor.register(InstrumentMusicnnConfig, InstrumentFeatureExtractor, exist_ok=True)
+AutoFeatureExtractor.register(InstrumentYamnetConfig, InstrumentFeatureExtractor, exist_ok=True)
 InstrumentFeatureExtractor.register_for_auto_class("AutoFeatureExtractor")

@@ -1,19 +1,25 @@
-"""Train the musicnn classifier's head as a linear probe: frozen backbone, one logistic regression per label.
+"""Train the head of a classifier on a frozen front end (musicnn or YAMNet) as a linear probe: one logistic
+regression per label.
 
 With the backbone frozen, a training window's representation (musicnn's penultimate embedding, pooled frame
-features and tag logits) never changes. So it is computed once, and each label's head is the solution of one
-convex problem (L2-regularised logistic regression, balanced class weights) instead of epochs of gradient steps
-that run the backbone again every time. ``train.py --model_name_or_path <a musicnn model folder>`` still
-fine-tunes such a model by gradient (the head, or everything with ``freeze_backbone`` off).
+features and tag logits; YAMNet's embedding and AudioSet logits pooled over the window's patches) never changes.
+So it is computed once, and each label's head is the solution of one convex problem (L2-regularised logistic
+regression, balanced class weights) instead of epochs of gradient steps that run the backbone again every time.
+``train.py --model_name_or_path <a musicnn model folder>`` still fine-tunes such a model by gradient (the head, or
+everything with ``freeze_backbone`` off).
 
 Command line::
 
     python -m instrument_classifier.training.linear_probe --backbone musicnn_mtt.safetensors \\
         --dataset DATASET [--dataset ...] --output_dir runs/musicnn [--C 0.001]
+    python -m instrument_classifier.training.linear_probe --backbone-type yamnet \\
+        --backbone-weights yamnet_audioset.safetensors --dataset DATASET --output_dir runs/yamnet
 
 ``DATASET`` is ``instrument-classifier prepare --feature-type musicnn --window-frames 187 --hop-frames 187``'s
-output; ``musicnn_mtt.safetensors`` is ``scripts/convert_musicnn.py``'s (or pass ``--backbone`` a musicnn model
-folder, whose backbone is reused).
+output (``--feature-type yamnet --window-frames 374 --hop-frames 374`` for YAMNet); ``musicnn_mtt.safetensors`` is
+``scripts/convert_musicnn.py``'s, ``yamnet_audioset.safetensors`` ``scripts/convert_yamnet.py``'s (or pass
+``--backbone`` a model folder of that family, whose backbone is reused). Without ``--backbone-type`` the family is
+the one the first dataset's features are made for (musicnn when neither).
 """
 
 from __future__ import annotations
@@ -32,14 +38,28 @@ from tqdm.auto import tqdm
 from ..atomic_write import write_dir
 from ..data.prepare import load_prepared
 from ..evaluation.metrics import compute_instrument_metrics, tune_thresholds
-from ..modeling import InstrumentMusicnnConfig, InstrumentMusicnnForAudioClassification
+from ..modeling import (
+    InstrumentMusicnnConfig,
+    InstrumentMusicnnForAudioClassification,
+    InstrumentYamnetConfig,
+    InstrumentYamnetForAudioClassification,
+)
 from ..modeling.feature_extraction_instrument import (
     InstrumentFeatureExtractor,
     default_feature_settings,
     feature_settings,
 )
 
-__all__ = ["new_musicnn_classifier", "window_representations", "fit_linear_head", "head_probabilities", "main"]
+__all__ = ["BACKBONES", "new_classifier", "new_musicnn_classifier", "window_representations", "fit_linear_head",
+           "head_probabilities", "main"]
+
+#: Front-end family -> (config class, model class, the model's attribute holding the backbone, prepare flags).
+BACKBONES = {
+    "musicnn": (InstrumentMusicnnConfig, InstrumentMusicnnForAudioClassification, "musicnn",
+                "--feature-type musicnn --window-frames 187"),
+    "yamnet": (InstrumentYamnetConfig, InstrumentYamnetForAudioClassification, "yamnet",
+               "--feature-type yamnet --window-frames 374"),
+}
 
 #: Labels with fewer positive training windows than this get no head (their probability stays ~0).
 MIN_POSITIVES = 5
@@ -47,39 +67,52 @@ MIN_POSITIVES = 5
 ABSENT_BIAS = -10.0
 
 
-def new_musicnn_classifier(backbone: str, taxonomy: str = "musicnet11", feature_extractor=None):
-    """A musicnn classifier with the backbone's weights and an untrained head, and its feature extractor.
+def new_classifier(backbone: str, taxonomy: str = "musicnet11", feature_extractor=None,
+                   backbone_type: str = "musicnn"):
+    """A classifier on a frozen front end with the backbone's weights and an untrained head, and its feature
+    extractor.
 
     Parameters
     ----------
     backbone : str
-        A ``.safetensors`` file of ``scripts/convert_musicnn.py`` (a ``MusicnnFrontend`` state dict), or a
-        musicnn classifier folder whose backbone is reused.
+        A ``.safetensors`` file of ``scripts/convert_musicnn.py`` (a ``MusicnnFrontend`` state dict) or
+        ``scripts/convert_yamnet.py`` (a ``YamnetFrontend`` one), or a classifier folder of that family whose
+        backbone is reused.
     taxonomy : str
         Label taxonomy of the new head.
     feature_extractor : InstrumentFeatureExtractor, optional
-        Default: ``feature_type="musicnn"`` with its default settings.
+        Default: ``feature_type=backbone_type`` with its default settings.
+    backbone_type : {"musicnn", "yamnet"}
+        The front-end family.
     """
-
-    fe = feature_extractor or InstrumentFeatureExtractor(**default_feature_settings("musicnn"))
-    if fe.feature_type != "musicnn":
-        raise ValueError(f"the musicnn classifier reads feature_type 'musicnn', got {fe.feature_type!r}")
+    if backbone_type not in BACKBONES:
+        raise ValueError(f"backbone_type must be one of {sorted(BACKBONES)}, got {backbone_type!r}")
+    config_class, model_class, attribute, _ = BACKBONES[backbone_type]
+    fe = feature_extractor or InstrumentFeatureExtractor(**default_feature_settings(backbone_type))
+    if fe.feature_type != backbone_type:
+        raise ValueError(f"the {backbone_type} classifier reads feature_type {backbone_type!r}, "
+                         f"got {fe.feature_type!r}")
     path = Path(backbone)
     if path.is_dir():
-        source = InstrumentMusicnnForAudioClassification.from_pretrained(str(path), use_safetensors=True)
-        state, architecture = source.musicnn.state_dict(), source.config.backbone
+        source = model_class.from_pretrained(str(path), use_safetensors=True)
+        state, architecture = getattr(source, attribute).state_dict(), source.config.backbone
     elif path.suffix == ".safetensors" and path.is_file():
         state, architecture = load_file(str(path)), None
     else:
-        raise FileNotFoundError(f"{backbone}: not a musicnn .safetensors file or musicnn model folder")
-    config = InstrumentMusicnnConfig(taxonomy=taxonomy, backbone=architecture, feature_size=fe.feature_size,
-                                     sampling_rate=fe.sampling_rate, hop_length=fe.hop_length)
-    model = InstrumentMusicnnForAudioClassification(config)
+        raise FileNotFoundError(f"{backbone}: not a {backbone_type} .safetensors file or {backbone_type} model folder")
+    config = config_class(taxonomy=taxonomy, backbone=architecture, feature_size=fe.feature_size,
+                          sampling_rate=fe.sampling_rate, hop_length=fe.hop_length)
+    model = model_class(config)
     try:
-        model.musicnn.load_state_dict(state, strict=True)
+        getattr(model, attribute).load_state_dict(state, strict=True)
     except RuntimeError as exc:
-        raise ValueError(f"{backbone}: not musicnn weights of this architecture ({exc})") from None
+        raise ValueError(f"{backbone}: not {backbone_type} weights of this architecture ({exc})") from None
     return model.eval(), fe
+
+
+def new_musicnn_classifier(backbone: str, taxonomy: str = "musicnet11", feature_extractor=None):
+    """A musicnn classifier with the backbone's weights and an untrained head (:func:`new_classifier`)."""
+    return new_classifier(backbone, taxonomy, feature_extractor, "musicnn")
 
 
 @torch.inference_mode()
@@ -90,7 +123,8 @@ def window_representations(model, dataset, batch_size: int = 64, progress: bool 
     rows = dataset.with_format("numpy", columns=["input_features"])
     out = np.empty((len(rows), model.config.representation_size), dtype=np.float32)
     device = next(model.parameters()).device
-    for first in tqdm(range(0, len(rows), batch_size), desc="musicnn representations", unit="batch",
+    family = model.config.model_type.removeprefix("instrument_")
+    for first in tqdm(range(0, len(rows), batch_size), desc=f"{family} representations", unit="batch",
                       disable=not progress, leave=False):
         x = torch.from_numpy(np.asarray(rows[first : first + batch_size]["input_features"], dtype=np.float32))
         out[first : first + len(x)] = model.representation(x.to(device)).float().cpu().numpy()
@@ -110,7 +144,7 @@ def fit_linear_head(model, representations: np.ndarray, labels: np.ndarray, C: f
         Multi-hot window labels.
     C : float
         Inverse L2 strength of each logistic regression on the standardised representation; small values keep
-        the head close to the musicnn features' broad directions, which carry over from rendered to real audio.
+        the head close to the front end's broad directions, which carry over from rendered to real audio.
     """
 
     x = np.asarray(representations, dtype=np.float64)
@@ -164,12 +198,13 @@ def _split_arrays(model, datasets: Sequence[str], split: str, batch_size: int, p
 
 
 def _check_datasets(datasets: Sequence[str], feature_extractor) -> Dict[str, object]:
+    family = feature_extractor.feature_type
     infos = []
     for path in datasets:
         _, info, extractor = load_prepared(path)
         if feature_settings(extractor) != feature_settings(feature_extractor):
-            raise ValueError(f"{path}: prepared with other features than musicnn's "
-                             "(prepare --feature-type musicnn --window-frames 187)")
+            raise ValueError(f"{path}: prepared with other features than {family}'s "
+                             f"(prepare {BACKBONES[family][3]})")
         infos.append(info)
     taxonomies = {info["taxonomy"] for info in infos}
     if len(taxonomies) != 1:
@@ -180,20 +215,28 @@ def _check_datasets(datasets: Sequence[str], feature_extractor) -> Dict[str, obj
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m instrument_classifier.training.linear_probe",
                                      description=__doc__.split("\n\n")[0])
-    parser.add_argument("--backbone", required=True, help="musicnn weights (.safetensors) or a musicnn model folder")
-    parser.add_argument("--dataset", required=True, action="append", help="prepared musicnn dataset (repeatable)")
+    parser.add_argument("--backbone", "--backbone-weights", dest="backbone", required=True,
+                        help="front-end weights (.safetensors) or a model folder of the family")
+    parser.add_argument("--backbone-type", choices=sorted(BACKBONES), default=None,
+                        help="front-end family (default: the one the first dataset's features are for, else musicnn)")
+    parser.add_argument("--dataset", required=True, action="append",
+                        help="prepared dataset of the family's features (repeatable)")
     parser.add_argument("--output_dir", required=True, help="where the model folder is written")
     parser.add_argument("--C", type=float, default=1e-3, help="inverse L2 strength of the logistic regressions")
     parser.add_argument("--batch_size", type=int, default=64)
     args = parser.parse_args(argv)
 
-    model, fe = new_musicnn_classifier(args.backbone)
+    backbone_type = args.backbone_type
+    if backbone_type is None:
+        _, _, first = load_prepared(args.dataset[0])
+        backbone_type = first.feature_type if first.feature_type in BACKBONES else "musicnn"
+    model, fe = new_classifier(args.backbone, backbone_type=backbone_type)
     info = _check_datasets(args.dataset, fe)
     if info["window_frames"] != model.config.window_frames:
-        print(f"warning: windows of {info['window_frames']} frames; musicnn was trained on "
+        print(f"warning: windows of {info['window_frames']} frames; the {backbone_type} classifier reads "
               f"{model.config.window_frames}", file=sys.stderr)
     if info["taxonomy"] != model.config.taxonomy:
-        model, fe = new_musicnn_classifier(args.backbone, info["taxonomy"], fe)
+        model, fe = new_classifier(args.backbone, info["taxonomy"], fe, backbone_type)
     x, y = _split_arrays(model, args.dataset, "train", args.batch_size, progress=True)
     if x is None:
         print("linear_probe: error: no training windows", file=sys.stderr)

@@ -23,6 +23,13 @@ neighbours; in exchange the features stream block by block like the MFCCs.
 ``feature_type="musicnn"`` gives the input of the musicnn front end (Pons & Serra, 2019): 96 Slaney mel bands
 of a 512-point STFT at 16 kHz, hop 256, compressed as ``log10(1 + 10000 * mel_power)`` (no ``top_db`` floor,
 no standardisation: the network's first batch norm rescales its input).
+
+``feature_type="yamnet"`` gives YAMNet's log-mel (Google's AudioSet tagger) on a finer grid: 64 HTK-scale mel
+bands from 125 to 7500 Hz of the *magnitude* spectrum of a 400-sample (25 ms) periodic Hann window zero-padded to a
+512-point FFT at 16 kHz, compressed as ``log(mel + 0.001)``; the hop is 128 samples (8 ms, where YAMNet's is 10
+ms) so that 374 frames make exactly one musicnn window (47,872 samples), and the YAMNet model brings the frames to
+its 10-ms grid itself. The window is centred in the FFT frame where YAMNet left-aligns it: the magnitudes are the
+same.
 """
 
 from __future__ import annotations
@@ -38,10 +45,13 @@ from transformers.audio_utils import hertz_to_mel, mel_filter_bank, mel_to_hertz
 
 __all__ = [
     "InstrumentFeatureExtractor", "default_feature_settings", "feature_settings", "mel_filterbank",
-    "constant_q_filterbank", "constant_q_frequencies", "dct_matrix", "musicnn_compression",
+    "constant_q_filterbank", "constant_q_frequencies", "dct_matrix", "musicnn_compression", "yamnet_compression",
+    "yamnet_mel_filterbank",
 ]
 
-FEATURE_TYPES = ("mfcc", "logmel", "cqt", "musicnn")
+FEATURE_TYPES = ("mfcc", "logmel", "cqt", "musicnn", "yamnet")
+#: Feature types compressed by a fixed log with an offset, without a ``top_db`` floor relative to the recording.
+_NO_FLOOR = ("musicnn", "yamnet")
 #: First constant-Q band when ``fmin`` is 0: C1, the lowest C on a piano (the contrabass reaches E1 = 41.2 Hz).
 CQT_DEFAULT_FMIN = 32.703195662574764
 
@@ -92,6 +102,21 @@ def constant_q_frequencies(n_bins: int, bins_per_octave: int = 12, fmin: float =
     return fmin * 2.0 ** (np.arange(n_bins) / bins_per_octave)
 
 
+def yamnet_mel_filterbank(sr: int, n_fft: int, n_mels: int = 64, fmin: float = 125.0,
+                          fmax: Optional[float] = 7500.0) -> np.ndarray:
+    """YAMNet's mel filters, shape ``(n_mels, 1 + n_fft // 2)``, float32: HTK mel scale, triangles linear in mel,
+    unnormalised (TensorFlow's ``linear_to_mel_weight_matrix``)."""
+    fmax = sr / 2.0 if fmax is None else float(fmax)
+    weights = mel_filter_bank(1 + n_fft // 2, n_mels, fmin, fmax, sr, norm=None, mel_scale="htk",
+                              triangularize_in_mel_space=True)
+    return np.ascontiguousarray(weights.T, dtype=np.float32)
+
+
+def yamnet_compression(mel_magnitude: torch.Tensor) -> torch.Tensor:
+    """``log(mel_magnitude + 0.001)``: YAMNet's log compression of its mel magnitudes."""
+    return torch.log(mel_magnitude + 0.001)
+
+
 def musicnn_compression(mel_power: torch.Tensor) -> torch.Tensor:
     """``log10(1 + 10000 * mel_power)``: the log compression musicnn was trained with (zero for silence)."""
     return torch.log10(1.0 + 10000.0 * mel_power)
@@ -112,19 +137,24 @@ class InstrumentFeatureExtractor(SequenceFeatureExtractor):
 
     Parameters
     ----------
-    feature_type : {"mfcc", "logmel", "cqt", "musicnn"}
+    feature_type : {"mfcc", "logmel", "cqt", "musicnn", "yamnet"}
         ``"mfcc"``: ``n_coefficients`` MFCCs, the study's setting. ``"logmel"``:
         ``n_coefficients`` log-power mel bands (dB). ``"cqt"``: ``n_coefficients`` log-power
         constant-Q bands (dB) from ``fmin`` up, ``bins_per_octave`` to the octave (a pseudo-CQT,
         see the module docstring; give it a long ``n_fft`` such as 8192). ``"musicnn"``:
         ``n_coefficients`` mel bands compressed as musicnn's input (:func:`musicnn_compression`;
-        use :func:`default_feature_settings` for its 16-kHz grid).
+        use :func:`default_feature_settings` for its 16-kHz grid). ``"yamnet"``: ``n_coefficients``
+        HTK mel bands of the magnitude spectrum, ``log(mel + 0.001)`` (:func:`yamnet_compression`; see the
+        module docstring and :func:`default_feature_settings`).
     n_coefficients : int
         Number of MFCCs (13), of mel bands for ``logmel``, or of constant-Q bands for ``cqt``.
     sampling_rate : int
         Rate the features are computed at; other rates are resampled to it.
     n_fft, hop_length : int
         STFT size and hop in samples (2048 and 512: 46 ms windows every 11.6 ms at 44.1 kHz).
+    win_length : int, optional
+        Length of the Hann window, centred in the ``n_fft`` frame and zero outside; ``None``: ``n_fft`` (400 for
+        ``yamnet``).
     n_mels, fmin, fmax :
         Mel filterbank used for the MFCCs. For ``cqt``, ``fmin`` is the centre of the lowest band
         (0 means C1, 32.7 Hz) and ``fmax`` is not used.
@@ -155,6 +185,7 @@ class InstrumentFeatureExtractor(SequenceFeatureExtractor):
         sampling_rate: int = 44100,
         n_fft: int = 2048,
         hop_length: int = 512,
+        win_length: Optional[int] = None,
         n_mels: int = 128,
         fmin: float = 0.0,
         fmax: Optional[float] = None,
@@ -174,6 +205,8 @@ class InstrumentFeatureExtractor(SequenceFeatureExtractor):
             raise ValueError(f"n_coefficients must be in [1, n_mels={n_mels}] for MFCCs, got {n_coefficients}")
         if hop_length <= 0 or n_fft <= 0:
             raise ValueError("n_fft and hop_length must be positive")
+        if win_length is not None and not 0 < int(win_length) <= n_fft:
+            raise ValueError(f"win_length must be in [1, n_fft={n_fft}], got {win_length}")
         if bins_per_octave < 1:
             raise ValueError(f"bins_per_octave must be positive, got {bins_per_octave}")
         if delta_order not in (1, 2):
@@ -185,6 +218,7 @@ class InstrumentFeatureExtractor(SequenceFeatureExtractor):
         self.n_coefficients = n_coefficients
         self.n_fft = n_fft
         self.hop_length = hop_length
+        self.win_length = None if win_length is None else int(win_length)
         # the number of bands the power is summed into (MFCCs are a DCT of n_mels mel bands)
         self.n_mels = n_mels if feature_type == "mfcc" else n_coefficients
         self.fmin = fmin
@@ -236,6 +270,8 @@ class InstrumentFeatureExtractor(SequenceFeatureExtractor):
         if self.feature_type == "cqt":
             return constant_q_filterbank(self.sampling_rate, self.n_fft, self.n_coefficients, self.bins_per_octave,
                                          self._cqt_fmin)
+        if self.feature_type == "yamnet":
+            return yamnet_mel_filterbank(self.sampling_rate, self.n_fft, self.n_mels, self.fmin, self.fmax)
         return mel_filterbank(self.sampling_rate, self.n_fft, self.n_mels, self.fmin, self.fmax)
 
     def band_frequencies(self) -> np.ndarray:
@@ -243,8 +279,9 @@ class InstrumentFeatureExtractor(SequenceFeatureExtractor):
         if self.feature_type == "cqt":
             return constant_q_frequencies(self.n_coefficients, self.bins_per_octave, self._cqt_fmin)
         fmax = self.sampling_rate / 2.0 if self.fmax is None else float(self.fmax)
-        mels = np.linspace(hertz_to_mel(self.fmin, "slaney"), hertz_to_mel(fmax, "slaney"), self.n_mels + 2)
-        return mel_to_hertz(mels[1:-1], "slaney")
+        scale = "htk" if self.feature_type == "yamnet" else "slaney"
+        mels = np.linspace(hertz_to_mel(self.fmin, scale), hertz_to_mel(fmax, scale), self.n_mels + 2)
+        return mel_to_hertz(mels[1:-1], scale)
 
     def _projection(self) -> Tuple[List[Tuple[int, int, int, int, torch.Tensor]], Optional[torch.Tensor]]:
         """``(groups, dct)``: the filterbank by groups of 16 bands with the FFT bins they cover,
@@ -283,8 +320,9 @@ class InstrumentFeatureExtractor(SequenceFeatureExtractor):
         sizes: the STFT is taken on chunks of frames counted from the recording's start (:meth:`band_power`),
         and the ``top_db`` floor is relative to the loudest band of the whole recording, as in training, where
         windows were cut from whole recordings' features. That reference needs a first pass over the audio
-        (not for ``musicnn``, which has no floor, or ``top_db=None``); its band power is kept for the second pass
-        up to ``FIRST_PASS_CACHE_MB`` (~49 min at 44.1 kHz with 128 bands), a longer recording is read again.
+        (not for ``musicnn`` and ``yamnet``, which have no floor, or ``top_db=None``); its band power is kept for the
+        second pass up to ``FIRST_PASS_CACHE_MB`` (~49 min at 44.1 kHz with 128 bands), a longer recording is read
+        again.
 
         Parameters
         ----------
@@ -300,7 +338,7 @@ class InstrumentFeatureExtractor(SequenceFeatureExtractor):
             Consecutive frames; ``num_frames(total samples)`` of them in all.
         """
         if not callable(blocks) and iter(blocks) is blocks:  # one pass only: keep the blocks for a second
-            blocks = list(blocks) if self.top_db is not None and self.feature_type != "musicnn" else blocks
+            blocks = list(blocks) if self.top_db is not None and self.feature_type not in _NO_FLOOR else blocks
         read = blocks if callable(blocks) else (lambda: iter(blocks))
         frames = self._frames(read)
         if self.include_deltas:
@@ -311,7 +349,8 @@ class InstrumentFeatureExtractor(SequenceFeatureExtractor):
 
     def band_power(self, blocks: Iterable[np.ndarray]) -> Iterator[torch.Tensor]:
         """Power of consecutive frames in the ``n_mels`` bands (mel, or constant-Q for ``cqt``), as ``(n_mels,
-        frames)`` float32 tensors, of the recording whose consecutive mono blocks ``blocks`` are.
+        frames)`` float32 tensors, of the recording whose consecutive mono blocks ``blocks`` are; for ``yamnet``
+        the bands sum the magnitude (the square root of the power), not the power, as YAMNet does.
 
         Frame ``t`` is centred on sample ``t * hop_length`` of a signal zero-padded by ``n_fft // 2`` at both ends
         (librosa's centred STFT, periodic Hann window): ``num_frames(total samples)`` frames. The STFT is taken in
@@ -321,14 +360,18 @@ class InstrumentFeatureExtractor(SequenceFeatureExtractor):
         n_fft, hop = self.n_fft, self.hop_length
         chunk = max(64, _FRAMES_PER_BLOCK * 2048 // n_fft)  # the same temporaries' size for a long n_fft
         chunk_samples = (chunk - 1) * hop + n_fft
-        window = torch.hann_window(n_fft, dtype=torch.float32)
+        win_length = self.win_length or n_fft
+        window = torch.hann_window(win_length, dtype=torch.float32)
+        magnitude = self.feature_type == "yamnet"
         groups, _ = self._projection()
 
         def power_of(samples: np.ndarray, frames: int) -> torch.Tensor:
             with torch.no_grad():
-                spec = torch.stft(torch.from_numpy(samples[: (frames - 1) * hop + n_fft]), n_fft, hop, window=window,
-                                  center=False, return_complex=True)
+                spec = torch.stft(torch.from_numpy(samples[: (frames - 1) * hop + n_fft]), n_fft, hop,
+                                  win_length=win_length, window=window, center=False, return_complex=True)
                 power = spec.real.square() + spec.imag.square()  # (freq, frames)
+                if magnitude:
+                    power = power.sqrt()
                 out = torch.empty((self.n_mels, frames), dtype=torch.float32)
                 for first, last, lo, hi, weights in groups:
                     torch.matmul(weights, power[lo:hi], out=out[first:last])
@@ -360,7 +403,7 @@ class InstrumentFeatureExtractor(SequenceFeatureExtractor):
         """Raw features (before deltas) ``(frames, n_coefficients)`` of the recording ``read()`` gives."""
         _, dct = self._projection()
         floor, kept = None, None
-        if self.top_db is not None and self.feature_type != "musicnn":
+        if self.top_db is not None and self.feature_type not in _NO_FLOOR:
             capacity, kept, peak = FIRST_PASS_CACHE_MB * 2**20 // (4 * self.n_mels), [], 0.0
             for power in self.band_power(read()):
                 peak = max(peak, float(power.max()))  # the loudest bin's dB is the dB of the loudest power
@@ -373,6 +416,8 @@ class InstrumentFeatureExtractor(SequenceFeatureExtractor):
         for power in self.band_power(read()) if kept is None else kept:
             if self.feature_type == "musicnn":
                 feats = musicnn_compression(power)
+            elif self.feature_type == "yamnet":
+                feats = yamnet_compression(power)
             else:
                 db = _to_db(power) if floor is None else torch.maximum(_to_db(power), floor)
                 feats = db if dct is None else dct @ db
@@ -465,8 +510,8 @@ class InstrumentFeatureExtractor(SequenceFeatureExtractor):
 #: differ). A saved configuration that predates one of them had the constructor's default.
 _FEATURE_SETTINGS = {
     name: param.default for name, param in inspect.signature(InstrumentFeatureExtractor).parameters.items()
-    if name in ("feature_type", "n_coefficients", "sampling_rate", "n_fft", "hop_length", "n_mels", "fmin", "fmax",
-                "bins_per_octave", "top_db", "include_deltas", "delta_order")
+    if name in ("feature_type", "n_coefficients", "sampling_rate", "n_fft", "hop_length", "win_length", "n_mels",
+                "fmin", "fmax", "bins_per_octave", "top_db", "include_deltas", "delta_order")
 }
 
 
@@ -475,14 +520,19 @@ def default_feature_settings(feature_type: str = "mfcc", n_coefficients: Optiona
 
     13 MFCCs; 64 log-mel bands; 84 constant-Q bands (semitones from C1 to B7, 32.7 Hz to 3.95 kHz) from an
     8192-point STFT, long enough (5.4 Hz) to separate semitones from about 90 Hz up; musicnn's input (96 mel
-    bands at 16 kHz, n_fft 512, hop 256: 62.5 frames per second, unnormalised).
+    bands at 16 kHz, n_fft 512, hop 256: 62.5 frames per second, unnormalised); YAMNet's (64 HTK mel bands,
+    125-7500 Hz, of a 400-sample window in a 512-point FFT at 16 kHz, hop 128: 8-ms frames, 374 to a musicnn
+    window, unnormalised).
     """
     if feature_type not in FEATURE_TYPES:
         raise ValueError(f"feature_type must be one of {FEATURE_TYPES}, got {feature_type!r}")
     defaults = {"mfcc": {"n_coefficients": 13}, "logmel": {"n_coefficients": 64},
                 "cqt": {"n_coefficients": 84, "n_fft": 8192},
                 "musicnn": {"n_coefficients": 96, "sampling_rate": 16000, "n_fft": 512, "hop_length": 256,
-                            "top_db": None, "do_normalize": False}}[feature_type]
+                            "top_db": None, "do_normalize": False},
+                "yamnet": {"n_coefficients": 64, "sampling_rate": 16000, "n_fft": 512, "win_length": 400,
+                           "hop_length": 128, "fmin": 125.0, "fmax": 7500.0, "top_db": None,
+                           "do_normalize": False}}[feature_type]
     return {"feature_type": feature_type, **defaults, **({"n_coefficients": n_coefficients} if n_coefficients else {})}
 
 
