@@ -231,3 +231,39 @@ def test_members_with_different_hops_blend_on_the_first_members_grid(tmp_path):
     config.save(folder)
     with pytest.raises(ValueError, match="does not fit the ensemble"):
         load_model(folder)
+
+
+def test_evaluate_blends_members_of_different_hops_on_the_same_windows(rendered_corpus, tmp_path):
+    """`evaluate --dataset A B` with an ensemble whose members read frames at different hops (windows of the same
+    samples): each member on its own dataset, windows blended one to one, frames on the first member's grid."""
+    from instrument_classifier.data.prepare import build_dataset
+    from instrument_classifier.evaluation.evaluate_models import evaluate_models
+    from instrument_classifier.evaluation.metrics import compute_instrument_metrics
+    from instrument_classifier.modeling.feature_extraction_instrument import InstrumentFeatureExtractor
+
+    cnn, extractor = load_model(PRETRAINED / "cnn")
+    window = int(cnn.config.window_frames)
+    fine = tmp_path / "cnn-hop256"
+    cnn.config.window_frames, cnn.config.hop_length = 2 * window, cnn.config.hop_length // 2
+    cnn.save_pretrained(fine)
+    fine_extractor = InstrumentFeatureExtractor.from_pretrained(PRETRAINED / "cnn")
+    fine_extractor.hop_length //= 2
+    fine_extractor.save_pretrained(fine)
+    datasets = {"cnn": tmp_path / "coarse", "fine": tmp_path / "fine"}
+    for (name, path), fe, frames in zip(datasets.items(), (extractor, fine_extractor), (window, 2 * window)):
+        build_dataset(rendered_corpus, path, taxonomy="musicnet11", feature_extractor=fe, window_frames=frames,
+                      hop_frames=frames, cache_dir=tmp_path / "cache", progress=False)
+    config = EnsembleConfig.load(PRETRAINED / "ensemble")
+    config.members, config.weights = [str(PRETRAINED / "cnn"), str(fine)], [0.6, 0.4]
+    (tmp_path / "ensemble").mkdir()
+    config.save(tmp_path / "ensemble")
+    results = evaluate_models([tmp_path / "ensemble", PRETRAINED / "cnn", fine], dataset=list(datasets.values()),
+                              split="test", output_dir=tmp_path / "report", progress=False)
+    y, coarse = predict_split(PRETRAINED / "cnn", datasets["cnn"], "test")
+    _, fine_windows = predict_split(fine, datasets["fine"], "test")
+    expected = compute_instrument_metrics(y, 0.6 * coarse + 0.4 * fine_windows, thresholds=config.thresholds,
+                                          labels=config.labels)
+    got = results["ensemble"]["window"]
+    assert got["f1_micro"] == pytest.approx(expected["f1_micro"], abs=1e-6)
+    assert got["roc_auc_macro"] == pytest.approx(expected["roc_auc_macro"], abs=1e-4)
+    assert results["cnn-hop256"]["window"]["roc_auc_macro"] is not None

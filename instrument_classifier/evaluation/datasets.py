@@ -94,9 +94,15 @@ def matching_dataset(entry: dict, prepared: Sequence[tuple]) -> tuple:
 def require_same_windows(groups) -> None:
     """Models compared in one run are scored on the same windows: the matched datasets must hold them."""
     groups = list(groups)
-    first_ds, _, first_path = groups[0]
-    where = first_ds.select_columns(["recording_id", "start_frame"]).to_dict()
-    for split_ds, _, path in groups[1:]:
-        if split_ds.select_columns(["recording_id", "start_frame"]).to_dict() != where:
+
+    def where(split_ds, info) -> tuple:  # recordings and window starts in seconds: frame grids may differ
+        rows = split_ds.select_columns(["recording_id", "start_frame"]).to_dict()
+        rate = float(info["frame_rate"])
+        return rows["recording_id"], [round(frame / rate, 6) for frame in rows["start_frame"]]
+
+    first_ds, first_info, first_path = groups[0]
+    first = where(first_ds, first_info)
+    for split_ds, info, path in groups[1:]:
+        if where(split_ds, info) != first:
             raise EvaluationError(f"{path} and {first_path} hold different windows (recordings or positions); "
                                   "prepare both from the same recordings with the same window and hop")

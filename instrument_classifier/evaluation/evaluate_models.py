@@ -53,11 +53,13 @@ import tempfile
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Union
 
+import numpy as np
+
 from ..audio import AudioError
 from ..context import RecordingContext, blend, neighbour_means
 from ..data.musicnet import MusicNetError
 from ..data.taxonomy import UnknownInstrumentError
-from ..ensemble import blend_probabilities
+from ..ensemble import blend_probabilities, frames_on_grid
 from ..inference import DeviceError, load_model, resolve_device
 from .clips import ManifestError, evaluate_clips, format_clip_summary
 from .datasets import (
@@ -212,11 +214,11 @@ def evaluate_models(
     first = entries[0]["model"].config
     for entry in entries[1:]:
         config = entry["model"].config
-        if (config.taxonomy, int(config.window_frames)) != (first.taxonomy, int(first.window_frames)):
+        if (config.taxonomy, _window_seconds(config)) != (first.taxonomy, _window_seconds(first)):
             raise EvaluationError(
-                f"{entry['source']}: taxonomy {config.taxonomy} / window of {config.window_frames} frames differs "
-                f"from {entries[0]['source']} ({first.taxonomy} / {first.window_frames}); models compared in one "
-                "run must be scored on the same windows and labels: evaluate them in separate runs"
+                f"{entry['source']}: taxonomy {config.taxonomy} / window of {_window_seconds(config):g} s differs "
+                f"from {entries[0]['source']} ({first.taxonomy} / {_window_seconds(first):g} s); models compared in "
+                "one run must be scored on the same windows and labels: evaluate them in separate runs"
             )
 
     with tempfile.TemporaryDirectory(prefix="instrument-evaluate-") as scratch:
@@ -251,10 +253,15 @@ def evaluate_models(
                                             desc=f"evaluate {entry['name']}"))
             if len(runs) == 1:
                 (window_prob, frame_prob), = runs
-            else:  # blended as inference blends them
+            else:  # blended as inference blends them, frames on the first member's grid
                 weights = [w for _, w in entry["parts"]]
+                grid = entry["parts"][0][0]["model"].config
                 window_prob = blend_probabilities([w for w, _ in runs], weights)
-                frame_prob = blend_probabilities([f for _, f in runs], weights)
+                frame_prob = blend_probabilities(
+                    [_frames_on_window_grid(f, part["model"].config, grid, len(window_prob))
+                     for (_, f), (part, _) in zip(runs, entry["parts"])], weights)
+                split_ds = data[group_key(entry["parts"][0][0])][0]  # the grid's windows, labels and frames
+                window_true, frame_true = truths[id(split_ds)]
             labels = model_labels(entry["model"])
             cut = (list(entry["model"].config.thresholds) if fixed_threshold is None
                    else [fixed_threshold] * len(labels))
@@ -283,6 +290,22 @@ def evaluate_models(
     if output is not None:
         write_report(results, curves, output)
     return results
+
+
+def _window_seconds(config) -> float:
+    """The length of a model's (or ensemble's) window in seconds: models whose windows hold the same samples are
+    scored on the same windows, whatever their frame hops."""
+    return round(int(config.window_frames) * int(config.hop_length) / float(config.sampling_rate), 6)
+
+
+def _frames_on_window_grid(frame_prob: np.ndarray, config, grid, num_windows: int) -> np.ndarray:
+    """A member's frame probabilities of ``num_windows`` windows (``config.window_frames`` frames each), read at
+    the frames of the ensemble's grid (``grid.window_frames`` frames per window, hop ``grid.hop_length``), as
+    inference reads them (:func:`instrument_classifier.ensemble.frames_on_grid`)."""
+    per_window = frame_prob.reshape(num_windows, int(config.window_frames), -1)
+    picked = [frames_on_grid(w, int(config.hop_length), int(grid.hop_length), int(grid.window_frames))
+              for w in per_window]
+    return np.concatenate(picked) if picked else frame_prob
 
 
 def _with_context(context: RecordingContext, split_ds, window_frames: int, window_true, window_prob, frame_true,
