@@ -5,24 +5,64 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Optional
 
 from .. import modeling
 from ..atomic_write import write_dir
 from ..evaluation.report import fmt, markdown_table
 from ..local_paths import strip_local_paths
-from ..modeling import InstrumentFeatureExtractor, InstrumentMusicnnForAudioClassification
+from ..inference import load_model
 from ..training.model_card import usage_lines
 from .cards import library_title
 from .common import MusicnnSettings, RecipeError, RecipeSettings, as_json, write_json
 from .musicnn_sources import MUSICNN_LICENCE, VPO_URL
 
 RESULTS_FILE = "recipe_musicnn_results.json"
+#: scripts/convert_yamnet.py's source of the YAMNet weights (its docstring and SOURCE say the same).
+YAMNET_SOURCE = ("the TF-Hub YAMNet TFLite model (`lite-model/yamnet/classification/tflite/1`) committed as "
+                 "`yamnet.tflite` at github.com/Jaskaran197/Speaker-Detector @ "
+                 "4ec29b6938f1051fe36b46786f8d486d8b74a38e (sha1 7f54d20da3b32164849274af1ab0651c75cac681)")
+#: What the card says of each front-end family: its front matter, front end, representation and licences.
+FAMILIES = {
+    "musicnn": {
+        "front_matter": ["license: other", "license_name: musicnn-isc-and-training-data"],
+        "front_end": "The front end is musicnn's `MTT_musicnn` (Pons & Serra 2019), a music tagger trained on real "
+                     "recordings, kept frozen.",
+        "representation": "(penultimate embedding, pooled frame features, tag logits)",
+        "licences": [
+            "- The musicnn weights inside `model.safetensors`: ISC licence (musicnn 0.1.0, (c) Music Technology "
+            "Group, Universitat Pompeu Fabra 2019, code by Jordi Pons); its notice, which goes with every copy, is "
+            "in `MUSICNN_LICENSE.md`.",
+            "- musicnn was trained on MagnaTagATune, licensed CC BY-NC-SA 3.0. Whether that licence reaches weights "
+            "trained on it is unsettled; commercial users should check before relying on this model.",
+        ],
+    },
+    "yamnet": {
+        "front_matter": ["license: apache-2.0"],
+        "front_end": "The front end is Google's YAMNet (MobileNet v1 on log-mel patches, trained on AudioSet), "
+                     f"kept frozen; its weights were converted by `scripts/convert_yamnet.py` from {YAMNET_SOURCE}.",
+        "representation": "(the mean and maximum over five 0.96-s patches of its 1024-d embedding and its 521 "
+                          "AudioSet logits)",
+        "licences": [
+            "- The YAMNet weights inside `model.safetensors`: Apache-2.0 (YAMNet, Google, tensorflow/models), "
+            f"converted from {YAMNET_SOURCE}. YAMNet was trained on AudioSet, whose labels and ontology are "
+            "CC BY 4.0.",
+        ],
+    },
+}
 #: The export's weights budget, as the MFCC recipe's (musicnn's weights are 3.2 MB).
 MAX_WEIGHTS_BYTES = 5 * 1024 * 1024
+#: Per family: YAMNet's frozen weights are about 15 MB.
+WEIGHTS_BUDGETS = {"musicnn": MAX_WEIGHTS_BYTES, "yamnet": 20 * 1024 * 1024}
 
 
-def model_card(results: dict, settings: RecipeSettings, mset: MusicnnSettings) -> str:
-    """The exported folder's README.md: training data, real-recording numbers first, licences."""
+def model_card(results: dict, settings: RecipeSettings, mset: MusicnnSettings, name: str = "musicnn") -> str:
+    """The exported folder's README.md: training data, real-recording numbers first, licences.
+
+    ``name`` is the front end's family (a key of :data:`FAMILIES`); ``results`` that model's results (for YAMNet,
+    the recipe results' ``"yamnet"`` entry, which holds its own ``sources`` and the shared ``labels``).
+    """
+    family = FAMILIES[name]
     sources, real_dev, merlin = results["sources"], results.get("real_dev"), results["merlin_test"]
     heldout = library_title(settings.heldout_library)
     train_libraries = " and ".join(library_title(name) for name in settings.train_libraries)
@@ -30,19 +70,17 @@ def model_card(results: dict, settings: RecipeSettings, mset: MusicnnSettings) -
     lines = [
         "---",
         "library_name: transformers",
-        "license: other",
-        "license_name: musicnn-isc-and-training-data",
+        *family["front_matter"],
         "pipeline_tag: audio-classification",
-        "tags: [audio, audio-classification, music, instrument-recognition, multi-label, musicnet, musicnn, "
-        "instrument_musicnn]",
+        f"tags: [audio, audio-classification, music, instrument-recognition, multi-label, musicnet, {name}, "
+        f"instrument_{name}]",
         "---",
         "",
-        "# instrument-classifier musicnn",
+        f"# instrument-classifier {name}",
         "",
         f"Which of the {len(results['labels'])} MusicNet instruments play ({', '.join(results['labels'])}), window by "
-        "window (3 s) and per clip. The front end is musicnn's `MTT_musicnn` (Pons & Serra 2019), a music tagger "
-        "trained on real recordings, kept frozen; on its representation of each window (penultimate embedding, "
-        "pooled frame features, tag logits) a linear head was fitted, one logistic regression per instrument "
+        f"window (3 s) and per clip. {family['front_end']} On its representation of each window "
+        f"{family['representation']} a linear head was fitted, one logistic regression per instrument "
         f"(C {mset.C:g}). Built by `make models` (`python -m instrument_classifier.recipe_musicnn`).",
         "",
         "## How to use",
@@ -133,11 +171,7 @@ def model_card(results: dict, settings: RecipeSettings, mset: MusicnnSettings) -
         "",
         "## Licences",
         "",
-        "- The musicnn weights inside `model.safetensors`: ISC licence (musicnn 0.1.0, (c) Music Technology Group, "
-        "Universitat Pompeu Fabra 2019, code by Jordi Pons); its notice, which goes with every copy, is in "
-        "`MUSICNN_LICENSE.md`.",
-        "- musicnn was trained on MagnaTagATune, licensed CC BY-NC-SA 3.0. Whether that licence reaches weights "
-        "trained on it is unsettled; commercial users should check before relying on this model.",
+        *family["licences"],
         "- The labels the head was trained on: MusicNet (Thickstun, Harchaoui & Kakade), CC BY 4.0.",
         "- The training audio was rendered from sample libraries and is not shipped: FluidR3 GM, MuseScore General, "
         "and the Virtual Playing Orchestra, whose samples come from Sonatina Symphonic Orchestra (CC Sampling Plus "
@@ -150,24 +184,27 @@ def model_card(results: dict, settings: RecipeSettings, mset: MusicnnSettings) -
     return "\n".join(lines)
 
 
-def export_model(src: Path, folder: Path, results: dict, settings: RecipeSettings, mset: MusicnnSettings) -> None:
+def export_model(src: Path, folder: Path, results: dict, settings: RecipeSettings, mset: MusicnnSettings,
+                 name: str = "musicnn", shipped: Optional[dict] = None) -> None:
     """``folder`` (replaced atomically): the model and feature extractor saved again from ``src``, README.md,
-    recipe_musicnn_results.json and the musicnn licence text."""
-    model = InstrumentMusicnnForAudioClassification.from_pretrained(str(src), use_safetensors=True)
-    extractor = InstrumentFeatureExtractor.from_pretrained(str(src))
+    recipe_musicnn_results.json (``shipped``, default ``results``) and, for musicnn, the musicnn licence text;
+    ``name`` and ``results`` as in :func:`model_card`."""
+    model, extractor = load_model(src, device="cpu")  # the family's class, as its config names it
 
     def write(tmp: Path) -> None:
         # save_pretrained copies the package's current model code beside the weights (what trust_remote_code runs)
         model.save_pretrained(tmp)
         extractor.save_pretrained(tmp)
         size = (tmp / "model.safetensors").stat().st_size
-        if size > MAX_WEIGHTS_BYTES:
-            raise RecipeError(f"{src}: model.safetensors is {size / 2**20:.1f} MB, above the 5 MB budget")
-        # the ISC licence asks that its notice go with every copy of the weights
-        licence = results["sources"]["musicnn_weights"].get("licence_text") or MUSICNN_LICENCE
-        (tmp / "MUSICNN_LICENSE.md").write_text(licence.rstrip() + "\n")
-        (tmp / "README.md").write_text(model_card(results, settings, mset))
-        write_json(tmp / RESULTS_FILE, strip_local_paths(results))  # shipped and pushed: no folder of this machine
+        if size > WEIGHTS_BUDGETS[name]:
+            raise RecipeError(f"{src}: model.safetensors is {size / 2**20:.1f} MB, above the "
+                              f"{WEIGHTS_BUDGETS[name] / 2**20:.0f} MB budget")
+        if name == "musicnn":  # the ISC licence asks that its notice go with every copy of the weights
+            licence = results["sources"]["musicnn_weights"].get("licence_text") or MUSICNN_LICENCE
+            (tmp / "MUSICNN_LICENSE.md").write_text(licence.rstrip() + "\n")
+        (tmp / "README.md").write_text(model_card(results, settings, mset, name))
+        # shipped and pushed: no folder of this machine
+        write_json(tmp / RESULTS_FILE, strip_local_paths(results if shipped is None else shipped))
 
     write_dir(folder, write)
 

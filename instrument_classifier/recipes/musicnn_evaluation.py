@@ -10,19 +10,18 @@ from ..atomic_write import write_dir
 from ..evaluation.clips import evaluate_clips
 from ..evaluation.evaluate_models import evaluate_models
 from ..evaluation.report import fmt
-from ..modeling import InstrumentFeatureExtractor, InstrumentMusicnnForAudioClassification
+from ..inference import load_model
 from .common import RecipeError
 from .real_clips import clip_summary, long_clip_metrics
 from .results import model_key, window_summary
 
-__all__ = ["tune_on_real_clips", "evaluate_model", "format_results"]
+__all__ = ["tune_on_real_clips", "evaluate_model", "format_results", "format_blend_results"]
 
 
 def _write_thresholds(src: Path, out: Path, thresholds: Optional[Dict[str, float]]) -> None:
     """``src`` saved again to ``out`` (atomically) with ``thresholds`` ({label: t}) in its config, if given."""
 
-    model = InstrumentMusicnnForAudioClassification.from_pretrained(str(src), use_safetensors=True)
-    extractor = InstrumentFeatureExtractor.from_pretrained(str(src))
+    model, extractor = load_model(src, device="cpu")  # the family's class, as its config names it
     if thresholds is not None:
         labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
         if sorted(thresholds) != sorted(labels):
@@ -106,3 +105,21 @@ def format_results(results: dict) -> str:
                      f"{fmt(m['f1_micro'])}, macro F1 {fmt(m['f1_macro'])}")
     return "\n".join(lines)
 
+
+
+def format_blend_results(results: dict) -> str:
+    """A few lines on the YAMNet model and the blend: real clips first (cross-validated), then the held-out test."""
+    lines = []
+    blend = results["blend"]
+    for name, real, test in (("yamnet", results["yamnet"]["real_dev"],
+                              results["yamnet"]["merlin_test"]["tuned_thresholds"]),
+                             (f"blend ({blend['weights'][0]:g} musicnn + {blend['weights'][1]:g} YAMNet)",
+                              blend["real_dev"], blend["merlin_test"])):
+        if real is not None:
+            cv = real["cross_validated"] if "cross_validated" in real else blend["cross_validated"]
+            lines.append(f"{name}, real clips ({real['num_clips']}): macro AUC {fmt(real['tuned']['roc_auc_macro'])}, "
+                         f"micro F1 {fmt(real['tuned']['f1_micro'])}; cross-validated micro F1 {fmt(cv['f1_micro'])}, "
+                         f"false per clip {fmt(cv['false_alarms_per_clip'], 2)}")
+        lines.append(f"{name}, held-out test windows: macro AUC {fmt(test['roc_auc_macro'])}, micro F1 "
+                     f"{fmt(test['f1_micro'])}, macro F1 {fmt(test['f1_macro'])}")
+    return "\n".join(lines)

@@ -1,5 +1,5 @@
-"""The musicnn recipe's train step: the linear head learned on musicnn's representation of every window (cached),
-its window thresholds tuned on the held-out validation windows."""
+"""The musicnn recipe's train steps: the linear head learned on the frozen front end's (musicnn's or YAMNet's)
+representation of every window (cached), its window thresholds tuned on the held-out validation windows."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from .results import window_summary
 __all__ = ["train_probe"]
 
 def _representations(model, dataset, split: str, key: str, cache: Path, batch_size: int):
-    """``(x, y)`` of a prepared split: musicnn representations and window labels, cached under ``key`` (the
+    """``(x, y)`` of a prepared split: the front end's representations and window labels, cached under ``key`` (the
     split's fingerprint and the backbone's): reading every window is the slow part, about 40x real time on 2
     cores, and a run interrupted after it, or one with another C, need not read them again."""
 
@@ -37,17 +37,21 @@ def _representations(model, dataset, split: str, key: str, cache: Path, batch_si
     return x, y
 
 
-def train_probe(dataset_path: Path, weights: Path, out: Path, cache: Path, mset: MusicnnSettings, seed: int) -> dict:
+def train_probe(dataset_path: Path, weights: Path, out: Path, cache: Path, mset: MusicnnSettings, seed: int,
+                backbone_type: str = "musicnn") -> dict:
     """Fit the linear head on the train windows, tune window thresholds on the validation windows, save to ``out``.
+
+    ``backbone_type`` is the front end's family ("musicnn" or "yamnet",
+    :func:`~instrument_classifier.training.linear_probe.new_classifier`); ``weights`` its converted safetensors.
 
     Returns ``{"absent_labels", "train_windows", "validation_windows", "validation": window summary,
     "validation_thresholds": {label: t}}``.
     """
 
-    model, fe = linear_probe.new_musicnn_classifier(str(weights))
+    model, fe = linear_probe.new_classifier(str(weights), backbone_type=backbone_type)
     info = linear_probe._check_datasets([str(dataset_path)], fe)
     if info["taxonomy"] != model.config.taxonomy:
-        model, fe = linear_probe.new_musicnn_classifier(str(weights), info["taxonomy"], fe)
+        model, fe = linear_probe.new_classifier(str(weights), info["taxonomy"], fe, backbone_type)
     data, prepared, _ = load_prepared(dataset_path)
     backbone = sha256(Path(weights))
 
