@@ -24,10 +24,12 @@ from instrument_classifier.recipes import (
     common,
     mfcc,
     musicnn,
+    musicnn_blend,
     musicnn_card,
     musicnn_evaluation,
     musicnn_renders,
     musicnn_sources,
+    musicnn_yamnet,
     renders,
 )
 from instrument_classifier.recipes.common import Library, MusicnnSettings, RecipeSettings
@@ -48,6 +50,18 @@ DISTRACTORS = (57, 66, 25)  # trumpet, alto sax, nylon guitar
 @pytest.fixture(scope="module")
 def backbone_file(musicnn_backbone_file):
     return musicnn_backbone_file
+
+
+@pytest.fixture(scope="module")
+def yamnet_file(tmp_path_factory) -> Path:
+    """A YamnetFrontend state dict with seeded random weights, saved as scripts/convert_yamnet.py saves it."""
+    from instrument_classifier.modeling.yamnet_frontend import YamnetFrontend
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("yamnet") / "yamnet_random.safetensors"
+    save_file({k: v.contiguous() for k, v in YamnetFrontend().state_dict().items()}, str(path),
+              metadata={"format": "pt"})
+    return path
 
 
 def tiny_musicnet(root: Path) -> Path:
@@ -125,7 +139,7 @@ def real_clips(folder: Path) -> Path:
 
 
 @pytest.fixture
-def tiny_recipe(tmp_path, monkeypatch, backbone_file):
+def tiny_recipe(tmp_path, monkeypatch, backbone_file, yamnet_file):
     """Settings and inputs of a run that takes about a minute: 6-s excerpts, tiny libraries, one process."""
     libraries = tmp_path / "soundfonts"
     libraries.mkdir()
@@ -141,7 +155,8 @@ def tiny_recipe(tmp_path, monkeypatch, backbone_file):
     mset = MusicnnSettings(vpo_start_seconds=0.0, vpo_seconds=6.0, distractor_start_seconds=2.0,
                            distractor_seconds=6.0, batch_size=16)
     return {"workdir": tmp_path / "work", "output": tmp_path / "pretrained", "settings": settings, "mset": mset,
-            "weights": backbone_file, "sampler_library": fake_vpo(tmp_path / "VirtualPlayingOrchestra"),
+            "weights": backbone_file, "yamnet_weights": yamnet_file,
+            "sampler_library": fake_vpo(tmp_path / "VirtualPlayingOrchestra"),
             "real_dev": real_clips(tmp_path / "real-dev"), "musicnet": tiny_musicnet(tmp_path / "musicnet")}
 
 
@@ -204,7 +219,8 @@ def test_the_stage_builds_tunes_evaluates_and_exports_a_model_and_resumes(tiny_r
     from instrument_classifier.local_paths import strip_local_paths
 
     shipped = (folder / "recipe_musicnn_results.json").read_text()
-    assert json.loads(shipped) == strip_local_paths(results) and '": "/' not in shipped
+    musicnn_results = {k: v for k, v in results.items() if k not in ("yamnet", "blend")}
+    assert json.loads(shipped) == strip_local_paths(musicnn_results) and '": "/' not in shipped
 
     # the exported folder: weights, code, feature extractor, card, the musicnn licence; nothing else
     files = {p.name for p in folder.iterdir()}
@@ -226,6 +242,73 @@ def test_the_stage_builds_tunes_evaluates_and_exports_a_model_and_resumes(tiny_r
         assert f"musicnn: {step}" in log, (step, list(log))
     assert "render fluidr3 train [0, 6) s" in json.loads((workdir / "recipe_log.json").read_text())["steps"]
 
+    # the YAMNet model: the same corpora and windows (374 YAMNet frames = 187 musicnn ones), the same probe
+    yprepared = json.loads((workdir / "datasets" / "yamnet" / "prepare_info.json").read_text())
+    for key in ("data_dirs", "validation_data_dirs", "eval_data_dirs", "seed", "taxonomy"):
+        assert yprepared[key] == prepared[key], key
+    assert yprepared["window_frames"] == yprepared["hop_frames"] == 374
+    for split in ("train", "validation", "test"):
+        assert yprepared["splits"][split]["windows"] == prepared["splits"][split]["windows"], split
+    yamnet_sha = musicnn.sha256(tiny_recipe["yamnet_weights"])
+    assert json.loads((workdir / "yamnet" / "sources.json").read_text())["yamnet_weights"]["sha256"] == yamnet_sha
+    assert results["yamnet"]["sources"]["yamnet_weights"]["sha256"] == yamnet_sha
+    assert any((workdir / "yamnet" / "representations").glob("train-*.npz"))
+    ytuned = json.loads((workdir / "yamnet" / "tune-real-dev" / "metrics.json").read_text())["model"]
+    assert results["yamnet"]["thresholds"]["real_dev"] == ytuned["tuned_thresholds"]
+    ymodel, yextractor = load_model(workdir / "yamnet" / "model-tuned")
+    assert type(ymodel).__name__ == "InstrumentYamnetForAudioClassification"
+    assert yextractor.feature_type == "yamnet" and ymodel.config.window_frames == 374
+    assert ymodel.config.thresholds == pytest.approx([ytuned["tuned_thresholds"][label] for label in labels])
+    assert results["yamnet"]["real_dev"]["num_clips"] == 13
+    assert set(results["yamnet"]["merlin_test"]) == {"validation_thresholds", "tuned_thresholds"}
+
+    # the blend: the YAMNet weight tuned on the real clips, an ensemble folder that loads and predicts
+    from instrument_classifier.ensemble import EnsembleConfig, InstrumentEnsemble
+
+    blend = results["blend"]
+    assert blend["tuned_on"] == "real_dev" and blend["weight"] in [k / 10 for k in range(11)]
+    assert [c["weight"] for c in blend["candidates"]] == [k / 10 for k in range(11)]
+    assert blend["weights"] == pytest.approx([1 - blend["weight"], blend["weight"]])
+    for where, members in ((workdir / "musicnn-yamnet", ["../musicnn/model-tuned", "../yamnet/model-tuned"]),
+                           (tiny_recipe["output"] / "musicnn-yamnet", ["../musicnn", "../yamnet"])):
+        config = EnsembleConfig.load(where)
+        assert config.members == members and config.weights == pytest.approx(blend["weights"])
+        assert (config.window_frames, config.hop_length, config.sampling_rate) == (187, 256, 16000)
+        assert config.thresholds == pytest.approx([blend["thresholds"][label] for label in labels], abs=1e-4)
+        ensemble, none = load_model(where)
+        assert isinstance(ensemble, InstrumentEnsemble) and none is None
+        timeline = predict_timeline(ensemble, None, EXAMPLES / "haydn_string_quartet_53.ogg")
+        assert timeline.window_probs.shape == (4, 11)
+    assert blend["real_dev"]["num_clips"] == 13 and 0.0 <= blend["real_dev"]["tuned"]["f1_micro"] <= 1.0
+    assert set(blend["cross_validated"]) >= {"f1_micro", "false_alarms_per_clip"}
+    assert 0.0 <= blend["merlin_test"]["f1_micro"] <= 1.0
+
+    # the exports: the YAMNet folder with its card, the ensemble folder with its card
+    yfolder = tiny_recipe["output"] / "yamnet"
+    yfiles = {p.name for p in yfolder.iterdir()}
+    assert {"model.safetensors", "config.json", "preprocessor_config.json", "modeling_instrument_yamnet.py",
+            "yamnet_frontend.py", "README.md", "recipe_musicnn_results.json"} <= yfiles
+    assert "MUSICNN_LICENSE.md" not in yfiles
+    assert json.loads((yfolder / "recipe_musicnn_results.json").read_text()) == strip_local_paths(results)
+    ycard = (yfolder / "README.md").read_text()
+    for phrase in ("# instrument-classifier yamnet", "license: apache-2.0", "Apache-2.0", "AudioSet",
+                   "Jaskaran197/Speaker-Detector", "4ec29b6938f1051fe36b46786f8d486d8b74a38e",
+                   "7f54d20da3b32164849274af1ab0651c75cac681", "scripts/convert_yamnet.py",
+                   "Virtual Playing Orchestra"):
+        assert phrase in ycard, phrase
+    assert "MUSICNN_LICENSE" not in ycard and "MagnaTagATune" not in ycard
+    assert ycard.index("Results on real recordings") < ycard.index("synthetic held-out test")
+    bcard = (tiny_recipe["output"] / "musicnn-yamnet" / "README.md").read_text()
+    assert bcard.startswith("---\n")
+    for phrase in ("ISC", "MagnaTagATune", "Apache-2.0", "AudioSet", "instrument-classifier predict --model",
+                   "load_model", "from_pretrained", "cross-validated"):
+        assert phrase in bcard, phrase
+    assert bcard.index("Results on real recordings") < bcard.index("synthetic held-out test")
+    for step in ("prepare datasets/yamnet", "yamnet train (linear probe)", "yamnet tune (real clips)",
+                 "yamnet evaluate", "blend (YAMNet weight tuned on real clips)", "blend evaluate",
+                 f"export {yfolder}"):
+        assert f"musicnn: {step}" in log, (step, list(log))
+
     # a second run finds everything done: nothing is rendered, trained, tuned or evaluated again
     def refuse(*args, **kwargs):
         raise AssertionError("a finished step ran again")
@@ -240,13 +323,16 @@ def test_the_stage_builds_tunes_evaluates_and_exports_a_model_and_resumes(tiny_r
                              (musicnn_renders, "perturb_corpus"), (musicnn, "train_probe"),
                              (musicnn, "export_model"), (clips, "evaluate_clips"),
                              (musicnn_evaluation, "evaluate_clips"), (evaluate_models, "evaluate_models"),
-                             (musicnn_evaluation, "evaluate_models")):
+                             (musicnn_evaluation, "evaluate_models"), (musicnn_yamnet, "train_probe"),
+                             (musicnn, "tune_blend"), (musicnn_blend, "predict_timeline"),
+                             (musicnn_blend, "evaluate_models"), (musicnn_blend, "evaluate_clips"),
+                             (musicnn, "export_blend"), (musicnn_blend, "predict_split")):
             patch.setattr(module, name, refuse)
         capsys.readouterr()
         stamp = (folder / "model.safetensors").stat().st_mtime_ns
         assert _run(tiny_recipe) == results
         out = capsys.readouterr().out
-    assert out.count("done earlier, skipped") == 11, out  # every step, each render and perturb
+    assert out.count("done earlier, skipped") == 19, out  # every step, each render and perturb, each export
     assert (folder / "model.safetensors").stat().st_mtime_ns == stamp
 
     # without labelled real clips the thresholds stay those of the held-out validation windows
@@ -288,6 +374,26 @@ def test_missing_weights_say_how_to_convert_them(tmp_path, capsys):
     assert code == 2 and f"{tmp_path / 'none.safetensors'}: musicnn weights not found" in err
     assert "scripts/convert_musicnn.py --wheel musicnn-0.1.0-py3-none-any.whl" in err
     assert "pip download --no-deps musicnn==0.1.0" in err
+
+
+def test_missing_yamnet_weights_say_how_to_convert_them(tmp_path, capsys, backbone_file):
+    """Checked in the sources step, before anything is rendered: the message carries convert_yamnet.py's command
+    (checked against its docstring); a file that is not YAMNet weights is refused."""
+    docstring = ast.get_docstring(ast.parse((REPO_ROOT / "scripts" / "convert_yamnet.py").read_text()))
+    assert musicnn_yamnet.YAMNET_CONVERSION_COMMAND in docstring
+    labels = tiny_musicnet(tmp_path / "musicnet")
+    vpo = fake_vpo(tmp_path / "VPO")
+    code = musicnn.main(["--workdir", str(tmp_path / "work"), "--musicnet", str(labels), "--sampler-library", str(vpo),
+                         "--musicnn-weights", str(backbone_file),
+                         "--yamnet-weights", str(tmp_path / "none.safetensors")])
+    err = capsys.readouterr().err
+    assert code == 2 and f"{tmp_path / 'none.safetensors'}: YAMNet weights not found" in err
+    assert musicnn_yamnet.YAMNET_CONVERSION_COMMAND in err and "--yamnet-weights" in err
+    assert not (tmp_path / "work" / "render").exists()  # stopped before rendering anything
+    from instrument_classifier.recipes.common import RecipeError
+
+    with pytest.raises(RecipeError, match="not YAMNet weights"):
+        musicnn_yamnet.check_yamnet_weights(backbone_file, tmp_path / "sources.json")
 
 
 def test_missing_or_wrong_sources_are_refused_with_what_to_do(tmp_path, backbone_file):

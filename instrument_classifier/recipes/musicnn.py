@@ -2,7 +2,8 @@
 
     python -m instrument_classifier.recipe_musicnn --workdir corpora/recipe \\
         --output instrument_classifier/pretrained \\
-        [--sampler-library DIR] [--musicnn-weights FILE] [--real-dev MANIFEST] [--stop-after STEP]
+        [--sampler-library DIR] [--musicnn-weights FILE] [--yamnet-weights FILE] [--real-dev MANIFEST] \\
+        [--stop-after STEP]
 
 :class:`~instrument_classifier.modeling.InstrumentMusicnnForAudioClassification` keeps musicnn (``MTT_musicnn``, a
 tagger trained on real recordings) frozen and learns one linear head on its representation of 3-s windows
@@ -11,13 +12,17 @@ where MFCC models do not (docs/experiments.md, "A front end learned from real mu
 audio closer to real playing (recorded samples) and tracks of other instruments (distractors) moved it further
 ("Training audio from recorded samples, and distractors"). This module builds exactly that model; the MFCC recipe
 (:mod:`~instrument_classifier.recipes.mfcc`) keeps building the CNN and the Transformer, and this stage reuses its
-renders.
+renders. After the musicnn model it builds the same probe on Google's YAMNet (Apache-2.0, trained on AudioSet;
+:class:`~instrument_classifier.modeling.InstrumentYamnetForAudioClassification`) from the same windows, and a blend
+of the two (an :mod:`~instrument_classifier.ensemble` folder): on the real development clips both beat the
+musicnn head alone (docs/experiments.md).
 
 Steps (each skipped when its output is complete, so an interrupted run resumes where it stopped)::
 
     sources   the musicnn weights (``scripts/convert_musicnn.py``'s safetensors) and a Virtual Playing Orchestra
               checkout: checked, their sha256 and git commit recorded in musicnn/sources.json. Nothing of either
-              is shipped but the converted weights inside the model (ISC licence, kept with them)
+              is shipped but the converted weights inside the model (ISC licence, kept with them). The YAMNet
+              weights (``scripts/convert_yamnet.py``'s): loaded, their sha256 recorded in yamnet/sources.json
     render    the MFCC recipe's renders up to perturb (FluidR3 and MuseScore training excerpts, the held-out Merlin
               validation and test pieces; run here if missing), plus two training corpora of the train pieces:
               VPO's recorded samples ([60, 105) s, seed 3) and FluidR3 with distractors (each track played by
@@ -35,14 +40,28 @@ Steps (each skipped when its output is complete, so an interrupted run resumes w
     evaluate  window level on the held-out test renders (both threshold sets), clip level on the real clips ->
               WORKDIR/recipe_musicnn_results.json
     export    OUTPUT/musicnn: the model folder (save_pretrained), its feature extractor, a model card, the
-              licence of the musicnn weights, recipe_musicnn_results.json
+              licence of the musicnn weights, recipe_musicnn_results.json (the musicnn results)
+    yamnet-prepare   datasets/yamnet: the corpora, splits, seed and taxonomy of datasets/musicnn read by YAMNet's
+              feature extractor, windows of 374 frames (8 ms) and hop 374: the same samples as musicnn's windows
+    yamnet-train, yamnet-tune, yamnet-evaluate   as train, tune and evaluate, with YAMNet's front end
+              (representations cached in yamnet/representations) -> yamnet/model, yamnet/model-tuned, results
+    blend     musicnn-yamnet: an ensemble of musicnn/model-tuned and yamnet/model-tuned whose YAMNet weight (0,
+              0.1, ..., 1) has the best cross-validated clip micro F1 on the real clips (within 0.01: fewer false
+              instruments per clip, then higher macro ROC-AUC; :func:`~instrument_classifier.evaluation.tuning.
+              tune_blend_on_clips`), its clip thresholds tuned on all of them; without a manifest, weight and
+              thresholds from the held-out validation windows (``tune_ensemble``)
+    blend-evaluate   the ensemble on the held-out test windows (both datasets) and on the real clips -> the
+              results' "blend" (the YAMNet model's are under "yamnet")
+    export-yamnet    OUTPUT/yamnet (as OUTPUT/musicnn, YAMNet's card and licence) and OUTPUT/musicnn-yamnet (the
+              ensemble config naming ../musicnn and ../yamnet, a card), both with every result
 
 Timings go to ``WORKDIR/recipe_musicnn_log.json`` (the MFCC recipe's own steps, when run from here, to its
 ``recipe_log.json``).
 
 This module runs the steps in order, skips those already done, and is the command line; the steps' work is in
 :mod:`~.musicnn_sources` (sources), :mod:`~.musicnn_renders` (render), :mod:`~.musicnn_probe` (train),
-:mod:`~.musicnn_evaluation` (tune, evaluate) and :mod:`~.musicnn_card` (export).
+:mod:`~.musicnn_evaluation` (tune, evaluate), :mod:`~.musicnn_card` (export), :mod:`~.musicnn_yamnet` (the
+YAMNet weights and model) and :mod:`~.musicnn_blend` (blend, blend-evaluate, the ensemble's export).
 """
 
 from __future__ import annotations
@@ -73,16 +92,19 @@ from .common import (
     sha256,
     write_json,
 )
+from .musicnn_blend import BLEND_NAME, evaluate_blend, export_blend, is_blend_exported, tune_blend
 from .musicnn_card import RESULTS_FILE, export_model, is_exported
-from .musicnn_evaluation import evaluate_model, format_results, tune_on_real_clips
+from .musicnn_evaluation import evaluate_model, format_blend_results, format_results, tune_on_real_clips
 from .musicnn_probe import train_probe
 from .musicnn_renders import recipe_corpora, render_training_corpora, validation_corpora
 from .musicnn_sources import DEFAULT_WEIGHTS, VPO_URL, check_sources
+from .musicnn_yamnet import DEFAULT_YAMNET_WEIGHTS, check_yamnet_weights, run_yamnet_model
 from .real_clips import LONG_CLIP_SECONDS
 
 __all__ = ["run_musicnn_recipe", "main", "STEPS"]
 
-STEPS = ("sources", "render", "prepare", "train", "tune", "evaluate", "export")
+STEPS = ("sources", "render", "prepare", "train", "tune", "evaluate", "export", "yamnet-prepare", "yamnet-train",
+         "yamnet-tune", "yamnet-evaluate", "blend", "blend-evaluate", "export-yamnet")
 LOG_FILE = "recipe_musicnn_log.json"
 
 
@@ -113,7 +135,8 @@ def _stamp_matches(stamp: Path, inputs: dict, *outputs: Path) -> Optional[dict]:
 def run_musicnn_recipe(workdir: Path, output: Path, settings: RecipeSettings, mset: MusicnnSettings,
                        weights: Path = DEFAULT_WEIGHTS, sampler_library: Optional[Path] = None,
                        real_dev: Optional[Path] = DEFAULT_REAL_DEV, stop_after: Optional[str] = None,
-                       musicnet: Path = DEFAULT_MUSICNET_LABELS) -> dict:
+                       musicnet: Path = DEFAULT_MUSICNET_LABELS,
+                       yamnet_weights: Path = DEFAULT_YAMNET_WEIGHTS) -> dict:
     """Build the musicnn model; see the module doc. Returns the results (``{}`` when stopped early).
 
     Parameters
@@ -136,6 +159,8 @@ def run_musicnn_recipe(workdir: Path, output: Path, settings: RecipeSettings, ms
     musicnet : Path
         The MusicNet folder whose label CSVs (``train_labels/``, ``test_labels/``) are rendered, here and by the
         MFCC recipe's renders when they are missing.
+    yamnet_weights : Path
+        ``scripts/convert_yamnet.py``'s safetensors.
     """
     workdir, output = Path(workdir), Path(output)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -146,9 +171,12 @@ def run_musicnn_recipe(workdir: Path, output: Path, settings: RecipeSettings, ms
 
     # sources ---------------------------------------------------------------------------------------------------
     t = time.perf_counter()
-    previous = (home / "sources.json").read_text() if (home / "sources.json").is_file() else None
-    sources = check_sources(Path(weights), vpo, home / "sources.json")
-    log.step("sources", time.perf_counter() - t, (home / "sources.json").read_text() == previous)
+    records = [home / "sources.json", workdir / "yamnet" / "sources.json"]
+    previous = [path.read_text() if path.is_file() else None for path in records]
+    sources = check_sources(Path(weights), vpo, records[0])
+    (workdir / "yamnet").mkdir(exist_ok=True)
+    yamnet_sources = check_yamnet_weights(Path(yamnet_weights), records[1])
+    log.step("sources", time.perf_counter() - t, [path.read_text() for path in records] == previous)
     if stop_after == "sources":
         return {}
 
@@ -256,6 +284,72 @@ def run_musicnn_recipe(workdir: Path, output: Path, settings: RecipeSettings, ms
     if not done:
         export_model(tuned_dir, output / "musicnn", results, settings, mset)
     log.step(f"export {output / 'musicnn'}", time.perf_counter() - t, done)
+    if stop_after == "export":
+        return results
+
+    # yamnet-prepare ... yamnet-evaluate ---------------------------------------------------------------------------
+    yamnet = run_yamnet_model(workdir, settings, mset, Path(yamnet_weights), yamnet_sources, train_corpora,
+                              val_corpora, recipe_corpora(workdir, settings)["test"], manifest, log, _stamp_matches,
+                              stop_after)
+    if yamnet is None:
+        return results
+    datasets = {"musicnn": dataset_path, "yamnet": yamnet.pop("_dataset")}
+    yamnet_tuned, yamnet_tune_inputs = yamnet.pop("_tuned"), yamnet.pop("_tune_inputs")
+    yamnet_eval_inputs = yamnet.pop("_eval_inputs")
+    results["yamnet"] = yamnet
+
+    # blend -------------------------------------------------------------------------------------------------------
+    blend_dir = workdir / BLEND_NAME
+    blend_inputs = {"musicnn": digest(tuned["inputs"]), "yamnet": digest(yamnet_tune_inputs),
+                    "validation": None if manifest is not None else [info["split_fingerprints"].get("validation")]}
+    t = time.perf_counter()
+    blended = _stamp_matches(home / "blend.json", blend_inputs, blend_dir / "ensemble_config.json")
+    done = blended is not None
+    if not done:
+        blended = {"inputs": as_json(blend_inputs),
+                   **tune_blend(tuned_dir, yamnet_tuned, blend_dir, manifest, datasets, mset, settings.taxonomy)}
+        write_json(home / "blend.json", blended)
+    log.step("blend (YAMNet weight tuned on real clips)" if manifest is not None
+             else "blend (YAMNet weight tuned on validation windows)", time.perf_counter() - t, done)
+    if stop_after == "blend":
+        return results
+
+    # blend-evaluate ------------------------------------------------------------------------------------------------
+    blend_eval_inputs = {"blend": digest(blended["inputs"]), "musicnn": digest(eval_inputs),
+                         "yamnet": digest(yamnet_eval_inputs)}
+    t = time.perf_counter()
+    blend_evaluated = _stamp_matches(home / "blend-evaluate.json", blend_eval_inputs,
+                                     home / "blend-evaluation" / "heldout" / "metrics.json")
+    done = blend_evaluated is not None
+    if not done:
+        blend_evaluated = {"inputs": as_json(blend_eval_inputs),
+                           **evaluate_blend(blend_dir, datasets, manifest, home / "blend-evaluation")}
+        write_json(home / "blend-evaluate.json", blend_evaluated)
+    weight = blended["weight"]
+    results["blend"] = {
+        "members": ["musicnn", "yamnet"], "weights": [round(1.0 - weight, 4), round(weight, 4)],
+        **{k: v for k, v in blended.items() if k != "inputs"},
+        **{k: v for k, v in blend_evaluated.items() if k != "inputs"},
+    }
+    write_json(workdir / RESULTS_FILE, results)
+    log.step("blend evaluate", time.perf_counter() - t, done)
+    print(format_blend_results(results), flush=True)
+    if stop_after == "blend-evaluate":
+        return results
+
+    # export-yamnet ------------------------------------------------------------------------------------------------
+    t = time.perf_counter()
+    card_results = {**yamnet, "labels": results["labels"],
+                    "sources": {**yamnet["sources"], "sampler_library": sources["sampler_library"]}}
+    done = is_exported(output / "yamnet", results)
+    if not done:
+        export_model(yamnet_tuned, output / "yamnet", card_results, settings, mset, name="yamnet", shipped=results)
+    log.step(f"export {output / 'yamnet'}", time.perf_counter() - t, done)
+    t = time.perf_counter()
+    done = is_blend_exported(blend_dir, output / BLEND_NAME, results)
+    if not done:
+        export_blend(blend_dir, output / BLEND_NAME, results, settings)
+    log.step(f"export {output / BLEND_NAME}", time.perf_counter() - t, done)
     return results
 
 
@@ -267,7 +361,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--workdir", type=Path, default=Path("corpora/recipe"),
                         help="recipe.py's work folder: its renders are reused, this stage's files go beside them")
     parser.add_argument("--output", type=Path, default=Path("instrument_classifier/pretrained"),
-                        help="the model folder goes to OUTPUT/musicnn")
+                        help="the model folders go to OUTPUT/musicnn, OUTPUT/yamnet and OUTPUT/musicnn-yamnet")
     parser.add_argument("--musicnet", type=Path, default=DEFAULT_MUSICNET_LABELS, metavar="DIR",
                         help="your MusicNet folder, as recipe.py's --musicnet (only the label CSVs are read; "
                              f"default {DEFAULT_MUSICNET_LABELS})")
@@ -275,6 +369,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"your clone of {VPO_URL} (default WORKDIR/libraries/VirtualPlayingOrchestra)")
     parser.add_argument("--musicnn-weights", type=Path, default=DEFAULT_WEIGHTS, metavar="FILE",
                         help=f"scripts/convert_musicnn.py's output (default {DEFAULT_WEIGHTS})")
+    parser.add_argument("--yamnet-weights", type=Path, default=DEFAULT_YAMNET_WEIGHTS, metavar="FILE",
+                        help=f"scripts/convert_yamnet.py's output (default {DEFAULT_YAMNET_WEIGHTS})")
     parser.add_argument("--real-dev", type=Path, default=None, metavar="MANIFEST",
                         help="labelled real clips (evaluate --clips manifest) to tune the clip thresholds on and "
                              f"to report (default {DEFAULT_REAL_DEV}; tuning is skipped when it is absent)")
@@ -302,7 +398,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         run_musicnn_recipe(args.workdir, args.output, settings, MusicnnSettings(), weights=args.musicnn_weights,
                            sampler_library=args.sampler_library,
                            real_dev=args.real_dev if args.real_dev is not None else DEFAULT_REAL_DEV,
-                           stop_after=args.stop_after, musicnet=musicnet)
+                           stop_after=args.stop_after, musicnet=musicnet, yamnet_weights=args.yamnet_weights)
     except (RecipeError, RenderError, ManifestError, MusicNetError) as exc:
         print(f"recipe_musicnn: error: {exc}", file=sys.stderr)
         return 2

@@ -1,0 +1,236 @@
+"""The musicnn stage's blend of its two models (musicnn and YAMNet): the YAMNet weight and the clip thresholds
+tuned on the labelled real clips (or, without them, on the held-out validation windows), the ensemble folder,
+its evaluation and its export with a model card."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from ..atomic_write import write_dir
+from ..data.prepare import load_prepared
+from ..ensemble import EnsembleConfig
+from ..evaluation.clips import evaluate_clips, read_manifest
+from ..evaluation.evaluate_models import evaluate_models
+from ..evaluation.predict_split import predict_split
+from ..evaluation.report import fmt, markdown_table
+from ..evaluation.tuning import tune_blend_on_clips, tune_ensemble
+from ..inference import load_model, predict_timeline
+from ..local_paths import strip_local_paths
+from ..modeling.feature_extraction_instrument import default_feature_settings
+from .common import MusicnnSettings, RecipeSettings, as_json, write_json
+from .musicnn_card import RESULTS_FILE, YAMNET_SOURCE
+from .real_clips import clip_summary, long_clip_metrics
+from .results import model_key, window_summary
+
+__all__ = ["BLEND_NAME", "tune_blend", "evaluate_blend", "export_blend", "is_blend_exported", "blend_card"]
+
+#: The ensemble folder's name, in the work folder and in OUTPUT.
+BLEND_NAME = "musicnn-yamnet"
+
+
+def _window_probs(model_dir: Path, clips) -> list:
+    model, extractor = load_model(model_dir, device="cpu")
+    return [predict_timeline(model, extractor, row.file).window_probs for row in clips]
+
+
+def tune_blend(musicnn_dir: Path, yamnet_dir: Path, out: Path, manifest: Optional[Path], datasets: dict,
+               mset: MusicnnSettings, taxonomy: str) -> dict:
+    """Write the ensemble folder ``out`` (members ``musicnn_dir`` and ``yamnet_dir``, by relative path) with the
+    YAMNet weight and clip thresholds tuned on the clips of ``manifest``
+    (:func:`~instrument_classifier.evaluation.tuning.tune_blend_on_clips`); without a manifest, both from the
+    held-out validation windows of ``datasets`` ({"musicnn", "yamnet"}: prepared datasets,
+    :func:`~instrument_classifier.evaluation.tuning.tune_ensemble`). Returns what was tuned."""
+    labels = None
+    if manifest is not None:
+        model, _ = load_model(musicnn_dir, device="cpu")
+        labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
+        clips = read_manifest(manifest, labels)
+        y_true = np.array([[label in row.instruments for label in labels] for row in clips], dtype=np.int8)
+        tuned = tune_blend_on_clips(y_true, _window_probs(musicnn_dir, clips), _window_probs(yamnet_dir, clips))
+        weight, thresholds = tuned["weight"], tuned["thresholds"]
+        record = {"tuned_on": "real_dev", "weight": weight, "thresholds": dict(zip(labels, np.round(thresholds, 4)
+                                                                                   .tolist())),
+                  "cross_validated": tuned["cross_validated"], "roc_auc_macro": tuned["roc_auc_macro"],
+                  "candidates": tuned["candidates"]}
+    else:
+        y_val, p_musicnn = predict_split(musicnn_dir, datasets["musicnn"], "validation")
+        _, p_yamnet = predict_split(yamnet_dir, datasets["yamnet"], "validation")
+        dataset, _, _ = load_prepared(datasets["musicnn"])
+        rows = dataset["validation"].select_columns(["recording_id", "start_frame"])
+        tuned = tune_ensemble(y_val, [p_musicnn, p_yamnet], rows["recording_id"], rows["start_frame"],
+                              mset.window_frames)
+        weight, thresholds = tuned["weights"][1], tuned["thresholds"]
+        model, _ = load_model(musicnn_dir, device="cpu")
+        labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
+        record = {"tuned_on": "validation", "weight": weight,
+                  "thresholds": dict(zip(labels, np.round(thresholds, 4).tolist())), "validation": tuned["validation"]}
+    musicnn_fe = default_feature_settings("musicnn")
+    config = EnsembleConfig(
+        members=[_relative(musicnn_dir, out), _relative(yamnet_dir, out)],
+        weights=[round(1.0 - weight, 4), round(weight, 4)], labels=labels, thresholds=[float(t) for t in thresholds],
+        context=None, taxonomy=taxonomy, window_frames=mset.window_frames, sampling_rate=musicnn_fe["sampling_rate"],
+        hop_length=musicnn_fe["hop_length"],
+        validation={k: v for k, v in record.items() if k in ("tuned_on", "cross_validated", "roc_auc_macro",
+                                                             "validation")})
+    write_dir(out, lambda folder: config.save(folder))
+    return record
+
+
+def _relative(member: Path, ensemble: Path) -> str:
+    """``member`` relative to ``ensemble`` (siblings' parents in the work folder: ``../musicnn/model-tuned``)."""
+    return Path(os.path.relpath(Path(member).resolve(), Path(ensemble).resolve())).as_posix()
+
+
+def evaluate_blend(blend_dir: Path, datasets: dict, manifest: Optional[Path], out: Path) -> dict:
+    """The ensemble on the held-out test windows (both members' datasets, ``out/heldout``) and, with a manifest,
+    on the real clips (``out/real-dev``). Returns ``{"merlin_test": window summary, "real_dev": ... or None}``."""
+    report = evaluate_models([str(blend_dir)], dataset=[datasets["musicnn"], datasets["yamnet"]], split="test",
+                             output_dir=out / "heldout", progress=False)
+    evaluated = {"merlin_test": window_summary(model_key(report, blend_dir.name)["window"], None), "real_dev": None}
+    if manifest is not None:
+        clips_dir = out / "real-dev"
+        clip_report = evaluate_clips(str(blend_dir), manifest, output_dir=clips_dir, progress=False)
+        entry = model_key(clip_report, blend_dir.name)
+        evaluated["real_dev"] = {
+            "manifest": str(manifest), "num_clips": clip_report["num_clips"], "tuned": clip_summary(entry["clips"]),
+            "long_clips": long_clip_metrics(clips_dir, manifest),
+            "by_folder": {folder: clip_summary(m) for folder, m in entry["by_folder"].items()},
+        }
+    return evaluated
+
+
+def blend_card(results: dict, settings: RecipeSettings) -> str:
+    """The ensemble folder's README.md: real-clip results first, then the held-out synthetic test, the members,
+    licences and how to load it."""
+    blend, heldout = results["blend"], settings.heldout_library
+    weights = blend["weights"]
+    lines = [
+        "---",
+        "license: other",
+        "license_name: musicnn-isc-yamnet-apache-2.0-and-training-data",
+        "pipeline_tag: audio-classification",
+        "tags: [audio, audio-classification, music, instrument-recognition, multi-label, musicnet, musicnn, yamnet, "
+        "ensemble]",
+        "---",
+        "",
+        "# instrument-classifier musicnn + YAMNet",
+        "",
+        f"Which of the {len(results['labels'])} MusicNet instruments play ({', '.join(results['labels'])}), window by "
+        "window (3 s) and per clip: the window probabilities of two linear heads on frozen front ends, blended "
+        f"{weights[0]:g} musicnn + {weights[1]:g} YAMNet, then scored per clip and cut at one threshold per "
+        "instrument. Built by `make models` (`python -m instrument_classifier.recipe_musicnn`).",
+        "",
+    ]
+    real, cv = blend.get("real_dev"), blend.get("cross_validated")
+    if real is not None:
+        m, long = real["tuned"], real.get("long_clips")
+        lines += [
+            "## Results on real recordings (the development set)",
+            "",
+            f"The YAMNet weight ({blend['weight']:g}, of 0, 0.1, ..., 1) and the clip thresholds were tuned on these "
+            f"{real['num_clips']} labelled real clips: the weight with the best cross-validated micro F1 (2-fold over "
+            f"the clips, {cv['repeats']} repeats; within 0.01 of the best, fewer false instruments, then higher macro "
+            "ROC-AUC), the thresholds on all clips. The tuned row is therefore optimistic; the cross-validated row is "
+            "what the tuning reaches on clips it did not see.",
+            "",
+        ]
+        rows = [[f"all {m['num_clips']}", "tuned on them", fmt(m["roc_auc_macro"]), fmt(m["f1_micro"]),
+                 fmt(m["false_alarms_per_clip"], 2)],
+                [f"all {m['num_clips']}", "tuned on other clips (cross-validated)", fmt(m["roc_auc_macro"]),
+                 fmt(cv["f1_micro"]), fmt(cv["false_alarms_per_clip"], 2)]]
+        if long is not None:
+            rows.append([f"the {long['num_clips']} of {long['min_seconds']:g} s or more", "tuned on all",
+                         fmt(long["roc_auc_macro"]), fmt(long["f1_micro"]), fmt(long["false_alarms_per_clip"], 2)])
+        for name in ("musicnn", "yamnet"):
+            member = results[name]["real_dev"] if name in results else None
+            if member is not None:
+                rows.append([f"all {m['num_clips']}", f"{name} alone, cross-validated",
+                             fmt(member["tuned"]["roc_auc_macro"]), fmt(member["cross_validated"]["f1_micro"]),
+                             fmt(member["cross_validated"]["false_alarms_per_clip"], 2)])
+        lines += markdown_table(["clips", "thresholds", "macro ROC-AUC", "micro F1", "false instruments per clip"],
+                                rows) + [""]
+    else:
+        lines += ["No labelled real recordings were given: the YAMNet weight (best validation macro ROC-AUC) and "
+                  f"the thresholds were tuned on the held-out {heldout} validation windows.", ""]
+    t = blend["merlin_test"]
+    lines += [
+        f"## Results on the synthetic held-out test ({heldout})",
+        "",
+        f"MusicNet's test pieces rendered in full with {heldout} + rooms and noise, window level (3-s windows), "
+        "with this folder's thresholds.",
+        "",
+        *markdown_table(["macro ROC-AUC", "micro F1", "macro F1"],
+                        [[fmt(t["roc_auc_macro"]), fmt(t["f1_micro"]), fmt(t["f1_macro"])]]),
+        "",
+        "## Members",
+        "",
+        "- `../musicnn`: a linear head on musicnn's `MTT_musicnn` (187 frames of 16 ms per window); its own folder "
+        "and card.",
+        "- `../yamnet`: a linear head on Google's YAMNet (374 frames of 8 ms per window, the same 47,872 samples); "
+        "its own folder and card.",
+        "",
+        "Both heads were trained on the same windows of the same renders (see their cards). `ensemble_config.json` "
+        "names the members by path relative to this folder and holds the weights and thresholds.",
+        "",
+        "## How to use",
+        "",
+        "With this package (the members must sit beside this folder, as `../musicnn` and `../yamnet`):",
+        "",
+        "```bash",
+        "instrument-classifier predict --model path/to/musicnn-yamnet recording.wav",
+        "```",
+        "",
+        "```python",
+        "from instrument_classifier.inference import load_model, predict_timeline",
+        "",
+        "ensemble, _ = load_model(\"path/to/musicnn-yamnet\")  # each member brings its own feature extractor",
+        "timeline = predict_timeline(ensemble, None, \"recording.wav\")",
+        "print(timeline.detected)",
+        "```",
+        "",
+        "It cannot be loaded with `from_pretrained` alone (it has no weights of its own): push its two members to "
+        "the Hub instead and list them in `ensemble_config.json`.",
+        "",
+        "## Licences",
+        "",
+        "- musicnn's weights (in `../musicnn`): ISC licence (musicnn 0.1.0, (c) Music Technology Group, Universitat "
+        "Pompeu Fabra 2019); musicnn was trained on MagnaTagATune, licensed CC BY-NC-SA 3.0. Whether that licence "
+        "reaches weights trained on it is unsettled; commercial users should check before relying on this model.",
+        "- YAMNet's weights (in `../yamnet`): Apache-2.0 (Google, tensorflow/models), converted from "
+        f"{YAMNET_SOURCE}; trained on AudioSet (labels CC BY 4.0).",
+        "- The labels the heads were trained on: MusicNet (Thickstun, Harchaoui & Kakade), CC BY 4.0. The training "
+        "audio was rendered from sample libraries and is not shipped (see the members' cards).",
+        "- The heads, the blend, the thresholds and the code: this package's licence.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def export_blend(src: Path, folder: Path, results: dict, settings: RecipeSettings) -> None:
+    """``folder`` (replaced atomically): ``src``'s ensemble config with members ``../musicnn`` and ``../yamnet``,
+    README.md and recipe_musicnn_results.json."""
+    config = EnsembleConfig.load(src)
+    config.members = ["../musicnn", "../yamnet"]
+
+    def write(tmp: Path) -> None:
+        config.save(tmp)
+        (tmp / "README.md").write_text(blend_card(results, settings))
+        write_json(tmp / RESULTS_FILE, strip_local_paths(results))
+
+    write_dir(folder, write)
+
+
+def is_blend_exported(src: Path, folder: Path, results: dict) -> bool:
+    """``folder`` holds these results and ``src``'s weights and thresholds (else the export is made again)."""
+    try:
+        if json.loads((folder / RESULTS_FILE).read_text()) != as_json(strip_local_paths(results)):
+            return False
+        ours, theirs = EnsembleConfig.load(src), EnsembleConfig.load(folder)
+    except (OSError, ValueError):
+        return False
+    return (folder / "README.md").is_file() and (ours.weights, ours.thresholds) == (theirs.weights, theirs.thresholds)
