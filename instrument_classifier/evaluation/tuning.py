@@ -80,14 +80,16 @@ def tune_ensemble(y_true: np.ndarray, member_probs: Sequence[np.ndarray], record
     for weights in weight_grid(len(member_probs), step):
         auc = compute_instrument_metrics(y_true, blend_probabilities(member_probs, weights), thresholds=0.5)[
             "roc_auc_macro"]
-        if auc > best_auc + 1e-12:
+        auc = -np.inf if auc is None else auc  # no label with both classes: no AUC (the first weighting stays)
+        if best is None or auc > best_auc + 1e-12:
             best, best_auc = weights, auc
     blended = blend_probabilities(member_probs, best)
     thresholds = tune_thresholds(y_true, blended)
     alone = [compute_instrument_metrics(y_true, p, thresholds=tune_thresholds(y_true, p)) for p in member_probs]
-    validation = {"roc_auc_macro": float(best_auc),
+    validation = {"roc_auc_macro": float(best_auc) if np.isfinite(best_auc) else None,
                   "f1_micro": float(compute_instrument_metrics(y_true, blended, thresholds=thresholds)["f1_micro"]),
-                  "member_roc_auc_macro": [float(m["roc_auc_macro"]) for m in alone],
+                  "member_roc_auc_macro": [None if m["roc_auc_macro"] is None else float(m["roc_auc_macro"])
+                                           for m in alone],
                   "member_f1_micro": [float(m["f1_micro"]) for m in alone]}
     context = tune_context(y_true, blended, recordings, starts, window_frames)
     return {"weights": [float(w) for w in best], "thresholds": [float(t) for t in thresholds], "context": context,
