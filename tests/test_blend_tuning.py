@@ -43,7 +43,7 @@ def test_each_member_blind_to_one_label_needs_both():
         guess = rng.random((k, 3))
         first.append(np.concatenate([np.repeat(clear[None, :2], k, axis=0), guess[:, 2:]], axis=1))
         second.append(np.concatenate([guess[:, :2] * 0.2, np.repeat(clear[None, 2:], k, axis=0)], axis=1))
-    tuned = tune_blend_on_clips(y, first, second)
+    tuned = tune_blend_on_clips(y, first, second, repeats=5)
     assert 0.0 < tuned["weight"] < 1.0
     by_weight = {c["weight"]: c["f1_micro"] for c in tuned["candidates"]}
     assert by_weight[tuned["weight"]] > max(by_weight[0.0], by_weight[1.0])
@@ -53,12 +53,12 @@ def test_ties_go_to_fewer_false_alarms_then_higher_auc():
     """Identical members: every weight scores the same, so the tie-breaks decide, down to the first weight."""
     y, windows, rng = _clips(seed=2)
     same = [rng.random((k, 3)) for k in windows]
-    tuned = tune_blend_on_clips(y, same, [p.copy() for p in same])
+    tuned = tune_blend_on_clips(y, same, [p.copy() for p in same], repeats=5)
     assert tuned["weight"] == 0.0  # all tied on F1, false alarms and AUC: min keeps the first
     # tolerance: a weight within 0.01 of the best F1 with fewer false alarms wins
     y, windows, rng = _clips(n_clips=100, seed=3)
     good = [np.repeat(np.where(label, 0.9, 0.1)[None], k, axis=0) for label, k in zip(y, windows)]
-    tuned = tune_blend_on_clips(y, good, good, weights=[0.3, 0.6], tolerance=0.0)
+    tuned = tune_blend_on_clips(y, good, good, weights=[0.3, 0.6], tolerance=0.0, repeats=5)
     assert tuned["weight"] == 0.3
 
 

@@ -348,6 +348,16 @@ def test_the_stage_builds_tunes_evaluates_and_exports_a_model_and_resumes(tiny_r
     card = musicnn_card.model_card(without, tiny_recipe["settings"], tiny_recipe["mset"])
     assert "no labelled real recordings" in card and "Results on real recordings" not in card
 
+    # ... and the blend's YAMNet weight and thresholds come from the held-out validation windows
+    elsewhere = tiny_recipe["output"].parent / "pretrained-without-real-clips"
+    without = _run(tiny_recipe, real_dev=missing, output=elsewhere)
+    assert without["blend"]["tuned_on"] == "validation" and without["blend"]["real_dev"] is None
+    assert without["yamnet"]["thresholds"]["exported"] == "validation"
+    config = json.loads((elsewhere / "musicnn-yamnet" / "ensemble_config.json").read_text())
+    assert config["weights"] == pytest.approx(without["blend"]["weights"])
+    bcard = (elsewhere / "musicnn-yamnet" / "README.md").read_text()
+    assert "No labelled real recordings" in bcard and "Results on real recordings" not in bcard
+
     # validation pieces recipe.py did not render (the new corpora changed prepare's choice) are rendered here
     train_corpora = [Path(d) for d in prepared["data_dirs"]]
     log, labels = musicnn.step_log(workdir), tiny_recipe["musicnet"]
