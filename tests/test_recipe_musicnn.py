@@ -304,6 +304,8 @@ def test_the_stage_builds_tunes_evaluates_and_exports_a_model_and_resumes(tiny_r
                    "load_model", "from_pretrained", "cross-validated"):
         assert phrase in bcard, phrase
     assert bcard.index("Results on real recordings") < bcard.index("synthetic held-out test")
+    for member in ("musicnn", "yamnet"):
+        assert f"| all 13 | {member} alone, cross-validated |" in bcard, member
     for step in ("prepare datasets/yamnet", "yamnet train (linear probe)", "yamnet tune (real clips)",
                  "yamnet evaluate", "blend (YAMNet weight tuned on real clips)", "blend evaluate",
                  f"export {yfolder}"):

@@ -22,6 +22,7 @@ from ..evaluation.tuning import tune_blend_on_clips, tune_ensemble
 from ..inference import load_model, predict_timeline
 from ..local_paths import strip_local_paths
 from ..modeling.feature_extraction_instrument import default_feature_settings
+from .cards import library_title
 from .common import MusicnnSettings, RecipeSettings, as_json, write_json
 from .musicnn_card import RESULTS_FILE, YAMNET_SOURCE
 from .real_clips import clip_summary, long_clip_metrics
@@ -107,7 +108,7 @@ def evaluate_blend(blend_dir: Path, datasets: dict, manifest: Optional[Path], ou
 def blend_card(results: dict, settings: RecipeSettings) -> str:
     """The ensemble folder's README.md: real-clip results first, then the held-out synthetic test, the members,
     licences and how to load it."""
-    blend, heldout = results["blend"], settings.heldout_library
+    blend, heldout = results["blend"], library_title(settings.heldout_library)
     weights = blend["weights"]
     lines = [
         "---",
@@ -146,8 +147,7 @@ def blend_card(results: dict, settings: RecipeSettings) -> str:
         if long is not None:
             rows.append([f"the {long['num_clips']} of {long['min_seconds']:g} s or more", "tuned on all",
                          fmt(long["roc_auc_macro"]), fmt(long["f1_micro"]), fmt(long["false_alarms_per_clip"], 2)])
-        for name in ("musicnn", "yamnet"):
-            member = results[name]["real_dev"] if name in results else None
+        for name, member in (("musicnn", results.get("real_dev")), ("yamnet", results["yamnet"].get("real_dev"))):
             if member is not None:
                 rows.append([f"all {m['num_clips']}", f"{name} alone, cross-validated",
                              fmt(member["tuned"]["roc_auc_macro"]), fmt(member["cross_validated"]["f1_micro"]),
