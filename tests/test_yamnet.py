@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from safetensors import safe_open
 
 from instrument_classifier.inference import load_model, predict_timeline
 from instrument_classifier.modeling import (
@@ -163,7 +164,14 @@ def test_model_freezes_the_backbone_repeats_window_logits_and_round_trips(backbo
     saved = {p.name for p in (tmp_path / "m").iterdir()}
     assert {"yamnet_frontend.py", "modeling_instrument_yamnet.py", "configuration_instrument_yamnet.py",
             "pipeline_instrument.py", "feature_extraction_instrument.py", "model.safetensors"} <= saved
+    # the frozen backbone is stored in float16 (the head in float32), and new_classifier rounded it to that
+    # already: loading gives float32 weights and exactly the same logits
+    with safe_open(str(tmp_path / "m" / "model.safetensors"), "pt") as f:
+        dtypes = {name: f.get_slice(name).get_dtype() for name in f.keys()}
+    assert {d for n, d in dtypes.items() if n.startswith("yamnet.")} == {"F16"}
+    assert dtypes["classifier.weight"] == "F32" and dtypes["representation_mean"] == "F32"
     again = InstrumentYamnetForAudioClassification.from_pretrained(tmp_path / "m").eval()
+    assert {p.dtype for p in again.parameters()} == {torch.float32}
     with torch.no_grad():
         assert torch.equal(again(input_features=x).logits, model(input_features=x).logits)
 

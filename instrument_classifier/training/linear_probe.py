@@ -107,6 +107,8 @@ def new_classifier(backbone: str, taxonomy: str = "musicnet11", feature_extracto
         getattr(model, attribute).load_state_dict(state, strict=True)
     except RuntimeError as exc:
         raise ValueError(f"{backbone}: not {backbone_type} weights of this architecture ({exc})") from None
+    if hasattr(model, "round_backbone_to_storage"):  # train and measure the weights the folder will hold
+        model.round_backbone_to_storage()
     return model.eval(), fe
 
 
