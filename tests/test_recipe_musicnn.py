@@ -289,6 +289,8 @@ def test_the_stage_builds_tunes_evaluates_and_exports_a_model_and_resumes(tiny_r
     assert {"model.safetensors", "config.json", "preprocessor_config.json", "modeling_instrument_yamnet.py",
             "yamnet_frontend.py", "README.md", "recipe_musicnn_results.json"} <= yfiles
     assert "MUSICNN_LICENSE.md" not in yfiles
+    notice = (yfolder / "YAMNET_LICENSE.md").read_text()
+    assert "Apache License, Version 2.0" in notice and "4ec29b6938f1051fe36b46786f8d486d8b74a38e" in notice
     assert json.loads((yfolder / "recipe_musicnn_results.json").read_text()) == strip_local_paths(results)
     ycard = (yfolder / "README.md").read_text()
     for phrase in ("# instrument-classifier yamnet", "license: apache-2.0", "Apache-2.0", "AudioSet",

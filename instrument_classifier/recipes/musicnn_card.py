@@ -22,6 +22,26 @@ RESULTS_FILE = "recipe_musicnn_results.json"
 YAMNET_SOURCE = ("the TF-Hub YAMNet TFLite model (`lite-model/yamnet/classification/tflite/1`) committed as "
                  "`yamnet.tflite` at github.com/Jaskaran197/Speaker-Detector @ "
                  "4ec29b6938f1051fe36b46786f8d486d8b74a38e (sha1 7f54d20da3b32164849274af1ab0651c75cac681)")
+#: The notice that goes with every copy of the YAMNet weights (Apache-2.0, section 4: the header of its sources).
+YAMNET_NOTICE = f"""# YAMNet weights: licence
+
+The YAMNet weights inside `model.safetensors` were converted by `scripts/convert_yamnet.py` (instrument-classifier)
+from {YAMNET_SOURCE}.
+
+YAMNet: Copyright 2019 The TensorFlow Authors. All Rights Reserved.
+
+Licensed under the Apache License, Version 2.0 (the "License"); you may not use this file except in compliance with
+the License. You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software distributed under the License is distributed on
+an "AS IS" BASIS, WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the License for the
+specific language governing permissions and limitations under the License.
+
+Changes: the int8 TFLite weights were dequantized, transposed to PyTorch's layout and stored in float16.
+YAMNet was trained on AudioSet, whose labels and ontology are CC BY 4.0.
+"""
 #: What the card says of each front-end family: its front matter, front end, representation and licences.
 FAMILIES = {
     "musicnn": {
@@ -45,8 +65,8 @@ FAMILIES = {
                           "AudioSet logits)",
         "licences": [
             "- The YAMNet weights inside `model.safetensors`: Apache-2.0 (YAMNet, Google, tensorflow/models), "
-            f"converted from {YAMNET_SOURCE}. YAMNet was trained on AudioSet, whose labels and ontology are "
-            "CC BY 4.0.",
+            f"converted from {YAMNET_SOURCE}; the notice is in `YAMNET_LICENSE.md`. YAMNet was trained on "
+            "AudioSet, whose labels and ontology are CC BY 4.0.",
         ],
     },
 }
@@ -187,7 +207,8 @@ def model_card(results: dict, settings: RecipeSettings, mset: MusicnnSettings, n
 def export_model(src: Path, folder: Path, results: dict, settings: RecipeSettings, mset: MusicnnSettings,
                  name: str = "musicnn", shipped: Optional[dict] = None) -> None:
     """``folder`` (replaced atomically): the model and feature extractor saved again from ``src``, README.md,
-    recipe_musicnn_results.json (``shipped``, default ``results``) and, for musicnn, the musicnn licence text;
+    recipe_musicnn_results.json (``shipped``, default ``results``) and the front end's licence (musicnn's ISC text,
+    YAMNet's Apache-2.0 notice);
     ``name`` and ``results`` as in :func:`model_card`."""
     model, extractor = load_model(src, device="cpu")  # the family's class, as its config names it
 
@@ -202,6 +223,8 @@ def export_model(src: Path, folder: Path, results: dict, settings: RecipeSetting
         if name == "musicnn":  # the ISC licence asks that its notice go with every copy of the weights
             licence = results["sources"]["musicnn_weights"].get("licence_text") or MUSICNN_LICENCE
             (tmp / "MUSICNN_LICENSE.md").write_text(licence.rstrip() + "\n")
+        elif name == "yamnet":  # Apache-2.0 asks that the licence go with the weights
+            (tmp / "YAMNET_LICENSE.md").write_text(YAMNET_NOTICE)
         (tmp / "README.md").write_text(model_card(results, settings, mset, name))
         # shipped and pushed: no folder of this machine
         write_json(tmp / RESULTS_FILE, strip_local_paths(results if shipped is None else shipped))
