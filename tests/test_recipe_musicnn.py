@@ -327,7 +327,7 @@ def test_the_stage_builds_tunes_evaluates_and_exports_a_model_and_resumes(tiny_r
                              (musicnn_renders, "perturb_corpus"), (musicnn, "train_probe"),
                              (musicnn, "export_model"), (clips, "evaluate_clips"),
                              (musicnn_evaluation, "evaluate_clips"), (evaluate_models, "evaluate_models"),
-                             (musicnn_evaluation, "evaluate_models"), (musicnn_yamnet, "train_probe"),
+                             (musicnn_evaluation, "evaluate_models"),
                              (musicnn, "tune_blend"), (musicnn_blend, "predict_timeline"),
                              (musicnn_blend, "evaluate_models"), (musicnn_blend, "evaluate_clips"),
                              (musicnn, "export_blend"), (musicnn_blend, "predict_split")):

@@ -58,10 +58,11 @@ Steps (each skipped when its output is complete, so an interrupted run resumes w
 Timings go to ``WORKDIR/recipe_musicnn_log.json`` (the MFCC recipe's own steps, when run from here, to its
 ``recipe_log.json``).
 
-This module runs the steps in order, skips those already done, and is the command line; the steps' work is in
-:mod:`~.musicnn_sources` (sources), :mod:`~.musicnn_renders` (render), :mod:`~.musicnn_probe` (train),
+This module runs the steps in order, skips those already done, and is the command line; prepare, train, tune and
+evaluate run for both front ends by one function (:func:`run_front_end`, given a :class:`FrontEnd`). The steps'
+work is in :mod:`~.musicnn_sources` (sources), :mod:`~.musicnn_renders` (render), :mod:`~.musicnn_probe` (train),
 :mod:`~.musicnn_evaluation` (tune, evaluate), :mod:`~.musicnn_card` (export), :mod:`~.musicnn_yamnet` (the
-YAMNet weights and model) and :mod:`~.musicnn_blend` (blend, blend-evaluate, the ensemble's export).
+YAMNet weights and windows) and :mod:`~.musicnn_blend` (blend, blend-evaluate, the ensemble's export).
 """
 
 from __future__ import annotations
@@ -70,9 +71,9 @@ import argparse
 import json
 import sys
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Callable, List, Optional, Sequence, Tuple
 
 from ..data.musicnet import MusicNetError, find_musicnet_root
 from ..data.prepare import build_dataset
@@ -98,10 +99,10 @@ from .musicnn_evaluation import evaluate_model, format_blend_results, format_res
 from .musicnn_probe import train_probe
 from .musicnn_renders import recipe_corpora, render_training_corpora, validation_corpora
 from .musicnn_sources import DEFAULT_WEIGHTS, VPO_URL, check_sources
-from .musicnn_yamnet import DEFAULT_YAMNET_WEIGHTS, check_yamnet_weights, run_yamnet_model
+from .musicnn_yamnet import DEFAULT_YAMNET_WEIGHTS, check_yamnet_weights, yamnet_window_frames
 from .real_clips import LONG_CLIP_SECONDS
 
-__all__ = ["run_musicnn_recipe", "main", "STEPS"]
+__all__ = ["run_musicnn_recipe", "run_front_end", "FrontEnd", "FrontEndRun", "main", "STEPS"]
 
 STEPS = ("sources", "render", "prepare", "train", "tune", "evaluate", "export", "yamnet-prepare", "yamnet-train",
          "yamnet-tune", "yamnet-evaluate", "blend", "blend-evaluate", "export-yamnet")
@@ -128,6 +129,176 @@ def _stamp_matches(stamp: Path, inputs: dict, *outputs: Path) -> Optional[dict]:
     except ValueError:
         return None
     return data if data.get("inputs") == as_json(inputs) else None
+
+
+def _stamped(stamp: Path, inputs: dict, output: Path, run: Callable[[], dict]) -> Tuple[dict, bool]:
+    """A step's record and whether an earlier run had made it: the stamp's content if it matches ``inputs`` and
+    ``output`` is there (:func:`_stamp_matches`), else ``{"inputs": inputs, **run()}``, written to ``stamp``."""
+    record = _stamp_matches(stamp, inputs, output)
+    if record is not None:
+        return record, True
+    record = {"inputs": as_json(inputs), **run()}
+    write_json(stamp, record)
+    return record, False
+
+
+# -- one front end's probe: prepare, train, tune, evaluate ---------------------------------------------------------
+
+@dataclass(frozen=True)
+class FrontEnd:
+    """What a front end's prepare, train, tune and evaluate steps depend on.
+
+    Attributes
+    ----------
+    name : str
+        "musicnn" or "yamnet": the work folder ``WORKDIR/<name>``, the dataset ``WORKDIR/datasets/<name>``, the
+        feature extractor's settings (``default_feature_settings(name)``) and ``train_probe``'s ``backbone_type``.
+    weights : Path
+        The converted backbone weights.
+    weights_sha256 : str
+        Their sha256, as the sources step recorded it; the train step's stamp names it.
+    window_frames, hop_frames : int
+        Window length and hop, in the front end's own frames.
+    prefix : str
+        "" for musicnn, "yamnet" for YAMNet, whose steps are ``yamnet-train`` etc. in :data:`STEPS` and "yamnet
+        train (linear probe)" etc. in the log (names older work folders' logs already hold).
+    """
+
+    name: str
+    weights: Path
+    weights_sha256: str
+    window_frames: int
+    hop_frames: int
+    prefix: str = ""
+
+    def step(self, name: str) -> str:
+        """The ``--stop-after`` name of the step ``name``."""
+        return f"{self.prefix}-{name}" if self.prefix else name
+
+    def log_name(self, name: str) -> str:
+        """The step log's name of the step described by ``name``."""
+        return f"{self.prefix} {name}" if self.prefix else name
+
+
+@dataclass(frozen=True)
+class FrontEndRun:
+    """A front end's finished probe: what the results, the blend and the exports read of it.
+
+    Attributes
+    ----------
+    dataset : Path
+        ``WORKDIR/datasets/<name>``.
+    info : dict
+        Its ``prepare_info.json``.
+    tuned_dir : Path
+        The model with the clip thresholds, ``WORKDIR/<name>/model-tuned``.
+    tuned, evaluated : dict
+        The tune and evaluate steps' records (their stamps' content; the blend's stamps name their inputs).
+    results : dict
+        ``dataset``, ``training``, ``thresholds``, ``merlin_test`` and ``real_dev``, in that order (the results
+        file's).
+    """
+
+    dataset: Path
+    info: dict
+    tuned_dir: Path
+    tuned: dict
+    evaluated: dict
+    results: dict
+
+
+def run_front_end(front: FrontEnd, workdir: Path, settings: RecipeSettings, mset: MusicnnSettings,
+                  train_corpora: List[Path], val_corpora: List[Path], test_corpus: Path, manifest: Optional[Path],
+                  log: StepLog, stop_after: Optional[str] = None) -> Optional[FrontEndRun]:
+    """The prepare, train, tune and evaluate steps of one front end (see the module doc), each skipped when done.
+
+    Parameters
+    ----------
+    front : FrontEnd
+    workdir : Path
+        The stage's work folder: writes ``<front.name>/`` and ``datasets/<front.name>`` there.
+    settings, mset : RecipeSettings, MusicnnSettings
+    train_corpora, val_corpora : list of Path
+        The training corpora and the held-out validation corpora the dataset is prepared from.
+    test_corpus : Path
+        The held-out test renders: the dataset's test split.
+    manifest : Path, optional
+        The labelled real clips the clip thresholds are tuned on and evaluated on; ``None``: none.
+    log : StepLog
+    stop_after : str, optional
+        A step of :data:`STEPS`: the front end's prepare, train or tune stops the run there (after its evaluate
+        the caller decides, as the musicnn results are written first).
+
+    Returns
+    -------
+    FrontEndRun or None
+        ``None`` when ``stop_after`` stopped it before the evaluation.
+    """
+    home = workdir / front.name
+    home.mkdir(parents=True, exist_ok=True)
+
+    # prepare
+    dataset_path = workdir / "datasets" / front.name
+
+    def fingerprint() -> Optional[str]:
+        try:
+            return json.loads((dataset_path / "prepare_info.json").read_text()).get("fingerprint")
+        except (OSError, ValueError):
+            return None
+
+    t = time.perf_counter()
+    before = fingerprint()
+    build_dataset(train_corpora, dataset_path, taxonomy=settings.taxonomy, window_frames=front.window_frames,
+                  hop_frames=front.hop_frames, num_proc=settings.num_proc, seed=settings.seed,
+                  eval_data_dirs=[test_corpus], validation_data_dirs=val_corpora,
+                  feature_extractor=InstrumentFeatureExtractor(**default_feature_settings(front.name)),
+                  cache_dir=workdir / "datasets" / ".cache")
+    info = json.loads((dataset_path / "prepare_info.json").read_text())
+    log.step(f"prepare datasets/{front.name}", time.perf_counter() - t, before is not None and fingerprint() == before)
+    if stop_after == front.step("prepare"):
+        return None
+
+    # train
+    model_dir, tuned_dir = home / "model", home / "model-tuned"
+    train_inputs = {"dataset": info["fingerprint"], "backbone_sha256": front.weights_sha256, "C": mset.C,
+                    "seed": settings.seed}
+    t = time.perf_counter()
+    trained, done = _stamped(home / "train.json", train_inputs, model_dir / "model.safetensors",
+                             lambda: train_probe(dataset_path, front.weights, model_dir, home / "representations",
+                                                 mset, settings.seed, backbone_type=front.name))
+    log.step(front.log_name("train (linear probe)"), time.perf_counter() - t, done)
+    if stop_after == front.step("train"):
+        return None
+
+    # tune
+    tune_inputs = {"model": digest(trained["inputs"]), "manifest": None if manifest is None else str(manifest),
+                   "manifest_sha256": None if manifest is None else sha256(manifest)}
+    t = time.perf_counter()
+    tuned, done = _stamped(home / "tune.json", tune_inputs, tuned_dir / "model.safetensors",
+                           lambda: tune_on_real_clips(model_dir, tuned_dir, manifest, home / "tune-real-dev"))
+    log.step(front.log_name("tune (real clips)" if manifest is not None
+                            else "tune (no real clips: validation thresholds kept)"), time.perf_counter() - t, done)
+    if stop_after == front.step("tune"):
+        return None
+
+    # evaluate
+    eval_inputs = {"tuned": digest(tuned["inputs"]), "test": info["split_fingerprints"].get("test"),
+                   "min_seconds": LONG_CLIP_SECONDS}
+    t = time.perf_counter()
+    evaluated, done = _stamped(home / "evaluate.json", eval_inputs, home / "evaluation" / "heldout" / "metrics.json",
+                               lambda: evaluate_model(model_dir, tuned_dir, dataset_path, manifest, tuned,
+                                                      home / "evaluation"))
+    log.step(front.log_name("evaluate"), time.perf_counter() - t, done)
+    results = {
+        "dataset": {split: {k: v for k, v in entry.items() if k in ("recordings", "windows", "label_counts")}
+                    for split, entry in info["splits"].items()},
+        "training": {k: v for k, v in trained.items() if k not in ("inputs", "validation_thresholds")},
+        "thresholds": {"validation": trained["validation_thresholds"], "real_dev": tuned["thresholds"],
+                       "exported": "real_dev" if tuned["thresholds"] is not None else "validation"},
+        "merlin_test": evaluated["merlin_test"],
+        "real_dev": evaluated.get("real_dev"),
+    }
+    return FrontEndRun(dataset_path, info, tuned_dir, tuned, evaluated, results)
 
 
 # -- the stage -----------------------------------------------------------------------------------------------------
@@ -188,92 +359,28 @@ def run_musicnn_recipe(workdir: Path, output: Path, settings: RecipeSettings, ms
     if stop_after == "render":
         return {}
 
-    # prepare ---------------------------------------------------------------------------------------------------
-
-    dataset_path = workdir / "datasets" / "musicnn"
-
-    def fingerprint() -> Optional[str]:
-        try:
-            return json.loads((dataset_path / "prepare_info.json").read_text()).get("fingerprint")
-        except (OSError, ValueError):
-            return None
-
-    t = time.perf_counter()
-    before = fingerprint()
+    # prepare ... evaluate ------------------------------------------------------------------------------------------
+    # the validation pieces are chosen from the labels of all four training corpora (VPO's can change the choice)
     val_corpora = validation_corpora(workdir, settings, train_corpora, log, musicnet)
-    build_dataset(train_corpora, dataset_path, taxonomy=settings.taxonomy, window_frames=mset.window_frames,
-                  hop_frames=mset.hop_frames, num_proc=settings.num_proc, seed=settings.seed,
-                  eval_data_dirs=[recipe_corpora(workdir, settings)["test"]], validation_data_dirs=val_corpora,
-                  feature_extractor=InstrumentFeatureExtractor(**default_feature_settings("musicnn")),
-                  cache_dir=workdir / "datasets" / ".cache")
-    info = json.loads((dataset_path / "prepare_info.json").read_text())
-    log.step("prepare datasets/musicnn", time.perf_counter() - t, before is not None and fingerprint() == before)
-    if stop_after == "prepare":
-        return {}
-
-    # train -----------------------------------------------------------------------------------------------------
-    model_dir, tuned_dir = home / "model", home / "model-tuned"
-    train_inputs = {"dataset": info["fingerprint"], "backbone_sha256": sources["musicnn_weights"]["sha256"],
-                    "C": mset.C, "seed": settings.seed}
-    t = time.perf_counter()
-    trained = _stamp_matches(home / "train.json", train_inputs, model_dir / "model.safetensors")
-    done = trained is not None
-    if not done:
-        result = train_probe(dataset_path, Path(weights), model_dir, home / "representations", mset, settings.seed)
-        trained = {"inputs": as_json(train_inputs), **result}
-        write_json(home / "train.json", trained)
-    log.step("train (linear probe)", time.perf_counter() - t, done)
-    if stop_after == "train":
-        return {}
-
-    # tune ------------------------------------------------------------------------------------------------------
-
+    test_corpus = recipe_corpora(workdir, settings)["test"]
     manifest = None if real_dev is None else Path(real_dev).expanduser().resolve()
     if manifest is not None and not manifest.is_file():
         print(f"[recipe musicnn] {manifest}: no labelled real clips there: the clip thresholds are not tuned on "
               f"real recordings and stay those of the {settings.heldout_library} validation windows (pass "
               "--real-dev MANIFEST to tune them)", flush=True)
         manifest = None
-    tune_inputs = {"model": digest(trained["inputs"]), "manifest": None if manifest is None else str(manifest),
-                   "manifest_sha256": None if manifest is None else sha256(manifest)}
-    t = time.perf_counter()
-    tuned = _stamp_matches(home / "tune.json", tune_inputs, tuned_dir / "model.safetensors")
-    done = tuned is not None
-    if not done:
-        tuned = {"inputs": as_json(tune_inputs),
-                 **tune_on_real_clips(model_dir, tuned_dir, manifest, home / "tune-real-dev")}
-        write_json(home / "tune.json", tuned)
-    log.step("tune (real clips)" if manifest is not None else "tune (no real clips: validation thresholds kept)",
-             time.perf_counter() - t, done)
-    if stop_after == "tune":
+    musicnn_run = run_front_end(
+        FrontEnd("musicnn", Path(weights), sources["musicnn_weights"]["sha256"], mset.window_frames, mset.hop_frames),
+        workdir, settings, mset, train_corpora, val_corpora, test_corpus, manifest, log, stop_after)
+    if musicnn_run is None:
         return {}
-
-    # evaluate --------------------------------------------------------------------------------------------------
-
-    eval_inputs = {"tuned": digest(tuned["inputs"]), "test": info["split_fingerprints"].get("test"),
-                   "min_seconds": LONG_CLIP_SECONDS}
-    t = time.perf_counter()
-    evaluated = _stamp_matches(home / "evaluate.json", eval_inputs, home / "evaluation" / "heldout" / "metrics.json")
-    done = evaluated is not None
-    if not done:
-        evaluated = {"inputs": as_json(eval_inputs),
-                     **evaluate_model(model_dir, tuned_dir, dataset_path, manifest, tuned, home / "evaluation")}
-        write_json(home / "evaluate.json", evaluated)
-    labels = list(info["labels"])
     results = {
         "settings": {"recipe": as_json(asdict(settings)), "musicnn": as_json(asdict(mset))},
         "sources": sources,
-        "labels": labels,
-        "dataset": {split: {k: v for k, v in entry.items() if k in ("recordings", "windows", "label_counts")}
-                    for split, entry in info["splits"].items()},
-        "training": {k: v for k, v in trained.items() if k not in ("inputs", "validation_thresholds")},
-        "thresholds": {"validation": trained["validation_thresholds"], "real_dev": tuned["thresholds"],
-                       "exported": "real_dev" if tuned["thresholds"] is not None else "validation"},
-        "merlin_test": evaluated["merlin_test"],
-        "real_dev": evaluated.get("real_dev"),
+        "labels": list(musicnn_run.info["labels"]),
+        **musicnn_run.results,
     }
     write_json(workdir / RESULTS_FILE, results)
-    log.step("evaluate", time.perf_counter() - t, done)
     print(format_results(results), flush=True)
     if stop_after == "evaluate":
         return results
@@ -282,49 +389,43 @@ def run_musicnn_recipe(workdir: Path, output: Path, settings: RecipeSettings, ms
     t = time.perf_counter()
     done = is_exported(output / "musicnn", results)
     if not done:
-        export_model(tuned_dir, output / "musicnn", results, settings, mset)
+        export_model(musicnn_run.tuned_dir, output / "musicnn", results, settings, mset)
     log.step(f"export {output / 'musicnn'}", time.perf_counter() - t, done)
     if stop_after == "export":
         return results
 
-    # yamnet-prepare ... yamnet-evaluate ---------------------------------------------------------------------------
-    yamnet = run_yamnet_model(workdir, settings, mset, Path(yamnet_weights), yamnet_sources, train_corpora,
-                              val_corpora, recipe_corpora(workdir, settings)["test"], manifest, log, _stamp_matches,
-                              stop_after)
-    if yamnet is None:
+    # yamnet-prepare ... yamnet-evaluate: the same corpora, windows of the same samples ----------------------------
+    frames = yamnet_window_frames(mset)
+    yamnet_front = FrontEnd("yamnet", Path(yamnet_weights), yamnet_sources["yamnet_weights"]["sha256"], frames,
+                            mset.hop_frames * frames // mset.window_frames, prefix="yamnet")
+    yamnet_run = run_front_end(yamnet_front, workdir, settings, mset, train_corpora, val_corpora, test_corpus,
+                               manifest, log, stop_after)
+    if yamnet_run is None:
         return results
-    datasets = {"musicnn": dataset_path, "yamnet": yamnet.pop("_dataset")}
-    yamnet_tuned, yamnet_tune_inputs = yamnet.pop("_tuned"), yamnet.pop("_tune_inputs")
-    yamnet_eval_inputs = yamnet.pop("_eval_inputs")
-    results["yamnet"] = yamnet
+    yamnet = results["yamnet"] = {"sources": yamnet_sources, "window_frames": frames, **yamnet_run.results}
+    datasets = {"musicnn": musicnn_run.dataset, "yamnet": yamnet_run.dataset}
 
     # blend -------------------------------------------------------------------------------------------------------
     blend_dir = workdir / BLEND_NAME
-    blend_inputs = {"musicnn": digest(tuned["inputs"]), "yamnet": digest(yamnet_tune_inputs),
-                    "validation": None if manifest is not None else [info["split_fingerprints"].get("validation")]}
+    blend_inputs = {"musicnn": digest(musicnn_run.tuned["inputs"]), "yamnet": digest(yamnet_run.tuned["inputs"]),
+                    "validation": None if manifest is not None
+                    else [musicnn_run.info["split_fingerprints"].get("validation")]}
     t = time.perf_counter()
-    blended = _stamp_matches(home / "blend.json", blend_inputs, blend_dir / "ensemble_config.json")
-    done = blended is not None
-    if not done:
-        blended = {"inputs": as_json(blend_inputs),
-                   **tune_blend(tuned_dir, yamnet_tuned, blend_dir, manifest, datasets, mset, settings.taxonomy)}
-        write_json(home / "blend.json", blended)
+    blended, done = _stamped(home / "blend.json", blend_inputs, blend_dir / "ensemble_config.json",
+                             lambda: tune_blend(musicnn_run.tuned_dir, yamnet_run.tuned_dir, blend_dir, manifest,
+                                                datasets, mset, settings.taxonomy))
     log.step("blend (YAMNet weight tuned on real clips)" if manifest is not None
              else "blend (YAMNet weight tuned on validation windows)", time.perf_counter() - t, done)
     if stop_after == "blend":
         return results
 
     # blend-evaluate ------------------------------------------------------------------------------------------------
-    blend_eval_inputs = {"blend": digest(blended["inputs"]), "musicnn": digest(eval_inputs),
-                         "yamnet": digest(yamnet_eval_inputs)}
+    blend_eval_inputs = {"blend": digest(blended["inputs"]), "musicnn": digest(musicnn_run.evaluated["inputs"]),
+                         "yamnet": digest(yamnet_run.evaluated["inputs"])}
     t = time.perf_counter()
-    blend_evaluated = _stamp_matches(home / "blend-evaluate.json", blend_eval_inputs,
-                                     home / "blend-evaluation" / "heldout" / "metrics.json")
-    done = blend_evaluated is not None
-    if not done:
-        blend_evaluated = {"inputs": as_json(blend_eval_inputs),
-                           **evaluate_blend(blend_dir, datasets, manifest, home / "blend-evaluation")}
-        write_json(home / "blend-evaluate.json", blend_evaluated)
+    blend_evaluated, done = _stamped(home / "blend-evaluate.json", blend_eval_inputs,
+                                     home / "blend-evaluation" / "heldout" / "metrics.json",
+                                     lambda: evaluate_blend(blend_dir, datasets, manifest, home / "blend-evaluation"))
     weight = blended["weight"]
     results["blend"] = {
         "members": ["musicnn", "yamnet"], "weights": [round(1.0 - weight, 4), round(weight, 4)],
@@ -343,7 +444,8 @@ def run_musicnn_recipe(workdir: Path, output: Path, settings: RecipeSettings, ms
                     "sources": {**yamnet["sources"], "sampler_library": sources["sampler_library"]}}
     done = is_exported(output / "yamnet", results)
     if not done:
-        export_model(yamnet_tuned, output / "yamnet", card_results, settings, mset, name="yamnet", shipped=results)
+        export_model(yamnet_run.tuned_dir, output / "yamnet", card_results, settings, mset, name="yamnet",
+                     shipped=results)
     log.step(f"export {output / 'yamnet'}", time.perf_counter() - t, done)
     t = time.perf_counter()
     done = is_blend_exported(blend_dir, output / BLEND_NAME, results)

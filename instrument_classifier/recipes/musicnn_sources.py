@@ -1,11 +1,12 @@
 """The musicnn recipe's sources: the converted musicnn weights and the VirtualPlayingOrchestra samples, checked
-and recorded (sha256, git commit) before anything is rendered or trained."""
+and recorded (sha256, git commit) before anything is rendered or trained; and the provenance file a converter
+writes beside its weights, read here for musicnn's and by :mod:`~.musicnn_yamnet` for YAMNet's."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import List
+from typing import List, Tuple
 
 from safetensors import safe_open
 
@@ -77,6 +78,29 @@ def _vpo_presets() -> List[str]:
                    for articulation in ARTICULATIONS for layer in getattr(variant, articulation)})
 
 
+def read_provenance(weights: Path, converter: str) -> Tuple[Path, dict]:
+    """The provenance file ``converter`` (a script of scripts/) writes beside ``weights``, and its content.
+
+    Returns
+    -------
+    (Path, dict)
+        ``weights.with_suffix(".json")`` and what it holds; ``{}`` when there is none (weights converted by other
+        means).
+
+    Raises
+    ------
+    RecipeError
+        The file is there but is not JSON.
+    """
+    provenance_file = weights.with_suffix(".json")
+    if not provenance_file.is_file():
+        return provenance_file, {}
+    try:
+        return provenance_file, json.loads(provenance_file.read_text())
+    except ValueError:
+        raise RecipeError(f"{provenance_file}: not JSON ({converter} writes it beside the weights)") from None
+
+
 def check_sources(weights: Path, vpo: Path, out: Path) -> dict:
     """Check the musicnn weights and the VPO checkout, and record them in ``out`` (JSON); returns the record.
 
@@ -90,14 +114,7 @@ def check_sources(weights: Path, vpo: Path, out: Path) -> dict:
     if not weights.is_file():
         raise RecipeError(missing_weights_message(weights))
     check_weights(weights)
-    provenance_file = weights.with_suffix(".json")  # convert_musicnn.py writes it beside the weights
-    provenance = {}
-    if provenance_file.is_file():
-        try:
-            provenance = json.loads(provenance_file.read_text())
-        except ValueError:
-            raise RecipeError(f"{provenance_file}: not JSON (convert_musicnn.py writes it beside the "
-                              "weights)") from None
+    provenance_file, provenance = read_provenance(weights, "convert_musicnn.py")
     if not vpo.is_dir():
         raise RecipeError(missing_vpo_message(vpo))
     missing = [name for name in _vpo_presets() if not (vpo / name).is_file()]
