@@ -336,6 +336,10 @@ def test_the_stage_builds_tunes_evaluates_and_exports_a_model_and_resumes(tiny_r
         stamp = (folder / "model.safetensors").stat().st_mtime_ns
         assert _run(tiny_recipe) == results
         out = capsys.readouterr().out
+        # stopping after the YAMNet model leaves the blend out of the results
+        stopped = _run(tiny_recipe, stop_after="yamnet-evaluate")
+        assert "yamnet" in stopped and "blend" not in stopped
+        capsys.readouterr()
     assert out.count("done earlier, skipped") == 19, out  # every step, each render and perturb, each export
     assert (folder / "model.safetensors").stat().st_mtime_ns == stamp
 

@@ -403,6 +403,8 @@ def run_musicnn_recipe(workdir: Path, output: Path, settings: RecipeSettings, ms
     if yamnet_run is None:
         return results
     yamnet = results["yamnet"] = {"sources": yamnet_sources, "window_frames": frames, **yamnet_run.results}
+    if stop_after == "yamnet-evaluate":
+        return results
     datasets = {"musicnn": musicnn_run.dataset, "yamnet": yamnet_run.dataset}
 
     # blend -------------------------------------------------------------------------------------------------------
