@@ -1,8 +1,9 @@
 """Upload a model folder or the Gradio Space to the Hugging Face Hub.
 
 ``instrument-classifier push-model --repo-id USER/NAME [--model PATH]``
-    Uploads a model folder (by default the bundled default, ``pretrained/musicnn``, or an ``instrument-classifier
-    train`` output): safetensors weights,
+    Uploads a model folder (by default the bundled musicnn classifier, ``pretrained/musicnn``, a member of the
+    default blend; or ``pretrained/yamnet``, the other one; or an ``instrument-classifier train`` output):
+    safetensors weights,
     ``config.json``, ``preprocessor_config.json``, the model code written by ``save_pretrained``
     (so ``from_pretrained(..., trust_remote_code=True)`` works without this package), the model card
     and result JSONs. Trainer checkpoints, TensorBoard runs and pickles (``*.bin``, ``*.pt``) are
@@ -232,8 +233,9 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
 def add_push_model_arguments(parser: argparse.ArgumentParser) -> None:
     _add_common(parser)
     parser.add_argument("--model", type=Path, default=PACKAGE_DIR / "pretrained" / "musicnn",
-                        help="model folder to upload (default: the bundled default model, pretrained/musicnn); "
-                             "an ensemble folder is refused (local only: push its members)")
+                        help="model folder to upload (default: pretrained/musicnn, a member of the bundled default "
+                             "blend; its other member is pretrained/yamnet); an ensemble folder is refused (local "
+                             "only: push its members)")
 
 
 def add_push_space_arguments(parser: argparse.ArgumentParser) -> None:

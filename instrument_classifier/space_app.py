@@ -66,8 +66,9 @@ logger = logging.getLogger(__name__)
 PACKAGE_DIR = Path(__file__).resolve().parent
 BUNDLED_DIR = PACKAGE_DIR / "pretrained"
 #: bundled folder name -> name shown in the selector (first = default)
-BUNDLED_NAMES = {"musicnn": "musicnn (most accurate on real recordings)", "ensemble": "CNN + Transformer (fast)",
-                 "cnn": "CNN (fastest)", "transformer": "Transformer"}
+BUNDLED_NAMES = {"musicnn-yamnet": "musicnn + YAMNet (most accurate on real recordings)", "musicnn": "musicnn",
+                 "yamnet": "YAMNet", "ensemble": "CNN + Transformer (fast)", "cnn": "CNN (fastest)",
+                 "transformer": "Transformer"}
 ENV_MODEL_ID = "MODEL_ID"
 OUTPUT_MAX_AGE_S = 3600  # per-request CSV folders older than this are deleted
 CSV_NAME = "instrument_segments.csv"
@@ -129,7 +130,7 @@ class UploadRejected(ValueError):
 
 
 def bundled_models() -> Dict[str, str]:
-    """``{display name: folder}`` of the bundled models that exist (the default, the musicnn classifier, first)."""
+    """``{display name: folder}`` of the bundled models that exist (the default, the musicnn + YAMNet blend, first)."""
     return {name: str(BUNDLED_DIR / key) for key, name in BUNDLED_NAMES.items()
             if (BUNDLED_DIR / key / "config.json").is_file() or (BUNDLED_DIR / key / CONFIG_NAME).is_file()}
 

@@ -18,7 +18,7 @@ import instrument_classifier
 from instrument_classifier.recipes import cards, common
 
 PRETRAINED = Path(instrument_classifier.__file__).parent / "pretrained"
-BUNDLED = ("cnn", "transformer", "ensemble", "musicnn")
+BUNDLED = ("cnn", "transformer", "ensemble", "musicnn", "yamnet", "musicnn-yamnet")
 #: an absolute POSIX path (``/home/me/x``) or a home-relative one, not a URL's ``//``
 LOCAL_PATH = re.compile(r"(?:^|[\s`'\"(=\[:,])(?:~|/(?!/))[\w.-]+/[\w./-]+")
 
@@ -69,8 +69,9 @@ def test_bundled_mfcc_cards_never_name_the_held_out_library_as_training_data(nam
     assert any(d["name"].startswith("real recordings") for d in datasets)
 
 
-def test_ensemble_card_says_it_is_local_only():
-    card = (PRETRAINED / "ensemble" / "README.md").read_text()
+@pytest.mark.parametrize("name", ["ensemble", "musicnn-yamnet"])
+def test_ensemble_card_says_it_is_local_only(name):
+    card = (PRETRAINED / name / "README.md").read_text()
     meta = front_matter(card)
     assert "local-only" in meta["tags"] and "library_name" not in meta
     assert "push-model` refuses it" in card

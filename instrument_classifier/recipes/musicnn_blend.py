@@ -116,7 +116,7 @@ def blend_card(results: dict, settings: RecipeSettings) -> str:
         "license_name: musicnn-isc-yamnet-apache-2.0-and-training-data",
         "pipeline_tag: audio-classification",
         "tags: [audio, audio-classification, music, instrument-recognition, multi-label, musicnet, musicnn, yamnet, "
-        "ensemble]",
+        "ensemble, local-only]",
         "---",
         "",
         "# instrument-classifier musicnn + YAMNet",
@@ -124,7 +124,8 @@ def blend_card(results: dict, settings: RecipeSettings) -> str:
         f"Which of the {len(results['labels'])} MusicNet instruments play ({', '.join(results['labels'])}), window by "
         "window (3 s) and per clip: the window probabilities of two linear heads on frozen front ends, blended "
         f"{weights[0]:g} musicnn + {weights[1]:g} YAMNet, then scored per clip and cut at one threshold per "
-        "instrument. Built by `make models` (`python -m instrument_classifier.recipe_musicnn`).",
+        "instrument. Built by `make models` (`python -m instrument_classifier.recipe_musicnn`); bundled as "
+        "`instrument_classifier/pretrained/musicnn-yamnet`, the default model of `predict` and the Space.",
         "",
     ]
     real, cv = blend.get("real_dev"), blend.get("cross_validated")
@@ -193,8 +194,9 @@ def blend_card(results: dict, settings: RecipeSettings) -> str:
         "print(timeline.detected)",
         "```",
         "",
-        "It cannot be loaded with `from_pretrained` alone (it has no weights of its own): push its two members to "
-        "the Hub instead and list them in `ensemble_config.json`.",
+        "It cannot be loaded with `from_pretrained` alone (it has no weights of its own), and `instrument-classifier "
+        "push-model` refuses it: push its two members to the Hub instead (each loads with `from_pretrained(..., "
+        "trust_remote_code=True)`) and list them in `ensemble_config.json`.",
         "",
         "## Licences",
         "",
