@@ -57,8 +57,11 @@ def test_load_model_puts_the_models_on_the_gpu_when_there_is_one(monkeypatch):
 
     _machine(monkeypatch, cuda=True, mps=False)
     monkeypatch.setattr(torch.nn.Module, "to", record)
-    load_model(None)  # the bundled default, one model
+    load_model(inference.DEFAULT_MODEL_DIR.parent / "musicnn")  # one model
     assert moved == [torch.device("cuda")]
+    moved.clear()
+    load_model(None)  # the bundled default, the musicnn + YAMNet blend: both members move
+    assert moved == [torch.device("cuda")] * 2
     moved.clear()
     ensemble = inference.DEFAULT_MODEL_DIR.parent / "ensemble"  # the bundled CNN + Transformer: both members move
     load_model(ensemble)
