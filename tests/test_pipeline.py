@@ -28,6 +28,8 @@ def save_model_folder(folder, model_type: str, taxonomy: str = "musicnet11"):
         model = model_class(config_class(taxonomy=taxonomy, window_frames=128)).eval()
         with torch.no_grad():
             model.classifier.weight.normal_(0.0, 0.05)  # the head starts at zero: give the logits something to show
+        if model_type == "yamnet":  # as linear_probe.new_classifier does: the folder stores the backbone in float16
+            model.round_backbone_to_storage()
         fe = InstrumentFeatureExtractor(**default_feature_settings(model_type))
     else:
         model = model_class(config_class(taxonomy=taxonomy, window_frames=128)).eval()
@@ -251,14 +253,17 @@ def test_pipeline_says_which_labels_are_detected_by_the_config_thresholds(model_
     assert {r["label"]: r["detected"] for r in as_logits} == {r["label"]: r["detected"] for r in result}
 
 
-def test_pipeline_detects_what_predict_detects_with_the_bundled_default(clip):
-    """The bundled musicnn default: the pipeline's clip scores and detected set are predict_timeline's."""
+@pytest.mark.parametrize("member", ["musicnn", "yamnet"])
+def test_pipeline_detects_what_predict_detects_with_the_bundled_default_members(clip, member):
+    """Each member of the bundled default (the blend itself is an ensemble folder, which only this package loads):
+    the pipeline's clip scores and detected set are predict_timeline's."""
     from transformers import pipeline
 
     from instrument_classifier.inference import DEFAULT_MODEL_DIR, load_model, predict_timeline
 
-    model, extractor = load_model(device="cpu")
-    classifier = pipeline("audio-classification", model=str(DEFAULT_MODEL_DIR), trust_remote_code=True)
+    folder = DEFAULT_MODEL_DIR.parent / member
+    model, extractor = load_model(folder, device="cpu")
+    classifier = pipeline("audio-classification", model=str(folder), trust_remote_code=True)
     rate = extractor.sampling_rate  # at the model's rate: no resampler in either path, the same samples
     notes = [(0, 4 * SR, 41, 67), (2 * SR, 9 * SR, 1, 48)]
     for audio in (clip, synth_notes(notes, 10 * SR, seed=3), clip[:SR]):  # 3 windows, 4 windows, a short clip
@@ -271,10 +276,11 @@ def test_pipeline_detects_what_predict_detects_with_the_bundled_default(clip):
             dict(zip(timeline.labels, timeline.thresholds)))
 
 
-def test_the_pushed_default_model_loads_without_the_package(clip, tmp_path, monkeypatch):
-    """push-model's upload of the bundled default (HfApi mocked at its network calls), loaded in a fresh
-    environment with transformers alone: the same logits as the package, and the pipeline detects what predict
-    does."""
+@pytest.mark.parametrize("member", ["musicnn", "yamnet"])
+def test_the_pushed_default_members_load_without_the_package(clip, tmp_path, monkeypatch, member):
+    """push-model's upload of each member of the bundled default (HfApi mocked at its network calls), loaded in a
+    fresh environment with transformers alone: the same logits as the package, and the pipeline detects what
+    predict does."""
     import shutil
 
     import huggingface_hub
@@ -291,24 +297,27 @@ def test_the_pushed_default_model_loads_without_the_package(clip, tmp_path, monk
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setattr(huggingface_hub.HfApi, "create_repo", lambda self, repo_id, **kwargs: None)
     monkeypatch.setattr(huggingface_hub.HfApi, "upload_folder", upload_folder)
-    assert hub.push_model("someone/instrument-musicnn", DEFAULT_MODEL_DIR) == "mock-commit"
+    folder = DEFAULT_MODEL_DIR.parent / member
+    with pytest.raises(hub.HubError, match="an ensemble"):  # the blend itself is local only
+        hub.push_model("someone/instrument-default", DEFAULT_MODEL_DIR)
+    assert hub.push_model(f"someone/instrument-{member}", folder) == "mock-commit"
 
     wave = soxr.resample(clip, SR, 22050).astype(np.float32)
     np.save(tmp_path / "wave.npy", wave)
-    script = FRESH_SCRIPT.format(site=sysconfig.get_paths()["purelib"], folders={"musicnn": str(pushed)},
+    script = FRESH_SCRIPT.format(site=sysconfig.get_paths()["purelib"], folders={member: str(pushed)},
                                  out=str(tmp_path))
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
     env.update(HF_HOME=str(tmp_path / "hf_home"), HF_HUB_OFFLINE="1")
     proc = subprocess.run([sys.executable, "-I", "-S", "-c", script], cwd=tmp_path, env=env, stdin=subprocess.DEVNULL,
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    result = json.loads((tmp_path / "result.json").read_text())["musicnn"]
+    result = json.loads((tmp_path / "result.json").read_text())[member]
     assert all(m.startswith("transformers_modules.") for m in result["classes"]), result["classes"]
 
-    model, extractor = load_model(str(DEFAULT_MODEL_DIR), device="cpu")
+    model, extractor = load_model(str(folder), device="cpu")
     ours = extractor(wave, sampling_rate=22050, return_tensors="pt")["input_features"]
     with torch.no_grad():
-        np.testing.assert_allclose(np.load(tmp_path / "musicnn_logits.npy"), model(ours).logits.numpy(), atol=1e-5)
+        np.testing.assert_allclose(np.load(tmp_path / f"{member}_logits.npy"), model(ours).logits.numpy(), atol=1e-5)
     timeline = predict_timeline(model, extractor, wave, sampling_rate=22050)
     # both resample 22.05 -> 16 kHz, with different resamplers: scores agree to ~1e-3, decisions away from a cut
     assert {r["label"]: r["score"] for r in result["pipeline"]} == pytest.approx(timeline.clip, abs=5e-3)
