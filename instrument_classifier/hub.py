@@ -142,8 +142,9 @@ def _ensemble_refusal(model_dir: Path, config_name: str) -> str:
     listed = f" ({', '.join(members)})" if members else ""
     return (f"{model_dir}: an ensemble ({config_name}), a local-only choice: it holds no weights, only the paths "
             f"of its member folders{listed} and the weights that blend them, and only this package can load it "
-            "(transformers' from_pretrained and pipeline cannot). Push the bundled default instead "
-            f"(--model {PACKAGE_DIR / 'pretrained' / 'musicnn'}), or push each member with its own --model")
+            "(transformers' from_pretrained and pipeline cannot): push each member with its own --model (the "
+            f"bundled default's: --model {PACKAGE_DIR / 'pretrained' / 'musicnn'} and --model "
+            f"{PACKAGE_DIR / 'pretrained' / 'yamnet'})")
 
 
 def space_files(space_dir: str | os.PathLike = DEFAULT_SPACE_DIR,

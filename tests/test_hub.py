@@ -120,13 +120,14 @@ def test_push_model_of_an_ensemble_says_why_not_and_what_to_push(recorder, capsy
     err = capsys.readouterr().err
     assert str(ensemble) in err and "local-only" in err and "holds no weights" in err
     assert "from_pretrained" in err and "push each member" in err
-    assert str(pretrained / "musicnn") in err  # what to push instead
+    assert str(pretrained / "musicnn") in err and str(pretrained / "yamnet") in err  # the default's members
     assert str(pretrained / "cnn") in err and str(pretrained / "transformer") in err  # its members, by path
     assert recorder.calls == []
 
 
-def test_push_model_by_default_pushes_the_bundled_default_model(recorder, capsys):
-    """The default model (musicnn) is shareable: weights, code, its licence notice and card, nothing else."""
+def test_push_model_by_default_pushes_the_musicnn_member_of_the_default(recorder, capsys):
+    """Without --model, the default's musicnn member (the blend is local only): weights, code, its licence notice
+    and card, nothing else."""
     assert cli.main(["push-model", "--repo-id", "someone/instrument-musicnn"]) == 0
     (upload,) = recorder.named("upload_folder")
     files = set(upload[2]["files"])

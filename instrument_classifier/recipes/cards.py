@@ -291,7 +291,8 @@ def bundled_model_card(model_type: str, config: dict, recorded: dict, real: Opti
         f"Which of the {len(labels)} MusicNet instruments play ({', '.join(labels)}), per 2.97-s window and per "
         f"clip: {what}. Trained by `make models` (`python -m instrument_classifier.recipe`) on **synthesized "
         "renditions of MusicNet scores**, never on recordings of musicians; the package's default model, "
-        "`pretrained/musicnn`, hears real recordings much better (its card, and the first table below).",
+        "`pretrained/musicnn-yamnet` (musicnn and YAMNet heads blended), hears real recordings much better (its "
+        "card, and the first table below).",
         "",
         "## How to use",
         "",
@@ -301,7 +302,7 @@ def bundled_model_card(model_type: str, config: dict, recorded: dict, real: Opti
             "A local choice of the `instrument-classifier` package, not a transformers model: `ensemble_config.json` "
             "names its members by relative paths (`../cnn`, `../transformer`) and the weights that blend them, so "
             "it works next to them, inside the package, and is not pushed to the Hub (`push-model` refuses it: "
-            "push `pretrained/musicnn` or a member).",
+            "push a member).",
             "",
             "```python",
             "from instrument_classifier import load_model, predict_timeline",
