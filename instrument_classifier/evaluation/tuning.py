@@ -129,7 +129,8 @@ def tune_blend_on_clips(y_true: np.ndarray, first_windows: Sequence[np.ndarray],
         ``roc_auc_macro`` (its clip scores', over all clips) and ``candidates``: every weight's ``weight``,
         ``f1_micro``, ``false_alarms_per_clip`` and ``roc_auc_macro``.
     """
-    from ..inference import clip_scores  # the runtime's clip scores (inference imports this package's metrics)
+    # imported here: inference imports this package's metrics, and clips imports inference
+    from ..inference import clip_scores  # the runtime's clip scores
     from .clips import cross_validated_tuning, tune_clip_thresholds
 
     y_true = np.asarray(y_true, dtype=np.int8)

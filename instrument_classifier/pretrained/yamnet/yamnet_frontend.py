@@ -31,6 +31,7 @@ from typing import List, Optional, Sequence, Tuple, Union
 import numpy as np
 import torch
 import torch.nn.functional as F
+from safetensors.torch import load_file
 from torch import nn
 
 __all__ = [
@@ -234,7 +235,6 @@ class YamnetFrontend(nn.Module):
     @classmethod
     def from_safetensors(cls, path: str) -> "YamnetFrontend":
         """Build the model and load a ``scripts/convert_yamnet.py`` state dict strictly; returned in eval mode."""
-        from safetensors.torch import load_file
 
         model = cls()
         model.load_state_dict(load_file(path), strict=True)
