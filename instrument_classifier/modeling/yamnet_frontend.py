@@ -24,6 +24,8 @@ The instrument classifier does not use steps 1-2: it reads the feature extractor
 
 from __future__ import annotations
 
+import csv
+import io
 import math
 from dataclasses import dataclass
 from typing import List, Optional, Sequence, Tuple, Union
@@ -269,8 +271,5 @@ class YamnetFrontend(nn.Module):
 
 def class_names(csv_text: str) -> Sequence[str]:
     """Display names from YAMNet's ``yamnet_class_map.csv`` (``index,mid,display_name``), in output order."""
-    import csv
-    import io
-
     rows = list(csv.reader(io.StringIO(csv_text)))
     return [row[2] for row in rows[1:] if row]
