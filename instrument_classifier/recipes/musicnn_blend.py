@@ -34,8 +34,7 @@ __all__ = ["BLEND_NAME", "tune_blend", "evaluate_blend", "export_blend", "is_ble
 BLEND_NAME = "musicnn-yamnet"
 
 
-def _window_probs(model_dir: Path, clips) -> list:
-    model, extractor = load_model(model_dir, device="cpu")
+def _window_probs(model, extractor, clips) -> list:
     return [predict_timeline(model, extractor, row.file).window_probs for row in clips]
 
 
@@ -46,18 +45,16 @@ def tune_blend(musicnn_dir: Path, yamnet_dir: Path, out: Path, manifest: Optiona
     (:func:`~instrument_classifier.evaluation.tuning.tune_blend_on_clips`); without a manifest, both from the
     held-out validation windows of ``datasets`` ({"musicnn", "yamnet"}: prepared datasets,
     :func:`~instrument_classifier.evaluation.tuning.tune_ensemble`). Returns what was tuned."""
-    labels = None
+    musicnn, musicnn_extractor = load_model(musicnn_dir, device="cpu")
+    labels = [musicnn.config.id2label[i] for i in range(musicnn.config.num_labels)]
     if manifest is not None:
-        model, _ = load_model(musicnn_dir, device="cpu")
-        labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
         clips = read_manifest(manifest, labels)
         y_true = np.array([[label in row.instruments for label in labels] for row in clips], dtype=np.int8)
-        tuned = tune_blend_on_clips(y_true, _window_probs(musicnn_dir, clips), _window_probs(yamnet_dir, clips))
+        tuned = tune_blend_on_clips(y_true, _window_probs(musicnn, musicnn_extractor, clips),
+                                    _window_probs(*load_model(yamnet_dir, device="cpu"), clips))
         weight, thresholds = tuned["weight"], tuned["thresholds"]
-        record = {"tuned_on": "real_dev", "weight": weight, "thresholds": dict(zip(labels, np.round(thresholds, 4)
-                                                                                   .tolist())),
-                  "cross_validated": tuned["cross_validated"], "roc_auc_macro": tuned["roc_auc_macro"],
-                  "candidates": tuned["candidates"]}
+        tuned_on, found = "real_dev", {"cross_validated": tuned["cross_validated"],
+                                       "roc_auc_macro": tuned["roc_auc_macro"], "candidates": tuned["candidates"]}
     else:
         y_val, p_musicnn = predict_split(musicnn_dir, datasets["musicnn"], "validation")
         _, p_yamnet = predict_split(yamnet_dir, datasets["yamnet"], "validation")
@@ -66,10 +63,9 @@ def tune_blend(musicnn_dir: Path, yamnet_dir: Path, out: Path, manifest: Optiona
         tuned = tune_ensemble(y_val, [p_musicnn, p_yamnet], rows["recording_id"], rows["start_frame"],
                               mset.window_frames)
         weight, thresholds = tuned["weights"][1], tuned["thresholds"]
-        model, _ = load_model(musicnn_dir, device="cpu")
-        labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
-        record = {"tuned_on": "validation", "weight": weight,
-                  "thresholds": dict(zip(labels, np.round(thresholds, 4).tolist())), "validation": tuned["validation"]}
+        tuned_on, found = "validation", {"validation": tuned["validation"]}
+    record = {"tuned_on": tuned_on, "weight": weight,
+              "thresholds": dict(zip(labels, np.round(thresholds, 4).tolist())), **found}
     musicnn_fe = default_feature_settings("musicnn")
     config = EnsembleConfig(
         members=[_relative(musicnn_dir, out), _relative(yamnet_dir, out)],
