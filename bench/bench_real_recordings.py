@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from instrument_classifier.evaluation.clips import (  # noqa: E402
     clip_set_metrics, cross_validated_tuning, evaluate_clips, read_manifest,
 )
+from instrument_classifier.inference import DEFAULT_MODEL_DIR  # noqa: E402
 
 REAL_DEV = Path(__file__).resolve().parents[2] / "shared" / "real-dev" / "manifest.csv"
 
@@ -44,8 +45,7 @@ def main(argv=None) -> int:
     if not args.manifest.is_file():
         print(f"bench_real_recordings: skipped, no manifest at {args.manifest}")
         return 0
-    models = args.model or [str(Path(__file__).resolve().parents[1] / "instrument_classifier" / "pretrained"
-                                / "ensemble")]
+    models = args.model or [str(DEFAULT_MODEL_DIR)]
     t = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         results = evaluate_clips(models, args.manifest, output_dir=Path(tmp) / "report", context=args.context,
