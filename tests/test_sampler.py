@@ -444,3 +444,23 @@ def test_every_vpo_instrument_loads_and_plays(tmp_path):
         rows = [LabelRow(s(0.1 + 0.3 * i), s(0.35 + 0.3 * i), program, 60 + i) for i in range(4)]
         audio, labels, info = sampler.render_notes(rows, library, recording_id=str(program))
         assert len(labels) == 4 and rms(audio, 0.1, 1.2) > 1e-3, program
+
+
+def test_ensemble_balance_changes_each_instruments_level_and_nothing_else(tmp_path, library):
+    # two instruments, one after the other, on the same preset: their level ratio is the drawn balance
+    notes = [(s(0.1), s(1.1), 41, 62), (s(1.5), s(2.5), 74, 62)]
+    plain, rows, _ = render(tmp_path, library, notes, name="plain")
+    ratios = []
+    for seed in range(4):
+        balanced, balanced_rows, info = render(tmp_path, library, notes, name=f"balanced{seed}", seed=seed,
+                                               instrument_balance_db=6.0)
+        assert [(r.start, r.end, r.instrument) for r in balanced_rows] == [(r.start, r.end, r.instrument)
+                                                                            for r in rows]
+        assert info["settings"]["instrument_balance_db"] == 6.0
+        ratio_db = 20 * np.log10(rms(balanced, 0.3, 1.0) / rms(balanced, 1.7, 2.4))
+        assert abs(ratio_db) <= 12.0 + 0.1  # two gains of at most +-6 dB each
+        ratios.append(ratio_db)
+    assert 20 * np.log10(rms(plain, 0.3, 1.0) / rms(plain, 1.7, 2.4)) == pytest.approx(0.0, abs=0.1)
+    assert max(ratios) - min(ratios) > 1.0  # the balance is drawn per recording and seed
+    with pytest.raises(Exception, match="instrument balance must be >= 0 dB"):
+        render(tmp_path, library, notes, name="negative", instrument_balance_db=-1.0)

@@ -3,7 +3,8 @@
 Rendered sample libraries are dry, close-miked and noise-free. ``perturb_corpus`` turns a rendered corpus
 into one "recorded" in rooms with microphones, noise and levels drawn by
 :func:`instrument_classifier.data.augment.sample_perturbation` (``"train"`` strength for training
-diversity, ``"test"`` for the held-out protocol, which always applies a room and noise).
+diversity, ``"test"`` for the held-out protocol, which always applies a room and noise, ``"room"`` for simulated
+rooms, microphone distances and MP3).
 
 * Lengths are kept (:func:`~instrument_classifier.data.augment.apply_perturbation` is length-preserving), so
   the label CSVs are copied unchanged and stay sample-accurate.
@@ -32,7 +33,7 @@ import soundfile as sf
 from tqdm.auto import tqdm
 
 from ..atomic_write import copy_file, write_text
-from .augment import apply_perturbation, sample_perturbation
+from .augment import STRENGTHS, apply_perturbation, sample_perturbation
 from .render import write_wav
 
 __all__ = ["PerturbError", "perturb_corpus", "recording_rng", "main"]
@@ -93,8 +94,9 @@ def perturb_corpus(
         Corpus with ``{split}_data/*.wav`` and ``{split}_labels/*.csv`` (as written by ``synth``).
     out_dir : path
         Destination (MusicNet layout). Must differ from ``src_dir``.
-    strength : {"train", "test", "none"}
-        Passed to :func:`~instrument_classifier.data.augment.sample_perturbation`.
+    strength : {"train", "test", "room", "none"}
+        Passed to :func:`~instrument_classifier.data.augment.sample_perturbation` (``"room"``: simulated rooms
+        with a drawn microphone distance, and MP3 for half of the recordings).
     seed : int
         Seeds every recording's conditions (with ``"split/id"``).
     split : {"train", "test"} or None
@@ -109,8 +111,8 @@ def perturb_corpus(
     """
 
     src, out = Path(src_dir), Path(out_dir)
-    if strength not in ("train", "test", "none"):
-        raise PerturbError(f"strength must be 'train', 'test' or 'none', got {strength!r}")
+    if strength not in STRENGTHS:
+        raise PerturbError(f"strength must be one of {', '.join(STRENGTHS)}, got {strength!r}")
     if not src.is_dir():
         raise PerturbError(f"{src}: no such corpus folder")
     if src.resolve() == out.resolve():
@@ -173,7 +175,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(description="Copy a MusicNet-layout corpus through drawn recording conditions.")
     parser.add_argument("src", type=Path)
     parser.add_argument("out", type=Path)
-    parser.add_argument("--strength", choices=["train", "test", "none"], default="train")
+    parser.add_argument("--strength", choices=STRENGTHS, default="train")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--split", choices=SPLITS, default=None)
     parser.add_argument("--num-proc", type=int, default=1)

@@ -341,9 +341,9 @@ def _snap(sample: int) -> int:
     return int(round(sample / BLOCK_SIZE)) * BLOCK_SIZE
 
 
-#: Separate random streams of a recording (``_recording_rng``'s ``stream``): switching the instrument EQ or the
-#: distractors on leaves the plan's velocity draws (the default stream) unchanged.
-EQ_STREAM, DISTRACTOR_STREAM = 1, 2
+#: Separate random streams of a recording (``_recording_rng``'s ``stream``): switching the instrument EQ, the
+#: distractors or the sampler's ensemble balance on leaves the plan's velocity draws (the default stream) unchanged.
+EQ_STREAM, DISTRACTOR_STREAM, BALANCE_STREAM = 1, 2, 3
 
 
 def _recording_rng(seed: int, recording_id: str, stream: Optional[int] = None) -> np.random.Generator:

@@ -74,6 +74,7 @@ import soundfile as sf
 
 from .augment import random_smooth_eq
 from .render import (
+    BALANCE_STREAM,
     DISTRACTOR_COMPASS,
     DISTRACTOR_PROGRAMS,
     INSTRUMENT_EQ_BANDS,
@@ -563,6 +564,8 @@ class SamplerSettings:
     peak_dbfs: float = -1.0
     sample_rate: int = SAMPLE_RATE
     instrument_eq_db: float = 0.0  # random smooth EQ per instrument and recording, as in render.py; 0: off
+    # ensemble balance: each instrument of a recording louder or softer by up to this many dB (uniform); 0: off
+    instrument_balance_db: float = 0.0
     level_dbfs: float = -20.0  # loudest 100 ms of a layer's typical zone, before velocity
     short_note_seconds: float = 0.18  # shorter and detached: staccato
     detached_gap_seconds: float = 0.03  # silence before the instrument's next note that makes a note detached
@@ -587,6 +590,8 @@ class SamplerSettings:
                               f"{self.velocity_spread}")
         if self.instrument_eq_db < 0:
             raise RenderError(f"instrument EQ must be >= 0 dB, got {self.instrument_eq_db}")
+        if self.instrument_balance_db < 0:
+            raise RenderError(f"instrument balance must be >= 0 dB, got {self.instrument_balance_db}")
         if self.sample_rate != SAMPLE_RATE:
             raise RenderError(f"MusicNet labels count samples at {SAMPLE_RATE} Hz; got sample_rate={self.sample_rate}")
         if not 0 < self.min_release_seconds <= self.max_release_seconds:
@@ -994,8 +999,8 @@ def render_notes(rows: Sequence[LabelRow], library: SampleLibrary, settings: Sam
         num_samples = min(num_samples, max_samples) if kept else max_samples
     num_samples = max(num_samples, 1)
 
-    tracks = {p: np.zeros(num_samples, dtype=np.float32) for p in programs} if settings.instrument_eq_db > 0 \
-        else None
+    per_track = settings.instrument_eq_db > 0 or settings.instrument_balance_db > 0
+    tracks = {p: np.zeros(num_samples, dtype=np.float32) for p in programs} if per_track else None
     mix = np.zeros(num_samples, dtype=np.float32)
     stats = Counter()
     for k, note in enumerate(notes):
@@ -1034,10 +1039,17 @@ def render_notes(rows: Sequence[LabelRow], library: SampleLibrary, settings: Sam
             _envelope(segment, zone, articulation, hold, release, settings, sr)
             out[row.start:row.start + length] += segment
     if tracks is not None:
-
+        # each its own stream: turning one on leaves the other's draws (and every other choice) unchanged
         eq_rng = _recording_rng(seed, recording_id, EQ_STREAM)
+        balance_rng = _recording_rng(seed, recording_id, BALANCE_STREAM)
         for program in programs:
-            mix += random_smooth_eq(tracks[program], sr, settings.instrument_eq_db, INSTRUMENT_EQ_BANDS, eq_rng)
+            track = tracks[program]
+            if settings.instrument_eq_db > 0:
+                track = random_smooth_eq(track, sr, settings.instrument_eq_db, INSTRUMENT_EQ_BANDS, eq_rng)
+            if settings.instrument_balance_db > 0:
+                balance = settings.instrument_balance_db
+                track = track * np.float32(10 ** (balance_rng.uniform(-balance, balance) / 20))
+            mix += track
 
     peak = float(np.max(np.abs(mix))) if mix.size else 0.0
     target = 10.0 ** (settings.peak_dbfs / 20.0)
@@ -1163,6 +1175,7 @@ def render_corpus(
     instrument_eq_db: float = 0.0,
     omit_programs: Sequence[int] = (),
     velocity_spread: int = 20,
+    instrument_balance_db: float = 0.0,
     instruments: Optional[Mapping[int, Sequence[Variant]]] = None,
     distractor_probability: float = 0.0,
     distractor_programs: Sequence[int] = DISTRACTOR_PROGRAMS,
@@ -1188,6 +1201,9 @@ def render_corpus(
         integer jitter in ``[-velocity_jitter, +velocity_jitter]``.
     instrument_eq_db : float
         Random smooth EQ of each instrument's track, at most this many dB (as in render.py). 0: off.
+    instrument_balance_db : float
+        Ensemble balance: each instrument's track of a recording is made louder or softer by a gain drawn
+        uniformly in ``+- instrument_balance_db`` dB. 0: off.
     instruments : mapping or None
         GM program -> variants; ``None`` -> :data:`VPO_INSTRUMENTS`.
     distractor_probability, distractor_programs
@@ -1204,7 +1220,7 @@ def render_corpus(
         The written wav files, sorted by split and id.
     """
     settings = SamplerSettings(velocity=velocity, velocity_spread=velocity_spread, velocity_jitter=velocity_jitter,
-                               instrument_eq_db=instrument_eq_db)
+                               instrument_eq_db=instrument_eq_db, instrument_balance_db=instrument_balance_db)
     probability, distractor_programs = check_distractor_options(distractor_probability, distractor_programs)
     instruments = dict(VPO_INSTRUMENTS if instruments is None else instruments)
     library_root = SampleLibrary(library, instruments).root  # checks the folder before anything is read

@@ -156,6 +156,12 @@ class MusicnnSettings:
     distractor_perturbation_seed: int = 103
     velocity: int = 80
     velocity_jitter: int = 15
+    # the recording conditions of this stage's four training corpora (augment.sample_perturbation's strength;
+    # the MFCC recipe's dry renders are perturbed again when it differs from RecipeSettings.train_perturbation):
+    # "room" = simulated rooms with a drawn microphone distance, and MP3 for half of the recordings
+    perturbation: str = "room"
+    # ensemble balance of the VPO renders: each instrument of a recording up to this many dB louder or softer
+    instrument_balance_db: float = 6.0
     # musicnn's own patch: 187 frames at 62.5 frames per second
     window_frames: int = 187
     hop_frames: int = 187

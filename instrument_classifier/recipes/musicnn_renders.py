@@ -3,6 +3,7 @@ Orchestra's recorded samples, FluidR3 with distractors) and the held-out validat
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Callable, Dict, List, Sequence
 
@@ -34,25 +35,42 @@ def _render_once(dry: Path, render: Callable[[], None]) -> None:
 
 def render_training_corpora(workdir: Path, output: Path, settings: RecipeSettings, mset: MusicnnSettings,
                             vpo: Path, vpo_commit: str, log: StepLog, musicnet: Path) -> List[Path]:
-    """The MFCC recipe's renders (if missing), then the VPO and distractor corpora of the label CSVs in
-    ``musicnet``; returns the four training corpora."""
+    """The MFCC recipe's renders (if missing; perturbed again under ``mset.perturbation`` when it is not the MFCC
+    recipe's), then the VPO and distractor corpora of the label CSVs in ``musicnet``; returns the four training
+    corpora."""
 
     corpora = recipe_corpora(workdir, settings)
     ready = all(corpus_done(c) for c in [*corpora["train"], corpora["validation"], corpora["test"]])
     timed(log, "recipe.py renders (up to perturb)",
           lambda: mfcc.run_recipe(workdir, output, settings, stop_after="render", musicnet=musicnet), ready)
 
-    perturbation = settings.train_perturbation
+    perturbation = mset.perturbation
+    library_corpora = corpora["train"]
+    if perturbation != settings.train_perturbation:  # the MFCC recipe's dry renders under this stage's conditions
+        library_corpora = []
+        for i, name in enumerate(settings.train_libraries):
+            dry, noisy = workdir / "render" / f"{name}-dry", workdir / "train" / f"{name}-{perturbation}"
+            seed = settings.seed + 100 + i  # the MFCC recipe's perturbation seed of this library
+            forget_renders_of_another_plan(
+                {"dry_plan": json.loads((dry / "render_plan.json").read_text()), "perturbation": perturbation,
+                 "perturbation_seed": seed}, [noisy], "perturb_plan.json")
+            timed(log, f"perturb {name} ({perturbation})",
+                  lambda: perturb_corpus(dry, noisy, perturbation, seed, split="train", num_proc=settings.num_proc),
+                  corpus_done(noisy))
+            library_corpora.append(noisy)
+
     vpo_dry, vpo_train = workdir / "render" / "vpo-dry", workdir / "train" / f"vpo-{perturbation}"
     start, seconds = mset.vpo_start_seconds, mset.vpo_seconds
     forget_renders_of_another_plan(
         {"library_commit": vpo_commit, "start": start, "seconds": seconds, "seed": mset.vpo_seed,
-         "velocity": mset.velocity, "velocity_jitter": mset.velocity_jitter, "perturbation": perturbation,
+         "velocity": mset.velocity, "velocity_jitter": mset.velocity_jitter,
+         "instrument_balance_db": mset.instrument_balance_db, "perturbation": perturbation,
          "perturbation_seed": mset.vpo_perturbation_seed}, [vpo_dry, vpo_train])
     timed(log, f"render vpo train [{start:g}, {start + seconds:g}) s",
           lambda: _render_once(vpo_dry, lambda: sampler.render_corpus(
               musicnet, vpo, vpo_dry, split="train", max_seconds=seconds, start_seconds=start, seed=mset.vpo_seed,
-              velocity=mset.velocity, velocity_jitter=mset.velocity_jitter, num_proc=settings.num_proc)),
+              velocity=mset.velocity, velocity_jitter=mset.velocity_jitter,
+              instrument_balance_db=mset.instrument_balance_db, num_proc=settings.num_proc)),
           (vpo_dry / ".done-train").is_file())
     timed(log, f"perturb vpo ({perturbation})",
           lambda: perturb_corpus(vpo_dry, vpo_train, perturbation, mset.vpo_perturbation_seed, split="train",
@@ -79,7 +97,7 @@ def render_training_corpora(workdir: Path, output: Path, settings: RecipeSetting
           lambda: perturb_corpus(d_dry, d_train, perturbation, mset.distractor_perturbation_seed, split="train",
                                  num_proc=settings.num_proc),
           corpus_done(d_train))
-    return [*corpora["train"], vpo_train, d_train]
+    return [*library_corpora, vpo_train, d_train]
 
 
 def validation_corpora(workdir: Path, settings: RecipeSettings, train_corpora: Sequence[Path],
