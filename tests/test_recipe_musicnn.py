@@ -187,12 +187,17 @@ def test_the_stage_builds_tunes_evaluates_and_exports_a_model_and_resumes(tiny_r
     # one dataset of the four training corpora, validation and test from the held-out library
     prepared = json.loads((workdir / "datasets" / "musicnn" / "prepare_info.json").read_text())
     assert [Path(d).name for d in prepared["data_dirs"]] == [
-        "fluidr3-train", "musescore-train", "vpo-train", "fluidr3-distractors-train"]
+        "fluidr3-room", "musescore-room", "vpo-room", "fluidr3-distractors-room"]
     assert [Path(d).name for d in prepared["validation_data_dirs"]] == ["merlin-validation"]
     assert [Path(d).name for d in prepared["eval_data_dirs"]] == ["merlin-test"]
     assert prepared["window_frames"] == prepared["hop_frames"] == 187
     assert {r.split("/")[0] for r in prepared["splits"]["train"]["recording_ids"]} == {
-        "fluidr3-train", "musescore-train", "vpo-train", "fluidr3-distractors-train"}
+        "fluidr3-room", "musescore-room", "vpo-room", "fluidr3-distractors-room"}
+    # the stage's own recording conditions: the MFCC recipe's dry renders perturbed again, the VPO balance
+    for corpus in ("fluidr3-room", "musescore-room", "vpo-room", "fluidr3-distractors-room"):
+        perturbed = json.loads((workdir / "train" / corpus / "perturb_info.json").read_text())
+        assert perturbed["strength"] == "room" and perturbed["recordings"], corpus
+    assert info["settings"]["instrument_balance_db"] == tiny_recipe["mset"].instrument_balance_db > 0
     assert {r.split("/")[0] for r in prepared["splits"]["validation"]["recording_ids"]} == {"merlin-validation"}
 
     # thresholds: tuned on the real clips, in the exported config; the training's own from validation windows
@@ -237,8 +242,9 @@ def test_the_stage_builds_tunes_evaluates_and_exports_a_model_and_resumes(tiny_r
     assert not [p for p in tiny_recipe["output"].iterdir() if p.name.startswith(".")]  # no temporary folders
 
     log = json.loads((workdir / "recipe_musicnn_log.json").read_text())["steps"]
-    for step in ("sources", "render vpo train [0, 6) s", "perturb vpo (train)", "prepare datasets/musicnn",
-                 "train (linear probe)", "tune (real clips)", "evaluate"):
+    for step in ("sources", "perturb fluidr3 (room)", "perturb musescore (room)", "render vpo train [0, 6) s",
+                 "perturb vpo (room)", "prepare datasets/musicnn", "train (linear probe)", "tune (real clips)",
+                 "evaluate"):
         assert f"musicnn: {step}" in log, (step, list(log))
     assert "render fluidr3 train [0, 6) s" in json.loads((workdir / "recipe_log.json").read_text())["steps"]
 
@@ -340,7 +346,7 @@ def test_the_stage_builds_tunes_evaluates_and_exports_a_model_and_resumes(tiny_r
         stopped = _run(tiny_recipe, stop_after="yamnet-evaluate")
         assert "yamnet" in stopped and "blend" not in stopped
         capsys.readouterr()
-    assert out.count("done earlier, skipped") == 19, out  # every step, each render and perturb, each export
+    assert out.count("done earlier, skipped") == 21, out  # every step, each render and perturb, each export
     assert (folder / "model.safetensors").stat().st_mtime_ns == stamp
 
     # without labelled real clips the thresholds stay those of the held-out validation windows
