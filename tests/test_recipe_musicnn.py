@@ -238,6 +238,7 @@ def test_the_stage_builds_tunes_evaluates_and_exports_a_model_and_resumes(tiny_r
                    "CC BY-NC-SA 3.0", "ISC", "CC BY 4.0", "cross-validated", "development set"):
         assert phrase in card, phrase
     assert card.index("Results on real recordings") < card.index("synthetic held-out test")
+    assert "simulated room" in card and "MP3-encoded" in card and "ensemble balance" in card  # its conditions
     assert f"| all 13 | tuned on them | {real['tuned']['roc_auc_macro']:.3f} |" in card
     assert not [p for p in tiny_recipe["output"].iterdir() if p.name.startswith(".")]  # no temporary folders
 

@@ -76,6 +76,17 @@ MAX_WEIGHTS_BYTES = 5 * 1024 * 1024
 WEIGHTS_BUDGETS = {"musicnn": MAX_WEIGHTS_BYTES, "yamnet": 8 * 1024 * 1024}
 
 
+def _conditions(mset: MusicnnSettings) -> str:
+    """The recording conditions of the stage's training corpora, in words."""
+    if mset.perturbation != "room":
+        return "in drawn rooms with microphone EQ, noise and levels"
+    balance = (f"; the Virtual Playing Orchestra's renders with each instrument's level drawn within "
+               f"+-{mset.instrument_balance_db:g} dB (ensemble balance)" if mset.instrument_balance_db > 0 else "")
+    return ("in drawn conditions: most of them in a simulated room (4-30 m long, reverberation time 0.2-2.2 s) with "
+            "the microphone 0.5-12 m from the players, microphone EQ, noise and levels, and half of them MP3-encoded"
+            + balance)
+
+
 def model_card(results: dict, settings: RecipeSettings, mset: MusicnnSettings, name: str = "musicnn") -> str:
     """The exported folder's README.md: training data, real-recording numbers first, licences.
 
@@ -110,7 +121,7 @@ def model_card(results: dict, settings: RecipeSettings, mset: MusicnnSettings, n
         "## Training data",
         "",
         "No recording of musicians: MusicNet's train scores (labels CC BY 4.0), rendered to audio four ways, each "
-        "then \"recorded\" in drawn rooms with microphone EQ, noise and levels:",
+        f"then \"recorded\" {_conditions(mset)}:",
         "",
         f"- with the General MIDI sample libraries {train_libraries} (recipe.py's training renders, "
         f"{settings.excerpt_seconds:g}-s excerpts);",
