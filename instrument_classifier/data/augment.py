@@ -30,7 +30,6 @@ __all__ = ["Perturbation", "sample_perturbation", "apply_perturbation", "room_im
 
 #: what ``sample_perturbation`` takes
 STRENGTHS = ("train", "test", "room", "none")
-SPEED_OF_SOUND = 343.0  # m/s
 
 
 @dataclass

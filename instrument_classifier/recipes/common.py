@@ -158,7 +158,9 @@ class MusicnnSettings:
     velocity_jitter: int = 15
     # the recording conditions of this stage's four training corpora (augment.sample_perturbation's strength;
     # the MFCC recipe's dry renders are perturbed again when it differs from RecipeSettings.train_perturbation):
-    # "room" = simulated rooms with a drawn microphone distance, and MP3 for half of the recordings
+    # "room" = simulated rooms with a drawn microphone distance, and MP3 for half of the recordings. With it and the
+    # VPO balance below, against "train" and none: the blend's real-dev micro F1 (2-fold CV) 0.725 -> 0.753, false
+    # instruments per clip 0.19 -> 0.11 (the two tried together; docs/experiments.md)
     perturbation: str = "room"
     # ensemble balance of the VPO renders: each instrument of a recording up to this many dB louder or softer
     instrument_balance_db: float = 6.0
