@@ -34,14 +34,13 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 
-STAGES = [
+_TORCH = "import numpy, torch, soundfile, soxr, safetensors.torch"
+_CONFIGS = f"{_TORCH}; import transformers; from transformers import PreTrainedConfig, SequenceFeatureExtractor"
+STAGES = [  # each stage imports what the one before did, and more
     ("interpreter", "pass"),
-    ("torch+audio", "import numpy, torch, soundfile, soxr, safetensors.torch"),
-    ("+transformers configs", "import numpy, torch, soundfile, soxr, safetensors.torch, transformers; "
-                              "from transformers import PreTrainedConfig, SequenceFeatureExtractor"),
-    ("+PreTrainedModel", "import numpy, torch, soundfile, soxr, safetensors.torch, transformers; "
-                         "from transformers import PreTrainedConfig, SequenceFeatureExtractor; "
-                         "import transformers.modeling_utils"),
+    ("torch+audio", _TORCH),
+    ("+transformers configs", _CONFIGS),
+    ("+PreTrainedModel", f"{_CONFIGS}; import transformers.modeling_utils"),
     ("package imports", "import instrument_classifier.inference"),
 ]
 

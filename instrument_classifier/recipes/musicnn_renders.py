@@ -13,7 +13,7 @@ from ..data.perturb_corpus import perturb_corpus
 from ..data.prepare import plan_validation_pieces
 from . import mfcc
 from .common import LIBRARIES, MusicnnSettings, RecipeSettings, StepLog, timed
-from .renders import corpus_done, forget_renders_of_another_plan, render
+from .renders import corpus_done, forget_renders_of_another_plan, library_perturbation_seed, render
 from .sources import fetch_library
 
 __all__ = ["recipe_corpora", "render_training_corpora", "validation_corpora"]
@@ -50,7 +50,7 @@ def render_training_corpora(workdir: Path, output: Path, settings: RecipeSetting
         library_corpora = []
         for i, name in enumerate(settings.train_libraries):
             dry, noisy = workdir / "render" / f"{name}-dry", workdir / "train" / f"{name}-{perturbation}"
-            seed = settings.seed + 100 + i  # the MFCC recipe's perturbation seed of this library
+            seed = library_perturbation_seed(settings, i)  # the MFCC recipe's seed for this library's conditions
             forget_renders_of_another_plan(
                 {"dry_plan": json.loads((dry / "render_plan.json").read_text()), "perturbation": perturbation,
                  "perturbation_seed": seed}, [noisy], "perturb_plan.json")

@@ -32,6 +32,11 @@ def render(soundfont: Path, out: Path, split: str, seconds: Optional[float], sta
     marker.write_text("ok\n")
 
 
+def library_perturbation_seed(settings: RecipeSettings, index: int) -> int:
+    """The seed of the recording conditions drawn for the training renders of ``settings.train_libraries[index]``."""
+    return settings.seed + 100 + index
+
+
 def forget_renders_of_another_plan(plan: dict, folders: Sequence[Path], plan_name: str = "render_plan.json") -> None:
     """Renders made for other pieces or settings (or of unknown settings) are not "done" for this plan:
     remove them, together with the folders derived from them. The plan is kept in ``folders[0]/plan_name``."""
@@ -93,8 +98,8 @@ def render_corpora(workdir: Path, settings: RecipeSettings, train_paths: Dict[st
                              musicnet=musicnet),
               (dry / ".done-test").is_file())
         timed(log, f"perturb {name} ({settings.train_perturbation})",
-              lambda: perturb_corpus(dry, noisy, settings.train_perturbation, settings.seed + 100 + i, split="train",
-                                     num_proc=settings.num_proc),
+              lambda: perturb_corpus(dry, noisy, settings.train_perturbation, library_perturbation_seed(settings, i),
+                                     split="train", num_proc=settings.num_proc),
               corpus_done(noisy))
         train_corpora.append(noisy)
         indomain_corpora.append(dry)

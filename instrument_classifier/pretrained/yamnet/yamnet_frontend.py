@@ -237,7 +237,6 @@ class YamnetFrontend(nn.Module):
     @classmethod
     def from_safetensors(cls, path: str) -> "YamnetFrontend":
         """Build the model and load a ``scripts/convert_yamnet.py`` state dict strictly; returned in eval mode."""
-
         model = cls()
         model.load_state_dict(load_file(path), strict=True)
         return model.eval()
