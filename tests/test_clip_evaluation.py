@@ -231,3 +231,23 @@ def test_clip_thresholds_are_tuned_only_for_labels_with_enough_clips_and_cross_v
     assert 0.35 < t[0] < 0.7
     cv = cross_validated_tuning(y, scores, repeats=3)
     assert cv["repeats"] == 3 and 0.5 < cv["f1_micro"] <= 1.0 and cv["false_alarms_per_clip"] < 0.5
+
+
+def test_cross_validated_tuning_judges_a_subset_with_thresholds_tuned_on_all_clips():
+    from instrument_classifier.evaluation.clips import cross_validated_tuning
+
+    rng = np.random.default_rng(1)
+    y = np.zeros((80, 2), dtype=int)
+    y[::2, 0] = 1
+    y[1::4, 1] = 1
+    scores = np.clip(rng.normal(0.3, 0.1, size=y.shape) + 0.4 * y, 0, 1)
+    hard = np.zeros(80, dtype=bool)
+    hard[60:] = True
+    scores[hard] = rng.uniform(0, 1, size=(20, 2))  # the last 20 clips are noise: the judged easy ones do better
+    everything = cross_validated_tuning(y, scores, repeats=4, seed=3)
+    easy = cross_validated_tuning(y, scores, repeats=4, seed=3, judged=~hard)
+    noisy = cross_validated_tuning(y, scores, repeats=4, seed=3, judged=hard)
+    assert noisy["f1_micro"] < everything["f1_micro"] < easy["f1_micro"]
+    assert cross_validated_tuning(y, scores, repeats=4, seed=3, judged=np.ones(80, bool)) == everything
+    with pytest.raises(ValueError, match="judged must mark"):
+        cross_validated_tuning(y, scores, judged=np.zeros(80, bool))
