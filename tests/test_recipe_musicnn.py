@@ -216,6 +216,7 @@ def test_the_stage_builds_tunes_evaluates_and_exports_a_model_and_resumes(tiny_r
     real = results["real_dev"]
     assert real["num_clips"] == 13 and real["long_clips"]["num_clips"] == 12
     assert set(real["cross_validated"]) >= {"f1_micro", "false_alarms_per_clip"}
+    assert set(real["long_clips"]["cross_validated"]) >= {"f1_micro", "false_alarms_per_clip"}
     assert set(results["merlin_test"]) == {"validation_thresholds", "tuned_thresholds"}
     # (one test piece, a string quartet: its instruments play in every window, so no class has an AUC here)
     assert 0.0 <= results["merlin_test"]["tuned_thresholds"]["f1_micro"] <= 1.0
@@ -315,6 +316,8 @@ def test_the_stage_builds_tunes_evaluates_and_exports_a_model_and_resumes(tiny_r
     assert bcard.index("Results on real recordings") < bcard.index("synthetic held-out test")
     for member in ("musicnn", "yamnet"):
         assert f"| all 13 | {member} alone, cross-validated |" in bcard, member
+    for c in (card, ycard, bcard):  # the long clips, as unseen recordings are long, judged by other clips' cuts
+        assert "| the 12 of 2.5 s or more | tuned on other clips (cross-validated) |" in c
     for step in ("prepare datasets/yamnet", "yamnet train (linear probe)", "yamnet tune (real clips)",
                  "yamnet evaluate", "blend (YAMNet weight tuned on real clips)", "blend evaluate",
                  f"export {yfolder}"):

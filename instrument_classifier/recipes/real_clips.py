@@ -10,7 +10,7 @@ from typing import Dict, List, Optional, Set, Tuple
 import numpy as np
 
 from ..audio import audio_info
-from ..evaluation.clips import LABEL_SEPARATOR, clip_set_metrics, evaluate_clips
+from ..evaluation.clips import LABEL_SEPARATOR, clip_set_metrics, cross_validated_tuning, evaluate_clips
 from ..local_paths import strip_local_paths
 from .results import model_key
 
@@ -43,7 +43,9 @@ def _clip_rows(report: Path) -> Tuple[List[str], List[Tuple[str, Set[str], Set[s
 
 
 def long_clip_metrics(report: Path, manifest: Path, min_seconds: float = LONG_CLIP_SECONDS) -> Optional[dict]:
-    """Clip metrics of an ``evaluate --clips`` report (one model) on its clips of at least ``min_seconds``.
+    """Clip metrics of an ``evaluate --clips`` report (one model) on its clips of at least ``min_seconds``, with
+    the report's decisions, and under ``"cross_validated"`` what thresholds tuned on half of all the clips reach on
+    the long ones of the other half (:func:`~instrument_classifier.evaluation.clips.cross_validated_tuning`).
 
     Durations come from the manifest's ``duration_s`` column where it has one, else from the audio headers.
     ``None`` when no clip is that long.
@@ -54,22 +56,22 @@ def long_clip_metrics(report: Path, manifest: Path, min_seconds: float = LONG_CL
             if (row.get("duration_s") or "").strip():
                 durations[row["file"].strip()] = float(row["duration_s"])
     labels, rows = _clip_rows(report)
-    keep, y, scores, decisions = [], [], [], []
+    long, y, scores, decisions = [], [], [], []
     for file, named, found, clip_scores in rows:
         seconds = durations.get(file)
         if seconds is None:
             seconds = audio_info(manifest.parent / file).duration
-        if seconds < min_seconds:
-            continue
-        keep.append(file)
+        long.append(seconds >= min_seconds)
         y.append([label in named for label in labels])
         decisions.append([label in found for label in labels])
         scores.append(clip_scores)
-    if not keep:
+    long = np.array(long, dtype=bool)
+    if not long.any():
         return None
-    metrics = clip_set_metrics(np.array(y, dtype=np.int8), np.array(scores), np.array(decisions, dtype=np.int8),
-                               labels)
-    return {**clip_summary(metrics), "min_seconds": min_seconds}
+    y, scores, decisions = np.array(y, dtype=np.int8), np.array(scores), np.array(decisions, dtype=np.int8)
+    metrics = clip_set_metrics(y[long], scores[long], decisions[long], labels)
+    return {**clip_summary(metrics), "min_seconds": min_seconds,
+            "cross_validated": cross_validated_tuning(y, scores, judged=long)}
 
 
 def _false_alarms_by_label(report: Path) -> Dict[str, List[int]]:
