@@ -50,7 +50,10 @@ def audio_info(path: str | os.PathLike, max_samples: Optional[int] = None) -> sf
     try:
         info = sf.info(path)
     except Exception as exc:  # soundfile raises LibsndfileError/RuntimeError/TypeError
-        raise AudioError(f"{path}: not a readable audio file ({_short(exc)})") from None
+        reason = _short(exc)
+        if "does not exist" in reason:  # libsndfile's words for an MP3 it cannot parse; the file exists (above)
+            reason = "its contents are not audio libsndfile can decode: a damaged file or an unknown format"
+        raise AudioError(f"{path}: not a readable audio file ({reason})") from None
     _check_complete(path, info)  # first: a cut Ogg can announce zero frames
     if info.frames == UNKNOWN_LENGTH:
         info.frames = _counted_frames(path, info, max_samples)

@@ -160,6 +160,16 @@ def test_evaluate_clips_cli_agrees_with_predict(clips, tmp_path, capsys):
     assert "| cnn | all clips | 5 |" in (out / "metrics.md").read_text()
 
 
+def test_evaluate_clips_without_a_model_measures_the_default(clips, tmp_path, capsys):
+    from instrument_classifier.inference import DEFAULT_MODEL_DIR
+
+    out = tmp_path / "report"
+    assert main(["evaluate", "--clips", str(clips), "--output", str(out)]) == 0
+    results = json.loads((out / "metrics.json").read_text())
+    assert DEFAULT_MODEL_DIR.name in results and results["num_clips"] == 5
+    assert DEFAULT_MODEL_DIR.name in capsys.readouterr().out
+
+
 def test_two_models_fixed_threshold_and_context(clips, tmp_path):
     results = evaluate_clips([str(DEFAULT), str(CNN)], clips, thresholds=0.5, context=True, progress=False)
     assert set(results) >= {"ensemble", "cnn"} and results["context"] is True

@@ -184,6 +184,16 @@ def test_a_directory_is_reported_as_a_directory(random_model, audio_files, tmp_p
     assert "Format not recognised" not in err and "1 of 2 file(s) failed" in err
 
 
+def test_a_damaged_mp3_is_not_called_missing(random_model, audio_files, tmp_path, capsys):
+    """libsndfile says "File does not exist or is not a regular file" of an MP3 it cannot parse."""
+    damaged = tmp_path / "damaged.mp3"
+    damaged.write_bytes(b"ID3\x03\x00\x00\x00\x00\x00\x00" + bytes(range(256)) * 40)
+    assert cli.main(["predict", "--model", str(random_model), str(damaged), "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert f"error: {damaged}: not a readable audio file (its contents are not audio libsndfile can decode" in err
+    assert "does not exist" not in err
+
+
 @pytest.mark.parametrize("argv,expected", [
     (["--threshold", "1.5"], "--threshold must be between 0 and 1"),
     (["--model", "/nonexistent/model"], "/nonexistent/model"),

@@ -60,7 +60,7 @@ from ..context import RecordingContext, blend, neighbour_means
 from ..data.musicnet import MusicNetError
 from ..data.taxonomy import UnknownInstrumentError
 from ..ensemble import blend_probabilities, frames_on_grid
-from ..inference import DeviceError, load_model, resolve_device
+from ..inference import DEFAULT_MODEL_DIR, DeviceError, load_model, resolve_device
 from .clips import ManifestError, evaluate_clips, format_clip_summary
 from .datasets import (
     group_key,
@@ -325,8 +325,9 @@ def _with_context(context: RecordingContext, split_ds, window_frames: int, windo
 
 
 def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", action="append", required=True, metavar="PATH_OR_ID",
-                        help="model folder or Hub id (repeat to compare models)")
+    parser.add_argument("--model", action="append", default=None, metavar="PATH_OR_ID",
+                        help="model folder or Hub id (repeat to compare models; default: the bundled musicnn + "
+                             "YAMNet blend, as predict)")
     data = parser.add_mutually_exclusive_group(required=True)
     data.add_argument("--dataset", nargs="+", metavar="PATH",
                       help="prepared dataset (`instrument-classifier prepare` output); several, prepared from the "
@@ -355,6 +356,8 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
+    if not args.model:
+        args.model = [str(DEFAULT_MODEL_DIR)]
     try:  # before anything is loaded: "cuda" on a machine without it is a usage error, not a traceback
         args.device = str(resolve_device(args.device))
     except DeviceError as exc:
