@@ -261,3 +261,23 @@ def test_cross_validated_tuning_judges_a_subset_with_thresholds_tuned_on_all_cli
     assert cross_validated_tuning(y, scores, repeats=4, seed=3, judged=np.ones(80, bool)) == everything
     with pytest.raises(ValueError, match="judged must mark"):
         cross_validated_tuning(y, scores, judged=np.zeros(80, bool))
+
+
+def test_every_bad_row_is_reported_at_once_and_a_runaway_quote_by_where_it_opens(tmp_path):
+    sf.write(tmp_path / "a.wav", np.zeros(4410, dtype=np.float32), 44100)
+    manifest = write_manifest(tmp_path / "m.csv", [["a.wav", "Cello", ""], ["missing.wav", "Violin", ""],
+                                                   ["a.wav", "Trumpet", ""], ["a.wav", "Violin"]])
+    with pytest.raises(ManifestError) as error:
+        read_manifest(manifest, LABELS)
+    message = str(error.value)
+    assert message.startswith(f"{manifest}: 3 bad rows (--skip-bad skips them):")
+    assert "row 3: audio file" in message and "row 4: unknown instrument 'Trumpet'" in message
+    assert "row 5: 2 fields, the header has 3" in message
+    runaway = tmp_path / "q.csv"
+    runaway.write_text('file,instruments,other_sounds\na.wav,Cello,\n"a.wav,Violin,\na.wav,,voice\na.wav",Cello,\n'
+                       'a.wav,Violin,\n')
+    with pytest.raises(ManifestError, match=r"q\.csv row 3: a double quote opened on row 3 runs to row 5"):
+        read_manifest(runaway, LABELS)
+    skipped = []
+    assert [r.row for r in read_manifest(runaway, LABELS, skip_bad=True, skipped=skipped)] == [2, 6]
+    assert [s["row"] for s in skipped] == [3]

@@ -51,7 +51,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -96,6 +96,10 @@ def _top_folder(name: str) -> str:
     return parts[0] if len(parts) > 1 else "."
 
 
+#: A manifest's bad rows listed in one error, at most (the count says how many more).
+MAX_LISTED_PROBLEMS = 20
+
+
 def read_manifest(path: PathLike, labels: Sequence[str], skip_bad: bool = False,
                   skipped: Optional[List[dict]] = None) -> List[ClipRow]:
     """Read and check a clip manifest.
@@ -119,8 +123,8 @@ def read_manifest(path: PathLike, labels: Sequence[str], skip_bad: bool = False,
     Raises
     ------
     ManifestError
-        Missing manifest or columns; without ``skip_bad``, the first bad row (the message names the
-        manifest and the row); with it, a manifest whose every row is bad.
+        Missing manifest or columns; without ``skip_bad``, its bad rows, all of them in one message that names
+        the manifest and each row; with it, a manifest whose every row is bad.
     """
     path = Path(path).expanduser()
     if not path.is_file():
@@ -143,8 +147,10 @@ def read_manifest(path: PathLike, labels: Sequence[str], skip_bad: bool = False,
                             "file,instruments[,other_sounds]")
     col = {name: header.index(name) for name in ("file", "instruments", "other_sounds") if name in header}
     rows: List[ClipRow] = []
-    problems = 0
+    problems: List[Tuple[int, str]] = []  # all of them at once: one run to fix a manifest, not one per bad row
+    line = reader.line_num
     while True:
+        first = line + 1  # the row's first line: a quoted field may run over several
         try:
             values = next(reader)
         except StopIteration:
@@ -155,7 +161,10 @@ def read_manifest(path: PathLike, labels: Sequence[str], skip_bad: bool = False,
         if not any(v.strip() for v in values):
             continue  # blank line
         problem = None
-        if len(values) != len(header):
+        if line > first and any("\n" in v for v in values):
+            problem = (f"a double quote opened on row {first} runs to row {line}, taking the rows between into one "
+                       "field: close or remove it")
+        elif len(values) != len(header):
             problem = f"{len(values)} fields, the header has {len(header)}"
         name = values[col["file"]].strip() if len(values) > col["file"] else ""
         if problem is None and not name:
@@ -168,17 +177,22 @@ def read_manifest(path: PathLike, labels: Sequence[str], skip_bad: bool = False,
         if problem is None and not file.is_file():
             problem = f"audio file {file} not found"
         if problem is not None:
-            problems += 1
-            if not skip_bad:
-                raise ManifestError(f"{path} row {line}: {problem}")
-            if skipped is not None:
-                skipped.append({"row": line, "file": name, "reason": problem})
+            problems.append((first, problem))
+            if skip_bad and skipped is not None:
+                skipped.append({"row": first, "file": name, "reason": problem})
             continue
         other = values[col["other_sounds"]].strip() if "other_sounds" in col else ""
         rows.append(ClipRow(file=file, instruments=sorted({by_name[n.lower()] for n in names}, key=list(labels).index),
                             other_sounds=other, row=line, name=name, folder=_top_folder(name)))
+    if problems and not skip_bad:
+        if len(problems) == 1:
+            raise ManifestError(f"{path} row {problems[0][0]}: {problems[0][1]}")
+        listed = [f"  row {row}: {problem}" for row, problem in problems[:MAX_LISTED_PROBLEMS]]
+        if len(problems) > MAX_LISTED_PROBLEMS:
+            listed.append(f"  ... and {len(problems) - MAX_LISTED_PROBLEMS} more")
+        raise ManifestError(f"{path}: {len(problems)} bad rows (--skip-bad skips them):\n" + "\n".join(listed))
     if not rows:
-        raise ManifestError(f"{path}: no usable rows" + (f" ({problems} bad, skipped)" if problems else ""))
+        raise ManifestError(f"{path}: no usable rows" + (f" ({len(problems)} bad, skipped)" if problems else ""))
     return rows
 
 
