@@ -94,8 +94,15 @@ def test_json_and_csv_reproduce_the_table(audio_files, capsys, monkeypatch):
     tables = outputs["table"].split("\n\n")
     for r, table in zip(results, tables):
         assert table.startswith(r["file"])
-        starred = set(re.findall(r"([A-Z][A-Za-z ]*?)\* \d", table.splitlines()[1]))  # "Violin* 0.97, Viola 0.12"
+        line = table.splitlines()[1]  # "clip score/threshold: Violin* 0.97/0.40, Viola 0.12/0.80 (...)"
+        starred = set(re.findall(r"([A-Z][A-Za-z ]*?)\* \d", line))
         assert starred == set(r["detected"]) and r["detected"]
+        shown = re.findall(r"([A-Z][A-Za-z ]*?)\*? (\d\.\d\d)/(\d\.\d\d)", line)
+        for label, score, threshold in shown:
+            assert float(score) == pytest.approx(r["clip"][label], abs=0.005)
+            assert float(threshold) == pytest.approx(r["thresholds"][label], abs=0.005)
+        hidden = len(r["clip"]) - len(shown)
+        assert (f"; {hidden} more below 0.01)" in line) == (hidden > 0)
         clip_rows = [row for row in rows if row["file"] == r["file"] and row["kind"] == "clip"]
         assert {row["instrument"]: float(row["score"]) for row in clip_rows} == pytest.approx(r["clip"], abs=1e-4)
         assert {row["instrument"]: float(row["threshold"]) for row in clip_rows} == \
@@ -118,7 +125,7 @@ def test_table_and_csv_and_atomic_output(random_model, audio_files, tmp_path, ca
                      "--threshold", "0.3"])
     out, err = capsys.readouterr()
     assert code == 0, err
-    assert audio_files["good"] in out and audio_files["stereo"] in out and "clip scores:" in out
+    assert audio_files["good"] in out and audio_files["stereo"] in out and "clip score/threshold:" in out
 
     target = tmp_path / "out" / "segments.csv"
     target.parent.mkdir()
