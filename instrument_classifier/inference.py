@@ -583,8 +583,9 @@ def _decision_settings(model, thresholds: Optional[Sequence[float]], context: bo
     if context:
         recording_context = RecordingContext.from_config(config)
         if recording_context is None:
-            raise ValueError(f"{type(model).__name__} has no recording context in its config (train.py tunes it on "
-                             "validation); predict without context")
+            raise ValueError(f"{type(model).__name__} has no recording context in its config (`instrument-classifier "
+                             "train` tunes one on validation; the bundled MFCC models have one); predict without "
+                             "context")
     default = config.thresholds if recording_context is None else recording_context.thresholds
     thresholds = list(default if thresholds is None else thresholds)
     if len(thresholds) != config.num_labels:
