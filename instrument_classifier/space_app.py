@@ -5,8 +5,9 @@ the package so that the ``demo`` command (installed package) and the Space (whic
 package's runtime files next to ``app.py``, see :mod:`instrument_classifier.hub`) run the same code.
 
 Models: the environment variable ``MODEL_ID`` (a Hub id or a local folder) if set, otherwise the
-bundled defaults in ``instrument_classifier/pretrained/{cnn,transformer}``; with more than one model
-the page shows a selector. All models are loaded at start-up so a bad model fails loudly there.
+bundled models in ``instrument_classifier/pretrained`` (:data:`BUNDLED_NAMES`, the default first: the musicnn +
+YAMNet blend); with more than one model the page shows a selector. All models are loaded at start-up so a bad
+model fails loudly there.
 
 Limits (environment variables, defaults in brackets): ``MAX_UPLOAD_MB`` [100] is enforced by
 Gradio's server (``max_file_size``) before a file reaches the app; ``MAX_DURATION_S`` [600] is
@@ -408,9 +409,11 @@ up to {max_mb:g} MB and {max_dur}. {about_models}
 """
 
 BUNDLED_NOTE = (
-    "The bundled models were trained on **synthesized** renditions of MusicNet scores (General MIDI "
-    "sample libraries), so expect them to be less sure on real recordings; their model cards give the "
-    "accuracy measured on sample libraries held out from training."
+    "The default model puts heads trained on renditions of MusicNet scores (recorded orchestral samples and "
+    "General MIDI libraries) on two networks pretrained on real recordings, musicnn and YAMNet. On recordings of "
+    "real musicians it finds piano, violin, clarinet and flute well and seldom reports viola, cello, double "
+    "bass, horn, oboe, bassoon or harpsichord. The faster CNN and Transformer hear real playing much worse. "
+    "Each model card gives its figures."
 )
 
 
