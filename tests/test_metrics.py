@@ -21,6 +21,7 @@ from instrument_classifier.evaluation.metrics import (
     binarize,
     compute_instrument_metrics,
     mean_f1,
+    near_zero_thresholds,
     tune_thresholds,
 )
 
@@ -297,3 +298,19 @@ def test_micro_tuning_drops_a_class_that_only_brings_false_alarms():
     def micro_f1(p):
         tp = (p & (y == 1)).sum(); return 2 * tp / (2 * tp + (p & (y == 0)).sum() + (~p & (y == 1)).sum())
     assert micro_f1(pred) >= micro_f1(s >= 0.5)
+
+
+def test_near_zero_thresholds_names_the_classes_tuning_would_report_everywhere():
+    rng = np.random.default_rng(0)
+    n = 200
+    y = np.zeros((n, 2), dtype=int)
+    y[:100, 0] = 1                      # class 0: well separated
+    y[:5, 1] = 1                        # class 1: 5 positives the model scores below every negative
+    scores = np.c_[np.where(y[:, 0] == 1, 0.9, 0.1) + rng.uniform(-0.05, 0.05, n),
+                   np.where(y[:, 1] == 1, 1e-4, 0.2) + rng.uniform(0, 1e-5, n)]
+    thresholds = tune_thresholds(y, scores)
+    assert thresholds[0] > 0.3 and thresholds[1] < 1e-3  # F1 of "everywhere" beats "nowhere" for class 1
+    warning = near_zero_thresholds(thresholds, y, ["Piano", "Flute"])
+    assert warning is not None and "Flute" in warning and "Piano" not in warning
+    assert "5 positive of 200" in warning
+    assert near_zero_thresholds([0.4, 0.3], y, ["Piano", "Flute"]) is None

@@ -41,6 +41,7 @@ __all__ = [
     "HUNG_YANG_LABELS",
     "compute_instrument_metrics",
     "tune_thresholds",
+    "near_zero_thresholds",
     "tune_thresholds_micro",
     "binarize",
     "mean_f1",
@@ -241,6 +242,41 @@ def tune_thresholds(y_true: ArrayLike, y_score: ArrayLike, default: float = 0.5)
         below = s_sorted[cut[best] + 1] if cut[best] + 1 < len(s) else 0.0
         thresholds[c] = (s_sorted[cut[best]] + below) / 2
     return thresholds
+
+
+#: A tuned threshold below this reports its class wherever the model gives it any probability at all.
+NEAR_ZERO_THRESHOLD = 0.01
+
+
+def near_zero_thresholds(thresholds: ArrayLike, y_true: ArrayLike, labels: Sequence[str],
+                         floor: float = NEAR_ZERO_THRESHOLD) -> Optional[str]:
+    """A warning naming the classes whose tuned threshold is below ``floor``, or ``None``.
+
+    Maximising one class's F1 on validation data where the model barely separates it (typically a class with few
+    validation positives) picks the cut "report it everywhere": a threshold near 0, and false detections of that
+    class on nearly every clip a user gives the model.
+
+    Parameters
+    ----------
+    thresholds : array-like, shape (n_classes,)
+        The tuned thresholds.
+    y_true : array-like, shape (n_samples, n_classes)
+        The references they were tuned on (0/1), to count each class's positives.
+    labels : sequence of str
+        Class names.
+    floor : float
+        Thresholds below it are reported.
+    """
+    thresholds = np.asarray(thresholds, dtype=float)
+    positives = np.asarray(y_true).astype(bool).sum(axis=0)
+    low = np.flatnonzero(thresholds < floor)
+    if not len(low):
+        return None
+    listed = ", ".join(f"{labels[c]} {thresholds[c]:.2g} ({int(positives[c])} positive of {len(np.asarray(y_true))})"
+                       for c in low)
+    return (f"thresholds below {floor:g}, tuned on validation windows where the model barely separates these classes; "
+            f"they will be reported on nearly every clip: {listed}. More validation (and training) data for them, or "
+            f"`predict --threshold`, avoids that.")
 
 
 def tune_thresholds_micro(y_true: ArrayLike, y_score: ArrayLike, start: Union[float, ArrayLike] = 0.5,

@@ -37,7 +37,7 @@ from tqdm.auto import tqdm
 
 from ..atomic_write import write_dir
 from ..data.prepare import load_prepared
-from ..evaluation.metrics import compute_instrument_metrics, tune_thresholds
+from ..evaluation.metrics import compute_instrument_metrics, near_zero_thresholds, tune_thresholds
 from ..modeling import (
     InstrumentMusicnnConfig,
     InstrumentMusicnnForAudioClassification,
@@ -253,6 +253,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         metrics = compute_instrument_metrics(y_val, scores, model.config.thresholds)
         print(f"validation windows ({len(y_val)}): macro AUC {metrics['roc_auc_macro']:.3f}, "
               f"micro F1 {metrics['f1_micro']:.3f}")
+        threshold_warning = near_zero_thresholds(model.config.thresholds, y_val,
+                                                 [model.config.id2label[i] for i in range(model.config.num_labels)])
+        if threshold_warning:
+            print(f"warning: {threshold_warning}")
     write_dir(args.output_dir, lambda folder: (model.save_pretrained(folder), fe.save_pretrained(folder)))
     print(f"saved {args.output_dir}")
     return 0

@@ -51,7 +51,7 @@ from instrument_classifier.audio import AudioError
 from instrument_classifier.data.musicnet import MusicNetError
 from instrument_classifier.data.taxonomy import UnknownInstrumentError
 from instrument_classifier.evaluation.evaluate_models import evaluate_models, model_names
-from instrument_classifier.evaluation.metrics import compute_instrument_metrics, tune_thresholds
+from instrument_classifier.evaluation.metrics import compute_instrument_metrics, near_zero_thresholds, tune_thresholds
 from instrument_classifier.evaluation.tuning import tune_context
 from instrument_classifier.training.arguments import (
     STUDY_SETTINGS,
@@ -398,6 +398,9 @@ def main(argv: Optional[Sequence[str]] = None, callbacks: Optional[list] = None,
     # -- thresholds on validation, then save the model folder ------------------------------------
     y_val, p_val = predict_probabilities(trainer, eval_set)
     trainer.model.config.thresholds = [float(t) for t in tune_thresholds(y_val, p_val)]
+    threshold_warning = near_zero_thresholds(trainer.model.config.thresholds, y_val, labels)
+    if threshold_warning:
+        logger.warning(threshold_warning)
     # recording context (``predict --context``): radius, weight and thresholds, also chosen on validation
     positions = select_samples(dataset["validation"], data_args.max_eval_samples).select_columns(
         ["recording_id", "start_frame"])
@@ -433,6 +436,8 @@ def main(argv: Optional[Sequence[str]] = None, callbacks: Optional[list] = None,
         write_model_card(model_card(), training_args.output_dir)
         print(f"\n{Path(training_args.output_dir).name}: thresholds tuned on validation; "
               f"model saved to {training_args.output_dir}\n{format_results_table(results, labels)}")
+        if threshold_warning:
+            print(f"warning: {threshold_warning}")
     if training_args.push_to_hub:
         trainer.push_to_hub(commit_message="instrument-classifier train")  # writes the same card, uploads the folder
     return results
