@@ -67,6 +67,18 @@ def test_manifest_rows_paths_and_labels(clips):
     assert rows[4].instruments == [] and rows[4].other_sounds == "white noise" and rows[4].folder == "other"
 
 
+def test_manifest_folders_of_absolute_paths(tmp_path):
+    """An absolute path below the manifest's folder groups like a relative one; one elsewhere by its parent."""
+    inside, outside = tmp_path / "sets" / "solos", tmp_path / "elsewhere" / "mixes"
+    for folder in (inside, outside):
+        folder.mkdir(parents=True)
+        sf.write(folder / "a.wav", np.zeros(4410, dtype=np.float32), 44100)
+    manifest = write_manifest(tmp_path / "sets" / "m.csv", [[str(inside / "a.wav"), "Violin", ""],
+                                                           [str(outside / "a.wav"), "", ""]])
+    rows = read_manifest(manifest, LABELS)
+    assert [r.folder for r in rows] == ["solos", str(outside)]
+
+
 def test_manifest_label_names_ignore_case_and_spaces(tmp_path):
     sf.write(tmp_path / "a.wav", np.zeros(4410, dtype=np.float32), 44100)
     manifest = write_manifest(tmp_path / "m.csv", [["a.wav", " violin ; FRENCH HORN", ""]],
@@ -158,6 +170,11 @@ def test_evaluate_clips_cli_agrees_with_predict(clips, tmp_path, capsys):
     assert entry["clips"]["false_alarms_per_clip"] == pytest.approx((decided & ~truth).sum() / 5)
     assert entry["clips"]["exact_set_accuracy"] == pytest.approx((decided == truth).all(axis=1).mean())
     assert "| cnn | all clips | 5 |" in (out / "metrics.md").read_text()
+    # the clips with none of the labels: no F1, precision or recall to speak of, only false alarms and exact sets
+    none_row = next(line for line in (out / "metrics.md").read_text().splitlines() if "none of the labels" in line)
+    cells = [c.strip() for c in none_row.strip("|").split("|")]
+    assert cells[2:] == ["1", "–", "–", "–", "–", "–", f"{entry['no_instrument']['false_alarms_per_clip']:.2f}",
+                         "–", f"{entry['no_instrument']['exact_set_accuracy']:.3f}"]
 
 
 def test_evaluate_clips_without_a_model_measures_the_default(clips, tmp_path, capsys):

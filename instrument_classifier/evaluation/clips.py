@@ -91,8 +91,16 @@ class ClipRow:
     folder: str = field(default="")  # top-level folder of ``name`` ("." for a file at the top)
 
 
-def _top_folder(name: str) -> str:
-    parts = Path(name).parts
+def _top_folder(name: str, manifest_dir: Path) -> str:
+    """The first folder of ``name`` below the manifest's folder ("." for a file there); for an absolute path
+    elsewhere, its whole parent folder."""
+    path = Path(name)
+    if path.is_absolute():
+        try:
+            path = path.relative_to(manifest_dir.resolve())
+        except ValueError:
+            return str(path.parent)
+    parts = path.parts
     return parts[0] if len(parts) > 1 else "."
 
 
@@ -183,7 +191,8 @@ def read_manifest(path: PathLike, labels: Sequence[str], skip_bad: bool = False,
             continue
         other = values[col["other_sounds"]].strip() if "other_sounds" in col else ""
         rows.append(ClipRow(file=file, instruments=sorted({by_name[n.lower()] for n in names}, key=list(labels).index),
-                            other_sounds=other, row=line, name=name, folder=_top_folder(name)))
+                            other_sounds=other, row=line, name=name,
+                            folder=_top_folder(name, path.parent)))
     if problems and not skip_bad:
         if len(problems) == 1:
             raise ManifestError(f"{path} row {problems[0][0]}: {problems[0][1]}")
@@ -460,6 +469,8 @@ SUMMARY_COLUMNS = (
     ("misses/clip", lambda m: fmt(m["misses_per_clip"], 2)),
     ("exact set", lambda m: fmt(m["exact_set_accuracy"])),
 )
+#: The columns that mean something for clips with none of the labels.
+NO_INSTRUMENT_COLUMNS = ("clips", "false alarms/clip", "exact set")
 
 
 def _summary_rows(results: Dict) -> List[List[str]]:
@@ -468,10 +479,13 @@ def _summary_rows(results: Dict) -> List[List[str]]:
     for name in _model_entries(results):
         entry = results[name]
         subsets = [("all clips", entry["clips"])] + [(f"{folder}/", m) for folder, m in entry["by_folder"].items()]
-        if "no_instrument" in entry:
-            subsets.append(("none of the labels", entry["no_instrument"]))
         for subset, metrics in subsets:
             rows.append([name, subset] + [f(metrics) for _, f in SUMMARY_COLUMNS])
+        if "no_instrument" in entry:
+            # no labelled instrument to find: only the false alarms (and the exact set, "nothing") say anything
+            metrics = entry["no_instrument"]
+            rows.append([name, "none of the labels"] + [f(metrics) if title in NO_INSTRUMENT_COLUMNS else "–"
+                                                        for title, f in SUMMARY_COLUMNS])
     return rows
 
 
