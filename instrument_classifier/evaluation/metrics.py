@@ -267,13 +267,12 @@ def near_zero_thresholds(thresholds: ArrayLike, y_true: ArrayLike, labels: Seque
     floor : float
         Thresholds below it are reported.
     """
-    thresholds = np.asarray(thresholds, dtype=float)
-    positives = np.asarray(y_true).astype(bool).sum(axis=0)
+    thresholds, y_true = np.asarray(thresholds, dtype=float), np.asarray(y_true).astype(bool)
     low = np.flatnonzero(thresholds < floor)
     if not len(low):
         return None
-    listed = ", ".join(f"{labels[c]} {thresholds[c]:.2g} ({int(positives[c])} positive of {len(np.asarray(y_true))})"
-                       for c in low)
+    positives = y_true.sum(axis=0)
+    listed = ", ".join(f"{labels[c]} {thresholds[c]:.2g} ({int(positives[c])} positive of {len(y_true)})" for c in low)
     return (f"thresholds below {floor:g}, tuned on validation windows where the model barely separates these classes; "
             f"they will be reported on nearly every clip: {listed}. More validation (and training) data for them, or "
             f"`predict --threshold`, avoids that.")

@@ -25,7 +25,7 @@ from ..modeling.feature_extraction_instrument import default_feature_settings
 from .cards import library_title
 from .common import MusicnnSettings, RecipeSettings, as_json, write_json
 from .musicnn_card import RESULTS_FILE, YAMNET_SOURCE
-from .real_clips import clip_summary, long_clip_metrics
+from .real_clips import clip_summary, cross_validated_long_row, long_clip_metrics
 from .results import model_key, window_summary
 
 __all__ = ["BLEND_NAME", "tune_blend", "evaluate_blend", "export_blend", "is_blend_exported", "blend_card"]
@@ -144,11 +144,9 @@ def blend_card(results: dict, settings: RecipeSettings) -> str:
         if long is not None:
             rows.append([f"the {long['num_clips']} of {long['min_seconds']:g} s or more", "tuned on all",
                          fmt(long["roc_auc_macro"]), fmt(long["f1_micro"]), fmt(long["false_alarms_per_clip"], 2)])
-            if long.get("cross_validated"):
-                rows.append([f"the {long['num_clips']} of {long['min_seconds']:g} s or more",
-                             "tuned on other clips (cross-validated)", fmt(long["roc_auc_macro"]),
-                             fmt(long["cross_validated"]["f1_micro"]),
-                             fmt(long["cross_validated"]["false_alarms_per_clip"], 2)])
+            cv_row = cross_validated_long_row(long)
+            if cv_row:
+                rows.append(cv_row)
         for name, member in (("musicnn", results.get("real_dev")), ("yamnet", results["yamnet"].get("real_dev"))):
             if member is not None:
                 rows.append([f"all {m['num_clips']}", f"{name} alone, cross-validated",

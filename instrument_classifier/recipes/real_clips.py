@@ -11,6 +11,7 @@ import numpy as np
 
 from ..audio import audio_info
 from ..evaluation.clips import LABEL_SEPARATOR, clip_set_metrics, cross_validated_tuning, evaluate_clips
+from ..evaluation.report import fmt
 from ..local_paths import strip_local_paths
 from .results import model_key
 
@@ -72,6 +73,16 @@ def long_clip_metrics(report: Path, manifest: Path, min_seconds: float = LONG_CL
     metrics = clip_set_metrics(y[long], scores[long], decisions[long], labels)
     return {**clip_summary(metrics), "min_seconds": min_seconds,
             "cross_validated": cross_validated_tuning(y, scores, judged=long)}
+
+
+def cross_validated_long_row(long: Optional[dict]) -> Optional[List[str]]:
+    """A card's row for :func:`long_clip_metrics`' cross-validated figures: clips, thresholds, macro ROC-AUC, micro
+    F1, false alarms per clip; ``None`` without them."""
+    if not long or not long.get("cross_validated"):
+        return None
+    cv = long["cross_validated"]
+    return [f"the {long['num_clips']} of {long['min_seconds']:g} s or more", "tuned on other clips (cross-validated)",
+            fmt(long["roc_auc_macro"]), fmt(cv["f1_micro"]), fmt(cv["false_alarms_per_clip"], 2)]
 
 
 def _false_alarms_by_label(report: Path) -> Dict[str, List[int]]:
