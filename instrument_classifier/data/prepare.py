@@ -849,10 +849,12 @@ def add_prepare_arguments(parser: argparse.ArgumentParser) -> None:
                         help="held-out corpora for validation and test windows (e.g. another sample library)")
     parser.add_argument("--validation-data-dir", nargs="+", default=None, metavar="DIR",
                         help="corpora of the validation pieces alone, for the validation windows instead")
-    parser.add_argument("--feature-type", choices=["mfcc", "logmel", "cqt", "musicnn", "yamnet"], default="mfcc",
+    parser.add_argument("--feature-type", choices=["mfcc", "logmel", "cqt", "musicnn", "yamnet", "efficientat"],
+                        default="mfcc",
                         help="MFCCs (the study's), log-mel bands, constant-Q bands (semitones, n_fft 8192), the "
-                             "musicnn front end's input (96 mel bands at 16 kHz; use --window-frames 187), or the "
-                             "YAMNet front end's (64 mel bands at 16 kHz, 8-ms frames; use --window-frames 374)")
+                             "musicnn front end's input (96 mel bands at 16 kHz; use --window-frames 187), the "
+                             "YAMNet front end's (64 mel bands at 16 kHz, 8-ms frames; use --window-frames 374), or "
+                             "EfficientAT's (128 mel bands at 32 kHz, 8-ms frames; use --window-frames 374)")
     parser.add_argument("--n-coefficients", type=int, default=None, metavar="N",
                         help="MFCCs (default 13), mel bands for logmel (default 64) or constant-Q bands (default 84)")
     parser.add_argument("--include-deltas", action="store_true", help="append first-order deltas")

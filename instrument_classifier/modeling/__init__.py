@@ -1,10 +1,10 @@
 """The instrument classifiers as Hugging Face models, registered with the Auto classes.
 
-Importing this package registers ``instrument_cnn``, ``instrument_transformer``, ``instrument_musicnn`` and
-``instrument_yamnet`` with ``AutoConfig``, ``AutoModel`` and ``AutoModelForAudioClassification``, and the MFCC feature
-extractor with ``AutoFeatureExtractor``, so saved folders load with the Auto classes in this
-environment. ``register_for_auto_class`` makes ``save_pretrained`` copy the (self-contained)
-configuration, modeling, pipeline and feature-extraction files next to the weights and write an
+Importing this package registers ``instrument_cnn``, ``instrument_transformer``, ``instrument_musicnn``,
+``instrument_yamnet`` and ``instrument_efficientat`` with ``AutoConfig``, ``AutoModel`` and
+``AutoModelForAudioClassification``, and the feature extractor with ``AutoFeatureExtractor``, so saved folders load
+with the Auto classes in this environment. ``register_for_auto_class`` makes ``save_pretrained`` copy the
+(self-contained) configuration, modeling, pipeline and feature-extraction files next to the weights and write an
 ``auto_map``: elsewhere the folder loads with ``trust_remote_code=True`` and no package installed.
 """
 
@@ -16,11 +16,13 @@ from transformers import (
 )
 
 from .configuration_instrument_cnn import InstrumentCNNConfig
+from .configuration_instrument_efficientat import InstrumentEfficientAtConfig
 from .configuration_instrument_musicnn import InstrumentMusicnnConfig
 from .configuration_instrument_transformer import InstrumentTransformerConfig
 from .configuration_instrument_yamnet import InstrumentYamnetConfig
 from .feature_extraction_instrument import InstrumentFeatureExtractor
 from .modeling_instrument_cnn import InstrumentCNNForAudioClassification
+from .modeling_instrument_efficientat import InstrumentEfficientAtForAudioClassification
 from .modeling_instrument_musicnn import InstrumentMusicnnForAudioClassification
 from .modeling_instrument_transformer import InstrumentTransformerForAudioClassification
 from .modeling_instrument_yamnet import InstrumentYamnetForAudioClassification
@@ -35,6 +37,8 @@ __all__ = [
     "InstrumentMusicnnForAudioClassification",
     "InstrumentYamnetConfig",
     "InstrumentYamnetForAudioClassification",
+    "InstrumentEfficientAtConfig",
+    "InstrumentEfficientAtForAudioClassification",
     "InstrumentFeatureExtractor",
     "InstrumentAudioClassificationPipeline",
     "MODEL_CLASSES",
@@ -46,6 +50,7 @@ MODEL_CLASSES = {
     "transformer": (InstrumentTransformerConfig, InstrumentTransformerForAudioClassification),
     "musicnn": (InstrumentMusicnnConfig, InstrumentMusicnnForAudioClassification),
     "yamnet": (InstrumentYamnetConfig, InstrumentYamnetForAudioClassification),
+    "efficientat": (InstrumentEfficientAtConfig, InstrumentEfficientAtForAudioClassification),
 }
 
 for _config_class, _model_class in MODEL_CLASSES.values():
@@ -60,4 +65,5 @@ AutoFeatureExtractor.register(InstrumentCNNConfig, InstrumentFeatureExtractor, e
 AutoFeatureExtractor.register(InstrumentTransformerConfig, InstrumentFeatureExtractor, exist_ok=True)
 AutoFeatureExtractor.register(InstrumentMusicnnConfig, InstrumentFeatureExtractor, exist_ok=True)
 AutoFeatureExtractor.register(InstrumentYamnetConfig, InstrumentFeatureExtractor, exist_ok=True)
+AutoFeatureExtractor.register(InstrumentEfficientAtConfig, InstrumentFeatureExtractor, exist_ok=True)
 InstrumentFeatureExtractor.register_for_auto_class("AutoFeatureExtractor")

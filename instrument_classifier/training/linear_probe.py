@@ -1,8 +1,9 @@
-"""Train the head of a classifier on a frozen front end (musicnn or YAMNet) as a linear probe: one logistic
-regression per label.
+"""Train the head of a classifier on a frozen front end (musicnn, YAMNet or EfficientAT) as a linear probe: one
+logistic regression per label.
 
 With the backbone frozen, a training window's representation (musicnn's penultimate embedding, pooled frame
-features and tag logits; YAMNet's embedding and AudioSet logits pooled over the window's patches) never changes.
+features and tag logits; YAMNet's embedding and AudioSet logits pooled over the window's patches; EfficientAT's
+embedding and AudioSet logits of the window) never changes.
 So it is computed once, and each label's head is the solution of one convex problem (L2-regularised logistic
 regression, balanced class weights) instead of epochs of gradient steps that run the backbone again every time.
 ``train.py --model_name_or_path <a musicnn model folder>`` still fine-tunes such a model by gradient (the head, or
@@ -14,10 +15,14 @@ Command line::
         --dataset DATASET [--dataset ...] --output_dir runs/musicnn [--C 0.001]
     python -m instrument_classifier.training.linear_probe --backbone-type yamnet \\
         --backbone-weights yamnet_audioset.safetensors --dataset DATASET --output_dir runs/yamnet
+    python -m instrument_classifier.training.linear_probe --backbone-type efficientat \
+        --backbone-weights efficientat_mn04.safetensors --dataset DATASET --output_dir runs/efficientat
 
 ``DATASET`` is ``instrument-classifier prepare --feature-type musicnn --window-frames 187 --hop-frames 187``'s
-output (``--feature-type yamnet --window-frames 374 --hop-frames 374`` for YAMNet); ``musicnn_mtt.safetensors`` is
-``scripts/convert_musicnn.py``'s, ``yamnet_audioset.safetensors`` ``scripts/convert_yamnet.py``'s (or pass
+output (``--feature-type yamnet --window-frames 374 --hop-frames 374`` for YAMNet, ``--feature-type efficientat``
+with the same windows for EfficientAT); ``musicnn_mtt.safetensors`` is ``scripts/convert_musicnn.py``'s,
+``yamnet_audioset.safetensors`` ``scripts/convert_yamnet.py``'s, ``efficientat_mn04.safetensors``
+``scripts/convert_efficientat.py``'s (or pass
 ``--backbone`` a model folder of that family, whose backbone is reused). Without ``--backbone-type`` the family is
 the one the first dataset's features are made for (musicnn when neither).
 """
@@ -39,6 +44,8 @@ from ..atomic_write import write_dir
 from ..data.prepare import load_prepared
 from ..evaluation.metrics import compute_instrument_metrics, near_zero_thresholds, tune_thresholds
 from ..modeling import (
+    InstrumentEfficientAtConfig,
+    InstrumentEfficientAtForAudioClassification,
     InstrumentMusicnnConfig,
     InstrumentMusicnnForAudioClassification,
     InstrumentYamnetConfig,
@@ -59,6 +66,8 @@ BACKBONES = {
                 "--feature-type musicnn --window-frames 187"),
     "yamnet": (InstrumentYamnetConfig, InstrumentYamnetForAudioClassification, "yamnet",
                "--feature-type yamnet --window-frames 374"),
+    "efficientat": (InstrumentEfficientAtConfig, InstrumentEfficientAtForAudioClassification, "efficientat",
+                    "--feature-type efficientat --window-frames 374"),
 }
 
 #: Labels with fewer positive training windows than this get no head (their probability stays ~0).
@@ -75,14 +84,14 @@ def new_classifier(backbone: str, taxonomy: str = "musicnet11", feature_extracto
     Parameters
     ----------
     backbone : str
-        A ``.safetensors`` file of ``scripts/convert_musicnn.py`` (a ``MusicnnFrontend`` state dict) or
-        ``scripts/convert_yamnet.py`` (a ``YamnetFrontend`` one), or a classifier folder of that family whose
-        backbone is reused.
+        A ``.safetensors`` file of ``scripts/convert_musicnn.py`` (a ``MusicnnFrontend`` state dict),
+        ``scripts/convert_yamnet.py`` (a ``YamnetFrontend`` one) or ``scripts/convert_efficientat.py`` (an
+        ``EfficientAtFrontend`` one), or a classifier folder of that family whose backbone is reused.
     taxonomy : str
         Label taxonomy of the new head.
     feature_extractor : InstrumentFeatureExtractor, optional
         Default: ``feature_type=backbone_type`` with its default settings.
-    backbone_type : {"musicnn", "yamnet"}
+    backbone_type : {"musicnn", "yamnet", "efficientat"}
         The front-end family.
     """
     if backbone_type not in BACKBONES:

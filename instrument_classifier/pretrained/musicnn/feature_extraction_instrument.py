@@ -30,6 +30,12 @@ bands from 125 to 7500 Hz of the *magnitude* spectrum of a 400-sample (25 ms) pe
 ms) so that 374 frames make exactly one musicnn window (47,872 samples), and the YAMNet model brings the frames to
 its 10-ms grid itself. The window is centred in the FFT frame where YAMNet left-aligns it: the magnitudes are the
 same.
+
+``feature_type="efficientat"`` gives the log-mel of EfficientAT's MobileNetV3 AudioSet taggers on the same kind of
+finer grid: the 32-kHz waveform pre-emphasised (``x[n] - 0.97 x[n-1]``, carried across blocks), the power spectrum
+of an 800-sample (25 ms) *symmetric* Hann window in a 1024-point FFT, 128 Kaldi (HTK-scale, triangular in mel)
+bands from 0 to 15 kHz, compressed as ``(log(mel + 1e-5) + 4.5) / 5``; hop 256 (8 ms, where EfficientAT's is 10
+ms), so that 374 frames again make one musicnn window (2.992 s), and the model brings them to its grid.
 """
 
 from __future__ import annotations
@@ -46,12 +52,16 @@ from transformers.audio_utils import hertz_to_mel, mel_filter_bank, mel_to_hertz
 __all__ = [
     "InstrumentFeatureExtractor", "default_feature_settings", "feature_settings", "mel_filterbank",
     "constant_q_filterbank", "constant_q_frequencies", "dct_matrix", "musicnn_compression", "yamnet_compression",
-    "yamnet_mel_filterbank",
+    "yamnet_mel_filterbank", "efficientat_compression", "preemphasized",
 ]
 
-FEATURE_TYPES = ("mfcc", "logmel", "cqt", "musicnn", "yamnet")
+FEATURE_TYPES = ("mfcc", "logmel", "cqt", "musicnn", "yamnet", "efficientat")
 #: Feature types compressed by a fixed log with an offset, without a ``top_db`` floor relative to the recording.
-_NO_FLOOR = ("musicnn", "yamnet")
+_NO_FLOOR = ("musicnn", "yamnet", "efficientat")
+#: Feature types whose bands are YAMNet's kind of mel filters (HTK scale, triangles linear in mel, unnormalised).
+_HTK_BANDS = ("yamnet", "efficientat")
+#: EfficientAT's pre-emphasis coefficient.
+EFFICIENTAT_PREEMPHASIS = 0.97
 #: First constant-Q band when ``fmin`` is 0: C1, the lowest C on a piano (the contrabass reaches E1 = 41.2 Hz).
 CQT_DEFAULT_FMIN = 32.703195662574764
 
@@ -117,6 +127,26 @@ def yamnet_compression(mel_magnitude: torch.Tensor) -> torch.Tensor:
     return torch.log(mel_magnitude + 0.001)
 
 
+def efficientat_compression(mel_power: torch.Tensor) -> torch.Tensor:
+    """``(log(mel_power + 1e-5) + 4.5) / 5``: EfficientAT's log compression and fixed standardisation."""
+    return (torch.log(mel_power + 1e-5) + 4.5) / 5.0
+
+
+def preemphasized(blocks: Iterable[np.ndarray], coefficient: float = EFFICIENTAT_PREEMPHASIS) -> Iterator[np.ndarray]:
+    """Consecutive blocks of ``x[n] - coefficient * x[n-1]`` (``x[-1] = 0``) of the signal ``blocks`` cut: the
+    last sample of each block is carried to the next, so any cut gives the same samples."""
+    previous = np.float32(0.0)
+    for block in blocks:
+        block = np.asarray(block, dtype=np.float32).reshape(-1)
+        if not len(block):
+            continue
+        out = np.empty_like(block)
+        out[0] = block[0] - coefficient * previous
+        np.subtract(block[1:], np.float32(coefficient) * block[:-1], out=out[1:])
+        previous = block[-1]
+        yield out
+
+
 def musicnn_compression(mel_power: torch.Tensor) -> torch.Tensor:
     """``log10(1 + 10000 * mel_power)``: the log compression musicnn was trained with (zero for silence)."""
     return torch.log10(1.0 + 10000.0 * mel_power)
@@ -137,7 +167,7 @@ class InstrumentFeatureExtractor(SequenceFeatureExtractor):
 
     Parameters
     ----------
-    feature_type : {"mfcc", "logmel", "cqt", "musicnn", "yamnet"}
+    feature_type : {"mfcc", "logmel", "cqt", "musicnn", "yamnet", "efficientat"}
         ``"mfcc"``: ``n_coefficients`` MFCCs, the study's setting. ``"logmel"``:
         ``n_coefficients`` log-power mel bands (dB). ``"cqt"``: ``n_coefficients`` log-power
         constant-Q bands (dB) from ``fmin`` up, ``bins_per_octave`` to the octave (a pseudo-CQT,
@@ -145,7 +175,9 @@ class InstrumentFeatureExtractor(SequenceFeatureExtractor):
         ``n_coefficients`` mel bands compressed as musicnn's input (:func:`musicnn_compression`;
         use :func:`default_feature_settings` for its 16-kHz grid). ``"yamnet"``: ``n_coefficients``
         HTK mel bands of the magnitude spectrum, ``log(mel + 0.001)`` (:func:`yamnet_compression`; see the
-        module docstring and :func:`default_feature_settings`).
+        module docstring and :func:`default_feature_settings`). ``"efficientat"``: ``n_coefficients`` HTK mel
+        bands of the power spectrum of the pre-emphasised signal through a symmetric Hann window, compressed as
+        :func:`efficientat_compression` (see the module docstring).
     n_coefficients : int
         Number of MFCCs (13), of mel bands for ``logmel``, or of constant-Q bands for ``cqt``.
     sampling_rate : int
@@ -270,7 +302,7 @@ class InstrumentFeatureExtractor(SequenceFeatureExtractor):
         if self.feature_type == "cqt":
             return constant_q_filterbank(self.sampling_rate, self.n_fft, self.n_coefficients, self.bins_per_octave,
                                          self._cqt_fmin)
-        if self.feature_type == "yamnet":
+        if self.feature_type in _HTK_BANDS:
             return yamnet_mel_filterbank(self.sampling_rate, self.n_fft, self.n_mels, self.fmin, self.fmax)
         return mel_filterbank(self.sampling_rate, self.n_fft, self.n_mels, self.fmin, self.fmax)
 
@@ -279,7 +311,7 @@ class InstrumentFeatureExtractor(SequenceFeatureExtractor):
         if self.feature_type == "cqt":
             return constant_q_frequencies(self.n_coefficients, self.bins_per_octave, self._cqt_fmin)
         fmax = self.sampling_rate / 2.0 if self.fmax is None else float(self.fmax)
-        scale = "htk" if self.feature_type == "yamnet" else "slaney"
+        scale = "htk" if self.feature_type in _HTK_BANDS else "slaney"
         mels = np.linspace(hertz_to_mel(self.fmin, scale), hertz_to_mel(fmax, scale), self.n_mels + 2)
         return mel_to_hertz(mels[1:-1], scale)
 
@@ -350,7 +382,9 @@ class InstrumentFeatureExtractor(SequenceFeatureExtractor):
     def band_power(self, blocks: Iterable[np.ndarray]) -> Iterator[torch.Tensor]:
         """Power of consecutive frames in the ``n_mels`` bands (mel, or constant-Q for ``cqt``), as ``(n_mels,
         frames)`` float32 tensors, of the recording whose consecutive mono blocks ``blocks`` are; for ``yamnet``
-        the bands sum the magnitude (the square root of the power), not the power, as YAMNet does.
+        the bands sum the magnitude (the square root of the power), not the power, as YAMNet does; for
+        ``efficientat`` the signal is pre-emphasised (:func:`preemphasized`) and the Hann window is symmetric, as
+        EfficientAT's.
 
         Frame ``t`` is centred on sample ``t * hop_length`` of a signal zero-padded by ``n_fft // 2`` at both ends
         (librosa's centred STFT, periodic Hann window): ``num_frames(total samples)`` frames. The STFT is taken in
@@ -361,8 +395,11 @@ class InstrumentFeatureExtractor(SequenceFeatureExtractor):
         chunk = max(64, _FRAMES_PER_BLOCK * 2048 // n_fft)  # the same temporaries' size for a long n_fft
         chunk_samples = (chunk - 1) * hop + n_fft
         win_length = self.win_length or n_fft
-        window = torch.hann_window(win_length, dtype=torch.float32)
+        efficientat = self.feature_type == "efficientat"
+        window = torch.hann_window(win_length, periodic=not efficientat, dtype=torch.float32)
         magnitude = self.feature_type == "yamnet"
+        if efficientat:
+            blocks = preemphasized(blocks)
         groups, _ = self._projection()
 
         def power_of(samples: np.ndarray, frames: int) -> torch.Tensor:
@@ -418,6 +455,8 @@ class InstrumentFeatureExtractor(SequenceFeatureExtractor):
                 feats = musicnn_compression(power)
             elif self.feature_type == "yamnet":
                 feats = yamnet_compression(power)
+            elif self.feature_type == "efficientat":
+                feats = efficientat_compression(power)
             else:
                 db = _to_db(power) if floor is None else torch.maximum(_to_db(power), floor)
                 feats = db if dct is None else dct @ db
@@ -522,7 +561,8 @@ def default_feature_settings(feature_type: str = "mfcc", n_coefficients: Optiona
     8192-point STFT, long enough (5.4 Hz) to separate semitones from about 90 Hz up; musicnn's input (96 mel
     bands at 16 kHz, n_fft 512, hop 256: 62.5 frames per second, unnormalised); YAMNet's (64 HTK mel bands,
     125-7500 Hz, of a 400-sample window in a 512-point FFT at 16 kHz, hop 128: 8-ms frames, 374 to a musicnn
-    window, unnormalised).
+    window, unnormalised); EfficientAT's (128 HTK mel bands, 0-15 kHz, of an 800-sample window in a 1024-point
+    FFT at 32 kHz, hop 256: 8-ms frames again, unnormalised).
     """
     if feature_type not in FEATURE_TYPES:
         raise ValueError(f"feature_type must be one of {FEATURE_TYPES}, got {feature_type!r}")
@@ -532,7 +572,10 @@ def default_feature_settings(feature_type: str = "mfcc", n_coefficients: Optiona
                             "top_db": None, "do_normalize": False},
                 "yamnet": {"n_coefficients": 64, "sampling_rate": 16000, "n_fft": 512, "win_length": 400,
                            "hop_length": 128, "fmin": 125.0, "fmax": 7500.0, "top_db": None,
-                           "do_normalize": False}}[feature_type]
+                           "do_normalize": False},
+                "efficientat": {"n_coefficients": 128, "sampling_rate": 32000, "n_fft": 1024, "win_length": 800,
+                                "hop_length": 256, "fmin": 0.0, "fmax": 15000.0, "top_db": None,
+                                "do_normalize": False}}[feature_type]
     return {"feature_type": feature_type, **defaults, **({"n_coefficients": n_coefficients} if n_coefficients else {})}
 
 
