@@ -12,16 +12,18 @@ stay ordinary model folders, referred to by path (relative to the ensemble's fol
 
 :func:`instrument_classifier.inference.load_model` loads such a folder like a model folder, and
 ``predict_timeline`` runs every member on the audio and blends their window and frame probabilities, which lie on
-the same grid: the members share the sampling rate, the window length in samples and the taxonomy (checked when
+the same grid: the members share the window duration and the taxonomy (checked when
 loading). Their hops may differ (musicnn reads 16-ms frames, YAMNet 8-ms ones, both in windows of 47 872
-samples): the ensemble's frame grid is then its ``hop_length``, the first member's, and each other member's frame
-probabilities are read off at the same times (:func:`frames_on_grid`).
+samples), and so may their sampling rates (EfficientAT reads 32-kHz audio, in windows of the same 2.992 s): the
+ensemble's frame grid is then its ``hop_length`` at its ``sampling_rate``, the first member's, and each other
+member's frame probabilities are read off at the same times (:func:`frames_on_grid`).
 """
 
 from __future__ import annotations
 
 import json
 import os
+from fractions import Fraction
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -106,16 +108,15 @@ class InstrumentEnsemble:
 
     def _check_members(self) -> None:
         config = self.config
-        window_samples = config.window_frames * config.hop_length
+        window = Fraction(config.window_frames * config.hop_length, config.sampling_rate)
         for (model, extractor), name in zip(self.members, config.members):
             mc = model.config
             labels = [mc.id2label[i] for i in range(mc.num_labels)]
-            theirs = (labels, mc.taxonomy, int(mc.window_frames) * extractor.hop_length, extractor.sampling_rate)
-            ours = (config.labels, config.taxonomy, window_samples, config.sampling_rate)
-            if theirs != ours:
+            duration = Fraction(int(mc.window_frames) * extractor.hop_length, extractor.sampling_rate)
+            if (labels, mc.taxonomy, duration) != (config.labels, config.taxonomy, window):
                 raise ValueError(f"{self.source}: member {name} does not fit the ensemble (labels, taxonomy, window "
-                                 f"samples, sampling rate: {theirs[1:]} and {len(labels)} labels vs {ours[1:]} and "
-                                 f"{len(ours[0])} labels)")
+                                 f"seconds: {mc.taxonomy}, {float(duration):.4f} s and {len(labels)} labels vs "
+                                 f"{config.taxonomy}, {float(window):.4f} s and {len(config.labels)} labels)")
 
     def eval(self) -> "InstrumentEnsemble":
         for model, _ in self.members:
@@ -128,11 +129,14 @@ def blend_probabilities(probs: Sequence[np.ndarray], weights: Sequence[float]) -
     return sum(float(w) * np.asarray(p, dtype=np.float64) for w, p in zip(weights, probs)).astype(np.float32)
 
 
-def frames_on_grid(frame_probs: np.ndarray, hop_length: int, grid_hop_length: int, num_frames: int) -> np.ndarray:
-    """A member's frame probabilities ``(frames, L)`` at hop ``hop_length``, read at the ``num_frames`` frames of
-    the ensemble's grid (hop ``grid_hop_length``, the same rate): each grid frame takes the member frame centred at
-    or just before its centre, so every frame keeps the window it belongs to (both grids start at sample 0)."""
-    if hop_length == grid_hop_length and len(frame_probs) == num_frames:
+def frames_on_grid(frame_probs: np.ndarray, hop_length: int, grid_hop_length: int, num_frames: int,
+                   sampling_rate: int = 1, grid_sampling_rate: int = 1) -> np.ndarray:
+    """A member's frame probabilities ``(frames, L)`` at hop ``hop_length`` (samples at ``sampling_rate``), read at
+    the ``num_frames`` frames of the ensemble's grid (hop ``grid_hop_length`` at ``grid_sampling_rate``; the rates
+    matter only by their ratio): each grid frame takes the member frame centred at or just before its centre, so
+    every frame keeps the window it belongs to (both grids start at time 0)."""
+    if hop_length * grid_sampling_rate == grid_hop_length * sampling_rate and len(frame_probs) == num_frames:
         return frame_probs
-    index = np.arange(num_frames, dtype=np.int64) * grid_hop_length // hop_length
+    index = (np.arange(num_frames, dtype=np.int64) * grid_hop_length * sampling_rate
+             // (hop_length * grid_sampling_rate))
     return frame_probs[np.minimum(index, len(frame_probs) - 1)]

@@ -454,22 +454,28 @@ def predict_timeline(
     members = model.members if isinstance(model, InstrumentEnsemble) else [(model, feature_extractor)]
     for member, extractor in members:
         _check_compatible(member.config, extractor, type(member).__name__)
-    blocks, duration, name = _audio_blocks(audio, sampling_rate, members[0][1])
-    if len(members) > 1:  # an ensemble's members share the rate (checked when loading): decode for all at once
-        blocks = _decoded_once(blocks)
+    decoded = {}  # sampling rate -> blocks: the members at one rate share one decode
+    for _, extractor in members:
+        if extractor.sampling_rate not in decoded:
+            decoded[extractor.sampling_rate] = _audio_blocks(audio, sampling_rate, extractor)
+    _, duration, name = decoded[members[0][1].sampling_rate]
+    if len(members) > 1:
+        decoded = {rate: (_decoded_once(blocks), *rest) for rate, (blocks, *rest) in decoded.items()}
     bar = _ProgressBar(name, duration, len(members), enabled=progress)
     try:
-        runs = [_classify_recording(member, extractor, blocks, name, batch_size, bar.member(i))
+        runs = [_classify_recording(member, extractor, decoded[extractor.sampling_rate][0], name, batch_size,
+                                    bar.member(i))
                 for i, (member, extractor) in enumerate(members)]
     finally:
         bar.close()
     frame_probs, window_probs, window_starts, frame_owners = runs[0]
-    if len(runs) > 1:  # the members' windows coincide (same samples): blended with the ensemble's weights
+    if len(runs) > 1:  # the members' windows coincide (same times): blended with the ensemble's weights
         if len({len(r[1]) for r in runs}) != 1:
             raise RuntimeError(f"{name}: the ensemble's members cut {[len(r[1]) for r in runs]} windows")
-        grid_hop = members[0][1].hop_length
+        grid = members[0][1]
         frame_probs = blend_probabilities(
-            [frames_on_grid(r[0], extractor.hop_length, grid_hop, len(frame_probs))
+            [frames_on_grid(r[0], extractor.hop_length, grid.hop_length, len(frame_probs), extractor.sampling_rate,
+                            grid.sampling_rate)
              for r, (_, extractor) in zip(runs, members)], config.weights)
         window_probs = blend_probabilities([r[1] for r in runs], config.weights)
     return _finish_timeline(labels, duration, members[0][1].frame_rate, frame_probs, window_probs, window_starts,

@@ -161,8 +161,10 @@ def test_mel_filterbank_is_kaldis_and_features_are_efficientats_log_mel_on_an_8_
     fe = InstrumentFeatureExtractor(**{**default_feature_settings("efficientat"), "hop_length": 320})
     np.testing.assert_allclose(fe.extract(audio), efficientat_log_mel(audio).T.numpy(), atol=1e-5)
     fe = InstrumentFeatureExtractor(**default_feature_settings("efficientat"))
-    assert fe.frame_rate == 125.0 and fe.feature_size == 128
+    assert fe.frame_rate == 500.0 and fe.feature_size == 128
     whole = fe.extract(audio)
+    # every fifth 2-ms frame is one of EfficientAT's 10-ms frames
+    np.testing.assert_allclose(whole[::5], efficientat_log_mel(audio).T.numpy(), atol=1e-5)
     # the pre-emphasis carries its last sample across blocks: any cut gives the same features
     cut = np.concatenate(list(fe.extract_stream([audio[:1001], audio[1001:1002], audio[1002:50000], audio[50000:]])))
     np.testing.assert_array_equal(whole, cut)
@@ -179,7 +181,7 @@ def test_conversion_folds_batch_norms_and_gives_the_reference_networks_outputs(c
     with safe_open(str(path), "pt") as f:
         names = set(f.keys())
     assert len(names) == 128 and not any("running" in n for n in names)  # every batch norm is folded away
-    log_mel = torch.randn(2, 128, 299)
+    log_mel = torch.randn(2, 128, 300)
     with torch.no_grad():
         embedding, logits = reference(log_mel)
         out = net(log_mel, output_hidden_states=True)
@@ -212,23 +214,23 @@ def test_model_freezes_the_backbone_repeats_window_logits_and_round_trips(conver
     assert [n for n, p in model.named_parameters() if p.requires_grad] == ["classifier.weight", "classifier.bias"]
     with torch.no_grad():
         model.classifier.weight.normal_(0.0, 0.05)
-    x = torch.randn(3, 374, 128) - 1
+    x = torch.randn(3, 1496, 128) - 1
     labels = torch.zeros(3, 11)
     labels[0, 2] = 1
     model.train()
     out = model(input_features=x, labels=labels)
     out.loss.backward()
     assert model.classifier.weight.grad is not None and model.efficientat.stem.weight.grad is None
-    assert out.frame_logits.shape == (3, 374, 11) and torch.equal(out.frame_logits[:, -1], out.logits)
+    assert out.frame_logits.shape == (3, 1496, 11) and torch.equal(out.frame_logits[:, -1], out.logits)
     model.eval()
     with torch.no_grad():
-        # the window is read on the 10-ms grid (299 frames) and goes through the network once
-        direct = model.efficientat(_on_10ms_grid(x).transpose(1, 2))
+        # every fifth 2-ms frame (300 of them: EfficientAT's own 10-ms frames) goes through the network once
+        direct = model.efficientat(x[:, [5 * k for k in range(300)]].transpose(1, 2))
         torch.testing.assert_close(model.representation(x), torch.cat([direct.embedding, direct.logits], dim=1))
         short = model(input_features=x[:, :100])
-        padded = torch.cat([x[:, :100], torch.full((3, 274, 128), (np.log(1e-5) + 4.5) / 5)], dim=1)
+        padded = torch.cat([x[:, :100], torch.full((3, 1396, 128), (np.log(1e-5) + 4.5) / 5)], dim=1)
         torch.testing.assert_close(short.logits, model(input_features=padded).logits)
-        assert model(input_features=torch.randn(1, 900, 128)).frame_logits.shape == (1, 900, 11)
+        assert model(input_features=torch.randn(1, 3600, 128)).frame_logits.shape == (1, 3600, 11)
     model.save_pretrained(tmp_path / "m")
     fe.save_pretrained(tmp_path / "m")
     saved = {p.name for p in (tmp_path / "m").iterdir()}
@@ -242,22 +244,13 @@ def test_model_freezes_the_backbone_repeats_window_logits_and_round_trips(conver
         assert torch.equal(again(input_features=x).logits, model(input_features=x).logits)
 
 
-def _on_10ms_grid(x: torch.Tensor) -> torch.Tensor:
-    """Linear interpolation at input positions 1.25 k, written out."""
-    rows = []
-    for k in range(299):
-        position = 1.25 * k
-        low = int(position)
-        weight = position - low
-        rows.append(x[:, low] if weight == 0 else (1 - weight) * x[:, low] + weight * x[:, low + 1])
-    return torch.stack(rows, dim=1)
-
-
 def test_config_refuses_other_features_and_windows_too_short():
     with pytest.raises(ValueError, match="feature_type must be 'efficientat'"):
         InstrumentEfficientAtConfig(feature_type="yamnet")
     with pytest.raises(ValueError, match="fewer than 32"):
-        InstrumentEfficientAtConfig(window_frames=30)
+        InstrumentEfficientAtConfig(window_frames=150)
+    with pytest.raises(ValueError, match="must be a multiple of hop_length"):
+        InstrumentEfficientAtConfig(hop_length=256)
     with pytest.raises(ValueError, match="unknown backbone settings"):
         InstrumentEfficientAtConfig(backbone={"layers": 3})
 
@@ -269,7 +262,7 @@ def test_linear_probe_trains_a_model_that_predict_the_pipeline_and_remote_code_u
     prepare = subprocess.run(
         [sys.executable, "-m", "instrument_classifier.cli", "prepare", "--data-dir", str(rendered_corpus),
          "--output", str(dataset), "--taxonomy", "musicnet11", "--feature-type", "efficientat",
-         "--window-frames", "374", "--hop-frames", "374", "--validation-fraction", "0.25"],
+         "--window-frames", "1496", "--hop-frames", "1496", "--validation-fraction", "0.25"],
         capture_output=True, text=True)
     assert prepare.returncode == 0, prepare.stderr
     output = tmp_path / "model"
@@ -283,7 +276,7 @@ def test_linear_probe_trains_a_model_that_predict_the_pipeline_and_remote_code_u
     wav = tmp_path / "tone.wav"
     sf.write(wav, np.concatenate([_tone(440.0, 2.0, 22050), _tone(330.0, 3.5, 22050, 0.3)]), 22050)
     timeline = predict_timeline(model, fe, wav)
-    assert timeline.window_probs.shape == (-(-fe.num_frames(int(round(timeline.duration_s * 32000))) // 374), 11)
+    assert timeline.window_probs.shape == (-(-fe.num_frames(int(round(timeline.duration_s * 32000))) // 1496), 11)
     from transformers import pipeline
 
     result = pipeline("audio-classification", model=str(output), trust_remote_code=True)(str(wav))
@@ -291,21 +284,30 @@ def test_linear_probe_trains_a_model_that_predict_the_pipeline_and_remote_code_u
     # the folder's own code loads it, with no package installed: the copied files are self-contained
     code = ("import sys, torch, transformers\n"
             "m = transformers.AutoModelForAudioClassification.from_pretrained(sys.argv[1], trust_remote_code=True)\n"
-            "print(type(m).__module__, m(input_features=torch.zeros(1, 374, 128)).logits.shape[-1], "
+            "print(type(m).__module__, m(input_features=torch.zeros(1, 1496, 128)).logits.shape[-1], "
             "'instrument_classifier' in sys.modules)")
     run = subprocess.run([sys.executable, "-c", code, str(output)], capture_output=True, text=True, cwd=tmp_path)
     assert run.returncode == 0, run.stderr
     module, labels, package_imported = run.stdout.split()
     assert module.startswith("transformers_modules.") and module.endswith(".modeling_instrument_efficientat")
     assert labels == "11" and package_imported == "False"
-    # an ensemble needs one sampling rate: EfficientAT's 32 kHz does not blend with musicnn's 16 kHz (yet)
+    # an ensemble blends it with the bundled musicnn classifier (16 kHz) window by window: same 2.992-s windows,
+    # each member decoding the audio at its own rate
     from instrument_classifier.ensemble import EnsembleConfig
 
     config = EnsembleConfig.load(ROOT / "instrument_classifier" / "pretrained" / "ensemble")
-    config.members, config.weights = [str(ROOT / "instrument_classifier" / "pretrained" / "musicnn"), str(output)], [
-        0.5, 0.5]
-    config.window_frames, config.hop_length, config.sampling_rate = 187, 256, 16000
+    config.members = [str(ROOT / "instrument_classifier" / "pretrained" / "musicnn"), str(output)]
+    config.weights, config.window_frames, config.hop_length, config.sampling_rate = [0.5, 0.5], 187, 256, 16000
     (tmp_path / "ensemble").mkdir()
+    config.save(tmp_path / "ensemble")
+    ensemble, _ = load_model(tmp_path / "ensemble")
+    blended = predict_timeline(ensemble, None, wav)
+    runs = [predict_timeline(m, member_fe, wav) for m, member_fe in ensemble.members]
+    np.testing.assert_allclose(blended.window_probs, 0.5 * runs[0].window_probs + 0.5 * runs[1].window_probs,
+                               rtol=1e-5, atol=1e-6)
+    assert blended.frame_probs.shape == runs[0].frame_probs.shape  # the grid is the first member's
+    # a member whose windows last another time does not fit
+    config.window_frames = 188
     config.save(tmp_path / "ensemble")
     with pytest.raises(ValueError, match="does not fit the ensemble"):
         load_model(tmp_path / "ensemble")

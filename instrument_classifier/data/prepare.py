@@ -854,7 +854,7 @@ def add_prepare_arguments(parser: argparse.ArgumentParser) -> None:
                         help="MFCCs (the study's), log-mel bands, constant-Q bands (semitones, n_fft 8192), the "
                              "musicnn front end's input (96 mel bands at 16 kHz; use --window-frames 187), the "
                              "YAMNet front end's (64 mel bands at 16 kHz, 8-ms frames; use --window-frames 374), or "
-                             "EfficientAT's (128 mel bands at 32 kHz, 8-ms frames; use --window-frames 374)")
+                             "EfficientAT's (128 mel bands at 32 kHz, 2-ms frames; use --window-frames 1496)")
     parser.add_argument("--n-coefficients", type=int, default=None, metavar="N",
                         help="MFCCs (default 13), mel bands for logmel (default 64) or constant-Q bands (default 84)")
     parser.add_argument("--include-deltas", action="store_true", help="append first-order deltas")

@@ -303,8 +303,8 @@ def _frames_on_window_grid(frame_prob: np.ndarray, config, grid, num_windows: in
     the frames of the ensemble's grid (``grid.window_frames`` frames per window, hop ``grid.hop_length``), as
     inference reads them (:func:`instrument_classifier.ensemble.frames_on_grid`)."""
     per_window = frame_prob.reshape(num_windows, int(config.window_frames), -1)
-    picked = [frames_on_grid(w, int(config.hop_length), int(grid.hop_length), int(grid.window_frames))
-              for w in per_window]
+    picked = [frames_on_grid(w, int(config.hop_length), int(grid.hop_length), int(grid.window_frames),
+                             int(config.sampling_rate), int(grid.sampling_rate)) for w in per_window]
     return np.concatenate(picked) if picked else frame_prob
 
 

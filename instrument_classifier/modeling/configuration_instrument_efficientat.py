@@ -50,9 +50,11 @@ class InstrumentEfficientAtConfig(PreTrainedConfig):
 
     EfficientAT's ``mn04`` is a MobileNetV3 (width 0.4, 0.98 M parameters) trained on AudioSet by distillation
     from transformer ensembles (527 classes, among them violin, cello, double bass, flute, clarinet, oboe,
-    bassoon, piano, harpsichord and French horn), on real recordings. A window of the feature extractor's 8-ms
-    EfficientAT log-mel frames (374 frames: 2.99 s at 32 kHz, one musicnn window) is brought to the network's 10-ms
-    grid (299 frames) by linear interpolation and goes through the network once; the window's representation is
+    bassoon, piano, harpsichord and French horn), on real recordings. A window of the feature extractor's 2-ms
+    EfficientAT log-mel frames (1496 frames: 2.992 s at 32 kHz, one musicnn window) is read every fifth frame,
+    which gives exactly the network's own 10-ms frames (300 of them; frames interpolated from an 8-ms grid lost
+    accuracy on real recordings, docs/experiments.md), and goes through the network once; the window's
+    representation is
     the 384-d embedding (the mean of the last convolution's map) and the 527 AudioSet logits (911 numbers). A
     linear layer on that representation, standardised, gives the instrument logits. With ``freeze_backbone`` (the
     default) only that layer learns.
@@ -73,9 +75,10 @@ class InstrumentEfficientAtConfig(PreTrainedConfig):
     feature_size : int
         Mel bands per frame (128).
     window_frames : int
-        Frames per analysis window (374 = 2.99 s at 32 kHz, hop 256: one musicnn window).
+        Frames per analysis window (1496 = 2.992 s at 32 kHz, hop 64: one musicnn window).
     sampling_rate, hop_length : int
-        Feature frame grid (32000 Hz, 256 samples).
+        Feature frame grid (32000 Hz, 64 samples); the network's hop (``backbone["hop_length"]``, 320) must be a
+        multiple of it.
     feature_type : str
         ``"efficientat"``: the input features, recorded to reproduce them.
     pos_weight : list of float, optional
@@ -93,9 +96,9 @@ class InstrumentEfficientAtConfig(PreTrainedConfig):
     backbone: dict | None = None
     freeze_backbone: bool = True
     feature_size: int = 128
-    window_frames: int = 374
+    window_frames: int = 1496
     sampling_rate: int = 32000
-    hop_length: int = 256
+    hop_length: int = 64
     feature_type: str = "efficientat"
     pos_weight: list[float] | None = None
     frame_loss_weight: float = 0.0
@@ -125,14 +128,14 @@ class InstrumentEfficientAtConfig(PreTrainedConfig):
         return self.backbone["embedding_size"] + self.backbone["num_classes"]
 
     @property
-    def resampling_ratio(self) -> float:
-        """Input frames per network frame (1.25: 10-ms frames read from 8-ms ones)."""
-        return self.backbone["hop_length"] / self.hop_length
+    def frame_step(self) -> int:
+        """Input frames per network frame (5: 10-ms frames read from 2-ms ones)."""
+        return self.backbone["hop_length"] // self.hop_length
 
     @property
     def network_frames(self) -> int:
-        """Network frames a window gives (299 for 374 input frames)."""
-        return 1 + int((self.window_frames - 1) / self.resampling_ratio + 1e-9)
+        """Network frames a window gives (300 for 1496 input frames)."""
+        return 1 + (self.window_frames - 1) // self.frame_step
 
     def validate(self):
         """Raise ``ValueError`` for inconsistent settings (called at construction and before saving)."""
@@ -163,6 +166,11 @@ class InstrumentEfficientAtConfig(PreTrainedConfig):
         if self.backbone["n_mels"] != self.feature_size:
             raise ValueError(
                 f"backbone n_mels ({self.backbone['n_mels']}) must equal feature_size ({self.feature_size})"
+            )
+        if self.backbone["hop_length"] % self.hop_length:
+            raise ValueError(
+                f"the network's hop ({self.backbone['hop_length']} samples) must be a multiple of hop_length "
+                f"({self.hop_length}): its frames are read from the input's"
             )
         if self.network_frames < MIN_FRAMES:
             raise ValueError(

@@ -19,13 +19,13 @@ Pipeline, as EfficientAT's own:
 2. :class:`EfficientAtFrontend`: log-mel ``(batch, 128, time)`` -> 384-d embedding (the mean of the last
    convolution's map) and 527 AudioSet logits.
 
-The instrument classifier does not use step 1 as such: it reads the feature extractor's 8-ms frames of the same
-log-mel (``feature_type="efficientat"``) and brings them to the 10-ms grid with :func:`resample_frames`.
+The instrument classifier does not use step 1 as such: it reads the feature extractor's 2-ms frames of the same
+log-mel (``feature_type="efficientat"``) and gives the network every fifth, which are exactly EfficientAT's 10-ms
+frames.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import List, Optional, Tuple, Union
 
@@ -40,7 +40,6 @@ __all__ = [
     "EfficientAtOutput",
     "efficientat_log_mel",
     "efficientat_mel_filterbank",
-    "resample_frames",
 ]
 
 #: Signal-processing settings EfficientAT was trained with (its ``AugmentMelSTFT`` at evaluation).
@@ -123,24 +122,6 @@ def efficientat_log_mel(waveform: Union[np.ndarray, torch.Tensor], sampling_rate
                           return_complex=True)
     mel = torch.from_numpy(efficientat_mel_filterbank()) @ (spectrum.real.square() + spectrum.imag.square())
     return (torch.log(mel + LOG_OFFSET) + SHIFT) / SCALE
-
-
-# Copied from instrument_classifier.modeling.yamnet_frontend.resample_frames with YAMNet's->EfficientAT's
-def resample_frames(features: torch.Tensor, ratio: float) -> torch.Tensor:
-    """Frames ``(batch, time, bands)`` read every ``ratio`` input frames, by linear interpolation in time.
-
-    Output frame ``k`` is at input position ``ratio * k`` (between frames ``floor`` and ``floor + 1``), for every
-    ``k`` with ``ratio * k <= time - 1``: ``1 + floor((time - 1) / ratio)`` frames. With 8-ms input frames and
-    ``ratio`` 1.25 these are EfficientAT's 10-ms frames (374 frames give 299).
-    """
-    time = features.shape[1]
-    count = 1 + int(math.floor((time - 1) / ratio + 1e-9))
-    position = torch.arange(count, dtype=torch.float64) * ratio
-    low = position.floor().long().clamp(max=time - 1)
-    high = (low + 1).clamp(max=time - 1)
-    weight = (position - low).to(features.dtype).to(features.device)[None, :, None]
-    low, high = low.to(features.device), high.to(features.device)
-    return features[:, low] * (1 - weight) + features[:, high] * weight
 
 
 # ---------------------------------------------------------------------------------------------------

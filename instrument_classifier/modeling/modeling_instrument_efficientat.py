@@ -5,12 +5,12 @@ Self-contained HF model file (imports only ``torch``, ``transformers`` and its s
 ``AutoModelForAudioClassification.from_pretrained(folder, trust_remote_code=True)`` works without the
 ``instrument_classifier`` package, the EfficientAT code or pickle.
 
-Input is one window of EfficientAT log-mel frames of one recording, ``(batch, 374, 128)``: the feature extractor's
-``feature_type="efficientat"``, 8-ms frames at 32 kHz, so that a window holds the same 2.992 s as a musicnn or
-YAMNet window and the models can be blended window by window. Inside, the frames are brought to the network's
-10-ms grid by linear interpolation (network frame ``k`` at input position ``1.25 k``: 299 frames), the whole
-window goes through EfficientAT's ``mn04`` once (its released weights, batch norms folded by
-``scripts/convert_efficientat.py``), and the window's representation is its 384-d embedding and its 527 AudioSet
+Input is one window of EfficientAT log-mel frames of one recording, ``(batch, 1496, 128)``: the feature
+extractor's ``feature_type="efficientat"``, 2-ms frames at 32 kHz, so that a window holds the same 2.992 s as a
+musicnn or YAMNet window and the models can be blended window by window. Inside, every fifth frame is read
+(exactly the network's own 10-ms frames, 300 of them), the whole window goes through EfficientAT's ``mn04`` once
+(its released weights, batch norms folded by ``scripts/convert_efficientat.py``), and the window's representation
+is its 384-d embedding and its 527 AudioSet
 logits. The head, a linear layer on that representation standardised with statistics of the training windows,
 gives the instrument logits; every frame of a window gets the window's logits (``frame_logits``): the time
 resolution of this model is its window.
@@ -28,7 +28,7 @@ from transformers import initialization as init
 from transformers.utils import ModelOutput
 
 from .configuration_instrument_efficientat import InstrumentEfficientAtConfig
-from .efficientat_frontend import EfficientAtFrontend, resample_frames
+from .efficientat_frontend import EfficientAtFrontend
 
 # Shipped with the weights: config.custom_pipelines names this class for pipeline("audio-classification").
 from .pipeline_instrument import InstrumentAudioClassificationPipeline  # noqa: F401
@@ -212,13 +212,13 @@ class InstrumentEfficientAtForAudioClassification(InstrumentEfficientAtPreTraine
 
     def representation(self, input_features: torch.Tensor) -> torch.Tensor:
         """``(batch, time, 128)`` log-mel windows -> ``(batch, representation_size)``, before standardisation:
-        EfficientAT's embedding and AudioSet logits of each window, read on the network's 10-ms grid.
+        EfficientAT's embedding and AudioSet logits of each window, on its 10-ms frames (every ``frame_step``-th).
 
         Windows go through the network ``WINDOWS_PER_PASS`` at a time when no gradient is needed."""
         step = input_features.shape[0] if torch.is_grad_enabled() else WINDOWS_PER_PASS
         parts = []
         for first in range(0, input_features.shape[0], step):
-            frames = resample_frames(input_features[first : first + step], self.config.resampling_ratio)
+            frames = input_features[first : first + step, :: self.config.frame_step]
             out = self.efficientat(frames.transpose(1, 2))
             parts.append(torch.cat([out.embedding, out.logits], dim=1))
         return torch.cat(parts) if len(parts) > 1 else parts[0]

@@ -19,10 +19,10 @@ Command line::
         --backbone-weights efficientat_mn04.safetensors --dataset DATASET --output_dir runs/efficientat
 
 ``DATASET`` is ``instrument-classifier prepare --feature-type musicnn --window-frames 187 --hop-frames 187``'s
-output (``--feature-type yamnet --window-frames 374 --hop-frames 374`` for YAMNet, ``--feature-type efficientat``
-with the same windows for EfficientAT); ``musicnn_mtt.safetensors`` is ``scripts/convert_musicnn.py``'s,
-``yamnet_audioset.safetensors`` ``scripts/convert_yamnet.py``'s, ``efficientat_mn04.safetensors``
-``scripts/convert_efficientat.py``'s (or pass
+output (``--feature-type yamnet --window-frames 374 --hop-frames 374`` for YAMNet, ``--feature-type efficientat
+--window-frames 1496 --hop-frames 1496``, the same windows, for EfficientAT); ``musicnn_mtt.safetensors`` is
+``scripts/convert_musicnn.py``'s, ``yamnet_audioset.safetensors`` ``scripts/convert_yamnet.py``'s,
+``efficientat_mn04.safetensors`` ``scripts/convert_efficientat.py``'s (or pass
 ``--backbone`` a model folder of that family, whose backbone is reused). Without ``--backbone-type`` the family is
 the one the first dataset's features are made for (musicnn when neither).
 """
@@ -67,7 +67,7 @@ BACKBONES = {
     "yamnet": (InstrumentYamnetConfig, InstrumentYamnetForAudioClassification, "yamnet",
                "--feature-type yamnet --window-frames 374"),
     "efficientat": (InstrumentEfficientAtConfig, InstrumentEfficientAtForAudioClassification, "efficientat",
-                    "--feature-type efficientat --window-frames 374"),
+                    "--feature-type efficientat --window-frames 1496"),
 }
 
 #: Labels with fewer positive training windows than this get no head (their probability stays ~0).

@@ -34,8 +34,8 @@ same.
 ``feature_type="efficientat"`` gives the log-mel of EfficientAT's MobileNetV3 AudioSet taggers on the same kind of
 finer grid: the 32-kHz waveform pre-emphasised (``x[n] - 0.97 x[n-1]``, carried across blocks), the power spectrum
 of an 800-sample (25 ms) *symmetric* Hann window in a 1024-point FFT, 128 Kaldi (HTK-scale, triangular in mel)
-bands from 0 to 15 kHz, compressed as ``(log(mel + 1e-5) + 4.5) / 5``; hop 256 (8 ms, where EfficientAT's is 10
-ms), so that 374 frames again make one musicnn window (2.992 s), and the model brings them to its grid.
+bands from 0 to 15 kHz, compressed as ``(log(mel + 1e-5) + 4.5) / 5``; hop 64 (2 ms, where EfficientAT's is 10
+ms), so that 1496 frames make one musicnn window (2.992 s) and every fifth frame is one of EfficientAT's own.
 """
 
 from __future__ import annotations
@@ -562,7 +562,7 @@ def default_feature_settings(feature_type: str = "mfcc", n_coefficients: Optiona
     bands at 16 kHz, n_fft 512, hop 256: 62.5 frames per second, unnormalised); YAMNet's (64 HTK mel bands,
     125-7500 Hz, of a 400-sample window in a 512-point FFT at 16 kHz, hop 128: 8-ms frames, 374 to a musicnn
     window, unnormalised); EfficientAT's (128 HTK mel bands, 0-15 kHz, of an 800-sample window in a 1024-point
-    FFT at 32 kHz, hop 256: 8-ms frames again, unnormalised).
+    FFT at 32 kHz, hop 64: 2-ms frames, every fifth one of EfficientAT's, 1496 to a musicnn window, unnormalised).
     """
     if feature_type not in FEATURE_TYPES:
         raise ValueError(f"feature_type must be one of {FEATURE_TYPES}, got {feature_type!r}")
@@ -574,7 +574,7 @@ def default_feature_settings(feature_type: str = "mfcc", n_coefficients: Optiona
                            "hop_length": 128, "fmin": 125.0, "fmax": 7500.0, "top_db": None,
                            "do_normalize": False},
                 "efficientat": {"n_coefficients": 128, "sampling_rate": 32000, "n_fft": 1024, "win_length": 800,
-                                "hop_length": 256, "fmin": 0.0, "fmax": 15000.0, "top_db": None,
+                                "hop_length": 64, "fmin": 0.0, "fmax": 15000.0, "top_db": None,
                                 "do_normalize": False}}[feature_type]
     return {"feature_type": feature_type, **defaults, **({"n_coefficients": n_coefficients} if n_coefficients else {})}
 
