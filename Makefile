@@ -69,20 +69,24 @@ fix-copies: $(STAMP)
 # MUSICNET: your MusicNet folder (musicnet.tar.gz unpacked; only train_labels/ and test_labels/ are read).
 # Then the musicnn classifier on the same renders (instrument_classifier/recipes/musicnn.py) -> pretrained/musicnn.
 # VPO: your clone of eodowd/VirtualPlayingOrchestra (default corpora/recipe/libraries/VirtualPlayingOrchestra);
-# Then the YAMNet classifier and the musicnn + YAMNet blend -> pretrained/yamnet, pretrained/musicnn-yamnet.
+# Then the YAMNet and EfficientAT classifiers and the blend of the three -> pretrained/yamnet,
+# pretrained/efficientat, pretrained/musicnn-yamnet-efficientat (the default).
 # MUSICNN_WEIGHTS: scripts/convert_musicnn.py's output (default musicnn_mtt.safetensors); YAMNET_WEIGHTS:
-# scripts/convert_yamnet.py's (default yamnet_audioset.safetensors); REAL_DEV: labelled real clips to tune the
+# scripts/convert_yamnet.py's (default yamnet_audioset.safetensors); EFFICIENTAT_WEIGHTS:
+# scripts/convert_efficientat.py's (default efficientat_mn04.safetensors); REAL_DEV: labelled real clips to tune the
 # thresholds and the blend on (default ../shared/real-dev/manifest.csv; without it they are not tuned).
 MUSICNET ?= ../shared/musicnet
 VPO ?=
 MUSICNN_WEIGHTS ?=
 YAMNET_WEIGHTS ?=
+EFFICIENTAT_WEIGHTS ?=
 REAL_DEV ?=
 models: $(STAMP)
 	$(PY) -m instrument_classifier.recipe --musicnet $(MUSICNET) --workdir corpora/recipe --output instrument_classifier/pretrained
 	$(PY) -m instrument_classifier.recipe_musicnn --musicnet $(MUSICNET) --workdir corpora/recipe --output instrument_classifier/pretrained \
 	  $(if $(VPO),--sampler-library $(VPO)) $(if $(MUSICNN_WEIGHTS),--musicnn-weights $(MUSICNN_WEIGHTS)) \
-	  $(if $(YAMNET_WEIGHTS),--yamnet-weights $(YAMNET_WEIGHTS)) $(if $(REAL_DEV),--real-dev $(REAL_DEV))
+	  $(if $(YAMNET_WEIGHTS),--yamnet-weights $(YAMNET_WEIGHTS)) \
+	  $(if $(EFFICIENTAT_WEIGHTS),--efficientat-weights $(EFFICIENTAT_WEIGHTS)) $(if $(REAL_DEV),--real-dev $(REAL_DEV))
 
 bench: $(STAMP)
 	for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b; done

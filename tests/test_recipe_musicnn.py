@@ -29,7 +29,7 @@ from instrument_classifier.recipes import (
     musicnn_evaluation,
     musicnn_renders,
     musicnn_sources,
-    musicnn_yamnet,
+    musicnn_frontends,
     renders,
 )
 from instrument_classifier.recipes.common import Library, MusicnnSettings, RecipeSettings
@@ -60,6 +60,19 @@ def yamnet_file(tmp_path_factory) -> Path:
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("yamnet") / "yamnet_random.safetensors"
     save_file({k: v.contiguous() for k, v in YamnetFrontend().state_dict().items()}, str(path),
+              metadata={"format": "pt"})
+    return path
+
+
+@pytest.fixture(scope="module")
+def efficientat_file(tmp_path_factory) -> Path:
+    """An EfficientAtFrontend state dict with seeded random weights, saved as scripts/convert_efficientat.py saves
+    it."""
+    from instrument_classifier.modeling.efficientat_frontend import EfficientAtFrontend
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("efficientat") / "efficientat_random.safetensors"
+    save_file({k: v.contiguous() for k, v in EfficientAtFrontend().state_dict().items()}, str(path),
               metadata={"format": "pt"})
     return path
 
@@ -139,7 +152,7 @@ def real_clips(folder: Path) -> Path:
 
 
 @pytest.fixture
-def tiny_recipe(tmp_path, monkeypatch, backbone_file, yamnet_file):
+def tiny_recipe(tmp_path, monkeypatch, backbone_file, yamnet_file, efficientat_file):
     """Settings and inputs of a run that takes about a minute: 6-s excerpts, tiny libraries, one process."""
     libraries = tmp_path / "soundfonts"
     libraries.mkdir()
@@ -155,7 +168,7 @@ def tiny_recipe(tmp_path, monkeypatch, backbone_file, yamnet_file):
     mset = MusicnnSettings(vpo_start_seconds=0.0, vpo_seconds=6.0, distractor_start_seconds=2.0,
                            distractor_seconds=6.0, batch_size=16)
     return {"workdir": tmp_path / "work", "output": tmp_path / "pretrained", "settings": settings, "mset": mset,
-            "weights": backbone_file, "yamnet_weights": yamnet_file,
+            "weights": backbone_file, "yamnet_weights": yamnet_file, "efficientat_weights": efficientat_file,
             "sampler_library": fake_vpo(tmp_path / "VirtualPlayingOrchestra"),
             "real_dev": real_clips(tmp_path / "real-dev"), "musicnet": tiny_musicnet(tmp_path / "musicnet")}
 
@@ -225,7 +238,7 @@ def test_the_stage_builds_tunes_evaluates_and_exports_a_model_and_resumes(tiny_r
     from instrument_classifier.local_paths import strip_local_paths
 
     shipped = (folder / "recipe_musicnn_results.json").read_text()
-    musicnn_results = {k: v for k, v in results.items() if k not in ("yamnet", "blend")}
+    musicnn_results = {k: v for k, v in results.items() if k not in ("yamnet", "efficientat", "blend")}
     assert json.loads(shipped) == strip_local_paths(musicnn_results) and '": "/' not in shipped
 
     # the exported folder: weights, code, feature extractor, card, the musicnn licence; nothing else
@@ -270,15 +283,26 @@ def test_the_stage_builds_tunes_evaluates_and_exports_a_model_and_resumes(tiny_r
     assert results["yamnet"]["real_dev"]["num_clips"] == 13
     assert set(results["yamnet"]["merlin_test"]) == {"validation_thresholds", "tuned_thresholds"}
 
-    # the blend: the YAMNet weight tuned on the real clips, an ensemble folder that loads and predicts
+    # the EfficientAT model: the same windows in seconds (1496 frames of 2 ms at 32 kHz), its own C
+    eprepared = json.loads((workdir / "datasets" / "efficientat" / "prepare_info.json").read_text())
+    assert eprepared["window_frames"] == 1496 and eprepared["splits"]["train"]["windows"] == prepared["splits"][
+        "train"]["windows"]
+    emodel, eextractor = load_model(workdir / "efficientat" / "model-tuned")
+    assert eextractor.feature_type == "efficientat" and eextractor.sampling_rate == 32000
+    assert json.loads((workdir / "efficientat" / "train.json").read_text())["inputs"]["C"] == 0.003
+    assert results["efficientat"]["real_dev"]["num_clips"] == 13
+
+    # the blend: the three members' weights tuned on the real clips, an ensemble folder that loads and predicts
     from instrument_classifier.ensemble import EnsembleConfig, InstrumentEnsemble
 
     blend = results["blend"]
-    assert blend["tuned_on"] == "real_dev" and blend["weight"] in [k / 10 for k in range(11)]
-    assert [c["weight"] for c in blend["candidates"]] == [k / 10 for k in range(11)]
-    assert blend["weights"] == pytest.approx([1 - blend["weight"], blend["weight"]])
-    for where, members in ((workdir / "musicnn-yamnet", ["../musicnn/model-tuned", "../yamnet/model-tuned"]),
-                           (tiny_recipe["output"] / "musicnn-yamnet", ["../musicnn", "../yamnet"])):
+    assert blend["tuned_on"] == "real_dev" and blend["members"] == ["musicnn", "yamnet", "efficientat"]
+    assert len(blend["candidates"]) == 66 and sum(blend["weights"]) == pytest.approx(1.0)
+    assert blend["weights"] in [c["weights"] for c in blend["candidates"]]
+    for where, members in ((workdir / "musicnn-yamnet-efficientat",
+                            ["../musicnn/model-tuned", "../yamnet/model-tuned", "../efficientat/model-tuned"]),
+                           (tiny_recipe["output"] / "musicnn-yamnet-efficientat",
+                            ["../musicnn", "../yamnet", "../efficientat"])):
         config = EnsembleConfig.load(where)
         assert config.members == members and config.weights == pytest.approx(blend["weights"])
         assert (config.window_frames, config.hop_length, config.sampling_rate) == (187, 256, 16000)
@@ -308,19 +332,29 @@ def test_the_stage_builds_tunes_evaluates_and_exports_a_model_and_resumes(tiny_r
         assert phrase in ycard, phrase
     assert "MUSICNN_LICENSE" not in ycard and "MagnaTagATune" not in ycard
     assert ycard.index("Results on real recordings") < ycard.index("synthetic held-out test")
-    bcard = (tiny_recipe["output"] / "musicnn-yamnet" / "README.md").read_text()
+    efolder = tiny_recipe["output"] / "efficientat"
+    assert {"modeling_instrument_efficientat.py", "efficientat_frontend.py", "EFFICIENTAT_LICENSE.md",
+            "README.md"} <= {p.name for p in efolder.iterdir()}
+    assert "Copyright (c) 2022 Florian Schmid" in (efolder / "EFFICIENTAT_LICENSE.md").read_text()
+    ecard = (efolder / "README.md").read_text()
+    for phrase in ("# instrument-classifier efficientat", "license: mit", "AudioSet", "(C 0.003)",
+                   "nikih94/swch-audio-classification", "2b362d97544673ef1da403b44ecbe1174d8619ec",
+                   "scripts/convert_efficientat.py"):
+        assert phrase in ecard, phrase
+    bcard = (tiny_recipe["output"] / "musicnn-yamnet-efficientat" / "README.md").read_text()
     assert bcard.startswith("---\n")
-    for phrase in ("ISC", "MagnaTagATune", "Apache-2.0", "AudioSet", "instrument-classifier predict --model",
-                   "load_model", "from_pretrained", "cross-validated"):
+    for phrase in ("ISC", "MagnaTagATune", "Apache-2.0", "MIT", "AudioSet", "instrument-classifier predict --model",
+                   "load_model", "from_pretrained", "cross-validated", "66 weightings"):
         assert phrase in bcard, phrase
     assert bcard.index("Results on real recordings") < bcard.index("synthetic held-out test")
-    for member in ("musicnn", "yamnet"):
+    for member in ("musicnn", "YAMNet", "EfficientAT"):
         assert f"| all 13 | {member} alone, cross-validated |" in bcard, member
-    for c in (card, ycard, bcard):  # the long clips, as unseen recordings are long, judged by other clips' cuts
+    for c in (card, ycard, ecard, bcard):  # the long clips, as unseen recordings are long, judged by other clips' cuts
         assert "| the 12 of 2.5 s or more | tuned on other clips (cross-validated) |" in c
     for step in ("prepare datasets/yamnet", "yamnet train (linear probe)", "yamnet tune (real clips)",
-                 "yamnet evaluate", "blend (YAMNet weight tuned on real clips)", "blend evaluate",
-                 f"export {yfolder}"):
+                 "yamnet evaluate", "prepare datasets/efficientat", "efficientat train (linear probe)",
+                 "efficientat evaluate", "blend (weights tuned on real clips)", "blend evaluate",
+                 f"export {yfolder}", f"export {efolder}"):
         assert f"musicnn: {step}" in log, (step, list(log))
 
     # a second run finds everything done: nothing is rendered, trained, tuned or evaluated again
@@ -346,11 +380,11 @@ def test_the_stage_builds_tunes_evaluates_and_exports_a_model_and_resumes(tiny_r
         stamp = (folder / "model.safetensors").stat().st_mtime_ns
         assert _run(tiny_recipe) == results
         out = capsys.readouterr().out
-        # stopping after the YAMNet model leaves the blend out of the results
+        # stopping after the YAMNet model leaves the EfficientAT one and the blend out of the results
         stopped = _run(tiny_recipe, stop_after="yamnet-evaluate")
-        assert "yamnet" in stopped and "blend" not in stopped
+        assert "yamnet" in stopped and "efficientat" not in stopped and "blend" not in stopped
         capsys.readouterr()
-    assert out.count("done earlier, skipped") == 21, out  # every step, each render and perturb, each export
+    assert out.count("done earlier, skipped") == 26, out  # every step, each render and perturb, each export
     assert (folder / "model.safetensors").stat().st_mtime_ns == stamp
 
     # without labelled real clips the thresholds stay those of the held-out validation windows
@@ -366,14 +400,14 @@ def test_the_stage_builds_tunes_evaluates_and_exports_a_model_and_resumes(tiny_r
     card = musicnn_card.model_card(without, tiny_recipe["settings"], tiny_recipe["mset"])
     assert "no labelled real recordings" in card and "Results on real recordings" not in card
 
-    # ... and the blend's YAMNet weight and thresholds come from the held-out validation windows
+    # ... and the blend's weights and thresholds come from the held-out validation windows
     elsewhere = tiny_recipe["output"].parent / "pretrained-without-real-clips"
     without = _run(tiny_recipe, real_dev=missing, output=elsewhere)
     assert without["blend"]["tuned_on"] == "validation" and without["blend"]["real_dev"] is None
     assert without["yamnet"]["thresholds"]["exported"] == "validation"
-    config = json.loads((elsewhere / "musicnn-yamnet" / "ensemble_config.json").read_text())
-    assert config["weights"] == pytest.approx(without["blend"]["weights"])
-    bcard = (elsewhere / "musicnn-yamnet" / "README.md").read_text()
+    config = json.loads((elsewhere / "musicnn-yamnet-efficientat" / "ensemble_config.json").read_text())
+    assert config["weights"] == pytest.approx(without["blend"]["weights"]) and len(config["weights"]) == 3
+    bcard = (elsewhere / "musicnn-yamnet-efficientat" / "README.md").read_text()
     assert "No labelled real recordings" in bcard and "Results on real recordings" not in bcard
 
     # validation pieces recipe.py did not render (the new corpora changed prepare's choice) are rendered here
@@ -404,24 +438,28 @@ def test_missing_weights_say_how_to_convert_them(tmp_path, capsys):
     assert "pip download --no-deps musicnn==0.1.0" in err
 
 
-def test_missing_yamnet_weights_say_how_to_convert_them(tmp_path, capsys, backbone_file):
-    """Checked in the sources step, before anything is rendered: the message carries convert_yamnet.py's command
-    (checked against its docstring); a file that is not YAMNet weights is refused."""
-    docstring = ast.get_docstring(ast.parse((REPO_ROOT / "scripts" / "convert_yamnet.py").read_text()))
-    assert musicnn_yamnet.YAMNET_CONVERSION_COMMAND in docstring
+@pytest.mark.parametrize("name, option, script", [("yamnet", "--yamnet-weights", "convert_yamnet.py"),
+                                                   ("efficientat", "--efficientat-weights", "convert_efficientat.py")])
+def test_missing_front_end_weights_say_how_to_convert_them(tmp_path, capsys, backbone_file, yamnet_file, name, option,
+                                                           script):
+    """Checked in the sources step, before anything is rendered: the message carries the conversion script's
+    command (checked against its docstring); a file that is not weights of that front end is refused."""
+    front = musicnn_frontends.FRONT_ENDS[name]
+    docstring = ast.get_docstring(ast.parse((REPO_ROOT / "scripts" / script).read_text()))
+    assert " ".join(front.conversion_command.split()) in " ".join(docstring.replace("\\\n", " ").split())
     labels = tiny_musicnet(tmp_path / "musicnet")
     vpo = fake_vpo(tmp_path / "VPO")
+    given = {"--yamnet-weights": str(yamnet_file), option: str(tmp_path / "none.safetensors")}
     code = musicnn.main(["--workdir", str(tmp_path / "work"), "--musicnet", str(labels), "--sampler-library", str(vpo),
-                         "--musicnn-weights", str(backbone_file),
-                         "--yamnet-weights", str(tmp_path / "none.safetensors")])
+                         "--musicnn-weights", str(backbone_file), *[x for kv in given.items() for x in kv]])
     err = capsys.readouterr().err
-    assert code == 2 and f"{tmp_path / 'none.safetensors'}: YAMNet weights not found" in err
-    assert musicnn_yamnet.YAMNET_CONVERSION_COMMAND in err and "--yamnet-weights" in err
+    assert code == 2 and f"{tmp_path / 'none.safetensors'}: {front.title} weights not found" in err
+    assert front.conversion_command in err and option in err
     assert not (tmp_path / "work" / "render").exists()  # stopped before rendering anything
     from instrument_classifier.recipes.common import RecipeError
 
-    with pytest.raises(RecipeError, match="not YAMNet weights"):
-        musicnn_yamnet.check_yamnet_weights(backbone_file, tmp_path / "sources.json")
+    with pytest.raises(RecipeError, match=f"not {front.title} weights"):
+        musicnn_frontends.check_front_end_weights(name, backbone_file, tmp_path / "sources.json")
 
 
 def test_missing_or_wrong_sources_are_refused_with_what_to_do(tmp_path, backbone_file):

@@ -18,8 +18,8 @@ from ..context import RADII, WEIGHTS, RecordingContext, blend, neighbour_means
 from ..ensemble import blend_probabilities
 from .metrics import compute_instrument_metrics, tune_thresholds
 
-#: The blend weights :func:`tune_blend_on_clips` tries: 0.0, 0.1, ..., 1.0.
-CLIP_BLEND_WEIGHTS = tuple(k / 10 for k in range(11))
+#: The step of the weights :func:`tune_blend_on_clips` tries (every weighting in tenths that sums to 1).
+CLIP_BLEND_STEP = 0.1
 
 __all__ = ["tune_context", "weight_grid", "tune_ensemble", "tune_blend_on_clips"]
 
@@ -96,26 +96,28 @@ def tune_ensemble(y_true: np.ndarray, member_probs: Sequence[np.ndarray], record
             "validation": validation}
 
 
-def tune_blend_on_clips(y_true: np.ndarray, first_windows: Sequence[np.ndarray], second_windows: Sequence[np.ndarray],
-                        weights: Sequence[float] = CLIP_BLEND_WEIGHTS, repeats: int = 20, seed: int = 0,
+def tune_blend_on_clips(y_true: np.ndarray, member_windows: Sequence[Sequence[np.ndarray]],
+                        weights: Optional[Sequence[Sequence[float]]] = None, repeats: int = 20, seed: int = 0,
                         tolerance: float = 0.01) -> dict:
-    """The weight of a two-member blend with the best cross-validated clip micro F1 on labelled clips.
+    """The weights of a blend of members with the best cross-validated clip micro F1 on labelled clips.
 
-    For each weight ``w`` the members' window probabilities are blended as ``(1 - w) * first + w * second``,
-    each clip scored by :func:`~instrument_classifier.inference.clip_scores`, and clip thresholds judged by
+    For each weighting ``w`` the members' window probabilities are blended as ``sum_m w[m] * member[m]``, each
+    clip scored by :func:`~instrument_classifier.inference.clip_scores`, and clip thresholds judged by
     :func:`~instrument_classifier.evaluation.clips.cross_validated_tuning` (thresholds tuned on half of the clips,
-    decisions on the other half). Weights whose cross-validated micro F1 is within ``tolerance`` of the best tie;
-    among them the fewest false alarms per clip wins, then the highest macro ROC-AUC of the clip scores.
+    decisions on the other half). Weightings whose cross-validated micro F1 is within ``tolerance`` of the best
+    tie; among them the fewest false alarms per clip wins, then the highest macro ROC-AUC of the clip scores, then
+    the earliest tried.
 
     Parameters
     ----------
     y_true : np.ndarray, shape (n_clips, n_labels)
         Labelled instruments (0/1) of the clips, e.g. a real development set.
-    first_windows, second_windows : sequence of np.ndarray, each (n_windows, n_labels)
-        Each member's window probabilities, one array per clip (``Timeline.window_probs``); the two members'
-        arrays of a clip have the same shape.
-    weights : sequence of float
-        The second member's weights to try, each in [0, 1].
+    member_windows : sequence of sequences of np.ndarray, each (n_windows, n_labels)
+        Per member, its window probabilities, one array per clip (``Timeline.window_probs``); the members' arrays
+        of a clip have the same shape.
+    weights : sequence of weightings, optional
+        The weightings to try, one weight in [0, 1] per member, summing to 1; default every weighting in steps of
+        :data:`CLIP_BLEND_STEP` (:func:`weight_grid`: the first member's weight highest first).
     repeats, seed : int
         Of the cross-validation.
     tolerance : float
@@ -124,9 +126,9 @@ def tune_blend_on_clips(y_true: np.ndarray, first_windows: Sequence[np.ndarray],
     Returns
     -------
     dict
-        ``weight`` (the second member's), ``thresholds`` (``tune_clip_thresholds`` on all clips' blended scores,
-        a list), ``cross_validated`` (the chosen weight's means: micro F1, false alarms and misses per clip),
-        ``roc_auc_macro`` (its clip scores', over all clips) and ``candidates``: every weight's ``weight``,
+        ``weights`` (one per member), ``thresholds`` (``tune_clip_thresholds`` on all clips' blended scores, a
+        list), ``cross_validated`` (the chosen weighting's means: micro F1, false alarms and misses per clip),
+        ``roc_auc_macro`` (its clip scores', over all clips) and ``candidates``: every weighting's ``weights``,
         ``f1_micro``, ``false_alarms_per_clip`` and ``roc_auc_macro``.
     """
     # imported here: inference imports this package's metrics, and clips imports inference
@@ -134,27 +136,30 @@ def tune_blend_on_clips(y_true: np.ndarray, first_windows: Sequence[np.ndarray],
     from .clips import cross_validated_tuning, tune_clip_thresholds
 
     y_true = np.asarray(y_true, dtype=np.int8)
-    if len(first_windows) != len(y_true) or len(second_windows) != len(y_true):
-        raise ValueError(f"{len(y_true)} labelled clips, but window probabilities of {len(first_windows)} and "
-                         f"{len(second_windows)} clips")
+    if len(member_windows) < 2 or any(len(windows) != len(y_true) for windows in member_windows):
+        raise ValueError(f"{len(y_true)} labelled clips, but window probabilities of "
+                         f"{[len(windows) for windows in member_windows]} clips (two members or more)")
+    weights = weight_grid(len(member_windows), CLIP_BLEND_STEP) if weights is None else weights
     if not len(weights):
-        raise ValueError("no blend weight to try")
-    candidates, scored = [], {}
+        raise ValueError("no blend weights to try")
+    candidates, scored = [], []
     for w in weights:
-        if not 0.0 <= w <= 1.0:
-            raise ValueError(f"blend weights must lie in [0, 1], got {w}")
-        scores = np.stack([clip_scores(blend_probabilities([a, b], [1.0 - w, w]))
-                           for a, b in zip(first_windows, second_windows)]).astype(np.float64)
+        w = tuple(float(x) for x in w)
+        if len(w) != len(member_windows) or not all(0.0 <= x <= 1.0 for x in w) or abs(sum(w) - 1.0) > 1e-6:
+            raise ValueError(f"blend weights must be {len(member_windows)} numbers in [0, 1] summing to 1, got {w}")
+        scores = np.stack([clip_scores(blend_probabilities(clip, w)) for clip in zip(*member_windows)])
+        scores = scores.astype(np.float64)
         cv = cross_validated_tuning(y_true, scores, repeats=repeats, seed=seed)
         auc = compute_instrument_metrics(y_true, scores, thresholds=0.5)["roc_auc_macro"]
-        candidates.append({"weight": float(w), "f1_micro": cv["f1_micro"],
+        candidates.append({"weights": list(w), "f1_micro": cv["f1_micro"],
                            "false_alarms_per_clip": cv["false_alarms_per_clip"],
                            "roc_auc_macro": None if auc is None or not np.isfinite(auc) else float(auc)})
-        scored[float(w)] = (scores, cv)
+        scored.append((scores, cv))
     best_f1 = max(c["f1_micro"] for c in candidates)
-    tied = [c for c in candidates if c["f1_micro"] >= best_f1 - tolerance]
-    chosen = min(tied, key=lambda c: (c["false_alarms_per_clip"],
-                                      -(c["roc_auc_macro"] if c["roc_auc_macro"] is not None else -np.inf)))
-    scores, cv = scored[chosen["weight"]]
-    return {"weight": chosen["weight"], "thresholds": [float(t) for t in tune_clip_thresholds(y_true, scores)],
-            "cross_validated": cv, "roc_auc_macro": chosen["roc_auc_macro"], "candidates": candidates}
+    tied = [i for i, c in enumerate(candidates) if c["f1_micro"] >= best_f1 - tolerance]
+    auc_of = lambda c: c["roc_auc_macro"] if c["roc_auc_macro"] is not None else -np.inf  # noqa: E731
+    chosen = min(tied, key=lambda i: (candidates[i]["false_alarms_per_clip"], -auc_of(candidates[i]), i))
+    scores, cv = scored[chosen]
+    return {"weights": candidates[chosen]["weights"],
+            "thresholds": [float(t) for t in tune_clip_thresholds(y_true, scores)],
+            "cross_validated": cv, "roc_auc_macro": candidates[chosen]["roc_auc_macro"], "candidates": candidates}

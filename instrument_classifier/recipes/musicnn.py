@@ -2,8 +2,8 @@
 
     python -m instrument_classifier.recipe_musicnn --workdir corpora/recipe \\
         --output instrument_classifier/pretrained \\
-        [--sampler-library DIR] [--musicnn-weights FILE] [--yamnet-weights FILE] [--real-dev MANIFEST] \\
-        [--stop-after STEP]
+        [--sampler-library DIR] [--musicnn-weights FILE] [--yamnet-weights FILE] [--efficientat-weights FILE] \\
+        [--real-dev MANIFEST] [--stop-after STEP]
 
 :class:`~instrument_classifier.modeling.InstrumentMusicnnForAudioClassification` keeps musicnn (``MTT_musicnn``, a
 tagger trained on real recordings) frozen and learns one linear head on its representation of 3-s windows
@@ -12,17 +12,19 @@ where MFCC models do not (docs/experiments.md, "A front end learned from real mu
 audio closer to real playing (recorded samples) and tracks of other instruments (distractors) moved it further
 ("Training audio from recorded samples, and distractors"). This module builds exactly that model; the MFCC recipe
 (:mod:`~instrument_classifier.recipes.mfcc`) keeps building the CNN and the Transformer, and this stage reuses its
-renders. After the musicnn model it builds the same probe on Google's YAMNet (Apache-2.0, trained on AudioSet;
-:class:`~instrument_classifier.modeling.InstrumentYamnetForAudioClassification`) from the same windows, and a blend
-of the two (an :mod:`~instrument_classifier.ensemble` folder): on the real development clips both beat the
-musicnn head alone (docs/experiments.md).
+renders. After the musicnn model it builds the same probe on two front ends trained on AudioSet, Google's YAMNet
+(Apache-2.0; :class:`~instrument_classifier.modeling.InstrumentYamnetForAudioClassification`) and EfficientAT's
+``mn04`` (MIT; :class:`~instrument_classifier.modeling.InstrumentEfficientAtForAudioClassification`), from the same
+windows, and a blend of the three (an :mod:`~instrument_classifier.ensemble` folder, the default model): on the
+real development clips it beats every member alone and the musicnn + YAMNet blend (docs/experiments.md).
 
 Steps (each skipped when its output is complete, so an interrupted run resumes where it stopped)::
 
     sources   the musicnn weights (``scripts/convert_musicnn.py``'s safetensors) and a Virtual Playing Orchestra
               checkout: checked, their sha256 and git commit recorded in musicnn/sources.json. Nothing of either
               is shipped but the converted weights inside the model (ISC licence, kept with them). The YAMNet
-              weights (``scripts/convert_yamnet.py``'s): loaded, their sha256 recorded in yamnet/sources.json
+              and EfficientAT weights (``scripts/convert_yamnet.py``'s, ``scripts/convert_efficientat.py``'s):
+              loaded, their sha256 recorded in yamnet/sources.json and efficientat/sources.json
     render    the MFCC recipe's renders up to perturb (FluidR3 and MuseScore training excerpts, the held-out Merlin
               validation and test pieces; run here if missing), plus two training corpora of the train pieces:
               VPO's recorded samples ([60, 105) s, seed 3) and FluidR3 with distractors (each track played by
@@ -45,15 +47,19 @@ Steps (each skipped when its output is complete, so an interrupted run resumes w
               feature extractor, windows of 374 frames (8 ms) and hop 374: the same samples as musicnn's windows
     yamnet-train, yamnet-tune, yamnet-evaluate   as train, tune and evaluate, with YAMNet's front end
               (representations cached in yamnet/representations) -> yamnet/model, yamnet/model-tuned, results
-    blend     musicnn-yamnet: an ensemble of musicnn/model-tuned and yamnet/model-tuned whose YAMNet weight (0,
-              0.1, ..., 1) has the best cross-validated clip micro F1 on the real clips (within 0.01: fewer false
+    efficientat-prepare ... efficientat-evaluate   the same with EfficientAT's front end: datasets/efficientat
+              (windows of 1496 frames of 2 ms at 32 kHz, the same seconds; about 15 GB for the recipe's corpora),
+              head C 0.003 -> efficientat/model, efficientat/model-tuned, results
+    blend     musicnn-yamnet-efficientat: an ensemble of the three tuned models whose weights (every weighting in
+              tenths) have the best cross-validated clip micro F1 on the real clips (within 0.01: fewer false
               instruments per clip, then higher macro ROC-AUC; :func:`~instrument_classifier.evaluation.tuning.
-              tune_blend_on_clips`), its clip thresholds tuned on all of them; without a manifest, weight and
+              tune_blend_on_clips`), its clip thresholds tuned on all of them; without a manifest, weights and
               thresholds from the held-out validation windows (``tune_ensemble``)
-    blend-evaluate   the ensemble on the held-out test windows (both datasets) and on the real clips -> the
-              results' "blend" (the YAMNet model's are under "yamnet")
-    export-yamnet    OUTPUT/yamnet (as OUTPUT/musicnn, YAMNet's card and licence) and OUTPUT/musicnn-yamnet (the
-              ensemble config naming ../musicnn and ../yamnet, a card), both with every result
+    blend-evaluate   the ensemble on the held-out test windows (the three datasets) and on the real clips -> the
+              results' "blend" (the other front ends' models are under "yamnet" and "efficientat")
+    export-members   OUTPUT/yamnet and OUTPUT/efficientat (as OUTPUT/musicnn, each with its card and licence) and
+              OUTPUT/musicnn-yamnet-efficientat (the ensemble config naming ../musicnn, ../yamnet and
+              ../efficientat, a card), all with every result
 
 Timings go to ``WORKDIR/recipe_musicnn_log.json`` (the MFCC recipe's own steps, when run from here, to its
 ``recipe_log.json``).
@@ -61,8 +67,8 @@ Timings go to ``WORKDIR/recipe_musicnn_log.json`` (the MFCC recipe's own steps, 
 This module runs the steps in order, skips those already done, and is the command line; prepare, train, tune and
 evaluate run for both front ends by one function (:func:`run_front_end`, given a :class:`FrontEnd`). The steps'
 work is in :mod:`~.musicnn_sources` (sources), :mod:`~.musicnn_renders` (render), :mod:`~.musicnn_probe` (train),
-:mod:`~.musicnn_evaluation` (tune, evaluate), :mod:`~.musicnn_card` (export), :mod:`~.musicnn_yamnet` (the
-YAMNet weights and windows) and :mod:`~.musicnn_blend` (blend, blend-evaluate, the ensemble's export).
+:mod:`~.musicnn_evaluation` (tune, evaluate), :mod:`~.musicnn_card` (export), :mod:`~.musicnn_frontends` (the
+YAMNet and EfficientAT weights and windows) and :mod:`~.musicnn_blend` (blend, blend-evaluate, the ensemble's export).
 """
 
 from __future__ import annotations
@@ -71,7 +77,7 @@ import argparse
 import json
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable, List, Optional, Sequence, Tuple
 
@@ -99,13 +105,16 @@ from .musicnn_evaluation import evaluate_model, format_blend_results, format_res
 from .musicnn_probe import train_probe
 from .musicnn_renders import recipe_corpora, render_training_corpora, validation_corpora
 from .musicnn_sources import DEFAULT_WEIGHTS, VPO_URL, check_sources
-from .musicnn_yamnet import DEFAULT_YAMNET_WEIGHTS, check_yamnet_weights, yamnet_window_frames
+from .musicnn_frontends import FRONT_ENDS, check_front_end_weights, front_end_window_frames
 from .real_clips import LONG_CLIP_SECONDS
 
 __all__ = ["run_musicnn_recipe", "run_front_end", "FrontEnd", "FrontEndRun", "main", "STEPS"]
 
 STEPS = ("sources", "render", "prepare", "train", "tune", "evaluate", "export", "yamnet-prepare", "yamnet-train",
-         "yamnet-tune", "yamnet-evaluate", "blend", "blend-evaluate", "export-yamnet")
+         "yamnet-tune", "yamnet-evaluate", "efficientat-prepare", "efficientat-train", "efficientat-tune",
+         "efficientat-evaluate", "blend", "blend-evaluate", "export-members")
+#: The front ends after musicnn, in the order they run and are blended.
+AUDIOSET_FRONT_ENDS = ("yamnet", "efficientat")
 LOG_FILE = "recipe_musicnn_log.json"
 
 
@@ -151,16 +160,19 @@ class FrontEnd:
     Attributes
     ----------
     name : str
-        "musicnn" or "yamnet": the work folder ``WORKDIR/<name>``, the dataset ``WORKDIR/datasets/<name>``, the
-        feature extractor's settings (``default_feature_settings(name)``) and ``train_probe``'s ``backbone_type``.
+        "musicnn", "yamnet" or "efficientat": the work folder ``WORKDIR/<name>``, the dataset
+        ``WORKDIR/datasets/<name>``, the feature extractor's settings (``default_feature_settings(name)``) and
+        ``train_probe``'s ``backbone_type``.
     weights : Path
         The converted backbone weights.
     weights_sha256 : str
         Their sha256, as the sources step recorded it; the train step's stamp names it.
     window_frames, hop_frames : int
         Window length and hop, in the front end's own frames.
+    C : float
+        Inverse L2 strength of its head's logistic regressions.
     prefix : str
-        "" for musicnn, "yamnet" for YAMNet, whose steps are ``yamnet-train`` etc. in :data:`STEPS` and "yamnet
+        "" for musicnn, the name for the others, whose steps are ``yamnet-train`` etc. in :data:`STEPS` and "yamnet
         train (linear probe)" etc. in the log (names older work folders' logs already hold).
     """
 
@@ -169,6 +181,7 @@ class FrontEnd:
     weights_sha256: str
     window_frames: int
     hop_frames: int
+    C: float
     prefix: str = ""
 
     def step(self, name: str) -> str:
@@ -260,12 +273,13 @@ def run_front_end(front: FrontEnd, workdir: Path, settings: RecipeSettings, mset
 
     # train
     model_dir, tuned_dir = home / "model", home / "model-tuned"
-    train_inputs = {"dataset": info["fingerprint"], "backbone_sha256": front.weights_sha256, "C": mset.C,
+    train_inputs = {"dataset": info["fingerprint"], "backbone_sha256": front.weights_sha256, "C": front.C,
                     "seed": settings.seed}
     t = time.perf_counter()
     trained, done = _stamped(home / "train.json", train_inputs, model_dir / "model.safetensors",
                              lambda: train_probe(dataset_path, front.weights, model_dir, home / "representations",
-                                                 mset, settings.seed, backbone_type=front.name))
+                                                 replace(mset, C=front.C), settings.seed,
+                                                 backbone_type=front.name))
     log.step(front.log_name("train (linear probe)"), time.perf_counter() - t, done)
     if stop_after == front.step("train"):
         return None
@@ -301,13 +315,19 @@ def run_front_end(front: FrontEnd, workdir: Path, settings: RecipeSettings, mset
     return FrontEndRun(dataset_path, info, tuned_dir, tuned, evaluated, results)
 
 
+def _head_C(mset: MusicnnSettings, name: str) -> float:
+    """The inverse L2 strength of the front end ``name``'s head."""
+    return mset.efficientat_C if name == "efficientat" else mset.C
+
+
 # -- the stage -----------------------------------------------------------------------------------------------------
 
 def run_musicnn_recipe(workdir: Path, output: Path, settings: RecipeSettings, mset: MusicnnSettings,
                        weights: Path = DEFAULT_WEIGHTS, sampler_library: Optional[Path] = None,
                        real_dev: Optional[Path] = DEFAULT_REAL_DEV, stop_after: Optional[str] = None,
                        musicnet: Path = DEFAULT_MUSICNET_LABELS,
-                       yamnet_weights: Path = DEFAULT_YAMNET_WEIGHTS) -> dict:
+                       yamnet_weights: Path = FRONT_ENDS["yamnet"].default_weights,
+                       efficientat_weights: Path = FRONT_ENDS["efficientat"].default_weights) -> dict:
     """Build the musicnn model; see the module doc. Returns the results (``{}`` when stopped early).
 
     Parameters
@@ -330,8 +350,8 @@ def run_musicnn_recipe(workdir: Path, output: Path, settings: RecipeSettings, ms
     musicnet : Path
         The MusicNet folder whose label CSVs (``train_labels/``, ``test_labels/``) are rendered, here and by the
         MFCC recipe's renders when they are missing.
-    yamnet_weights : Path
-        ``scripts/convert_yamnet.py``'s safetensors.
+    yamnet_weights, efficientat_weights : Path
+        ``scripts/convert_yamnet.py``'s and ``scripts/convert_efficientat.py``'s safetensors.
     """
     workdir, output = Path(workdir), Path(output)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -342,11 +362,14 @@ def run_musicnn_recipe(workdir: Path, output: Path, settings: RecipeSettings, ms
 
     # sources ---------------------------------------------------------------------------------------------------
     t = time.perf_counter()
-    records = [home / "sources.json", workdir / "yamnet" / "sources.json"]
+    front_weights = {"yamnet": Path(yamnet_weights), "efficientat": Path(efficientat_weights)}
+    records = [home / "sources.json"] + [workdir / name / "sources.json" for name in AUDIOSET_FRONT_ENDS]
     previous = [path.read_text() if path.is_file() else None for path in records]
     sources = check_sources(Path(weights), vpo, records[0])
-    (workdir / "yamnet").mkdir(exist_ok=True)
-    yamnet_sources = check_yamnet_weights(Path(yamnet_weights), records[1])
+    front_sources = {}
+    for name, record in zip(AUDIOSET_FRONT_ENDS, records[1:]):
+        record.parent.mkdir(exist_ok=True)
+        front_sources[name] = check_front_end_weights(name, front_weights[name], record)
     log.step("sources", time.perf_counter() - t, [path.read_text() for path in records] == previous)
     if stop_after == "sources":
         return {}
@@ -370,7 +393,8 @@ def run_musicnn_recipe(workdir: Path, output: Path, settings: RecipeSettings, ms
               "--real-dev MANIFEST to tune them)", flush=True)
         manifest = None
     musicnn_run = run_front_end(
-        FrontEnd("musicnn", Path(weights), sources["musicnn_weights"]["sha256"], mset.window_frames, mset.hop_frames),
+        FrontEnd("musicnn", Path(weights), sources["musicnn_weights"]["sha256"], mset.window_frames, mset.hop_frames,
+                 mset.C),
         workdir, settings, mset, train_corpora, val_corpora, test_corpus, manifest, log, stop_after)
     if musicnn_run is None:
         return {}
@@ -394,44 +418,45 @@ def run_musicnn_recipe(workdir: Path, output: Path, settings: RecipeSettings, ms
     if stop_after == "export":
         return results
 
-    # yamnet-prepare ... yamnet-evaluate: the same corpora, windows of the same samples ----------------------------
-    frames = yamnet_window_frames(mset)
-    yamnet_front = FrontEnd("yamnet", Path(yamnet_weights), yamnet_sources["yamnet_weights"]["sha256"], frames,
-                            mset.hop_frames * frames // mset.window_frames, prefix="yamnet")
-    yamnet_run = run_front_end(yamnet_front, workdir, settings, mset, train_corpora, val_corpora, test_corpus,
-                               manifest, log, stop_after)
-    if yamnet_run is None:
-        return results
-    yamnet = results["yamnet"] = {"sources": yamnet_sources, "window_frames": frames, **yamnet_run.results}
-    if stop_after == "yamnet-evaluate":
-        return results
-    datasets = {"musicnn": musicnn_run.dataset, "yamnet": yamnet_run.dataset}
+    # yamnet-prepare ... efficientat-evaluate: the same corpora, windows of the same seconds ------------------------
+    runs = {"musicnn": musicnn_run}
+    for name in AUDIOSET_FRONT_ENDS:
+        frames = front_end_window_frames(mset, name)
+        front = FrontEnd(name, front_weights[name], front_sources[name][f"{name}_weights"]["sha256"], frames,
+                         front_end_window_frames(mset, name, mset.hop_frames), _head_C(mset, name), prefix=name)
+        run = run_front_end(front, workdir, settings, mset, train_corpora, val_corpora, test_corpus, manifest, log,
+                            stop_after)
+        if run is None:
+            return results
+        runs[name] = run
+        results[name] = {"sources": front_sources[name], "window_frames": frames, **run.results}
+        if stop_after == f"{name}-evaluate":
+            return results
+    datasets = {name: run.dataset for name, run in runs.items()}
 
     # blend -------------------------------------------------------------------------------------------------------
     blend_dir = workdir / BLEND_NAME
-    blend_inputs = {"musicnn": digest(musicnn_run.tuned["inputs"]), "yamnet": digest(yamnet_run.tuned["inputs"]),
+    blend_inputs = {**{name: digest(run.tuned["inputs"]) for name, run in runs.items()},
                     "validation": None if manifest is not None
                     else [musicnn_run.info["split_fingerprints"].get("validation")]}
     t = time.perf_counter()
     blended, done = _stamped(home / "blend.json", blend_inputs, blend_dir / "ensemble_config.json",
-                             lambda: tune_blend(musicnn_run.tuned_dir, yamnet_run.tuned_dir, blend_dir, manifest,
-                                                datasets, mset, settings.taxonomy))
-    log.step("blend (YAMNet weight tuned on real clips)" if manifest is not None
-             else "blend (YAMNet weight tuned on validation windows)", time.perf_counter() - t, done)
+                             lambda: tune_blend({name: run.tuned_dir for name, run in runs.items()}, blend_dir,
+                                                manifest, datasets, mset, settings.taxonomy))
+    log.step("blend (weights tuned on real clips)" if manifest is not None
+             else "blend (weights tuned on validation windows)", time.perf_counter() - t, done)
     if stop_after == "blend":
         return results
 
     # blend-evaluate ------------------------------------------------------------------------------------------------
-    blend_eval_inputs = {"blend": digest(blended["inputs"]), "musicnn": digest(musicnn_run.evaluated["inputs"]),
-                         "yamnet": digest(yamnet_run.evaluated["inputs"])}
+    blend_eval_inputs = {"blend": digest(blended["inputs"]),
+                         **{name: digest(run.evaluated["inputs"]) for name, run in runs.items()}}
     t = time.perf_counter()
     blend_evaluated, done = _stamped(home / "blend-evaluate.json", blend_eval_inputs,
                                      home / "blend-evaluation" / "heldout" / "metrics.json",
                                      lambda: evaluate_blend(blend_dir, datasets, manifest, home / "blend-evaluation"))
-    weight = blended["weight"]
     results["blend"] = {
-        "members": ["musicnn", "yamnet"], "weights": [round(1.0 - weight, 4), round(weight, 4)],
-        **{k: v for k, v in blended.items() if k != "inputs"},
+        "members": list(runs), **{k: v for k, v in blended.items() if k != "inputs"},
         **{k: v for k, v in blend_evaluated.items() if k != "inputs"},
     }
     write_json(workdir / RESULTS_FILE, results)
@@ -440,15 +465,16 @@ def run_musicnn_recipe(workdir: Path, output: Path, settings: RecipeSettings, ms
     if stop_after == "blend-evaluate":
         return results
 
-    # export-yamnet ------------------------------------------------------------------------------------------------
-    t = time.perf_counter()
-    card_results = {**yamnet, "labels": results["labels"],
-                    "sources": {**yamnet["sources"], "sampler_library": sources["sampler_library"]}}
-    done = is_exported(output / "yamnet", results)
-    if not done:
-        export_model(yamnet_run.tuned_dir, output / "yamnet", card_results, settings, mset, name="yamnet",
-                     shipped=results)
-    log.step(f"export {output / 'yamnet'}", time.perf_counter() - t, done)
+    # export-members: the AudioSet front ends' folders and the blend's ------------------------------------------------
+    for name in AUDIOSET_FRONT_ENDS:
+        t = time.perf_counter()
+        card_results = {**results[name], "labels": results["labels"],
+                        "sources": {**results[name]["sources"], "sampler_library": sources["sampler_library"]}}
+        done = is_exported(output / name, results)
+        if not done:
+            export_model(runs[name].tuned_dir, output / name, card_results, settings,
+                         replace(mset, C=_head_C(mset, name)), name=name, shipped=results)
+        log.step(f"export {output / name}", time.perf_counter() - t, done)
     t = time.perf_counter()
     done = is_blend_exported(blend_dir, output / BLEND_NAME, results)
     if not done:
@@ -465,7 +491,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--workdir", type=Path, default=Path("corpora/recipe"),
                         help="recipe.py's work folder: its renders are reused, this stage's files go beside them")
     parser.add_argument("--output", type=Path, default=Path("instrument_classifier/pretrained"),
-                        help="the model folders go to OUTPUT/musicnn, OUTPUT/yamnet and OUTPUT/musicnn-yamnet")
+                        help="the model folders go to OUTPUT/musicnn, OUTPUT/yamnet, OUTPUT/efficientat and "
+                             f"OUTPUT/{BLEND_NAME}")
     parser.add_argument("--musicnet", type=Path, default=DEFAULT_MUSICNET_LABELS, metavar="DIR",
                         help="your MusicNet folder, as recipe.py's --musicnet (only the label CSVs are read; "
                              f"default {DEFAULT_MUSICNET_LABELS})")
@@ -473,8 +500,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"your clone of {VPO_URL} (default WORKDIR/libraries/VirtualPlayingOrchestra)")
     parser.add_argument("--musicnn-weights", type=Path, default=DEFAULT_WEIGHTS, metavar="FILE",
                         help=f"scripts/convert_musicnn.py's output (default {DEFAULT_WEIGHTS})")
-    parser.add_argument("--yamnet-weights", type=Path, default=DEFAULT_YAMNET_WEIGHTS, metavar="FILE",
-                        help=f"scripts/convert_yamnet.py's output (default {DEFAULT_YAMNET_WEIGHTS})")
+    for name in AUDIOSET_FRONT_ENDS:
+        front = FRONT_ENDS[name]
+        parser.add_argument(front.option, type=Path, default=front.default_weights, metavar="FILE",
+                            help=f"scripts/{front.script}'s output (default {front.default_weights})")
     parser.add_argument("--real-dev", type=Path, default=None, metavar="MANIFEST",
                         help="labelled real clips (evaluate --clips manifest) to tune the clip thresholds on and "
                              f"to report (default {DEFAULT_REAL_DEV}; tuning is skipped when it is absent)")
@@ -502,7 +531,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         run_musicnn_recipe(args.workdir, args.output, settings, MusicnnSettings(), weights=args.musicnn_weights,
                            sampler_library=args.sampler_library,
                            real_dev=args.real_dev if args.real_dev is not None else DEFAULT_REAL_DEV,
-                           stop_after=args.stop_after, musicnet=musicnet, yamnet_weights=args.yamnet_weights)
+                           stop_after=args.stop_after, musicnet=musicnet, yamnet_weights=args.yamnet_weights,
+                           efficientat_weights=args.efficientat_weights)
     except (RecipeError, RenderError, ManifestError, MusicNetError) as exc:
         print(f"recipe_musicnn: error: {exc}", file=sys.stderr)
         return 2

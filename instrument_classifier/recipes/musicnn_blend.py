@@ -1,6 +1,6 @@
-"""The musicnn stage's blend of its two models (musicnn and YAMNet): the YAMNet weight and the clip thresholds
-tuned on the labelled real clips (or, without them, on the held-out validation windows), the ensemble folder,
-its evaluation and its export with a model card."""
+"""The musicnn stage's blend of its three models (musicnn, YAMNet and EfficientAT): the weights and the clip
+thresholds tuned on the labelled real clips (or, without them, on the held-out validation windows), the ensemble
+folder, its evaluation and its export with a model card."""
 
 from __future__ import annotations
 
@@ -24,54 +24,58 @@ from ..local_paths import strip_local_paths
 from ..modeling.feature_extraction_instrument import default_feature_settings
 from .cards import library_title
 from .common import MusicnnSettings, RecipeSettings, as_json, write_json
-from .musicnn_card import RESULTS_FILE, YAMNET_SOURCE
+from .musicnn_card import EFFICIENTAT_SOURCE, RESULTS_FILE, YAMNET_SOURCE
 from .real_clips import clip_summary, cross_validated_long_row, long_clip_metrics
 from .results import model_key, window_summary
 
 __all__ = ["BLEND_NAME", "tune_blend", "evaluate_blend", "export_blend", "is_blend_exported", "blend_card"]
 
 #: The ensemble folder's name, in the work folder and in OUTPUT.
-BLEND_NAME = "musicnn-yamnet"
+BLEND_NAME = "musicnn-yamnet-efficientat"
+#: How the card names each member.
+TITLES = {"musicnn": "musicnn", "yamnet": "YAMNet", "efficientat": "EfficientAT"}
 
 
 def _window_probs(model, extractor, clips) -> list:
     return [predict_timeline(model, extractor, row.file).window_probs for row in clips]
 
 
-def tune_blend(musicnn_dir: Path, yamnet_dir: Path, out: Path, manifest: Optional[Path], datasets: dict,
-               mset: MusicnnSettings, taxonomy: str) -> dict:
-    """Write the ensemble folder ``out`` (members ``musicnn_dir`` and ``yamnet_dir``, by relative path) with the
-    YAMNet weight and clip thresholds tuned on the clips of ``manifest``
+def tune_blend(member_dirs: dict, out: Path, manifest: Optional[Path], datasets: dict, mset: MusicnnSettings,
+               taxonomy: str) -> dict:
+    """Write the ensemble folder ``out`` (members ``member_dirs``, ``{name: model folder}`` with musicnn first, by
+    relative path) with the weights and clip thresholds tuned on the clips of ``manifest``
     (:func:`~instrument_classifier.evaluation.tuning.tune_blend_on_clips`); without a manifest, both from the
-    held-out validation windows of ``datasets`` ({"musicnn", "yamnet"}: prepared datasets,
+    held-out validation windows of ``datasets`` (``{name: prepared dataset}``,
     :func:`~instrument_classifier.evaluation.tuning.tune_ensemble`). Returns what was tuned."""
-    musicnn, musicnn_extractor = load_model(musicnn_dir, device="cpu")
-    labels = [musicnn.config.id2label[i] for i in range(musicnn.config.num_labels)]
+    names = list(member_dirs)
+    members = [load_model(member_dirs[name], device="cpu") for name in names]
+    first = members[0][0]
+    labels = [first.config.id2label[i] for i in range(first.config.num_labels)]
     if manifest is not None:
         clips = read_manifest(manifest, labels)
         y_true = np.array([[label in row.instruments for label in labels] for row in clips], dtype=np.int8)
-        tuned = tune_blend_on_clips(y_true, _window_probs(musicnn, musicnn_extractor, clips),
-                                    _window_probs(*load_model(yamnet_dir, device="cpu"), clips))
-        weight, thresholds = tuned["weight"], tuned["thresholds"]
+        tuned = tune_blend_on_clips(y_true, [_window_probs(model, extractor, clips) for model, extractor in members])
+        weights, thresholds = tuned["weights"], tuned["thresholds"]
         tuned_on, found = "real_dev", {"cross_validated": tuned["cross_validated"],
                                        "roc_auc_macro": tuned["roc_auc_macro"], "candidates": tuned["candidates"]}
     else:
-        y_val, p_musicnn = predict_split(musicnn_dir, datasets["musicnn"], "validation")
-        _, p_yamnet = predict_split(yamnet_dir, datasets["yamnet"], "validation")
-        dataset, _, _ = load_prepared(datasets["musicnn"])
+        probs = []
+        for name in names:
+            y_val, p = predict_split(member_dirs[name], datasets[name], "validation")
+            probs.append(p)
+        dataset, _, _ = load_prepared(datasets[names[0]])
         rows = dataset["validation"].select_columns(["recording_id", "start_frame"])
-        tuned = tune_ensemble(y_val, [p_musicnn, p_yamnet], rows["recording_id"], rows["start_frame"],
-                              mset.window_frames)
-        weight, thresholds = tuned["weights"][1], tuned["thresholds"]
+        tuned = tune_ensemble(y_val, probs, rows["recording_id"], rows["start_frame"], mset.window_frames)
+        weights, thresholds = list(tuned["weights"]), tuned["thresholds"]
         tuned_on, found = "validation", {"validation": tuned["validation"]}
-    record = {"tuned_on": tuned_on, "weight": weight,
+    weights = [round(float(w), 4) for w in weights]
+    record = {"tuned_on": tuned_on, "weights": weights,
               "thresholds": dict(zip(labels, np.round(thresholds, 4).tolist())), **found}
-    musicnn_fe = default_feature_settings("musicnn")
+    grid = default_feature_settings(names[0])
     config = EnsembleConfig(
-        members=[_relative(musicnn_dir, out), _relative(yamnet_dir, out)],
-        weights=[round(1.0 - weight, 4), round(weight, 4)], labels=labels, thresholds=[float(t) for t in thresholds],
-        context=None, taxonomy=taxonomy, window_frames=mset.window_frames, sampling_rate=musicnn_fe["sampling_rate"],
-        hop_length=musicnn_fe["hop_length"],
+        members=[_relative(member_dirs[name], out) for name in names], weights=weights, labels=labels,
+        thresholds=[float(t) for t in thresholds], context=None, taxonomy=taxonomy, window_frames=mset.window_frames,
+        sampling_rate=grid["sampling_rate"], hop_length=grid["hop_length"],
         validation={k: v for k, v in record.items() if k in ("tuned_on", "cross_validated", "roc_auc_macro",
                                                              "validation")})
     write_dir(out, lambda folder: config.save(folder))
@@ -84,9 +88,9 @@ def _relative(member: Path, ensemble: Path) -> str:
 
 
 def evaluate_blend(blend_dir: Path, datasets: dict, manifest: Optional[Path], out: Path) -> dict:
-    """The ensemble on the held-out test windows (both members' datasets, ``out/heldout``) and, with a manifest,
+    """The ensemble on the held-out test windows (its members' datasets, ``out/heldout``) and, with a manifest,
     on the real clips (``out/real-dev``). Returns ``{"merlin_test": window summary, "real_dev": ... or None}``."""
-    report = evaluate_models([str(blend_dir)], dataset=[datasets["musicnn"], datasets["yamnet"]], split="test",
+    report = evaluate_models([str(blend_dir)], dataset=[str(path) for path in datasets.values()], split="test",
                              output_dir=out / "heldout", progress=False)
     evaluated = {"merlin_test": window_summary(model_key(report, blend_dir.name)["window"], None), "real_dev": None}
     if manifest is not None:
@@ -105,23 +109,25 @@ def blend_card(results: dict, settings: RecipeSettings) -> str:
     """The ensemble folder's README.md: real-clip results first, then the held-out synthetic test, the members,
     licences and how to load it."""
     blend, heldout = results["blend"], library_title(settings.heldout_library)
-    weights = blend["weights"]
+    names, weights = blend["members"], blend["weights"]
+    titles = " + ".join(TITLES[name] for name in names)
+    blended = " + ".join(f"{w:g} {TITLES[name]}" for name, w in zip(names, weights))
     lines = [
         "---",
         "license: other",
-        "license_name: musicnn-isc-yamnet-apache-2.0-and-training-data",
+        "license_name: musicnn-isc-yamnet-apache-2.0-efficientat-mit-and-training-data",
         "pipeline_tag: audio-classification",
-        "tags: [audio, audio-classification, music, instrument-recognition, multi-label, musicnet, musicnn, yamnet, "
-        "ensemble, local-only]",
+        "tags: [audio, audio-classification, music, instrument-recognition, multi-label, musicnet, "
+        f"{', '.join(names)}, ensemble, local-only]",
         "---",
         "",
-        "# instrument-classifier musicnn + YAMNet",
+        f"# instrument-classifier {titles}",
         "",
         f"Which of the {len(results['labels'])} MusicNet instruments play ({', '.join(results['labels'])}), window by "
-        "window (3 s) and per clip: the window probabilities of two linear heads on frozen front ends, blended "
-        f"{weights[0]:g} musicnn + {weights[1]:g} YAMNet, then scored per clip and cut at one threshold per "
-        "instrument. Built by `make models` (`python -m instrument_classifier.recipe_musicnn`); bundled as "
-        "`instrument_classifier/pretrained/musicnn-yamnet`, the default model of `predict` and the Space.",
+        f"window (3 s) and per clip: the window probabilities of {len(names)} linear heads on frozen front ends, "
+        f"blended {blended}, then scored per clip and cut at one threshold per instrument. Built by `make models` "
+        f"(`python -m instrument_classifier.recipe_musicnn`); bundled as `instrument_classifier/pretrained/"
+        f"{BLEND_NAME}`, the default model of `predict` and the Space.",
         "",
     ]
     real, cv = blend.get("real_dev"), blend.get("cross_validated")
@@ -130,11 +136,12 @@ def blend_card(results: dict, settings: RecipeSettings) -> str:
         lines += [
             "## Results on real recordings (the development set)",
             "",
-            f"The YAMNet weight ({blend['weight']:g}, of 0, 0.1, ..., 1) and the clip thresholds were tuned on these "
-            f"{real['num_clips']} labelled real clips: the weight with the best cross-validated micro F1 (2-fold over "
-            f"the clips, {cv['repeats']} repeats; within 0.01 of the best, fewer false instruments, then higher macro "
-            "ROC-AUC), the thresholds on all clips. The tuned row is therefore optimistic; the cross-validated row is "
-            "what the tuning reaches on clips it did not see.",
+            f"The weights ({len(blend['candidates'])} weightings in tenths tried) and the clip thresholds were tuned "
+            f"on these {real['num_clips']} labelled real clips: the weights with the best cross-validated micro F1 "
+            f"(2-fold over the clips, {cv['repeats']} repeats; within 0.01 of the best, fewer false instruments, "
+            "then higher macro ROC-AUC), the thresholds on all clips. The tuned row is therefore optimistic; the "
+            "cross-validated row is what the tuning reaches on clips it did not see, for the chosen weights (their "
+            "choice among the weightings is not cross-validated).",
             "",
         ]
         rows = [[f"all {m['num_clips']}", "tuned on them", fmt(m["roc_auc_macro"]), fmt(m["f1_micro"]),
@@ -147,15 +154,16 @@ def blend_card(results: dict, settings: RecipeSettings) -> str:
             cv_row = cross_validated_long_row(long)
             if cv_row:
                 rows.append(cv_row)
-        for name, member in (("musicnn", results.get("real_dev")), ("yamnet", results["yamnet"].get("real_dev"))):
+        for name in names:
+            member = results.get("real_dev") if name == "musicnn" else results[name].get("real_dev")
             if member is not None:
-                rows.append([f"all {m['num_clips']}", f"{name} alone, cross-validated",
+                rows.append([f"all {m['num_clips']}", f"{TITLES[name]} alone, cross-validated",
                              fmt(member["tuned"]["roc_auc_macro"]), fmt(member["cross_validated"]["f1_micro"]),
                              fmt(member["cross_validated"]["false_alarms_per_clip"], 2)])
         lines += markdown_table(["clips", "thresholds", "macro ROC-AUC", "micro F1", "false instruments per clip"],
                                 rows) + [""]
     else:
-        lines += ["No labelled real recordings were given: the YAMNet weight (best validation macro ROC-AUC) and "
+        lines += ["No labelled real recordings were given: the weights (best validation macro ROC-AUC) and "
                   f"the thresholds were tuned on the held-out {heldout} validation windows.", ""]
     t = blend["merlin_test"]
     lines += [
@@ -171,30 +179,33 @@ def blend_card(results: dict, settings: RecipeSettings) -> str:
         "",
         "- `../musicnn`: a linear head on musicnn's `MTT_musicnn` (187 frames of 16 ms per window); its own folder "
         "and card.",
-        "- `../yamnet`: a linear head on Google's YAMNet (374 frames of 8 ms per window, the same 47,872 samples); "
-        "its own folder and card.",
+        "- `../yamnet`: a linear head on Google's YAMNet (374 frames of 8 ms per window, the same 47,872 samples at "
+        "16 kHz); its own folder and card.",
+        "- `../efficientat`: a linear head on EfficientAT's `mn04` MobileNetV3 (1496 frames of 2 ms per window at "
+        "32 kHz, the same 2.992 s); its own folder and card.",
         "",
-        "Both heads were trained on the same windows of the same renders (see their cards). `ensemble_config.json` "
+        "The heads were trained on the same windows of the same renders (see their cards). `ensemble_config.json` "
         "names the members by path relative to this folder and holds the weights and thresholds.",
         "",
         "## How to use",
         "",
-        "With this package (the members must sit beside this folder, as `../musicnn` and `../yamnet`):",
+        "With this package (the members must sit beside this folder, as "
+        f"{', '.join(f'`../{name}`' for name in names)}):",
         "",
         "```bash",
-        "instrument-classifier predict --model path/to/musicnn-yamnet recording.wav",
+        f"instrument-classifier predict --model path/to/{BLEND_NAME} recording.wav",
         "```",
         "",
         "```python",
         "from instrument_classifier.inference import load_model, predict_timeline",
         "",
-        "ensemble, _ = load_model(\"path/to/musicnn-yamnet\")  # each member brings its own feature extractor",
+        f"ensemble, _ = load_model(\"path/to/{BLEND_NAME}\")  # each member brings its own feature extractor",
         "timeline = predict_timeline(ensemble, None, \"recording.wav\")",
         "print(timeline.detected)",
         "```",
         "",
         "It cannot be loaded with `from_pretrained` alone (it has no weights of its own), and `instrument-classifier "
-        "push-model` refuses it: push its two members to the Hub instead (each loads with `from_pretrained(..., "
+        "push-model` refuses it: push its members to the Hub instead (each loads with `from_pretrained(..., "
         "trust_remote_code=True)`) and list them in `ensemble_config.json`.",
         "",
         "## Licences",
@@ -204,6 +215,8 @@ def blend_card(results: dict, settings: RecipeSettings) -> str:
         "reaches weights trained on it is unsettled; commercial users should check before relying on this model.",
         "- YAMNet's weights (in `../yamnet`): Apache-2.0 (Google, tensorflow/models), converted from "
         f"{YAMNET_SOURCE}; trained on AudioSet (labels CC BY 4.0).",
+        "- EfficientAT's weights (in `../efficientat`): MIT (Copyright (c) 2022 Florian Schmid), converted from "
+        f"{EFFICIENTAT_SOURCE}; trained on AudioSet (labels CC BY 4.0).",
         "- The labels the heads were trained on: MusicNet (Thickstun, Harchaoui & Kakade), CC BY 4.0. The training "
         "audio was rendered from sample libraries and is not shipped (see the members' cards).",
         "- The heads, the blend, the thresholds and the code: this package's licence.",
@@ -213,10 +226,10 @@ def blend_card(results: dict, settings: RecipeSettings) -> str:
 
 
 def export_blend(src: Path, folder: Path, results: dict, settings: RecipeSettings) -> None:
-    """``folder`` (replaced atomically): ``src``'s ensemble config with members ``../musicnn`` and ``../yamnet``,
-    README.md and recipe_musicnn_results.json."""
+    """``folder`` (replaced atomically): ``src``'s ensemble config with its members as siblings (``../musicnn``
+    etc.), README.md and recipe_musicnn_results.json."""
     config = EnsembleConfig.load(src)
-    config.members = ["../musicnn", "../yamnet"]
+    config.members = [f"../{name}" for name in results["blend"]["members"]]
 
     def write(tmp: Path) -> None:
         config.save(tmp)

@@ -43,6 +43,36 @@ specific language governing permissions and limitations under the License.
 Changes: the int8 TFLite weights were dequantized, transposed to PyTorch's layout and stored in float16.
 YAMNet was trained on AudioSet, whose labels and ontology are CC BY 4.0.
 """
+#: scripts/convert_efficientat.py's source of the EfficientAT weights (its docstring and SOURCE say the same).
+EFFICIENTAT_SOURCE = ("EfficientAT's `mn04_as_mAP_432.pt` (github.com/fschmid56/EfficientAT, release v0.0.1), "
+                      "committed as `resources/mn04_as_mAP_432.pt` at github.com/nikih94/swch-audio-classification @ "
+                      "2b362d97544673ef1da403b44ecbe1174d8619ec (sha256 899a8c6217063f6941793102a2780b3dd788ab11fce468"
+                      "d9cf5f0577c453321c)")
+#: The notice that goes with every copy of the EfficientAT weights (the MIT licence asks for it).
+EFFICIENTAT_NOTICE = f"""# EfficientAT weights: licence
+
+The EfficientAT `mn04` weights inside `model.safetensors` were converted by `scripts/convert_efficientat.py`
+(instrument-classifier) from {EFFICIENTAT_SOURCE}: batch norms folded into the convolutions, stored in float16.
+
+MIT License
+
+Copyright (c) 2022 Florian Schmid
+
+Permission is hereby granted, free of charge, to any person obtaining a copy of this software and associated
+documentation files (the "Software"), to deal in the Software without restriction, including without limitation the
+rights to use, copy, modify, merge, publish, distribute, sublicense, and/or sell copies of the Software, and to
+permit persons to whom the Software is furnished to do so, subject to the following conditions:
+
+The above copyright notice and this permission notice shall be included in all copies or substantial portions of the
+Software.
+
+THE SOFTWARE IS PROVIDED "AS IS", WITHOUT WARRANTY OF ANY KIND, EXPRESS OR IMPLIED, INCLUDING BUT NOT LIMITED TO THE
+WARRANTIES OF MERCHANTABILITY, FITNESS FOR A PARTICULAR PURPOSE AND NONINFRINGEMENT. IN NO EVENT SHALL THE AUTHORS OR
+COPYRIGHT HOLDERS BE LIABLE FOR ANY CLAIM, DAMAGES OR OTHER LIABILITY, WHETHER IN AN ACTION OF CONTRACT, TORT OR
+OTHERWISE, ARISING FROM, OUT OF OR IN CONNECTION WITH THE SOFTWARE OR THE USE OR OTHER DEALINGS IN THE SOFTWARE.
+
+EfficientAT's models were trained on AudioSet, whose labels and ontology are CC BY 4.0.
+"""
 #: What the card says of each front-end family: its front matter, front end, representation and licences.
 FAMILIES = {
     "musicnn": {
@@ -70,11 +100,24 @@ FAMILIES = {
             "AudioSet, whose labels and ontology are CC BY 4.0.",
         ],
     },
+    "efficientat": {
+        "front_matter": ["license: mit"],
+        "front_end": "The front end is EfficientAT's `mn04` (Schmid, Koutini & Widmer 2023: a MobileNetV3 of width "
+                     "0.4 trained on AudioSet by distillation from transformers), kept frozen; its weights were "
+                     f"converted by `scripts/convert_efficientat.py` from {EFFICIENTAT_SOURCE}.",
+        "representation": "(its 384-d embedding and its 527 AudioSet logits of the whole window, on its own 10-ms "
+                          "frames)",
+        "licences": [
+            "- The EfficientAT weights inside `model.safetensors`: MIT (Copyright (c) 2022 Florian Schmid); the "
+            "notice is in `EFFICIENTAT_LICENSE.md`. EfficientAT was trained on AudioSet, whose labels and ontology "
+            "are CC BY 4.0.",
+        ],
+    },
 }
 #: The export's weights budget, as the MFCC recipe's (musicnn's weights are 3.2 MB).
 MAX_WEIGHTS_BYTES = 5 * 1024 * 1024
-#: Per family: YAMNet's frozen weights are stored in float16, about 7.5 MB.
-WEIGHTS_BUDGETS = {"musicnn": MAX_WEIGHTS_BYTES, "yamnet": 8 * 1024 * 1024}
+#: Per family: YAMNet's frozen weights are stored in float16, about 7.5 MB; EfficientAT's, about 2 MB.
+WEIGHTS_BUDGETS = {"musicnn": MAX_WEIGHTS_BYTES, "yamnet": 8 * 1024 * 1024, "efficientat": 3 * 1024 * 1024}
 
 
 def _conditions(mset: MusicnnSettings) -> str:
@@ -240,6 +283,8 @@ def export_model(src: Path, folder: Path, results: dict, settings: RecipeSetting
             (tmp / "MUSICNN_LICENSE.md").write_text(licence.rstrip() + "\n")
         elif name == "yamnet":  # Apache-2.0 asks that the licence go with the weights
             (tmp / "YAMNET_LICENSE.md").write_text(YAMNET_NOTICE)
+        elif name == "efficientat":  # the MIT licence asks that its notice go with every copy
+            (tmp / "EFFICIENTAT_LICENSE.md").write_text(EFFICIENTAT_NOTICE)
         (tmp / "README.md").write_text(model_card(results, settings, mset, name))
         # shipped and pushed: no folder of this machine
         write_json(tmp / RESULTS_FILE, strip_local_paths(results if shipped is None else shipped))

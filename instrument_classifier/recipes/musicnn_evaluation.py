@@ -108,13 +108,14 @@ def format_results(results: dict) -> str:
 
 
 def format_blend_results(results: dict) -> str:
-    """A few lines on the YAMNet model and the blend: real clips first (cross-validated), then the held-out test."""
+    """A few lines on the other front ends' models and the blend: real clips first (cross-validated), then the
+    held-out test."""
     lines = []
     blend = results["blend"]
-    for name, real, test in (("yamnet", results["yamnet"]["real_dev"],
-                              results["yamnet"]["merlin_test"]["tuned_thresholds"]),
-                             (f"blend ({blend['weights'][0]:g} musicnn + {blend['weights'][1]:g} YAMNet)",
-                              blend["real_dev"], blend["merlin_test"])):
+    members = [(name, results[name]["real_dev"], results[name]["merlin_test"]["tuned_thresholds"])
+               for name in blend["members"] if name != "musicnn"]
+    weights = " + ".join(f"{w:g} {name}" for name, w in zip(blend["members"], blend["weights"]))
+    for name, real, test in members + [(f"blend ({weights})", blend["real_dev"], blend["merlin_test"])]:
         if real is not None:
             cv = real["cross_validated"] if "cross_validated" in real else blend["cross_validated"]
             lines.append(f"{name}, real clips ({real['num_clips']}): macro AUC {fmt(real['tuned']['roc_auc_macro'])}, "
