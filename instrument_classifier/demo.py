@@ -19,7 +19,8 @@ __all__ = ["add_demo_arguments", "run_demo"]
 def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", action="append", default=None, metavar="PATH_OR_ID",
                         help="model folder or Hub id; repeat to offer several "
-                             "(default: $MODEL_ID, else the bundled models, the musicnn + YAMNet blend first)")
+                             "(default: $MODEL_ID, else the bundled models, the musicnn + YAMNet + EfficientAT blend "
+                             "first)")
     parser.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=7860, help="port (default 7860)")
     parser.add_argument("--max-upload-mb", type=_limit("--max-upload-mb"), default=None,

@@ -87,11 +87,11 @@ __all__ = [
     "stream_features",
 ]
 
-#: Where ``load_model(None)`` looks for the bundled default model: the blend of the classifiers on the musicnn and
-#: YAMNet front ends (``pretrained/musicnn``, ``pretrained/yamnet``), the bundled model that is right most often on
-#: recordings of real musicians (its model card; docs/experiments.md). The MFCC CNN (``pretrained/cnn``) and the
-#: CNN + Transformer blend (``pretrained/ensemble``) are the fast choices.
-DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "pretrained" / "musicnn-yamnet"
+#: Where ``load_model(None)`` looks for the bundled default model: the blend of the classifiers on the musicnn,
+#: YAMNet and EfficientAT front ends (``pretrained/musicnn``, ``pretrained/yamnet``, ``pretrained/efficientat``), the
+#: bundled model that is right most often on recordings of real musicians (its model card; docs/experiments.md). The
+#: MFCC CNN (``pretrained/cnn``) and the CNN + Transformer blend (``pretrained/ensemble``) are the fast choices.
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "pretrained" / "musicnn-yamnet-efficientat"
 #: Seconds of audio decoded and featurised at a time.
 BLOCK_SECONDS = 30.0
 #: An ensemble's decoded (resampled, mono) audio is kept for its other members up to this size: recordings up to
@@ -163,8 +163,8 @@ def load_model(name_or_path: Optional[Union[str, os.PathLike]] = None, device: U
     ----------
     name_or_path : str or path-like, optional
         A model folder (``config.json``, ``model.safetensors``, ``preprocessor_config.json``) or a Hub
-        repo id. ``None`` loads the bundled default, ``instrument_classifier/pretrained/musicnn-yamnet`` (an
-        ensemble of linear heads on the musicnn and YAMNet front ends).
+        repo id. ``None`` loads the bundled default, ``instrument_classifier/pretrained/musicnn-yamnet-efficientat``
+        (an ensemble of linear heads on the musicnn, YAMNet and EfficientAT front ends).
     device : str or torch.device
         Where to run the model: ``"auto"`` (default: a CUDA GPU if there is one, else Apple's MPS, else the CPU),
         ``"cuda"`` (or ``"cuda:N"``), ``"mps"`` or ``"cpu"``; see :func:`resolve_device`. A device that is not

@@ -49,8 +49,8 @@ def add_predict_arguments(parser: argparse.ArgumentParser) -> None:
                         help="audio files (any format libsndfile reads: wav, flac, ogg, mp3, ...; any rate, "
                              "mono or stereo)")
     parser.add_argument("--model", default=None, metavar="PATH_OR_ID",
-                        help="model folder (or ensemble folder) or Hub id (default: the bundled musicnn + YAMNet "
-                             "blend, instrument_classifier/pretrained/musicnn-yamnet)")
+                        help="model folder (or ensemble folder) or Hub id (default: the bundled musicnn + YAMNet + "
+                             "EfficientAT blend, instrument_classifier/pretrained/musicnn-yamnet-efficientat)")
     parser.add_argument("--format", choices=FORMATS, default="table",
                         help="table (readable), json (list of {file, duration_s, clip, detected, thresholds, "
                              "segments}), "

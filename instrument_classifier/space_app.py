@@ -67,9 +67,9 @@ logger = logging.getLogger(__name__)
 PACKAGE_DIR = Path(__file__).resolve().parent
 BUNDLED_DIR = PACKAGE_DIR / "pretrained"
 #: bundled folder name -> name shown in the selector (first = default)
-BUNDLED_NAMES = {"musicnn-yamnet": "musicnn + YAMNet (most accurate on real recordings)", "musicnn": "musicnn",
-                 "yamnet": "YAMNet", "ensemble": "CNN + Transformer (fast)", "cnn": "CNN (fastest)",
-                 "transformer": "Transformer"}
+BUNDLED_NAMES = {"musicnn-yamnet-efficientat": "musicnn + YAMNet + EfficientAT (most accurate on real recordings)",
+                 "musicnn": "musicnn", "yamnet": "YAMNet", "efficientat": "EfficientAT",
+                 "ensemble": "CNN + Transformer (fast)", "cnn": "CNN (fastest)", "transformer": "Transformer"}
 ENV_MODEL_ID = "MODEL_ID"
 OUTPUT_MAX_AGE_S = 3600  # per-request CSV folders older than this are deleted
 CSV_NAME = "instrument_segments.csv"
@@ -131,7 +131,8 @@ class UploadRejected(ValueError):
 
 
 def bundled_models() -> Dict[str, str]:
-    """``{display name: folder}`` of the bundled models that exist (the default, the musicnn + YAMNet blend, first)."""
+    """``{display name: folder}`` of the bundled models that exist (the default, the blend of the three front ends
+    pretrained on real recordings, first)."""
     return {name: str(BUNDLED_DIR / key) for key, name in BUNDLED_NAMES.items()
             if (BUNDLED_DIR / key / "config.json").is_file() or (BUNDLED_DIR / key / CONFIG_NAME).is_file()}
 
@@ -410,7 +411,8 @@ up to {max_mb:g} MB and {max_dur}. {about_models}
 
 BUNDLED_NOTE = (
     "The default model puts heads trained on renditions of MusicNet scores (recorded orchestral samples and "
-    "General MIDI libraries) on two networks pretrained on real recordings, musicnn and YAMNet. On recordings of "
+    "General MIDI libraries) on three networks pretrained on real recordings, musicnn, YAMNet and EfficientAT. On "
+    "recordings of "
     "real musicians it finds piano, violin, clarinet and flute well and seldom reports viola, cello, double "
     "bass, horn, oboe, bassoon or harpsichord. The faster CNN and Transformer hear real playing much worse. "
     "Each model card gives its figures."

@@ -1,5 +1,5 @@
-"""The bundled default model (``inference.DEFAULT_MODEL_DIR``): the blend of the musicnn and YAMNet classifiers that
-``make models`` writes, and the two folders it names."""
+"""The bundled default model (``inference.DEFAULT_MODEL_DIR``): the blend of the musicnn, YAMNet and EfficientAT
+classifiers that ``make models`` writes, and the three folders it names."""
 
 import csv
 from pathlib import Path
@@ -11,6 +11,7 @@ from instrument_classifier import modeling
 from instrument_classifier.ensemble import EnsembleConfig, InstrumentEnsemble
 from instrument_classifier.inference import DEFAULT_MODEL_DIR, load_model, predict_timeline
 from instrument_classifier.modeling import (
+    InstrumentEfficientAtForAudioClassification,
     InstrumentMusicnnForAudioClassification,
     InstrumentYamnetForAudioClassification,
 )
@@ -28,21 +29,23 @@ MAX_FALSE_PER_CLIP = 0.5
 FRONT_ENDS = {
     "musicnn": (InstrumentMusicnnForAudioClassification, "MUSICNN_LICENSE.md", 5),
     "yamnet": (InstrumentYamnetForAudioClassification, "YAMNET_LICENSE.md", 8),
+    "efficientat": (InstrumentEfficientAtForAudioClassification, "EFFICIENTAT_LICENSE.md", 3),
 }
+MEMBERS = ("musicnn", "yamnet", "efficientat")
 
 
-def test_default_is_the_musicnn_yamnet_blend_of_two_bundled_folders():
-    assert DEFAULT_MODEL_DIR.name == "musicnn-yamnet"
+def test_default_is_the_blend_of_three_bundled_folders():
+    assert DEFAULT_MODEL_DIR.name == "musicnn-yamnet-efficientat"
     config = EnsembleConfig.load(DEFAULT_MODEL_DIR)
     members = [(DEFAULT_MODEL_DIR / m).resolve() for m in config.members]
-    assert members == [(PRETRAINED / "musicnn").resolve(), (PRETRAINED / "yamnet").resolve()]
+    assert members == [(PRETRAINED / name).resolve() for name in MEMBERS]
     assert abs(sum(config.weights) - 1.0) < 1e-6 and all(w > 0 for w in config.weights)
     assert len(config.thresholds) == 11 and all(0 <= t <= 1 for t in config.thresholds)
     card = (DEFAULT_MODEL_DIR / "README.md").read_text()
     assert card.index("real recordings") < card.index("synthetic held-out")
     model, fe = load_model(None, device="cpu")
     assert isinstance(model, InstrumentEnsemble) and fe is None
-    assert [type(m) for m, _ in model.members] == [FRONT_ENDS[name][0] for name in ("musicnn", "yamnet")]
+    assert [type(m) for m, _ in model.members] == [FRONT_ENDS[name][0] for name in MEMBERS]
 
 
 @pytest.mark.parametrize("name", sorted(FRONT_ENDS))

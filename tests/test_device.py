@@ -60,8 +60,8 @@ def test_load_model_puts_the_models_on_the_gpu_when_there_is_one(monkeypatch):
     load_model(inference.DEFAULT_MODEL_DIR.parent / "musicnn")  # one model
     assert moved == [torch.device("cuda")]
     moved.clear()
-    load_model(None)  # the bundled default, the musicnn + YAMNet blend: both members move
-    assert moved == [torch.device("cuda")] * 2
+    load_model(None)  # the bundled default, the blend of three: every member moves
+    assert moved == [torch.device("cuda")] * 3
     moved.clear()
     ensemble = inference.DEFAULT_MODEL_DIR.parent / "ensemble"  # the bundled CNN + Transformer: both members move
     load_model(ensemble)

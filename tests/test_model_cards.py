@@ -18,7 +18,7 @@ import instrument_classifier
 from instrument_classifier.recipes import cards, common
 
 PRETRAINED = Path(instrument_classifier.__file__).parent / "pretrained"
-BUNDLED = ("cnn", "transformer", "ensemble", "musicnn", "yamnet", "musicnn-yamnet")
+BUNDLED = ("cnn", "transformer", "ensemble", "musicnn", "yamnet", "efficientat", "musicnn-yamnet-efficientat")
 #: an absolute POSIX path (``/home/me/x``) or a home-relative one, not a URL's ``//``
 LOCAL_PATH = re.compile(r"(?:^|[\s`'\"(=\[:,])(?:~|/(?!/))[\w.-]+/[\w./-]+")
 
@@ -69,7 +69,7 @@ def test_bundled_mfcc_cards_never_name_the_held_out_library_as_training_data(nam
     assert any(d["name"].startswith("real recordings") for d in datasets)
 
 
-@pytest.mark.parametrize("name", ["ensemble", "musicnn-yamnet"])
+@pytest.mark.parametrize("name", ["ensemble", "musicnn-yamnet-efficientat"])
 def test_ensemble_card_says_it_is_local_only(name):
     card = (PRETRAINED / name / "README.md").read_text()
     meta = front_matter(card)

@@ -246,14 +246,14 @@ def test_bundled_models_carry_the_package_code_and_their_generalisation_numbers(
 
 
 def test_default_model_of_predict_and_the_space_is_the_bundled_model_chosen_on_real_recordings():
-    """predict's default and the Space's first choice: the musicnn + YAMNet blend, the bundled model chosen on real
-    recordings (its card reports them), which predict and the Space agree on."""
+    """predict's default and the Space's first choice: the musicnn + YAMNet + EfficientAT blend, the bundled model
+    chosen on real recordings (its card reports them), which predict and the Space agree on."""
     from instrument_classifier import inference, space_app
 
     pretrained = PACKAGE / "pretrained"
-    assert inference.DEFAULT_MODEL_DIR == pretrained / "musicnn-yamnet"
-    assert Path(next(iter(space_app.bundled_models().values()))) == pretrained / "musicnn-yamnet"
-    card = (pretrained / "musicnn-yamnet" / "README.md").read_text()
+    assert inference.DEFAULT_MODEL_DIR == pretrained / "musicnn-yamnet-efficientat"
+    assert Path(next(iter(space_app.bundled_models().values()))) == pretrained / "musicnn-yamnet-efficientat"
+    card = (pretrained / "musicnn-yamnet-efficientat" / "README.md").read_text()
     assert card.index("real recordings") < card.index("synthetic held-out")
 
 

@@ -143,7 +143,8 @@ def test_recording_context_is_applied_when_asked_for(client, rendered_corpus):
 
     from instrument_classifier.inference import load_model
 
-    # the first offered model that has a tuned context (the default, the musicnn + YAMNet blend, has none)
+    # the first offered model that has a tuned context (the default, the musicnn + YAMNet + EfficientAT blend, has
+    # none)
     name, config = next((name, config) for name, config in
                         ((name, load_model(folder)[0].config) for name, folder in _models().items())
                         if getattr(config, "context", None))

@@ -291,8 +291,8 @@ def bundled_model_card(model_type: str, config: dict, recorded: dict, real: Opti
         f"Which of the {len(labels)} MusicNet instruments play ({', '.join(labels)}), per 2.97-s window and per "
         f"clip: {what}. Trained by `make models` (`python -m instrument_classifier.recipe`) on **synthesized "
         "renditions of MusicNet scores**, never on recordings of musicians; the package's default model, "
-        "`pretrained/musicnn-yamnet` (musicnn and YAMNet heads blended), hears real recordings much better (its "
-        "card, and the first table below).",
+        "`pretrained/musicnn-yamnet-efficientat` (musicnn, YAMNet and EfficientAT heads blended), hears real "
+        "recordings much better (its card, and the first table below).",
         "",
         "## How to use",
         "",
