@@ -16,7 +16,8 @@ renders. After the musicnn model it builds the same probe on two front ends trai
 (Apache-2.0; :class:`~instrument_classifier.modeling.InstrumentYamnetForAudioClassification`) and EfficientAT's
 ``mn04`` (MIT; :class:`~instrument_classifier.modeling.InstrumentEfficientAtForAudioClassification`), from the same
 windows, and a blend of the three (an :mod:`~instrument_classifier.ensemble` folder, the default model): on the
-real development clips it beats every member alone and the musicnn + YAMNet blend (docs/experiments.md).
+real development clips it beats every member alone and the blend of musicnn and YAMNet alone
+(docs/experiments.md).
 
 Steps (each skipped when its output is complete, so an interrupted run resumes where it stopped)::
 
