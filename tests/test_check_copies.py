@@ -68,12 +68,13 @@ def test_a_changed_source_reaches_its_copies_with_fix(checkout):
     text = source.read_text()
     source.write_text(text.replace('"""Output of the instrument classifiers.', '"""Output of the models.'))
     problems = check_copies.check(checkout)
-    assert sum("InstrumentClassifierOutput differs" in p for p in problems) == 3  # transformer, musicnn and yamnet
+    # transformer, musicnn, yamnet and efficientat
+    assert sum("InstrumentClassifierOutput differs" in p for p in problems) == 4
     assert any(p.startswith("instrument_classifier/pretrained/cnn/modeling_instrument_cnn.py") for p in problems)
     check_copies.check(checkout, fix=True)
     assert check_copies.check(checkout) == []
     for name in ("modeling_instrument_transformer.py", "modeling_instrument_musicnn.py",
-                 "modeling_instrument_yamnet.py"):
+                 "modeling_instrument_yamnet.py", "modeling_instrument_efficientat.py"):
         assert '"""Output of the models.' in (modeling / name).read_text()
     assert '"""Output of the models.' in (checkout / "instrument_classifier/pretrained/musicnn/"
                                           "modeling_instrument_musicnn.py").read_text()

@@ -18,9 +18,9 @@ from instrument_classifier.modeling import (
 from instrument_classifier.modeling import configuration_instrument_cnn, configuration_instrument_transformer
 
 # The MFCC / constant-Q models, which share pooling, padding and loss code; the musicnn classifier (a frozen
-# pretrained backbone, window-level logits) and the YAMNet one have their own tests in test_musicnn_classifier.py and
-# test_yamnet.py.
-MODEL_TYPES = sorted(t for t in MODEL_CLASSES if t not in ("musicnn", "yamnet"))
+# pretrained backbone, window-level logits), the YAMNet one and the EfficientAT one have their own tests in
+# test_musicnn_classifier.py, test_yamnet.py and test_efficientat.py.
+MODEL_TYPES = sorted(t for t in MODEL_CLASSES if t not in ("musicnn", "yamnet", "efficientat"))
 
 
 def make_model(model_type: str, **config_kwargs):
