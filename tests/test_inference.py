@@ -46,13 +46,18 @@ def fitted_fe(music) -> InstrumentFeatureExtractor:
     return fe.fit_normalization([fe.extract(music)])
 
 
+#: Feature types with a fixed log compression and no top_db floor: one pass over the file.
+NO_FLOOR = ("musicnn", "yamnet", "efficientat")
+
+
 @pytest.fixture
 def small_blocks(monkeypatch):
     monkeypatch.setattr(inference, "BLOCK_SECONDS", 0.7)  # many blocks, edges at odd frame offsets
 
 
 @pytest.mark.parametrize("feature_type,delta_order", [("mfcc", 0), ("mfcc", 1), ("mfcc", 2), ("logmel", 2),
-                                                       ("cqt", 1), ("musicnn", 2), ("yamnet", 1)])
+                                                       ("cqt", 1), ("musicnn", 2), ("yamnet", 1),
+                                                       ("efficientat", 0)])
 @pytest.mark.parametrize("cache_mb", [feature_extraction.FIRST_PASS_CACHE_MB, 0],
                          ids=["first-pass-kept", "decoded-twice"])
 def test_streamed_features_equal_whole_file_features(tmp_path, music, small_blocks, feature_type, delta_order,
@@ -70,12 +75,12 @@ def test_streamed_features_equal_whole_file_features(tmp_path, music, small_bloc
     sf.write(path, audio, fe.sampling_rate, subtype="FLOAT")
     from_file = np.concatenate(list(stream_features(path, fe)))
     # the file is read once when its first pass fits the cache (always for musicnn features: no top_db floor)
-    assert len(decodes) == (1 if cache_mb or feature_type in ("musicnn", "yamnet") else 2)
+    assert len(decodes) == (1 if cache_mb or feature_type in NO_FLOOR else 2)
     span = float(whole.max() - whole.min())
     assert from_array.shape == from_file.shape == whole.shape == (fe.num_frames(len(audio)), fe.feature_size)
     np.testing.assert_array_equal(from_array, whole)
     np.testing.assert_array_equal(from_file, whole)
-    if feature_type in ("musicnn", "yamnet"):
+    if feature_type in NO_FLOOR:
         return
     # the whole-file floor matters: the quiet block alone, floored at its own maximum, looks different
     quiet = slice(int(5.0 * SR), int(5.7 * SR))
