@@ -6,8 +6,8 @@ package's runtime files next to ``app.py``, see :mod:`instrument_classifier.hub`
 
 Models: the environment variable ``MODEL_ID`` (a Hub id or a local folder) if set, otherwise the
 bundled models in ``instrument_classifier/pretrained`` (:data:`BUNDLED_NAMES`, the default first: the musicnn +
-YAMNet blend); with more than one model the page shows a selector. All models are loaded at start-up so a bad
-model fails loudly there.
+YAMNet + EfficientAT blend); with more than one model the page shows a selector. All models are loaded at start-up
+so a bad model fails loudly there.
 
 Limits (environment variables, defaults in brackets): ``MAX_UPLOAD_MB`` [100] is enforced by
 Gradio's server (``max_file_size``) before a file reaches the app; ``MAX_DURATION_S`` [600] is

@@ -201,7 +201,8 @@ def test_streamed_features_equal_whole_recording_features_exactly(quiet_ending, 
     read = []
     again = np.concatenate(list(fe.extract_stream(lambda: read.append(1) or iter([audio[:12345], audio[12345:]]))))
     np.testing.assert_array_equal(again, rechunked)
-    assert len(read) == (1 if feature_type in ("musicnn", "yamnet", "efficientat") else 2)  # their features have no top_db floor
+    # the features of musicnn, YAMNet and EfficientAT have no top_db floor: one pass
+    assert len(read) == (1 if feature_type in ("musicnn", "yamnet", "efficientat") else 2)
 
 
 def test_streamed_features_of_very_short_audio_equal_whole_features(tones):

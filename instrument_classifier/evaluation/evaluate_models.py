@@ -327,7 +327,7 @@ def _with_context(context: RecordingContext, split_ds, window_frames: int, windo
 def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", action="append", default=None, metavar="PATH_OR_ID",
                         help="model folder or Hub id (repeat to compare models; default: the bundled musicnn + "
-                             "YAMNet blend, as predict)")
+                             "YAMNet + EfficientAT blend, as predict)")
     data = parser.add_mutually_exclusive_group(required=True)
     data.add_argument("--dataset", nargs="+", metavar="PATH",
                       help="prepared dataset (`instrument-classifier prepare` output); several, prepared from the "

@@ -19,6 +19,8 @@ from .musicnn_sources import MUSICNN_LICENCE, VPO_URL
 from .real_clips import cross_validated_long_row
 
 RESULTS_FILE = "recipe_musicnn_results.json"
+#: The front ends' window: 187 musicnn frames of 256 samples at 16 kHz (YAMNet's and EfficientAT's last as long).
+MUSICNN_WINDOW_SECONDS = 187 * 256 / 16000
 #: scripts/convert_yamnet.py's source of the YAMNet weights (its docstring and SOURCE say the same).
 YAMNET_SOURCE = ("the TF-Hub YAMNet TFLite model (`lite-model/yamnet/classification/tflite/1`) committed as "
                  "`yamnet.tflite` at github.com/Jaskaran197/Speaker-Detector @ "
@@ -160,7 +162,7 @@ def model_card(results: dict, settings: RecipeSettings, mset: MusicnnSettings, n
         "",
         "## How to use",
         "",
-        *usage_lines("path/to/this/folder"),
+        *usage_lines("path/to/this/folder", MUSICNN_WINDOW_SECONDS),
         "",
         "## Training data",
         "",
