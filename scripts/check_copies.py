@@ -6,7 +6,9 @@ they share with the others instead of importing it. Two kinds of copies are kept
 
 1. Blocks marked ``# Copied from instrument_classifier.modeling.<module>.<Name>`` in ``instrument_classifier/modeling``
    (the line right above the ``def``/``class``/assignment, or above its decorators) must equal that definition of
-   ``<module>``, after the optional replacements of the marker: ``... <Name> with A->B, C->D``.
+   ``<module>``, after the optional replacements of the marker: ``... <Name> with A->B, C->D``. ``<Name>`` may be a
+   method of a top-level class, ``<Class>.<method>``, marked (indented) right above the method; a marker longer than
+   a line may end in ``# noqa: E501``.
 2. The code files of the bundled model folders, ``instrument_classifier/pretrained/*/*.py``, must equal the
    package's ``instrument_classifier/modeling`` files of the same name (the weights stay as they are).
 
@@ -28,7 +30,8 @@ from typing import Dict, List, Optional, Tuple
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = "instrument_classifier.modeling"
 MARKER = re.compile(
-    rf"^# Copied from {re.escape(PACKAGE)}\.(?P<module>\w+)\.(?P<name>\w+)(?:\s+with\s+(?P<rules>.+))?$"
+    rf"^# Copied from {re.escape(PACKAGE)}\.(?P<module>\w+)\.(?P<name>\w+(?:\.\w+)?)(?:\s+with\s+(?P<rules>.+?))?"
+    r"(?:\s+# noqa: E501)?$"
 )
 
 
@@ -46,8 +49,9 @@ class Copy:
 
 
 def _definitions(source: str) -> Dict[str, Tuple[int, int]]:
-    """Top-level names -> ``(start, end)`` lines (0-based, end exclusive) of their definitions, decorators included:
-    functions, classes and assignments to one name."""
+    """Top-level names, and ``Class.method`` for the methods of top-level classes -> ``(start, end)`` lines (0-based,
+    end exclusive) of their definitions, decorators included: functions, classes, methods and assignments to one
+    name."""
     out = {}
     for node in ast.parse(source).body:
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
@@ -58,10 +62,19 @@ def _definitions(source: str) -> Dict[str, Tuple[int, int]]:
             names = [node.target.id]
         else:
             continue
-        first = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])])
         for name in names:
-            out[name] = (first - 1, node.end_lineno)
+            out[name] = _lines(node)
+        if isinstance(node, ast.ClassDef):
+            for item in node.body:
+                if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                    out[f"{node.name}.{item.name}"] = _lines(item)
     return out
+
+
+def _lines(node: ast.AST) -> Tuple[int, int]:
+    """``(start, end)`` lines of a definition (0-based, end exclusive), its decorators included."""
+    first = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])])
+    return first - 1, node.end_lineno
 
 
 def _rules(text: Optional[str]) -> List[Tuple[str, str]]:
@@ -77,20 +90,22 @@ def _rules(text: Optional[str]) -> List[Tuple[str, str]]:
 
 
 def find_copies(path: Path) -> List[Copy]:
-    """The marked blocks of one file; a marker not directly above a top-level definition is an error."""
+    """The marked blocks of one file; a marker not directly above a top-level definition or a method of a top-level
+    class is an error."""
     source = path.read_text()
     lines = source.splitlines()
     starts = {start: (start, end) for start, end in _definitions(source).values()}
     copies = []
     for i, line in enumerate(lines):
-        if not line.startswith("# Copied from"):
+        if not line.lstrip().startswith("# Copied from"):
             continue
         match = MARKER.match(line.strip())
         if match is None:
             raise ValueError(f"{path}:{i + 1}: a marker must read '# Copied from {PACKAGE}.<module>.<Name>' "
                              f"(optionally 'with A->B, C->D'): {line.strip()!r}")
         if i + 1 not in starts:
-            raise ValueError(f"{path}:{i + 1}: the marker is not directly above a top-level def, class or assignment")
+            raise ValueError(f"{path}:{i + 1}: the marker is not directly above a top-level def, class or assignment, "
+                             "or a method of a top-level class")
         start, end = starts[i + 1]
         copies.append(Copy(path, i, start, end, match["module"], match["name"], _rules(match["rules"])))
     return copies

@@ -80,6 +80,29 @@ def test_a_changed_source_reaches_its_copies_with_fix(checkout):
                                           "modeling_instrument_musicnn.py").read_text()
 
 
+def test_a_copied_method_follows_its_source_with_the_replacements(checkout):
+    """A method marked ``# Copied from ...<Class>.<method> with A->B`` (indented, above the method or its
+    decorators) is checked and fixed like a top-level block."""
+    modeling = checkout / "instrument_classifier" / "modeling"
+    source = modeling / "modeling_instrument_yamnet.py"
+    old, new = '"""Round the YAMNet weights to', '"""Round the YAMNet weights (only) to'
+    source.write_text(source.read_text().replace(old, new))
+    problems = check_copies.check(checkout)
+    assert any("modeling_instrument_efficientat.py" in p and "round_backbone_to_storage differs" in p
+               for p in problems)
+    check_copies.check(checkout, fix=True)
+    assert check_copies.check(checkout) == []
+    copy = (modeling / "modeling_instrument_efficientat.py").read_text()
+    assert '"""Round the EfficientAT weights (only) to' in copy and "self.efficientat.state_dict()" in copy
+    # a marker above a statement inside a method is refused
+    text = copy.replace("        with torch.no_grad():\n            for tensor in self.efficientat",
+                        "        # Copied from instrument_classifier.modeling.modeling_instrument_yamnet.SILENCE\n"
+                        "        with torch.no_grad():\n            for tensor in self.efficientat", 1)
+    (modeling / "modeling_instrument_efficientat.py").write_text(text)
+    with pytest.raises(ValueError, match="not directly above"):
+        check_copies.check(checkout)
+
+
 def test_a_changed_model_folder_file_fails_the_check(checkout):
     copy = checkout / "instrument_classifier" / "pretrained" / "cnn" / "feature_extraction_instrument.py"
     copy.write_text(copy.read_text() + "\n# edited by hand\n")

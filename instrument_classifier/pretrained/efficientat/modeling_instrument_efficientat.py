@@ -163,6 +163,7 @@ class InstrumentEfficientAtPreTrainedModel(PreTrainedModel):
     # The loss is a mean over this process's batch; Trainer must not rescale it by the number of processes.
     accepts_loss_kwargs = False
 
+    # Copied from instrument_classifier.modeling.modeling_instrument_yamnet.InstrumentYamnetPreTrainedModel._init_weights with YAMNet->EfficientAT  # noqa: E501
     @torch.no_grad()
     def _init_weights(self, module):
         # Only the head starts from scratch; the EfficientAT weights come from the converted checkpoint.
@@ -188,10 +189,12 @@ class InstrumentEfficientAtForAudioClassification(InstrumentEfficientAtPreTraine
         self.post_init()
         self._apply_freeze()
 
+    # Copied from instrument_classifier.modeling.modeling_instrument_yamnet.InstrumentYamnetForAudioClassification._apply_freeze with yamnet->efficientat  # noqa: E501
     def _apply_freeze(self) -> None:
         for parameter in self.efficientat.parameters():
             parameter.requires_grad_(not self.config.freeze_backbone)
 
+    # Copied from instrument_classifier.modeling.modeling_instrument_yamnet.InstrumentYamnetForAudioClassification.round_backbone_to_storage with YAMNet->EfficientAT, yamnet->efficientat  # noqa: E501
     def round_backbone_to_storage(self) -> None:
         """Round the EfficientAT weights to what ``save_pretrained`` stores (:data:`BACKBONE_STORAGE_DTYPE`)."""
         with torch.no_grad():
@@ -199,6 +202,7 @@ class InstrumentEfficientAtForAudioClassification(InstrumentEfficientAtPreTraine
                 if tensor.is_floating_point():
                     tensor.copy_(tensor.to(BACKBONE_STORAGE_DTYPE))
 
+    # Copied from instrument_classifier.modeling.modeling_instrument_yamnet.InstrumentYamnetForAudioClassification.save_pretrained with yamnet->efficientat  # noqa: E501
     def save_pretrained(self, save_directory, *args, state_dict=None, **kwargs):
         """``PreTrainedModel.save_pretrained``, with a frozen backbone's weights stored as
         :data:`BACKBONE_STORAGE_DTYPE` (a fine-tuned backbone is stored as it is)."""
