@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import json
 import os
-from fractions import Fraction
 from dataclasses import asdict, dataclass, field
+from fractions import Fraction
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 

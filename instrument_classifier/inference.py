@@ -6,9 +6,10 @@ probabilities, a clip-level summary and merged segments ``(start_s, end_s, label
 How a recording is processed
 ----------------------------
 1. Audio is decoded in blocks (:func:`instrument_classifier.audio.stream_audio`), downmixed and
-   resampled to the model rate; arrays are processed in the same blocks. An ensemble's members share one
-   decode: its blocks are kept for the other members up to ``DECODED_CACHE_MB`` (~12.7 min at 44.1 kHz),
-   longer recordings are decoded again for each member instead.
+   resampled to the model rate; arrays are processed in the same blocks. An ensemble's members at one sampling
+   rate share one decode (EfficientAT's 32 kHz is decoded apart from musicnn's and YAMNet's 16 kHz): its blocks
+   are kept for the other members up to ``DECODED_CACHE_MB`` (~12.7 min at 44.1 kHz), longer recordings are
+   decoded again for each member instead.
 2. The features are the feature extractor's, streamed: :meth:`InstrumentFeatureExtractor.extract_stream
    <instrument_classifier.modeling.InstrumentFeatureExtractor.extract_stream>` gives exactly the frames of
    ``extract(whole_file)`` block by block, in bounded memory.
