@@ -157,8 +157,12 @@ def tune_blend_on_clips(y_true: np.ndarray, member_windows: Sequence[Sequence[np
         scored.append((scores, cv))
     best_f1 = max(c["f1_micro"] for c in candidates)
     tied = [i for i, c in enumerate(candidates) if c["f1_micro"] >= best_f1 - tolerance]
-    auc_of = lambda c: c["roc_auc_macro"] if c["roc_auc_macro"] is not None else -np.inf  # noqa: E731
-    chosen = min(tied, key=lambda i: (candidates[i]["false_alarms_per_clip"], -auc_of(candidates[i]), i))
+
+    def tie_break(i: int):  # fewer false alarms, then higher AUC (none counts lowest), then the earliest tried
+        auc = candidates[i]["roc_auc_macro"]
+        return candidates[i]["false_alarms_per_clip"], -(auc if auc is not None else -np.inf), i
+
+    chosen = min(tied, key=tie_break)
     scores, cv = scored[chosen]
     return {"weights": candidates[chosen]["weights"],
             "thresholds": [float(t) for t in tune_clip_thresholds(y_true, scores)],

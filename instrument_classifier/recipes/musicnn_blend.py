@@ -59,10 +59,8 @@ def tune_blend(member_dirs: dict, out: Path, manifest: Optional[Path], datasets:
         tuned_on, found = "real_dev", {"cross_validated": tuned["cross_validated"],
                                        "roc_auc_macro": tuned["roc_auc_macro"], "candidates": tuned["candidates"]}
     else:
-        probs = []
-        for name in names:
-            y_val, p = predict_split(member_dirs[name], datasets[name], "validation")
-            probs.append(p)
+        splits = [predict_split(member_dirs[name], datasets[name], "validation") for name in names]
+        y_val, probs = splits[0][0], [p for _, p in splits]  # the members' windows are the same windows
         dataset, _, _ = load_prepared(datasets[names[0]])
         rows = dataset["validation"].select_columns(["recording_id", "start_frame"])
         tuned = tune_ensemble(y_val, probs, rows["recording_id"], rows["start_frame"], mset.window_frames)
