@@ -674,7 +674,7 @@ def segments_from_probs(
     """Merge frames whose probability reaches the threshold into segments.
 
     Frame ``t`` stands for ``[(t - 0.5) / frame_rate, (t + 0.5) / frame_rate)`` (it is centred on
-    sample ``t * hop``, as the labels are), clipped to ``[0, duration_s]``.
+    sample ``t * hop``, as the labels are), clipped to ``[0, duration_s]``; the last frame lasts to ``duration_s``.
 
     Parameters
     ----------
@@ -714,7 +714,7 @@ def segments_from_probs(
                 merged.append([start, end])
         for start, end in merged:
             start_s = max(0.0, (start - 0.5) / frame_rate)
-            end_s = min(duration_s, (end - 0.5) / frame_rate)
+            end_s = _segment_end_s(end, n_frames, frame_rate, duration_s)
             if end_s - start_s + 1e-9 < min_duration_s:
                 continue
             segments.append(Segment(float(start_s), float(end_s), label, float(probs[start:end, j].mean())))
@@ -778,11 +778,22 @@ def detected_segments(
         for first, last in _runs(window_probs[:, j] >= thresholds[j]):
             start, end = int(window_starts[first]), min(n_frames, int(window_starts[last - 1]) + int(window_frames))
             start_s = max(0.0, (start - 0.5) / frame_rate)
-            end_s = min(duration_s, (end - 0.5) / frame_rate)
+            end_s = _segment_end_s(end, n_frames, frame_rate, duration_s)
             score = float(probs[start:end, j].mean()) if end > start else float(window_probs[first:last, j].max())
             segments.append(Segment(float(start_s), float(end_s), labels[j], score))
     segments.sort(key=lambda s: (s.start_s, labels.index(s.label)))
     return segments
+
+
+def _segment_end_s(end: int, n_frames: int, frame_rate: float, duration_s: float) -> float:
+    """Where a run of frames ending before frame ``end`` stops: the last frame's edge, or the recording's end.
+
+    A run that reaches the last frame lasts to ``duration_s``: the audio after the last frame's edge (less than a
+    frame) has no frame of its own.
+    """
+    if end >= n_frames:
+        return duration_s
+    return min(duration_s, (end - 0.5) / frame_rate)
 
 
 def _runs(active: np.ndarray) -> List[Tuple[int, int]]:

@@ -232,11 +232,11 @@ def _table(record: Dict) -> str:
     if record.get("context"):
         lines.append(f"  recording context: {record['context']}")
     if record["segments"]:
-        width = max(len(s["label"]) for s in record["segments"])
+        width = max([len("instrument")] + [len(s["label"]) for s in record["segments"]])
         lines.append(f"  {'start':>9}  {'end':>9}  {'instrument':<{width}}  score")
         for s in record["segments"]:
             lines.append(f"  {_clock(s['start_s']):>9}  {_clock(s['end_s']):>9}  {s['label']:<{width}}  "
-                         f"{s['score']:.2f}")
+                         f"{s['score']:5.2f}")
     else:
         lines.append("  no segments above threshold")
     return "\n".join(lines) + "\n\n"

@@ -219,7 +219,10 @@ def test_segments_from_a_synthetic_probability_track():
     assert a_segments == [("a", 0.995, 2.995)]
     assert segments_from_probs(np.zeros((10, 1)), rate, ["a"], 0.5) == []
     whole = segments_from_probs(np.ones((10, 1)), rate, ["a"], 0.5, min_duration_s=0.0)
-    assert whole == [Segment(0.0, 0.095, "a", 1.0)]
+    assert whole == [Segment(0.0, 0.1, "a", 1.0)]  # a run through the last frame lasts to the recording's end
+    ends_early = np.ones((10, 1))
+    ends_early[-1] = 0.0
+    assert segments_from_probs(ends_early, rate, ["a"], 0.5, min_duration_s=0.0) == [Segment(0.0, 0.085, "a", 1.0)]
     with pytest.raises(ValueError, match=r"frame_probs must have shape \(n_frames, 2\)"):
         segments_from_probs(probs, rate, ["a", "b"], 0.5)
 

@@ -126,6 +126,9 @@ def test_table_and_csv_and_atomic_output(random_model, audio_files, tmp_path, ca
     out, err = capsys.readouterr()
     assert code == 0, err
     assert audio_files["good"] in out and audio_files["stereo"] in out and "clip score/threshold:" in out
+    header = next(line for line in out.splitlines() if line.split() == ["start", "end", "instrument", "score"])
+    rows = [line for line in out.splitlines() if line.strip().endswith(tuple("0123456789")) and "s  " in line]
+    assert rows and {len(line) for line in rows} == {len(header)}  # the score column sits under its header
 
     target = tmp_path / "out" / "segments.csv"
     target.parent.mkdir()
