@@ -203,6 +203,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     names = class_names(args.class_map) if args.class_map else []
     if names and len(names) != frontend.NUM_CLASSES:
         raise ValueError(f"{args.class_map}: {len(names)} classes, expected {frontend.NUM_CLASSES}")
+    misplaced = {name: names[index] for name, (index, _) in frontend.AUDIOSET_CLASSES.items()
+                 if names and names[index] != name}
+    if misplaced:  # the instrument classes the heads read by index (AUDIOSET_CLASSES) must be where it says
+        raise ValueError(f"{args.class_map}: AUDIOSET_CLASSES' indices name other classes there: {misplaced}")
 
     model = frontend.EfficientAtFrontend().eval()
     state = convert(checkpoint, model)

@@ -244,6 +244,47 @@ def test_model_freezes_the_backbone_repeats_window_logits_and_round_trips(conver
         assert torch.equal(again(input_features=x).logits, model(input_features=x).logits)
 
 
+def test_audioset_prior_mixes_audiosets_own_logit_into_the_named_labels_only(converted, tmp_path):
+    _, path = converted
+    model, fe = linear_probe.new_classifier(str(path), backbone_type="efficientat")
+    with torch.no_grad():
+        model.classifier.weight.normal_(0.0, 0.05)
+        model.classifier.bias.normal_(0.0, 1.0)
+    x = torch.randn(2, 1496, 128) - 1
+    with torch.no_grad():
+        head = model(input_features=x).logits
+        representation = model.representation(x)
+    prior = linear_probe.audioset_prior(list(model.config.label2id))
+    assert prior == {"Piano": 153, "Harpsichord": 160, "Violin": 191, "Cello": 193, "Contrabass": 194,
+                     "French Horn": 186, "Clarinet": 198, "Flute": 196}  # no AudioSet viola, oboe or bassoon
+    linear_probe.set_audioset_prior(model, 0.3)
+    with torch.no_grad():
+        mixed = model(input_features=x).logits
+    for label, j in model.config.label2id.items():
+        if label in prior:
+            expected = 0.7 * head[:, j] + 0.3 * representation[:, 384 + prior[label]]
+            torch.testing.assert_close(mixed[:, j], expected)
+        else:
+            assert torch.equal(mixed[:, j], head[:, j])
+    # the probe's threshold tuning reads the head as the forward pass does, the prior included
+    probs = linear_probe.head_probabilities(model, representation.numpy())
+    np.testing.assert_allclose(probs, torch.sigmoid(mixed).numpy(), atol=1e-6)
+    model.save_pretrained(tmp_path / "m")
+    again = InstrumentEfficientAtForAudioClassification.from_pretrained(tmp_path / "m").eval()
+    assert again.config.audioset_prior == prior and again.config.audioset_prior_weight == 0.3
+    with torch.no_grad():
+        torch.testing.assert_close(again(input_features=x).logits, mixed)
+
+
+def test_config_refuses_a_prior_on_unknown_labels_or_classes():
+    with pytest.raises(ValueError, match=r"labels \['Tuba'\] that are not in id2label"):
+        InstrumentEfficientAtConfig(audioset_prior={"Tuba": 1}, audioset_prior_weight=0.3)
+    with pytest.raises(ValueError, match="are not AudioSet classes"):
+        InstrumentEfficientAtConfig(audioset_prior={"Violin": 527}, audioset_prior_weight=0.3)
+    with pytest.raises(ValueError, match=r"audioset_prior_weight must be in \[0, 1\)"):
+        InstrumentEfficientAtConfig(audioset_prior={"Violin": 191}, audioset_prior_weight=1.0)
+
+
 def test_config_refuses_other_features_and_windows_too_short():
     with pytest.raises(ValueError, match="feature_type must be 'efficientat'"):
         InstrumentEfficientAtConfig(feature_type="yamnet")
@@ -268,10 +309,12 @@ def test_linear_probe_trains_a_model_that_predict_the_pipeline_and_remote_code_u
     output = tmp_path / "model"
     probe = subprocess.run(
         [sys.executable, "-m", "instrument_classifier.training.linear_probe", "--backbone-weights", str(path),
-         "--dataset", str(dataset), "--output_dir", str(output), "--C", "0.01"], capture_output=True, text=True)
+         "--dataset", str(dataset), "--output_dir", str(output), "--C", "0.01", "--audioset-prior-weight", "0.3"],
+        capture_output=True, text=True)
     assert probe.returncode == 0, probe.stderr
     model, fe = load_model(output)
     assert isinstance(model, InstrumentEfficientAtForAudioClassification) and fe.sampling_rate == 32000
+    assert model.config.audioset_prior_weight == 0.3 and model.config.audioset_prior["Violin"] == 191
     assert float(model.classifier.weight.detach().abs().sum()) > 0
     wav = tmp_path / "tone.wav"
     sf.write(wav, np.concatenate([_tone(440.0, 2.0, 22050), _tone(330.0, 3.5, 22050, 0.3)]), 22050)

@@ -57,6 +57,18 @@ SHIFT, SCALE = 4.5, 5.0
 EMBEDDING_SIZE = 384
 HIDDEN_SIZE = 512
 NUM_CLASSES = 527
+#: The AudioSet classes (index in the 527-class order of AudioSet's ``class_labels_indices.csv``, display name,
+#: ontology id) that name instruments of MusicNet. AudioSet has no viola, oboe or bassoon class.
+AUDIOSET_CLASSES = {
+    "Piano": (153, "/m/05r5c"),
+    "Harpsichord": (160, "/m/03q5t"),
+    "French horn": (186, "/m/0319l"),
+    "Violin, fiddle": (191, "/m/07y_7"),
+    "Cello": (193, "/m/01xqw"),
+    "Double bass": (194, "/m/02fsn"),
+    "Flute": (196, "/m/0l14j_"),
+    "Clarinet": (198, "/m/01wy6"),
+}
 
 #: MobileNetV3-Large's inverted-residual blocks at width 1: ``(kernel, expanded channels, output channels,
 #: squeeze-excitation, hard-swish (else ReLU), stride)``. The stem (3x3, stride 2, 16 channels, hard-swish) comes

@@ -199,9 +199,13 @@ class InstrumentMusicnnForAudioClassification(InstrumentMusicnnPreTrainedModel):
             parts.append(torch.cat([out.penultimate, out.mean_pool, out.max_pool, out.logits], dim=1))
         return torch.cat(parts) if len(parts) > 1 else parts[0]
 
+    def head_logits(self, representation: torch.Tensor) -> torch.Tensor:
+        """``(batch, representation_size)`` representations -> ``(batch, num_labels)`` instrument logits: standardised
+        with the training windows' statistics, then the linear head."""
+        return self.classifier((representation - self.representation_mean) / self.representation_scale)
+
     def _classify_window(self, features: torch.Tensor, mask: torch.Tensor | None):
-        standardized = (self.representation(features) - self.representation_mean) / self.representation_scale
-        logits = self.classifier(standardized)
+        logits = self.head_logits(self.representation(features))
         return logits.unsqueeze(1).expand(-1, features.shape[1], -1), logits
 
     def forward(

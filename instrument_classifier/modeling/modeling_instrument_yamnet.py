@@ -232,13 +232,18 @@ class InstrumentYamnetForAudioClassification(InstrumentYamnetPreTrainedModel):
             parts.append(torch.cat([embedding.mean(1), embedding.amax(1), logits.mean(1), logits.amax(1)], dim=1))
         return torch.cat(parts) if len(parts) > 1 else parts[0]
 
+    # Copied from instrument_classifier.modeling.modeling_instrument_musicnn.InstrumentMusicnnForAudioClassification.head_logits  # noqa: E501
+    def head_logits(self, representation: torch.Tensor) -> torch.Tensor:
+        """``(batch, representation_size)`` representations -> ``(batch, num_labels)`` instrument logits: standardised
+        with the training windows' statistics, then the linear head."""
+        return self.classifier((representation - self.representation_mean) / self.representation_scale)
+
     def _classify_window(self, features: torch.Tensor, mask: torch.Tensor | None):
         window = features
         if features.shape[1] < self.config.window_frames:  # YAMNet needs 96 of its frames: complete with silence
             missing = self.config.window_frames - features.shape[1]
             window = F.pad(features, (0, 0, 0, missing), value=SILENCE)
-        standardized = (self.representation(window) - self.representation_mean) / self.representation_scale
-        logits = self.classifier(standardized)
+        logits = self.head_logits(self.representation(window))
         return logits.unsqueeze(1).expand(-1, features.shape[1], -1), logits
 
     def forward(

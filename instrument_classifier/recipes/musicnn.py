@@ -50,7 +50,9 @@ Steps (each skipped when its output is complete, so an interrupted run resumes w
               (representations cached in yamnet/representations) -> yamnet/model, yamnet/model-tuned, results
     efficientat-prepare ... efficientat-evaluate   the same with EfficientAT's front end: datasets/efficientat
               (windows of 1496 frames of 2 ms at 32 kHz, the same seconds; about 15 GB for the recipe's corpora),
-              head C 0.003 -> efficientat/model, efficientat/model-tuned, results
+              head C 0.003, and the head's logits of the 8 instruments AudioSet names mixed 0.7 / 0.3 with
+              AudioSet's own logit for them (the config's ``audioset_prior``) -> efficientat/model,
+              efficientat/model-tuned, results
     blend     musicnn-yamnet-efficientat: an ensemble of the three tuned models whose weights (every weighting in
               tenths) have the best cross-validated clip micro F1 on the real clips (within 0.01: fewer false
               instruments per clip, then higher macro ROC-AUC; :func:`~instrument_classifier.evaluation.tuning.
@@ -172,6 +174,9 @@ class FrontEnd:
         Window length and hop, in the front end's own frames.
     C : float
         Inverse L2 strength of its head's logistic regressions.
+    audioset_prior_weight : float
+        The share of AudioSet's own logit in the head's logits of the instruments AudioSet names (EfficientAT's
+        ``audioset_prior``); 0: none.
     prefix : str
         "" for musicnn, the name for the others, whose steps are ``yamnet-train`` etc. in :data:`STEPS` and "yamnet
         train (linear probe)" etc. in the log (names older work folders' logs already hold).
@@ -183,6 +188,7 @@ class FrontEnd:
     window_frames: int
     hop_frames: int
     C: float
+    audioset_prior_weight: float = 0.0
     prefix: str = ""
 
     def step(self, name: str) -> str:
@@ -276,11 +282,14 @@ def run_front_end(front: FrontEnd, workdir: Path, settings: RecipeSettings, mset
     model_dir, tuned_dir = home / "model", home / "model-tuned"
     train_inputs = {"dataset": info["fingerprint"], "backbone_sha256": front.weights_sha256, "C": front.C,
                     "seed": settings.seed}
+    if front.audioset_prior_weight:  # named only when used: the other heads' stamps stay those of earlier runs
+        train_inputs["audioset_prior_weight"] = front.audioset_prior_weight
     t = time.perf_counter()
     trained, done = _stamped(home / "train.json", train_inputs, model_dir / "model.safetensors",
                              lambda: train_probe(dataset_path, front.weights, model_dir, home / "representations",
                                                  replace(mset, C=front.C), settings.seed,
-                                                 backbone_type=front.name))
+                                                 backbone_type=front.name,
+                                                 audioset_prior_weight=front.audioset_prior_weight))
     log.step(front.log_name("train (linear probe)"), time.perf_counter() - t, done)
     if stop_after == front.step("train"):
         return None
@@ -424,7 +433,8 @@ def run_musicnn_recipe(workdir: Path, output: Path, settings: RecipeSettings, ms
     for name in AUDIOSET_FRONT_ENDS:
         frames = front_end_window_frames(mset, name)
         front = FrontEnd(name, front_weights[name], front_sources[name][f"{name}_weights"]["sha256"], frames,
-                         front_end_window_frames(mset, name, mset.hop_frames), _head_C(mset, name), prefix=name)
+                         front_end_window_frames(mset, name, mset.hop_frames), _head_C(mset, name),
+                         mset.efficientat_audioset_prior if name == "efficientat" else 0.0, prefix=name)
         run = run_front_end(front, workdir, settings, mset, train_corpora, val_corpora, test_corpus, manifest, log,
                             stop_after)
         if run is None:

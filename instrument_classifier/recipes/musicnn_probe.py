@@ -38,11 +38,13 @@ def _representations(model, dataset, split: str, key: str, cache: Path, batch_si
 
 
 def train_probe(dataset_path: Path, weights: Path, out: Path, cache: Path, mset: MusicnnSettings, seed: int,
-                backbone_type: str = "musicnn") -> dict:
+                backbone_type: str = "musicnn", audioset_prior_weight: float = 0.0) -> dict:
     """Fit the linear head on the train windows, tune window thresholds on the validation windows, save to ``out``.
 
-    ``backbone_type`` is the front end's family ("musicnn" or "yamnet",
+    ``backbone_type`` is the front end's family ("musicnn", "yamnet" or "efficientat",
     :func:`~instrument_classifier.training.linear_probe.new_classifier`); ``weights`` its converted safetensors.
+    ``audioset_prior_weight`` (EfficientAT only): the share of AudioSet's own logit in the logits of the labels
+    AudioSet names (the config's ``audioset_prior``); the window thresholds are tuned with it.
 
     Returns ``{"absent_labels", "train_windows", "validation_windows", "validation": window summary,
     "validation_thresholds": {label: t}}``.
@@ -59,6 +61,10 @@ def train_probe(dataset_path: Path, weights: Path, out: Path, cache: Path, mset:
         return digest({"split": prepared["split_fingerprints"][split], "backbone": backbone})
 
     labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
+    if audioset_prior_weight:
+        if backbone_type != "efficientat":
+            raise ValueError(f"an AudioSet prior needs the EfficientAT head, not {backbone_type!r}")
+        linear_probe.set_audioset_prior(model, audioset_prior_weight)
     x, y = _representations(model, data, "train", key("train"), cache, mset.batch_size)
     if len(x) == 0:
         raise RecipeError(f"{dataset_path}: no training windows")

@@ -15,8 +15,9 @@ Command line::
         --dataset DATASET [--dataset ...] --output_dir runs/musicnn [--C 0.001]
     python -m instrument_classifier.training.linear_probe --backbone-type yamnet \\
         --backbone-weights yamnet_audioset.safetensors --dataset DATASET --output_dir runs/yamnet
-    python -m instrument_classifier.training.linear_probe --backbone-type efficientat \
-        --backbone-weights efficientat_mn04.safetensors --dataset DATASET --output_dir runs/efficientat
+    python -m instrument_classifier.training.linear_probe --backbone-type efficientat \\
+        --backbone-weights efficientat_mn04.safetensors --dataset DATASET --output_dir runs/efficientat \\
+        [--audioset-prior-weight 0.3]
 
 ``DATASET`` is ``instrument-classifier prepare --feature-type musicnn --window-frames 187 --hop-frames 187``'s
 output (``--feature-type yamnet --window-frames 374 --hop-frames 374`` for YAMNet, ``--feature-type efficientat
@@ -51,14 +52,15 @@ from ..modeling import (
     InstrumentYamnetConfig,
     InstrumentYamnetForAudioClassification,
 )
+from ..modeling.efficientat_frontend import AUDIOSET_CLASSES
 from ..modeling.feature_extraction_instrument import (
     InstrumentFeatureExtractor,
     default_feature_settings,
     feature_settings,
 )
 
-__all__ = ["BACKBONES", "new_classifier", "new_musicnn_classifier", "window_representations", "fit_linear_head",
-           "head_probabilities", "main"]
+__all__ = ["BACKBONES", "AUDIOSET_CLASS_OF_LABEL", "audioset_prior", "set_audioset_prior", "new_classifier",
+           "new_musicnn_classifier", "window_representations", "fit_linear_head", "head_probabilities", "main"]
 
 #: Front-end family -> (config class, model class, the model's attribute holding the backbone, prepare flags).
 BACKBONES = {
@@ -68,6 +70,13 @@ BACKBONES = {
                "--feature-type yamnet --window-frames 374"),
     "efficientat": (InstrumentEfficientAtConfig, InstrumentEfficientAtForAudioClassification, "efficientat",
                     "--feature-type efficientat --window-frames 1496"),
+}
+
+#: The AudioSet class (``efficientat_frontend.AUDIOSET_CLASSES``) of each MusicNet instrument that has one: what an
+#: EfficientAT head's AudioSet prior mixes in (its config's ``audioset_prior``).
+AUDIOSET_CLASS_OF_LABEL = {
+    "Piano": "Piano", "Harpsichord": "Harpsichord", "Violin": "Violin, fiddle", "Cello": "Cello",
+    "Contrabass": "Double bass", "French Horn": "French horn", "Clarinet": "Clarinet", "Flute": "Flute",
 }
 
 #: Labels with fewer positive training windows than this get no head (their probability stays ~0).
@@ -119,6 +128,22 @@ def new_classifier(backbone: str, taxonomy: str = "musicnet11", feature_extracto
     if hasattr(model, "round_backbone_to_storage"):  # train and measure the weights the folder will hold
         model.round_backbone_to_storage()
     return model.eval(), fe
+
+
+def audioset_prior(labels: Sequence[str]) -> Dict[str, int]:
+    """``{label: AudioSet class index}`` for those of ``labels`` with an AudioSet class: an EfficientAT config's
+    ``audioset_prior``."""
+    return {label: AUDIOSET_CLASSES[AUDIOSET_CLASS_OF_LABEL[label]][0] for label in labels
+            if label in AUDIOSET_CLASS_OF_LABEL}
+
+
+def set_audioset_prior(model, weight: float) -> None:
+    """Give an EfficientAT classifier the AudioSet prior: its labels with an AudioSet class (:func:`audioset_prior`)
+    get ``(1 - weight) * head + weight * AudioSet logit``."""
+    config = model.config
+    config.audioset_prior = audioset_prior([config.id2label[i] for i in range(config.num_labels)])
+    config.audioset_prior_weight = float(weight)
+    config.validate()
 
 
 def new_musicnn_classifier(backbone: str, taxonomy: str = "musicnet11", feature_extractor=None):
@@ -186,11 +211,11 @@ def fit_linear_head(model, representations: np.ndarray, labels: np.ndarray, C: f
 
 def head_probabilities(model, representations: np.ndarray) -> np.ndarray:
     """The head's label probabilities for :func:`window_representations` rows, as the model's forward pass gives
-    them (standardised, linear, sigmoid) without running the backbone again: ``(N, num_labels)`` float32."""
+    them (the model's ``head_logits``, then the sigmoid) without running the backbone again: ``(N, num_labels)``
+    float32."""
     x = torch.from_numpy(np.asarray(representations, dtype=np.float32))
     with torch.inference_mode():
-        standardized = (x - model.representation_mean) / model.representation_scale
-        return torch.sigmoid(model.classifier(standardized.to(model.classifier.weight.dtype))).float().numpy()
+        return torch.sigmoid(model.head_logits(x.to(model.classifier.weight.dtype))).float().numpy()
 
 
 def _split_arrays(model, datasets: Sequence[str], split: str, batch_size: int, progress: bool):
@@ -235,6 +260,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--output_dir", required=True, help="where the model folder is written")
     parser.add_argument("--C", type=float, default=1e-3, help="inverse L2 strength of the logistic regressions")
     parser.add_argument("--batch_size", type=int, default=64)
+    parser.add_argument("--audioset-prior-weight", type=float, default=0.0,
+                        help="EfficientAT only: mix this share of AudioSet's own logit into the logits of the "
+                             "instruments AudioSet names (the recipe uses 0.3)")
     args = parser.parse_args(argv)
 
     backbone_type = args.backbone_type
@@ -248,6 +276,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
               f"{model.config.window_frames}", file=sys.stderr)
     if info["taxonomy"] != model.config.taxonomy:
         model, fe = new_classifier(args.backbone, info["taxonomy"], fe, backbone_type)
+    if args.audioset_prior_weight:
+        if backbone_type != "efficientat":
+            parser.error(f"--audioset-prior-weight needs --backbone-type efficientat, not {backbone_type}")
+        set_audioset_prior(model, args.audioset_prior_weight)
     x, y = _split_arrays(model, args.dataset, "train", args.batch_size, progress=True)
     if x is None:
         print("linear_probe: error: no training windows", file=sys.stderr)

@@ -86,6 +86,13 @@ class InstrumentEfficientAtConfig(PreTrainedConfig):
     frame_loss_weight : float
         Weight of the frame-level BCE term. Every frame of a window gets the window's logits (the
         representation is pooled over the window), so the term only repeats the window's; default 0.
+    audioset_prior : dict, optional
+        Label name -> index of the AudioSet class that names the same instrument (``{"Violin": 191}``:
+        "Violin, fiddle"; ``efficientat_frontend.AUDIOSET_CLASSES`` lists the instruments'). Those labels' logits
+        are mixed with that class's AudioSet logit (``audioset_prior_weight``): a head trained on rendered audio
+        keeps some of what the network learned from real recordings. ``None``: no label is mixed.
+    audioset_prior_weight : float
+        The AudioSet logit's share in the mixed logits, in [0, 1); 0 leaves the head alone.
     """
 
     model_type = "instrument_efficientat"
@@ -102,6 +109,8 @@ class InstrumentEfficientAtConfig(PreTrainedConfig):
     feature_type: str = "efficientat"
     pos_weight: list[float] | None = None
     frame_loss_weight: float = 0.0
+    audioset_prior: dict[str, int] | None = None
+    audioset_prior_weight: float = 0.0
     problem_type: str | None = "multi_label_classification"
     custom_pipelines: dict[str, Any] | None = None
 
@@ -172,6 +181,19 @@ class InstrumentEfficientAtConfig(PreTrainedConfig):
                 f"the network's hop ({self.backbone['hop_length']} samples) must be a multiple of hop_length "
                 f"({self.hop_length}): its frames are read from the input's"
             )
+        if not 0.0 <= float(self.audioset_prior_weight) < 1.0:
+            raise ValueError(f"audioset_prior_weight must be in [0, 1), got {self.audioset_prior_weight}")
+        self.audioset_prior_weight = float(self.audioset_prior_weight)
+        if self.audioset_prior is not None:
+            self.audioset_prior = {str(label): int(index) for label, index in self.audioset_prior.items()}
+            unknown = sorted(set(self.audioset_prior) - set(self.label2id))
+            if unknown:
+                raise ValueError(f"audioset_prior names labels {unknown} that are not in id2label")
+            outside = {label: i for label, i in self.audioset_prior.items()
+                       if not 0 <= i < self.backbone["num_classes"]}
+            if outside:
+                raise ValueError(f"audioset_prior indices {outside} are not AudioSet classes "
+                                 f"(0 .. {self.backbone['num_classes'] - 1})")
         if self.network_frames < MIN_FRAMES:
             raise ValueError(
                 f"window_frames={self.window_frames} give {self.network_frames} network frames, fewer than "

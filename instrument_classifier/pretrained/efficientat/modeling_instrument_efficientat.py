@@ -227,13 +227,29 @@ class InstrumentEfficientAtForAudioClassification(InstrumentEfficientAtPreTraine
             parts.append(torch.cat([out.embedding, out.logits], dim=1))
         return torch.cat(parts) if len(parts) > 1 else parts[0]
 
+    def head_logits(self, representation: torch.Tensor) -> torch.Tensor:
+        """``(batch, representation_size)`` representations -> ``(batch, num_labels)`` instrument logits: the linear
+        head on the standardised representation; a label with an AudioSet class in ``config.audioset_prior`` gets
+        ``(1 - w) * head + w * that class's AudioSet logit`` (``w = config.audioset_prior_weight``)."""
+        logits = self.classifier((representation - self.representation_mean) / self.representation_scale)
+        weight = self.config.audioset_prior_weight
+        if not weight or not self.config.audioset_prior:
+            return logits
+        labels = [self.config.id2label[i] for i in range(self.config.num_labels)]
+        prior = self.config.audioset_prior
+        # the AudioSet logits follow the embedding in the representation
+        columns = torch.tensor([self.config.backbone["embedding_size"] + prior.get(label, 0) for label in labels],
+                               device=representation.device)
+        mixed = torch.tensor([label in prior for label in labels], device=representation.device)
+        audioset = representation[:, columns].to(logits.dtype)
+        return torch.where(mixed, (1.0 - weight) * logits + weight * audioset, logits)
+
     def _classify_window(self, features: torch.Tensor, mask: torch.Tensor | None):
         window = features
         if features.shape[1] < self.config.window_frames:  # the network reads whole windows: complete with silence
             missing = self.config.window_frames - features.shape[1]
             window = F.pad(features, (0, 0, 0, missing), value=SILENCE)
-        standardized = (self.representation(window) - self.representation_mean) / self.representation_scale
-        logits = self.classifier(standardized)
+        logits = self.head_logits(self.representation(window))
         return logits.unsqueeze(1).expand(-1, features.shape[1], -1), logits
 
     def forward(
