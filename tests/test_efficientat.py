@@ -276,6 +276,15 @@ def test_audioset_prior_mixes_audiosets_own_logit_into_the_named_labels_only(con
         torch.testing.assert_close(again(input_features=x).logits, mixed)
 
 
+def test_the_prior_can_be_limited_to_some_labels(converted):
+    _, path = converted
+    model, _ = linear_probe.new_classifier(str(path), backbone_type="efficientat")
+    linear_probe.set_audioset_prior(model, 0.3, ["Violin", "Flute"])
+    assert model.config.audioset_prior == {"Violin": 191, "Flute": 196}
+    with pytest.raises(ValueError, match=r"no AudioSet class for \['Viola'\]"):
+        linear_probe.set_audioset_prior(model, 0.3, ["Violin", "Viola"])
+
+
 def test_config_refuses_a_prior_on_unknown_labels_or_classes():
     with pytest.raises(ValueError, match=r"labels \['Tuba'\] that are not in id2label"):
         InstrumentEfficientAtConfig(audioset_prior={"Tuba": 1}, audioset_prior_weight=0.3)
@@ -309,12 +318,13 @@ def test_linear_probe_trains_a_model_that_predict_the_pipeline_and_remote_code_u
     output = tmp_path / "model"
     probe = subprocess.run(
         [sys.executable, "-m", "instrument_classifier.training.linear_probe", "--backbone-weights", str(path),
-         "--dataset", str(dataset), "--output_dir", str(output), "--C", "0.01", "--audioset-prior-weight", "0.3"],
-        capture_output=True, text=True)
+         "--dataset", str(dataset), "--output_dir", str(output), "--C", "0.01", "--audioset-prior-weight", "0.3",
+         "--audioset-prior-labels", "Violin", "Cello"], capture_output=True, text=True)
     assert probe.returncode == 0, probe.stderr
     model, fe = load_model(output)
     assert isinstance(model, InstrumentEfficientAtForAudioClassification) and fe.sampling_rate == 32000
-    assert model.config.audioset_prior_weight == 0.3 and model.config.audioset_prior["Violin"] == 191
+    assert model.config.audioset_prior_weight == 0.3 and model.config.audioset_prior == {"Violin": 191, "Cello": 193}
+    assert "AudioSet prior 0.3 on Violin, Cello" in probe.stdout
     assert float(model.classifier.weight.detach().abs().sum()) > 0
     wav = tmp_path / "tone.wav"
     sf.write(wav, np.concatenate([_tone(440.0, 2.0, 22050), _tone(330.0, 3.5, 22050, 0.3)]), 22050)

@@ -289,7 +289,13 @@ def test_the_stage_builds_tunes_evaluates_and_exports_a_model_and_resumes(tiny_r
         "train"]["windows"]
     emodel, eextractor = load_model(workdir / "efficientat" / "model-tuned")
     assert eextractor.feature_type == "efficientat" and eextractor.sampling_rate == 32000
-    assert json.loads((workdir / "efficientat" / "train.json").read_text())["inputs"]["C"] == 0.003
+    etrained = json.loads((workdir / "efficientat" / "train.json").read_text())["inputs"]
+    assert etrained["C"] == 0.003
+    # the AudioSet prior goes to the instruments with a class that at least 5 real clips hold: piano and violin here
+    # (7 clips each; cello and clarinet 3)
+    assert etrained["audioset_prior"] == {"weight": 0.3, "labels": ["Piano", "Violin"]}
+    assert emodel.config.audioset_prior == {"Piano": 153, "Violin": 191} and emodel.config.audioset_prior_weight == 0.3
+    assert results["efficientat"]["training"]["audioset_prior"] == {"weight": 0.3, "labels": ["Piano", "Violin"]}
     assert results["efficientat"]["real_dev"]["num_clips"] == 13
 
     # the blend: the three members' weights tuned on the real clips, an ensemble folder that loads and predicts
@@ -338,6 +344,7 @@ def test_the_stage_builds_tunes_evaluates_and_exports_a_model_and_resumes(tiny_r
     assert "Copyright (c) 2022 Florian Schmid" in (efolder / "EFFICIENTAT_LICENSE.md").read_text()
     ecard = (efolder / "README.md").read_text()
     for phrase in ("# instrument-classifier efficientat", "license: mit", "AudioSet", "(C 0.003)",
+                   "The logits of Piano, Violin are then mixed 0.7 / 0.3 with the logit of AudioSet's class",
                    "nikih94/swch-audio-classification", "2b362d97544673ef1da403b44ecbe1174d8619ec",
                    "scripts/convert_efficientat.py"):
         assert phrase in ecard, phrase
@@ -405,6 +412,9 @@ def test_the_stage_builds_tunes_evaluates_and_exports_a_model_and_resumes(tiny_r
     without = _run(tiny_recipe, real_dev=missing, output=elsewhere)
     assert without["blend"]["tuned_on"] == "validation" and without["blend"]["real_dev"] is None
     assert without["yamnet"]["thresholds"]["exported"] == "validation"
+    # no real clips to confirm the AudioSet prior on: the EfficientAT head goes without
+    assert "audioset_prior" not in without["efficientat"]["training"]
+    assert json.loads((elsewhere / "efficientat" / "config.json").read_text())["audioset_prior"] is None
     config = json.loads((elsewhere / "musicnn-yamnet-efficientat" / "ensemble_config.json").read_text())
     assert config["weights"] == pytest.approx(without["blend"]["weights"]) and len(config["weights"]) == 3
     bcard = (elsewhere / "musicnn-yamnet-efficientat" / "README.md").read_text()

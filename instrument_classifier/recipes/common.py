@@ -171,10 +171,11 @@ class MusicnnSettings:
     C: float = 1e-3
     # the same for the EfficientAT head: 0.003 beat 0.001 and 0.01 on real-dev (docs/experiments.md)
     efficientat_C: float = 3e-3
-    # the EfficientAT head's logits of the 8 instruments AudioSet names, mixed 0.7 / 0.3 with AudioSet's own logit
-    # for them (the network's knowledge of real recordings, which a head fitted on renders overrides): the default's
-    # real-dev micro F1 (2-fold CV) 0.769 -> 0.790, false instruments 0.089 -> 0.063; 0.2 to 0.35 all within 0.004
-    # (docs/experiments.md)
+    # the EfficientAT head's logits mixed 0.7 / 0.3 with AudioSet's own logit for the instruments with an AudioSet
+    # class that the real clips can confirm it on (at least 5 clips: piano, violin, clarinet, flute in real-dev): the
+    # network's knowledge of real recordings, which a head fitted on renders overrides. The default's real-dev micro
+    # F1 (2-fold CV) 0.769 -> 0.790, false instruments 0.089 -> 0.063; 0.2 to 0.35 within 0.004; on the other
+    # instruments it only cost Merlin F1 (cello, horn) (docs/experiments.md)
     efficientat_audioset_prior: float = 0.3
     batch_size: int = 64
 

@@ -50,9 +50,9 @@ Steps (each skipped when its output is complete, so an interrupted run resumes w
               (representations cached in yamnet/representations) -> yamnet/model, yamnet/model-tuned, results
     efficientat-prepare ... efficientat-evaluate   the same with EfficientAT's front end: datasets/efficientat
               (windows of 1496 frames of 2 ms at 32 kHz, the same seconds; about 15 GB for the recipe's corpora),
-              head C 0.003, and the head's logits of the 8 instruments AudioSet names mixed 0.7 / 0.3 with
-              AudioSet's own logit for them (the config's ``audioset_prior``) -> efficientat/model,
-              efficientat/model-tuned, results
+              head C 0.003, and the head's logits mixed 0.7 / 0.3 with AudioSet's own logit for the instruments
+              with an AudioSet class that at least 5 real clips hold (piano, violin, clarinet and flute in
+              real-dev; the config's ``audioset_prior``) -> efficientat/model, efficientat/model-tuned, results
     blend     musicnn-yamnet-efficientat: an ensemble of the three tuned models whose weights (every weighting in
               tenths) have the best cross-validated clip micro F1 on the real clips (within 0.01: fewer false
               instruments per clip, then higher macro ROC-AUC; :func:`~instrument_classifier.evaluation.tuning.
@@ -90,6 +90,7 @@ from ..data.render import RenderError
 from ..evaluation.clips import ManifestError
 from ..modeling import InstrumentFeatureExtractor
 from ..modeling.feature_extraction_instrument import default_feature_settings
+from ..training.linear_probe import AUDIOSET_CLASS_OF_LABEL
 from .common import (
     DEFAULT_MUSICNET_LABELS,
     DEFAULT_REAL_DEV,
@@ -109,7 +110,7 @@ from .musicnn_probe import train_probe
 from .musicnn_renders import recipe_corpora, render_training_corpora, validation_corpora
 from .musicnn_sources import DEFAULT_WEIGHTS, VPO_URL, check_sources
 from .musicnn_frontends import FRONT_ENDS, check_front_end_weights, front_end_window_frames
-from .real_clips import LONG_CLIP_SECONDS
+from .real_clips import LONG_CLIP_SECONDS, well_covered_labels
 
 __all__ = ["run_musicnn_recipe", "run_front_end", "FrontEnd", "FrontEndRun", "main", "STEPS"]
 
@@ -175,8 +176,10 @@ class FrontEnd:
     C : float
         Inverse L2 strength of its head's logistic regressions.
     audioset_prior_weight : float
-        The share of AudioSet's own logit in the head's logits of the instruments AudioSet names (EfficientAT's
+        The share of AudioSet's own logit in the head's logits of ``audioset_prior_labels`` (EfficientAT's
         ``audioset_prior``); 0: none.
+    audioset_prior_labels : tuple of str
+        The instruments with an AudioSet class that the real clips hold enough of to confirm the prior on.
     prefix : str
         "" for musicnn, the name for the others, whose steps are ``yamnet-train`` etc. in :data:`STEPS` and "yamnet
         train (linear probe)" etc. in the log (names older work folders' logs already hold).
@@ -189,6 +192,7 @@ class FrontEnd:
     hop_frames: int
     C: float
     audioset_prior_weight: float = 0.0
+    audioset_prior_labels: Tuple[str, ...] = ()
     prefix: str = ""
 
     def step(self, name: str) -> str:
@@ -282,14 +286,17 @@ def run_front_end(front: FrontEnd, workdir: Path, settings: RecipeSettings, mset
     model_dir, tuned_dir = home / "model", home / "model-tuned"
     train_inputs = {"dataset": info["fingerprint"], "backbone_sha256": front.weights_sha256, "C": front.C,
                     "seed": settings.seed}
-    if front.audioset_prior_weight:  # named only when used: the other heads' stamps stay those of earlier runs
-        train_inputs["audioset_prior_weight"] = front.audioset_prior_weight
+    if front.audioset_prior_weight and front.audioset_prior_labels:  # named only when used: the other heads'
+        # stamps stay those of earlier runs
+        train_inputs["audioset_prior"] = {"weight": front.audioset_prior_weight,
+                                          "labels": list(front.audioset_prior_labels)}
     t = time.perf_counter()
     trained, done = _stamped(home / "train.json", train_inputs, model_dir / "model.safetensors",
                              lambda: train_probe(dataset_path, front.weights, model_dir, home / "representations",
                                                  replace(mset, C=front.C), settings.seed,
                                                  backbone_type=front.name,
-                                                 audioset_prior_weight=front.audioset_prior_weight))
+                                                 audioset_prior_weight=front.audioset_prior_weight,
+                                                 audioset_prior_labels=front.audioset_prior_labels))
     log.step(front.log_name("train (linear probe)"), time.perf_counter() - t, done)
     if stop_after == front.step("train"):
         return None
@@ -430,11 +437,16 @@ def run_musicnn_recipe(workdir: Path, output: Path, settings: RecipeSettings, ms
 
     # yamnet-prepare ... efficientat-evaluate: the same corpora, windows of the same seconds ------------------------
     runs = {"musicnn": musicnn_run}
+    # the EfficientAT head's AudioSet prior goes only where the real clips can confirm it: the instruments with an
+    # AudioSet class that enough of them hold for their clip thresholds to be tuned
+    prior_labels = tuple(label for label in well_covered_labels(manifest, results["labels"])
+                         if label in AUDIOSET_CLASS_OF_LABEL)
     for name in AUDIOSET_FRONT_ENDS:
         frames = front_end_window_frames(mset, name)
         front = FrontEnd(name, front_weights[name], front_sources[name][f"{name}_weights"]["sha256"], frames,
                          front_end_window_frames(mset, name, mset.hop_frames), _head_C(mset, name),
-                         mset.efficientat_audioset_prior if name == "efficientat" else 0.0, prefix=name)
+                         mset.efficientat_audioset_prior if name == "efficientat" else 0.0,
+                         prior_labels if name == "efficientat" else (), prefix=name)
         run = run_front_end(front, workdir, settings, mset, train_corpora, val_corpora, test_corpus, manifest, log,
                             stop_after)
         if run is None:

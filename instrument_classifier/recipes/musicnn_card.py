@@ -12,7 +12,6 @@ from ..atomic_write import write_dir
 from ..evaluation.report import fmt, markdown_table
 from ..local_paths import strip_local_paths
 from ..inference import load_model
-from ..training.linear_probe import AUDIOSET_CLASS_OF_LABEL
 from ..training.model_card import usage_lines
 from .cards import library_title
 from .common import MusicnnSettings, RecipeError, RecipeSettings, as_json, write_json
@@ -134,15 +133,17 @@ def _conditions(mset: MusicnnSettings) -> str:
             + balance)
 
 
-def _prior_sentence(name: str, mset: MusicnnSettings) -> str:
-    """The EfficientAT head's AudioSet prior, in words (empty for the other families or without one)."""
-    weight = mset.efficientat_audioset_prior if name == "efficientat" else 0.0
-    if not weight:
+def _prior_sentence(results: dict) -> str:
+    """The EfficientAT head's AudioSet prior, in words (empty without one)."""
+    prior = results["training"].get("audioset_prior")
+    if not prior:
         return ""
-    return (f" The logits of the {len(AUDIOSET_CLASS_OF_LABEL)} instruments AudioSet has a class for "
-            f"({', '.join(AUDIOSET_CLASS_OF_LABEL)}) are then mixed {1 - weight:g} / {weight:g} with AudioSet's own "
-            "logit for that class (`audioset_prior` in `config.json`): a head fitted on rendered audio would "
-            "otherwise override what the network learned from real recordings (measured in docs/experiments.md).")
+    weight = prior["weight"]
+    return (f" The logits of {', '.join(prior['labels'])} are then mixed {1 - weight:g} / {weight:g} with the logit "
+            "of AudioSet's class for that instrument (`audioset_prior` in `config.json`): a head fitted on rendered "
+            "audio would otherwise override what the network learned from real recordings. The prior is given to "
+            "the instruments with an AudioSet class that enough real clips hold to confirm it "
+            "(docs/experiments.md measures it).")
 
 
 def model_card(results: dict, settings: RecipeSettings, mset: MusicnnSettings, name: str = "musicnn") -> str:
@@ -170,7 +171,7 @@ def model_card(results: dict, settings: RecipeSettings, mset: MusicnnSettings, n
         f"Which of the {len(results['labels'])} MusicNet instruments play ({', '.join(results['labels'])}), window by "
         f"window (3 s) and per clip. {family['front_end']} On its representation of each window "
         f"{family['representation']} a linear head was fitted, one logistic regression per instrument "
-        f"(C {mset.C:g}).{_prior_sentence(name, mset)} Built by `make models` "
+        f"(C {mset.C:g}).{_prior_sentence(results)} Built by `make models` "
         "(`python -m instrument_classifier.recipe_musicnn`).",
         "",
         "## How to use",

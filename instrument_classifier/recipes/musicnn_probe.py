@@ -4,6 +4,7 @@ representation of every window (cached), its window thresholds tuned on the held
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
@@ -38,16 +39,17 @@ def _representations(model, dataset, split: str, key: str, cache: Path, batch_si
 
 
 def train_probe(dataset_path: Path, weights: Path, out: Path, cache: Path, mset: MusicnnSettings, seed: int,
-                backbone_type: str = "musicnn", audioset_prior_weight: float = 0.0) -> dict:
+                backbone_type: str = "musicnn", audioset_prior_weight: float = 0.0,
+                audioset_prior_labels: Sequence[str] = ()) -> dict:
     """Fit the linear head on the train windows, tune window thresholds on the validation windows, save to ``out``.
 
     ``backbone_type`` is the front end's family ("musicnn", "yamnet" or "efficientat",
     :func:`~instrument_classifier.training.linear_probe.new_classifier`); ``weights`` its converted safetensors.
-    ``audioset_prior_weight`` (EfficientAT only): the share of AudioSet's own logit in the logits of the labels
-    AudioSet names (the config's ``audioset_prior``); the window thresholds are tuned with it.
+    ``audioset_prior_weight`` (EfficientAT only): the share of AudioSet's own logit in the logits of
+    ``audioset_prior_labels`` (the config's ``audioset_prior``); the window thresholds are tuned with it.
 
     Returns ``{"absent_labels", "train_windows", "validation_windows", "validation": window summary,
-    "validation_thresholds": {label: t}}``.
+    "validation_thresholds": {label: t}}``, and with a prior ``"audioset_prior": {"weight", "labels"}``.
     """
 
     model, fe = linear_probe.new_classifier(str(weights), backbone_type=backbone_type)
@@ -61,10 +63,10 @@ def train_probe(dataset_path: Path, weights: Path, out: Path, cache: Path, mset:
         return digest({"split": prepared["split_fingerprints"][split], "backbone": backbone})
 
     labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
-    if audioset_prior_weight:
+    if audioset_prior_weight and audioset_prior_labels:
         if backbone_type != "efficientat":
             raise ValueError(f"an AudioSet prior needs the EfficientAT head, not {backbone_type!r}")
-        linear_probe.set_audioset_prior(model, audioset_prior_weight)
+        linear_probe.set_audioset_prior(model, audioset_prior_weight, audioset_prior_labels)
     x, y = _representations(model, data, "train", key("train"), cache, mset.batch_size)
     if len(x) == 0:
         raise RecipeError(f"{dataset_path}: no training windows")
@@ -78,5 +80,7 @@ def train_probe(dataset_path: Path, weights: Path, out: Path, cache: Path, mset:
     metrics = compute_instrument_metrics(y_val, scores, thresholds, labels)
     write_dir(out, lambda folder: (model.save_pretrained(folder), fe.save_pretrained(folder)))
     return {"absent_labels": absent, "train_windows": int(len(x)), "validation_windows": int(len(x_val)),
+            **({"audioset_prior": {"weight": audioset_prior_weight, "labels": list(model.config.audioset_prior)}}
+               if audioset_prior_weight and audioset_prior_labels else {}),
             "validation": window_summary(metrics, None),
             "validation_thresholds": dict(zip(labels, np.round(thresholds, 4).tolist()))}

@@ -10,7 +10,14 @@ from typing import Dict, List, Optional, Set, Tuple
 import numpy as np
 
 from ..audio import audio_info
-from ..evaluation.clips import LABEL_SEPARATOR, clip_set_metrics, cross_validated_tuning, evaluate_clips
+from ..evaluation.clips import (
+    LABEL_SEPARATOR,
+    MIN_TUNING_CLIPS,
+    clip_set_metrics,
+    cross_validated_tuning,
+    evaluate_clips,
+    read_manifest,
+)
 from ..evaluation.report import fmt
 from ..local_paths import strip_local_paths
 from .results import model_key
@@ -120,3 +127,12 @@ def measure_real_clips(folder: Path, manifest: Path) -> dict:
             "false_alarms": _false_alarms_by_label(report_dir),
         }
     return summary
+
+
+def well_covered_labels(manifest: Optional[Path], labels: List[str], min_clips: int = MIN_TUNING_CLIPS) -> List[str]:
+    """The labels that at least ``min_clips`` clips of the manifest hold (those whose clip thresholds are tuned,
+    :func:`~instrument_classifier.evaluation.clips.tune_clip_thresholds`); none without a manifest."""
+    if manifest is None:
+        return []
+    rows = read_manifest(manifest, labels)
+    return [label for label in labels if sum(label in row.instruments for row in rows) >= min_clips]

@@ -17,7 +17,7 @@ Command line::
         --backbone-weights yamnet_audioset.safetensors --dataset DATASET --output_dir runs/yamnet
     python -m instrument_classifier.training.linear_probe --backbone-type efficientat \\
         --backbone-weights efficientat_mn04.safetensors --dataset DATASET --output_dir runs/efficientat \\
-        [--audioset-prior-weight 0.3]
+        [--audioset-prior-weight 0.3 [--audioset-prior-labels Piano Violin Clarinet Flute]]
 
 ``DATASET`` is ``instrument-classifier prepare --feature-type musicnn --window-frames 187 --hop-frames 187``'s
 output (``--feature-type yamnet --window-frames 374 --hop-frames 374`` for YAMNet, ``--feature-type efficientat
@@ -137,11 +137,15 @@ def audioset_prior(labels: Sequence[str]) -> Dict[str, int]:
             if label in AUDIOSET_CLASS_OF_LABEL}
 
 
-def set_audioset_prior(model, weight: float) -> None:
-    """Give an EfficientAT classifier the AudioSet prior: its labels with an AudioSet class (:func:`audioset_prior`)
-    get ``(1 - weight) * head + weight * AudioSet logit``."""
+def set_audioset_prior(model, weight: float, labels: Optional[Sequence[str]] = None) -> None:
+    """Give an EfficientAT classifier the AudioSet prior: its labels with an AudioSet class (:func:`audioset_prior`;
+    only those of ``labels`` when given) get ``(1 - weight) * head + weight * AudioSet logit``."""
     config = model.config
-    config.audioset_prior = audioset_prior([config.id2label[i] for i in range(config.num_labels)])
+    prior = audioset_prior([config.id2label[i] for i in range(config.num_labels)])
+    unknown = sorted(set(labels or ()) - set(prior))
+    if unknown:
+        raise ValueError(f"no AudioSet class for {unknown}; these labels have one: {sorted(prior)}")
+    config.audioset_prior = {k: v for k, v in prior.items() if labels is None or k in labels}
     config.audioset_prior_weight = float(weight)
     config.validate()
 
@@ -263,6 +267,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--audioset-prior-weight", type=float, default=0.0,
                         help="EfficientAT only: mix this share of AudioSet's own logit into the logits of the "
                              "instruments AudioSet names (the recipe uses 0.3)")
+    parser.add_argument("--audioset-prior-labels", nargs="+", default=None, metavar="LABEL",
+                        help="only these instruments get the prior (default: every one with an AudioSet class; "
+                             "the recipe: those its real clips can confirm it on)")
     args = parser.parse_args(argv)
 
     backbone_type = args.backbone_type
@@ -276,10 +283,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
               f"{model.config.window_frames}", file=sys.stderr)
     if info["taxonomy"] != model.config.taxonomy:
         model, fe = new_classifier(args.backbone, info["taxonomy"], fe, backbone_type)
-    if args.audioset_prior_weight:
-        if backbone_type != "efficientat":
-            parser.error(f"--audioset-prior-weight needs --backbone-type efficientat, not {backbone_type}")
-        set_audioset_prior(model, args.audioset_prior_weight)
+    if args.audioset_prior_weight and backbone_type != "efficientat":
+        parser.error(f"--audioset-prior-weight needs --backbone-type efficientat, not {backbone_type}")
     x, y = _split_arrays(model, args.dataset, "train", args.batch_size, progress=True)
     if x is None:
         print("linear_probe: error: no training windows", file=sys.stderr)
@@ -288,6 +293,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if absent:
         print(f"no head for {', '.join(absent)} (fewer than {MIN_POSITIVES} positive windows)")
     x_val, y_val = _split_arrays(model, args.dataset, "validation", args.batch_size, progress=True)
+    if args.audioset_prior_weight:
+        set_audioset_prior(model, args.audioset_prior_weight, args.audioset_prior_labels)
+        mixed = ", ".join(model.config.audioset_prior) or "no label"
+        print(f"AudioSet prior {args.audioset_prior_weight:g} on {mixed}")
     if x_val is not None:
         scores = head_probabilities(model, x_val)
         model.config.thresholds = [float(t) for t in tune_thresholds(y_val, scores)]
