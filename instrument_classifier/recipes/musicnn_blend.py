@@ -180,7 +180,7 @@ def blend_card(results: dict, settings: RecipeSettings) -> str:
         "- `../yamnet`: a linear head on Google's YAMNet (374 frames of 8 ms per window, the same 47,872 samples at "
         "16 kHz); its own folder and card.",
         "- `../efficientat`: a linear head on EfficientAT's `mn04` MobileNetV3 (1496 frames of 2 ms per window at "
-        "32 kHz, the same 2.992 s); its own folder and card.",
+        f"32 kHz, the same 2.992 s){_prior_clause(results)}; its own folder and card.",
         "",
         "The heads were trained on the same windows of the same renders (see their cards). `ensemble_config.json` "
         "names the members by path relative to this folder and holds the weights and thresholds.",
@@ -235,6 +235,15 @@ def export_blend(src: Path, folder: Path, results: dict, settings: RecipeSetting
         write_json(tmp / RESULTS_FILE, strip_local_paths(results))
 
     write_dir(folder, write)
+
+
+def _prior_clause(results: dict) -> str:
+    """The EfficientAT member's AudioSet prior, as a clause of the members list (empty without one)."""
+    prior = results.get("efficientat", {}).get("training", {}).get("audioset_prior")
+    if not prior:
+        return ""
+    return (f", whose logits for {', '.join(prior['labels'])} are mixed {1 - prior['weight']:g} / "
+            f"{prior['weight']:g} with AudioSet's own class for that instrument (the AudioSet prior)")
 
 
 def is_blend_exported(src: Path, folder: Path, results: dict) -> bool:
