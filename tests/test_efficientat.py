@@ -316,6 +316,12 @@ def test_linear_probe_trains_a_model_that_predict_the_pipeline_and_remote_code_u
         capture_output=True, text=True)
     assert prepare.returncode == 0, prepare.stderr
     output = tmp_path / "model"
+    refused = subprocess.run(  # a label without an AudioSet class is refused before any window is read
+        [sys.executable, "-m", "instrument_classifier.training.linear_probe", "--backbone-weights", str(path),
+         "--dataset", str(dataset), "--output_dir", str(output), "--audioset-prior-weight", "0.3",
+         "--audioset-prior-labels", "Violin", "Oboe"], capture_output=True, text=True)
+    assert refused.returncode == 2 and "no AudioSet class for ['Oboe']" in refused.stderr
+    assert "representations" not in refused.stderr and not output.exists()
     probe = subprocess.run(
         [sys.executable, "-m", "instrument_classifier.training.linear_probe", "--backbone-weights", str(path),
          "--dataset", str(dataset), "--output_dir", str(output), "--C", "0.01", "--audioset-prior-weight", "0.3",

@@ -262,15 +262,20 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--dataset", required=True, action="append",
                         help="prepared dataset of the family's features (repeatable)")
     parser.add_argument("--output_dir", required=True, help="where the model folder is written")
-    parser.add_argument("--C", type=float, default=1e-3, help="inverse L2 strength of the logistic regressions")
-    parser.add_argument("--batch_size", type=int, default=64)
+    parser.add_argument("--C", type=float, default=1e-3,
+                        help="inverse L2 strength of the logistic regressions (default 0.001; the recipe uses 0.003 "
+                             "for EfficientAT)")
+    parser.add_argument("--batch_size", type=int, default=64, help="windows per backbone pass (default 64)")
     parser.add_argument("--audioset-prior-weight", type=float, default=0.0,
-                        help="EfficientAT only: mix this share of AudioSet's own logit into the logits of the "
-                             "instruments AudioSet names (the recipe uses 0.3)")
+                        help="EfficientAT only: mix this share, in [0, 1), of AudioSet's own logit into the logits "
+                             "of the instruments AudioSet names (default 0: no prior; the recipe uses 0.3)")
     parser.add_argument("--audioset-prior-labels", nargs="+", default=None, metavar="LABEL",
-                        help="only these instruments get the prior (default: every one with an AudioSet class; "
-                             "the recipe: those its real clips can confirm it on)")
+                        help="only these instruments get the prior (quote names with spaces; default: every one "
+                             f"with an AudioSet class: {', '.join(AUDIOSET_CLASS_OF_LABEL)}; the recipe: Piano "
+                             "Violin Clarinet Flute, those its real clips can confirm it on)")
     args = parser.parse_args(argv)
+    if args.audioset_prior_labels and not args.audioset_prior_weight:
+        parser.error("--audioset-prior-labels needs --audioset-prior-weight")
 
     backbone_type = args.backbone_type
     if backbone_type is None:
@@ -283,8 +288,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
               f"{model.config.window_frames}", file=sys.stderr)
     if info["taxonomy"] != model.config.taxonomy:
         model, fe = new_classifier(args.backbone, info["taxonomy"], fe, backbone_type)
-    if args.audioset_prior_weight and backbone_type != "efficientat":
-        parser.error(f"--audioset-prior-weight needs --backbone-type efficientat, not {backbone_type}")
+    if args.audioset_prior_weight:  # checked before the long part: reading every window through the backbone
+        if backbone_type != "efficientat":
+            parser.error(f"--audioset-prior-weight needs --backbone-type efficientat, not {backbone_type}")
+        try:
+            set_audioset_prior(model, args.audioset_prior_weight, args.audioset_prior_labels)
+        except ValueError as exc:
+            parser.error(str(exc))
     x, y = _split_arrays(model, args.dataset, "train", args.batch_size, progress=True)
     if x is None:
         print("linear_probe: error: no training windows", file=sys.stderr)
@@ -294,9 +304,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"no head for {', '.join(absent)} (fewer than {MIN_POSITIVES} positive windows)")
     x_val, y_val = _split_arrays(model, args.dataset, "validation", args.batch_size, progress=True)
     if args.audioset_prior_weight:
-        set_audioset_prior(model, args.audioset_prior_weight, args.audioset_prior_labels)
-        mixed = ", ".join(model.config.audioset_prior) or "no label"
-        print(f"AudioSet prior {args.audioset_prior_weight:g} on {mixed}")
+        print(f"AudioSet prior {args.audioset_prior_weight:g} on {', '.join(model.config.audioset_prior)}")
     if x_val is not None:
         scores = head_probabilities(model, x_val)
         model.config.thresholds = [float(t) for t in tune_thresholds(y_val, scores)]
