@@ -90,7 +90,7 @@ from ..data.render import RenderError
 from ..evaluation.clips import ManifestError
 from ..modeling import InstrumentFeatureExtractor
 from ..modeling.feature_extraction_instrument import default_feature_settings
-from ..training.linear_probe import AUDIOSET_CLASS_OF_LABEL
+from ..training.linear_probe import audioset_prior
 from .common import (
     DEFAULT_MUSICNET_LABELS,
     DEFAULT_REAL_DEV,
@@ -439,8 +439,7 @@ def run_musicnn_recipe(workdir: Path, output: Path, settings: RecipeSettings, ms
     runs = {"musicnn": musicnn_run}
     # the EfficientAT head's AudioSet prior goes only where the real clips can confirm it: the instruments with an
     # AudioSet class that enough of them hold for their clip thresholds to be tuned
-    prior_labels = tuple(label for label in well_covered_labels(manifest, results["labels"])
-                         if label in AUDIOSET_CLASS_OF_LABEL)
+    prior_labels = tuple(audioset_prior(well_covered_labels(manifest, results["labels"])))
     for name in AUDIOSET_FRONT_ENDS:
         frames = front_end_window_frames(mset, name)
         front = FrontEnd(name, front_weights[name], front_sources[name][f"{name}_weights"]["sha256"], frames,

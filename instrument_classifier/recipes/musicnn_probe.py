@@ -63,7 +63,8 @@ def train_probe(dataset_path: Path, weights: Path, out: Path, cache: Path, mset:
         return digest({"split": prepared["split_fingerprints"][split], "backbone": backbone})
 
     labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
-    if audioset_prior_weight and audioset_prior_labels:
+    with_prior = bool(audioset_prior_weight and audioset_prior_labels)
+    if with_prior:
         if backbone_type != "efficientat":
             raise ValueError(f"an AudioSet prior needs the EfficientAT head, not {backbone_type!r}")
         linear_probe.set_audioset_prior(model, audioset_prior_weight, audioset_prior_labels)
@@ -81,6 +82,6 @@ def train_probe(dataset_path: Path, weights: Path, out: Path, cache: Path, mset:
     write_dir(out, lambda folder: (model.save_pretrained(folder), fe.save_pretrained(folder)))
     return {"absent_labels": absent, "train_windows": int(len(x)), "validation_windows": int(len(x_val)),
             **({"audioset_prior": {"weight": audioset_prior_weight, "labels": list(model.config.audioset_prior)}}
-               if audioset_prior_weight and audioset_prior_labels else {}),
+               if with_prior else {}),
             "validation": window_summary(metrics, None),
             "validation_thresholds": dict(zip(labels, np.round(thresholds, 4).tolist()))}
