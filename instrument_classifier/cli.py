@@ -21,8 +21,8 @@ COMMANDS = {
     "synth": ("instrument_classifier.data.render",
               "render MusicNet label CSVs to a MusicNet-layout corpus (FluidSynth, or recorded samples)"),
     "prepare": ("instrument_classifier.data.prepare",
-                "build a `datasets` dataset of feature windows (MFCC, log-mel, constant-Q, musicnn or YAMNet mel "
-                "bands) from a MusicNet folder"),
+                "build a `datasets` dataset of feature windows (MFCC, log-mel, constant-Q, or the mel bands of "
+                "musicnn, YAMNet or EfficientAT) from a MusicNet folder"),
     "train": ("instrument_classifier.training.run_train",
               "train a CNN or Transformer with the 🤗 Trainer (`instrument-classifier train --help` lists the flags)"),
     "evaluate": ("instrument_classifier.evaluation.evaluate_models",

@@ -235,8 +235,8 @@ def add_push_model_arguments(parser: argparse.ArgumentParser) -> None:
     _add_common(parser)
     parser.add_argument("--model", type=Path, default=PACKAGE_DIR / "pretrained" / "musicnn",
                         help="model folder to upload (default: pretrained/musicnn, a member of the bundled default "
-                             "blend; its other member is pretrained/yamnet); an ensemble folder is refused (local "
-                             "only: push its members)")
+                             "blend; its other members are pretrained/yamnet and pretrained/efficientat); an "
+                             "ensemble folder is refused (local only: push its members)")
 
 
 def add_push_space_arguments(parser: argparse.ArgumentParser) -> None:

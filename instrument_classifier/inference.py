@@ -191,7 +191,7 @@ def load_model(name_or_path: Optional[Union[str, os.PathLike]] = None, device: U
                 "(train.py --output_dir) or a Hub repo id."
             )
         name_or_path = DEFAULT_MODEL_DIR
-    source = str(name_or_path)
+    source = _bundled_folder(str(name_or_path))
     device = resolve_device(device)
     verbose = _VERBOSE_LOADING.get() if verbose is None else bool(verbose)
     if os.path.isdir(source) and is_ensemble_folder(source):  # members with their own feature extractors
@@ -207,10 +207,15 @@ def load_model(name_or_path: Optional[Union[str, os.PathLike]] = None, device: U
         check_no_remote_code(source)  # before transformers could ask "run the folder's code? [y/N]"
     elif source.lower().endswith(_UNSAFE_WEIGHTS):
         raise ValueError(f"{source}: pickled weights are refused; load a folder with model.safetensors")
-    elif source.startswith((".", "/", "~")) or source.count("/") > 1:  # a local path, not a Hub repo id
-        raise FileNotFoundError(f"{source}: no such model folder (not found here, and not a Hub repo id)")
-    with quiet_weight_loading(not verbose):
-        model = AutoModelForAudioClassification.from_pretrained(source, use_safetensors=True, **NO_REMOTE_CODE)
+    elif source.startswith((".", "/", "~")) or source.count("/") != 1:  # a local path, not a Hub repo id
+        raise FileNotFoundError(f"{source}: no such model folder (not found here, and not a Hub repo id "
+                                f"owner/name); the bundled models: {', '.join(bundled_model_names())}")
+    try:
+        with quiet_weight_loading(not verbose):
+            model = AutoModelForAudioClassification.from_pretrained(source, use_safetensors=True, **NO_REMOTE_CODE)
+    except OSError as exc:  # the Hub's words ("couldn't connect", "not a valid model identifier") come after ours
+        raise OSError(f"{source}: no such model folder here, and it could not be loaded as a Hub repo id "
+                      f"({str(exc).splitlines()[0][:300]})") from None
     try:
         feature_extractor = AutoFeatureExtractor.from_pretrained(source, **NO_REMOTE_CODE)
     except (OSError, ValueError) as exc:
@@ -220,6 +225,24 @@ def load_model(name_or_path: Optional[Union[str, os.PathLike]] = None, device: U
     _check_compatible(model.config, feature_extractor, source)
     check_model_settings(model.config, feature_extractor, source)  # a broken field named, not a MemoryError later
     return model.to(device).eval(), feature_extractor
+
+
+def bundled_model_names() -> List[str]:
+    """The model folders bundled with the package (``instrument_classifier/pretrained/<name>``)."""
+    return sorted(p.name for p in DEFAULT_MODEL_DIR.parent.iterdir()
+                  if (p / "config.json").is_file() or is_ensemble_folder(p))
+
+
+def _bundled_folder(source: str) -> str:
+    """``source``, or the bundled folder it names when it is no path here: ``cnn`` or ``pretrained/cnn`` (as the
+    README calls them) for ``instrument_classifier/pretrained/cnn``, from any working directory."""
+    if os.path.exists(source):
+        return source
+    name = source[len("pretrained/"):] if source.startswith("pretrained/") else source
+    folder = DEFAULT_MODEL_DIR.parent / name
+    if "/" not in name and name in bundled_model_names():
+        return str(folder)
+    return source
 
 
 def _load_ensemble(folder: Path, device: torch.device) -> InstrumentEnsemble:

@@ -25,6 +25,7 @@ import argparse
 import csv
 import io
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, TextIO
@@ -225,7 +226,7 @@ def _table(record: Dict) -> str:
     hidden = len(ranked) - len(shown)
     # each score beside its instrument's threshold: why a 0.66 is not detected where a 0.61 is
     lines.append("  clip score/threshold: " + ", ".join(
-        f"{label}{'*' if label in detected else ''} {score:.2f}/{record['thresholds'][label]:.2f}"
+        f"{label}{'*' if label in detected else ''} {_score_and_threshold(score, record['thresholds'][label])}"
         for label, score in shown
     ) + ("  (* = detected" if detected else "  (nothing detected")
       + (f"; {hidden} more below {MIN_SHOWN_SCORE:g})" if hidden else ")"))
@@ -240,6 +241,13 @@ def _table(record: Dict) -> str:
     else:
         lines.append("  no segments above threshold")
     return "\n".join(lines) + "\n\n"
+
+
+def _score_and_threshold(score: float, threshold: float) -> str:
+    """``"0.97/0.40"``: a score under its threshold rounded down, so that it never prints as reaching it
+    (``0.79/0.80`` for 0.7953, not ``0.80/0.80`` beside an instrument that is not detected)."""
+    shown = math.floor(score * 100) / 100 if score < threshold else score
+    return f"{shown:.2f}/{threshold:.2f}"
 
 
 def _clock(seconds: float) -> str:

@@ -1,10 +1,11 @@
-"""``bench/bench_level.py``: its level normalisation, its scaled copies of a manifest, and its one line on a bundled
-model and clips made here."""
+"""``bench/bench_level.py``: its scaled copies of a manifest, its copy of a model without level normalisation, and
+its one line on a bundled model and clips made here."""
 
 from __future__ import annotations
 
 import csv
 import importlib.util
+import json
 import re
 import subprocess
 import sys
@@ -13,6 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+
+from instrument_classifier.inference import DEFAULT_MODEL_DIR, load_model
 
 REPO = Path(__file__).resolve().parents[1]
 YAMNET = REPO / "instrument_classifier" / "pretrained" / "yamnet"
@@ -38,40 +41,33 @@ def _clips(folder: Path) -> Path:
     return manifest
 
 
-def _level_dbfs(audio: np.ndarray, sr: int) -> float:
-    frame = int(0.1 * sr)
-    rms = np.sqrt(np.mean(audio[: len(audio) // frame * frame].reshape(-1, frame) ** 2, axis=1))
-    return 20 * np.log10(np.percentile(rms, 95))
-
-
-def test_level_gain_reaches_the_target_and_caps_amplification():
-    bench = _bench_level()
-    t = np.arange(44100) / 44100
-    loud = 0.5 * np.sin(2 * np.pi * 440 * t)
-    assert _level_dbfs(loud * bench.level_gain(loud, 44100, -12.0, 20.0), 44100) == pytest.approx(-12.0, abs=1e-6)
-    quiet = loud * 10 ** (-60 / 20)  # 60 dB down: raised by the 20 dB cap only
-    assert bench.level_gain(quiet, 44100, -12.0, 20.0) == pytest.approx(10.0)
-    short = loud[:1000]  # shorter than one 100-ms frame: its whole RMS
-    scaled = short * bench.level_gain(short, 44100, -12.0, 20.0)
-    assert 10 * np.log10(np.mean(scaled**2)) == pytest.approx(-12.0, abs=1e-6)
-
-
-def test_scaled_manifest_scales_keeps_labels_and_normalises(tmp_path):
-    bench = _bench_level()
+def test_scaled_manifest_scales_and_keeps_labels(tmp_path):
     manifest = _clips(tmp_path)
-    for gain, target in [(-20.0, None), (6.0, None), (-20.0, -12.0), (6.0, -12.0)]:
-        out = tmp_path / f"{gain}_{target}"
+    for gain in (-20.0, 6.0):
+        out = tmp_path / str(gain)
         out.mkdir()
-        scaled = bench.scaled_manifest(manifest, out, gain, target, 40.0)  # a limit the tone does not reach
-        rows = list(csv.DictReader(open(scaled, newline="")))
+        rows = list(csv.DictReader(open(_bench_level().scaled_manifest(manifest, out, gain), newline="")))
         assert [r["instruments"] for r in rows] == ["Flute", ""] and [r["other_sounds"] for r in rows] == ["", "noise"]
-        tone, sr = sf.read(out / rows[0]["file"])
+        tone, _ = sf.read(out / rows[0]["file"])
         original, _ = sf.read(tmp_path / "a" / "tone.flac")
-        assert tone.ndim == 1 and sf.info(out / rows[0]["file"]).subtype == "FLOAT" and len(tone) == len(original)
-        if target is None:
-            np.testing.assert_allclose(tone, original.mean(axis=1) * 10 ** (gain / 20), rtol=1e-5, atol=1e-7)
-        else:  # brought to the target whatever the gain before it
-            assert _level_dbfs(tone, sr) == pytest.approx(-12.0, abs=1e-3)
+        assert sf.info(out / rows[0]["file"]).subtype == "FLOAT" and tone.ndim == 1
+        np.testing.assert_allclose(tone, original.mean(axis=1) * 10 ** (gain / 20), rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.skipif(not (DEFAULT_MODEL_DIR / "ensemble_config.json").is_file(), reason="no bundled default")
+def test_the_copy_without_level_keeps_everything_else(tmp_path):
+    copy = _bench_level().without_level(DEFAULT_MODEL_DIR, tmp_path)
+    model, _ = load_model(copy, device="cpu")
+    shipped, _ = load_model(DEFAULT_MODEL_DIR, device="cpu")
+    assert [extractor.level_dbfs for _, extractor in shipped.members] == [-12.0, -12.0, -12.0]
+    assert [extractor.level_dbfs for _, extractor in model.members] == [None, None, None]
+    assert model.config.thresholds == shipped.config.thresholds and model.config.weights == shipped.config.weights
+    for (member, extractor), (theirs, their_extractor) in zip(model.members, shipped.members):
+        assert {k: v for k, v in extractor.to_dict().items() if k != "level_dbfs"} == \
+            {k: v for k, v in their_extractor.to_dict().items() if k != "level_dbfs"}
+        assert {k: v for k, v in member.config.to_dict().items() if k != "_name_or_path"} == \
+            {k: v for k, v in theirs.config.to_dict().items() if k != "_name_or_path"}
+    assert json.loads((DEFAULT_MODEL_DIR.parent / "musicnn" / "preprocessor_config.json").read_text())["level_dbfs"]
 
 
 @pytest.mark.skipif(not (YAMNET / "model.safetensors").is_file(), reason="no bundled YAMNet model")
@@ -87,6 +83,5 @@ def test_bench_level_prints_one_line(tmp_path):
     assert len(lines) == 1, proc.stdout
     figures = r"AUC (nan|\d\.\d{3}), micro F1 \d\.\d{3}, false/clip \d\.\d\d"
     assert re.fullmatch(
-        rf"bench_level: yamnet on 2 clips of \S+, shipped thresholds; as recorded: \+0 dB: {figures}, -20 dB: "
-        rf"{figures}; normalised to -12 dBFS: -20 dB: {figures}, \+0 dB: {figures} \(at most \+20 dB; \d+ s\)",
-        lines[0]), lines[0]
+        rf"bench_level: yamnet on 2 clips of \S+, shipped thresholds; as shipped: \+0 dB: {figures}, -20 dB: "
+        rf"{figures}; level normalisation off: \+0 dB: {figures}, -20 dB: {figures} \(\d+ s\)", lines[0]), lines[0]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -89,7 +90,8 @@ def test_manifest_label_names_ignore_case_and_spaces(tmp_path):
 @pytest.mark.parametrize("row, reason", [
     (["missing.wav", "Violin", ""], "audio file .*missing.wav not found"),
     (["a.wav", "Violin;Trumpet", ""], "unknown instrument 'Trumpet'"),
-    (["a.wav", "Violin"], "2 fields, the header has 3"),
+    (["a.wav"], "1 field, the header has 3"),
+    (["a.wav", "Violin", "", "x"], "4 fields, the header has 3"),
     (["", "Violin", ""], "no file"),
 ])
 def test_a_bad_row_names_the_manifest_and_row_and_skip_bad_counts_it(tmp_path, row, reason):
@@ -101,6 +103,27 @@ def test_a_bad_row_names_the_manifest_and_row_and_skip_bad_counts_it(tmp_path, r
     rows = read_manifest(manifest, LABELS, skip_bad=True, skipped=skipped)
     assert [r.row for r in rows] == [2, 4]
     assert len(skipped) == 1 and skipped[0]["row"] == 3 and skipped[0]["reason"]
+
+
+def test_a_row_may_leave_out_the_optional_trailing_fields(tmp_path):
+    sf.write(tmp_path / "a.wav", np.zeros(4410, dtype=np.float32), 44100)
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("file,instruments,other_sounds,source\na.wav,Violin\na.wav,,voice\n")
+    rows = read_manifest(manifest, LABELS)
+    assert [(r.instruments, r.other_sounds) for r in rows] == [(["Violin"], ""), ([], "voice")]
+
+
+@pytest.mark.parametrize("name, hint", [
+    ("Cello, Viola", "separate instruments with ';'"),
+    ("Double Bass", "'Double Bass' is 'Contrabass' here"),
+    ("horn", "'horn' is 'French Horn' here"),
+    ("Trumpet", "a sound none of the labels names goes in the other_sounds column"),
+])
+def test_an_unknown_instrument_says_what_to_write_instead(tmp_path, name, hint):
+    sf.write(tmp_path / "a.wav", np.zeros(4410, dtype=np.float32), 44100)
+    manifest = write_manifest(tmp_path / "m.csv", [["a.wav", name, ""]])
+    with pytest.raises(ManifestError, match=re.escape(hint)):
+        read_manifest(manifest, LABELS)
 
 
 def test_manifest_without_columns_or_rows_or_with_a_broken_quote(tmp_path):
@@ -185,6 +208,20 @@ def test_evaluate_clips_without_a_model_measures_the_default(clips, tmp_path, ca
     results = json.loads((out / "metrics.json").read_text())
     assert DEFAULT_MODEL_DIR.name in results and results["num_clips"] == 5
     assert DEFAULT_MODEL_DIR.name in capsys.readouterr().out
+
+
+def test_tuned_thresholds_print_their_cross_validated_figures(clips, tmp_path, capsys):
+    out = tmp_path / "report"
+    assert main(["evaluate", "--model", str(CNN), "--clips", str(clips), "--output", str(out),
+                 "--tune-thresholds"]) == 0
+    printed = capsys.readouterr().out
+    cv = json.loads((out / "metrics.json").read_text())["cnn"]["tuned_cross_validated"]
+    line = (f"cnn: micro F1 {cv['f1_micro']:.3f}, false alarms/clip {cv['false_alarms_per_clip']:.2f}, "
+            f"misses/clip {cv['misses_per_clip']:.2f}")
+    assert f"judged on the other half (2-fold, {cv['repeats']} repeats" in printed and line in printed
+    assert f"- {line}" in (out / "metrics.md").read_text()
+    main(["evaluate", "--model", str(CNN), "--clips", str(clips), "--output", str(tmp_path / "plain")])
+    assert "judged on the other half" not in capsys.readouterr().out
 
 
 def test_two_models_fixed_threshold_and_context(clips, tmp_path):
@@ -283,13 +320,13 @@ def test_cross_validated_tuning_judges_a_subset_with_thresholds_tuned_on_all_cli
 def test_every_bad_row_is_reported_at_once_and_a_runaway_quote_by_where_it_opens(tmp_path):
     sf.write(tmp_path / "a.wav", np.zeros(4410, dtype=np.float32), 44100)
     manifest = write_manifest(tmp_path / "m.csv", [["a.wav", "Cello", ""], ["missing.wav", "Violin", ""],
-                                                   ["a.wav", "Trumpet", ""], ["a.wav", "Violin"]])
+                                                   ["a.wav", "Trumpet", ""], ["a.wav"]])
     with pytest.raises(ManifestError) as error:
         read_manifest(manifest, LABELS)
     message = str(error.value)
     assert message.startswith(f"{manifest}: 3 bad rows (--skip-bad skips them):")
     assert "row 3: audio file" in message and "row 4: unknown instrument 'Trumpet'" in message
-    assert "row 5: 2 fields, the header has 3" in message
+    assert "row 5: 1 field, the header has 3" in message
     runaway = tmp_path / "q.csv"
     runaway.write_text('file,instruments,other_sounds\na.wav,Cello,\n"a.wav,Violin,\na.wav,,voice\na.wav",Cello,\n'
                        'a.wav,Violin,\n')

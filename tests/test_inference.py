@@ -433,3 +433,32 @@ def test_one_stray_window_does_not_decide_a_recording():
     assert clip_scores(probs).tolist() == pytest.approx([0.525, 0.85])  # the stray window weighs half
     assert clip_scores(probs[2:4]).tolist() == pytest.approx([0.95, 0.1])  # two windows: the highest
     assert clip_scores(probs[3:4]).tolist() == pytest.approx([0.95, 0.1])
+
+
+def test_bundled_models_load_by_their_short_names_from_anywhere(tmp_path, monkeypatch):
+    """``cnn`` and ``pretrained/cnn``, as the README names the bundled folders, from any working directory; a
+    name that is none of them, nor a Hub id (owner/name), fails at once, listing the bundled names."""
+    bundled = inference.DEFAULT_MODEL_DIR.parent / "cnn"
+    if not (bundled / "model.safetensors").is_file():
+        pytest.skip("no bundled CNN")
+    monkeypatch.chdir(tmp_path)
+    for name in ("cnn", "pretrained/cnn"):
+        model, fe = load_model(name, device="cpu")
+        assert model.config.taxonomy and fe.feature_type == "mfcc"
+    assert "cnn" in inference.bundled_model_names() and "musicnn-yamnet-efficientat" in inference.bundled_model_names()
+    with pytest.raises(FileNotFoundError, match=r"cnnn: no such model folder .*the bundled models: .*\bcnn\b"):
+        load_model("cnnn")
+    (tmp_path / "cnn").mkdir()  # a folder here named like a bundled one is the user's: it is the one read
+    with pytest.raises(FileNotFoundError, match="cnn: not a model folder"):
+        load_model("cnn")
+
+
+def test_a_hub_id_that_cannot_be_loaded_says_it_is_no_folder_here(tmp_path):
+    # the real Hub client, offline (as this machine is; HF_HUB_OFFLINE spares its retries)
+    code = ("from instrument_classifier.inference import load_model\n"
+            "try:\n    load_model('runs/cnn', device='cpu')\nexcept OSError as exc:\n    print(exc)\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=300,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    expected = "runs/cnn: no such model folder here, and it could not be loaded as a Hub repo id ("
+    assert proc.stdout.startswith(expected), proc.stdout

@@ -99,7 +99,7 @@ def test_json_and_csv_reproduce_the_table(audio_files, capsys, monkeypatch):
         assert starred == set(r["detected"]) and r["detected"]
         shown = re.findall(r"([A-Z][A-Za-z ]*?)\*? (\d\.\d\d)/(\d\.\d\d)", line)
         for label, score, threshold in shown:
-            assert float(score) == pytest.approx(r["clip"][label], abs=0.005)
+            assert float(score) == pytest.approx(r["clip"][label], abs=0.01)
             assert float(threshold) == pytest.approx(r["thresholds"][label], abs=0.005)
         hidden = len(r["clip"]) - len(shown)
         assert (f"; {hidden} more below 0.01)" in line) == (hidden > 0)
@@ -211,3 +211,14 @@ def test_a_damaged_mp3_is_not_called_missing(random_model, audio_files, tmp_path
 def test_usage_errors_exit_2(audio_files, capsys, argv, expected):
     assert cli.main(["predict", audio_files["good"], *argv]) == 2
     assert expected in capsys.readouterr().err
+
+
+def test_a_score_just_under_its_threshold_never_prints_equal_to_it():
+    from instrument_classifier.predict import _score_and_threshold
+
+    assert _score_and_threshold(0.97, 0.4) == "0.97/0.40"
+    assert _score_and_threshold(0.7953, 0.8) == "0.79/0.80"
+    assert _score_and_threshold(0.79996, 0.8) == "0.79/0.80"
+    assert _score_and_threshold(0.8, 0.8) == "0.80/0.80"  # reaches it: detected, and shown so
+    assert _score_and_threshold(0.4368, 0.4367) == "0.44/0.44"
+    assert _score_and_threshold(0.4366, 0.4367) == "0.43/0.44"

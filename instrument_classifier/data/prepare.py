@@ -552,6 +552,10 @@ def build_dataset(
     extractor_config = {k: v for k, v in extractor.to_dict().items() if k not in ("mean", "std")}
     extractor_config.pop("feature_extractor_type", None)
     extractor_config.pop("processor_class", None)
+    if extractor_config.get("level_dbfs") is None:  # no level normalisation: the rows (and the fingerprint) of an
+        # extractor from before the setting existed
+        extractor_config.pop("level_dbfs", None)
+        extractor_config.pop("level_max_gain_db", None)
     gen_kwargs = {"extractor_config": extractor_config, "taxonomy": taxonomy, "window_frames": window_frames,
                   "skip_bad": skip_bad, "progress": progress}
     params = {k: v for k, v in gen_kwargs.items() if k != "progress"}

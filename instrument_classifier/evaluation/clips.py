@@ -108,6 +108,23 @@ def _top_folder(name: str, manifest_dir: Path) -> str:
 MAX_LISTED_PROBLEMS = 20
 
 
+#: Other names users give the models' instruments, lower case -> the label.
+_ALIASES = {"double bass": "Contrabass", "bass": "Contrabass", "string bass": "Contrabass",
+            "upright bass": "Contrabass", "horn": "French Horn", "grand piano": "Piano", "fiddle": "Violin"}
+
+
+def _unknown_hint(unknown: Sequence[str], by_name: Dict[str, str]) -> str:
+    """What to write instead of ``unknown`` names in a manifest's instruments column (starts with "; ")."""
+    hints = []
+    for name in unknown:
+        if "," in name or "|" in name or "/" in name:
+            hints.append(f"separate instruments with '{LABEL_SEPARATOR}'")
+        elif _ALIASES.get(name.lower(), "").lower() in by_name:
+            hints.append(f"{name!r} is {_ALIASES[name.lower()]!r} here")
+    hints.append("a sound none of the labels names goes in the other_sounds column")
+    return "; " + "; ".join(dict.fromkeys(hints))
+
+
 def read_manifest(path: PathLike, labels: Sequence[str], skip_bad: bool = False,
                   skipped: Optional[List[dict]] = None) -> List[ClipRow]:
     """Read and check a clip manifest.
@@ -172,8 +189,11 @@ def read_manifest(path: PathLike, labels: Sequence[str], skip_bad: bool = False,
         if line > first and any("\n" in v for v in values):
             problem = (f"a double quote opened on row {first} runs to row {line}, taking the rows between into one "
                        "field: close or remove it")
+        elif len(values) < len(header) and len(values) > max(col["file"], col["instruments"]) and \
+                all(h not in ("file", "instruments") for h in header[len(values):]):
+            values = values + [""] * (len(header) - len(values))  # trailing optional fields left out: empty
         elif len(values) != len(header):
-            problem = f"{len(values)} fields, the header has {len(header)}"
+            problem = f"{len(values)} field{'' if len(values) == 1 else 's'}, the header has {len(header)}"
         name = values[col["file"]].strip() if len(values) > col["file"] else ""
         if problem is None and not name:
             problem = "no file"
@@ -181,7 +201,8 @@ def read_manifest(path: PathLike, labels: Sequence[str], skip_bad: bool = False,
         names = [] if problem else [n.strip() for n in values[col["instruments"]].split(LABEL_SEPARATOR) if n.strip()]
         unknown = [n for n in names if n.lower() not in by_name]
         if problem is None and unknown:
-            problem = f"unknown instrument {', '.join(map(repr, unknown))} (the models' labels: {', '.join(labels)})"
+            problem = (f"unknown instrument {', '.join(map(repr, unknown))} (the models' labels: {', '.join(labels)}"
+                       f"{_unknown_hint(unknown, by_name)})")
         if problem is None and not file.is_file():
             problem = f"audio file {file} not found"
         if problem is not None:
@@ -489,18 +510,43 @@ def _summary_rows(results: Dict) -> List[List[str]]:
     return rows
 
 
+def _tuning_lines(results: Dict) -> List[str]:
+    """With ``tune``: per model, what thresholds tuned on other clips of the manifest reach (the honest figure)."""
+    lines = []
+    for name in _model_entries(results):
+        cv = results[name].get("tuned_cross_validated")
+        if cv:
+            lines.append(f"{name}: micro F1 {fmt(cv['f1_micro'])}, false alarms/clip "
+                         f"{fmt(cv['false_alarms_per_clip'], 2)}, misses/clip {fmt(cv['misses_per_clip'], 2)}")
+    if lines:
+        repeats = next(results[n]["tuned_cross_validated"]["repeats"] for n in _model_entries(results)
+                       if results[n].get("tuned_cross_validated"))
+        lines.insert(0, f"thresholds tuned on half of these clips, judged on the other half (2-fold, {repeats} "
+                        "repeats; tuned_cross_validated in metrics.json):")
+    return lines
+
+
+def _skipped(results: Dict) -> int:
+    return len(results["skipped_rows"])
+
+
 def format_clip_summary(results: Dict) -> str:
-    """Plain-text table: per model, all clips, each top-level folder and the clips with none of the labels."""
+    """Plain-text table: per model, all clips, each top-level folder and the clips with none of the labels; with
+    ``tune``, the cross-validated figures of tuned thresholds below it."""
     head = ["model", "clips of"] + [title for title, _ in SUMMARY_COLUMNS]
     table = [head] + _summary_rows(results)
     widths = [max(len(r[i]) for r in table) for i in range(len(head))]
     lines = [f"clip level, {results['num_clips']} clips of {results['manifest']}"
-             + (f" ({len(results['skipped_rows'])} rows skipped)" if results["skipped_rows"] else "")
+             + (f" ({_skipped(results)} row{'' if _skipped(results) == 1 else 's'} skipped)"
+                if results["skipped_rows"] else "")
              + ("; recording context applied" if results["context"] else "")]
     for i, r in enumerate(table):
         lines.append("  ".join(v.ljust(w) if j < 2 else v.rjust(w) for j, (v, w) in enumerate(zip(r, widths))))
         if i == 0:
             lines.append("-" * len(lines[-1]))
+    tuning = _tuning_lines(results)
+    if tuning:
+        lines += [""] + tuning[:1] + [f"  {line}" for line in tuning[1:]]
     return "\n".join(lines)
 
 
@@ -522,6 +568,9 @@ def format_clip_markdown(results: Dict) -> str:
         "",
     ]
     lines += markdown_table(["model", "clips of"] + [title for title, _ in SUMMARY_COLUMNS], _summary_rows(results))
+    tuning = _tuning_lines(results)
+    if tuning:
+        lines += ["", tuning[0], ""] + [f"- {md_escape(line)}" for line in tuning[1:]]
     for name in _model_entries(results):
         m = results[name]["clips"]
         lines += ["", f"## {md_escape(name)}", "", f"Source: `{results[name]['source']}`", ""]

@@ -15,6 +15,10 @@ padding, periodic Hann window, 128 Slaney mel bands, ``power_to_db`` with
 are computed with ``torch.stft`` and a matrix product, several times faster (the mel filterbank is
 ``transformers.audio_utils.mel_filter_bank``; its ``spectrogram``, a numpy loop over frames, would be slower).
 
+With ``level_dbfs`` set, every recording is first brought to one level (:func:`recording_level_gain`: the 95th
+percentile of its 100-ms RMS to ``level_dbfs``, amplified by at most ``level_max_gain_db``), so that the features do
+not depend on how loud it was recorded. That is a first pass over the audio, as the ``top_db`` reference is.
+
 ``feature_type="cqt"`` gives log-power constant-Q bands (semitones by default) read off the same kind of
 STFT with a long window (``n_fft=8192`` recommended): a pseudo-CQT. Unlike a true CQT, every band has the
 STFT's time resolution, and bands narrower than one FFT bin (below ~90 Hz at 8192) blur into their
@@ -52,7 +56,7 @@ from transformers.audio_utils import hertz_to_mel, mel_filter_bank, mel_to_hertz
 __all__ = [
     "InstrumentFeatureExtractor", "default_feature_settings", "feature_settings", "mel_filterbank",
     "constant_q_filterbank", "constant_q_frequencies", "dct_matrix", "musicnn_compression", "yamnet_compression",
-    "yamnet_mel_filterbank", "efficientat_compression", "preemphasized",
+    "yamnet_mel_filterbank", "efficientat_compression", "preemphasized", "recording_level_gain",
 ]
 
 FEATURE_TYPES = ("mfcc", "logmel", "cqt", "musicnn", "yamnet", "efficientat")
@@ -147,6 +151,55 @@ def preemphasized(blocks: Iterable[np.ndarray], coefficient: float = EFFICIENTAT
         yield out
 
 
+#: The level of a recording (:func:`recording_level_gain`): this percentile of the RMS of its frames of this length.
+LEVEL_FRAME_SECONDS = 0.1
+LEVEL_PERCENTILE = 95.0
+
+
+def recording_level_gain(blocks: Iterable[np.ndarray], sampling_rate: int, level_dbfs: float,
+                         max_gain_db: float) -> float:
+    """The factor that brings a recording to ``level_dbfs``, from its consecutive mono blocks.
+
+    A recording's level is the 95th percentile (``LEVEL_PERCENTILE``) of the RMS of its consecutive 100-ms frames
+    (``LEVEL_FRAME_SECONDS``, counted from its first sample whatever the blocks; a last partial frame is left out,
+    unless the recording is shorter than one frame): what its louder passages reach, indifferent to a click or to
+    pauses. Attenuation is unlimited; amplification stops at ``max_gain_db``, so that near-silence is not raised to
+    the level of playing (its noise would be heard as instruments). Digital silence gets that largest gain.
+
+    Parameters
+    ----------
+    blocks : iterable of np.ndarray
+        The recording's consecutive mono float blocks, of any sizes.
+    sampling_rate : int
+        Their rate.
+    level_dbfs : float
+        The level to reach, in dB relative to full scale (1.0).
+    max_gain_db : float
+        The largest amplification, in dB (>= 0).
+
+    Returns
+    -------
+    float
+        The factor to multiply the samples by.
+    """
+    frame = max(1, int(round(LEVEL_FRAME_SECONDS * sampling_rate)))
+    energies: List[np.ndarray] = []
+    carry = np.zeros(0, dtype=np.float64)
+    for block in blocks:
+        samples = np.concatenate([carry, np.asarray(block, dtype=np.float64)])
+        whole = len(samples) // frame * frame
+        if whole:
+            energies.append(np.mean(np.square(samples[:whole]).reshape(-1, frame), axis=1))
+        carry = samples[whole:]
+    if not energies:  # shorter than one frame: its whole mean square
+        energies.append(np.array([np.mean(np.square(carry))]) if len(carry) else np.zeros(1))
+    level = math.sqrt(float(np.percentile(np.concatenate(energies), LEVEL_PERCENTILE)))
+    largest = 10.0 ** (max_gain_db / 20.0)
+    if level <= 0.0:
+        return largest
+    return min(10.0 ** (level_dbfs / 20.0) / level, largest)
+
+
 def musicnn_compression(mel_power: torch.Tensor) -> torch.Tensor:
     """``log10(1 + 10000 * mel_power)``: the log compression musicnn was trained with (zero for silence)."""
     return torch.log10(1.0 + 10000.0 * mel_power)
@@ -195,6 +248,11 @@ class InstrumentFeatureExtractor(SequenceFeatureExtractor):
     top_db : float or None
         Dynamic-range floor relative to the loudest bin of the whole recording, as in
         ``librosa.power_to_db`` (also when it is streamed, :meth:`extract_stream`).
+    level_dbfs : float or None
+        Bring every recording to this level before its features (:func:`recording_level_gain`, dBFS of the 95th
+        percentile of its 100-ms RMS); ``None``: as it is. Applied to every recording this extractor reads.
+    level_max_gain_db : float
+        With ``level_dbfs``: the largest amplification, in dB.
     include_deltas : bool
         Append time differences of every coefficient (``feature_size`` becomes
         ``n_coefficients * (1 + delta_order)``).
@@ -223,6 +281,8 @@ class InstrumentFeatureExtractor(SequenceFeatureExtractor):
         fmax: Optional[float] = None,
         bins_per_octave: int = 12,
         top_db: Optional[float] = 80.0,
+        level_dbfs: Optional[float] = None,
+        level_max_gain_db: float = 20.0,
         include_deltas: bool = False,
         delta_order: int = 1,
         do_normalize: bool = True,
@@ -243,6 +303,10 @@ class InstrumentFeatureExtractor(SequenceFeatureExtractor):
             raise ValueError(f"bins_per_octave must be positive, got {bins_per_octave}")
         if delta_order not in (1, 2):
             raise ValueError(f"delta_order must be 1 or 2, got {delta_order!r}")
+        if level_dbfs is not None and not (math.isfinite(level_dbfs) and level_dbfs <= 0):
+            raise ValueError(f"level_dbfs must be a finite level of at most 0 dBFS, or None; got {level_dbfs!r}")
+        if not (math.isfinite(level_max_gain_db) and level_max_gain_db >= 0):
+            raise ValueError(f"level_max_gain_db must be a finite number of dB >= 0, got {level_max_gain_db!r}")
         feature_size = n_coefficients * (1 + delta_order if include_deltas else 1)
         kwargs.pop("feature_size", None)
         super().__init__(feature_size=feature_size, sampling_rate=sampling_rate, padding_value=padding_value, **kwargs)
@@ -259,6 +323,8 @@ class InstrumentFeatureExtractor(SequenceFeatureExtractor):
         if feature_type == "cqt":
             self.filterbank()  # refuses bands above the Nyquist frequency now, not at the first call
         self.top_db = top_db
+        self.level_dbfs = None if level_dbfs is None else float(level_dbfs)
+        self.level_max_gain_db = float(level_max_gain_db)
         self.include_deltas = include_deltas
         self.delta_order = delta_order
         self.do_normalize = do_normalize
@@ -352,9 +418,10 @@ class InstrumentFeatureExtractor(SequenceFeatureExtractor):
         sizes: the STFT is taken on chunks of frames counted from the recording's start (:meth:`band_power`),
         and the ``top_db`` floor is relative to the loudest band of the whole recording, as in training, where
         windows were cut from whole recordings' features. That reference needs a first pass over the audio
-        (not for ``musicnn`` and ``yamnet``, which have no floor, or ``top_db=None``); its band power is kept for the
-        second pass up to ``FIRST_PASS_CACHE_MB`` (~49 min at 44.1 kHz with 128 bands), a longer recording is read
-        again.
+        (not for ``musicnn``, ``yamnet`` and ``efficientat``, which have no floor, or ``top_db=None``); its band power
+        is kept for the second pass up to ``FIRST_PASS_CACHE_MB`` (~49 min at 44.1 kHz with 128 bands), a longer
+        recording is read again. ``level_dbfs`` also needs a first pass, over the samples
+        (:func:`recording_level_gain`), which reads the blocks once more.
 
         Parameters
         ----------
@@ -369,9 +436,15 @@ class InstrumentFeatureExtractor(SequenceFeatureExtractor):
         np.ndarray, shape (frames, feature_size), float32
             Consecutive frames; ``num_frames(total samples)`` of them in all.
         """
+        first_pass = self.level_dbfs is not None or (self.top_db is not None and self.feature_type not in _NO_FLOOR)
         if not callable(blocks) and iter(blocks) is blocks:  # one pass only: keep the blocks for a second
-            blocks = list(blocks) if self.top_db is not None and self.feature_type not in _NO_FLOOR else blocks
+            blocks = list(blocks) if first_pass else blocks
         read = blocks if callable(blocks) else (lambda: iter(blocks))
+        if self.level_dbfs is not None:
+            gain = np.float32(recording_level_gain(read(), self.sampling_rate, self.level_dbfs,
+                                                   self.level_max_gain_db))
+            unscaled = read
+            read = lambda: (np.asarray(block, dtype=np.float32) * gain for block in unscaled())  # noqa: E731
         frames = self._frames(read)
         if self.include_deltas:
             frames = _with_deltas(frames, self.delta_order)

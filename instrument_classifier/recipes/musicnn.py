@@ -290,6 +290,8 @@ def run_front_end(front: FrontEnd, workdir: Path, settings: RecipeSettings, mset
         # stamps stay those of earlier runs
         train_inputs["audioset_prior"] = {"weight": front.audioset_prior_weight,
                                           "labels": list(front.audioset_prior_labels)}
+    if mset.level_dbfs is not None:
+        train_inputs["level"] = {"dbfs": mset.level_dbfs, "max_gain_db": mset.level_max_gain_db}
     t = time.perf_counter()
     trained, done = _stamped(home / "train.json", train_inputs, model_dir / "model.safetensors",
                              lambda: train_probe(dataset_path, front.weights, model_dir, home / "representations",

@@ -24,7 +24,7 @@ from ..local_paths import strip_local_paths
 from ..modeling.feature_extraction_instrument import default_feature_settings
 from .cards import library_title
 from .common import MusicnnSettings, RecipeSettings, as_json, write_json
-from .musicnn_card import EFFICIENTAT_SOURCE, RESULTS_FILE, YAMNET_SOURCE
+from .musicnn_card import EFFICIENTAT_SOURCE, RESULTS_FILE, YAMNET_SOURCE, level_sentence
 from .real_clips import clip_summary, cross_validated_long_row, long_clip_metrics
 from .results import model_key, window_summary
 
@@ -182,7 +182,8 @@ def blend_card(results: dict, settings: RecipeSettings) -> str:
         "- `../efficientat`: a linear head on EfficientAT's `mn04` MobileNetV3 (1496 frames of 2 ms per window at "
         f"32 kHz, the same 2.992 s){_prior_clause(results)}; its own folder and card.",
         "",
-        "The heads were trained on the same windows of the same renders (see their cards). `ensemble_config.json` "
+        "The heads were trained on the same windows of the same renders (see their cards)."
+        f"{level_sentence(results.get('musicnn', {}).get('training', {}).get('level'))} `ensemble_config.json` "
         "names the members by path relative to this folder and holds the weights and thresholds.",
         "",
         "## How to use",

@@ -146,6 +146,15 @@ def _prior_sentence(results: dict) -> str:
             "(docs/experiments.md measures it).")
 
 
+def level_sentence(level: dict) -> str:
+    """The feature extractor's level normalisation (the results' ``training["level"]``), in words (empty without)."""
+    if not level:
+        return ""
+    return (" Every recording is first brought to one level (`level_dbfs` in `preprocessor_config.json`: the 95th "
+            f"percentile of its 100-ms RMS at {level['dbfs']:g} dBFS, amplified by at most {level['max_gain_db']:g} "
+            "dB), so that the answer does not depend on how loud it was recorded.")
+
+
 def model_card(results: dict, settings: RecipeSettings, mset: MusicnnSettings, name: str = "musicnn") -> str:
     """The exported folder's README.md: training data, real-recording numbers first, licences.
 
@@ -171,7 +180,8 @@ def model_card(results: dict, settings: RecipeSettings, mset: MusicnnSettings, n
         f"Which of the {len(results['labels'])} MusicNet instruments play ({', '.join(results['labels'])}), window by "
         f"window (3 s) and per clip. {family['front_end']} On its representation of each window "
         f"{family['representation']} a linear head was fitted, one logistic regression per instrument "
-        f"(C {mset.C:g}).{_prior_sentence(results)} Built by `make models` "
+        f"(C {mset.C:g}).{_prior_sentence(results)}{level_sentence(results['training'].get('level'))} Built by "
+        "`make models` "
         "(`python -m instrument_classifier.recipe_musicnn`).",
         "",
         "## How to use",

@@ -48,8 +48,12 @@ def train_probe(dataset_path: Path, weights: Path, out: Path, cache: Path, mset:
     ``audioset_prior_weight`` (EfficientAT only): the share of AudioSet's own logit in the logits of
     ``audioset_prior_labels`` (the config's ``audioset_prior``); the window thresholds are tuned with it.
 
+    The saved feature extractor brings every recording to ``mset.level_dbfs`` (when set): the model's inputs
+    from then on, while the training windows keep the levels they were prepared at.
+
     Returns ``{"absent_labels", "train_windows", "validation_windows", "validation": window summary,
-    "validation_thresholds": {label: t}}``, and with a prior ``"audioset_prior": {"weight", "labels"}``.
+    "validation_thresholds": {label: t}}``, with a prior ``"audioset_prior": {"weight", "labels"}``, with a level
+    ``"level": {"dbfs", "max_gain_db"}``.
     """
 
     model, fe = linear_probe.new_classifier(str(weights), backbone_type=backbone_type)
@@ -79,9 +83,15 @@ def train_probe(dataset_path: Path, weights: Path, out: Path, cache: Path, mset:
     thresholds = [float(t) for t in tune_thresholds(y_val, scores)]
     model.config.thresholds = thresholds
     metrics = compute_instrument_metrics(y_val, scores, thresholds, labels)
+    if mset.level_dbfs is not None:  # what the model reads from now on is brought to one level; the prepared
+        # training windows keep the renders' drawn levels, around which that level lies
+        fe = type(fe).from_dict({**fe.to_dict(), "level_dbfs": mset.level_dbfs,
+                                 "level_max_gain_db": mset.level_max_gain_db})
     write_dir(out, lambda folder: (model.save_pretrained(folder), fe.save_pretrained(folder)))
     return {"absent_labels": absent, "train_windows": int(len(x)), "validation_windows": int(len(x_val)),
             **({"audioset_prior": {"weight": audioset_prior_weight, "labels": list(model.config.audioset_prior)}}
                if with_prior else {}),
+            **({"level": {"dbfs": mset.level_dbfs, "max_gain_db": mset.level_max_gain_db}}
+               if mset.level_dbfs is not None else {}),
             "validation": window_summary(metrics, None),
             "validation_thresholds": dict(zip(labels, np.round(thresholds, 4).tolist()))}
