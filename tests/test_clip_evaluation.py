@@ -240,6 +240,14 @@ def test_unreadable_audio_stops_or_is_skipped_and_nothing_is_half_written(clips,
     out = tmp_path / "report"
     assert main(["evaluate", "--model", str(CNN), "--clips", str(root / "manifest.csv"), "--output", str(out)]) == 2
     assert "manifest.csv row 7" in capsys.readouterr().err and not out.exists()
+    (root / "other" / "empty.wav").write_bytes(b"")
+    with open(root / "manifest.csv", "a", newline="") as f:
+        csv.writer(f).writerow(["other/empty.wav", "Cello", ""])
+    with pytest.raises(ManifestError) as error:  # every unreadable file at once, before any model runs
+        read_manifest(root / "manifest.csv", LABELS)
+    assert "row 7:" in str(error.value) and "not a readable audio file" in str(error.value)
+    assert "row 8:" in str(error.value) and "empty file (0 bytes)" in str(error.value)
+    (root / "manifest.csv").write_text("\n".join((root / "manifest.csv").read_text().splitlines()[:-1]) + "\n")
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".report")] == []
     assert main(["evaluate", "--model", str(CNN), "--clips", str(root / "manifest.csv"), "--output", str(out),
                  "--skip-bad"]) == 0

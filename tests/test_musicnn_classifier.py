@@ -159,12 +159,20 @@ def test_linear_probe_command_trains_a_model_that_predict_and_the_auto_classes_l
     assert len(timeline.frame_probs) == fe.num_frames(round(timeline.duration_s * 16000))
     # the frames of the first window carry its probabilities
     np.testing.assert_allclose(timeline.frame_probs[0], timeline.window_probs[0], rtol=1e-5)
-    # a second run of the command replaces the folder atomically
+    assert fe.level_dbfs is None  # as recorded, unless asked
+    # a second run of the command replaces the folder atomically; --level-dbfs is saved with the extractor
     probe = subprocess.run(
         [sys.executable, "-m", "instrument_classifier.training.linear_probe", "--backbone", str(output),
-         "--dataset", str(dataset), "--output_dir", str(output)], capture_output=True, text=True)
+         "--dataset", str(dataset), "--output_dir", str(output), "--level-dbfs", "-12", "--level-max-gain-db", "15"],
+        capture_output=True, text=True)
     assert probe.returncode == 0, probe.stderr
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".model")]
+    _, fe = load_model(output)
+    assert (fe.level_dbfs, fe.level_max_gain_db) == (-12.0, 15.0)
+    with pytest.raises(SystemExit):  # a usage error, before any window is read
+        linear_probe.main(["--backbone", str(output), "--dataset", str(dataset), "--output_dir",
+                           str(tmp_path / "never"), "--level-dbfs", "6"])
+    assert not (tmp_path / "never").exists()
 
 
 def test_linear_probe_refuses_a_dataset_of_other_features(backbone_file, rendered_corpus, tmp_path):

@@ -57,7 +57,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..atomic_write import replace_dir
-from ..audio import AudioError
+from ..audio import AudioError, audio_info
 from ..inference import load_model, predict_timeline
 from .errors import EvaluationError
 from .metrics import compute_instrument_metrics, tune_thresholds_micro
@@ -205,6 +205,11 @@ def read_manifest(path: PathLike, labels: Sequence[str], skip_bad: bool = False,
                        f"{_unknown_hint(unknown, by_name)})")
         if problem is None and not file.is_file():
             problem = f"audio file {file} not found"
+        if problem is None:  # its header now: every unreadable file in the one report, before any model runs
+            try:
+                audio_info(file)
+            except AudioError as exc:
+                problem = str(exc)
         if problem is not None:
             problems.append((first, problem))
             if skip_bad and skipped is not None:

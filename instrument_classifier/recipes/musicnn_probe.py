@@ -83,10 +83,7 @@ def train_probe(dataset_path: Path, weights: Path, out: Path, cache: Path, mset:
     thresholds = [float(t) for t in tune_thresholds(y_val, scores)]
     model.config.thresholds = thresholds
     metrics = compute_instrument_metrics(y_val, scores, thresholds, labels)
-    if mset.level_dbfs is not None:  # what the model reads from now on is brought to one level; the prepared
-        # training windows keep the renders' drawn levels, around which that level lies
-        fe = type(fe).from_dict({**fe.to_dict(), "level_dbfs": mset.level_dbfs,
-                                 "level_max_gain_db": mset.level_max_gain_db})
+    fe = linear_probe.with_level(fe, mset.level_dbfs, mset.level_max_gain_db)
     write_dir(out, lambda folder: (model.save_pretrained(folder), fe.save_pretrained(folder)))
     return {"absent_labels": absent, "train_windows": int(len(x)), "validation_windows": int(len(x_val)),
             **({"audioset_prior": {"weight": audioset_prior_weight, "labels": list(model.config.audioset_prior)}}

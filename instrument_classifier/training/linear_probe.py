@@ -252,6 +252,14 @@ def _check_datasets(datasets: Sequence[str], feature_extractor) -> Dict[str, obj
     return infos[0]
 
 
+def with_level(fe, level_dbfs: Optional[float], max_gain_db: float = 20.0):
+    """``fe`` (an ``InstrumentFeatureExtractor``) bringing every recording it reads to ``level_dbfs`` (at most
+    ``max_gain_db`` of amplification; ``None``: as recorded), validated: the model's inputs from then on. The
+    prepared training windows keep the levels they were prepared at (drawn ones, for the recipe's renders), around
+    which the level lies."""
+    return type(fe).from_dict({**fe.to_dict(), "level_dbfs": level_dbfs, "level_max_gain_db": max_gain_db})
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m instrument_classifier.training.linear_probe",
                                      description=__doc__.split("\n\n")[0])
@@ -273,6 +281,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                         help="only these instruments get the prior (quote names with spaces; default: every one "
                              f"with an AudioSet class: {', '.join(AUDIOSET_CLASS_OF_LABEL)}; the recipe: Piano "
                              "Violin Clarinet Flute, those its real clips can confirm it on)")
+    parser.add_argument("--level-dbfs", type=float, default=None,
+                        help="the saved model brings every recording to this level first (dBFS of the 95th "
+                             "percentile of its 100-ms RMS; default: none, as recorded; the recipe uses -12)")
+    parser.add_argument("--level-max-gain-db", type=float, default=20.0,
+                        help="with --level-dbfs: the largest amplification in dB (default 20)")
     args = parser.parse_args(argv)
     if args.audioset_prior_labels and not args.audioset_prior_weight:
         parser.error("--audioset-prior-labels needs --audioset-prior-weight")
@@ -288,7 +301,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
               f"{model.config.window_frames}", file=sys.stderr)
     if info["taxonomy"] != model.config.taxonomy:
         model, fe = new_classifier(args.backbone, info["taxonomy"], fe, backbone_type)
-    if args.audioset_prior_weight:  # checked before the long part: reading every window through the backbone
+    try:  # checked before the long part: reading every window through the backbone
+        fe = with_level(fe, args.level_dbfs, args.level_max_gain_db)
+    except ValueError as exc:
+        parser.error(str(exc))
+    if args.audioset_prior_weight:
         if backbone_type != "efficientat":
             parser.error(f"--audioset-prior-weight needs --backbone-type efficientat, not {backbone_type}")
         try:
