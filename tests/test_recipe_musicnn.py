@@ -420,6 +420,14 @@ def test_the_stage_builds_tunes_evaluates_and_exports_a_model_and_resumes(tiny_r
     assert config["weights"] == pytest.approx(without["blend"]["weights"]) and len(config["weights"]) == 3
     bcard = (elsewhere / "musicnn-yamnet-efficientat" / "README.md").read_text()
     assert "No labelled real recordings" in bcard and "Results on real recordings" not in bcard
+    # every exported front end brings recordings to one level; the results, the stamps and the cards say so
+    for name in ("musicnn", "yamnet", "efficientat"):
+        extractor = json.loads((elsewhere / name / "preprocessor_config.json").read_text())
+        assert (extractor["level_dbfs"], extractor["level_max_gain_db"]) == (-12.0, 20.0)
+        assert "brought to one level" in (elsewhere / name / "README.md").read_text()
+    assert without["training"]["level"] == {"dbfs": -12.0, "max_gain_db": 20.0}
+    assert json.loads((workdir / "musicnn" / "train.json").read_text())["inputs"]["level"]["dbfs"] == -12.0
+    assert "brought to one level" in bcard and "read as `prepare` cut them" in bcard
 
     # validation pieces recipe.py did not render (the new corpora changed prepare's choice) are rendered here
     train_corpora = [Path(d) for d in prepared["data_dirs"]]

@@ -168,7 +168,7 @@ def blend_card(results: dict, settings: RecipeSettings) -> str:
         f"## Results on the synthetic held-out test ({heldout})",
         "",
         f"MusicNet's test pieces rendered in full with {heldout} + rooms and noise, window level (3-s windows), "
-        "with this folder's thresholds.",
+        f"with this folder's thresholds.{_prepared_windows_note(results)}",
         "",
         *markdown_table(["macro ROC-AUC", "micro F1", "macro F1"],
                         [[fmt(t["roc_auc_macro"]), fmt(t["f1_micro"]), fmt(t["f1_macro"])]]),
@@ -183,7 +183,7 @@ def blend_card(results: dict, settings: RecipeSettings) -> str:
         f"32 kHz, the same 2.992 s){_prior_clause(results)}; its own folder and card.",
         "",
         "The heads were trained on the same windows of the same renders (see their cards)."
-        f"{level_sentence(results.get('musicnn', {}).get('training', {}).get('level'))} `ensemble_config.json` "
+        f"{level_sentence(results['training'].get('level'))} `ensemble_config.json` "
         "names the members by path relative to this folder and holds the weights and thresholds.",
         "",
         "## How to use",
@@ -236,6 +236,15 @@ def export_blend(src: Path, folder: Path, results: dict, settings: RecipeSetting
         write_json(tmp / RESULTS_FILE, strip_local_paths(results))
 
     write_dir(folder, write)
+
+
+def _prepared_windows_note(results: dict) -> str:
+    """With a level normalisation: the held-out windows are read as prepared, without it (empty otherwise)."""
+    if not results["training"].get("level"):  # the top level holds musicnn's results
+        return ""
+    return (" The windows are read as `prepare` cut them, at the levels the renders were made at; `predict` first "
+            "brings each recording to one level, and its figures on these pieces differ (docs/experiments.md, "
+            "\"Recording level\").")
 
 
 def _prior_clause(results: dict) -> str:

@@ -266,7 +266,10 @@ def model_card(results: dict, settings: RecipeSettings, mset: MusicnnSettings, n
         f"## Results on the synthetic held-out test ({heldout})",
         "",
         f"MusicNet's test pieces rendered in full with {heldout} + rooms and noise, window level (3-s windows). "
-        "Renderings, not musicians: this protocol checks that nothing was lost on the synthetic benchmark.",
+        "Renderings, not musicians: this protocol checks that nothing was lost on the synthetic benchmark."
+        + (" The windows are read as `prepare` cut them, at the levels the renders were made at, without the level "
+           "normalisation `predict` applies first (docs/experiments.md, \"Recording level\")."
+           if results["training"].get("level") else ""),
         "",
         *markdown_table(["thresholds", "macro ROC-AUC", "micro F1", "macro F1",
                          "mean F1 (piano, violin, viola, cello, clarinet, bassoon, horn)"],
