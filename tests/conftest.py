@@ -52,6 +52,30 @@ def synth_notes(notes: Sequence[Note], num_samples: int, seed: int = 0) -> np.nd
     return out.astype(np.float32)
 
 
+def bench_module(name: str):
+    """The script ``bench/<name>.py`` imported as a module (the bench folder is no package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parents[1] / "bench" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def two_labelled_clips(folder: Path) -> Path:
+    """Two labelled 3-s clips (a harmonic tone, and stereo noise that is none of the labels) and their manifest."""
+    rng = np.random.default_rng(0)
+    t = np.arange(3 * 22050) / 22050
+    tone = sum(0.2 / k * np.sin(2 * np.pi * 220 * k * t) for k in range(1, 6))
+    (folder / "a").mkdir()
+    sf.write(folder / "a" / "tone.wav", tone.astype(np.float32), 22050)
+    sf.write(folder / "noise.flac", (0.1 * rng.standard_normal((len(t), 2))).astype(np.float32), 22050)
+    manifest = folder / "manifest.csv"
+    with open(manifest, "w", newline="") as f:
+        f.write("file,instruments,other_sounds\na/tone.wav,Flute,\nnoise.flac,,noise\n")
+    return manifest
+
+
 def write_labels(path: Path, notes: Sequence[Note]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", newline="") as f:

@@ -1,10 +1,9 @@
 """``bench/bench_level.py``: its scaled copies of a manifest, its copy of a model without level normalisation, and
-its one line on a bundled model and clips made here."""
+its one line on a bundled model and clips made here (conftest's two labelled clips)."""
 
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 import re
 import subprocess
@@ -15,48 +14,30 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from conftest import bench_module, two_labelled_clips
 from instrument_classifier.inference import DEFAULT_MODEL_DIR, load_model
 
 REPO = Path(__file__).resolve().parents[1]
 YAMNET = REPO / "instrument_classifier" / "pretrained" / "yamnet"
 
 
-def _bench_level():
-    spec = importlib.util.spec_from_file_location("bench_level", REPO / "bench" / "bench_level.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def _clips(folder: Path) -> Path:
-    """A harmonic tone (stereo, 22.05 kHz) and quiet noise, labelled, and their manifest."""
-    rng = np.random.default_rng(0)
-    t = np.arange(3 * 22050) / 22050
-    tone = sum(0.2 / k * np.sin(2 * np.pi * 220 * k * t) for k in range(1, 6))
-    (folder / "a").mkdir()
-    sf.write(folder / "a" / "tone.flac", np.stack([tone, tone], axis=1).astype(np.float32), 22050)
-    sf.write(folder / "noise.wav", (0.01 * rng.standard_normal(len(t))).astype(np.float32), 22050)
-    manifest = folder / "manifest.csv"
-    manifest.write_text("file,instruments,other_sounds\na/tone.flac,Flute,\nnoise.wav,,noise\n")
-    return manifest
-
-
 def test_scaled_manifest_scales_and_keeps_labels(tmp_path):
-    manifest = _clips(tmp_path)
+    manifest = two_labelled_clips(tmp_path)
     for gain in (-20.0, 6.0):
         out = tmp_path / str(gain)
         out.mkdir()
-        rows = list(csv.DictReader(open(_bench_level().scaled_manifest(manifest, out, gain), newline="")))
+        rows = list(csv.DictReader(open(bench_module("bench_level").scaled_manifest(manifest, out, gain), newline="")))
         assert [r["instruments"] for r in rows] == ["Flute", ""] and [r["other_sounds"] for r in rows] == ["", "noise"]
-        tone, _ = sf.read(out / rows[0]["file"])
-        original, _ = sf.read(tmp_path / "a" / "tone.flac")
-        assert sf.info(out / rows[0]["file"]).subtype == "FLOAT" and tone.ndim == 1
-        np.testing.assert_allclose(tone, original.mean(axis=1) * 10 ** (gain / 20), rtol=1e-5, atol=1e-7)
+        for row, original in zip(rows, ["a/tone.wav", "noise.flac"]):
+            scaled, _ = sf.read(out / row["file"])
+            source, _ = sf.read(tmp_path / original, always_2d=True)
+            assert sf.info(out / row["file"]).subtype == "FLOAT" and scaled.ndim == 1
+            np.testing.assert_allclose(scaled, source.mean(axis=1) * 10 ** (gain / 20), rtol=1e-5, atol=1e-7)
 
 
 @pytest.mark.skipif(not (DEFAULT_MODEL_DIR / "ensemble_config.json").is_file(), reason="no bundled default")
 def test_the_copy_without_level_keeps_everything_else(tmp_path):
-    copy = _bench_level().without_level(DEFAULT_MODEL_DIR, tmp_path)
+    copy = bench_module("bench_level").without_level(DEFAULT_MODEL_DIR, tmp_path)
     model, _ = load_model(copy, device="cpu")
     shipped, _ = load_model(DEFAULT_MODEL_DIR, device="cpu")
     assert [extractor.level_dbfs for _, extractor in shipped.members] == [-12.0, -12.0, -12.0]
@@ -72,7 +53,7 @@ def test_the_copy_without_level_keeps_everything_else(tmp_path):
 
 @pytest.mark.skipif(not (YAMNET / "model.safetensors").is_file(), reason="no bundled YAMNet model")
 def test_bench_level_prints_one_line(tmp_path):
-    manifest = _clips(tmp_path)
+    manifest = two_labelled_clips(tmp_path)
     proc = subprocess.run(
         [sys.executable, str(REPO / "bench" / "bench_level.py"), "--manifest", str(manifest), "--model", str(YAMNET),
          "--gain-db", "0", "--gain-db", "-20"],

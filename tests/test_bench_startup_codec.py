@@ -4,46 +4,25 @@ models and on clips made here (bench_codec's MP3 round trip keeps every clip's l
 from __future__ import annotations
 
 import csv
-import importlib.util
 import re
 import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 import soundfile as sf
+
+from conftest import bench_module, two_labelled_clips
 
 REPO = Path(__file__).resolve().parents[1]
 YAMNET = REPO / "instrument_classifier" / "pretrained" / "yamnet"
 
 
-def _bench_codec():
-    spec = importlib.util.spec_from_file_location("bench_codec", REPO / "bench" / "bench_codec.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def _clips(folder: Path) -> Path:
-    """Two labelled 3-s clips (a harmonic tone and noise) and their manifest."""
-    rng = np.random.default_rng(0)
-    t = np.arange(3 * 22050) / 22050
-    tone = sum(0.2 / k * np.sin(2 * np.pi * 220 * k * t) for k in range(1, 6))
-    (folder / "a").mkdir()
-    sf.write(folder / "a" / "tone.wav", tone.astype(np.float32), 22050)
-    sf.write(folder / "noise.flac", (0.1 * rng.standard_normal((len(t), 2))).astype(np.float32), 22050)
-    manifest = folder / "manifest.csv"
-    with open(manifest, "w", newline="") as f:
-        f.write("file,instruments,other_sounds\na/tone.wav,Flute,\nnoise.flac,,noise\n")
-    return manifest
-
-
 def test_encode_manifest_keeps_lengths_and_labels(tmp_path):
-    manifest = _clips(tmp_path)
+    manifest = two_labelled_clips(tmp_path)
     out = tmp_path / "mp3"
     out.mkdir()
-    encoded, kbps = _bench_codec().encode_manifest(manifest, out, 0.5)
+    encoded, kbps = bench_module("bench_codec").encode_manifest(manifest, out, 0.5)
     rows = list(csv.DictReader(open(encoded, newline="")))
     assert [r["instruments"] for r in rows] == ["Flute", ""] and [r["other_sounds"] for r in rows] == ["", "noise"]
     for row, original in zip(rows, ["a/tone.wav", "noise.flac"]):
@@ -55,7 +34,7 @@ def test_encode_manifest_keeps_lengths_and_labels(tmp_path):
 
 @pytest.mark.skipif(not (YAMNET / "model.safetensors").is_file(), reason="no bundled YAMNet model")
 def test_bench_codec_prints_one_line(tmp_path):
-    manifest = _clips(tmp_path)
+    manifest = two_labelled_clips(tmp_path)
     proc = subprocess.run(
         [sys.executable, str(REPO / "bench" / "bench_codec.py"), "--manifest", str(manifest), "--model", str(YAMNET),
          "--compression-level", "0.5"],
