@@ -517,18 +517,15 @@ def _summary_rows(results: Dict) -> List[List[str]]:
 
 def _tuning_lines(results: Dict) -> List[str]:
     """With ``tune``: per model, what thresholds tuned on other clips of the manifest reach (the honest figure)."""
-    lines = []
-    for name in _model_entries(results):
-        cv = results[name].get("tuned_cross_validated")
-        if cv:
-            lines.append(f"{name}: micro F1 {fmt(cv['f1_micro'])}, false alarms/clip "
-                         f"{fmt(cv['false_alarms_per_clip'], 2)}, misses/clip {fmt(cv['misses_per_clip'], 2)}")
-    if lines:
-        repeats = next(results[n]["tuned_cross_validated"]["repeats"] for n in _model_entries(results)
-                       if results[n].get("tuned_cross_validated"))
-        lines.insert(0, f"thresholds tuned on half of these clips, judged on the other half (2-fold, {repeats} "
-                        "repeats; tuned_cross_validated in metrics.json):")
-    return lines
+    tuned = {name: results[name]["tuned_cross_validated"] for name in _model_entries(results)
+             if results[name].get("tuned_cross_validated")}
+    if not tuned:
+        return []
+    repeats = next(iter(tuned.values()))["repeats"]
+    return [f"thresholds tuned on half of these clips, judged on the other half (2-fold, {repeats} repeats; "
+            "tuned_cross_validated in metrics.json):"] + [
+        f"{name}: micro F1 {fmt(cv['f1_micro'])}, false alarms/clip {fmt(cv['false_alarms_per_clip'], 2)}, "
+        f"misses/clip {fmt(cv['misses_per_clip'], 2)}" for name, cv in tuned.items()]
 
 
 def _skipped(results: Dict) -> int:
