@@ -45,6 +45,8 @@ _EXPORTS = {
     "InstrumentMusicnnForAudioClassification": "modeling",
     "InstrumentYamnetConfig": "modeling",
     "InstrumentYamnetForAudioClassification": "modeling",
+    "InstrumentEfficientAtConfig": "modeling",
+    "InstrumentEfficientAtForAudioClassification": "modeling",
     "InstrumentAudioClassificationPipeline": "modeling",
     "InstrumentEnsemble": "ensemble",
     # data and evaluation
@@ -93,6 +95,8 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names above are
         InstrumentAudioClassificationPipeline,
         InstrumentCNNConfig,
         InstrumentCNNForAudioClassification,
+        InstrumentEfficientAtConfig,
+        InstrumentEfficientAtForAudioClassification,
         InstrumentFeatureExtractor,
         InstrumentMusicnnConfig,
         InstrumentMusicnnForAudioClassification,

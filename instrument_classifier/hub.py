@@ -234,9 +234,9 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
 def add_push_model_arguments(parser: argparse.ArgumentParser) -> None:
     _add_common(parser)
     parser.add_argument("--model", type=Path, default=PACKAGE_DIR / "pretrained" / "musicnn",
-                        help="model folder to upload (default: pretrained/musicnn, a member of the bundled default "
-                             "blend; its other members are pretrained/yamnet and pretrained/efficientat); an "
-                             "ensemble folder is refused (local only: push its members)")
+                        help="model folder, or a bundled model's name (default: musicnn, a member of the bundled "
+                             "default blend; its other members are yamnet and efficientat; also cnn, transformer); "
+                             "an ensemble folder is refused (local only: push its members)")
 
 
 def add_push_space_arguments(parser: argparse.ArgumentParser) -> None:
@@ -253,6 +253,9 @@ def _report(kind: str, repo_id: str, info) -> None:
 
 
 def run_push_model(args: argparse.Namespace) -> int:
+    from .inference import bundled_folder  # loads torch: only once the command runs
+
+    args.model = Path(bundled_folder(str(args.model)))  # a bundled model's name (musicnn, cnn, ...) from anywhere
     try:
         info = push_model(args.repo_id, args.model, private=args.private, token=args.token,
                           commit_message=args.commit_message)

@@ -191,7 +191,7 @@ def load_model(name_or_path: Optional[Union[str, os.PathLike]] = None, device: U
                 "(train.py --output_dir) or a Hub repo id."
             )
         name_or_path = DEFAULT_MODEL_DIR
-    source = _bundled_folder(str(name_or_path))
+    source = bundled_folder(str(name_or_path))
     device = resolve_device(device)
     verbose = _VERBOSE_LOADING.get() if verbose is None else bool(verbose)
     if os.path.isdir(source) and is_ensemble_folder(source):  # members with their own feature extractors
@@ -233,7 +233,7 @@ def bundled_model_names() -> List[str]:
                   if (p / "config.json").is_file() or is_ensemble_folder(p))
 
 
-def _bundled_folder(source: str) -> str:
+def bundled_folder(source: str) -> str:
     """``source``, or the bundled folder it names when it is no path here: ``cnn`` or ``pretrained/cnn`` (as the
     README calls them) for ``instrument_classifier/pretrained/cnn``, from any working directory."""
     if os.path.exists(source):

@@ -108,8 +108,8 @@ def run_predict(args: argparse.Namespace) -> int:
         return 2
     if args.context and not getattr(model.config, "context", None):
         print(f"error: --context: {args.model or 'the bundled default model'} has no recording context in its "
-              "config; the bundled MFCC models have one (--model instrument_classifier/pretrained/ensemble, cnn or "
-              "transformer), and `instrument-classifier train` tunes one for the models it trains", file=sys.stderr)
+              "config; the bundled MFCC models have one (--model ensemble, cnn or transformer), and "
+              "`instrument-classifier train` tunes one for the models it trains", file=sys.stderr)
         return 2
 
     results, failed = predict_files(model, feature_extractor, args.audio, threshold=args.threshold,

@@ -138,6 +138,19 @@ def test_push_model_by_default_pushes_the_musicnn_member_of_the_default(recorder
     assert "someone/instrument-musicnn" in capsys.readouterr().out
 
 
+def test_push_model_takes_a_bundled_models_name_from_any_directory(recorder, tmp_path, monkeypatch, capsys):
+    """`--model yamnet` (or `pretrained/yamnet`) is the bundled folder wherever the command runs, as for predict."""
+    monkeypatch.chdir(tmp_path)
+    folder = REPO_ROOT / "instrument_classifier" / "pretrained" / "yamnet"
+    for name in ("yamnet", "pretrained/yamnet"):
+        assert cli.main(["push-model", "--repo-id", "someone/instrument-yamnet", "--model", name]) == 0
+    uploads = recorder.named("upload_folder")
+    assert len(uploads) == 2
+    assert all(set(u[2]["files"]) == {p.name for p in folder.iterdir() if p.is_file()} for u in uploads)
+    assert cli.main(["push-model", "--repo-id", "a/b", "--model", "no-such-model"]) == 2
+    assert "no-such-model" in capsys.readouterr().err
+
+
 def test_push_space_uploads_app_package_and_models(recorder, capsys):
     code = cli.main(["push-space", "--repo-id", "someone/instruments", "--private", "--model-id", "someone/m"])
     assert code == 0
