@@ -93,10 +93,14 @@ def test_manifest_label_names_ignore_case_and_spaces(tmp_path):
     (["a.wav"], "1 field, the header has 3"),
     (["a.wav", "Violin", "", "x"], "4 fields, the header has 3"),
     (["", "Violin", ""], "no file"),
+    (["sub", "Violin", ""], ".*sub is a directory, not an audio file"),
+    (["./a.wav", "Violin", ""], ".*a.wav is listed already, on row 2"),  # it would count twice
 ])
 def test_a_bad_row_names_the_manifest_and_row_and_skip_bad_counts_it(tmp_path, row, reason):
-    sf.write(tmp_path / "a.wav", np.zeros(4410, dtype=np.float32), 44100)
-    manifest = write_manifest(tmp_path / "m.csv", [["a.wav", "Cello", ""], row, ["a.wav", "", "voice"]])
+    for name in ("a.wav", "b.wav"):
+        sf.write(tmp_path / name, np.zeros(4410, dtype=np.float32), 44100)
+    (tmp_path / "sub").mkdir()
+    manifest = write_manifest(tmp_path / "m.csv", [["a.wav", "Cello", ""], row, ["b.wav", "", "voice"]])
     with pytest.raises(ManifestError, match=rf"m\.csv row 3: {reason}"):
         read_manifest(manifest, LABELS)
     skipped = []
@@ -108,7 +112,8 @@ def test_a_bad_row_names_the_manifest_and_row_and_skip_bad_counts_it(tmp_path, r
 def test_a_row_may_leave_out_the_optional_trailing_fields(tmp_path):
     sf.write(tmp_path / "a.wav", np.zeros(4410, dtype=np.float32), 44100)
     manifest = tmp_path / "m.csv"
-    manifest.write_text("file,instruments,other_sounds,source\na.wav,Violin\na.wav,,voice\n")
+    sf.write(tmp_path / "b.wav", np.zeros(4410, dtype=np.float32), 44100)
+    manifest.write_text("file,instruments,other_sounds,source\na.wav,Violin\nb.wav,,voice\n")
     rows = read_manifest(manifest, LABELS)
     assert [(r.instruments, r.other_sounds) for r in rows] == [(["Violin"], ""), ([], "voice")]
 
@@ -224,6 +229,30 @@ def test_tuned_thresholds_print_their_cross_validated_figures(clips, tmp_path, c
     assert "judged on the other half" not in capsys.readouterr().out
 
 
+def test_tuning_on_too_few_clips_keeps_the_models_thresholds_and_says_so(clips, tmp_path, capsys):
+    """No label has 5 clips here: `--tune-thresholds` leaves every threshold as predict has it (the recipes, which
+    tune heads whose own thresholds come from synthetic windows, ask for 0.8 instead), and says what it tuned."""
+    from instrument_classifier.inference import load_model
+
+    out = tmp_path / "report"
+    assert main(["evaluate", "--model", str(CNN), "--clips", str(clips), "--output", str(out),
+                 "--tune-thresholds"]) == 0
+    results = json.loads((out / "metrics.json").read_text())
+    own = load_model(str(CNN), device="cpu")[0].config.thresholds
+    assert results["cnn"]["tuned_thresholds"] == {label: round(t, 4) for label, t in zip(LABELS, own)}
+    assert results["tuning"] == {"min_clips": 5, "tuned_labels": [], "others_keep": "the model's thresholds"}
+    assert "at least 5 clips here (none of them; the others keep the model's thresholds)" in capsys.readouterr().out
+    recipe = evaluate_clips(str(CNN), clips, tune=True, untuned=0.8, progress=False)
+    assert set(recipe["cnn"]["tuned_thresholds"].values()) == {0.8} and recipe["tuning"]["others_keep"] == 0.8
+
+
+def test_a_model_named_like_a_report_key_gets_a_name_of_its_own(clips, tmp_path):
+    folder = tmp_path / "tuning"
+    shutil.copytree(CNN, folder)
+    results = evaluate_clips(str(folder), clips, tune=True, progress=False)
+    assert "tuning-2" in results and results["tuning"]["tuned_labels"] == []
+
+
 def test_two_models_fixed_threshold_and_context(clips, tmp_path):
     results = evaluate_clips([str(DEFAULT), str(CNN)], clips, thresholds=0.5, context=True, progress=False)
     assert set(results) >= {"ensemble", "cnn"} and results["context"] is True
@@ -269,6 +298,14 @@ def test_context_and_skip_bad_need_clips(capsys):
     assert "go with --clips" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("option", [["--split", "train"], ["--cache-dir", "c"]])
+def test_split_and_cache_dir_are_not_taken_silently_with_clips(clips, tmp_path, option, capsys):
+    out = tmp_path / "report"
+    assert main(["evaluate", "--model", str(CNN), "--clips", str(clips), "--output", str(out), *option]) == 2
+    assert "--split and --cache-dir go with --dataset or --data-dir" in capsys.readouterr().err
+    assert not out.exists()
+
+
 @pytest.mark.skipif(not (REAL_DEV / "manifest.csv").is_file(), reason="../shared/real-dev (real recordings) not here")
 def test_real_recordings_from_the_development_set(tmp_path):
     """A few real clips per folder of ../shared/real-dev (read in place), through the bundled default."""
@@ -303,6 +340,9 @@ def test_clip_thresholds_are_tuned_only_for_labels_with_enough_clips_and_cross_v
     assert 0.35 < t[0] < 0.7
     cv = cross_validated_tuning(y, scores, repeats=3)
     assert cv["repeats"] == 3 and 0.5 < cv["f1_micro"] <= 1.0 and cv["false_alarms_per_clip"] < 0.5
+    # per label (a model's own thresholds): the others keep theirs, the tuned label's cut does not move
+    own = tune_clip_thresholds(y, scores, min_clips=5, untuned=[0.1, 0.45, 0.6])
+    assert own[1] == 0.45 and own[2] == 0.6 and own[0] == t[0]
 
 
 def test_cross_validated_tuning_judges_a_subset_with_thresholds_tuned_on_all_clips():
@@ -336,8 +376,9 @@ def test_every_bad_row_is_reported_at_once_and_a_runaway_quote_by_where_it_opens
     assert "row 3: audio file" in message and "row 4: unknown instrument 'Trumpet'" in message
     assert "row 5: 1 field, the header has 3" in message
     runaway = tmp_path / "q.csv"
+    sf.write(tmp_path / "b.wav", np.zeros(4410, dtype=np.float32), 44100)
     runaway.write_text('file,instruments,other_sounds\na.wav,Cello,\n"a.wav,Violin,\na.wav,,voice\na.wav",Cello,\n'
-                       'a.wav,Violin,\n')
+                       'b.wav,Violin,\n')
     with pytest.raises(ManifestError, match=r"q\.csv row 3: a double quote opened on row 3 runs to row 5"):
         read_manifest(runaway, LABELS)
     skipped = []

@@ -29,14 +29,15 @@ instruments ``predict`` reports as detected). Over all clips:
 * the same per top-level folder of ``file`` (a folder per source or condition), and for the clips whose
   ``instruments`` is empty.
 
-Bad rows (a missing or unreadable audio file, an unknown label, a row without a file) stop the evaluation
-with an error naming the manifest and its row; with ``skip_bad`` they are skipped, counted and listed in
+Bad rows (a missing or unreadable audio file, an unknown label, a row without a file, a file listed twice) stop
+the evaluation with an error naming the manifest and its row; with ``skip_bad`` they are skipped, counted and listed in
 ``metrics.json``. The report folder is written next to ``output`` and moved into place in one rename.
 
 Output::
 
     metrics.json   {model: {"clips": {...metrics...}, "by_folder": {...}, "no_instrument": {...}, "source",
-                    "thresholds"}, "manifest", "num_clips", "labels", "skipped_rows", "context", "thresholds"}
+                    "thresholds"[, "tuned_thresholds", "tuned_cross_validated"]}, "manifest", "num_clips", "labels",
+                    "skipped_rows", "context", "thresholds"[, "tuning"]}
     metrics.md     summary table, per-folder table, per-class table per model
     clips.csv      one row per clip: file, folder, instruments, then per model the detected set and clip scores
 """
@@ -69,7 +70,7 @@ __all__ = ["ManifestError", "ClipRow", "read_manifest", "evaluate_clips", "clip_
 #: Files a clip report folder holds (an earlier report with only these is replaced; anything else is refused).
 CLIP_OUTPUT_FILES = ("metrics.json", "metrics.md", "clips.csv")
 #: Top-level keys of a clip metrics.json besides the model names.
-CLIP_RESERVED_KEYS = ("manifest", "num_clips", "labels", "skipped_rows", "context", "thresholds")
+CLIP_RESERVED_KEYS = ("manifest", "num_clips", "labels", "skipped_rows", "context", "thresholds", "tuning")
 LABEL_SEPARATOR = ";"
 
 PathLike = Union[str, os.PathLike]
@@ -173,6 +174,7 @@ def read_manifest(path: PathLike, labels: Sequence[str], skip_bad: bool = False,
     col = {name: header.index(name) for name in ("file", "instruments", "other_sounds") if name in header}
     rows: List[ClipRow] = []
     problems: List[Tuple[int, str]] = []  # all of them at once: one run to fix a manifest, not one per bad row
+    seen: Dict[Path, int] = {}  # audio file -> the row that lists it
     line = reader.line_num
     while True:
         first = line + 1  # the row's first line: a quoted field may run over several
@@ -203,8 +205,12 @@ def read_manifest(path: PathLike, labels: Sequence[str], skip_bad: bool = False,
         if problem is None and unknown:
             problem = (f"unknown instrument {', '.join(map(repr, unknown))} (the models' labels: {', '.join(labels)}"
                        f"{_unknown_hint(unknown, by_name)})")
-        if problem is None and not file.is_file():
+        if problem is None and file.is_dir():
+            problem = f"{file} is a directory, not an audio file"
+        elif problem is None and not file.is_file():
             problem = f"audio file {file} not found"
+        if problem is None and file.resolve() in seen:  # counted twice, it would weigh twice in every figure
+            problem = f"{file} is listed already, on row {seen[file.resolve()]}"
         if problem is None:  # its header now: every unreadable file in the one report, before any model runs
             try:
                 audio_info(file)
@@ -215,6 +221,7 @@ def read_manifest(path: PathLike, labels: Sequence[str], skip_bad: bool = False,
             if skip_bad and skipped is not None:
                 skipped.append({"row": first, "file": name, "reason": problem})
             continue
+        seen[file.resolve()] = first
         other = values[col["other_sounds"]].strip() if "other_sounds" in col else ""
         rows.append(ClipRow(file=file, instruments=sorted({by_name[n.lower()] for n in names}, key=list(labels).index),
                             other_sounds=other, row=line, name=name,
@@ -275,13 +282,14 @@ def clip_set_metrics(y_true: np.ndarray, scores: np.ndarray, decisions: np.ndarr
 #: Labels with fewer positive clips than this are not tuned by :func:`tune_clip_thresholds`: a cut placed on one
 #: to four clips says more about those clips than about the instrument.
 MIN_TUNING_CLIPS = 5
-#: Their threshold instead: high, because on real recordings a wrong detection costs more than a miss of a label
-#: the clips cannot vouch for (cross-validated on real recordings: docs/experiments.md, "Decisions").
+#: The recipes' threshold for them when a new head is tuned: high, because on real recordings a wrong detection
+#: costs more than a miss of a label the clips cannot vouch for (cross-validated on real recordings:
+#: docs/experiments.md, "Decisions"). ``evaluate --tune-thresholds`` keeps the model's own instead.
 UNTUNED_THRESHOLD = 0.8
 
 
 def tune_clip_thresholds(y_true: np.ndarray, scores: np.ndarray, min_clips: int = MIN_TUNING_CLIPS,
-                         untuned: float = UNTUNED_THRESHOLD) -> np.ndarray:
+                         untuned: Union[float, Sequence[float]] = UNTUNED_THRESHOLD) -> np.ndarray:
     """Clip-decision thresholds from labelled clips: micro-F1 cuts for the labels with at least ``min_clips``
     positive clips, ``untuned`` for the others (whose false alarms still count in the tuning).
 
@@ -291,6 +299,10 @@ def tune_clip_thresholds(y_true: np.ndarray, scores: np.ndarray, min_clips: int 
         Labelled instruments (0/1), e.g. of a real development set; never the test clips.
     scores : np.ndarray, shape (n_clips, n_labels)
         Clip scores (``Timeline.clip``).
+    min_clips : int
+        Positive clips a label needs to be tuned.
+    untuned : float or sequence of float
+        The threshold of the other labels: one for all, or one per label (e.g. the model's own).
 
     Returns
     -------
@@ -298,7 +310,9 @@ def tune_clip_thresholds(y_true: np.ndarray, scores: np.ndarray, min_clips: int 
     """
     y_true = np.asarray(y_true)
     enough = y_true.sum(axis=0) >= min_clips
-    return tune_thresholds_micro(y_true, scores, np.full(y_true.shape[1], untuned), tune=enough)
+    kept = np.broadcast_to(np.asarray(untuned, dtype=np.float64), (y_true.shape[1],))
+    # the tuned labels' coordinate ascent starts from UNTUNED_THRESHOLD whatever the others keep
+    return tune_thresholds_micro(y_true, scores, np.where(enough, UNTUNED_THRESHOLD, kept), tune=enough)
 
 
 def cross_validated_tuning(y_true: np.ndarray, scores: np.ndarray, tuner=tune_clip_thresholds, repeats: int = 20,
@@ -344,6 +358,7 @@ def evaluate_clips(
     device: str = "cpu",
     progress: bool = True,
     tune: bool = False,
+    untuned: Optional[float] = None,
 ) -> Dict:
     """Evaluate models on the clips a manifest lists; optionally write metrics.json, metrics.md and clips.csv.
 
@@ -371,6 +386,12 @@ def evaluate_clips(
         Also tune each model's clip thresholds on these clips (:func:`tune_clip_thresholds`): metrics.json then
         holds ``tuned_thresholds`` per model and ``tuned_cross_validated``, what such tuning reaches on clips
         it did not see (:func:`cross_validated_tuning`). The metrics above stay those of the given thresholds.
+        Only the labels with at least ``MIN_TUNING_CLIPS`` positive clips are tuned (metrics.json's ``tuning``
+        says which, and what the others keep).
+    untuned : float, optional
+        With ``tune``: the threshold of the labels with fewer clips. ``None`` (default) keeps the model's own, the
+        one ``predict`` uses now; the recipes pass :data:`UNTUNED_THRESHOLD` for a head whose own thresholds were
+        tuned on synthetic windows only.
 
     Returns
     -------
@@ -413,7 +434,7 @@ def evaluate_clips(
     rows = read_manifest(manifest, labels, skip_bad=skip_bad, skipped=skipped)
     y_true = np.array([[label in row.instruments for label in labels] for row in rows], dtype=np.int8)
     sources = [str(Path(m).resolve()) if Path(m).exists() else str(m) for m in models]
-    names = unique_model_names(sources, models)
+    names = unique_model_names(sources, models, CLIP_RESERVED_KEYS)
     cut = None if fixed is None else [fixed] * len(labels)
     scores = np.zeros((len(models), len(rows), len(labels)))
     decisions = np.zeros((len(models), len(rows), len(labels)), dtype=np.int8)
@@ -462,8 +483,13 @@ def evaluate_clips(
         if empty.any():
             entry["no_instrument"] = clip_set_metrics(y_true[empty], scores[m][empty], decisions[m][empty], labels)
         if tune:
-            entry["tuned_thresholds"] = dict(zip(labels, tune_clip_thresholds(y_true, scores[m]).round(4).tolist()))
-            entry["tuned_cross_validated"] = cross_validated_tuning(y_true, scores[m])
+            kept = used_thresholds[m] if untuned is None else untuned
+
+            def tuner(y, s, kept=kept):
+                return tune_clip_thresholds(y, s, untuned=kept)
+
+            entry["tuned_thresholds"] = dict(zip(labels, tuner(y_true, scores[m]).round(4).tolist()))
+            entry["tuned_cross_validated"] = cross_validated_tuning(y_true, scores[m], tuner=tuner)
         results[name] = entry
     results.update({
         "manifest": str(manifest),
@@ -473,6 +499,12 @@ def evaluate_clips(
         "context": bool(context),
         "thresholds": "config" if fixed is None else fixed,
     })
+    if tune:
+        results["tuning"] = {
+            "min_clips": MIN_TUNING_CLIPS,
+            "tuned_labels": [label for label, n in zip(labels, y_true.sum(axis=0)) if n >= MIN_TUNING_CLIPS],
+            "others_keep": "the model's thresholds" if untuned is None else float(untuned),
+        }
     if output is not None:
         _write_clip_report(results, rows, names, labels, scores, decisions, output)
     return results
@@ -522,8 +554,13 @@ def _tuning_lines(results: Dict) -> List[str]:
     if not tuned:
         return []
     repeats = next(iter(tuned.values()))["repeats"]
+    tuning = results["tuning"]
+    kept = tuning["others_keep"]
+    kept = kept if isinstance(kept, str) else f"{kept:g}"
+    which = ", ".join(tuning["tuned_labels"]) or "none of them"
     return [f"thresholds tuned on half of these clips, judged on the other half (2-fold, {repeats} repeats; "
-            "tuned_cross_validated in metrics.json):"] + [
+            f"tuned_cross_validated in metrics.json), for the instruments with at least {tuning['min_clips']} clips "
+            f"here ({which}; the others keep {kept}):"] + [
         f"{name}: micro F1 {fmt(cv['f1_micro'])}, false alarms/clip {fmt(cv['false_alarms_per_clip'], 2)}, "
         f"misses/clip {fmt(cv['misses_per_clip'], 2)}" for name, cv in tuned.items()]
 

@@ -336,9 +336,11 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     data.add_argument("--clips", metavar="MANIFEST.csv",
                       help="labelled recordings (columns file, instruments, optional other_sounds): clip-level "
                            "metrics of what `predict` reports on each")
-    parser.add_argument("--split", default="test", help="split to evaluate (default test)")
+    parser.add_argument("--split", default=None, help="with --dataset or --data-dir: the split to evaluate (default "
+                                                        "test)")
     parser.add_argument("--output", required=True, metavar="DIR", help="report folder (replaced atomically)")
-    parser.add_argument("--batch-size", type=int, default=32, metavar="N", help="windows per forward pass")
+    parser.add_argument("--batch-size", type=int, default=32, metavar="N",
+                        help="windows per forward pass (default 32)")
     parser.add_argument("--thresholds", default="config", metavar="config|T",
                         help="'config': the models' tuned thresholds (default); or one threshold for every class")
     parser.add_argument("--cache-dir", default=None, metavar="DIR",
@@ -351,7 +353,8 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--skip-bad", action="store_true",
                         help="with --clips: skip bad manifest rows and unreadable audio (counted and listed)")
     parser.add_argument("--tune-thresholds", action="store_true",
-                        help="with --clips: also tune clip thresholds on these clips (metrics.json: tuned_thresholds, "
+                        help="with --clips: also tune clip thresholds on these clips, for the instruments with at "
+                             "least 5 clips (the others keep the model's thresholds; metrics.json: tuned_thresholds, "
                              "and what they reach on unseen clips by 2-fold cross-validation)")
 
 
@@ -364,7 +367,12 @@ def run_evaluate(args: argparse.Namespace) -> int:
         print(f"evaluate: error: --device: {exc}", file=sys.stderr)
         return 2
     if args.clips is not None:
+        if args.split is not None or args.cache_dir is not None:
+            print("evaluate: error: --split and --cache-dir go with --dataset or --data-dir (--clips evaluates "
+                  "every clip of the manifest)", file=sys.stderr)
+            return 2
         return _run_clip_evaluation(args)
+    args.split = args.split or "test"
     if args.context or args.skip_bad or args.tune_thresholds:
         print("evaluate: error: --context, --skip-bad and --tune-thresholds go with --clips (a prepared split is "
               "scored with and without the recording context already)", file=sys.stderr)

@@ -33,8 +33,10 @@ OUTPUT_FILES = ("metrics.json", "metrics.md", "heatmap.png")
 PathLike = Union[str, os.PathLike]
 
 
-def unique_model_names(sources: Sequence[str], given: Sequence[str]) -> List[str]:
-    """Folder name or Hub id per model; duplicates get their parent folder, then ``-2``, ``-3``..."""
+def unique_model_names(sources: Sequence[str], given: Sequence[str],
+                       reserved: Sequence[str] = RESERVED_KEYS) -> List[str]:
+    """Folder name or Hub id per model; duplicates get their parent folder, then ``-2``, ``-3``... (as do names
+    that are ``reserved``: the report's other top-level keys)."""
     def base(source, arg, depth):
         if Path(source).is_absolute():
             parts = Path(source).parts
@@ -46,7 +48,7 @@ def unique_model_names(sources: Sequence[str], given: Sequence[str]) -> List[str
     out: List[str] = []
     for name in names:
         candidate, k = name, 2
-        while candidate in out or candidate in RESERVED_KEYS:
+        while candidate in out or candidate in reserved:
             candidate, k = f"{name}-{k}", k + 1
         out.append(candidate)
     return out

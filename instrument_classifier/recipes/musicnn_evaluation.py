@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Dict, Optional
 
 from ..atomic_write import write_dir
-from ..evaluation.clips import evaluate_clips
+from ..evaluation.clips import UNTUNED_THRESHOLD, evaluate_clips
 from ..evaluation.evaluate_models import evaluate_models
 from ..evaluation.report import fmt
 from ..inference import load_model
@@ -44,7 +44,8 @@ def tune_on_real_clips(model_dir: Path, tuned_dir: Path, manifest: Optional[Path
     """
     tuned = {"thresholds": None, "report": None}
     if manifest is not None:
-        report = evaluate_clips(str(model_dir), manifest, output_dir=report_dir, tune=True)
+        report = evaluate_clips(str(model_dir), manifest, output_dir=report_dir, tune=True,
+                                untuned=UNTUNED_THRESHOLD)
         entry = _model_entry(report, model_dir)
         tuned.update(thresholds=entry["tuned_thresholds"], report=str(report_dir),
                      cross_validated=entry["tuned_cross_validated"],

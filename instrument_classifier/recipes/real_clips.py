@@ -13,6 +13,7 @@ from ..audio import audio_info
 from ..evaluation.clips import (
     LABEL_SEPARATOR,
     MIN_TUNING_CLIPS,
+    UNTUNED_THRESHOLD,
     clip_set_metrics,
     cross_validated_tuning,
     evaluate_clips,
@@ -114,7 +115,8 @@ def measure_real_clips(folder: Path, manifest: Path) -> dict:
     manifest = Path(manifest)
     with tempfile.TemporaryDirectory(prefix="recipe-real-clips-") as scratch:
         report_dir = Path(scratch) / "report"
-        report = evaluate_clips(str(folder), manifest, output_dir=report_dir, tune=True, progress=False)
+        report = evaluate_clips(str(folder), manifest, output_dir=report_dir, tune=True, progress=False,
+                                untuned=UNTUNED_THRESHOLD)
         entry = model_key(report, Path(folder).name)
         summary = {
             "manifest": strip_local_paths(str(manifest.resolve())),
