@@ -67,6 +67,10 @@ def add_predict_arguments(parser: argparse.ArgumentParser) -> None:
                         help="blend each window with its neighbours in the recording, as tuned on validation and "
                              "stored in the model (only models with a tuned context: the bundled MFCC models; the "
                              "default has none; smears entries in time)")
+    parser.add_argument("--min-segment", type=float, default=None, metavar="SECONDS",
+                        help="drop segments shorter than this (default 0.2 s)")
+    parser.add_argument("--merge-gap", type=float, default=None, metavar="SECONDS",
+                        help="bridge gaps up to this long between two segments of an instrument (default 0.3 s)")
     parser.add_argument("--batch-size", type=int, default=32, help="windows per forward pass (default 32)")
     parser.add_argument("--device", default="auto", metavar="auto|cuda|mps|cpu",
                         help="where the model runs: auto (default: a CUDA GPU if there is one, else MPS, else the "
@@ -83,6 +87,10 @@ def run_predict(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
         print(f"error: --batch-size must be >= 1, got {args.batch_size}", file=sys.stderr)
         return 2
+    for flag, value in (("--min-segment", args.min_segment), ("--merge-gap", args.merge_gap)):
+        if value is not None and not 0.0 <= value < float("inf"):
+            print(f"error: {flag} must be a number of seconds >= 0, got {value}", file=sys.stderr)
+            return 2
     if args.output is not None and args.output.is_dir():
         print(f"error: --output {args.output} is a folder; give a file name", file=sys.stderr)
         return 2
@@ -114,7 +122,8 @@ def run_predict(args: argparse.Namespace) -> int:
 
     results, failed = predict_files(model, feature_extractor, args.audio, threshold=args.threshold,
                                     batch_size=args.batch_size, progress=not args.no_progress, context=args.context,
-                                    stream=None if args.output or args.format != "table" else sys.stdout)
+                                    stream=None if args.output or args.format != "table" else sys.stdout,
+                                    min_segment_s=args.min_segment, merge_gap_s=args.merge_gap)
     if not results:  # every file failed: write nothing, so a previous result file is not replaced by an empty one
         where = f"; {args.output} left unchanged" if args.output is not None else ""
         print(f"error: none of the {len(args.audio)} file(s) could be processed{where}", file=sys.stderr)
@@ -138,7 +147,8 @@ def run_predict(args: argparse.Namespace) -> int:
 
 def predict_files(model, feature_extractor, paths: Sequence[str], threshold: Optional[float] = None,
                   batch_size: int = 32, progress: bool = True,
-                  stream: Optional[TextIO] = None, context: bool = False) -> tuple[List[Dict], List[str]]:
+                  stream: Optional[TextIO] = None, context: bool = False, min_segment_s: Optional[float] = None,
+                  merge_gap_s: Optional[float] = None) -> tuple[List[Dict], List[str]]:
     """Run :func:`~instrument_classifier.inference.predict_timeline` on each file.
 
     Parameters
@@ -157,6 +167,9 @@ def predict_files(model, feature_extractor, paths: Sequence[str], threshold: Opt
         If given, each file's table is written there as soon as it is done.
     context : bool
         Apply the model's recording context (``config.context``) and its thresholds.
+    min_segment_s, merge_gap_s : float or None
+        Segments shorter than this are dropped; gaps up to this long are bridged (``None``: ``predict_timeline``'s
+        defaults, 0.2 s and 0.3 s).
 
     Returns
     -------
@@ -171,13 +184,15 @@ def predict_files(model, feature_extractor, paths: Sequence[str], threshold: Opt
 
     num_labels = len(model.config.id2label)
     thresholds = None if threshold is None else [float(threshold)] * num_labels
+    segments = {k: v for k, v in (("min_duration_s", min_segment_s), ("merge_gap_s", merge_gap_s)) if v is not None}
     results, failed = [], []
     for path in paths:
         try:
             info = audio_info(path)
             long_file = info.frames / info.samplerate >= PROGRESS_MIN_SECONDS
             timeline = predict_timeline(model, feature_extractor, path, batch_size=batch_size,
-                                        thresholds=thresholds, progress=progress and long_file, context=context)
+                                        thresholds=thresholds, progress=progress and long_file, context=context,
+                                        **segments)
         except (AudioError, OSError) as exc:
             message = str(exc)
             if path not in message:  # AudioError names the file already; OSError may not

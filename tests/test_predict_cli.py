@@ -204,9 +204,34 @@ def test_a_damaged_mp3_is_not_called_missing(random_model, audio_files, tmp_path
     assert "does not exist" not in err
 
 
+def test_segment_options_reach_the_timeline(random_model, audio_files, capsys):
+    """--min-segment and --merge-gap are predict_timeline's min_duration_s and merge_gap_s; their help names its
+    defaults."""
+    import inspect
+
+    def segments(*options):
+        assert cli.main(["predict", "--model", str(random_model), audio_files["good"], "--threshold", "0.3",
+                         "--format", "json", *options]) == 0
+        return json.loads(capsys.readouterr().out)[0]["segments"]
+
+    default, coarse = segments(), segments("--min-segment", "1.5", "--merge-gap", "2")
+    model, fe = inference.load_model(str(random_model), device="cpu")
+    timeline = inference.predict_timeline(model, fe, audio_files["good"], thresholds=[0.3] * 11,
+                                          min_duration_s=1.5, merge_gap_s=2.0)
+    assert coarse == json.loads(json.dumps(timeline.to_dict()["segments"]))
+    assert len(coarse) < len(default) and all(s["end_s"] - s["start_s"] >= 1.5 for s in coarse)
+    defaults = inspect.signature(inference.predict_timeline).parameters
+    parser = cli.build_parser("predict")
+    help_text = " ".join(parser._subparsers._group_actions[0].choices["predict"].format_help().split())
+    assert f"default {defaults['min_duration_s'].default:g} s" in help_text
+    assert f"default {defaults['merge_gap_s'].default:g} s" in help_text
+
+
 @pytest.mark.parametrize("argv,expected", [
     (["--threshold", "1.5"], "--threshold must be between 0 and 1"),
     (["--model", "/nonexistent/model"], "/nonexistent/model"),
+    (["--min-segment", "-1"], "--min-segment must be a number of seconds >= 0"),
+    (["--merge-gap", "nan"], "--merge-gap must be a number of seconds >= 0"),
 ])
 def test_usage_errors_exit_2(audio_files, capsys, argv, expected):
     assert cli.main(["predict", audio_files["good"], *argv]) == 2
