@@ -51,6 +51,7 @@ import os
 import shutil
 import tempfile
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
@@ -483,11 +484,7 @@ def evaluate_clips(
         if empty.any():
             entry["no_instrument"] = clip_set_metrics(y_true[empty], scores[m][empty], decisions[m][empty], labels)
         if tune:
-            kept = used_thresholds[m] if untuned is None else untuned
-
-            def tuner(y, s, kept=kept):
-                return tune_clip_thresholds(y, s, untuned=kept)
-
+            tuner = partial(tune_clip_thresholds, untuned=used_thresholds[m] if untuned is None else untuned)
             entry["tuned_thresholds"] = dict(zip(labels, tuner(y_true, scores[m]).round(4).tolist()))
             entry["tuned_cross_validated"] = cross_validated_tuning(y_true, scores[m], tuner=tuner)
         results[name] = entry
