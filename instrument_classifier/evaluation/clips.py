@@ -210,8 +210,9 @@ def read_manifest(path: PathLike, labels: Sequence[str], skip_bad: bool = False,
             problem = f"{file} is a directory, not an audio file"
         elif problem is None and not file.is_file():
             problem = f"audio file {file} not found"
-        if problem is None and file.resolve() in seen:  # counted twice, it would weigh twice in every figure
-            problem = f"{file} is listed already, on row {seen[file.resolve()]}"
+        where = file.resolve()
+        if problem is None and where in seen:  # counted twice, it would weigh twice in every figure
+            problem = f"{file} is listed already, on row {seen[where]}"
         if problem is None:  # its header now: every unreadable file in the one report, before any model runs
             try:
                 audio_info(file)
@@ -222,7 +223,7 @@ def read_manifest(path: PathLike, labels: Sequence[str], skip_bad: bool = False,
             if skip_bad and skipped is not None:
                 skipped.append({"row": first, "file": name, "reason": problem})
             continue
-        seen[file.resolve()] = first
+        seen[where] = first
         other = values[col["other_sounds"]].strip() if "other_sounds" in col else ""
         rows.append(ClipRow(file=file, instruments=sorted({by_name[n.lower()] for n in names}, key=list(labels).index),
                             other_sounds=other, row=line, name=name,
