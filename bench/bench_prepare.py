@@ -93,7 +93,8 @@ def run_sampled(cmd, sampler_class=TreeRSS):
 
 
 def run_prepare(data_dirs, output: Path, cache: Path, num_proc: int):
-    code = ("import argparse, sys; from instrument_classifier.data.prepare import add_prepare_arguments, run_prepare; "
+    code = ("import argparse, sys; "
+            "from instrument_classifier.data.prepare_command import add_prepare_arguments, run_prepare; "
             "p = argparse.ArgumentParser(); add_prepare_arguments(p); sys.exit(run_prepare(p.parse_args()))")
     cmd = [sys.executable, "-c", code, "--data-dir", *map(str, data_dirs), "--output", str(output),
            "--cache-dir", str(cache), "--num-proc", str(num_proc)]

@@ -20,12 +20,12 @@ from . import __version__
 COMMANDS = {
     "synth": ("instrument_classifier.data.render",
               "render MusicNet label CSVs to a MusicNet-layout corpus (FluidSynth, or recorded samples)"),
-    "prepare": ("instrument_classifier.data.prepare",
+    "prepare": ("instrument_classifier.data.prepare_command",
                 "build a `datasets` dataset of feature windows (MFCC, log-mel, constant-Q, or the mel bands of "
                 "musicnn, YAMNet or EfficientAT) from a MusicNet folder"),
     "train": ("instrument_classifier.training.run_train",
               "train a CNN or Transformer with the 🤗 Trainer (`instrument-classifier train --help` lists the flags)"),
-    "evaluate": ("instrument_classifier.evaluation.evaluate_models",
+    "evaluate": ("instrument_classifier.evaluation.evaluate_command",
                  "evaluate models on a split or on labelled recordings: metrics.json, tables, figures"),
     "predict": ("instrument_classifier.predict", "which instruments play when, in audio files"),
     "demo": ("instrument_classifier.demo", "launch the Gradio demo (the Space) locally"),

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 from instrument_classifier import cli
@@ -26,3 +29,13 @@ def test_prepare_taxonomy_help_names_both_label_sets(capsys):
     text = " ".join(capsys.readouterr().out.split())
     assert "--taxonomy {musicnet11,seed12} the labels: musicnet11, the 11 instruments" in text
     assert "seed12, the 12 instrument families" in text and "(default seed12)" in text
+
+
+@pytest.mark.parametrize("name", sorted(set(cli.COMMANDS) - {"train"}))  # train's flags are transformers' dataclasses
+def test_help_loads_no_framework(name):
+    """``--help`` and usage errors answer at once: building a command's parser loads neither torch, transformers,
+    datasets, scikit-learn nor gradio (``evaluate --help`` and ``prepare --help`` took 5 s when they did)."""
+    code = (f"import sys; from instrument_classifier import cli; cli.build_parser({name!r}); "
+            "print(sorted(m for m in ('torch', 'transformers', 'datasets', 'sklearn', 'gradio') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"

@@ -21,11 +21,10 @@ from instrument_classifier.data.prepare import (
     choose_validation_pieces,
     load_prepared,
     plan_validation_pieces,
-    add_prepare_arguments,
     push_prepared,
-    run_prepare,
     window_starts,
 )
+from instrument_classifier.data.prepare_command import add_prepare_arguments, run_prepare
 from instrument_classifier.data.taxonomy import UnknownInstrumentError, get_taxonomy
 from instrument_classifier.modeling.feature_extraction_instrument import InstrumentFeatureExtractor
 

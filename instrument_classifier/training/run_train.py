@@ -50,8 +50,9 @@ from transformers.trainer_utils import SchedulerType
 from instrument_classifier.audio import AudioError
 from instrument_classifier.data.musicnet import MusicNetError
 from instrument_classifier.data.taxonomy import UnknownInstrumentError
-from instrument_classifier.evaluation.evaluate_models import evaluate_models, model_names
+from instrument_classifier.evaluation.evaluate_models import evaluate_models
 from instrument_classifier.evaluation.metrics import compute_instrument_metrics, near_zero_thresholds, tune_thresholds
+from instrument_classifier.evaluation.report import model_names
 from instrument_classifier.evaluation.tuning import tune_context
 from instrument_classifier.training.arguments import (
     STUDY_SETTINGS,
