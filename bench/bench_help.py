@@ -12,13 +12,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
-import subprocess
 import sys
-import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_startup import median_wall, wall_clock  # noqa: E402
 
 #: command -> the module that does its work (imported when the command runs)
 WORK_MODULES = {
@@ -32,26 +30,16 @@ WORK_MODULES = {
 }
 
 
-def _wall(cmd: list) -> float:
-    start = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    wall = time.perf_counter() - start
-    if proc.returncode != 0:
-        raise SystemExit(f"bench_help: {' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr[-2000:]}")
-    return wall
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=3, help="fresh processes per figure (median)")
     args = parser.parse_args(argv)
 
-    _wall([sys.executable, "-c", f"import {WORK_MODULES['evaluate']}"])  # warm the file cache and the bytecode once
+    wall_clock([sys.executable, "-c", f"import {WORK_MODULES['evaluate']}"])  # warm the file cache and bytecode
     figures = []
     for command, module in WORK_MODULES.items():
-        help_s = statistics.median(_wall([sys.executable, "-m", "instrument_classifier.cli", command, "--help"])
-                                   for _ in range(args.repeats))
-        work_s = statistics.median(_wall([sys.executable, "-c", f"import {module}"]) for _ in range(args.repeats))
+        help_s = median_wall([sys.executable, "-m", "instrument_classifier.cli", command, "--help"], args.repeats)
+        work_s = median_wall([sys.executable, "-c", f"import {module}"], args.repeats)
         figures.append(f"{command} {help_s:.2f} s (work module {work_s:.2f} s, {work_s / help_s:.0f}x)")
     print(f"bench_help: --help wall clock, fresh processes, median of {args.repeats}: {'; '.join(figures)}; "
           f"{os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}")

@@ -45,17 +45,19 @@ STAGES = [  # each stage imports what the one before did, and more
 ]
 
 
-def _wall(cmd: list) -> float:
+def wall_clock(cmd: list) -> float:
+    """Seconds a fresh process of ``cmd`` takes, run in the checkout; a failure ends the benchmark with its stderr."""
     start = time.perf_counter()
     proc = subprocess.run(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     wall = time.perf_counter() - start
     if proc.returncode != 0:
-        raise SystemExit(f"bench_startup: {' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr[-2000:]}")
+        bench = Path(sys.argv[0]).stem
+        raise SystemExit(f"{bench}: {' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr[-2000:]}")
     return wall
 
 
-def _median_wall(cmd: list, repeats: int) -> float:
-    return statistics.median(_wall(cmd) for _ in range(repeats))
+def median_wall(cmd: list, repeats: int) -> float:
+    return statistics.median(wall_clock(cmd) for _ in range(repeats))
 
 
 def main(argv=None) -> int:
@@ -72,12 +74,12 @@ def main(argv=None) -> int:
         clip = Path(tmp) / "one_second.flac"
         t = np.arange(44100) / 44100
         sf.write(clip, (0.3 * np.sin(2 * np.pi * 440.0 * t)).astype(np.float32), 44100)
-        _wall([sys.executable, "-c", STAGES[-1][1]])  # warm the file cache and the bytecode once
-        stages = {name: _median_wall([sys.executable, "-c", code], args.repeats) for name, code in STAGES}
+        wall_clock([sys.executable, "-c", STAGES[-1][1]])  # warm the file cache and the bytecode once
+        stages = {name: median_wall([sys.executable, "-c", code], args.repeats) for name, code in STAGES}
         predict = [sys.executable, "-m", "instrument_classifier.cli", "predict", "--format", "json", str(clip)]
         if args.model:
             predict += ["--model", args.model]
-        stages["predict 1 s"] = _median_wall(predict, args.repeats)
+        stages["predict 1 s"] = median_wall(predict, args.repeats)
 
     work = stages["predict 1 s"] - stages["package imports"]
     with_models = stages["+PreTrainedModel"] + work
