@@ -199,16 +199,18 @@ def test_two_process_bf16_ddp_matches_one_process_first_step_loss(tiny_dataset, 
     from transformers import AutoModelForAudioClassification
 
     common = ["--model_type", "cnn", "--dataset_path", tiny_dataset, "--max_train_samples", "8",
-              "--num_train_epochs", "1", "--logging_steps", "1", "--dropout", "0", "--bf16", "--use_cpu", *COMMON]
+              "--num_train_epochs", "1", "--logging_steps", "1", "--dropout", "0", "--bf16", *COMMON]
     one = tmp_path / "one"
     two = tmp_path / "two"
-    train_in_process([*common, "--output_dir", one, "--per_device_train_batch_size", "8"])
+    train_in_process([*common, "--use_cpu", "--output_dir", one, "--per_device_train_batch_size", "8"])
     launcher = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
                 "--num_machines", "1", "--mixed_precision", "bf16", "--dynamo_backend", "no",
                 "--main_process_port", str(free_port())]
+    # no --use_cpu: a launch of 2 processes without a GPU trains one model on the CPU, not two unrelated ones
     proc = run_train([*common, "--output_dir", two, "--per_device_train_batch_size", "4"], launcher=launcher,
                      OMP_NUM_THREADS="1")
     assert "process 0 of 2" in proc.stdout and "mixed precision bf16" in proc.stdout
+    assert proc.stderr.count("2 processes and no GPU: training on the CPU") == 1  # said once, by rank 0
 
     loss_one, loss_two = step_losses(one), step_losses(two)
     assert list(loss_one) == [1] and list(loss_two) == [1]  # one optimisation step each

@@ -89,6 +89,13 @@ def parse_arguments(argv: Optional[Sequence[str]] = None, prog: Optional[str] = 
     """
     parser = HfArgumentParser((ModelArguments, DataArguments, InstrumentTrainingArguments), prog=prog)
     argv = list(sys.argv[1:] if argv is None else argv)
+    if not (len(argv) == 1 and argv[0].endswith(".json")) and _launched_without_gpu(argv):
+        # Without --use_cpu, transformers gives each launched process a run of its own on the CPU: N unrelated
+        # trainings writing one output folder. What the launch asks for is N processes training one model.
+        argv.append("--use_cpu")
+        if os.environ.get("RANK", "0") == "0":
+            print(f"train: {os.environ['WORLD_SIZE']} processes and no GPU: training on the CPU, the processes "
+                  "synchronised through gloo (as --use_cpu)", file=sys.stderr)
     if len(argv) == 1 and argv[0].endswith(".json"):
         model_args, data_args, training_args = parser.parse_json_file(json_file=os.path.abspath(argv[0]))
         explicit = set(json.loads(Path(argv[0]).read_text()))
@@ -97,6 +104,16 @@ def parse_arguments(argv: Optional[Sequence[str]] = None, prog: Optional[str] = 
         explicit = {a[2:].split("=", 1)[0].replace("-", "_") for a in argv if a.startswith("--")}
         explicit |= {name[3:] for name in explicit if name.startswith("no_")}
     return model_args, data_args, training_args, explicit
+
+
+def _launched_without_gpu(argv: Sequence[str]) -> bool:
+    """``True`` when a launcher (``accelerate launch``, ``torchrun``) started several processes on a machine without
+    a CUDA GPU and the arguments do not say ``--use_cpu`` already."""
+    import torch
+
+    if int(os.environ.get("WORLD_SIZE", "1")) < 2 or torch.cuda.is_available():
+        return False
+    return not any(a == "--use_cpu" or a.startswith("--use_cpu=") for a in argv)
 
 
 def apply_study_settings(model_args, training_args, explicit: set) -> dict:
