@@ -207,9 +207,8 @@ def load_model(name_or_path: Optional[Union[str, os.PathLike]] = None, device: U
         check_no_remote_code(source)  # before transformers could ask "run the folder's code? [y/N]"
     elif source.lower().endswith(_UNSAFE_WEIGHTS):
         raise ValueError(f"{source}: pickled weights are refused; load a folder with model.safetensors")
-    elif source.startswith((".", "/", "~")) or source.count("/") != 1:  # a local path, not a Hub repo id
-        raise FileNotFoundError(f"{source}: no such model folder (not found here, and not a Hub repo id "
-                                f"owner/name); the bundled models: {', '.join(bundled_model_names())}")
+    else:
+        require_hub_id(source)
     try:
         with quiet_weight_loading(not verbose):
             model = AutoModelForAudioClassification.from_pretrained(source, use_safetensors=True, **NO_REMOTE_CODE)
@@ -234,15 +233,25 @@ def bundled_model_names() -> List[str]:
 
 
 def bundled_folder(source: str) -> str:
-    """``source``, or the bundled folder it names when it is no path here: ``cnn`` or ``pretrained/cnn`` (as the
-    README calls them) for ``instrument_classifier/pretrained/cnn``, from any working directory."""
+    """``source``, or the bundled folder it names when it is no path here: ``cnn``, ``pretrained/cnn`` or
+    ``instrument_classifier/pretrained/cnn`` (as the README calls them) for the installed package's
+    ``pretrained/cnn``, from any working directory."""
     if os.path.exists(source):
         return source
-    name = source[len("pretrained/"):] if source.startswith("pretrained/") else source
-    folder = DEFAULT_MODEL_DIR.parent / name
+    name = source
+    for prefix in ("instrument_classifier/pretrained/", "pretrained/"):
+        name = name.removeprefix(prefix)
     if "/" not in name and name in bundled_model_names():
-        return str(folder)
+        return str(DEFAULT_MODEL_DIR.parent / name)
     return source
+
+
+def require_hub_id(source: str) -> None:
+    """Raise ``FileNotFoundError`` for a ``source`` that is no folder here and cannot be a Hub repo id
+    (``owner/name``): a local path that does not exist is reported as such, not as a failed download."""
+    if source.startswith((".", "/", "~")) or source.count("/") != 1:
+        raise FileNotFoundError(f"{source}: no such model folder (not found here, and not a Hub repo id "
+                                f"owner/name); the bundled models: {', '.join(bundled_model_names())}")
 
 
 def _load_ensemble(folder: Path, device: torch.device) -> InstrumentEnsemble:

@@ -185,6 +185,8 @@ def test_fine_tune_keeps_weights_and_normalisation_and_swaps_the_head_for_a_new_
     assert new_weights["classifier.weight"].shape[0] == 11 != old_weights["classifier.weight"].shape[0]
     assert AutoFeatureExtractor.from_pretrained(tuned, trust_remote_code=True).mean == \
         pytest.approx(preprocessor["mean"])
+    card = (tuned / "README.md").read_text()  # pushed as it is: it names no folder of this machine
+    assert str(tmp_path) not in card and f"| fine-tuned from | {tmp_path.name}/base |" in card
 
 
 # -- two processes (gloo DDP) with bf16: same first-step loss as one process ----------------------------------

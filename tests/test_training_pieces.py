@@ -224,7 +224,24 @@ def test_command_line_errors_are_one_line(tmp_path, capsys):
     assert "not a prepared dataset folder" in capsys.readouterr().err
     assert train.cli(["--model_type", "cnn", "--output_dir", str(tmp_path / "out")]) == 2
     assert "exactly one of --dataset_path" in capsys.readouterr().err
+    # a model folder that is not here is named as such, before any data is read, not tried as a Hub id
+    assert train.cli(["--model_name_or_path", str(tmp_path / "no-model"), "--dataset_path", str(tmp_path / "missing"),
+                      "--output_dir", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert f"--model_name_or_path {tmp_path / 'no-model'}: no such model folder" in err and "cnn" in err
     assert not (tmp_path / "out" / "model.safetensors").exists()
+
+
+def test_model_name_or_path_takes_bundled_names_from_any_directory(tmp_path, monkeypatch):
+    from instrument_classifier.training.model_factory import resolve_model_source
+
+    bundled = str(REPO / "instrument_classifier" / "pretrained" / "cnn")
+    monkeypatch.chdir(tmp_path)  # no checkout here: the README's relative path names the installed package's folder
+    for name in ("cnn", "pretrained/cnn", "instrument_classifier/pretrained/cnn"):
+        assert resolve_model_source(name) == bundled
+    (tmp_path / "cnn").mkdir()  # a folder of the user's own comes first
+    assert resolve_model_source("cnn") == "cnn"
+    assert resolve_model_source("someone/model") == "someone/model"  # a Hub id stays one
 
 
 def test_model_card_names_the_features_deltas_included():

@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Dict, Optional, Tuple
 
 from transformers import AutoConfig, AutoFeatureExtractor, AutoModelForAudioClassification
 
+from ..inference import bundled_folder, require_hub_id
 from ..modeling import MODEL_CLASSES  # importing registers our model types with the Auto classes
 from ..modeling.feature_extraction_instrument import feature_settings
 from ..remote_code import RemoteCodeError, check_no_remote_code
 
 from .errors import TrainingSetupError
 
-__all__ = ["parse_config_overrides", "apply_config_overrides", "build_model", "CONFIG_ALIASES"]
+__all__ = ["parse_config_overrides", "apply_config_overrides", "build_model", "resolve_model_source", "CONFIG_ALIASES"]
 
 #: Short names accepted in ``--config_overrides`` (common names from other code bases -> our config fields).
 CONFIG_ALIASES = {
@@ -91,6 +93,18 @@ def _check_feature_settings(model_extractor, data_extractor, source: str) -> Non
         detail = ", ".join(f"{k}: model {model_cfg[k]!r} vs dataset {data_cfg[k]!r}" for k in differ)
         raise TrainingSetupError(f"{source} was trained on other features than this dataset ({detail}); prepare the "
                          "dataset with the model's feature settings")
+
+
+def resolve_model_source(name_or_path: str) -> str:
+    """The folder or Hub id ``--model_name_or_path`` names: a bundled model's name (``cnn``) gives its folder, as
+    ``predict`` and ``evaluate`` take it. A path that is not here fails now, before any data is prepared."""
+    source = bundled_folder(name_or_path)
+    if not os.path.isdir(source):
+        try:
+            require_hub_id(source)
+        except FileNotFoundError as exc:
+            raise TrainingSetupError(f"--model_name_or_path {exc}") from None
+    return source
 
 
 def build_model(model_args, info: dict, data_extractor,

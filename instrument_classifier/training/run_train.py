@@ -54,6 +54,7 @@ from instrument_classifier.evaluation.evaluate_models import evaluate_models
 from instrument_classifier.evaluation.metrics import compute_instrument_metrics, near_zero_thresholds, tune_thresholds
 from instrument_classifier.evaluation.report import model_names
 from instrument_classifier.evaluation.tuning import tune_context
+from instrument_classifier.local_paths import strip_local_paths
 from instrument_classifier.training.arguments import (
     STUDY_SETTINGS,
     DataArguments,
@@ -72,7 +73,7 @@ from instrument_classifier.training.errors import TrainingSetupError
 from instrument_classifier.training.data_loading import load_training_data, select_samples
 from instrument_classifier.training.feature_augmentation import FeatureAugmentation
 from instrument_classifier.training.model_card import build_model_card, write_model_card
-from instrument_classifier.training.model_factory import build_model, parse_config_overrides
+from instrument_classifier.training.model_factory import build_model, parse_config_overrides, resolve_model_source
 from instrument_classifier.training.trainer import InstrumentTrainer
 
 logger = logging.getLogger(__name__)
@@ -277,7 +278,7 @@ def describe_hyperparameters(model, model_args, data_args, training_args, traine
     return {
         "architecture": f"{architecture}, dropout {config.dropout}, pooling {config.pooling}",
         "parameters": f"{model.num_parameters():,}",
-        "fine-tuned from": model_args.model_name_or_path or "– (new model)",
+        "fine-tuned from": strip_local_paths(model_args.model_name_or_path) or "– (new model)",
         "optimizer": f"{optim}, lr {training_args.learning_rate:g}, weight decay {training_args.weight_decay:g}",
         "schedule": f"{scheduler}, warmup {training_args.warmup_steps:g}",
         "batch size": (f"{total_batch} ({training_args.per_device_train_batch_size} x {training_args.world_size} "
@@ -308,6 +309,8 @@ def main(argv: Optional[Sequence[str]] = None, callbacks: Optional[list] = None,
     command in ``--help``.
     """
     model_args, data_args, training_args, explicit = parse_arguments(argv, prog=prog)
+    if model_args.model_name_or_path:
+        model_args.model_name_or_path = resolve_model_source(model_args.model_name_or_path)
 
     logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", datefmt="%H:%M:%S",
                         handlers=[logging.StreamHandler(sys.stdout)])
@@ -387,7 +390,8 @@ def main(argv: Optional[Sequence[str]] = None, callbacks: Optional[list] = None,
                         f"{Path(training_args.output_dir).resolve().name} (instrument-classifier "
                         f"{trainer.model.config.model_type.removeprefix('instrument_')}, {info['taxonomy']})"),
             repo_id=training_args.hub_model_id, base_model=base_model,
-            command=" ".join(["instrument-classifier train"] + [shlex.quote(str(a)) for a in given]),
+            command=" ".join(["instrument-classifier train"]
+                             + [shlex.quote(str(strip_local_paths(str(a)))) for a in given]),
         )
 
     trainer = InstrumentTrainer(
