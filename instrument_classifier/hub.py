@@ -2,7 +2,8 @@
 
 ``instrument-classifier push-model --repo-id USER/NAME [--model PATH]``
     Uploads a model folder (by default the bundled musicnn classifier, ``pretrained/musicnn``, a member of the
-    default blend; or ``pretrained/yamnet``, the other one; or an ``instrument-classifier train`` output):
+    default blend; or another bundled model by its name, ``yamnet``, ``efficientat``, ``cnn``, ...; or an
+    ``instrument-classifier train`` output):
     safetensors weights,
     ``config.json``, ``preprocessor_config.json``, the model code written by ``save_pretrained``
     (so ``from_pretrained(..., trust_remote_code=True)`` works without this package), the model card
@@ -32,6 +33,7 @@ import fnmatch
 import json
 import os
 import shutil
+import socket
 import sys
 import tempfile
 from pathlib import Path
@@ -57,6 +59,9 @@ __all__ = [
 ]
 
 PACKAGE_DIR = Path(__file__).resolve().parent
+#: the one commit's default messages
+MODEL_COMMIT_MESSAGE = "Upload {folder} model"
+SPACE_COMMIT_MESSAGE = "Upload instrument-classifier Space"
 
 
 def _default_space_dir() -> Path:
@@ -132,19 +137,20 @@ def model_files(model_dir: str | os.PathLike) -> List[Path]:
 
 
 def _ensemble_refusal(model_dir: Path, config_name: str) -> str:
-    """Why an ensemble folder is not pushed, and what to push instead."""
+    """Why an ensemble folder is not pushed, and what to push instead: its own members, as ``--model`` arguments."""
 
     try:
         listed = json.loads((model_dir / config_name).read_text())["members"]
-        members = [str((model_dir / m).resolve()) for m in listed]
+        members = [(model_dir / m).resolve() for m in listed]
     except (OSError, ValueError, KeyError, TypeError):
         members = []
-    listed = f" ({', '.join(members)})" if members else ""
+    # a bundled member by its name (push-model takes it from any directory), any other by its path
+    bundled = (PACKAGE_DIR / "pretrained").resolve()
+    arguments = [f"--model {m.name if m.parent == bundled else m}" for m in members]
+    what = f" ({', '.join(arguments)})" if arguments else ""
     return (f"{model_dir}: an ensemble ({config_name}), a local-only choice: it holds no weights, only the paths "
-            f"of its member folders{listed} and the weights that blend them, and only this package can load it "
-            "(transformers' from_pretrained and pipeline cannot): push each member with its own --model (the "
-            f"bundled default's: --model {PACKAGE_DIR / 'pretrained' / 'musicnn'} and --model "
-            f"{PACKAGE_DIR / 'pretrained' / 'yamnet'})")
+            "of its member folders and the weights that blend them, and only this package can load it "
+            f"(transformers' from_pretrained and pipeline cannot): push each member with its own --model{what}")
 
 
 def space_files(space_dir: str | os.PathLike = DEFAULT_SPACE_DIR,
@@ -194,7 +200,7 @@ def push_model(repo_id: str, model_dir: str | os.PathLike, private: bool = False
         stage_files(((model_dir / f, f) for f in files), staging)
         api.create_repo(repo_id=repo_id, repo_type="model", private=private, exist_ok=True)
         return api.upload_folder(repo_id=repo_id, repo_type="model", folder_path=staging,
-                                 commit_message=commit_message or f"Upload {model_dir.name} model",
+                                 commit_message=commit_message or MODEL_COMMIT_MESSAGE.format(folder=model_dir.name),
                                  delete_patterns=["*"])
 
 
@@ -211,7 +217,7 @@ def push_space(repo_id: str, space_dir: str | os.PathLike = DEFAULT_SPACE_DIR, p
         stage_files(pairs, staging)
         api.create_repo(repo_id=repo_id, repo_type="space", space_sdk="gradio", private=private, exist_ok=True)
         info = api.upload_folder(repo_id=repo_id, repo_type="space", folder_path=staging,
-                                 commit_message=commit_message or "Upload instrument-classifier Space",
+                                 commit_message=commit_message or SPACE_COMMIT_MESSAGE,
                                  delete_patterns=["*"])
     if model_id:
         api.add_space_variable(repo_id=repo_id, key="MODEL_ID", value=model_id)
@@ -221,18 +227,17 @@ def push_space(repo_id: str, space_dir: str | os.PathLike = DEFAULT_SPACE_DIR, p
 # --------------------------------------------------------------------------- command line
 
 
-def _add_common(parser: argparse.ArgumentParser) -> None:
+def _add_common(parser: argparse.ArgumentParser, default_message: str) -> None:
     parser.add_argument("--repo-id", required=True, metavar="USER/NAME", help="Hub repository to create or update")
     parser.add_argument("--private", action="store_true", help="create the repository as private")
     parser.add_argument("--token", default=None,
                         help="Hub token with write access (default: HF_TOKEN or the `hf auth login` token)")
     parser.add_argument("--commit-message", default=None, metavar="TEXT",
-                        help="message of the one commit the upload makes (default: 'Upload <folder> model' or "
-                             "'Upload instrument-classifier Space')")
+                        help=f"message of the one commit the upload makes (default: {default_message!r})")
 
 
 def add_push_model_arguments(parser: argparse.ArgumentParser) -> None:
-    _add_common(parser)
+    _add_common(parser, MODEL_COMMIT_MESSAGE.format(folder="<folder>"))
     parser.add_argument("--model", type=Path, default=PACKAGE_DIR / "pretrained" / "musicnn",
                         help="model folder, or a bundled model's name (default: musicnn, a member of the bundled "
                              "default blend; its other members are yamnet and efficientat; also cnn, transformer); "
@@ -240,7 +245,7 @@ def add_push_model_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def add_push_space_arguments(parser: argparse.ArgumentParser) -> None:
-    _add_common(parser)
+    _add_common(parser, SPACE_COMMIT_MESSAGE)
     parser.add_argument("--space-dir", type=Path, default=DEFAULT_SPACE_DIR,
                         help=f"the Space folder (default: {DEFAULT_SPACE_DIR})")
     parser.add_argument("--model-id", default=None,
@@ -250,6 +255,21 @@ def add_push_space_arguments(parser: argparse.ArgumentParser) -> None:
 def _report(kind: str, repo_id: str, info) -> None:
     url = getattr(info, "commit_url", None) or str(info)
     print(f"{kind} {repo_id}: upload_folder returned {url}")
+
+
+def _why(exc: BaseException) -> str:
+    """huggingface_hub's message, preceded by what it means when the Hub could not be reached at all (its own
+    words are then the resolver's, e.g. "Name or service not known")."""
+    from huggingface_hub.errors import OfflineModeIsEnabled
+
+    cause: Optional[BaseException] = exc
+    while cause is not None:
+        if isinstance(cause, OfflineModeIsEnabled):
+            return f"HF_HUB_OFFLINE is set, so nothing is sent to the Hub ({exc})"
+        if isinstance(cause, (socket.gaierror, ConnectionError, TimeoutError)):
+            return f"the Hub could not be reached (no network, or a proxy or HF_ENDPOINT problem): {exc}"
+        cause = cause.__cause__ or cause.__context__
+    return str(exc)
 
 
 def run_push_model(args: argparse.Namespace) -> int:
@@ -263,7 +283,7 @@ def run_push_model(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except Exception as exc:  # network, authentication, permissions: huggingface_hub's message says which
-        print(f"error: upload of {args.model} to {args.repo_id} failed: {exc}", file=sys.stderr)
+        print(f"error: upload of {args.model} to {args.repo_id} failed: {_why(exc)}", file=sys.stderr)
         return 1
     _report("model", args.repo_id, info)
     return 0
@@ -277,7 +297,7 @@ def run_push_space(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except Exception as exc:
-        print(f"error: upload of {args.space_dir} to Space {args.repo_id} failed: {exc}", file=sys.stderr)
+        print(f"error: upload of {args.space_dir} to Space {args.repo_id} failed: {_why(exc)}", file=sys.stderr)
         return 1
     _report("space", args.repo_id, info)
     return 0

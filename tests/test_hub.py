@@ -120,9 +120,41 @@ def test_push_model_of_an_ensemble_says_why_not_and_what_to_push(recorder, capsy
     err = capsys.readouterr().err
     assert str(ensemble) in err and "local-only" in err and "holds no weights" in err
     assert "from_pretrained" in err and "push each member" in err
-    assert str(pretrained / "musicnn") in err and str(pretrained / "yamnet") in err  # the default's members
-    assert str(pretrained / "cnn") in err and str(pretrained / "transformer") in err  # its members, by path
+    assert "--model cnn, --model transformer)" in err  # its own members, by the names push-model takes
     assert recorder.calls == []
+    default = pretrained / "musicnn-yamnet-efficientat"
+    assert cli.main(["push-model", "--repo-id", "a/b", "--model", "musicnn-yamnet-efficientat"]) == 2
+    err = capsys.readouterr().err
+    assert str(default) in err and "(--model musicnn, --model yamnet, --model efficientat)" in err
+
+
+def test_push_model_of_an_ensemble_of_own_folders_names_them_by_path(recorder, tmp_path, capsys):
+    ensemble = tmp_path / "mine"
+    ensemble.mkdir()
+    (ensemble / "ensemble_config.json").write_text('{"members": ["../a", "../b"], "weights": [0.5, 0.5]}')
+    assert cli.main(["push-model", "--repo-id", "a/b", "--model", str(ensemble)]) == 2
+    assert f"(--model {tmp_path / 'a'}, --model {tmp_path / 'b'})" in capsys.readouterr().err
+    assert recorder.calls == []
+
+
+def test_push_without_a_network_says_the_hub_could_not_be_reached(recorder, monkeypatch, capsys):
+    """The resolver's own words ("Name or service not known") come after what they mean; no upload is attempted
+    once the repository cannot be created."""
+    import socket
+
+    def create_repo(self, repo_id, **kwargs):  # offline: a client error over the resolver's
+        try:
+            raise socket.gaierror(-2, "Name or service not known")
+        except socket.gaierror as exc:
+            raise RuntimeError("[Errno -2] Name or service not known") from exc
+
+    monkeypatch.setattr(huggingface_hub.HfApi, "create_repo", create_repo)
+    assert cli.main(["push-model", "--repo-id", "a/b", "--model", "cnn"]) == 1
+    err = capsys.readouterr().err
+    assert "failed: the Hub could not be reached (no network, or a proxy or HF_ENDPOINT problem): [Errno -2]" in err
+    assert cli.main(["push-space", "--repo-id", "a/b"]) == 1
+    assert "to Space a/b failed: the Hub could not be reached" in capsys.readouterr().err
+    assert recorder.named("upload_folder") == []
 
 
 def test_push_model_by_default_pushes_the_musicnn_member_of_the_default(recorder, capsys):
