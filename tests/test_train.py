@@ -7,6 +7,7 @@ These are the suite's heavy tests (each run is a real Trainer run in a subproces
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -187,6 +188,30 @@ def test_fine_tune_keeps_weights_and_normalisation_and_swaps_the_head_for_a_new_
         pytest.approx(preprocessor["mean"])
     card = (tuned / "README.md").read_text()  # pushed as it is: it names no folder of this machine
     assert str(tmp_path) not in card and f"| fine-tuned from | {tmp_path.name}/base |" in card
+
+
+def test_fine_tune_that_changes_nothing_says_so_and_keeps_the_models_thresholds(tiny_dataset, tmp_path, caplog):
+    """A fine-tuning whose best checkpoint holds the starting weights is reported, and the labels validation cannot
+    tune keep the fine-tuned model's thresholds rather than 0.5."""
+    base = tmp_path / "base"
+    train_in_process(["--model_type", "cnn", "--dataset_path", tiny_dataset, "--output_dir", base,
+                      "--config_overrides", "channels=[8,16]", "--num_train_epochs", "1", *COMMON])
+    config = json.loads((base / "config.json").read_text())
+    config["thresholds"] = [0.77] * len(config["thresholds"])  # recognisable: not what validation would choose
+    (base / "config.json").write_text(json.dumps(config))
+
+    tuned = tmp_path / "tuned"
+    with caplog.at_level(logging.WARNING):
+        train_in_process(["--model_name_or_path", base, "--dataset_path", tiny_dataset, "--output_dir", tuned,
+                          "--num_train_epochs", "1", "--learning_rate", "0", *COMMON])
+    assert "the kept weights are those the fine-tuning started from" in caplog.text
+    _, labels = validation_windows(tiny_dataset)
+    untunable = labels.min(axis=0) == labels.max(axis=0)
+    assert untunable.any() and not untunable.all()
+    thresholds = np.asarray(json.loads((tuned / "config.json").read_text())["thresholds"])
+    assert np.all(thresholds[untunable] == 0.77) and np.all(thresholds[~untunable] != 0.77)
+    assert f"{untunable.sum()} label(s) without both positive and negative validation windows keep the fine-tuned " \
+           "model's thresholds" in caplog.text
 
 
 # -- two processes (gloo DDP) with bf16: same first-step loss as one process ----------------------------------

@@ -201,7 +201,7 @@ def compute_instrument_metrics(
     }
 
 
-def tune_thresholds(y_true: ArrayLike, y_score: ArrayLike, default: float = 0.5) -> np.ndarray:
+def tune_thresholds(y_true: ArrayLike, y_score: ArrayLike, default: Union[float, ArrayLike] = 0.5) -> np.ndarray:
     """Per-class threshold maximising F1 on ``(y_true, y_score)``; use validation data, never test.
 
     For each class every distinct cut of the scores is tried (the exact F1 curve, as
@@ -217,15 +217,16 @@ def tune_thresholds(y_true: ArrayLike, y_score: ArrayLike, default: float = 0.5)
     y_true : array-like, shape (n_samples, n_classes)
     y_score : array-like, shape (n_samples, n_classes)
         Probabilities in [0, 1].
-    default : float
-        Threshold for classes that cannot be tuned.
+    default : float or array-like of shape (n_classes,)
+        Threshold for classes that cannot be tuned (one for all, or per class: e.g. those of the model being
+        fine-tuned).
 
     Returns
     -------
     np.ndarray, shape (n_classes,), float64
     """
     y_true, y_score, _ = _check_inputs(y_true, y_score, None)
-    thresholds = np.full(y_true.shape[1], float(default))
+    thresholds = np.broadcast_to(np.asarray(default, dtype=np.float64), (y_true.shape[1],)).copy()
     for c in range(y_true.shape[1]):
         y, s = y_true[:, c], y_score[:, c]
         positives = int(y.sum())

@@ -291,7 +291,8 @@ def build_model_card(
         "## Labels",
         "",
         f"Taxonomy `{config.taxonomy}`. Thresholds are per class, tuned on the **validation** split to maximise F1 "
-        "(never on test); classes without both positive and negative validation windows keep 0.5.",
+        "(never on test); classes without both positive and negative validation windows keep the thresholds of "
+        "the model this one was fine-tuned from (0.5 for a new model or new labels).",
         "",
         *_taxonomy_rows(config, info),
         "",

@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import List, Optional, Sequence
 
 import numpy as np
+import torch
 import transformers
 from transformers import EarlyStoppingCallback, HfArgumentParser, set_seed
 from transformers.trainer_utils import SchedulerType
@@ -411,7 +412,16 @@ def main(argv: Optional[Sequence[str]] = None, callbacks: Optional[list] = None,
     # -- train --------------------------------------------------------------------------------
     logger.info("process %d of %d, device %s, mixed precision %s", training_args.process_index,
                 training_args.world_size, training_args.device, trainer.accelerator.mixed_precision)
+    start_weights = ({k: v.detach().clone() for k, v in model.state_dict().items()}
+                     if model_args.model_name_or_path else None)
     train_result = trainer.train(resume_from_checkpoint=checkpoint)
+    if start_weights is not None and all(torch.equal(v, start_weights[k])
+                                         for k, v in trainer.model.state_dict().items()):
+        logger.warning("the kept weights are those the fine-tuning started from: the best validation checkpoint "
+                       "(%s, by %s) came before any update changed them (a learning rate of 0 in the first warm-up "
+                       "step, or a validation score that never improved on it). Train longer, validate on more "
+                       "data, or choose the checkpoint by --metric_for_best_model loss.",
+                       trainer.state.best_model_checkpoint, training_args.metric_for_best_model)
     train_metrics = {**train_result.metrics, "train_samples": len(train_set)}
     trainer.log_metrics("train", train_metrics)
     trainer.save_metrics("train", train_metrics)
@@ -419,7 +429,16 @@ def main(argv: Optional[Sequence[str]] = None, callbacks: Optional[list] = None,
 
     # -- thresholds on validation, then save the model folder ------------------------------------
     y_val, p_val = predict_probabilities(trainer, eval_set)
-    trainer.model.config.thresholds = [float(t) for t in tune_thresholds(y_val, p_val)]
+    # the labels validation cannot tune keep the thresholds of the model being fine-tuned (a new model, or new
+    # labels, has none: 0.5)
+    start = trainer.model.config.thresholds
+    trainer.model.config.thresholds = [float(t) for t in tune_thresholds(
+        y_val, p_val, default=0.5 if start is None else start)]
+    untuned = [label for label, column in zip(labels, np.asarray(y_val).T) if column.min() == column.max()]
+    if untuned:
+        logger.warning("%d label(s) without both positive and negative validation windows keep %s: %s",
+                       len(untuned), "0.5" if start is None else "the fine-tuned model's thresholds",
+                       ", ".join(untuned))
     threshold_warning = near_zero_thresholds(trainer.model.config.thresholds, y_val, labels)
     if threshold_warning:
         logger.warning(threshold_warning)
