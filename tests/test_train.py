@@ -214,6 +214,21 @@ def test_fine_tune_that_changes_nothing_says_so_and_keeps_the_models_thresholds(
            "model's thresholds" in caplog.text
 
 
+def test_fine_tune_on_a_musicnet_folder_prepares_it_as_the_model_reads(rendered_corpus, tmp_path, caplog):
+    """``--data_dir`` with ``--model_name_or_path cnn`` (the bundled CNN: MFCCs with deltas, musicnet11) needs no
+    feature flags: the folder is prepared with the model's taxonomy, window and features."""
+    prepared = tmp_path / "prepared"
+    with caplog.at_level(logging.INFO):
+        train_in_process(["--model_name_or_path", "cnn", "--data_dir", rendered_corpus, "--prepared_dir", prepared,
+                          "--output_dir", tmp_path / "out", "--max_steps", "1", "--eval_strategy", "no",
+                          "--save_strategy", "no", "--load_best_model_at_end", "false", *COMMON])
+    info = json.loads((prepared / "prepare_info.json").read_text())
+    assert info["taxonomy"] == "musicnet11" and info["window_frames"] == 256
+    extractor = json.loads((prepared / "feature_extractor" / "preprocessor_config.json").read_text())
+    assert (extractor["feature_type"], extractor["n_coefficients"], extractor["include_deltas"]) == ("mfcc", 13, True)
+    assert "--data_dir prepared with the settings of" in caplog.text and "include_deltas True" in caplog.text
+
+
 # -- two processes (gloo DDP) with bf16: same first-step loss as one process ----------------------------------
 
 def test_two_process_bf16_ddp_matches_one_process_first_step_loss(tiny_dataset, tmp_path):

@@ -16,7 +16,8 @@ from ..remote_code import RemoteCodeError, check_no_remote_code
 
 from .errors import TrainingSetupError
 
-__all__ = ["parse_config_overrides", "apply_config_overrides", "build_model", "resolve_model_source", "CONFIG_ALIASES"]
+__all__ = ["parse_config_overrides", "apply_config_overrides", "build_model", "resolve_model_source",
+           "pretrained_data_settings", "CONFIG_ALIASES"]
 
 #: Short names accepted in ``--config_overrides`` (common names from other code bases -> our config fields).
 CONFIG_ALIASES = {
@@ -105,6 +106,21 @@ def resolve_model_source(name_or_path: str) -> str:
         except FileNotFoundError as exc:
             raise TrainingSetupError(f"--model_name_or_path {exc}") from None
     return source
+
+
+def pretrained_data_settings(model_args) -> Dict[str, object]:
+    """How ``--data_dir`` is prepared for the model being fine-tuned (``DataArguments`` fields: taxonomy, window
+    length and features), so that fine-tuning on a MusicNet folder needs no feature flags."""
+    hub = {"trust_remote_code": bool(model_args.trust_remote_code), "revision": model_args.model_revision,
+           "cache_dir": model_args.cache_dir}
+    source = model_args.model_name_or_path
+    try:  # configuration files only: no weights load
+        config = AutoConfig.from_pretrained(source, **hub)
+        extractor = feature_settings(AutoFeatureExtractor.from_pretrained(source, **hub))
+    except (OSError, ValueError, KeyError) as exc:
+        raise TrainingSetupError(f"--model_name_or_path {source}: cannot load the model: {exc}") from None
+    return {"taxonomy": config.taxonomy, "window_frames": int(config.window_frames),
+            **{key: extractor[key] for key in ("feature_type", "n_coefficients", "include_deltas", "delta_order")}}
 
 
 def build_model(model_args, info: dict, data_extractor,

@@ -74,7 +74,12 @@ from instrument_classifier.training.errors import TrainingSetupError
 from instrument_classifier.training.data_loading import load_training_data, select_samples
 from instrument_classifier.training.feature_augmentation import FeatureAugmentation
 from instrument_classifier.training.model_card import build_model_card, write_model_card
-from instrument_classifier.training.model_factory import build_model, parse_config_overrides, resolve_model_source
+from instrument_classifier.training.model_factory import (
+    build_model,
+    parse_config_overrides,
+    pretrained_data_settings,
+    resolve_model_source,
+)
 from instrument_classifier.training.trainer import InstrumentTrainer
 
 logger = logging.getLogger(__name__)
@@ -325,6 +330,14 @@ def main(argv: Optional[Sequence[str]] = None, callbacks: Optional[list] = None,
     if checkpoint:
         logger.info("resuming from %s", checkpoint)
     set_seed(training_args.seed)
+
+    if model_args.model_name_or_path and data_args.data_dir:  # prepared as the model reads, unless told otherwise
+        settings = pretrained_data_settings(model_args)
+        taken = {key: value for key, value in settings.items() if key not in explicit}
+        for key, value in taken.items():
+            setattr(data_args, key, value)
+        logger.info("--data_dir prepared with the settings of %s: %s", model_args.model_name_or_path,
+                    ", ".join(f"{key} {value}" for key, value in taken.items()))
 
     # -- data (prepared once, by the main process first: the others then reuse it) ------------------
     with training_args.main_process_first(desc="load or prepare the dataset"):
