@@ -79,6 +79,15 @@ def test_manifest_folders_of_absolute_paths(tmp_path):
     rows = read_manifest(manifest, LABELS)
     assert [r.folder for r in rows] == ["solos", str(outside)]
 
+    # relative paths that climb out of the manifest's folder group by their folder, not all under ".."
+    (tmp_path / "elsewhere" / "solos").mkdir()
+    sf.write(tmp_path / "elsewhere" / "solos" / "b.wav", np.zeros(4410, dtype=np.float32), 44100)
+    manifest = write_manifest(tmp_path / "sets" / "m.csv", [["../elsewhere/mixes/a.wav", "", ""],
+                                                           ["../elsewhere/solos/b.wav", "Violin", ""],
+                                                           ["solos/../solos/a.wav", "Violin", ""]])
+    rows = read_manifest(manifest, LABELS)
+    assert [r.folder for r in rows] == ["../elsewhere/mixes", "../elsewhere/solos", "solos"]
+
 
 def test_manifest_label_names_ignore_case_and_spaces(tmp_path):
     sf.write(tmp_path / "a.wav", np.zeros(4410, dtype=np.float32), 44100)

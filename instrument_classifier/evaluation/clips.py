@@ -94,15 +94,17 @@ class ClipRow:
 
 
 def _top_folder(name: str, manifest_dir: Path) -> str:
-    """The first folder of ``name`` below the manifest's folder ("." for a file there); for an absolute path
-    elsewhere, its whole parent folder."""
-    path = Path(name)
+    """The first folder of ``name`` below the manifest's folder ("." for a file there); for a file elsewhere
+    (an absolute path, or one that climbs out with ``..``), its whole parent folder as written."""
+    path = Path(os.path.normpath(name))
     if path.is_absolute():
         try:
             path = path.relative_to(manifest_dir.resolve())
         except ValueError:
             return str(path.parent)
     parts = path.parts
+    if parts[:1] == ("..",):  # its first part would be ".." for every such file, whatever folder it is in
+        return str(path.parent)
     return parts[0] if len(parts) > 1 else "."
 
 
