@@ -9,6 +9,7 @@ Serves on 127.0.0.1 by default (this machine only); ``--host 0.0.0.0`` exposes i
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -74,5 +75,8 @@ def run_demo(args: argparse.Namespace) -> int:
     except RuntimeError as exc:  # no model, or a model that does not load
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    # `kill` (SIGTERM) ends the demo as Ctrl-C does, through Python's exit, so that the app's temporary folder of
+    # per-request files is removed (an atexit handler) rather than left behind
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     demo.launch(server_name=args.host, server_port=args.port, inbrowser=args.open, **launch_kwargs(limits))
     return 0

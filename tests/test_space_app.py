@@ -389,8 +389,11 @@ def test_demo_command_and_the_staged_space_both_serve_classify(tmp_path):
         env["MODEL_ID"] = str(Path(os.environ["SPACE_TEST_MODEL"]).resolve())
     demo_port, space_port = free_port(), free_port()
     cli = str(Path(sys.executable).with_name("instrument-classifier"))
+    demo_tmp = tmp_path / "demo-tmp"  # where the demo's per-request folder goes: removed when it is killed
+    demo_tmp.mkdir()
     procs = [
-        subprocess.Popen([cli, "demo", "--port", str(demo_port), "--max-duration", "20"], env=env,
+        subprocess.Popen([cli, "demo", "--port", str(demo_port), "--max-duration", "20"],
+                         env={**env, "TMPDIR": str(demo_tmp)},
                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True),
         subprocess.Popen([sys.executable, "app.py"], cwd=staged, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                          text=True, env={**env, "GRADIO_SERVER_NAME": "127.0.0.1",
@@ -403,6 +406,7 @@ def test_demo_command_and_the_staged_space_both_serve_classify(tmp_path):
             assert "/classify" in api["named_endpoints"]
             params = api["named_endpoints"]["/classify"]["parameters"]
             assert params[0]["component"] == "Audio"
+        assert list(demo_tmp.glob("instrument-classifier-space-*"))  # made at start-up
     finally:
         for proc in procs:
             proc.terminate()
@@ -411,3 +415,4 @@ def test_demo_command_and_the_staged_space_both_serve_classify(tmp_path):
                 proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 proc.kill()
+    assert procs[0].returncode == 143 and not list(demo_tmp.glob("instrument-classifier-space-*"))

@@ -58,6 +58,7 @@ def add_prepare_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_prepare(args: argparse.Namespace) -> int:
+    started = time.perf_counter()  # the time printed is the command's, loading torch and datasets included
     from ..audio import AudioError
     from ..modeling.feature_extraction_instrument import InstrumentFeatureExtractor, default_feature_settings
     from .musicnet import MusicNetError
@@ -65,7 +66,6 @@ def run_prepare(args: argparse.Namespace) -> int:
 
     extractor = InstrumentFeatureExtractor(**default_feature_settings(args.feature_type, args.n_coefficients),
                                            include_deltas=args.include_deltas, delta_order=args.delta_order)
-    started = time.perf_counter()
     try:
         build_dataset(
             args.data_dir, args.output, taxonomy=args.taxonomy, window_frames=args.window_frames,
