@@ -49,6 +49,15 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
+    # usage errors first: they need nothing loaded
+    if args.clips is not None and (args.split is not None or args.cache_dir is not None):
+        print("evaluate: error: --split and --cache-dir go with --dataset or --data-dir (--clips evaluates every clip "
+              "of the manifest)", file=sys.stderr)
+        return 2
+    if args.clips is None and (args.context or args.skip_bad or args.tune_thresholds):
+        print("evaluate: error: --context, --skip-bad and --tune-thresholds go with --clips (a prepared split is "
+              "scored with and without the recording context already)", file=sys.stderr)
+        return 2
     from ..inference import DEFAULT_MODEL_DIR, DeviceError, resolve_device
 
     if not args.model:
@@ -59,12 +68,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         print(f"evaluate: error: --device: {exc}", file=sys.stderr)
         return 2
     if args.clips is not None:
-        if args.split is not None or args.cache_dir is not None:
-            print("evaluate: error: --split and --cache-dir go with --dataset or --data-dir (--clips evaluates "
-                  "every clip of the manifest)", file=sys.stderr)
-            return 2
         return _run_clip_evaluation(args)
-    args.split = args.split or "test"
     from ..audio import AudioError
     from ..data.musicnet import MusicNetError
     from ..data.taxonomy import UnknownInstrumentError
@@ -72,14 +76,11 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from .evaluate_models import evaluate_models
     from .report import format_summary, model_names
 
-    if args.context or args.skip_bad or args.tune_thresholds:
-        print("evaluate: error: --context, --skip-bad and --tune-thresholds go with --clips (a prepared split is "
-              "scored with and without the recording context already)", file=sys.stderr)
-        return 2
     try:
         results = evaluate_models(
-            args.model, dataset=args.dataset, data_dir=args.data_dir, split=args.split, output_dir=args.output,
-            batch_size=args.batch_size, thresholds=args.thresholds, device=args.device, cache_dir=args.cache_dir,
+            args.model, dataset=args.dataset, data_dir=args.data_dir, split=args.split or "test",
+            output_dir=args.output, batch_size=args.batch_size, thresholds=args.thresholds, device=args.device,
+            cache_dir=args.cache_dir,
         )
     except (EvaluationError, MusicNetError, AudioError, UnknownInstrumentError, FileExistsError) as exc:
         print(f"evaluate: error: {exc}", file=sys.stderr)

@@ -116,8 +116,6 @@ def parse_arguments(argv: Optional[Sequence[str]] = None, prog: Optional[str] = 
 def _launched_without_gpu(argv: Sequence[str]) -> bool:
     """``True`` when a launcher (``accelerate launch``, ``torchrun``) started several processes on a machine without
     a CUDA GPU and the arguments do not say ``--use_cpu`` already."""
-    import torch
-
     if int(os.environ.get("WORLD_SIZE", "1")) < 2 or torch.cuda.is_available():
         return False
     return not any(a == "--use_cpu" or a.startswith("--use_cpu=") for a in argv)
