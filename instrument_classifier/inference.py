@@ -54,6 +54,7 @@ frame, ~15 MB per hour); never the whole audio.
 from __future__ import annotations
 
 import os
+import warnings
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -396,6 +397,9 @@ def _audio_blocks(
     elif audio.ndim != 1:
         raise AudioError(f"{name}: expected mono (samples,) or stereo (samples, channels), got shape {audio.shape}")
     audio = check_waveform(audio, name)
+    if sampling_rate is None:  # as transformers' feature extractors say: a wrong rate gives wrong answers silently
+        warnings.warn(f"{name} given without sampling_rate: read as {target_sr} Hz, the rate of the model's "
+                      "features; pass sampling_rate= if it is at another rate", UserWarning, stacklevel=3)
     rate = target_sr if sampling_rate is None else int(sampling_rate)
     if rate <= 0:
         raise ValueError(f"sampling_rate must be positive, got {sampling_rate}")
@@ -455,7 +459,10 @@ def predict_timeline(
         An audio file (streamed in blocks, memory-bounded) or a mono ``(samples,)`` / stereo
         ``(samples, channels)`` float array.
     sampling_rate : int, optional
-        Rate of an array input; default the model's (44.1 kHz). Ignored for files.
+        Rate of an array input (it is resampled to the model's). Without it an array is read at the rate of the
+        model's features (44.1 kHz for the MFCC models, 16 kHz for musicnn and YAMNet, 32 kHz for EfficientAT),
+        with a warning; an ensemble whose members read different rates (the default) raises ``ValueError``.
+        Ignored for files.
     batch_size : int
         Windows classified at once.
     thresholds : sequence of float, optional
@@ -487,6 +494,10 @@ def predict_timeline(
     members = model.members if isinstance(model, InstrumentEnsemble) else [(model, feature_extractor)]
     for member, extractor in members:
         _check_compatible(member.config, extractor, type(member).__name__)
+    rates = sorted({extractor.sampling_rate for _, extractor in members})
+    if sampling_rate is None and len(rates) > 1 and not isinstance(audio, (str, os.PathLike)):
+        raise ValueError(f"an audio array needs sampling_rate: this ensemble's members read "
+                         f"{' and '.join(f'{r} Hz' for r in rates)}, so no one rate can be assumed")
     decoded = {}  # sampling rate -> blocks: the members at one rate share one decode
     for _, extractor in members:
         if extractor.sampling_rate not in decoded:

@@ -81,3 +81,16 @@ def test_bundled_default_hears_real_soloists_and_stays_quiet_on_other_instrument
     false_per_clip = np.mean([len(predict_timeline(model, fe, REAL_DEV.parent / r["file"]).detected) for r in others])
     assert np.mean(heard) >= MIN_HEARD, heard
     assert false_per_clip <= MAX_FALSE_PER_CLIP, false_per_clip
+
+
+def test_an_array_needs_its_rate_for_the_default_and_warns_without_it_for_one_model():
+    """The default's members read 16 and 32 kHz: an array without ``sampling_rate`` has no one rate to assume (it
+    raised "the ensemble's members cut [3, 3, 2] windows"). One model reads it at its own rate, with a warning."""
+    tone = (0.1 * np.sin(2 * np.pi * 440.0 * np.arange(3 * 44100) / 44100)).astype(np.float32)
+    ensemble, _ = load_model()
+    with pytest.raises(ValueError, match=r"needs sampling_rate: this ensemble's members read 16000 Hz and 32000 Hz"):
+        predict_timeline(ensemble, None, tone)
+    assert predict_timeline(ensemble, None, tone, sampling_rate=44100).duration_s == pytest.approx(3.0)
+    model, fe = load_model("yamnet")
+    with pytest.warns(UserWarning, match="given without sampling_rate: read as 16000 Hz"):
+        assert predict_timeline(model, fe, tone).duration_s == pytest.approx(3 * 44100 / 16000)
