@@ -405,8 +405,8 @@ INTRO = """\
 # Which instruments play, and when?
 
 Upload a recording (or record with the microphone) and the model marks, over time, which instruments
-play. Any format libsndfile reads (wav, flac, ogg, mp3, aiff, ...), any sample rate, mono or stereo;
-up to {max_mb:g} MB and {max_dur}. {about_models}
+play; the results appear as soon as the recording is there. Any format libsndfile reads (wav, flac, ogg, mp3,
+aiff, ...), any sample rate, mono or stereo; up to {max_mb:g} MB and {max_dur}. {about_models}
 """
 
 BUNDLED_NOTE = (
@@ -548,7 +548,6 @@ def build_demo(models: Optional[Sequence[str] | Mapping[str, str]] = None, limit
                 context_box = gr.Checkbox(False, label="Recording context: weigh each moment by its neighbours "
                                           "(surer on unfamiliar recordings, vaguer about when)",
                                           elem_id="context-box")
-                run = gr.Button("Classify", variant="primary", elem_id="classify-button")
                 if example_files:
                     gr.Examples(example_files, inputs=[audio], example_labels=example_captions,
                                 label="Examples (10 s, rendered from MusicNet test scores)", cache_examples=False)
@@ -570,7 +569,9 @@ def build_demo(models: Optional[Sequence[str] | Mapping[str, str]] = None, limit
         gr.Markdown(registry.describe() + "\n\n" + _api_markdown(), elem_id="about")
 
         outputs = [clip, timeline_image, segments, csv_file, timeline_json, summary]
-        analysis = gr.on(triggers=[run.click, audio.change, model_choice.change, context_box.change], fn=classify,
+        # a recording is classified as soon as it is there, and again when the model or the context changes; a
+        # Classify button beside that ran everything twice on the usual upload-then-click
+        analysis = gr.on(triggers=[audio.change, model_choice.change, context_box.change], fn=classify,
                          inputs=[audio, model_choice, context_box], outputs=outputs, api_name="classify",
                          concurrency_limit=1)
         # the page's follow-up (API clients get the error itself): a readable message that stays

@@ -296,6 +296,8 @@ def test_browser_upload_shows_labels_timeline_then_errors_and_recovers(server, b
     try:
         page.goto(url, timeout=30_000)
         page.locator("#audio-input").wait_for(timeout=30_000)
+        # the upload itself starts the analysis: a Classify button beside it ran everything a second time
+        assert page.get_by_role("button", name="Classify").count() == 0
         t0 = time.perf_counter()
         _upload(page, rendered_corpus / "test_data" / "2628.wav")
         page.locator("#timeline img").wait_for(state="visible", timeout=60_000)
@@ -318,7 +320,7 @@ def test_browser_upload_shows_labels_timeline_then_errors_and_recovers(server, b
         _upload(page, bad)
         toast = page.locator(".toast-body", has_text="notes.wav")
         toast.wait_for(timeout=30_000)
-        assert "not a readable audio file" in toast.inner_text()
+        assert "not a readable audio file" in toast.inner_text() and toast.count() == 1
         page.screenshot(path=str(ARTIFACTS / "space_error.png"))
         page.locator(".toast-close").first.click()
         # once the toast is gone (closed, or faded after space_app.ERROR_SECONDS) the reason stays on the page,
