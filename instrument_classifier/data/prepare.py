@@ -97,6 +97,7 @@ __all__ = [
     "SPLIT_NAMES",
     "build_dataset",
     "load_prepared",
+    "read_info",
     "window_starts",
     "choose_validation_pieces",
     "plan_validation_pieces",
@@ -561,7 +562,7 @@ def build_dataset(
         for split, split_jobs in splits.items()
     }
     fingerprint = hashlib.sha256(json.dumps(fingerprints, sort_keys=True).encode()).hexdigest()[:40]
-    if _is_prepared(output) and _read_info(output).get("fingerprint") == fingerprint:
+    if _is_prepared(output) and read_info(output).get("fingerprint") == fingerprint:
         print(f"{output}: up to date (fingerprint {fingerprint}); reusing it", file=sys.stderr)
         return load_from_disk(str(output))
 
@@ -623,9 +624,10 @@ def build_dataset(
     return load_from_disk(str(output))
 
 
-def _read_info(path: Path) -> dict:
+def read_info(path: PathLike) -> dict:
+    """``prepare_info.json`` of a prepared dataset folder; ``{}`` if it has none (or an unreadable one)."""
     try:
-        return json.loads((path / INFO_FILE).read_text())
+        return json.loads((Path(path) / INFO_FILE).read_text())
     except (OSError, ValueError):
         return {}
 

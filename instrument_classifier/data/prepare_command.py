@@ -7,10 +7,8 @@ The work is :func:`instrument_classifier.data.prepare.build_dataset`. It is impo
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
-from pathlib import Path
 
 from .taxonomy import DEFAULT_TAXONOMY, TAXONOMIES, UnknownInstrumentError
 
@@ -64,7 +62,7 @@ def run_prepare(args: argparse.Namespace) -> int:
     from ..audio import AudioError
     from ..modeling.feature_extraction_instrument import InstrumentFeatureExtractor, default_feature_settings
     from .musicnet import MusicNetError
-    from .prepare import INFO_FILE, build_dataset, format_summary, push_prepared
+    from .prepare import build_dataset, format_summary, push_prepared, read_info
 
     extractor = InstrumentFeatureExtractor(**default_feature_settings(args.feature_type, args.n_coefficients),
                                            include_deltas=args.include_deltas, delta_order=args.delta_order)
@@ -79,7 +77,7 @@ def run_prepare(args: argparse.Namespace) -> int:
     except (MusicNetError, AudioError, UnknownInstrumentError, FileExistsError, ValueError) as exc:
         print(f"prepare: error: {exc}", file=sys.stderr)
         return 2
-    info = json.loads((Path(args.output) / INFO_FILE).read_text())
+    info = read_info(args.output)
     print(f"prepared {args.output} in {time.perf_counter() - started:.1f} s")
     print(format_summary(info))
     if args.push_to_hub:

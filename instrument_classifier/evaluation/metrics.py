@@ -201,6 +201,13 @@ def compute_instrument_metrics(
     }
 
 
+def tunable_classes(y_true: ArrayLike) -> np.ndarray:
+    """Boolean mask, shape ``(n_classes,)``: the classes with both positive and negative samples in ``y_true`` (0/1),
+    the only ones whose threshold, ROC-AUC or F1 curve the data can say anything about."""
+    positives = np.asarray(y_true) > 0.5
+    return positives.any(axis=0) & ~positives.all(axis=0)
+
+
 def tune_thresholds(y_true: ArrayLike, y_score: ArrayLike, default: Union[float, ArrayLike] = 0.5) -> np.ndarray:
     """Per-class threshold maximising F1 on ``(y_true, y_score)``; use validation data, never test.
 
@@ -227,11 +234,9 @@ def tune_thresholds(y_true: ArrayLike, y_score: ArrayLike, default: Union[float,
     """
     y_true, y_score, _ = _check_inputs(y_true, y_score, None)
     thresholds = np.broadcast_to(np.asarray(default, dtype=np.float64), (y_true.shape[1],)).copy()
-    for c in range(y_true.shape[1]):
+    for c in np.flatnonzero(tunable_classes(y_true)):
         y, s = y_true[:, c], y_score[:, c]
         positives = int(y.sum())
-        if positives == 0 or positives == len(y):
-            continue
         order = np.argsort(-s, kind="mergesort")
         s_sorted, y_sorted = s[order], y[order]
         # last index of every group of equal scores: the cuts "predict everything scoring >= s_sorted[i]"

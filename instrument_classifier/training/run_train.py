@@ -52,7 +52,12 @@ from instrument_classifier.audio import AudioError
 from instrument_classifier.data.musicnet import MusicNetError
 from instrument_classifier.data.taxonomy import UnknownInstrumentError
 from instrument_classifier.evaluation.evaluate_models import evaluate_models
-from instrument_classifier.evaluation.metrics import compute_instrument_metrics, near_zero_thresholds, tune_thresholds
+from instrument_classifier.evaluation.metrics import (
+    compute_instrument_metrics,
+    near_zero_thresholds,
+    tunable_classes,
+    tune_thresholds,
+)
 from instrument_classifier.evaluation.report import model_names
 from instrument_classifier.evaluation.tuning import tune_context
 from instrument_classifier.local_paths import strip_local_paths
@@ -206,8 +211,7 @@ def fall_back_to_loss_if_unscorable(training_args, val_labels: np.ndarray, sourc
     metric = (training_args.metric_for_best_model or "").removeprefix("eval_")
     if not (metric.startswith("roc_auc") or metric.endswith("_macro")):
         return
-    positives = np.asarray(val_labels) > 0.5
-    if (positives.any(axis=0) & ~positives.all(axis=0)).any():
+    if tunable_classes(val_labels).any():
         return
     logger.warning("%s: no class has both positive and negative validation windows, so validation %s (ROC-AUC) "
                    "is NaN every epoch; the best checkpoint and early stopping follow the validation loss instead. "
@@ -445,7 +449,7 @@ def main(argv: Optional[Sequence[str]] = None, callbacks: Optional[list] = None,
     start = trainer.model.config.thresholds
     trainer.model.config.thresholds = [float(t) for t in tune_thresholds(
         y_val, p_val, default=0.5 if start is None else start)]
-    untuned = [label for label, column in zip(labels, np.asarray(y_val).T) if column.min() == column.max()]
+    untuned = [label for label, tunable in zip(labels, tunable_classes(y_val)) if not tunable]
     if untuned:
         logger.warning("%d label(s) without both positive and negative validation windows keep %s: %s",
                        len(untuned), "0.5" if start is None else "the fine-tuned model's thresholds",
